@@ -1,0 +1,137 @@
+//! Accounts and their devices: the rules of registration, login and password change.
+
+use std::net::IpAddr;
+
+use parley_specs::client_api::{
+    ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_CHARS, RegisterRequest,
+};
+use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
+use subtle::ConstantTimeEq;
+
+use crate::auth::AuthedDevice;
+use crate::credentials::{hash_password, new_access_token, new_device_id, verify_password};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{self, Db};
+
+const DEFAULT_DEVICE_NAME: &str = "unnamed device";
+
+pub async fn register(state: &AppState, req: RegisterRequest, client: Option<IpAddr>) -> Result<LoginResponse, ApiError> {
+    let registration = &state.config.registration;
+    if !registration.enabled {
+        return Err(ApiError::new(ErrorCode::RegistrationClosed, "this server does not accept new registrations"));
+    }
+    if let Some(expected) = &registration.invite_token {
+        let given = req.invite_token.as_deref().unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ApiError::new(ErrorCode::InvalidInviteToken, "registration needs a valid invite token"));
+        }
+    }
+    let localpart = Localpart::parse(&req.username).map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+    check_password_rules(&req.password)?;
+    let device_name = device_name(req.device_name)?;
+    limit(state, client, None)?;
+
+    // Cheap early answer; the insert below is what decides a race.
+    let taken = || ApiError::new(ErrorCode::UsernameTaken, format!("the username {localpart} is taken"));
+    if store::accounts::exists(&state.pool.get().await?, &localpart).await? {
+        return Err(taken());
+    }
+    let hash = hash_password(req.password).await?;
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    if !store::accounts::insert(&tx, &localpart, &hash).await? {
+        return Err(taken());
+    }
+    let session = new_device(&tx, state, &localpart, &device_name).await?;
+    tx.commit().await?;
+    tracing::info!(user = %session.user_id, device = %session.device_id, "registered");
+    Ok(session)
+}
+
+pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) -> Result<LoginResponse, ApiError> {
+    let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
+    let localpart = parse_login_name(state, &req.username).ok_or_else(invalid)?;
+    let device_name = device_name(req.device_name)?;
+    limit(state, client, Some(&localpart))?;
+    let stored = store::accounts::password_hash(&state.pool.get().await?, &localpart).await?;
+    if req.password.len() > MAX_PASSWORD_BYTES || !verify_password(req.password, stored).await? {
+        return Err(invalid());
+    }
+    let db = state.pool.get().await?;
+    let session = new_device(&db, state, &localpart, &device_name).await?;
+    tracing::info!(user = %session.user_id, device = %session.device_id, "logged in");
+    Ok(session)
+}
+
+/// Changes the password and logs out every other device of the account.
+pub async fn change_password(state: &AppState, who: &AuthedDevice, req: ChangePasswordRequest) -> Result<(), ApiError> {
+    limit(state, None, Some(&who.localpart))?;
+    check_password_rules(&req.new_password)?;
+    let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
+    if req.current_password.len() > MAX_PASSWORD_BYTES || !verify_password(req.current_password, stored).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong"));
+    }
+    let hash = hash_password(req.new_password).await?;
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    store::accounts::set_password_hash(&tx, &who.localpart, &hash).await?;
+    let revoked = store::devices::delete_all_except(&tx, &who.localpart, Some(&who.device_id)).await?;
+    tx.commit().await?;
+    tracing::info!(user = %who.user_id, revoked_devices = revoked, "password changed");
+    Ok(())
+}
+
+pub fn device_name(name: Option<String>) -> Result<String, ApiError> {
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let name = name.unwrap_or_else(|| DEFAULT_DEVICE_NAME.to_owned());
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("device_name must be at most {MAX_DEVICE_NAME_CHARS} characters, without control characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn check_password_rules(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::WeakPassword,
+            format!("a password needs at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `alice` or `alice@<this server>`; a user of another server cannot log in here.
+fn parse_login_name(state: &AppState, name: &str) -> Option<Localpart> {
+    if name.contains('@') {
+        let user = UserId::parse(name).ok()?;
+        (user.server_name() == state.config.server_name).then(|| user.localpart())
+    } else {
+        Localpart::parse(name).ok()
+    }
+}
+
+fn limit(state: &AppState, client: Option<IpAddr>, account: Option<&Localpart>) -> Result<(), ApiError> {
+    if let Some(ip) = client {
+        state.login_per_address.check(&ip.to_string()).map_err(ApiError::rate_limited)?;
+    }
+    if let Some(account) = account {
+        state.login_per_account.check(account.as_str()).map_err(ApiError::rate_limited)?;
+    }
+    Ok(())
+}
+
+async fn new_device(db: &impl Db, state: &AppState, localpart: &Localpart, display_name: &str) -> Result<LoginResponse, ApiError> {
+    let device_id = DeviceId::parse(&new_device_id()).map_err(|e| ApiError::internal("device id", e))?;
+    let token = new_access_token();
+    store::devices::insert(db, localpart, &device_id, display_name, &token.hash).await?;
+    Ok(LoginResponse {
+        user_id: UserId::new(localpart, &state.config.server_name),
+        device_id,
+        access_token: token.secret,
+    })
+}

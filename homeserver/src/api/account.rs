@@ -1,0 +1,50 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use parley_specs::client_api::{ChangePasswordRequest, LoginRequest, RegisterRequest, WhoAmIResponse};
+
+use super::no_content;
+use crate::accounts;
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store;
+
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = accounts::register(&state, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
+    Ok(HttpResponse::Created().json(session))
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = accounts::login(&state, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
+    Ok(HttpResponse::Ok().json(session))
+}
+
+pub async fn logout(state: web::Data<AppState>, who: AuthedDevice) -> Result<HttpResponse, ApiError> {
+    store::devices::delete(&state.pool.get().await?, &who.localpart, &who.device_id).await?;
+    Ok(no_content())
+}
+
+pub async fn logout_all(state: web::Data<AppState>, who: AuthedDevice) -> Result<HttpResponse, ApiError> {
+    store::devices::delete_all_except(&state.pool.get().await?, &who.localpart, None).await?;
+    Ok(no_content())
+}
+
+pub async fn whoami(who: AuthedDevice) -> web::Json<WhoAmIResponse> {
+    web::Json(WhoAmIResponse { user_id: who.user_id, device_id: who.device_id })
+}
+
+pub async fn change_password(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    accounts::change_password(&state, &who, body.into_inner()).await?;
+    Ok(no_content())
+}

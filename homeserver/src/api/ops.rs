@@ -1,0 +1,32 @@
+use actix_web::{HttpResponse, ResponseError, web};
+use parley_specs::client_api::{HealthResponse, ReadyResponse};
+
+use crate::db;
+use crate::state::AppState;
+use crate::store;
+
+pub async fn health() -> web::Json<HealthResponse> {
+    web::Json(HealthResponse { status: "ok".into() })
+}
+
+/// Ready when the database answers and carries exactly the schema this binary expects.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let expected = db::expected_schema_version();
+    let version = db::schema_version(&state.pool).await.ok();
+    let ready = version == Some(expected);
+    let body = ReadyResponse { ready, database: version.is_some(), schema_version: version, expected_schema_version: expected };
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.observe_pool(state.pool.status());
+    if let Ok(db) = state.pool.get().await
+        && let Ok(users) = store::accounts::count(&db).await
+    {
+        state.metrics.registered_users.set(users);
+    }
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
+        Err(e) => crate::error::ApiError::internal("rendering metrics", e).error_response(),
+    }
+}

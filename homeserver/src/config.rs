@@ -1,0 +1,263 @@
+//! Homeserver configuration: a TOML file whose every key can be overridden by a
+//! `PARLEY_*` environment variable (`__` separates nesting levels, e.g.
+//! `PARLEY_DATABASE__URL`, `PARLEY_LIMITS__MAX_BODY_BYTES`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use parley_specs::ServerName;
+use serde::Deserialize;
+
+pub const ENV_PREFIX: &str = "PARLEY_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The domain this server owns accounts for: user ids are `name@server_name`.
+    pub server_name: ServerName,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address of the HTTPS client API (and /health, /ready, /metrics). Port 0 picks a free port.
+    pub client: SocketAddr,
+    /// Worker threads serving HTTP; 0 means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// A libpq-style URL, e.g. `postgres://parley@127.0.0.1:5432/parley`.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a request waits for a free connection before answering 503.
+    #[serde(default = "default_pool_timeout_ms")]
+    pub pool_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When set, registration requires this token.
+    #[serde(default)]
+    pub invite_token: Option<String>,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self { enabled: true, invite_token: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Failed and successful login attempts allowed per account per minute.
+    #[serde(default = "default_login_per_account")]
+    pub login_attempts_per_account_per_minute: u32,
+    /// Login and registration attempts allowed per client IP address per minute.
+    #[serde(default = "default_login_per_address")]
+    pub login_attempts_per_address_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            login_attempts_per_account_per_minute: default_login_per_account(),
+            login_attempts_per_address_per_minute: default_login_per_address(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `parley_homeserver=debug,info`. `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: default_log_level() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_pool_size() -> usize {
+    16
+}
+fn default_pool_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_login_per_account() -> u32 {
+    10
+}
+fn default_login_per_address() -> u32 {
+    30
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {name} does not name a config key (expected e.g. PARLEY_DATABASE__URL)")]
+    BadEnvKey { name: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(toml::de::Error),
+}
+
+impl Config {
+    /// Reads `path`, then applies `PARLEY_*` overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        Self::from_table(table, std::env::vars())
+    }
+
+    pub fn from_table(
+        mut table: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            // Variables that configure the CLI or tests, not this file.
+            if matches!(key, "PROFILE" | "HOME" | "SERVER" | "CA_FILE" | "CONFIG") {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(ConfigError::BadEnvKey { name });
+            }
+            set_path(&mut table, &path, env_value(&value));
+        }
+        toml::Value::Table(table).try_into().map_err(ConfigError::Invalid)
+    }
+}
+
+/// An environment value is read as a TOML scalar when it is one (`8080`, `true`),
+/// otherwise as a string, so `PARLEY_DATABASE__URL=postgres://…` needs no quotes.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../deploy/homeserver.example.toml");
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().expect("toml");
+        Config::from_table(table, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = parse(EXAMPLE, &[]).expect("example parses");
+        assert_eq!(config.server_name.as_str(), "chat.example.org");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let config = parse(
+            EXAMPLE,
+            &[
+                ("PARLEY_DATABASE__URL", "postgres://x@127.0.0.1:1/db"),
+                ("PARLEY_LIMITS__MAX_BODY_BYTES", "1234"),
+                ("PARLEY_REGISTRATION__ENABLED", "false"),
+                ("PARLEY_SERVER_NAME", "b.example"),
+                ("PARLEY_PROFILE", "ignored"),
+                ("OTHER", "ignored"),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(config.database.url, "postgres://x@127.0.0.1:1/db");
+        assert_eq!(config.limits.max_body_bytes, 1234);
+        assert!(!config.registration.enabled);
+        assert_eq!(config.server_name.as_str(), "b.example");
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        assert!(matches!(parse(EXAMPLE, &[("PARLEY_SERVER_NAME", "not a name")]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(parse(EXAMPLE, &[("PARLEY_NO_SUCH_KEY", "1")]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(parse(EXAMPLE, &[("PARLEY_A____B", "1")]), Err(ConfigError::BadEnvKey { .. })));
+    }
+}

@@ -1,0 +1,127 @@
+//! The PostgreSQL pool and the schema migrations embedded in this binary.
+//!
+//! Migrations are plain SQL files applied in order, each in its own transaction,
+//! under an advisory lock so several processes starting at once do not race.
+
+use std::time::Duration;
+
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "accounts_and_devices",
+    sql: include_str!("../migrations/0001_accounts_and_devices.sql"),
+}];
+
+/// The schema version this binary expects.
+pub fn expected_schema_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Any constant works as long as every Parley process uses the same one.
+const MIGRATION_LOCK_KEY: i64 = 0x5041_524c_4559; // "PARLEY"
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database url: {0}")]
+    BadUrl(tokio_postgres::Error),
+    #[error("cannot create the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error(
+        "the database schema is at version {found}, newer than this binary knows (up to {expected}); \
+         run a parley-homeserver release that carries migration {found}, or restore a matching backup"
+    )]
+    SchemaTooNew { found: i32, expected: i32 },
+}
+
+pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
+    let pg: tokio_postgres::Config = config.url.parse().map_err(DbError::BadUrl)?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let timeout = Some(Duration::from_millis(config.pool_timeout_ms));
+    Pool::builder(manager)
+        .max_size(config.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Applies every migration the database lacks. Refuses a database whose schema is
+/// newer than this binary: running old code on it could corrupt data.
+pub async fn migrate(pool: &Pool) -> Result<i32, DbError> {
+    let mut client = pool.get().await.map_err(DbError::Connect)?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let current = current_version(&tx).await?;
+    let expected = expected_schema_version();
+    if current > expected {
+        return Err(DbError::SchemaTooNew { found: current, expected });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tracing::info!(version = migration.version, name = migration.name, "applying migration");
+        tx.batch_execute(migration.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(expected)
+}
+
+/// The latest applied migration, or 0 on an empty database.
+pub async fn schema_version(pool: &Pool) -> Result<i32, DbError> {
+    let client = pool.get().await.map_err(DbError::Connect)?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(current_version(&client).await?)
+}
+
+async fn current_version(client: &impl deadpool_postgres::GenericClient) -> Result<i32, tokio_postgres::Error> {
+    let row = client.query_one("SELECT COALESCE(max(version), 0) FROM schema_migrations", &[]).await?;
+    Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i32::try_from(i + 1).expect("small"), "{}", m.name);
+        }
+    }
+}

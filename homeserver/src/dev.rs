@@ -1,0 +1,71 @@
+//! `parley-homeserver dev`: a working homeserver for a newcomer, with no setup.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use parley_specs::ServerName;
+
+use crate::config::{Config, DatabaseConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig};
+use crate::devcerts::ensure_dev_tls;
+use crate::embedded_pg::{Durability, PgCluster};
+use crate::{Application, telemetry};
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Where the private database, certificates and CA live; reused across runs.
+    #[arg(long, value_name = "DIR", default_value = ".parley-dev")]
+    data_dir: PathBuf,
+    /// Port of the HTTPS client API on 127.0.0.1.
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    telemetry::init(&LogConfig { level: "info,actix_server=warn".into(), ..LogConfig::default() });
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let server_name = ServerName::parse(&format!("localhost:{}", args.port))?;
+
+    eprintln!("Starting a private PostgreSQL in {} ...", data_dir.join("postgres").display());
+    let pg_root = data_dir.join("postgres");
+    let cluster = tokio::task::spawn_blocking(move || PgCluster::start(&pg_root, Durability::Durable)).await??;
+    let result = serve(&cluster, &data_dir, server_name, args.port).await;
+    eprintln!("Stopping PostgreSQL ...");
+    cluster.stop()?;
+    eprintln!("Stopped.");
+    result
+}
+
+async fn serve(cluster: &PgCluster, data_dir: &Path, server_name: ServerName, port: u16) -> anyhow::Result<()> {
+    cluster.create_database("parley").await.context("cannot create the database")?;
+    let tls = ensure_dev_tls(&data_dir.join("tls")).context("cannot create development certificates")?;
+    let config = Config {
+        server_name: server_name.clone(),
+        listen: ListenConfig { client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers: 0 },
+        tls: TlsConfig { cert: tls.cert, key: tls.key },
+        database: DatabaseConfig { url: cluster.url("parley"), pool_size: 16, pool_timeout_ms: 5_000 },
+        registration: RegistrationConfig::default(),
+        limits: LimitsConfig::default(),
+        log: LogConfig::default(),
+    };
+    let app = Application::build(config).await?;
+    let url = format!("https://localhost:{}", app.port());
+    let ca = tls.ca.display();
+    println!(
+        "\nParley development homeserver is running.\n\
+         \x20 server name  {server_name}\n\
+         \x20 client API   {url}\n\
+         \x20 CA file      {ca}\n\
+         \x20 database     private PostgreSQL on 127.0.0.1:{} (data in {})\n\n\
+         Next, in another terminal (from a checkout, `parley` is `cargo run -q --bin parley --`):\n\
+         \x20 parley --server {url} --ca-file {ca} register alice\n\
+         \x20 parley whoami\n\n\
+         Press Ctrl-C to stop the homeserver and its database.\n",
+        cluster.port(),
+        data_dir.join("postgres").display(),
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! The Parley homeserver as a library, so tests and the binary build it alike.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod dev;
+pub mod devcerts;
+pub mod embedded_pg;
+pub mod error;
+pub mod fsutil;
+pub mod metrics;
+pub mod rate_limit;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::Config;
+pub use startup::Application;

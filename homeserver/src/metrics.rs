@@ -1,0 +1,56 @@
+//! Prometheus metrics of one homeserver process.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_latency: HistogramVec,
+    pub db_pool_connections: IntGaugeVec,
+    pub db_pool_max: IntGauge,
+    pub registered_users: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("parley".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+            &["route", "method", "status"],
+        )?;
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route", "method"],
+        )?;
+        let db_pool_connections = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state (in_use, idle)"),
+            &["state"],
+        )?;
+        let db_pool_max = IntGauge::new("db_pool_max_connections", "Configured database pool size")?;
+        let registered_users = IntGauge::new("registered_users", "Accounts registered on this server")?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_latency.clone()))?;
+        registry.register(Box::new(db_pool_connections.clone()))?;
+        registry.register(Box::new(db_pool_max.clone()))?;
+        registry.register(Box::new(registered_users.clone()))?;
+        Ok(Self { registry, http_requests, http_latency, db_pool_connections, db_pool_max, registered_users })
+    }
+
+    pub fn observe_pool(&self, status: deadpool_postgres::Status) {
+        let in_use = status.size.saturating_sub(status.available);
+        self.db_pool_connections.with_label_values(&["in_use"]).set(to_i64(in_use));
+        self.db_pool_connections.with_label_values(&["idle"]).set(to_i64(status.available));
+        self.db_pool_max.set(to_i64(status.max_size));
+    }
+
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,30 @@
+//! What every request handler can reach.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+
+pub struct AppState {
+    pub config: Config,
+    pub pool: Pool,
+    pub metrics: Arc<Metrics>,
+    pub login_per_account: RateLimiter,
+    pub login_per_address: RateLimiter,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let limits = &config.limits;
+        Self {
+            login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
+            login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
+            config,
+            pool,
+            metrics,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+use parley_specs::{DeviceId, Localpart};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use super::Db;
+
+pub struct DeviceRow {
+    pub device_id: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+}
+
+impl From<Row> for DeviceRow {
+    fn from(row: Row) -> Self {
+        Self {
+            device_id: row.get("device_id"),
+            display_name: row.get("display_name"),
+            created_at: row.get("created_at"),
+            last_seen_at: row.get("last_seen_at"),
+        }
+    }
+}
+
+/// The device an access token belongs to.
+pub struct TokenOwner {
+    pub localpart: String,
+    pub device_id: String,
+    pub token_hash: Vec<u8>,
+    /// last_seen_at is more than a minute old and worth refreshing.
+    pub seen_stale: bool,
+}
+
+pub async fn insert(
+    db: &impl Db,
+    localpart: &Localpart,
+    device_id: &DeviceId,
+    display_name: &str,
+    token_hash: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO devices (device_id, localpart, display_name, token_hash) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    db.execute(&stmt, &[&device_id.as_str(), &localpart.as_str(), &display_name, &token_hash]).await?;
+    Ok(())
+}
+
+pub async fn by_token_hash(db: &impl Db, token_hash: &[u8]) -> Result<Option<TokenOwner>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT localpart, device_id, token_hash, last_seen_at < now() - interval '1 minute' AS stale
+             FROM devices WHERE token_hash = $1",
+        )
+        .await?;
+    Ok(db.query_opt(&stmt, &[&token_hash]).await?.map(|row| TokenOwner {
+        localpart: row.get(0),
+        device_id: row.get(1),
+        token_hash: row.get(2),
+        seen_stale: row.get(3),
+    }))
+}
+
+pub async fn touch(db: &impl Db, device_id: &DeviceId) -> Result<(), tokio_postgres::Error> {
+    let stmt = db.prepare_cached("UPDATE devices SET last_seen_at = now() WHERE device_id = $1").await?;
+    db.execute(&stmt, &[&device_id.as_str()]).await?;
+    Ok(())
+}
+
+pub async fn list(db: &impl Db, localpart: &Localpart) -> Result<Vec<DeviceRow>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT device_id, display_name, created_at, last_seen_at FROM devices
+             WHERE localpart = $1 ORDER BY created_at, device_id",
+        )
+        .await?;
+    Ok(db.query(&stmt, &[&localpart.as_str()]).await?.into_iter().map(DeviceRow::from).collect())
+}
+
+/// Renames a device of this account; None when it has no such device.
+pub async fn rename(
+    db: &impl Db,
+    localpart: &Localpart,
+    device_id: &DeviceId,
+    display_name: &str,
+) -> Result<Option<DeviceRow>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE devices SET display_name = $3 WHERE localpart = $1 AND device_id = $2
+             RETURNING device_id, display_name, created_at, last_seen_at",
+        )
+        .await?;
+    Ok(db.query_opt(&stmt, &[&localpart.as_str(), &device_id.as_str(), &display_name]).await?.map(DeviceRow::from))
+}
+
+/// Deletes one device of this account (revoking its token); false when there was none.
+pub async fn delete(db: &impl Db, localpart: &Localpart, device_id: &DeviceId) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db.prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = $2").await?;
+    Ok(db.execute(&stmt, &[&localpart.as_str(), &device_id.as_str()]).await? == 1)
+}
+
+/// Deletes every device of the account except `keep` (all of them when `keep` is None).
+pub async fn delete_all_except(
+    db: &impl Db,
+    localpart: &Localpart,
+    keep: Option<&DeviceId>,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
+        .await?;
+    db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)]).await
+}

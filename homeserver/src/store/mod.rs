@@ -1,0 +1,8 @@
+//! SQL, one module per aggregate. Functions take any client or transaction so a
+//! caller can compose several into one transaction. Statements are prepared once per
+//! connection and cached.
+
+pub mod accounts;
+pub mod devices;
+
+pub use deadpool_postgres::GenericClient as Db;

@@ -1,0 +1,97 @@
+//! Request and response bodies of the client API.
+//!
+//! Fields that carry user input the server validates (usernames, passwords) are plain
+//! strings here so that a bad value gets its precise error code (`invalid_username`,
+//! `weak_password`) instead of a generic `bad_json`.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{DeviceId, UserId};
+
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Bounds the work an attacker can make Argon2id do per request.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The localpart (`alice`) or the full user id (`alice@a.example`).
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+}
+
+/// A logged-in device: what register and login return.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    /// Shown once; the server keeps only its SHA-256 hash.
+    pub access_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmIResponse {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device_id: DeviceId,
+    pub display_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Updated at most once a minute.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    /// True for the device making the request.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameDeviceRequest {
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyResponse {
+    pub ready: bool,
+    pub database: bool,
+    /// Latest migration applied to the database, if it could be read.
+    pub schema_version: Option<i32>,
+    /// Latest migration this binary carries.
+    pub expected_schema_version: i32,
+}

@@ -1,0 +1,157 @@
+//! Every HTTP endpoint, declared once: method, path template, authentication and whether
+//! it is rate-limited. The homeserver routes by these values and the SDK calls by them;
+//! a test checks that `specs/openapi/client-api.yaml` documents exactly this list.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone may call it.
+    None,
+    /// `Authorization: Bearer <access token>` of a logged-in device.
+    AccessToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: Method,
+    /// Path template; `{name}` marks a path parameter, as in OpenAPI.
+    pub path: &'static str,
+    pub auth: Auth,
+    pub rate_limited: bool,
+}
+
+impl Endpoint {
+    /// The path with each `{param}` replaced, in order, by the given values
+    /// (percent-encoded, so a value can never add a path segment).
+    pub fn path_with(&self, params: &[&str]) -> String {
+        let mut out = String::with_capacity(self.path.len());
+        let mut values = params.iter();
+        let mut rest = self.path;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').map_or(rest.len(), |e| start + e + 1);
+            out.push_str(&percent_encode(values.next().copied().unwrap_or_default()));
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+const fn endpoint(method: Method, path: &'static str, auth: Auth, rate_limited: bool) -> Endpoint {
+    Endpoint { method, path, auth, rate_limited }
+}
+
+/// The client API (`/client/v1`), used by devices.
+pub mod client {
+    use super::{Auth::*, Endpoint, Method::*, endpoint};
+
+    pub const REGISTER: Endpoint = endpoint(Post, "/client/v1/register", None, true);
+    pub const LOGIN: Endpoint = endpoint(Post, "/client/v1/login", None, true);
+    pub const LOGOUT: Endpoint = endpoint(Post, "/client/v1/logout", AccessToken, false);
+    pub const LOGOUT_ALL: Endpoint = endpoint(Post, "/client/v1/logout/all", AccessToken, false);
+    pub const WHOAMI: Endpoint = endpoint(Get, "/client/v1/account/whoami", AccessToken, false);
+    pub const CHANGE_PASSWORD: Endpoint =
+        endpoint(Post, "/client/v1/account/password", AccessToken, true);
+    pub const LIST_DEVICES: Endpoint = endpoint(Get, "/client/v1/devices", AccessToken, false);
+    pub const RENAME_DEVICE: Endpoint =
+        endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
+    pub const DELETE_DEVICE: Endpoint =
+        endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
+
+    pub const ALL: &[Endpoint] = &[
+        REGISTER,
+        LOGIN,
+        LOGOUT,
+        LOGOUT_ALL,
+        WHOAMI,
+        CHANGE_PASSWORD,
+        LIST_DEVICES,
+        RENAME_DEVICE,
+        DELETE_DEVICE,
+    ];
+}
+
+/// Operational endpoints for load balancers and monitoring.
+pub mod ops {
+    use super::{Auth::*, Endpoint, Method::*, endpoint};
+
+    pub const HEALTH: Endpoint = endpoint(Get, "/health", None, false);
+    pub const READY: Endpoint = endpoint(Get, "/ready", None, false);
+    pub const METRICS: Endpoint = endpoint(Get, "/metrics", None, false);
+
+    pub const ALL: &[Endpoint] = &[HEALTH, READY, METRICS];
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn path_params_are_filled_and_encoded() {
+        assert_eq!(client::RENAME_DEVICE.path_with(&["ABC"]), "/client/v1/devices/ABC");
+        assert_eq!(client::RENAME_DEVICE.path_with(&["a/../b c"]), "/client/v1/devices/a%2F..%2Fb%20c");
+        assert_eq!(client::LOGIN.path_with(&[]), "/client/v1/login");
+    }
+
+    /// The OpenAPI document names exactly the endpoints declared here, no more, no fewer.
+    #[test]
+    fn openapi_document_matches_declared_endpoints() {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../openapi/client-api.yaml")).expect("valid YAML");
+        let paths = doc.get("paths").and_then(|p| p.as_mapping()).expect("has paths");
+        let mut documented = BTreeSet::new();
+        for (path, ops) in paths {
+            let path = path.as_str().expect("path is a string");
+            for (method, op) in ops.as_mapping().expect("path item is a mapping") {
+                let method = method.as_str().expect("method is a string").to_ascii_uppercase();
+                if method == "PARAMETERS" {
+                    continue;
+                }
+                let secured = op.get("security").and_then(|s| s.as_sequence()).is_some_and(|s| !s.is_empty());
+                documented.insert((method, path.to_owned(), secured));
+            }
+        }
+        let declared: BTreeSet<_> = client::ALL
+            .iter()
+            .chain(ops::ALL)
+            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned(), e.auth == Auth::AccessToken))
+            .collect();
+        let undocumented: Vec<_> = declared.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&declared).collect();
+        assert!(undocumented.is_empty(), "declared but not in client-api.yaml (method, path, needs token): {undocumented:?}");
+        assert!(unknown.is_empty(), "in client-api.yaml but not declared: {unknown:?}");
+    }
+}

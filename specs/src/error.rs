@@ -1,0 +1,157 @@
+//! The stable error codes of the client API. Every error response is
+//! `{"error": "<code>", "message": "<human text>"}`; clients branch on the code,
+//! never on the message. The codes and their statuses are listed in
+//! `specs/protocol.md` (a test keeps that list complete).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON, lacks a required field, or has the wrong content type.
+    BadJson,
+    /// A field, path or query parameter has a value outside its rules.
+    InvalidParam,
+    /// The requested username breaks the username rules.
+    InvalidUsername,
+    /// The new password is too short or too long.
+    WeakPassword,
+    /// No access token was sent.
+    MissingToken,
+    /// The access token is unknown or was revoked.
+    UnknownToken,
+    /// Wrong username or password.
+    InvalidCredentials,
+    /// This server does not accept new registrations.
+    RegistrationClosed,
+    /// Registration needs an invite token and the one given is missing or wrong.
+    InvalidInviteToken,
+    /// The addressed resource (device, user) does not exist or is not yours.
+    NotFound,
+    /// No endpoint has this path.
+    UnrecognizedEndpoint,
+    /// The endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
+    /// The username is already registered.
+    UsernameTaken,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// Too many requests; retry after the time in the `Retry-After` header.
+    RateLimited,
+    /// The server cannot reach its database or is shutting down; retry later.
+    Unavailable,
+    /// A fault in the server itself, logged there; never caused by client input.
+    Internal,
+    /// A code this version of the SDK does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Every code a server can send, in documentation order.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::BadJson,
+        Self::InvalidParam,
+        Self::InvalidUsername,
+        Self::WeakPassword,
+        Self::MissingToken,
+        Self::UnknownToken,
+        Self::InvalidCredentials,
+        Self::RegistrationClosed,
+        Self::InvalidInviteToken,
+        Self::NotFound,
+        Self::UnrecognizedEndpoint,
+        Self::MethodNotAllowed,
+        Self::UsernameTaken,
+        Self::PayloadTooLarge,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::InvalidParam => "invalid_param",
+            Self::InvalidUsername => "invalid_username",
+            Self::WeakPassword => "weak_password",
+            Self::MissingToken => "missing_token",
+            Self::UnknownToken => "unknown_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::RegistrationClosed => "registration_closed",
+            Self::InvalidInviteToken => "invalid_invite_token",
+            Self::NotFound => "not_found",
+            Self::UnrecognizedEndpoint => "unrecognized_endpoint",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UsernameTaken => "username_taken",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The HTTP status that always accompanies this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadJson | Self::InvalidParam | Self::InvalidUsername | Self::WeakPassword => 400,
+            Self::MissingToken | Self::UnknownToken | Self::InvalidCredentials => 401,
+            Self::RegistrationClosed | Self::InvalidInviteToken => 403,
+            Self::NotFound | Self::UnrecognizedEndpoint => 404,
+            Self::MethodNotAllowed => 405,
+            Self::UsernameTaken => 409,
+            Self::PayloadTooLarge => 413,
+            Self::RateLimited => 429,
+            Self::Unavailable => 503,
+            Self::Internal | Self::Unknown => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    /// With `rate_limited`: milliseconds until a retry may succeed (also in `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialized_code_matches_as_str() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(code).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).ok(), Some(*code));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_do_not_break_old_clients() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":"from_the_future","message":"m"}"#).expect("parses");
+        assert_eq!(body.error, ErrorCode::Unknown);
+    }
+
+    /// Every code a server can send is documented, with its status, in protocol.md.
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../protocol.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(doc.contains(&row), "protocol.md lacks the row starting {row}");
+        }
+    }
+}

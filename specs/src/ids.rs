@@ -1,0 +1,184 @@
+//! Validated identifiers. A value of these types has passed its rules, so code that
+//! holds one never re-checks it.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("username must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")]
+    InvalidLocalpart,
+    #[error("server name must be a DNS name, optionally followed by :port")]
+    InvalidServerName,
+    #[error("user id must look like localpart@server")]
+    InvalidUserId,
+    #[error("device id must be 1 to 64 characters of A-Z, a-z or 0-9")]
+    InvalidDeviceId,
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// The part of a user id before the `@`: lowercase `[a-z0-9._-]`, 1 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Localpart(String);
+string_newtype!(Localpart);
+
+impl Localpart {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let valid = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::InvalidLocalpart)
+        }
+    }
+}
+
+/// A homeserver's name: a DNS name, with an optional `:port` for development.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerName(String);
+string_newtype!(ServerName);
+
+impl ServerName {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let (host, port) = match s.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        };
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n != 0));
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let host_ok = !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok);
+        if port_ok && host_ok {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(IdError::InvalidServerName)
+        }
+    }
+}
+
+/// `localpart@server`, e.g. `alice@a.example`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+string_newtype!(UserId);
+
+impl UserId {
+    pub fn new(localpart: &Localpart, server: &ServerName) -> Self {
+        Self(format!("{localpart}@{server}"))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let (local, server) = s.split_once('@').ok_or(IdError::InvalidUserId)?;
+        let local = Localpart::parse(local).map_err(|_| IdError::InvalidUserId)?;
+        let server = ServerName::parse(server).map_err(|_| IdError::InvalidUserId)?;
+        Ok(Self::new(&local, &server))
+    }
+
+    pub fn localpart(&self) -> Localpart {
+        let (local, _) = self.0.split_once('@').unwrap_or_default();
+        Localpart(local.to_owned())
+    }
+
+    pub fn server_name(&self) -> ServerName {
+        let (_, server) = self.0.split_once('@').unwrap_or_default();
+        ServerName(server.to_owned())
+    }
+}
+
+/// A device id, assigned by the homeserver at login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(String);
+string_newtype!(DeviceId);
+
+impl DeviceId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::InvalidDeviceId)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localparts() {
+        for ok in ["a", "alice", "bob.smith", "x_y-z.09", &"a".repeat(64)] {
+            assert!(Localpart::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Alice", "al ice", "al@ice", "é", &"a".repeat(65)] {
+            assert_eq!(Localpart::parse(bad), Err(IdError::InvalidLocalpart), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_names() {
+        for ok in ["a.example", "localhost", "localhost:8443", "x-1.y.example:1"] {
+            assert!(ServerName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a..example", "-a.example", "a.example:", "a.example:0", "a.example:99999", "a_b.example"] {
+            assert_eq!(ServerName::parse(bad), Err(IdError::InvalidServerName), "{bad}");
+        }
+        assert_eq!(ServerName::parse("A.Example").map(|s| s.to_string()), Ok("a.example".into()));
+    }
+
+    #[test]
+    fn user_ids() {
+        let id = UserId::parse("alice@a.example:8443").expect("valid");
+        assert_eq!(id.localpart().as_str(), "alice");
+        assert_eq!(id.server_name().as_str(), "a.example:8443");
+        for bad in ["alice", "@a.example", "alice@", "Alice@a.example", "a@b@c"] {
+            assert!(UserId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serde_rejects_invalid() {
+        assert!(serde_json::from_str::<Localpart>("\"Bad\"").is_err());
+        assert!(serde_json::from_str::<DeviceId>("\"ABC123\"").is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! Parley's wire contract, shared by the homeserver and the SDK so that both sides
+//! compile against one definition: identifiers, endpoints (path, method, auth),
+//! request and response bodies, and the stable error codes.
+//!
+//! The human-readable contract lives beside this crate in `specs/openapi/` and
+//! `specs/protocol.md`; tests keep them in step with this code.
+
+pub mod client_api;
+pub mod endpoints;
+pub mod error;
+pub mod ids;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use ids::{DeviceId, IdError, Localpart, ServerName, UserId};
