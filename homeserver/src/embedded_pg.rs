@@ -109,6 +109,13 @@ impl PgCluster {
         .map(drop)
     }
 
+    /// A shell command that stops this cluster immediately, for watchdogs that outlive us.
+    pub fn stop_command_line(&self) -> String {
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let prefix = if self.run_as_postgres { "runuser -u postgres -- " } else { "" };
+        format!("{prefix}'{}' -D '{}' -m immediate -w stop", pg_ctl.display(), self.data_dir().display())
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }

@@ -1,0 +1,123 @@
+//! `parley-bench`: load generator for a running homeserver. Prints numbers; asserts nothing.
+//!
+//! `parley-bench accounts --server https://localhost:8443 --ca-file .parley-dev/tls/ca.pem`
+//! measures register and login latency (each request does one Argon2id hash).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use parley_sdk::{Client, Trust};
+use parley_specs::client_api::{LoginRequest, RegisterRequest};
+use rand::distr::{Alphanumeric, SampleString};
+
+#[derive(Parser)]
+#[command(name = "parley-bench", about = "Load generator for a Parley homeserver; prints latency and throughput")]
+struct Cli {
+    /// Base URL of the homeserver's client API.
+    #[arg(long, default_value = "https://localhost:8443")]
+    server: url::Url,
+    /// CA certificate to trust (the dev server's is .parley-dev/tls/ca.pem); system roots otherwise.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register N accounts, then log each in once; print p50/p99 latency of both.
+    Accounts {
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let trust = cli.ca_file.map_or(Trust::SystemRoots, Trust::CaFile);
+    let client = Arc::new(Client::new(cli.server.clone(), trust)?);
+    match cli.command {
+        Command::Accounts { count, concurrency } => accounts(client, count, concurrency.max(1)).await,
+    }
+}
+
+async fn accounts(client: Arc<Client>, count: usize, concurrency: usize) -> anyhow::Result<()> {
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_ascii_lowercase();
+    let names: Vec<String> = (0..count).map(|i| format!("bench{prefix}{i}")).collect();
+    println!("{count} accounts, {concurrency} requests in flight, against {}", client.base_url());
+
+    let register = run(&client, &names, concurrency, |client, name| async move {
+        let req = RegisterRequest { username: name, password: PASSWORD.into(), device_name: None, invite_token: None };
+        client.register(&req).await.map(drop)
+    })
+    .await?;
+    report("register", &register);
+
+    let login = run(&client, &names, concurrency, |client, name| async move {
+        let req = LoginRequest { username: name, password: PASSWORD.into(), device_name: None };
+        client.login(&req).await.map(drop)
+    })
+    .await?;
+    report("login", &login);
+    Ok(())
+}
+
+const PASSWORD: &str = "benchmark password";
+
+struct Sample {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+async fn run<F, Fut>(client: &Arc<Client>, names: &[String], concurrency: usize, op: F) -> anyhow::Result<Sample>
+where
+    F: Fn(Arc<Client>, String) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), parley_sdk::Error>> + Send,
+{
+    let started = Instant::now();
+    let queue = Arc::new(std::sync::Mutex::new(names.to_vec()));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, client, op) = (queue.clone(), client.clone(), op.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some(name) = queue.lock().unwrap().pop() else { break };
+                let t = Instant::now();
+                op(client.clone(), name).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, parley_sdk::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    latencies.sort();
+    Ok(Sample { latencies, wall: started.elapsed() })
+}
+
+fn report(what: &str, sample: &Sample) {
+    let pick = |q: f64| {
+        let i = ((sample.latencies.len() as f64 - 1.0) * q).round() as usize;
+        sample.latencies.get(i).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what:>9}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms throughput={:.1}/s",
+        sample.latencies.len(),
+        ms(pick(0.50)),
+        ms(pick(0.99)),
+        ms(pick(1.0)),
+        sample.latencies.len() as f64 / sample.wall.as_secs_f64()
+    );
+}

@@ -1,0 +1,12 @@
+//! Test harness: real PostgreSQL, real homeservers over real HTTPS on loopback.
+//!
+//! A throwaway PostgreSQL cluster is started once per test process (or `DATABASE_URL`
+//! is used when set); every test gets its own database and its own homeserver on a
+//! free port, so tests run in parallel without seeing each other.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod postgres;
+pub mod server;
+
+pub use server::{TestServer, wait_until};

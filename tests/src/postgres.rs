@@ -1,0 +1,99 @@
+//! One PostgreSQL per test process, one database per test.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use parley_homeserver::embedded_pg::{Durability, PgCluster};
+use rand::distr::{Alphanumeric, SampleString};
+
+enum Server {
+    /// `DATABASE_URL`: an existing server where the test user may create databases.
+    External(tokio_postgres::Config),
+    Embedded(PgCluster),
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => Server::External(url.parse().expect("DATABASE_URL is not a valid PostgreSQL URL")),
+        Err(_) => Server::Embedded(start_embedded()),
+    })
+}
+
+fn start_embedded() -> PgCluster {
+    let suffix = Alphanumeric.sample_string(&mut rand::rng(), 8);
+    let root = PathBuf::from(std::env::temp_dir()).join(format!("parley-test-pg-{}-{suffix}", std::process::id()));
+    let cluster = PgCluster::start(&root, Durability::Throwaway)
+        .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL for the tests: {e}"));
+    stop_when_we_exit(&cluster, &root);
+    cluster
+}
+
+/// Rust runs no destructors for statics, and a test process may be killed: a small
+/// watchdog shell stops the cluster and removes its files once this process is gone.
+fn stop_when_we_exit(cluster: &PgCluster, root: &std::path::Path) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop}; rm -rf '{root}'",
+        pid = std::process::id(),
+        stop = cluster.stop_command_line(),
+        root = root.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the PostgreSQL watchdog");
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("test_{}", Alphanumeric.sample_string(&mut rand::rng(), 16).to_ascii_lowercase());
+    match server() {
+        Server::Embedded(cluster) => {
+            cluster.create_database(&name).await.expect("CREATE DATABASE");
+            cluster.url(&name)
+        }
+        Server::External(config) => {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.expect("connect to DATABASE_URL");
+            let conn = tokio::spawn(conn);
+            client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("CREATE DATABASE");
+            drop(client);
+            let _ = conn.await;
+            let mut config = config.clone();
+            config.dbname(&name);
+            external_url(&config)
+        }
+    }
+}
+
+fn external_url(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+    let auth = password.map_or(user.to_owned(), |p| format!("{user}:{p}"));
+    format!("postgres://{auth}@{host}:{port}/{}", config.get_dbname().unwrap_or_default())
+}
+
+/// Drops a test database out from under its server (`WITH (FORCE)` ends its connections),
+/// to see how the server behaves without its database.
+pub async fn drop_database(url: &str) {
+    let config: tokio_postgres::Config = url.parse().expect("url");
+    let name = config.get_dbname().expect("database name").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect as admin");
+    let conn = tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.expect("DROP DATABASE");
+    drop(client);
+    let _ = conn.await;
+}

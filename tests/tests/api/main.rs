@@ -1,0 +1,12 @@
+//! Black-box tests of the client API: real homeservers over HTTPS on real PostgreSQL.
+//! One test binary, so the throwaway PostgreSQL cluster starts once per run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod cli;
+mod errors;
+mod helpers;
+mod ops;
+mod restart;
+mod routes;

@@ -1,0 +1,31 @@
+//! The server routes exactly the declared endpoints (the OpenAPI document is checked
+//! against the same declarations in `parley-specs`), so the three cannot drift apart.
+
+use parley_specs::ErrorCode;
+use parley_specs::endpoints::{Method, client, ops};
+use parley_tests::TestServer;
+
+#[tokio::test]
+async fn every_declared_endpoint_is_routed() {
+    let server = TestServer::spawn().await;
+    let http = server.http();
+    for endpoint in client::ALL.iter().chain(ops::ALL) {
+        let url = server.endpoint_url(&endpoint.path_with(&["ABCDEF"]));
+        let req = match endpoint.method {
+            Method::Get => http.get(url),
+            Method::Post => http.post(url),
+            Method::Put => http.put(url),
+            Method::Delete => http.delete(url),
+        };
+        let resp = req.body("{}").send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let code = body.get("error").and_then(|e| e.as_str()).unwrap_or_default().to_owned();
+        assert!(
+            code != ErrorCode::UnrecognizedEndpoint.as_str() && code != ErrorCode::MethodNotAllowed.as_str(),
+            "{} {} is declared but not routed ({status} {code})",
+            endpoint.method.as_str(),
+            endpoint.path
+        );
+    }
+}
