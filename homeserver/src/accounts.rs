@@ -83,16 +83,24 @@ pub async fn change_password(state: &AppState, who: &AuthedDevice, req: ChangePa
     Ok(())
 }
 
+/// The name for a new device: the one asked for, or a default.
 pub fn device_name(name: Option<String>) -> Result<String, ApiError> {
-    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    let name = name.unwrap_or_else(|| DEFAULT_DEVICE_NAME.to_owned());
-    if name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
+    match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        Some(name) => checked_device_name(&name),
+        None => Ok(DEFAULT_DEVICE_NAME.to_owned()),
+    }
+}
+
+/// A device name as given for a rename: 1 to 100 characters, no control characters.
+pub fn checked_device_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::new(
             ErrorCode::InvalidParam,
-            format!("device_name must be at most {MAX_DEVICE_NAME_CHARS} characters, without control characters"),
+            format!("a device name has 1 to {MAX_DEVICE_NAME_CHARS} characters, without control characters"),
         ));
     }
-    Ok(name)
+    Ok(name.to_owned())
 }
 
 fn check_password_rules(password: &str) -> Result<(), ApiError> {

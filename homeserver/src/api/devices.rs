@@ -3,7 +3,7 @@ use parley_specs::client_api::{DeviceInfo, DeviceList, RenameDeviceRequest};
 use parley_specs::{DeviceId, ErrorCode};
 
 use super::no_content;
-use crate::accounts::device_name;
+use crate::accounts::checked_device_name;
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,7 +22,7 @@ pub async fn rename(
     body: web::Json<RenameDeviceRequest>,
 ) -> Result<web::Json<DeviceInfo>, ApiError> {
     let device_id = parse_device_id(&path)?;
-    let name = device_name(Some(body.into_inner().display_name))?;
+    let name = checked_device_name(&body.display_name)?;
     let row = store::devices::rename(&state.pool.get().await?, &who.localpart, &device_id, &name)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;

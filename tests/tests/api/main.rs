@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
-mod cli;
 mod errors;
 mod helpers;
 mod ops;
