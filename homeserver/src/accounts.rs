@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use parley_specs::client_api::{
-    ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_BYTES,
-    MIN_PASSWORD_CHARS, RegisterRequest,
+    ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    RegisterRequest,
 };
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
@@ -17,18 +17,29 @@ use crate::store::{self, Db};
 
 const DEFAULT_DEVICE_NAME: &str = "unnamed device";
 
-pub async fn register(state: &AppState, req: RegisterRequest, client: Option<IpAddr>) -> Result<LoginResponse, ApiError> {
+pub async fn register(
+    state: &AppState,
+    req: RegisterRequest,
+    client: Option<IpAddr>,
+) -> Result<LoginResponse, ApiError> {
     let registration = &state.config.registration;
     if !registration.enabled {
-        return Err(ApiError::new(ErrorCode::RegistrationClosed, "this server does not accept new registrations"));
+        return Err(ApiError::new(
+            ErrorCode::RegistrationClosed,
+            "this server does not accept new registrations",
+        ));
     }
     if let Some(expected) = &registration.invite_token {
         let given = req.invite_token.as_deref().unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(ApiError::new(ErrorCode::InvalidInviteToken, "registration needs a valid invite token"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidInviteToken,
+                "registration needs a valid invite token",
+            ));
         }
     }
-    let localpart = Localpart::parse(&req.username).map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+    let localpart =
+        Localpart::parse(&req.username).map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
     check_password_rules(&req.password)?;
     let device_name = device_name(req.device_name)?;
     limit(state, client, None)?;
@@ -71,7 +82,10 @@ pub async fn change_password(state: &AppState, who: &AuthedDevice, req: ChangePa
     check_password_rules(&req.new_password)?;
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
     if req.current_password.len() > MAX_PASSWORD_BYTES || !verify_password(req.current_password, stored).await? {
-        return Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
     }
     let hash = hash_password(req.new_password).await?;
     let mut db = state.pool.get().await?;
@@ -107,7 +121,9 @@ fn check_password_rules(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::new(
             ErrorCode::WeakPassword,
-            format!("a password needs at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"),
+            format!(
+                "a password needs at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
+            ),
         ));
     }
     Ok(())
@@ -125,15 +141,26 @@ fn parse_login_name(state: &AppState, name: &str) -> Option<Localpart> {
 
 fn limit(state: &AppState, client: Option<IpAddr>, account: Option<&Localpart>) -> Result<(), ApiError> {
     if let Some(ip) = client {
-        state.login_per_address.check(&ip.to_string()).map_err(ApiError::rate_limited)?;
+        state
+            .login_per_address
+            .check(&ip.to_string())
+            .map_err(ApiError::rate_limited)?;
     }
     if let Some(account) = account {
-        state.login_per_account.check(account.as_str()).map_err(ApiError::rate_limited)?;
+        state
+            .login_per_account
+            .check(account.as_str())
+            .map_err(ApiError::rate_limited)?;
     }
     Ok(())
 }
 
-async fn new_device(db: &impl Db, state: &AppState, localpart: &Localpart, display_name: &str) -> Result<LoginResponse, ApiError> {
+async fn new_device(
+    db: &impl Db,
+    state: &AppState,
+    localpart: &Localpart,
+    display_name: &str,
+) -> Result<LoginResponse, ApiError> {
     let device_id = DeviceId::parse(&new_device_id()).map_err(|e| ApiError::internal("device id", e))?;
     let token = new_access_token();
     store::devices::insert(db, localpart, &device_id, display_name, &token.hash).await?;

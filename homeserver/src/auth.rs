@@ -49,7 +49,12 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 async fn authenticate(state: &AppState, token: String) -> Result<AuthedDevice, ApiError> {
-    let unknown = || ApiError::new(ErrorCode::UnknownToken, "the access token is unknown or was revoked; log in again");
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::UnknownToken,
+            "the access token is unknown or was revoked; log in again",
+        )
+    };
     let hash = token_hash(&token);
     let db = state.pool.get().await?;
     let owner = store::devices::by_token_hash(&db, &hash).await?.ok_or_else(unknown)?;

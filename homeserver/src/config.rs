@@ -69,7 +69,10 @@ pub struct RegistrationConfig {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        Self { enabled: true, invite_token: None }
+        Self {
+            enabled: true,
+            invite_token: None,
+        }
     }
 }
 
@@ -117,7 +120,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: default_log_level() }
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
     }
 }
 
@@ -158,11 +164,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads `path`, then applies `PARLEY_*` overrides from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let table: toml::Table = text
-            .parse()
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_table(table, std::env::vars())
     }
 
@@ -171,7 +180,9 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         for (name, value) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             // Variables that configure the CLI or tests, not this file.
             if matches!(key, "PROFILE" | "HOME" | "SERVER" | "CA_FILE" | "CONFIG") {
                 continue;
@@ -256,8 +267,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_reported() {
-        assert!(matches!(parse(EXAMPLE, &[("PARLEY_SERVER_NAME", "not a name")]), Err(ConfigError::Invalid(_))));
-        assert!(matches!(parse(EXAMPLE, &[("PARLEY_NO_SUCH_KEY", "1")]), Err(ConfigError::Invalid(_))));
-        assert!(matches!(parse(EXAMPLE, &[("PARLEY_A____B", "1")]), Err(ConfigError::BadEnvKey { .. })));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_SERVER_NAME", "not a name")]),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_NO_SUCH_KEY", "1")]),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_A____B", "1")]),
+            Err(ConfigError::BadEnvKey { .. })
+        ));
     }
 }

@@ -6,8 +6,8 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -44,7 +44,9 @@ pub fn new_device_id() -> String {
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         let salt = new_salt()?;
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(|e| ApiError::internal("password hashing task failed", e))?
@@ -57,8 +59,7 @@ pub async fn verify_password(password: String, stored: Option<String>) -> Result
     tokio::task::spawn_blocking(move || {
         let stored_or_dummy = stored.as_deref().unwrap_or_else(|| dummy_hash());
         let parsed = PasswordHash::new(stored_or_dummy).ok();
-        let matches =
-            parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
+        let matches = parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
         matches && stored.is_some()
     })
     .await
@@ -75,7 +76,11 @@ fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         new_salt()
-            .and_then(|salt| Argon2::default().hash_password(b"parley timing equalizer", &salt).map(|h| h.to_string()))
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"parley timing equalizer", &salt)
+                    .map(|h| h.to_string())
+            })
             .unwrap_or_default()
     })
 }
@@ -88,8 +93,16 @@ mod tests {
     async fn password_round_trip() {
         let hash = hash_password("correct horse battery".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(verify_password("correct horse battery".into(), Some(hash.clone())).await.expect("ok"));
-        assert!(!verify_password("wrong horse battery".into(), Some(hash)).await.expect("ok"));
+        assert!(
+            verify_password("correct horse battery".into(), Some(hash.clone()))
+                .await
+                .expect("ok")
+        );
+        assert!(
+            !verify_password("wrong horse battery".into(), Some(hash))
+                .await
+                .expect("ok")
+        );
         assert!(!verify_password("anything at all".into(), None).await.expect("ok"));
     }
 

@@ -52,7 +52,9 @@ pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     let timeout = Some(Duration::from_millis(config.pool_timeout_ms));
     Pool::builder(manager)
@@ -70,7 +72,8 @@ pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
 pub async fn migrate(pool: &Pool) -> Result<i32, DbError> {
     let mut client = pool.get().await.map_err(DbError::Connect)?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -81,7 +84,10 @@ pub async fn migrate(pool: &Pool) -> Result<i32, DbError> {
     let current = current_version(&tx).await?;
     let expected = expected_schema_version();
     if current > expected {
-        return Err(DbError::SchemaTooNew { found: current, expected });
+        return Err(DbError::SchemaTooNew {
+            found: current,
+            expected,
+        });
     }
     for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
         tracing::info!(version = migration.version, name = migration.name, "applying migration");
@@ -110,7 +116,9 @@ pub async fn schema_version(pool: &Pool) -> Result<i32, DbError> {
 }
 
 async fn current_version(client: &impl deadpool_postgres::GenericClient) -> Result<i32, tokio_postgres::Error> {
-    let row = client.query_one("SELECT COALESCE(max(version), 0) FROM schema_migrations", &[]).await?;
+    let row = client
+        .query_one("SELECT COALESCE(max(version), 0) FROM schema_migrations", &[])
+        .await?;
     Ok(row.get(0))
 }
 

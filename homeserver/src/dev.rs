@@ -22,13 +22,18 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    telemetry::init(&LogConfig { level: "info,actix_server=warn".into(), ..LogConfig::default() });
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    telemetry::init(&LogConfig {
+        level: "info,actix_server=warn".into(),
+        ..LogConfig::default()
+    });
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let server_name = ServerName::parse(&format!("localhost:{}", args.port))?;
 
-    eprintln!("Starting a private PostgreSQL in {} ...", data_dir.join("postgres").display());
+    eprintln!(
+        "Starting a private PostgreSQL in {} ...",
+        data_dir.join("postgres").display()
+    );
     let pg_root = data_dir.join("postgres");
     let cluster = tokio::task::spawn_blocking(move || PgCluster::start(&pg_root, Durability::Durable)).await??;
     let result = serve(&cluster, &data_dir, server_name, args.port).await;
@@ -39,13 +44,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(cluster: &PgCluster, data_dir: &Path, server_name: ServerName, port: u16) -> anyhow::Result<()> {
-    cluster.create_database("parley").await.context("cannot create the database")?;
+    cluster
+        .create_database("parley")
+        .await
+        .context("cannot create the database")?;
     let tls = ensure_dev_tls(&data_dir.join("tls")).context("cannot create development certificates")?;
     let config = Config {
         server_name: server_name.clone(),
-        listen: ListenConfig { client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers: 0 },
-        tls: TlsConfig { cert: tls.cert, key: tls.key },
-        database: DatabaseConfig { url: cluster.url("parley"), pool_size: 16, pool_timeout_ms: 5_000 },
+        listen: ListenConfig {
+            client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            workers: 0,
+        },
+        tls: TlsConfig {
+            cert: tls.cert,
+            key: tls.key,
+        },
+        database: DatabaseConfig {
+            url: cluster.url("parley"),
+            pool_size: 16,
+            pool_timeout_ms: 5_000,
+        },
         registration: RegistrationConfig::default(),
         limits: LimitsConfig::default(),
         log: LogConfig::default(),

@@ -43,7 +43,10 @@ impl DevCa {
         ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -55,7 +58,11 @@ pub struct DevTlsFiles {
 
 /// Reuses the CA and localhost certificate under `dir`, or creates them.
 pub fn ensure_dev_tls(dir: &Path) -> anyhow::Result<DevTlsFiles> {
-    let files = DevTlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
+    let files = DevTlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
     if files.ca.exists() && files.cert.exists() && files.key.exists() {
         return Ok(files);
     }

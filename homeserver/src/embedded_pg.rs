@@ -23,7 +23,9 @@ pub enum PgError {
     NoBinaries,
     #[error("running as root, but there is no `postgres` system user to run PostgreSQL as (PostgreSQL refuses root)")]
     NoPostgresUser,
-    #[error("the postgres user cannot write {dir}: choose a directory it can reach, e.g. --data-dir /var/tmp/parley-dev")]
+    #[error(
+        "the postgres user cannot write {dir}: choose a directory it can reach, e.g. --data-dir /var/tmp/parley-dev"
+    )]
     Unreachable { dir: PathBuf },
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
@@ -64,7 +66,13 @@ impl PgCluster {
                 .ok_or(PgError::NoPostgresUser)?;
             std::os::unix::fs::chown(&root, Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
         }
-        let mut cluster = Self { root, bin_dir, run_as_postgres, port: 0, password: String::new() };
+        let mut cluster = Self {
+            root,
+            bin_dir,
+            run_as_postgres,
+            port: 0,
+            password: String::new(),
+        };
         cluster.check_reachable()?;
         if !cluster.data_dir().join("PG_VERSION").exists() {
             cluster.init()?;
@@ -89,7 +97,9 @@ impl PgCluster {
     pub async fn create_database(&self, name: &str) -> Result<(), tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await?;
         let conn = tokio::spawn(connection);
-        let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await?;
         if exists.is_none() {
             // Identifiers cannot be bound as parameters; quote it instead.
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
@@ -104,7 +114,9 @@ impl PgCluster {
     /// signal and exit paths.
     pub fn stop(&self) -> Result<(), PgError> {
         self.pg_command("pg_ctl stop", "pg_ctl", |c| {
-            c.arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "-t", "60", "stop"]);
+            c.arg("-D")
+                .arg(self.data_dir())
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]);
         })
         .map(drop)
     }
@@ -112,8 +124,16 @@ impl PgCluster {
     /// A shell command that stops this cluster immediately, for watchdogs that outlive us.
     pub fn stop_command_line(&self) -> String {
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let prefix = if self.run_as_postgres { "runuser -u postgres -- " } else { "" };
-        format!("{prefix}'{}' -D '{}' -m immediate -w stop", pg_ctl.display(), self.data_dir().display())
+        let prefix = if self.run_as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{prefix}'{}' -D '{}' -m immediate -w stop",
+            pg_ctl.display(),
+            self.data_dir().display()
+        )
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -128,8 +148,15 @@ impl PgCluster {
         if !self.run_as_postgres {
             return Ok(());
         }
-        let status = Command::new("runuser").args(["-u", "postgres", "--", "test", "-w"]).arg(&self.root).status()?;
-        if status.success() { Ok(()) } else { Err(PgError::Unreachable { dir: self.root.clone() }) }
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&self.root)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(PgError::Unreachable { dir: self.root.clone() })
+        }
     }
 
     fn init(&self) -> Result<(), PgError> {
@@ -139,7 +166,16 @@ impl PgCluster {
         self.pg_command("initdb", "initdb", |c| {
             c.arg("-D")
                 .arg(self.data_dir())
-                .args(["-U", SUPERUSER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ])
                 .arg(format!("--pwfile={}", self.password_file().display()));
         })?;
         Ok(())
@@ -147,15 +183,18 @@ impl PgCluster {
 
     fn launch(&mut self, durability: Durability) -> Result<(), PgError> {
         let port = free_port()?;
-        let mut options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300"
-        );
+        let mut options =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300");
         if durability == Durability::Throwaway {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let log = self.root.join("postgres.log");
         self.pg_command("pg_ctl start", "pg_ctl", |c| {
-            c.arg("-D").arg(self.data_dir()).arg("-l").arg(&log).args(["-w", "-t", "60", "-o", &options, "start"]);
+            c.arg("-D")
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &options, "start"]);
         })?;
         self.port = port;
         Ok(())
@@ -202,8 +241,15 @@ impl PgCluster {
             Ok(output)
         } else {
             let detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-            let detail = if detail.is_empty() { String::from_utf8_lossy(&output.stdout).trim().to_owned() } else { detail };
-            Err(PgError::Command { what: what.into(), detail })
+            let detail = if detail.is_empty() {
+                String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            } else {
+                detail
+            };
+            Err(PgError::Command {
+                what: what.into(),
+                detail,
+            })
         }
     }
 }

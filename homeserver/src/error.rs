@@ -18,7 +18,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn rate_limited(retry_after: Duration) -> Self {
@@ -32,7 +36,10 @@ impl ApiError {
     /// A server-side fault. The cause is logged here, never sent to the client.
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "{context}");
-        Self::new(ErrorCode::Internal, "internal server error; the server logged the cause")
+        Self::new(
+            ErrorCode::Internal,
+            "internal server error; the server logged the cause",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {

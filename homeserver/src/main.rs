@@ -8,7 +8,11 @@ use parley_homeserver::config::{Config, LogConfig};
 use parley_homeserver::{Application, db, dev, telemetry};
 
 #[derive(Parser)]
-#[command(name = "parley-homeserver", version, about = "The Parley homeserver: accounts, devices and end-to-end encrypted group messaging over HTTPS")]
+#[command(
+    name = "parley-homeserver",
+    version,
+    about = "The Parley homeserver: accounts, devices and end-to-end encrypted group messaging over HTTPS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,6 +1,8 @@
 //! Prometheus metrics of one homeserver process.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -15,16 +17,27 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("parley".into()), None)?;
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route template, method and status",
+            ),
             &["route", "method", "status"],
         )?;
         let http_latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["route", "method"],
         )?;
         let db_pool_connections = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state (in_use, idle)"),
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by state (in_use, idle)",
+            ),
             &["state"],
         )?;
         let db_pool_max = IntGauge::new("db_pool_max_connections", "Configured database pool size")?;
@@ -34,13 +47,24 @@ impl Metrics {
         registry.register(Box::new(db_pool_connections.clone()))?;
         registry.register(Box::new(db_pool_max.clone()))?;
         registry.register(Box::new(registered_users.clone()))?;
-        Ok(Self { registry, http_requests, http_latency, db_pool_connections, db_pool_max, registered_users })
+        Ok(Self {
+            registry,
+            http_requests,
+            http_latency,
+            db_pool_connections,
+            db_pool_max,
+            registered_users,
+        })
     }
 
     pub fn observe_pool(&self, status: deadpool_postgres::Status) {
         let in_use = status.size.saturating_sub(status.available);
-        self.db_pool_connections.with_label_values(&["in_use"]).set(to_i64(in_use));
-        self.db_pool_connections.with_label_values(&["idle"]).set(to_i64(status.available));
+        self.db_pool_connections
+            .with_label_values(&["in_use"])
+            .set(to_i64(in_use));
+        self.db_pool_connections
+            .with_label_values(&["idle"])
+            .set(to_i64(status.available));
         self.db_pool_max.set(to_i64(status.max_size));
     }
 

@@ -22,7 +22,11 @@ impl RateLimiter {
     /// Allows bursts of `per_minute` and refills at `per_minute` a minute.
     pub fn per_minute(per_minute: u32) -> Self {
         let capacity = f64::from(per_minute.max(1));
-        Self { capacity, per_second: capacity / 60.0, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            capacity,
+            per_second: capacity / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token for `key`, or says how long until one is available.
@@ -33,7 +37,10 @@ impl RateLimiter {
             let (capacity, per_second) = (self.capacity, self.per_second);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < capacity);
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.capacity, updated: now });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.capacity,
+            updated: now,
+        });
         let refill = now.duration_since(bucket.updated).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.capacity);
         bucket.updated = now;
@@ -57,7 +64,10 @@ mod tests {
             assert!(limiter.check("a").is_ok());
         }
         let wait = limiter.check("a").expect_err("fourth is refused");
-        assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(limiter.check("b").is_ok(), "keys are independent");
     }
 }

@@ -26,12 +26,20 @@ pub fn install_crypto_provider() {
 pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Cert { path: cert.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Cert {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsError::Cert { path: cert.to_owned(), reason: "no CERTIFICATE block found".into() });
+        return Err(TlsError::Cert {
+            path: cert.to_owned(),
+            reason: "no CERTIFICATE block found".into(),
+        });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key { path: key.to_owned(), reason: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Mismatch)?

@@ -18,9 +18,16 @@ async fn dev_starts_a_working_homeserver_and_stops_cleanly() {
         panic!("PostgreSQL server binaries are required (apt-get install postgresql)");
     }
     // Under /tmp so the postgres user can reach it when the tests run as root.
-    let dir = tempfile::Builder::new().prefix("parley-dev-test").tempdir_in("/tmp").expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("parley-dev-test")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port();
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_parley-homeserver"))
         .args(["dev", "--port", &port.to_string(), "--data-dir"])
@@ -51,7 +58,10 @@ async fn dev_starts_a_working_homeserver_and_stops_cleanly() {
     let ca = dir.path().join("tls/ca.pem");
     assert!(banner.contains(&format!("https://localhost:{port}")), "{banner}");
     assert!(banner.contains(&ca.display().to_string()), "{banner}");
-    assert!(banner.contains("register alice"), "the banner names the next command:\n{banner}");
+    assert!(
+        banner.contains("register alice"),
+        "the banner names the next command:\n{banner}"
+    );
 
     let client = https_client(&ca);
     let ready: serde_json::Value = client
@@ -65,8 +75,11 @@ async fn dev_starts_a_working_homeserver_and_stops_cleanly() {
     assert_eq!(ready["ready"], true, "{ready}");
 
     // Ctrl-C: the homeserver and its PostgreSQL stop.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("SIGINT");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
     let status = wait_with_deadline(&mut child, Duration::from_secs(60));
     assert!(status.success(), "exit status {status}");
     assert!(
@@ -81,12 +94,16 @@ fn https_client(ca: &std::path::Path) -> reqwest::Client {
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.expect("pem")).expect("add");
     }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(tls).build().expect("client")
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("client")
 }
 
 fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {

@@ -69,7 +69,12 @@ fn percent_encode(segment: &str) -> String {
 }
 
 const fn endpoint(method: Method, path: &'static str, auth: Auth, rate_limited: bool) -> Endpoint {
-    Endpoint { method, path, auth, rate_limited }
+    Endpoint {
+        method,
+        path,
+        auth,
+        rate_limited,
+    }
 }
 
 /// The client API (`/client/v1`), used by devices.
@@ -81,13 +86,10 @@ pub mod client {
     pub const LOGOUT: Endpoint = endpoint(Post, "/client/v1/logout", AccessToken, false);
     pub const LOGOUT_ALL: Endpoint = endpoint(Post, "/client/v1/logout/all", AccessToken, false);
     pub const WHOAMI: Endpoint = endpoint(Get, "/client/v1/account/whoami", AccessToken, false);
-    pub const CHANGE_PASSWORD: Endpoint =
-        endpoint(Post, "/client/v1/account/password", AccessToken, true);
+    pub const CHANGE_PASSWORD: Endpoint = endpoint(Post, "/client/v1/account/password", AccessToken, true);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/client/v1/devices", AccessToken, false);
-    pub const RENAME_DEVICE: Endpoint =
-        endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
-    pub const DELETE_DEVICE: Endpoint =
-        endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
+    pub const RENAME_DEVICE: Endpoint = endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
+    pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
 
     pub const ALL: &[Endpoint] = &[
         REGISTER,
@@ -122,7 +124,10 @@ mod tests {
     #[test]
     fn path_params_are_filled_and_encoded() {
         assert_eq!(client::RENAME_DEVICE.path_with(&["ABC"]), "/client/v1/devices/ABC");
-        assert_eq!(client::RENAME_DEVICE.path_with(&["a/../b c"]), "/client/v1/devices/a%2F..%2Fb%20c");
+        assert_eq!(
+            client::RENAME_DEVICE.path_with(&["a/../b c"]),
+            "/client/v1/devices/a%2F..%2Fb%20c"
+        );
         assert_eq!(client::LOGIN.path_with(&[]), "/client/v1/login");
     }
 
@@ -140,18 +145,30 @@ mod tests {
                 if method == "PARAMETERS" {
                     continue;
                 }
-                let secured = op.get("security").and_then(|s| s.as_sequence()).is_some_and(|s| !s.is_empty());
+                let secured = op
+                    .get("security")
+                    .and_then(|s| s.as_sequence())
+                    .is_some_and(|s| !s.is_empty());
                 documented.insert((method, path.to_owned(), secured));
             }
         }
         let declared: BTreeSet<_> = client::ALL
             .iter()
             .chain(ops::ALL)
-            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned(), e.auth == Auth::AccessToken))
+            .map(|e| {
+                (
+                    e.method.as_str().to_owned(),
+                    e.path.to_owned(),
+                    e.auth == Auth::AccessToken,
+                )
+            })
             .collect();
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let unknown: Vec<_> = documented.difference(&declared).collect();
-        assert!(undocumented.is_empty(), "declared but not in client-api.yaml (method, path, needs token): {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "declared but not in client-api.yaml (method, path, needs token): {undocumented:?}"
+        );
         assert!(unknown.is_empty(), "in client-api.yaml but not declared: {unknown:?}");
     }
 }

@@ -140,8 +140,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_do_not_break_old_clients() {
-        let body: ErrorBody =
-            serde_json::from_str(r#"{"error":"from_the_future","message":"m"}"#).expect("parses");
+        let body: ErrorBody = serde_json::from_str(r#"{"error":"from_the_future","message":"m"}"#).expect("parses");
         assert_eq!(body.error, ErrorCode::Unknown);
     }
 
@@ -153,5 +152,20 @@ mod tests {
             let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
             assert!(doc.contains(&row), "protocol.md lacks the row starting {row}");
         }
+    }
+
+    /// The OpenAPI `Error` schema lists exactly the codes a server can send.
+    #[test]
+    fn openapi_error_enum_matches() {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../openapi/client-api.yaml")).expect("valid YAML");
+        let listed: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+            .as_sequence()
+            .expect("Error.error has an enum")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, codes);
     }
 }

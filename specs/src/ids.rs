@@ -160,10 +160,21 @@ mod tests {
         for ok in ["a.example", "localhost", "localhost:8443", "x-1.y.example:1"] {
             assert!(ServerName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a..example", "-a.example", "a.example:", "a.example:0", "a.example:99999", "a_b.example"] {
+        for bad in [
+            "",
+            "a..example",
+            "-a.example",
+            "a.example:",
+            "a.example:0",
+            "a.example:99999",
+            "a_b.example",
+        ] {
             assert_eq!(ServerName::parse(bad), Err(IdError::InvalidServerName), "{bad}");
         }
-        assert_eq!(ServerName::parse("A.Example").map(|s| s.to_string()), Ok("a.example".into()));
+        assert_eq!(
+            ServerName::parse("A.Example").map(|s| s.to_string()),
+            Ok("a.example".into())
+        );
     }
 
     #[test]

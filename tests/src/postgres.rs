@@ -51,16 +51,25 @@ fn stop_when_we_exit(cluster: &PgCluster, root: &std::path::Path) {
 
 /// Creates an empty database for one test and returns its URL.
 pub async fn fresh_database() -> String {
-    let name = format!("test_{}", Alphanumeric.sample_string(&mut rand::rng(), 16).to_ascii_lowercase());
+    let name = format!(
+        "test_{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 16).to_ascii_lowercase()
+    );
     match server() {
         Server::Embedded(cluster) => {
             cluster.create_database(&name).await.expect("CREATE DATABASE");
             cluster.url(&name)
         }
         Server::External(config) => {
-            let (client, conn) = config.connect(tokio_postgres::NoTls).await.expect("connect to DATABASE_URL");
+            let (client, conn) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .expect("connect to DATABASE_URL");
             let conn = tokio::spawn(conn);
-            client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("CREATE DATABASE");
+            client
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("CREATE DATABASE");
             drop(client);
             let _ = conn.await;
             let mut config = config.clone();
@@ -81,7 +90,10 @@ fn external_url(config: &tokio_postgres::Config) -> String {
     let user = config.get_user().unwrap_or("postgres");
     let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
     let auth = password.map_or(user.to_owned(), |p| format!("{user}:{p}"));
-    format!("postgres://{auth}@{host}:{port}/{}", config.get_dbname().unwrap_or_default())
+    format!(
+        "postgres://{auth}@{host}:{port}/{}",
+        config.get_dbname().unwrap_or_default()
+    )
 }
 
 /// Drops a test database out from under its server (`WITH (FORCE)` ends its connections),
@@ -93,7 +105,10 @@ pub async fn drop_database(url: &str) {
     admin.dbname("postgres");
     let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect as admin");
     let conn = tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.expect("DROP DATABASE");
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("DROP DATABASE");
     drop(client);
     let _ = conn.await;
 }

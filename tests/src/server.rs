@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
-use parley_homeserver::config::{Config, DatabaseConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig};
+use parley_homeserver::config::{
+    Config, DatabaseConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig,
+};
 use parley_homeserver::devcerts::DevCa;
-use rustls::pki_types::pem::PemObject;
 use parley_sdk::{Client, Trust};
 use parley_specs::ServerName;
+use rustls::pki_types::pem::PemObject;
 
 use crate::postgres::fresh_database;
 
@@ -36,7 +38,13 @@ fn pki() -> &'static TestPki {
         std::fs::write(&ca_file, ca.cert_pem()).expect("write");
         std::fs::write(&cert, issued.cert_pem).expect("write");
         std::fs::write(&key, issued.key_pem).expect("write");
-        TestPki { ca_pem: ca.cert_pem(), ca_file, cert, key, _dir: dir }
+        TestPki {
+            ca_pem: ca.cert_pem(),
+            ca_file,
+            cert,
+            key,
+            _dir: dir,
+        }
     })
 }
 
@@ -71,7 +79,13 @@ impl TestServer {
         let mut config = config;
         // A restart must come back on the same port for clients holding the URL.
         config.listen.client = addr;
-        Self { url: format!("https://localhost:{}", addr.port()), config, addr, handle, task }
+        Self {
+            url: format!("https://localhost:{}", addr.port()),
+            config,
+            addr,
+            handle,
+            task,
+        }
     }
 
     /// Stops the server gracefully and returns its configuration, for a restart.
@@ -87,7 +101,11 @@ impl TestServer {
 
     /// An SDK client trusting the test CA, not logged in.
     pub fn sdk(&self) -> Client {
-        Client::new(self.url.parse().expect("url"), Trust::CaPem(pki().ca_pem.clone().into_bytes())).expect("client")
+        Client::new(
+            self.url.parse().expect("url"),
+            Trust::CaPem(pki().ca_pem.clone().into_bytes()),
+        )
+        .expect("client")
     }
 
     /// A plain HTTPS client trusting the test CA, for requests the SDK would never send.
@@ -96,12 +114,16 @@ impl TestServer {
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pki().ca_pem.as_bytes()) {
             roots.add(cert.expect("CA pem")).expect("CA");
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        reqwest::Client::builder().tls_backend_preconfigured(tls).build().expect("reqwest")
+        let tls =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .expect("reqwest")
     }
 
     pub fn endpoint_url(&self, path: &str) -> String {
@@ -126,9 +148,19 @@ fn default_config(database_url: String) -> Config {
     let pki = pki();
     Config {
         server_name: ServerName::parse("test.parley").expect("server name"),
-        listen: ListenConfig { client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), workers: 2 },
-        tls: TlsConfig { cert: pki.cert.clone(), key: pki.key.clone() },
-        database: DatabaseConfig { url: database_url, pool_size: 8, pool_timeout_ms: 10_000 },
+        listen: ListenConfig {
+            client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            workers: 2,
+        },
+        tls: TlsConfig {
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+        },
+        database: DatabaseConfig {
+            url: database_url,
+            pool_size: 8,
+            pool_timeout_ms: 10_000,
+        },
         registration: RegistrationConfig::default(),
         limits: LimitsConfig::default(),
         log: LogConfig::default(),

@@ -37,7 +37,10 @@ pub async fn logout_all(state: web::Data<AppState>, who: AuthedDevice) -> Result
 }
 
 pub async fn whoami(who: AuthedDevice) -> web::Json<WhoAmIResponse> {
-    web::Json(WhoAmIResponse { user_id: who.user_id, device_id: who.device_id })
+    web::Json(WhoAmIResponse {
+        user_id: who.user_id,
+        device_id: who.device_id,
+    })
 }
 
 pub async fn change_password(

@@ -29,7 +29,11 @@ pub async fn rename(
     Ok(web::Json(info(row, &who)?))
 }
 
-pub async fn delete(state: web::Data<AppState>, who: AuthedDevice, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let device_id = parse_device_id(&path)?;
     if !store::devices::delete(&state.pool.get().await?, &who.localpart, &device_id).await? {
         return Err(ApiError::not_found("device"));

@@ -15,12 +15,14 @@ pub fn json_config(max_body_bytes: usize) -> web::JsonConfig {
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {limit} bytes"))
-        }
-        JsonPayloadError::ContentType => {
-            ApiError::new(ErrorCode::BadJson, "the request body must be JSON (Content-Type: application/json)")
-        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::BadJson,
+            "the request body must be JSON (Content-Type: application/json)",
+        ),
         JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::BadJson, format!("invalid JSON body: {e}")),
         other => ApiError::new(ErrorCode::BadJson, format!("cannot read the request body: {other}")),
     }

@@ -8,8 +8,8 @@ mod observe;
 mod ops;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
-use parley_specs::endpoints::{Endpoint, Method, client, ops as ops_endpoints};
 use parley_specs::ErrorCode;
+use parley_specs::endpoints::{Endpoint, Method, client, ops as ops_endpoints};
 
 use crate::error::ApiError;
 
@@ -75,12 +75,19 @@ fn actix_method(method: Method) -> actix_web::http::Method {
 }
 
 async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method").error_response()
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not accept that HTTP method",
+    )
+    .error_response()
 }
 
 pub async fn unrecognized_endpoint() -> HttpResponse {
-    ApiError::new(ErrorCode::UnrecognizedEndpoint, "no endpoint has this path; see specs/openapi/client-api.yaml")
-        .error_response()
+    ApiError::new(
+        ErrorCode::UnrecognizedEndpoint,
+        "no endpoint has this path; see specs/openapi/client-api.yaml",
+    )
+    .error_response()
 }
 
 fn no_content() -> HttpResponse {

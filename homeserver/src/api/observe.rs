@@ -22,8 +22,14 @@ pub async fn observe(
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = response.status().as_u16();
     if let Some(metrics) = metrics {
-        metrics.http_requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
-        metrics.http_latency.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed.as_secs_f64());
+        metrics
+            .http_requests
+            .with_label_values(&[route.as_str(), method.as_str(), &status.to_string()])
+            .inc();
+        metrics
+            .http_latency
+            .with_label_values(&[route.as_str(), method.as_str()])
+            .observe(elapsed.as_secs_f64());
     }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     // Successes at debug: at thousands of requests a second an info line each would

@@ -14,8 +14,17 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let expected = db::expected_schema_version();
     let version = db::schema_version(&state.pool).await.ok();
     let ready = version == Some(expected);
-    let body = ReadyResponse { ready, database: version.is_some(), schema_version: version, expected_schema_version: expected };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    let body = ReadyResponse {
+        ready,
+        database: version.is_some(),
+        schema_version: version,
+        expected_schema_version: expected,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

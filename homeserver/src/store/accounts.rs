@@ -19,12 +19,16 @@ pub async fn insert(db: &impl Db, localpart: &Localpart, password_hash: &str) ->
 }
 
 pub async fn password_hash(db: &impl Db, localpart: &Localpart) -> Result<Option<String>, tokio_postgres::Error> {
-    let stmt = db.prepare_cached("SELECT password_hash FROM accounts WHERE localpart = $1").await?;
+    let stmt = db
+        .prepare_cached("SELECT password_hash FROM accounts WHERE localpart = $1")
+        .await?;
     Ok(db.query_opt(&stmt, &[&localpart.as_str()]).await?.map(|row| row.get(0)))
 }
 
 pub async fn set_password_hash(db: &impl Db, localpart: &Localpart, hash: &str) -> Result<(), tokio_postgres::Error> {
-    let stmt = db.prepare_cached("UPDATE accounts SET password_hash = $2 WHERE localpart = $1").await?;
+    let stmt = db
+        .prepare_cached("UPDATE accounts SET password_hash = $2 WHERE localpart = $1")
+        .await?;
     db.execute(&stmt, &[&localpart.as_str(), &hash]).await?;
     Ok(())
 }

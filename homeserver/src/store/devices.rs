@@ -39,11 +39,13 @@ pub async fn insert(
     token_hash: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached(
-            "INSERT INTO devices (device_id, localpart, display_name, token_hash) VALUES ($1, $2, $3, $4)",
-        )
+        .prepare_cached("INSERT INTO devices (device_id, localpart, display_name, token_hash) VALUES ($1, $2, $3, $4)")
         .await?;
-    db.execute(&stmt, &[&device_id.as_str(), &localpart.as_str(), &display_name, &token_hash]).await?;
+    db.execute(
+        &stmt,
+        &[&device_id.as_str(), &localpart.as_str(), &display_name, &token_hash],
+    )
+    .await?;
     Ok(())
 }
 
@@ -63,7 +65,9 @@ pub async fn by_token_hash(db: &impl Db, token_hash: &[u8]) -> Result<Option<Tok
 }
 
 pub async fn touch(db: &impl Db, device_id: &DeviceId) -> Result<(), tokio_postgres::Error> {
-    let stmt = db.prepare_cached("UPDATE devices SET last_seen_at = now() WHERE device_id = $1").await?;
+    let stmt = db
+        .prepare_cached("UPDATE devices SET last_seen_at = now() WHERE device_id = $1")
+        .await?;
     db.execute(&stmt, &[&device_id.as_str()]).await?;
     Ok(())
 }
@@ -75,7 +79,12 @@ pub async fn list(db: &impl Db, localpart: &Localpart) -> Result<Vec<DeviceRow>,
              WHERE localpart = $1 ORDER BY created_at, device_id",
         )
         .await?;
-    Ok(db.query(&stmt, &[&localpart.as_str()]).await?.into_iter().map(DeviceRow::from).collect())
+    Ok(db
+        .query(&stmt, &[&localpart.as_str()])
+        .await?
+        .into_iter()
+        .map(DeviceRow::from)
+        .collect())
 }
 
 /// Renames a device of this account; None when it has no such device.
@@ -91,12 +100,17 @@ pub async fn rename(
              RETURNING device_id, display_name, created_at, last_seen_at",
         )
         .await?;
-    Ok(db.query_opt(&stmt, &[&localpart.as_str(), &device_id.as_str(), &display_name]).await?.map(DeviceRow::from))
+    Ok(db
+        .query_opt(&stmt, &[&localpart.as_str(), &device_id.as_str(), &display_name])
+        .await?
+        .map(DeviceRow::from))
 }
 
 /// Deletes one device of this account (revoking its token); false when there was none.
 pub async fn delete(db: &impl Db, localpart: &Localpart, device_id: &DeviceId) -> Result<bool, tokio_postgres::Error> {
-    let stmt = db.prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = $2").await?;
+    let stmt = db
+        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = $2")
+        .await?;
     Ok(db.execute(&stmt, &[&localpart.as_str(), &device_id.as_str()]).await? == 1)
 }
 
@@ -109,5 +123,6 @@ pub async fn delete_all_except(
     let stmt = db
         .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
         .await?;
-    db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)]).await
+    db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .await
 }

@@ -15,7 +15,10 @@ use parley_specs::client_api::{LoginRequest, RegisterRequest};
 use rand::distr::{Alphanumeric, SampleString};
 
 #[derive(Parser)]
-#[command(name = "parley-bench", about = "Load generator for a Parley homeserver; prints latency and throughput")]
+#[command(
+    name = "parley-bench",
+    about = "Load generator for a Parley homeserver; prints latency and throughput"
+)]
 struct Cli {
     /// Base URL of the homeserver's client API.
     #[arg(long, default_value = "https://localhost:8443")]
@@ -52,17 +55,29 @@ async fn main() -> anyhow::Result<()> {
 async fn accounts(client: Arc<Client>, count: usize, concurrency: usize) -> anyhow::Result<()> {
     let prefix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_ascii_lowercase();
     let names: Vec<String> = (0..count).map(|i| format!("bench{prefix}{i}")).collect();
-    println!("{count} accounts, {concurrency} requests in flight, against {}", client.base_url());
+    println!(
+        "{count} accounts, {concurrency} requests in flight, against {}",
+        client.base_url()
+    );
 
     let register = run(&client, &names, concurrency, |client, name| async move {
-        let req = RegisterRequest { username: name, password: PASSWORD.into(), device_name: None, invite_token: None };
+        let req = RegisterRequest {
+            username: name,
+            password: PASSWORD.into(),
+            device_name: None,
+            invite_token: None,
+        };
         client.register(&req).await.map(drop)
     })
     .await?;
     report("register", &register);
 
     let login = run(&client, &names, concurrency, |client, name| async move {
-        let req = LoginRequest { username: name, password: PASSWORD.into(), device_name: None };
+        let req = LoginRequest {
+            username: name,
+            password: PASSWORD.into(),
+            device_name: None,
+        };
         client.login(&req).await.map(drop)
     })
     .await?;
@@ -103,7 +118,10 @@ where
         latencies.extend(worker.await??);
     }
     latencies.sort();
-    Ok(Sample { latencies, wall: started.elapsed() })
+    Ok(Sample {
+        latencies,
+        wall: started.elapsed(),
+    })
 }
 
 fn report(what: &str, sample: &Sample) {

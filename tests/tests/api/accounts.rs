@@ -14,7 +14,10 @@ async fn full_account_lifecycle() {
     assert!(first.access_token.starts_with("pat_"));
 
     let me = laptop.whoami().await.expect("whoami");
-    assert_eq!((me.user_id.clone(), me.device_id.clone()), (first.user_id.clone(), first.device_id.clone()));
+    assert_eq!(
+        (me.user_id.clone(), me.device_id.clone()),
+        (first.user_id.clone(), first.device_id.clone())
+    );
 
     // A second device, logging in with the full user id.
     let (phone, second) = logged_in(&server, "alice@test.parley").await;
@@ -23,12 +26,19 @@ async fn full_account_lifecycle() {
 
     let devices = laptop.devices().await.expect("devices").devices;
     assert_eq!(devices.len(), 2);
-    let current: Vec<_> = devices.iter().filter(|d| d.current).map(|d| d.device_id.clone()).collect();
+    let current: Vec<_> = devices
+        .iter()
+        .filter(|d| d.current)
+        .map(|d| d.device_id.clone())
+        .collect();
     assert_eq!(current, vec![first.device_id.clone()]);
     assert_eq!(devices[0].display_name, "laptop");
     assert_eq!(devices[1].display_name, "phone");
 
-    let renamed = laptop.rename_device(&second.device_id, "work phone").await.expect("rename");
+    let renamed = laptop
+        .rename_device(&second.device_id, "work phone")
+        .await
+        .expect("rename");
     assert_eq!(renamed.display_name, "work phone");
     assert!(!renamed.current);
 
@@ -56,7 +66,12 @@ async fn logout_all_revokes_every_device() {
     for client in [&a, &b, &c] {
         assert_eq!(code(client.whoami().await), ErrorCode::UnknownToken);
     }
-    let rows = server.db().await.query("SELECT 1 FROM devices", &[]).await.expect("query");
+    let rows = server
+        .db()
+        .await
+        .query("SELECT 1 FROM devices", &[])
+        .await
+        .expect("query");
     assert!(rows.is_empty());
 }
 
@@ -66,21 +81,37 @@ async fn changing_the_password_revokes_other_devices() {
     let (laptop, _) = registered(&server, "carol").await;
     let (phone, _) = logged_in(&server, "carol").await;
 
-    let wrong = ChangePasswordRequest { current_password: "not the password".into(), new_password: "a brand new password".into() };
-    assert_eq!(code(laptop.change_password(&wrong).await), ErrorCode::InvalidCredentials);
+    let wrong = ChangePasswordRequest {
+        current_password: "not the password".into(),
+        new_password: "a brand new password".into(),
+    };
+    assert_eq!(
+        code(laptop.change_password(&wrong).await),
+        ErrorCode::InvalidCredentials
+    );
     assert!(phone.whoami().await.is_ok(), "a failed change revokes nothing");
 
-    let weak = ChangePasswordRequest { current_password: PASSWORD.into(), new_password: "short".into() };
+    let weak = ChangePasswordRequest {
+        current_password: PASSWORD.into(),
+        new_password: "short".into(),
+    };
     assert_eq!(code(laptop.change_password(&weak).await), ErrorCode::WeakPassword);
 
-    let change = ChangePasswordRequest { current_password: PASSWORD.into(), new_password: "a brand new password".into() };
+    let change = ChangePasswordRequest {
+        current_password: PASSWORD.into(),
+        new_password: "a brand new password".into(),
+    };
     laptop.change_password(&change).await.expect("change password");
     assert!(laptop.whoami().await.is_ok(), "the changing device stays logged in");
     assert_eq!(code(phone.whoami().await), ErrorCode::UnknownToken);
 
     let old = server.sdk().login(&login_request("carol", PASSWORD)).await;
     assert_eq!(code(old), ErrorCode::InvalidCredentials);
-    server.sdk().login(&login_request("carol", "a brand new password")).await.expect("new password works");
+    server
+        .sdk()
+        .login(&login_request("carol", "a brand new password"))
+        .await
+        .expect("new password works");
 }
 
 #[tokio::test]
@@ -88,17 +119,28 @@ async fn secrets_are_stored_hashed() {
     let server = TestServer::spawn().await;
     let (_, session) = registered(&server, "dave").await;
     let db = server.db().await;
-    let hash: String = db.query_one("SELECT password_hash FROM accounts", &[]).await.expect("row").get(0);
+    let hash: String = db
+        .query_one("SELECT password_hash FROM accounts", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
-    let token_hash: Vec<u8> = db.query_one("SELECT token_hash FROM devices", &[]).await.expect("row").get(0);
+    let token_hash: Vec<u8> = db
+        .query_one("SELECT token_hash FROM devices", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(token_hash.len(), 32);
     let dump: String = db
         .query_one("SELECT string_agg(d::text, ' ') FROM (SELECT * FROM devices) d", &[])
         .await
         .expect("row")
         .get(0);
-    assert!(!dump.contains(&session.access_token), "the token itself is never stored");
+    assert!(
+        !dump.contains(&session.access_token),
+        "the token itself is never stored"
+    );
 }
 
 #[tokio::test]
@@ -114,7 +156,13 @@ async fn concurrent_registrations_of_one_name_have_one_winner() {
     for result in results.into_iter().filter(|r| r.is_err()) {
         assert_eq!(code(result), ErrorCode::UsernameTaken);
     }
-    let count: i64 = server.db().await.query_one("SELECT count(*) FROM accounts", &[]).await.expect("row").get(0);
+    let count: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(count, 1);
 }
 

@@ -32,13 +32,23 @@ async fn raw(
     }
     let resp = req.send().await.expect("request");
     let status = resp.status();
-    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().expect("ascii").to_owned());
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_owned());
     let bytes = resp.bytes().await.expect("body");
     let body = serde_json::from_slice::<ErrorBody>(&bytes).ok();
     (status, body, retry_after)
 }
 
-async fn expect_error(server: &TestServer, method: Method, path: &str, token: Option<&str>, body: &str, want: ErrorCode) {
+async fn expect_error(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+    want: ErrorCode,
+) {
     let (status, error, _) = raw(server, method, path, token, Some(body.as_bytes().to_vec())).await;
     let error = error.unwrap_or_else(|| panic!("{method:?} {path} {body:?}: no JSON error body (status {status})"));
     assert_eq!(error.error, want, "{method:?} {path} {body:?}: {}", error.message);
@@ -50,8 +60,16 @@ async fn expect_error(server: &TestServer, method: Method, path: &str, token: Op
 async fn malformed_requests_get_400() {
     let server = TestServer::spawn().await;
     let register = client::REGISTER.path;
-    for body in ["", "{", "[]", "null", "{\"username\":\"x\"}", "{\"username\":1,\"password\":\"0123456789\"}",
-        "{\"username\":\"x\",\"password\":\"0123456789\",\"extra\":true}", "\u{0}\u{1}binary"] {
+    for body in [
+        "",
+        "{",
+        "[]",
+        "null",
+        "{\"username\":\"x\"}",
+        "{\"username\":1,\"password\":\"0123456789\"}",
+        "{\"username\":\"x\",\"password\":\"0123456789\",\"extra\":true}",
+        "\u{0}\u{1}binary",
+    ] {
         expect_error(&server, Method::Post, register, None, body, ErrorCode::BadJson).await;
     }
     for name in ["Alice", "", "al ice", "al@ice", &"a".repeat(65), "ümlaut"] {
@@ -63,17 +81,55 @@ async fn malformed_requests_get_400() {
         expect_error(&server, Method::Post, register, None, &body, ErrorCode::WeakPassword).await;
     }
     let long_name = serde_json::json!({"username": "frank", "password": PASSWORD, "device_name": "d".repeat(101)});
-    expect_error(&server, Method::Post, register, None, &long_name.to_string(), ErrorCode::InvalidParam).await;
+    expect_error(
+        &server,
+        Method::Post,
+        register,
+        None,
+        &long_name.to_string(),
+        ErrorCode::InvalidParam,
+    )
+    .await;
 
     let (_, session) = registered(&server, "grace").await;
     let token = Some(session.access_token.as_str());
     let rename = client::RENAME_DEVICE.path_with(&[session.device_id.as_str()]);
-    expect_error(&server, Method::Put, &rename, token, "{\"display_name\":\"\"}", ErrorCode::InvalidParam).await;
-    expect_error(&server, Method::Put, &rename, token, "{\"name\":\"x\"}", ErrorCode::BadJson).await;
+    expect_error(
+        &server,
+        Method::Put,
+        &rename,
+        token,
+        "{\"display_name\":\"\"}",
+        ErrorCode::InvalidParam,
+    )
+    .await;
+    expect_error(
+        &server,
+        Method::Put,
+        &rename,
+        token,
+        "{\"name\":\"x\"}",
+        ErrorCode::BadJson,
+    )
+    .await;
     let bad_id = client::RENAME_DEVICE.path_with(&["not-a-device!"]);
-    expect_error(&server, Method::Put, &bad_id, token, "{\"display_name\":\"x\"}", ErrorCode::InvalidParam).await;
+    expect_error(
+        &server,
+        Method::Put,
+        &bad_id,
+        token,
+        "{\"display_name\":\"x\"}",
+        ErrorCode::InvalidParam,
+    )
+    .await;
 
-    let count: i64 = server.db().await.query_one("SELECT count(*) FROM accounts", &[]).await.expect("row").get(0);
+    let count: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(count, 1, "no refused registration left an account");
 }
 
@@ -82,37 +138,78 @@ async fn authentication_failures_get_401() {
     let server = TestServer::spawn().await;
     let whoami = client::WHOAMI.path;
     let (status, body, _) = raw(&server, Method::Get, whoami, None, None).await;
-    assert_eq!((status.as_u16(), body.map(|b| b.error)), (401, Some(ErrorCode::MissingToken)));
+    assert_eq!(
+        (status.as_u16(), body.map(|b| b.error)),
+        (401, Some(ErrorCode::MissingToken))
+    );
     let (status, body, _) = raw(&server, Method::Get, whoami, Some("pat_forged"), None).await;
-    assert_eq!((status.as_u16(), body.map(|b| b.error)), (401, Some(ErrorCode::UnknownToken)));
+    assert_eq!(
+        (status.as_u16(), body.map(|b| b.error)),
+        (401, Some(ErrorCode::UnknownToken))
+    );
 
     // Every endpoint that needs a token refuses without one.
-    for endpoint in client::ALL.iter().filter(|e| e.auth == parley_specs::endpoints::Auth::AccessToken) {
+    for endpoint in client::ALL
+        .iter()
+        .filter(|e| e.auth == parley_specs::endpoints::Auth::AccessToken)
+    {
         let path = endpoint.path_with(&["ABC"]);
         let (status, body, _) = raw(&server, endpoint.method, &path, None, Some(b"{}".to_vec())).await;
-        assert_eq!(body.map(|b| b.error), Some(ErrorCode::MissingToken), "{} {path}", endpoint.method.as_str());
+        assert_eq!(
+            body.map(|b| b.error),
+            Some(ErrorCode::MissingToken),
+            "{} {path}",
+            endpoint.method.as_str()
+        );
         assert_eq!(status.as_u16(), 401);
     }
 
     registered(&server, "heidi").await;
     let sdk = server.sdk();
-    assert_eq!(code(sdk.login(&login_request("heidi", "wrong password!")).await), ErrorCode::InvalidCredentials);
-    assert_eq!(code(sdk.login(&login_request("nobody", PASSWORD)).await), ErrorCode::InvalidCredentials);
-    assert_eq!(code(sdk.login(&login_request("heidi@other.example", PASSWORD)).await), ErrorCode::InvalidCredentials);
-    let devices: i64 = server.db().await.query_one("SELECT count(*) FROM devices", &[]).await.expect("row").get(0);
+    assert_eq!(
+        code(sdk.login(&login_request("heidi", "wrong password!")).await),
+        ErrorCode::InvalidCredentials
+    );
+    assert_eq!(
+        code(sdk.login(&login_request("nobody", PASSWORD)).await),
+        ErrorCode::InvalidCredentials
+    );
+    assert_eq!(
+        code(sdk.login(&login_request("heidi@other.example", PASSWORD)).await),
+        ErrorCode::InvalidCredentials
+    );
+    let devices: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM devices", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(devices, 1, "failed logins create no device");
 }
 
 #[tokio::test]
 async fn closed_registration_and_invite_tokens_get_403() {
     let closed = TestServer::spawn_with(|c| c.registration.enabled = false).await;
-    assert_eq!(code(closed.sdk().register(&register_request("ivan")).await), ErrorCode::RegistrationClosed);
+    assert_eq!(
+        code(closed.sdk().register(&register_request("ivan")).await),
+        ErrorCode::RegistrationClosed
+    );
 
     let invite = TestServer::spawn_with(|c| c.registration.invite_token = Some("let-me-in-please".into())).await;
-    assert_eq!(code(invite.sdk().register(&register_request("ivan")).await), ErrorCode::InvalidInviteToken);
-    let wrong = RegisterRequest { invite_token: Some("let-me-in-pleasE".into()), ..register_request("ivan") };
+    assert_eq!(
+        code(invite.sdk().register(&register_request("ivan")).await),
+        ErrorCode::InvalidInviteToken
+    );
+    let wrong = RegisterRequest {
+        invite_token: Some("let-me-in-pleasE".into()),
+        ..register_request("ivan")
+    };
     assert_eq!(code(invite.sdk().register(&wrong).await), ErrorCode::InvalidInviteToken);
-    let right = RegisterRequest { invite_token: Some("let-me-in-please".into()), ..register_request("ivan") };
+    let right = RegisterRequest {
+        invite_token: Some("let-me-in-please".into()),
+        ..register_request("ivan")
+    };
     invite.sdk().register(&right).await.expect("the invite token admits");
 }
 
@@ -121,11 +218,20 @@ async fn other_accounts_devices_are_not_found() {
     let server = TestServer::spawn().await;
     let (judy, _) = registered(&server, "judy").await;
     let (_, mallory) = registered(&server, "mallory").await;
-    assert_eq!(code(judy.rename_device(&mallory.device_id, "mine now").await), ErrorCode::NotFound);
+    assert_eq!(
+        code(judy.rename_device(&mallory.device_id, "mine now").await),
+        ErrorCode::NotFound
+    );
     assert_eq!(code(judy.delete_device(&mallory.device_id).await), ErrorCode::NotFound);
     let ghost = DeviceId::parse("NOSUCHDEVICE").expect("id");
     assert_eq!(code(judy.delete_device(&ghost).await), ErrorCode::NotFound);
-    let devices: i64 = server.db().await.query_one("SELECT count(*) FROM devices", &[]).await.expect("row").get(0);
+    let devices: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM devices", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(devices, 2);
 }
 
@@ -133,26 +239,52 @@ async fn other_accounts_devices_are_not_found() {
 async fn unknown_paths_and_methods() {
     let server = TestServer::spawn().await;
     let (status, body, _) = raw(&server, Method::Get, "/client/v1/nope", None, None).await;
-    assert_eq!((status.as_u16(), body.map(|b| b.error)), (404, Some(ErrorCode::UnrecognizedEndpoint)));
+    assert_eq!(
+        (status.as_u16(), body.map(|b| b.error)),
+        (404, Some(ErrorCode::UnrecognizedEndpoint))
+    );
     let (status, body, _) = raw(&server, Method::Delete, ops::HEALTH.path, None, None).await;
-    assert_eq!((status.as_u16(), body.map(|b| b.error)), (405, Some(ErrorCode::MethodNotAllowed)));
+    assert_eq!(
+        (status.as_u16(), body.map(|b| b.error)),
+        (405, Some(ErrorCode::MethodNotAllowed))
+    );
     let (status, body, _) = raw(&server, Method::Get, client::REGISTER.path, None, None).await;
-    assert_eq!((status.as_u16(), body.map(|b| b.error)), (405, Some(ErrorCode::MethodNotAllowed)));
+    assert_eq!(
+        (status.as_u16(), body.map(|b| b.error)),
+        (405, Some(ErrorCode::MethodNotAllowed))
+    );
 }
 
 #[tokio::test]
 async fn taken_usernames_get_409() {
     let server = TestServer::spawn().await;
     registered(&server, "kim").await;
-    assert_eq!(code(server.sdk().register(&register_request("kim")).await), ErrorCode::UsernameTaken);
+    assert_eq!(
+        code(server.sdk().register(&register_request("kim")).await),
+        ErrorCode::UsernameTaken
+    );
 }
 
 #[tokio::test]
 async fn oversize_bodies_get_413() {
     let server = TestServer::spawn_with(|c| c.limits.max_body_bytes = 1024).await;
     let body = serde_json::json!({"username": "leo", "password": "p".repeat(2000)}).to_string();
-    expect_error(&server, Method::Post, client::REGISTER.path, None, &body, ErrorCode::PayloadTooLarge).await;
-    let count: i64 = server.db().await.query_one("SELECT count(*) FROM accounts", &[]).await.expect("row").get(0);
+    expect_error(
+        &server,
+        Method::Post,
+        client::REGISTER.path,
+        None,
+        &body,
+        ErrorCode::PayloadTooLarge,
+    )
+    .await;
+    let count: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(count, 0);
 }
 
@@ -166,15 +298,25 @@ async fn login_attempts_are_rate_limited_per_account() {
         assert_eq!(status.as_u16(), 401);
     }
     let (status, error, retry_after) = raw(&server, Method::Post, client::LOGIN.path, None, Some(body)).await;
-    assert_eq!((status.as_u16(), error.as_ref().map(|e| e.error)), (429, Some(ErrorCode::RateLimited)));
+    assert_eq!(
+        (status.as_u16(), error.as_ref().map(|e| e.error)),
+        (429, Some(ErrorCode::RateLimited))
+    );
     let secs: u64 = retry_after.expect("Retry-After header").parse().expect("seconds");
     assert!((1..=20).contains(&secs), "{secs}");
     assert!(error.and_then(|e| e.retry_after_ms).is_some_and(|ms| ms > 0));
     // Even the right password waits now: the limit is on attempts, not failures.
-    assert_eq!(code(server.sdk().login(&login_request("mia", PASSWORD)).await), ErrorCode::RateLimited);
+    assert_eq!(
+        code(server.sdk().login(&login_request("mia", PASSWORD)).await),
+        ErrorCode::RateLimited
+    );
     // Another account is not affected.
     registered(&server, "noah").await;
-    server.sdk().login(&login_request("noah", PASSWORD)).await.expect("other account logs in");
+    server
+        .sdk()
+        .login(&login_request("noah", PASSWORD))
+        .await
+        .expect("other account logs in");
 }
 
 #[tokio::test]
@@ -185,8 +327,14 @@ async fn login_and_registration_are_rate_limited_per_address() {
         let (status, _, _) = raw(&server, Method::Post, client::LOGIN.path, None, Some(body)).await;
         assert_eq!(status.as_u16(), 401);
     }
-    assert_eq!(code(server.sdk().register(&register_request("olga")).await), ErrorCode::RateLimited);
-    assert_eq!(code(server.sdk().login(&login_request("user9", PASSWORD)).await), ErrorCode::RateLimited);
+    assert_eq!(
+        code(server.sdk().register(&register_request("olga")).await),
+        ErrorCode::RateLimited
+    );
+    assert_eq!(
+        code(server.sdk().login(&login_request("user9", PASSWORD)).await),
+        ErrorCode::RateLimited
+    );
 }
 
 #[tokio::test]
@@ -195,10 +343,23 @@ async fn a_lost_database_gives_503_not_500() {
     let (client, _) = registered(&server, "pat").await;
     parley_tests::postgres::drop_database(&server.config.database.url).await;
     assert_eq!(code(client.whoami().await), ErrorCode::Unavailable);
-    assert_eq!(code(server.sdk().login(&login_request("pat", PASSWORD)).await), ErrorCode::Unavailable);
-    let ready = server.http().get(server.endpoint_url(ops::READY.path)).send().await.expect("ready");
+    assert_eq!(
+        code(server.sdk().login(&login_request("pat", PASSWORD)).await),
+        ErrorCode::Unavailable
+    );
+    let ready = server
+        .http()
+        .get(server.endpoint_url(ops::READY.path))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status().as_u16(), 503);
-    let health = server.http().get(server.endpoint_url(ops::HEALTH.path)).send().await.expect("health");
+    let health = server
+        .http()
+        .get(server.endpoint_url(ops::HEALTH.path))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(health.status().as_u16(), 200, "the process itself is up");
 }
 
@@ -225,9 +386,17 @@ async fn no_input_causes_a_server_error() {
             for body in &bodies {
                 let path = endpoint.path_with(&[session.device_id.as_str()]);
                 let (status, error, _) = raw(&server, endpoint.method, &path, token, Some(body.clone())).await;
-                assert!(status.as_u16() < 500, "{} {path}: {status} {error:?}", endpoint.method.as_str());
+                assert!(
+                    status.as_u16() < 500,
+                    "{} {path}: {status} {error:?}",
+                    endpoint.method.as_str()
+                );
                 if !status.is_success() {
-                    assert!(error.is_some(), "{} {path}: {status} without a JSON error body", endpoint.method.as_str());
+                    assert!(
+                        error.is_some(),
+                        "{} {path}: {status} without a JSON error body",
+                        endpoint.method.as_str()
+                    );
                 }
             }
         }

@@ -1,6 +1,6 @@
 use parley_sdk::Client;
-use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
 use parley_specs::ErrorCode;
+use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
 use parley_tests::TestServer;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -15,7 +15,11 @@ pub fn register_request(username: &str) -> RegisterRequest {
 }
 
 pub fn login_request(username: &str, password: &str) -> LoginRequest {
-    LoginRequest { username: username.into(), password: password.into(), device_name: Some("phone".into()) }
+    LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        device_name: Some("phone".into()),
+    }
 }
 
 /// Registers `username` and returns a client logged in as its first device.

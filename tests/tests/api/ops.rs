@@ -20,7 +20,11 @@ async fn metrics_count_requests_by_route_and_status() {
     let server = TestServer::spawn().await;
     registered(&server, "rita").await;
     let _ = server.sdk().login(&login_request("rita", "wrong password!")).await;
-    server.sdk().login(&login_request("rita", PASSWORD)).await.expect("login");
+    server
+        .sdk()
+        .login(&login_request("rita", PASSWORD))
+        .await
+        .expect("login");
     let text = server
         .http()
         .get(server.endpoint_url(ops::METRICS.path))

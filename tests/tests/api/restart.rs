@@ -13,8 +13,15 @@ async fn accounts_and_tokens_survive_a_restart() {
 
     let server = TestServer::start(config).await;
     // The old device's token still works against the new process on the same port.
-    assert_eq!(client.whoami().await.expect("whoami after restart").device_id, session.device_id);
-    server.sdk().login(&login_request("sam", PASSWORD)).await.expect("login after restart");
+    assert_eq!(
+        client.whoami().await.expect("whoami after restart").device_id,
+        session.device_id
+    );
+    server
+        .sdk()
+        .login(&login_request("sam", PASSWORD))
+        .await
+        .expect("login after restart");
     assert_eq!(client.devices().await.expect("devices").devices.len(), 2);
 }
 
@@ -24,7 +31,10 @@ async fn a_database_from_a_newer_release_is_refused() {
     server
         .db()
         .await
-        .execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')", &[])
+        .execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')",
+            &[],
+        )
         .await
         .expect("insert");
     let config = server.stop().await;
@@ -32,5 +42,8 @@ async fn a_database_from_a_newer_release_is_refused() {
         Ok(_) => panic!("a homeserver started on a schema newer than it knows"),
         Err(e) => e.to_string(),
     };
-    assert!(error.contains("version 999") && error.contains("newer than this binary"), "{error}");
+    assert!(
+        error.contains("version 999") && error.contains("newer than this binary"),
+        "{error}"
+    );
 }

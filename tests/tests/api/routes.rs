@@ -20,7 +20,11 @@ async fn every_declared_endpoint_is_routed() {
         let resp = req.body("{}").send().await.expect("request");
         let status = resp.status().as_u16();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let code = body.get("error").and_then(|e| e.as_str()).unwrap_or_default().to_owned();
+        let code = body
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or_default()
+            .to_owned();
         assert!(
             code != ErrorCode::UnrecognizedEndpoint.as_str() && code != ErrorCode::MethodNotAllowed.as_str(),
             "{} {} is declared but not routed ({status} {code})",
