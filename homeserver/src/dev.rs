@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use parley_specs::ServerName;
 
-use crate::config::{Config, DatabaseConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig};
-use crate::devcerts::ensure_dev_tls;
+use crate::config::{Config, LogConfig};
+use crate::devcerts::{DevTlsFiles, ensure_dev_tls};
 use crate::embedded_pg::{Durability, PgCluster};
 use crate::{Application, telemetry};
 
@@ -49,25 +49,7 @@ async fn serve(cluster: &PgCluster, data_dir: &Path, server_name: ServerName, po
         .await
         .context("cannot create the database")?;
     let tls = ensure_dev_tls(&data_dir.join("tls")).context("cannot create development certificates")?;
-    let config = Config {
-        server_name: server_name.clone(),
-        listen: ListenConfig {
-            client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            workers: 0,
-        },
-        tls: TlsConfig {
-            cert: tls.cert,
-            key: tls.key,
-        },
-        database: DatabaseConfig {
-            url: cluster.url("parley"),
-            pool_size: 16,
-            pool_timeout_ms: 5_000,
-        },
-        registration: RegistrationConfig::default(),
-        limits: LimitsConfig::default(),
-        log: LogConfig::default(),
-    };
+    let config = dev_config(&server_name, port, &tls, &cluster.url("parley"))?;
     let app = Application::build(config).await?;
     let url = format!("https://localhost:{}", app.port());
     let ca = tls.ca.display();
@@ -86,4 +68,16 @@ async fn serve(cluster: &PgCluster, data_dir: &Path, server_name: ServerName, po
     );
     app.run_until_stopped().await?;
     Ok(())
+}
+
+/// The development configuration; like a config file, it yields to `PARLEY_*` variables
+/// (e.g. `PARLEY_LIMITS__LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE=100000` for load tests).
+fn dev_config(server_name: &ServerName, port: u16, tls: &DevTlsFiles, database_url: &str) -> anyhow::Result<Config> {
+    let table = toml::Table::try_from(serde_json::json!({
+        "server_name": server_name.as_str(),
+        "listen": { "client": SocketAddr::from((Ipv4Addr::LOCALHOST, port)).to_string() },
+        "tls": { "cert": tls.cert, "key": tls.key },
+        "database": { "url": database_url },
+    }))?;
+    Ok(Config::from_table(table, std::env::vars())?)
 }
