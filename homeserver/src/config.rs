@@ -88,6 +88,9 @@ pub struct LimitsConfig {
     /// Login and registration attempts allowed per client IP address per minute.
     #[serde(default = "default_login_per_address")]
     pub login_attempts_per_address_per_minute: u32,
+    /// Key package claims (one per user added to a group) allowed per account per minute.
+    #[serde(default = "default_claims_per_account")]
+    pub key_package_claims_per_account_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -96,6 +99,7 @@ impl Default for LimitsConfig {
             max_body_bytes: default_max_body_bytes(),
             login_attempts_per_account_per_minute: default_login_per_account(),
             login_attempts_per_address_per_minute: default_login_per_address(),
+            key_package_claims_per_account_per_minute: default_claims_per_account(),
         }
     }
 }
@@ -144,6 +148,9 @@ fn default_login_per_account() -> u32 {
 }
 fn default_login_per_address() -> u32 {
     30
+}
+fn default_claims_per_account() -> u32 {
+    600
 }
 fn default_log_level() -> String {
     "info".into()

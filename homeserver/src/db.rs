@@ -16,11 +16,14 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts_and_devices",
-    sql: include_str!("../migrations/0001_accounts_and_devices.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts_and_devices",
+        sql: include_str!("../migrations/0001_accounts_and_devices.sql"),
+    },
+    Migration { version: 2, name: "key_packages", sql: include_str!("../migrations/0002_key_packages.sql") },
+];
 
 /// The schema version this binary expects.
 pub fn expected_schema_version() -> i32 {

@@ -13,6 +13,7 @@ pub mod devcerts;
 pub mod embedded_pg;
 pub mod error;
 pub mod fsutil;
+pub mod key_packages;
 pub mod metrics;
 pub mod rate_limit;
 pub mod startup;

@@ -14,6 +14,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_per_account: RateLimiter,
     pub login_per_address: RateLimiter,
+    pub claims_per_account: RateLimiter,
 }
 
 impl AppState {
@@ -22,6 +23,7 @@ impl AppState {
         Self {
             login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
+            claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
             config,
             pool,
             metrics,

@@ -91,6 +91,10 @@ pub mod client {
     pub const RENAME_DEVICE: Endpoint = endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
 
+    pub const UPLOAD_KEY_PACKAGES: Endpoint = endpoint(Post, "/client/v1/keys/packages", AccessToken, false);
+    pub const KEY_PACKAGE_COUNT: Endpoint = endpoint(Get, "/client/v1/keys/packages/count", AccessToken, false);
+    pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/client/v1/keys/claim", AccessToken, true);
+
     pub const ALL: &[Endpoint] = &[
         REGISTER,
         LOGIN,
@@ -101,6 +105,9 @@ pub mod client {
         LIST_DEVICES,
         RENAME_DEVICE,
         DELETE_DEVICE,
+        UPLOAD_KEY_PACKAGES,
+        KEY_PACKAGE_COUNT,
+        CLAIM_KEY_PACKAGES,
     ];
 }
 

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     InvalidUsername,
     /// The new password is too short or too long.
     WeakPassword,
+    /// A KeyPackage does not parse, has a bad signature, an unsupported ciphersuite or an
+    /// invalid lifetime.
+    InvalidKeyPackage,
     /// No access token was sent.
     MissingToken,
     /// The access token is unknown or was revoked.
@@ -26,6 +29,8 @@ pub enum ErrorCode {
     RegistrationClosed,
     /// Registration needs an invite token and the one given is missing or wrong.
     InvalidInviteToken,
+    /// MLS data names another user or device than the one sending it.
+    CredentialMismatch,
     /// The addressed resource (device, user) does not exist or is not yours.
     NotFound,
     /// No endpoint has this path.
@@ -54,11 +59,13 @@ impl ErrorCode {
         Self::InvalidParam,
         Self::InvalidUsername,
         Self::WeakPassword,
+        Self::InvalidKeyPackage,
         Self::MissingToken,
         Self::UnknownToken,
         Self::InvalidCredentials,
         Self::RegistrationClosed,
         Self::InvalidInviteToken,
+        Self::CredentialMismatch,
         Self::NotFound,
         Self::UnrecognizedEndpoint,
         Self::MethodNotAllowed,
@@ -75,11 +82,13 @@ impl ErrorCode {
             Self::InvalidParam => "invalid_param",
             Self::InvalidUsername => "invalid_username",
             Self::WeakPassword => "weak_password",
+            Self::InvalidKeyPackage => "invalid_key_package",
             Self::MissingToken => "missing_token",
             Self::UnknownToken => "unknown_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::RegistrationClosed => "registration_closed",
             Self::InvalidInviteToken => "invalid_invite_token",
+            Self::CredentialMismatch => "credential_mismatch",
             Self::NotFound => "not_found",
             Self::UnrecognizedEndpoint => "unrecognized_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -95,9 +104,9 @@ impl ErrorCode {
     /// The HTTP status that always accompanies this code.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::BadJson | Self::InvalidParam | Self::InvalidUsername | Self::WeakPassword => 400,
+            Self::BadJson | Self::InvalidParam | Self::InvalidUsername | Self::WeakPassword | Self::InvalidKeyPackage => 400,
             Self::MissingToken | Self::UnknownToken | Self::InvalidCredentials => 401,
-            Self::RegistrationClosed | Self::InvalidInviteToken => 403,
+            Self::RegistrationClosed | Self::InvalidInviteToken | Self::CredentialMismatch => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
             Self::UsernameTaken => 409,

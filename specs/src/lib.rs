@@ -5,10 +5,14 @@
 //! The human-readable contract lives beside this crate in `specs/openapi/` and
 //! `specs/protocol.md`; tests keep them in step with this code.
 
+pub mod bytes;
 pub mod client_api;
 pub mod endpoints;
 pub mod error;
 pub mod ids;
+pub mod keys_api;
+pub mod mls;
 
+pub use bytes::Base64Bytes;
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{DeviceId, IdError, Localpart, ServerName, UserId};

@@ -4,6 +4,7 @@
 mod account;
 mod devices;
 mod extract;
+mod keys;
 mod observe;
 mod ops;
 
@@ -28,6 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::LIST_DEVICES, devices::list)
         .add(client::RENAME_DEVICE, devices::rename)
         .add(client::DELETE_DEVICE, devices::delete)
+        .add(client::UPLOAD_KEY_PACKAGES, keys::upload)
+        .add(client::KEY_PACKAGE_COUNT, keys::count)
+        .add(client::CLAIM_KEY_PACKAGES, keys::claim)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics);

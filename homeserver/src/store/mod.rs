@@ -4,5 +4,6 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod key_packages;
 
 pub use deadpool_postgres::GenericClient as Db;

@@ -6,6 +6,7 @@
 mod accounts;
 mod errors;
 mod helpers;
+mod key_packages;
 mod ops;
 mod restart;
 mod routes;

@@ -1,0 +1,138 @@
+//! The MLS key package directory: what a device may upload, and claiming for others.
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{BasicCredential, Ciphersuite, KeyPackageIn, ProtocolVersion};
+use openmls_rust_crypto::RustCrypto;
+use parley_specs::keys_api::{ClaimKeyPackagesResponse, ClaimedKeyPackage, KeyPackageCount};
+use parley_specs::mls::{self, MAX_KEY_PACKAGES_PER_DEVICE, MAX_KEY_PACKAGES_PER_UPLOAD};
+use parley_specs::{Base64Bytes, DeviceId, ErrorCode, UserId};
+use time::OffsetDateTime;
+
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store;
+
+/// A KeyPackage whose signatures, ciphersuite, lifetime and credential have been checked.
+/// Only `validate` makes one, so the store never holds an unchecked package.
+pub struct ValidKeyPackage {
+    pub bytes: Vec<u8>,
+    pub hash_ref: Vec<u8>,
+    pub last_resort: bool,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Checks one uploaded KeyPackage of `owner`. `index` names it in error messages.
+pub fn validate(raw: &[u8], owner: &AuthedDevice, index: usize) -> Result<ValidKeyPackage, ApiError> {
+    let invalid = |why: String| ApiError::new(ErrorCode::InvalidKeyPackage, format!("key package {index}: {why}"));
+    let crypto = RustCrypto::default();
+    let mut rest = raw;
+    let parsed = KeyPackageIn::tls_deserialize(&mut rest).map_err(|e| invalid(format!("does not parse: {e}")))?;
+    if !rest.is_empty() {
+        return Err(invalid(format!("{} bytes after the end of the KeyPackage", rest.len())));
+    }
+    let package = parsed
+        .validate(&crypto, ProtocolVersion::Mls10)
+        .map_err(|e| invalid(format!("rejected: {e}")))?;
+    if u16::from(package.ciphersuite()) != mls::CIPHERSUITE {
+        return Err(invalid(format!(
+            "ciphersuite {:?} is not the profile's {:?}",
+            package.ciphersuite(),
+            Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+        )));
+    }
+    let credential = BasicCredential::try_from(package.leaf_node().credential().clone())
+        .map_err(|_| invalid("the credential is not a BasicCredential".into()))?;
+    let expected = mls::credential_identity(&owner.user_id, &owner.device_id);
+    if credential.identity() != expected.as_slice() {
+        return Err(ApiError::new(
+            ErrorCode::CredentialMismatch,
+            format!(
+                "key package {index}: its credential names {:?}, but it was uploaded by {}/{}",
+                String::from_utf8_lossy(credential.identity()),
+                owner.user_id,
+                owner.device_id
+            ),
+        ));
+    }
+    let not_after = i64::try_from(package.life_time().not_after()).unwrap_or(i64::MAX);
+    let expires_at = OffsetDateTime::from_unix_timestamp(not_after)
+        .map_err(|_| invalid("its lifetime ends beyond the year 9999".into()))?;
+    let hash_ref = package
+        .hash_ref(&crypto)
+        .map_err(|e| ApiError::internal("hashing a key package", e))?
+        .as_slice()
+        .to_vec();
+    Ok(ValidKeyPackage { bytes: raw.to_vec(), hash_ref, last_resort: package.last_resort(), expires_at })
+}
+
+pub async fn upload(state: &AppState, who: &AuthedDevice, packages: Vec<Base64Bytes>) -> Result<KeyPackageCount, ApiError> {
+    if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload"),
+        ));
+    }
+    // Signature checks are CPU work: off the request threads.
+    let owner = who.clone();
+    let valid = tokio::task::spawn_blocking(move || {
+        packages.iter().enumerate().map(|(i, raw)| validate(raw.as_slice(), &owner, i)).collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("key package validation task", e))??;
+
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    // Serializes uploads of one device so the per-device cap holds under concurrency.
+    store::key_packages::lock_device(&tx, &who.device_id).await?;
+    let count = store::key_packages::count(&tx, &who.device_id).await?;
+    let one_time = i64::try_from(valid.iter().filter(|p| !p.last_resort).count()).unwrap_or(i64::MAX);
+    if count.available + one_time > MAX_KEY_PACKAGES_PER_DEVICE {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!(
+                "a device holds at most {MAX_KEY_PACKAGES_PER_DEVICE} unclaimed key packages ({} stored)",
+                count.available
+            ),
+        ));
+    }
+    for package in &valid {
+        store::key_packages::insert(&tx, &who.device_id, package).await?;
+    }
+    let count = store::key_packages::count(&tx, &who.device_id).await?;
+    tx.commit().await?;
+    Ok(count)
+}
+
+pub async fn count(state: &AppState, who: &AuthedDevice) -> Result<KeyPackageCount, ApiError> {
+    Ok(store::key_packages::count(&state.pool.get().await?, &who.device_id).await?)
+}
+
+/// One key package per device of `user`, consumed atomically.
+pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
+    state.claims_per_account.check(who.localpart.as_str()).map_err(ApiError::rate_limited)?;
+    if user.server_name() != state.config.server_name {
+        return Err(ApiError::not_found(&format!(
+            "user {user} (another server's users are reached by federation, which this server does not offer yet)"
+        )));
+    }
+    let localpart = user.localpart();
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    if !store::accounts::exists(&tx, &localpart).await? {
+        return Err(ApiError::not_found(&format!("user {user}")));
+    }
+    let mut key_packages = Vec::new();
+    let mut devices_without_key_packages = Vec::new();
+    for device in store::devices::list(&tx, &localpart).await? {
+        let device_id = DeviceId::parse(&device.device_id).map_err(|e| ApiError::internal("stored device id", e))?;
+        match store::key_packages::claim_one(&tx, &device_id).await? {
+            Some((bytes, last_resort)) => {
+                key_packages.push(ClaimedKeyPackage { device_id, key_package: bytes.into(), last_resort })
+            }
+            None => devices_without_key_packages.push(device_id),
+        }
+    }
+    tx.commit().await?;
+    Ok(ClaimKeyPackagesResponse { user_id: user, key_packages, devices_without_key_packages })
+}
