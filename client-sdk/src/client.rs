@@ -1,3 +1,5 @@
+//! The typed client of a homeserver's client API.
+
 use std::fmt;
 use std::time::Duration;
 
@@ -7,19 +9,33 @@ use parley_specs::client_api::{
     RegisterRequest, RenameDeviceRequest, WhoAmIResponse,
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
+use parley_specs::keys_api::{
+    ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
+};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::tls::{Trust, client_config};
 use crate::Error;
+use crate::error::parse_retry_after;
+use crate::tls::{Trust, client_config};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time allowed to open a connection (TCP and TLS handshake).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for a whole request, from sending to the end of the response body.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Responses larger than this are refused (as [`Error::Decode`]) instead of buffered.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
-/// A connection to one homeserver's client API, optionally logged in as one device.
-/// Cheap to clone; clones share the connection pool.
+/// A connection to one homeserver's client API, optionally acting as one logged-in device.
+///
+/// Every request is built from the endpoint declarations of
+/// [`parley_specs::endpoints`]; endpoints that need a device's access token get
+/// `Authorization: Bearer …`, the others never do.
+///
+/// Cheap to clone: clones share the connection pool (HTTP/2 when the server offers it).
+/// The access token is never shown by `Debug`.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -30,50 +46,151 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base.as_str())
+            .field("base_url", &self.base.as_str())
+            .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`]: timeouts and an initial access token.
+pub struct ClientBuilder {
+    base_url: Url,
+    trust: Trust,
+    connect_timeout: Duration,
+    timeout: Duration,
+    access_token: Option<String>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url.as_str())
+            .field("trust", &self.trust)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
             .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
 
-impl Client {
-    /// A client for the homeserver at `base_url` (e.g. `https://chat.example.org`).
-    pub fn new(base_url: Url, trust: Trust) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(&trust)?)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("parley-sdk/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Tls(e.to_string()))?;
-        Ok(Self { http, base: base_url, access_token: None })
+impl ClientBuilder {
+    /// Time allowed to open a connection, TLS handshake included
+    /// (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
-    /// The same client, logged in with `token`.
-    pub fn with_access_token(mut self, token: impl Into<String>) -> Self {
+    /// Time allowed for a whole request (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts logged in with `token` (e.g. one saved from an earlier [`Client::login`]).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_token = Some(token.into());
+        self
+    }
+
+    /// Builds the client: checks the URL and loads the trusted CA certificates.
+    ///
+    /// Fails with [`Error::InvalidUrl`] for a URL that is not `https://host[:port][/prefix]`,
+    /// [`Error::InvalidCaFile`] for an unreadable or empty CA file, and [`Error::Tls`]
+    /// when no trust roots can be set up.
+    pub fn build(self) -> Result<Client, Error> {
+        let base = checked_base_url(self.base_url)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(&self.trust)?)
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(concat!("parley-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Tls(chain(&e)))?;
+        Ok(Client {
+            http,
+            base,
+            access_token: self.access_token,
+        })
+    }
+}
+
+impl Client {
+    /// A client for the homeserver at `base_url` (e.g. `https://chat.example.org`, or
+    /// `https://example.org/parley` behind a reverse proxy), not logged in, with default
+    /// timeouts. See [`ClientBuilder::build`] for the errors.
+    pub fn new(base_url: Url, trust: Trust) -> Result<Self, Error> {
+        Self::builder(base_url, trust).build()
+    }
+
+    /// A builder, for non-default timeouts or a saved access token.
+    pub fn builder(base_url: Url, trust: Trust) -> ClientBuilder {
+        ClientBuilder {
+            base_url,
+            trust,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            access_token: None,
+        }
+    }
+
+    /// The same client, acting as the device that owns `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.set_access_token(token);
         self
     }
 
+    /// Same as [`Client::with_token`].
+    pub fn with_access_token(self, token: impl Into<String>) -> Self {
+        self.with_token(token)
+    }
+
+    /// Acts from now on as the device that owns `token`.
     pub fn set_access_token(&mut self, token: impl Into<String>) {
         self.access_token = Some(token.into());
     }
 
+    /// Acts from now on as the device that `session` (from [`Client::register`] or
+    /// [`Client::login`]) logged in.
+    pub fn set_session(&mut self, session: &LoginResponse) {
+        self.set_access_token(session.access_token.clone());
+    }
+
+    /// Forgets the access token; calls that need one then fail with [`Error::NotLoggedIn`].
     pub fn clear_access_token(&mut self) {
         self.access_token = None;
     }
 
+    /// Whether the client has an access token (which the server may have revoked since).
+    pub fn has_access_token(&self) -> bool {
+        self.access_token.is_some()
+    }
+
+    /// The access token the client sends, if any. It is a secret: store it privately
+    /// and never log it.
+    pub fn access_token(&self) -> Option<&str> {
+        self.access_token.as_deref()
+    }
+
+    /// The homeserver's base URL.
     pub fn base_url(&self) -> &Url {
         &self.base
     }
 
-    /// Creates an account and logs in its first device. The client stays as it was:
-    /// call `set_access_token` with the returned token to act as that device.
+    /// Creates an account and logs in its first device.
+    ///
+    /// The client itself stays as it was; call [`Client::set_session`] with the result to
+    /// act as the new device. Refusals: `invalid_username`, `weak_password`,
+    /// `username_taken`, `registration_closed`, `invalid_invite_token`, `rate_limited`.
     pub async fn register(&self, req: &RegisterRequest) -> Result<LoginResponse, Error> {
         self.call(client::REGISTER, &[], Some(req)).await
     }
 
-    /// Logs in a new device of an existing account.
+    /// Logs in a new device of an existing account (`invalid_credentials` when the
+    /// username or password is wrong). Like [`Client::register`], it does not change the
+    /// client's own token.
     pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, Error> {
         self.call(client::LOGIN, &[], Some(req)).await
     }
@@ -88,34 +205,65 @@ impl Client {
         self.call_no_content(client::LOGOUT_ALL, &[], None::<&()>).await
     }
 
+    /// The account and device this client's token belongs to.
     pub async fn whoami(&self) -> Result<WhoAmIResponse, Error> {
         self.call(client::WHOAMI, &[], None::<&()>).await
     }
 
-    /// Changes the password; every other device of the account is logged out.
+    /// Changes the account's password (`invalid_credentials` when the current one is
+    /// wrong, `weak_password` for a bad new one). Every other device of the account is
+    /// logged out; this one stays logged in.
     pub async fn change_password(&self, req: &ChangePasswordRequest) -> Result<(), Error> {
         self.call_no_content(client::CHANGE_PASSWORD, &[], Some(req)).await
     }
 
+    /// The account's devices; the one making the request has `current == true`.
     pub async fn devices(&self) -> Result<DeviceList, Error> {
         self.call(client::LIST_DEVICES, &[], None::<&()>).await
     }
 
+    /// Sets a device's display name and returns the updated device
+    /// (`not_found` when the account has no such device).
     pub async fn rename_device(&self, device: &DeviceId, display_name: &str) -> Result<DeviceInfo, Error> {
-        let body = RenameDeviceRequest { display_name: display_name.to_owned() };
+        let body = RenameDeviceRequest {
+            display_name: display_name.to_owned(),
+        };
         self.call(client::RENAME_DEVICE, &[device.as_str()], Some(&body)).await
     }
 
-    /// Deletes a device of the account (this one too), revoking its token.
+    /// Deletes a device of the account, this one too, revoking its token at once
+    /// (`not_found` when the account has no such device).
     pub async fn delete_device(&self, device: &DeviceId) -> Result<(), Error> {
-        self.call_no_content(client::DELETE_DEVICE, &[device.as_str()], None::<&()>).await
+        self.call_no_content(client::DELETE_DEVICE, &[device.as_str()], None::<&()>)
+            .await
     }
 
+    /// Uploads MLS KeyPackages of this device (TLS-serialized, RFC 9420) and returns how
+    /// many are now available. Uploads are idempotent; a last-resort package replaces the
+    /// device's previous one. The whole batch is refused (`invalid_key_package`,
+    /// `credential_mismatch`) when one package is bad.
+    pub async fn upload_key_packages(&self, req: &UploadKeyPackagesRequest) -> Result<KeyPackageCount, Error> {
+        self.call(client::UPLOAD_KEY_PACKAGES, &[], Some(req)).await
+    }
+
+    /// How many KeyPackages of this device wait to be claimed.
+    pub async fn key_package_count(&self) -> Result<KeyPackageCount, Error> {
+        self.call(client::KEY_PACKAGE_COUNT, &[], None::<&()>).await
+    }
+
+    /// Claims one KeyPackage for every device of a user (to add them to a group); each
+    /// one-time package is handed out once. `not_found` for an unknown user.
+    pub async fn claim_key_packages(&self, req: &ClaimKeyPackagesRequest) -> Result<ClaimKeyPackagesResponse, Error> {
+        self.call(client::CLAIM_KEY_PACKAGES, &[], Some(req)).await
+    }
+
+    /// Liveness: the server process answers.
     pub async fn health(&self) -> Result<HealthResponse, Error> {
         self.call(ops::HEALTH, &[], None::<&()>).await
     }
 
-    /// Readiness; a not-ready server answers 503, which this returns as an error.
+    /// Readiness: database reachable and schema current. A server that is not ready
+    /// answers 503, which this returns as an [`Error::Api`].
     pub async fn ready(&self) -> Result<ReadyResponse, Error> {
         self.call(ops::READY, &[], None::<&()>).await
     }
@@ -127,63 +275,242 @@ impl Client {
         body: Option<&B>,
     ) -> Result<R, Error> {
         let (url, bytes) = self.send(endpoint, params, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode { url, reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: format!("not the expected JSON: {e}"),
+        })
     }
 
-    async fn call_no_content<B: Serialize>(&self, endpoint: Endpoint, params: &[&str], body: Option<&B>) -> Result<(), Error> {
+    async fn call_no_content<B: Serialize>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        body: Option<&B>,
+    ) -> Result<(), Error> {
         self.send(endpoint, params, body).await.map(drop)
     }
 
-    /// Sends one request; returns the URL (for error messages) and the success body.
+    /// The URL of `endpoint` on this server, under the base URL's path prefix.
+    fn url_for(&self, endpoint: Endpoint, params: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        let path = format!(
+            "{}{}",
+            self.base.path().trim_end_matches('/'),
+            endpoint.path_with(params)
+        );
+        url.set_path(&path);
+        url
+    }
+
+    /// Sends one request; returns its URL and the body of a successful response.
     async fn send<B: Serialize>(
         &self,
         endpoint: Endpoint,
         params: &[&str],
         body: Option<&B>,
-    ) -> Result<(String, bytes::Bytes), Error> {
-        let url = self.base.join(&endpoint.path_with(params))?;
-        let shown = url.to_string();
+    ) -> Result<(Url, Vec<u8>), Error> {
+        let url = self.url_for(endpoint, params);
         let method = match endpoint.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
             Method::Put => reqwest::Method::PUT,
             Method::Delete => reqwest::Method::DELETE,
         };
-        let mut request = self.http.request(method, url);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
         if endpoint.auth == Auth::AccessToken {
             let token = self.access_token.as_deref().ok_or(Error::NotLoggedIn)?;
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::MalformedToken)?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |e: reqwest::Error| Error::Transport { url: shown.clone(), reason: describe(&e) };
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(transport)?;
+            .and_then(parse_retry_after);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::Decode {
+                    url: url.to_string(),
+                    reason: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            Ok((shown, bytes))
+            Ok((url, bytes))
         } else {
             Err(Error::from_response(status.as_u16(), retry_after, &bytes))
         }
     }
+
+    fn transport(&self, err: &reqwest::Error) -> Error {
+        Error::Transport {
+            url: self.base.as_str().trim_end_matches('/').to_owned(),
+            reason: describe(err),
+        }
+    }
 }
 
-/// reqwest's Display stops at the outermost layer ("error sending request"); the cause
-/// chain says what actually happened (connection refused, certificate unknown, ...).
+/// Accepts `https://host[:port][/prefix]`; drops a query or fragment.
+fn checked_base_url(mut url: Url) -> Result<Url, Error> {
+    if url.scheme() != "https" {
+        return Err(Error::InvalidUrl(format!(
+            "{url}: the homeserver must be reached over https://"
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::InvalidUrl(format!("{url}: no host name")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::InvalidUrl(
+            "the server URL must not contain a user name or password".into(),
+        ));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// A short reason for a failed request: reqwest's own message is "error sending request
+/// for url (…)", and what actually happened is at the bottom of its cause chain.
 fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut io_kind = None;
+    let mut innermost: &(dyn std::error::Error + 'static) = err;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return format!("TLS: {tls}");
+        }
+        let io = e.downcast_ref::<std::io::Error>();
+        io_kind = io_kind.or(io.and_then(|io| io_reason(io.kind())));
+        innermost = e;
+        // An io::Error's `source` skips the error it wraps; `get_ref` returns it.
+        current = match io.and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    io_kind.map_or_else(|| innermost.to_string(), str::to_owned)
+}
+
+fn io_reason(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind::*;
+    Some(match kind {
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset by the server",
+        ConnectionAborted => "connection aborted",
+        TimedOut => "timed out",
+        HostUnreachable => "host unreachable",
+        NetworkUnreachable => "network unreachable",
+        AddrNotAvailable => "address not available",
+        UnexpectedEof => "the server closed the connection",
+        _ => return None,
+    })
+}
+
+/// The whole cause chain of an error, for setup errors where every layer matters.
+fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Result<Client, Error> {
+        let url = Url::parse(base)?;
+        Client::new(url, Trust::CaPem(test_ca()))
+    }
+
+    /// A CA certificate in PEM, good enough to build a client (never used to connect).
+    fn test_ca() -> Vec<u8> {
+        include_bytes!("../testdata/ca.pem").to_vec()
+    }
+
+    #[test]
+    fn urls_come_from_the_endpoint_declarations() -> Result<(), Error> {
+        let c = client("https://chat.example.org")?;
+        assert_eq!(
+            c.url_for(client::LOGIN, &[]).as_str(),
+            "https://chat.example.org/client/v1/login"
+        );
+        let c = client("https://example.org/parley/?q=1#f")?;
+        assert_eq!(c.base_url().as_str(), "https://example.org/parley/");
+        assert_eq!(
+            c.url_for(client::DELETE_DEVICE, &["AB/../C"]).as_str(),
+            "https://example.org/parley/client/v1/devices/AB%2F..%2FC"
+        );
+        assert_eq!(
+            c.url_for(ops::HEALTH, &[]).as_str(),
+            "https://example.org/parley/health"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn only_https_urls_are_accepted() {
+        for bad in ["http://chat.example.org", "https://user:pw@chat.example.org"] {
+            assert!(matches!(client(bad), Err(Error::InvalidUrl(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_token() -> Result<(), Error> {
+        let c = client("https://chat.example.org")?.with_token("pat_very_secret");
+        assert!(c.has_access_token());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("pat_very_secret") && shown.contains("redacted"),
+            "{shown}"
+        );
+        let builder =
+            Client::builder(Url::parse("https://x.example")?, Trust::SystemRoots).access_token("pat_very_secret");
+        assert!(!format!("{builder:?}").contains("pat_very_secret"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn token_endpoints_need_a_token() -> Result<(), Error> {
+        let mut c = client("https://chat.example.org")?;
+        assert!(matches!(c.whoami().await, Err(Error::NotLoggedIn)));
+        c.set_access_token("t");
+        c.clear_access_token();
+        assert!(matches!(c.devices().await, Err(Error::NotLoggedIn)));
+        let c = c.with_token("line\nbreak");
+        assert!(matches!(c.whoami().await, Err(Error::MalformedToken)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unreachable_servers_are_explained() -> Result<(), Error> {
+        // Port 9 (discard) on loopback: nothing listens there in a test environment.
+        let c = client("https://127.0.0.1:9")?;
+        match c.health().await {
+            Err(err @ Error::Transport { .. }) => {
+                assert_eq!(err.to_string(), "cannot reach https://127.0.0.1:9: connection refused");
+            }
+            other => panic!("expected a transport error, got {other:?}"),
+        }
+        Ok(())
+    }
 }

@@ -1,26 +1,38 @@
 //! The Parley client SDK: a typed async client for a homeserver's client API, and the
 //! logic of the `parley` command-line client.
 //!
+//! Requests, paths and error codes come from the shared contract crate
+//! [`parley_specs`] (re-exported as [`specs`]), so the SDK and the homeserver cannot
+//! disagree about them.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), parley_sdk::Error> {
 //! use parley_sdk::{Client, Trust};
-//! use parley_specs::client_api::LoginRequest;
+//! use parley_sdk::specs::client_api::LoginRequest;
 //!
-//! let mut client = Client::new("https://localhost:8443".parse()?, Trust::CaFile(".parley-dev/tls/ca.pem".into()))?;
+//! let trust = Trust::CaFile(".parley-dev/tls/ca.pem".into());
+//! let mut client = Client::new("https://localhost:8443".parse()?, trust)?;
 //! let session = client
-//!     .login(&LoginRequest { username: "alice".into(), password: "a long password".into(), device_name: None })
+//!     .login(&LoginRequest {
+//!         username: "alice".into(),
+//!         password: "a long password".into(),
+//!         device_name: Some("my bot".into()),
+//!     })
 //!     .await?;
-//! client.set_access_token(session.access_token);
+//! client.set_session(&session);
 //! println!("{}", client.whoami().await?.user_id);
 //! # Ok(()) }
 //! ```
+//!
+//! Errors are one type, [`Error`]; a refusal by the server carries its stable
+//! [`ErrorCode`](parley_specs::ErrorCode), available through [`Error::code`].
 
 pub mod cli;
 mod client;
 mod error;
 mod tls;
 
-pub use client::Client;
+pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use error::Error;
 pub use parley_specs as specs;
 pub use tls::Trust;

@@ -22,7 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "accounts_and_devices",
         sql: include_str!("../migrations/0001_accounts_and_devices.sql"),
     },
-    Migration { version: 2, name: "key_packages", sql: include_str!("../migrations/0002_key_packages.sql") },
+    Migration {
+        version: 2,
+        name: "key_packages",
+        sql: include_str!("../migrations/0002_key_packages.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -63,10 +63,19 @@ pub fn validate(raw: &[u8], owner: &AuthedDevice, index: usize) -> Result<ValidK
         .map_err(|e| ApiError::internal("hashing a key package", e))?
         .as_slice()
         .to_vec();
-    Ok(ValidKeyPackage { bytes: raw.to_vec(), hash_ref, last_resort: package.last_resort(), expires_at })
+    Ok(ValidKeyPackage {
+        bytes: raw.to_vec(),
+        hash_ref,
+        last_resort: package.last_resort(),
+        expires_at,
+    })
 }
 
-pub async fn upload(state: &AppState, who: &AuthedDevice, packages: Vec<Base64Bytes>) -> Result<KeyPackageCount, ApiError> {
+pub async fn upload(
+    state: &AppState,
+    who: &AuthedDevice,
+    packages: Vec<Base64Bytes>,
+) -> Result<KeyPackageCount, ApiError> {
     if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
         return Err(ApiError::new(
             ErrorCode::InvalidParam,
@@ -76,7 +85,11 @@ pub async fn upload(state: &AppState, who: &AuthedDevice, packages: Vec<Base64By
     // Signature checks are CPU work: off the request threads.
     let owner = who.clone();
     let valid = tokio::task::spawn_blocking(move || {
-        packages.iter().enumerate().map(|(i, raw)| validate(raw.as_slice(), &owner, i)).collect::<Result<Vec<_>, _>>()
+        packages
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| validate(raw.as_slice(), &owner, i))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| ApiError::internal("key package validation task", e))??;
@@ -110,7 +123,10 @@ pub async fn count(state: &AppState, who: &AuthedDevice) -> Result<KeyPackageCou
 
 /// One key package per device of `user`, consumed atomically.
 pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
-    state.claims_per_account.check(who.localpart.as_str()).map_err(ApiError::rate_limited)?;
+    state
+        .claims_per_account
+        .check(who.localpart.as_str())
+        .map_err(ApiError::rate_limited)?;
     if user.server_name() != state.config.server_name {
         return Err(ApiError::not_found(&format!(
             "user {user} (another server's users are reached by federation, which this server does not offer yet)"
@@ -127,12 +143,18 @@ pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result
     for device in store::devices::list(&tx, &localpart).await? {
         let device_id = DeviceId::parse(&device.device_id).map_err(|e| ApiError::internal("stored device id", e))?;
         match store::key_packages::claim_one(&tx, &device_id).await? {
-            Some((bytes, last_resort)) => {
-                key_packages.push(ClaimedKeyPackage { device_id, key_package: bytes.into(), last_resort })
-            }
+            Some((bytes, last_resort)) => key_packages.push(ClaimedKeyPackage {
+                device_id,
+                key_package: bytes.into(),
+                last_resort,
+            }),
             None => devices_without_key_packages.push(device_id),
         }
     }
     tx.commit().await?;
-    Ok(ClaimKeyPackagesResponse { user_id: user, key_packages, devices_without_key_packages })
+    Ok(ClaimKeyPackagesResponse {
+        user_id: user,
+        key_packages,
+        devices_without_key_packages,
+    })
 }

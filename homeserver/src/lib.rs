@@ -1,7 +1,5 @@
 //! The Parley homeserver as a library, so tests and the binary build it alike.
 
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
-
 pub mod accounts;
 pub mod api;
 pub mod auth;

@@ -36,7 +36,10 @@ impl Serialize for Base64Bytes {
 impl<'de> Deserialize<'de> for Base64Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        STANDARD.decode(text.as_bytes()).map(Self).map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+        STANDARD
+            .decode(text.as_bytes())
+            .map(Self)
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
     }
 }
 
@@ -48,7 +51,10 @@ mod tests {
     fn round_trip_and_rejects_garbage() {
         let json = serde_json::to_string(&Base64Bytes(vec![0, 1, 255])).expect("json");
         assert_eq!(json, "\"AAH/\"");
-        assert_eq!(serde_json::from_str::<Base64Bytes>(&json).expect("parse").0, vec![0, 1, 255]);
+        assert_eq!(
+            serde_json::from_str::<Base64Bytes>(&json).expect("parse").0,
+            vec![0, 1, 255]
+        );
         assert!(serde_json::from_str::<Base64Bytes>("\"not base64!\"").is_err());
     }
 }

@@ -14,7 +14,7 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub username: String,
@@ -25,7 +25,7 @@ pub struct RegisterRequest {
     pub invite_token: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The localpart (`alice`) or the full user id (`alice@a.example`).
@@ -36,7 +36,7 @@ pub struct LoginRequest {
 }
 
 /// A logged-in device: what register and login return.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
     pub user_id: UserId,
     pub device_id: DeviceId,
@@ -50,7 +50,7 @@ pub struct WhoAmIResponse {
     pub device_id: DeviceId,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
@@ -94,4 +94,45 @@ pub struct ReadyResponse {
     pub schema_version: Option<i32>,
     /// Latest migration this binary carries.
     pub expected_schema_version: i32,
+}
+
+/// Debug output of bodies carrying a password or token shows everything else.
+macro_rules! redacted_debug {
+    ($type:ident { $($shown:ident),* } hides { $($hidden:ident),* }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($hidden), &"<redacted>"))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(RegisterRequest { username, device_name } hides { password, invite_token });
+redacted_debug!(LoginRequest { username, device_name } hides { password });
+redacted_debug!(LoginResponse { user_id, device_id } hides { access_token });
+redacted_debug!(ChangePasswordRequest {} hides { current_password, new_password });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let login = LoginRequest {
+            username: "alice".into(),
+            password: "hunter2hunter2".into(),
+            device_name: None,
+        };
+        let session = LoginResponse {
+            user_id: UserId::parse("alice@a.example").expect("id"),
+            device_id: DeviceId::parse("ABC").expect("id"),
+            access_token: "pat_secret".into(),
+        };
+        let text = format!("{login:?} {session:?}");
+        assert!(!text.contains("hunter2") && !text.contains("pat_secret"), "{text}");
+        assert!(text.contains("alice@a.example"));
+    }
 }

@@ -104,7 +104,11 @@ impl ErrorCode {
     /// The HTTP status that always accompanies this code.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::BadJson | Self::InvalidParam | Self::InvalidUsername | Self::WeakPassword | Self::InvalidKeyPackage => 400,
+            Self::BadJson
+            | Self::InvalidParam
+            | Self::InvalidUsername
+            | Self::WeakPassword
+            | Self::InvalidKeyPackage => 400,
             Self::MissingToken | Self::UnknownToken | Self::InvalidCredentials => 401,
             Self::RegistrationClosed | Self::InvalidInviteToken | Self::CredentialMismatch => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,

@@ -33,7 +33,13 @@ mod tests {
         let identity = credential_identity(&user, &device);
         assert_eq!(identity, b"alice@a.example:8443/ABC123");
         assert_eq!(parse_credential_identity(&identity), Some((user, device)));
-        for bad in [&b"alice@a.example"[..], b"/ABC", b"alice@a.example/", b"\xff/ABC", b"Alice@a.example/ABC"] {
+        for bad in [
+            &b"alice@a.example"[..],
+            b"/ABC",
+            b"alice@a.example/",
+            b"\xff/ABC",
+            b"Alice@a.example/ABC",
+        ] {
             assert_eq!(parse_credential_identity(bad), None);
         }
     }

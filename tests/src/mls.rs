@@ -1,7 +1,7 @@
 //! Real MLS material for tests, made with openmls the way a device makes it.
 
 use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage};
+use openmls::prelude::{BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, KeyPackage};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use parley_specs::mls::credential_identity;
@@ -26,19 +26,28 @@ impl TestMlsDevice {
     pub fn with_identity(identity: Vec<u8>, ciphersuite: Ciphersuite) -> Self {
         let provider = OpenMlsRustCrypto::default();
         let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm()).expect("signature key");
-        signer.store(openmls::prelude::OpenMlsProvider::storage(&provider)).expect("store signer");
+        signer
+            .store(openmls::prelude::OpenMlsProvider::storage(&provider))
+            .expect("store signer");
         let credential = CredentialWithKey {
             credential: BasicCredential::new(identity).into(),
             signature_key: signer.public().into(),
         };
-        Self { provider, signer, credential, ciphersuite }
+        Self {
+            provider,
+            signer,
+            credential,
+            ciphersuite,
+        }
     }
 
     /// A fresh TLS-serialized KeyPackage.
     pub fn key_package(&self, last_resort: bool) -> Vec<u8> {
         let mut builder = KeyPackage::builder();
         if last_resort {
-            builder = builder.mark_as_last_resort();
+            // A leaf must declare every extension its key package carries.
+            let capabilities = Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
+            builder = builder.mark_as_last_resort().leaf_node_capabilities(capabilities);
         }
         let bundle = builder
             .build(self.ciphersuite, &self.provider, &self.signer, self.credential.clone())

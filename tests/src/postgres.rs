@@ -1,6 +1,5 @@
 //! One PostgreSQL per test process, one database per test.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -24,7 +23,7 @@ fn server() -> &'static Server {
 
 fn start_embedded() -> PgCluster {
     let suffix = Alphanumeric.sample_string(&mut rand::rng(), 8);
-    let root = PathBuf::from(std::env::temp_dir()).join(format!("parley-test-pg-{}-{suffix}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("parley-test-pg-{}-{suffix}", std::process::id()));
     let cluster = PgCluster::start(&root, Durability::Throwaway)
         .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL for the tests: {e}"));
     stop_when_we_exit(&cluster, &root);
@@ -40,6 +39,8 @@ fn stop_when_we_exit(cluster: &PgCluster, root: &std::path::Path) {
         stop = cluster.stop_command_line(),
         root = root.display(),
     );
+    // Deliberately never waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())

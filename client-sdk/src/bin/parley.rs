@@ -1,15 +1,5 @@
-use std::process::ExitCode;
+//! `parley`, the Parley command-line client. Everything it does is in `parley_sdk::cli`.
 
-use clap::Parser;
-use parley_sdk::cli::{Cli, explain, run};
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("{}", explain(&err));
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    parley_sdk::cli::main()
 }

@@ -1,305 +1,191 @@
-//! The `parley` command-line client. The binary only parses arguments and calls `run`.
+//! The `parley` command-line client. The binary only calls [`main`]; the commands live in
+//! this module so that they are a library, testable and reusable.
 
+mod commands;
+mod output;
 mod password;
+mod report;
 mod session;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use parley_specs::client_api::{ChangePasswordRequest, DeviceInfo, LoginRequest, LoginResponse, RegisterRequest};
-use parley_specs::{DeviceId, ErrorCode};
-use serde::Serialize;
+use clap::{Args, Parser, Subcommand};
 
-pub use password::read_password;
-pub use session::{Profile, Session};
+pub use commands::run;
+pub use password::{PasswordSource, read_password};
+pub use report::explain;
+pub use session::{Profile, Session, validate_profile_name};
 
-use crate::{Client, Error, Trust};
-
-#[derive(Parser)]
-#[command(name = "parley", version, about = "Parley: end-to-end encrypted messaging from the command line")]
+/// Command-line arguments of `parley`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "Parley: end-to-end encrypted messaging from the command line",
+    long_about = "Parley: end-to-end encrypted messaging from the command line.\n\n\
+        Start with `parley --server https://chat.example.org register USERNAME` (add \
+        --ca-file for a private or development server). The session is saved in the \
+        profile, so later commands need no --server.",
+    after_help = "Passwords are never taken as arguments: they are prompted for, or read \
+        from the first line of a file (--password-file FILE, or - for stdin)."
+)]
 pub struct Cli {
-    /// Which saved login to use; each profile is one device of one account.
-    #[arg(long, global = true, env = "PARLEY_PROFILE", default_value = "default")]
-    profile: String,
-    /// Where profiles are kept [default: $XDG_CONFIG_HOME/parley or ~/.config/parley].
-    #[arg(long, global = true, env = "PARLEY_HOME", value_name = "DIR")]
-    home: Option<PathBuf>,
-    /// Print machine-readable JSON on stdout instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Homeserver URL, e.g. https://chat.example.org (for register and login; remembered).
-    #[arg(long, global = true, env = "PARLEY_SERVER", value_name = "URL")]
-    server: Option<url::Url>,
-    /// CA certificate file to trust instead of the system roots (private or dev servers).
-    #[arg(long, global = true, env = "PARLEY_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Which saved login to use; each profile is one device of one account.
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_PROFILE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    pub profile: String,
+    /// Where profiles are kept [default: $XDG_CONFIG_HOME/parley or ~/.config/parley].
+    #[arg(long, global = true, env = "PARLEY_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Homeserver URL, e.g. `https://chat.example.org`. Used by register and login and
+    /// remembered in the profile; other commands use the profile's server.
+    #[arg(long, global = true, env = "PARLEY_SERVER", value_name = "URL")]
+    pub server: Option<url::Url>,
+    /// PEM file of the CA that issued the homeserver's certificate, instead of the system
+    /// roots (private or development servers). Used by register and login; remembered.
+    #[arg(long, global = true, env = "PARLEY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The commands of `parley`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
     /// Create an account and log this profile in as its first device.
     Register {
+        /// The username to register (the part before the @: lowercase letters, digits, . _ -).
         username: String,
-        /// Read the password from the first line of FILE instead of prompting.
+        /// Read the password from the first line of FILE (- for stdin) instead of prompting.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
-        /// Invite token, if the server requires one.
-        #[arg(long)]
+        /// Invite token, if the server requires one to register.
+        #[arg(long, value_name = "TOKEN")]
         invite_token: Option<String>,
-        /// Name shown in your device list.
-        #[arg(long)]
+        /// Name of this device in your device list [default: "parley CLI on HOSTNAME"].
+        #[arg(long, value_name = "NAME")]
         device_name: Option<String>,
     },
     /// Log this profile in as a new device of an existing account.
     Login {
         /// `alice` or `alice@chat.example.org`.
         username: String,
+        /// Read the password from the first line of FILE (- for stdin) instead of prompting.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
-        #[arg(long)]
+        /// Name of this device in your device list [default: "parley CLI on HOSTNAME"].
+        #[arg(long, value_name = "NAME")]
         device_name: Option<String>,
     },
-    /// Log out this device (the server deletes it); --all logs out every device.
+    /// Log out this device: the server deletes it and its access token, and the profile
+    /// forgets the session.
     Logout {
-        #[arg(long)]
+        /// Log out every device of the account, not only this one.
+        #[arg(long, conflicts_with = "local")]
         all: bool,
+        /// Only forget the saved session, without telling the server (when the server is
+        /// gone); the device stays on the account until deleted from another device.
+        #[arg(long)]
+        local: bool,
     },
     /// Show the account and device of this profile.
     Whoami,
-    /// Change your password; every other device is logged out.
+    /// Change your password; every other device of the account is logged out.
     Passwd {
-        /// Current password from the first line of FILE.
+        /// Read the current password from the first line of FILE (- for stdin).
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
-        /// New password from the first line of FILE.
+        /// Read the new password from the first line of FILE (- for stdin).
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
-    /// List, rename or delete your devices.
+    /// List, rename or delete the devices of your account.
     #[command(subcommand)]
     Devices(DevicesCommand),
 }
 
-#[derive(Subcommand)]
-enum DevicesCommand {
-    /// List the account's devices.
+/// `parley devices …`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List the account's devices; * marks this one.
     List,
     /// Give a device a new display name.
-    Rename { device_id: String, name: String },
-    /// Delete a device, revoking its access at once.
-    Delete { device_id: String },
+    Rename {
+        /// The device, as shown by `parley devices list`.
+        device_id: String,
+        /// The new name.
+        name: String,
+    },
+    /// Delete a device, revoking its access at once (this one too: that logs out).
+    Delete {
+        /// The device, as shown by `parley devices list`.
+        device_id: String,
+    },
 }
 
-/// Runs one CLI invocation; the error is printed by the binary.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let home = match &cli.home {
-        Some(home) => home.clone(),
-        None => default_home()?,
+/// The whole `parley` program: parses the arguments (usage errors exit with 2), runs the
+/// command, prints an error as `error: …` on stderr and exits with 1 when it fails.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let profile = cli.global.profile.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
-    let profile = Profile::new(&home, &cli.profile)?;
-    let out = Output { json: cli.json };
-    match cli.command {
-        Command::Register { ref username, ref password_file, ref invite_token, ref device_name } => {
-            let client = anonymous_client(&cli, &profile)?;
-            let password = read_password(password_file.as_deref(), "New password", true)?;
-            let req = RegisterRequest {
-                username: username.clone(),
-                password,
-                device_name: Some(device_name.clone().unwrap_or_else(default_device_name)),
-                invite_token: invite_token.clone(),
-            };
-            let session = client.register(&req).await?;
-            remember(&profile, &cli, &client, &session)?;
-            out.print(&session_view(&session), || {
-                format!("Registered {} — this device is {}.", session.user_id, session.device_id)
-            })
-        }
-        Command::Login { ref username, ref password_file, ref device_name } => {
-            let client = anonymous_client(&cli, &profile)?;
-            let password = read_password(password_file.as_deref(), "Password", false)?;
-            let req = LoginRequest {
-                username: username.clone(),
-                password,
-                device_name: Some(device_name.clone().unwrap_or_else(default_device_name)),
-            };
-            let session = client.login(&req).await?;
-            remember(&profile, &cli, &client, &session)?;
-            out.print(&session_view(&session), || {
-                format!("Logged in as {} — this device is {}.", session.user_id, session.device_id)
-            })
-        }
-        Command::Logout { all } => {
-            let (client, session) = logged_in_client(&profile)?;
-            if all { client.logout_all().await? } else { client.logout().await? }
-            profile.forget()?;
-            let what = if all { "every device of" } else { "this device of" };
-            out.print(&serde_json::json!({"ok": true}), || format!("Logged out {what} {}.", session.user_id))
-        }
-        Command::Whoami => {
-            let (client, session) = logged_in_client(&profile)?;
-            let me = client.whoami().await?;
-            out.print(&me, || format!("{} (device {}) on {}", me.user_id, me.device_id, session.server))
-        }
-        Command::Passwd { ref password_file, ref new_password_file } => {
-            let (client, _) = logged_in_client(&profile)?;
-            let current_password = read_password(password_file.as_deref(), "Current password", false)?;
-            let new_password = read_password(new_password_file.as_deref(), "New password", true)?;
-            client.change_password(&ChangePasswordRequest { current_password, new_password }).await?;
-            out.print(&serde_json::json!({"ok": true}), || {
-                "Password changed. Your other devices were logged out.".to_owned()
-            })
-        }
-        Command::Devices(DevicesCommand::List) => {
-            let (client, _) = logged_in_client(&profile)?;
-            let list = client.devices().await?;
-            out.print(&list, || device_table(&list.devices))
-        }
-        Command::Devices(DevicesCommand::Rename { ref device_id, ref name }) => {
-            let (client, _) = logged_in_client(&profile)?;
-            let device = client.rename_device(&parse_device_id(device_id)?, name).await?;
-            out.print(&device, || format!("Renamed {} to {:?}.", device.device_id, device.display_name))
-        }
-        Command::Devices(DevicesCommand::Delete { ref device_id }) => {
-            let (client, session) = logged_in_client(&profile)?;
-            let device_id = parse_device_id(device_id)?;
-            client.delete_device(&device_id).await?;
-            if device_id == session.device_id {
-                profile.forget()?;
-            }
-            out.print(&serde_json::json!({"ok": true}), || format!("Deleted device {device_id}; its access is revoked."))
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", explain(&err, &profile));
+            ExitCode::FAILURE
         }
     }
 }
 
-/// The line printed for a failed command: what went wrong and what to do about it.
-pub fn explain(err: &anyhow::Error) -> String {
-    let Some(api) = err.downcast_ref::<Error>() else {
-        return format!("error: {err:#}");
-    };
-    let hint = match api {
-        Error::Transport { .. } => Some("is the homeserver running? check --server and --ca-file".to_owned()),
-        Error::InvalidCaFile { .. } => Some("--ca-file must be the server's CA certificate in PEM".to_owned()),
-        Error::NotLoggedIn => Some("run `parley login` first".to_owned()),
-        Error::Api { .. } => match api.code() {
-            Some(ErrorCode::UnknownToken) => Some("this device was logged out; run `parley login`".to_owned()),
-            Some(ErrorCode::RateLimited) => {
-                api.retry_after().map(|wait| format!("retry in {} s", wait.as_secs().max(1)))
-            }
-            Some(ErrorCode::InvalidInviteToken) => Some("ask the server's operator for an invite token".to_owned()),
-            _ => None,
-        },
-        _ => None,
-    };
-    match hint {
-        Some(hint) => format!("error: {api}\nhint: {hint}"),
-        None => format!("error: {api}"),
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
     }
-}
 
-struct Output {
-    json: bool,
-}
+    #[test]
+    fn passwords_are_not_arguments() {
+        let with_password = Cli::try_parse_from(["parley", "login", "alice", "--password", "x"]);
+        assert!(with_password.is_err());
+        let with_positional = Cli::try_parse_from(["parley", "login", "alice", "hunter2hunter2"]);
+        assert!(with_positional.is_err());
+    }
 
-impl Output {
-    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
-        } else {
-            println!("{}", text());
-        }
+    #[test]
+    fn global_options_go_anywhere() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from(["parley", "devices", "list", "--json", "--profile", "work"])?;
+        assert!(cli.global.json);
+        assert_eq!(cli.global.profile, "work");
+        assert!(matches!(cli.command, Command::Devices(DevicesCommand::List)));
+        assert!(Cli::try_parse_from(["parley", "logout", "--all", "--local"]).is_err());
         Ok(())
-    }
-}
-
-/// What register and login print with --json: the session without its secret.
-fn session_view(session: &LoginResponse) -> serde_json::Value {
-    serde_json::json!({"user_id": session.user_id, "device_id": session.device_id})
-}
-
-fn device_table(devices: &[DeviceInfo]) -> String {
-    let when = |t: time::OffsetDateTime| {
-        let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-        t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
-    };
-    let mut out = format!("  {:<14} {:<32} {:<22} {}\n", "DEVICE", "NAME", "CREATED", "LAST SEEN");
-    for d in devices {
-        let marker = if d.current { "*" } else { " " };
-        out.push_str(&format!(
-            "{marker} {:<14} {:<32} {:<22} {}\n",
-            d.device_id.as_str(),
-            d.display_name,
-            when(d.created_at),
-            when(d.last_seen_at)
-        ));
-    }
-    out.push_str("(* this device)");
-    out
-}
-
-fn anonymous_client(cli: &Cli, profile: &Profile) -> anyhow::Result<Client> {
-    let saved = profile.load()?;
-    let server = cli
-        .server
-        .clone()
-        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
-        .context("which homeserver? pass --server https://your.homeserver")?;
-    let ca_file = match &cli.ca_file {
-        Some(path) => Some(std::path::absolute(path)?),
-        None => saved.and_then(|s| s.ca_file),
-    };
-    Ok(Client::new(server, trust(ca_file.as_deref()))?)
-}
-
-fn logged_in_client(profile: &Profile) -> anyhow::Result<(Client, Session)> {
-    let session = profile.load()?.ok_or(Error::NotLoggedIn)?;
-    let client = Client::new(session.server.clone(), trust(session.ca_file.as_deref()))?
-        .with_access_token(session.access_token.clone());
-    Ok((client, session))
-}
-
-fn remember(profile: &Profile, cli: &Cli, client: &Client, session: &LoginResponse) -> anyhow::Result<()> {
-    let ca_file = match &cli.ca_file {
-        Some(path) => Some(std::path::absolute(path)?),
-        None => profile.load()?.and_then(|s| s.ca_file),
-    };
-    profile.save(&Session {
-        server: client.base_url().clone(),
-        ca_file,
-        user_id: session.user_id.clone(),
-        device_id: session.device_id.clone(),
-        access_token: session.access_token.clone(),
-    })
-}
-
-fn trust(ca_file: Option<&Path>) -> Trust {
-    ca_file.map_or(Trust::SystemRoots, |p| Trust::CaFile(p.to_owned()))
-}
-
-fn parse_device_id(raw: &str) -> anyhow::Result<DeviceId> {
-    DeviceId::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?}: {e}"))
-}
-
-fn default_home() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("parley"));
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".config").join("parley")),
-        None => bail!("cannot find a home directory; pass --home DIR"),
-    }
-}
-
-fn default_device_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok());
-    match host {
-        Some(host) => format!("parley CLI on {host}"),
-        None => "parley CLI".to_owned(),
     }
 }

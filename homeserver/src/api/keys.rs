@@ -1,5 +1,7 @@
 use actix_web::web;
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest};
+use parley_specs::keys_api::{
+    ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
+};
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
@@ -11,7 +13,9 @@ pub async fn upload(
     who: AuthedDevice,
     body: web::Json<UploadKeyPackagesRequest>,
 ) -> Result<web::Json<KeyPackageCount>, ApiError> {
-    Ok(web::Json(key_packages::upload(&state, &who, body.into_inner().key_packages).await?))
+    Ok(web::Json(
+        key_packages::upload(&state, &who, body.into_inner().key_packages).await?,
+    ))
 }
 
 pub async fn count(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<KeyPackageCount>, ApiError> {
@@ -23,5 +27,7 @@ pub async fn claim(
     who: AuthedDevice,
     body: web::Json<ClaimKeyPackagesRequest>,
 ) -> Result<web::Json<ClaimKeyPackagesResponse>, ApiError> {
-    Ok(web::Json(key_packages::claim(&state, &who, body.into_inner().user_id).await?))
+    Ok(web::Json(
+        key_packages::claim(&state, &who, body.into_inner().user_id).await?,
+    ))
 }

@@ -6,7 +6,9 @@ use crate::key_packages::ValidKeyPackage;
 
 /// Takes a row lock on the device for the rest of the transaction.
 pub async fn lock_device(db: &impl Db, device: &DeviceId) -> Result<(), tokio_postgres::Error> {
-    let stmt = db.prepare_cached("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE").await?;
+    let stmt = db
+        .prepare_cached("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE")
+        .await?;
     db.query_opt(&stmt, &[&device.as_str()]).await?;
     Ok(())
 }
@@ -28,7 +30,13 @@ pub async fn insert(db: &impl Db, device: &DeviceId, package: &ValidKeyPackage) 
         .await?;
     db.execute(
         &stmt,
-        &[&device.as_str(), &package.hash_ref, &package.bytes, &package.last_resort, &package.expires_at],
+        &[
+            &device.as_str(),
+            &package.hash_ref,
+            &package.bytes,
+            &package.last_resort,
+            &package.expires_at,
+        ],
     )
     .await?;
     Ok(())
@@ -42,7 +50,10 @@ pub async fn count(db: &impl Db, device: &DeviceId) -> Result<KeyPackageCount, t
         )
         .await?;
     let row = db.query_one(&stmt, &[&device.as_str()]).await?;
-    Ok(KeyPackageCount { available: row.get(0), last_resort: row.get(1) })
+    Ok(KeyPackageCount {
+        available: row.get(0),
+        last_resort: row.get(1),
+    })
 }
 
 /// Deletes and returns the device's oldest unexpired one-time package, or returns (and
@@ -66,5 +77,8 @@ pub async fn claim_one(db: &impl Db, device: &DeviceId) -> Result<Option<(Vec<u8
             "SELECT key_package FROM key_packages WHERE device_id = $1 AND last_resort AND expires_at > now()",
         )
         .await?;
-    Ok(db.query_opt(&last_resort, &[&device.as_str()]).await?.map(|row| (row.get(0), true)))
+    Ok(db
+        .query_opt(&last_resort, &[&device.as_str()])
+        .await?
+        .map(|row| (row.get(0), true)))
 }

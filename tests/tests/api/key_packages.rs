@@ -11,11 +11,17 @@ use parley_tests::mls::{CIPHERSUITE, TestMlsDevice};
 use crate::helpers::{code, logged_in, registered};
 
 fn upload(packages: Vec<Vec<u8>>) -> UploadKeyPackagesRequest {
-    UploadKeyPackagesRequest { key_packages: packages.into_iter().map(Base64Bytes::from).collect() }
+    UploadKeyPackagesRequest {
+        key_packages: packages.into_iter().map(Base64Bytes::from).collect(),
+    }
 }
 
 async fn device(server: &TestServer, name: &str, new_account: bool) -> (Client, TestMlsDevice, DeviceId, UserId) {
-    let (client, session) = if new_account { registered(server, name).await } else { logged_in(server, name).await };
+    let (client, session) = if new_account {
+        registered(server, name).await
+    } else {
+        logged_in(server, name).await
+    };
     let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
     (client, mls, session.device_id, session.user_id)
 }
@@ -29,14 +35,27 @@ async fn upload_count_and_claim_one_per_device() {
     let (alice, _, _, _) = device(&server, "alice", true).await;
 
     let count = bob_laptop
-        .upload_key_packages(&upload(vec![laptop_mls.key_package(false), laptop_mls.key_package(false)]))
+        .upload_key_packages(&upload(vec![
+            laptop_mls.key_package(false),
+            laptop_mls.key_package(false),
+        ]))
         .await
         .expect("upload");
     assert_eq!((count.available, count.last_resort), (2, false));
-    bob_phone.upload_key_packages(&upload(vec![phone_mls.key_package(true)])).await.expect("upload last resort");
+    bob_phone
+        .upload_key_packages(&upload(vec![phone_mls.key_package(true)]))
+        .await
+        .expect("upload last resort");
 
-    let claimed = alice.claim_key_packages(&ClaimKeyPackagesRequest { user_id: bob.clone() }).await.expect("claim");
-    let mut by_device: Vec<_> = claimed.key_packages.iter().map(|k| (k.device_id.clone(), k.last_resort)).collect();
+    let claimed = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest { user_id: bob.clone() })
+        .await
+        .expect("claim");
+    let mut by_device: Vec<_> = claimed
+        .key_packages
+        .iter()
+        .map(|k| (k.device_id.clone(), k.last_resort))
+        .collect();
     by_device.sort();
     let mut expected = vec![(laptop_id.clone(), false), (phone_id.clone(), true)];
     expected.sort();
@@ -47,17 +66,34 @@ async fn upload_count_and_claim_one_per_device() {
     assert_eq!(bob_laptop.key_package_count().await.expect("count").available, 1);
     let phone_count = bob_phone.key_package_count().await.expect("count");
     assert_eq!((phone_count.available, phone_count.last_resort), (0, true));
-    let again = alice.claim_key_packages(&ClaimKeyPackagesRequest { user_id: bob.clone() }).await.expect("claim");
-    let phone_again = again.key_packages.iter().find(|k| k.device_id == phone_id).expect("phone");
-    let phone_first = claimed.key_packages.iter().find(|k| k.device_id == phone_id).expect("phone");
-    assert_eq!(phone_again.key_package, phone_first.key_package, "the last-resort package is reused");
+    let again = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest { user_id: bob.clone() })
+        .await
+        .expect("claim");
+    let phone_again = again
+        .key_packages
+        .iter()
+        .find(|k| k.device_id == phone_id)
+        .expect("phone");
+    let phone_first = claimed
+        .key_packages
+        .iter()
+        .find(|k| k.device_id == phone_id)
+        .expect("phone");
+    assert_eq!(
+        phone_again.key_package, phone_first.key_package,
+        "the last-resort package is reused"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_claims_never_share_a_package() {
     let server = TestServer::spawn().await;
     let (carol, mls, _, carol_id) = device(&server, "carol", true).await;
-    carol.upload_key_packages(&upload((0..20).map(|_| mls.key_package(false)).collect())).await.expect("upload");
+    carol
+        .upload_key_packages(&upload((0..20).map(|_| mls.key_package(false)).collect()))
+        .await
+        .expect("upload");
     let (claimer, _, _, _) = device(&server, "dan", true).await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -70,7 +106,10 @@ async fn concurrent_claims_never_share_a_package() {
         let claimed = task.await.expect("task").expect("claim");
         assert_eq!(claimed.key_packages.len(), 1);
         assert!(!claimed.key_packages[0].last_resort);
-        assert!(seen.insert(claimed.key_packages[0].key_package.clone()), "a package was handed out twice");
+        assert!(
+            seen.insert(claimed.key_packages[0].key_package.clone()),
+            "a package was handed out twice"
+        );
     }
     assert_eq!(carol.key_package_count().await.expect("count").available, 0);
 }
@@ -91,32 +130,60 @@ async fn bad_key_packages_are_refused_whole_batch() {
         credential_identity(&erin_id, &DeviceId::parse("SOMEONEELSE").expect("id")),
         CIPHERSUITE,
     );
-    let other_user = TestMlsDevice::with_identity(credential_identity(&UserId::parse("mallory@test.parley").expect("id"), &device_id), CIPHERSUITE);
+    let other_user = TestMlsDevice::with_identity(
+        credential_identity(&UserId::parse("mallory@test.parley").expect("id"), &device_id),
+        CIPHERSUITE,
+    );
     let other_suite = TestMlsDevice::with_identity(
         credential_identity(&erin_id, &device_id),
         Ciphersuite::MLS_128_DHKEMP256_AES128GCM_SHA256_P256,
     );
 
     let cases: Vec<(Vec<u8>, ErrorCode, &str)> = vec![
-        (b"\x00\x01random bytes, not MLS".to_vec(), ErrorCode::InvalidKeyPackage, "random bytes"),
+        (
+            b"\x00\x01random bytes, not MLS".to_vec(),
+            ErrorCode::InvalidKeyPackage,
+            "random bytes",
+        ),
         (Vec::new(), ErrorCode::InvalidKeyPackage, "empty"),
         (truncated, ErrorCode::InvalidKeyPackage, "truncated"),
         (trailing, ErrorCode::InvalidKeyPackage, "trailing bytes"),
         (bad_signature, ErrorCode::InvalidKeyPackage, "bad signature"),
-        (other_suite.key_package(false), ErrorCode::InvalidKeyPackage, "another ciphersuite"),
-        (other_device.key_package(false), ErrorCode::CredentialMismatch, "another device's credential"),
-        (other_user.key_package(false), ErrorCode::CredentialMismatch, "another user's credential"),
+        (
+            other_suite.key_package(false),
+            ErrorCode::InvalidKeyPackage,
+            "another ciphersuite",
+        ),
+        (
+            other_device.key_package(false),
+            ErrorCode::CredentialMismatch,
+            "another device's credential",
+        ),
+        (
+            other_user.key_package(false),
+            ErrorCode::CredentialMismatch,
+            "another user's credential",
+        ),
     ];
     for (bad, want, what) in cases {
         // The good package first: one bad package refuses the whole batch.
         let result = erin.upload_key_packages(&upload(vec![good.clone(), bad])).await;
         let err = result.expect_err(what);
         assert_eq!(err.code(), Some(want), "{what}: {err}");
-        assert!(err.to_string().contains("key package 1"), "{what}: the message names the index: {err}");
+        assert!(
+            err.to_string().contains("key package 1"),
+            "{what}: the message names the index: {err}"
+        );
     }
     let count = erin.key_package_count().await.expect("count");
     assert_eq!((count.available, count.last_resort), (0, false), "nothing was stored");
-    let rows: i64 = server.db().await.query_one("SELECT count(*) FROM key_packages", &[]).await.expect("row").get(0);
+    let rows: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM key_packages", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(rows, 0);
 
     // Not base64 at all: the JSON body is malformed.
@@ -136,11 +203,20 @@ async fn uploads_are_idempotent_and_last_resort_is_replaced() {
     let server = TestServer::spawn().await;
     let (frank, mls, _, _) = device(&server, "frank", true).await;
     let package = mls.key_package(false);
-    frank.upload_key_packages(&upload(vec![package.clone()])).await.expect("upload");
+    frank
+        .upload_key_packages(&upload(vec![package.clone()]))
+        .await
+        .expect("upload");
     let count = frank.upload_key_packages(&upload(vec![package])).await.expect("retry");
     assert_eq!(count.available, 1, "a retried upload stores the package once");
-    frank.upload_key_packages(&upload(vec![mls.key_package(true)])).await.expect("last resort");
-    frank.upload_key_packages(&upload(vec![mls.key_package(true)])).await.expect("new last resort");
+    frank
+        .upload_key_packages(&upload(vec![mls.key_package(true)]))
+        .await
+        .expect("last resort");
+    frank
+        .upload_key_packages(&upload(vec![mls.key_package(true)]))
+        .await
+        .expect("new last resort");
     let rows: i64 = server
         .db()
         .await
@@ -157,7 +233,10 @@ async fn claims_for_unknown_users_are_not_found() {
     let (gina, _, _, _) = device(&server, "gina", true).await;
     for user in ["nobody@test.parley", "bob@elsewhere.example"] {
         let user_id = UserId::parse(user).expect("id");
-        assert_eq!(code(gina.claim_key_packages(&ClaimKeyPackagesRequest { user_id }).await), ErrorCode::NotFound);
+        assert_eq!(
+            code(gina.claim_key_packages(&ClaimKeyPackagesRequest { user_id }).await),
+            ErrorCode::NotFound
+        );
     }
 }
 
@@ -165,9 +244,17 @@ async fn claims_for_unknown_users_are_not_found() {
 async fn a_deleted_device_takes_its_key_packages_along() {
     let server = TestServer::spawn().await;
     let (hank, mls, device_id, _) = device(&server, "hank", true).await;
-    hank.upload_key_packages(&upload(vec![mls.key_package(false), mls.key_package(true)])).await.expect("upload");
+    hank.upload_key_packages(&upload(vec![mls.key_package(false), mls.key_package(true)]))
+        .await
+        .expect("upload");
     hank.delete_device(&device_id).await.expect("delete");
-    let rows: i64 = server.db().await.query_one("SELECT count(*) FROM key_packages", &[]).await.expect("row").get(0);
+    let rows: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM key_packages", &[])
+        .await
+        .expect("row")
+        .get(0);
     assert_eq!(rows, 0);
 }
 
