@@ -3,15 +3,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use parley_specs::DeviceId;
 use parley_specs::client_api::{
     ChangePasswordRequest, DeviceInfo, DeviceList, HealthResponse, LoginRequest, LoginResponse, ReadyResponse,
     RegisterRequest, RenameDeviceRequest, WhoAmIResponse,
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
+use parley_specs::groups_api::{
+    Accepted, AckRequest, CreateGroupRequest, GroupList, GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest,
+    SubmitMessageRequest,
+};
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
 };
+use parley_specs::{DeviceId, GroupId};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -268,13 +272,71 @@ impl Client {
         self.call(ops::READY, &[], None::<&()>).await
     }
 
+    /// Registers a new MLS group hubbed on this server (see `CreateGroupRequest`).
+    pub async fn create_group(&self, req: &CreateGroupRequest) -> Result<GroupSummary, Error> {
+        self.call(client::CREATE_GROUP, &[], Some(req)).await
+    }
+
+    /// The groups this device is a member of.
+    pub async fn list_groups(&self) -> Result<GroupList, Error> {
+        self.call(client::LIST_GROUPS, &[], None::<&()>).await
+    }
+
+    /// The hub's public view of a group this device is in.
+    pub async fn get_group(&self, group: &GroupId) -> Result<GroupSummary, Error> {
+        self.call(client::GET_GROUP, &[group.as_str()], None::<&()>).await
+    }
+
+    /// Submits a commit (and the Welcome of the members it adds) to the group's hub. A
+    /// commit for another epoch than the group's is refused with `wrong_epoch`, its body
+    /// carrying the current epoch: process the missed messages and retry.
+    pub async fn submit_commit(&self, group: &GroupId, req: &SubmitCommitRequest) -> Result<Accepted, Error> {
+        self.call(client::SUBMIT_COMMIT, &[group.as_str()], Some(req)).await
+    }
+
+    /// Submits an application message. Retrying with the same `txn_id` is safe.
+    pub async fn submit_message(&self, group: &GroupId, req: &SubmitMessageRequest) -> Result<Accepted, Error> {
+        self.call(client::SUBMIT_MESSAGE, &[group.as_str()], Some(req)).await
+    }
+
+    /// Reads this device's inbox; with `timeout_ms`, waits for an entry (long-poll).
+    pub async fn read_inbox(&self, query: &InboxQuery) -> Result<InboxPage, Error> {
+        let mut pairs = Vec::new();
+        if let Some(after) = query.after {
+            pairs.push(("after", after.to_string()));
+        }
+        if let Some(limit) = query.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(timeout) = query.timeout_ms {
+            pairs.push(("timeout_ms", timeout.to_string()));
+        }
+        self.call_with_query(client::READ_INBOX, &[], &pairs, None::<&()>).await
+    }
+
+    /// Acknowledges (and so deletes) inbox entries up to `up_to`.
+    pub async fn ack_inbox(&self, up_to: i64) -> Result<(), Error> {
+        self.call_no_content(client::ACK_INBOX, &[], Some(&AckRequest { up_to }))
+            .await
+    }
+
     async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         params: &[&str],
         body: Option<&B>,
     ) -> Result<R, Error> {
-        let (url, bytes) = self.send(endpoint, params, body).await?;
+        self.call_with_query(endpoint, params, &[], body).await
+    }
+
+    async fn call_with_query<B: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<R, Error> {
+        let (url, bytes) = self.send(endpoint, params, query, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
             url: url.to_string(),
             reason: format!("not the expected JSON: {e}"),
@@ -287,7 +349,7 @@ impl Client {
         params: &[&str],
         body: Option<&B>,
     ) -> Result<(), Error> {
-        self.send(endpoint, params, body).await.map(drop)
+        self.send(endpoint, params, &[], body).await.map(drop)
     }
 
     /// The URL of `endpoint` on this server, under the base URL's path prefix.
@@ -307,9 +369,13 @@ impl Client {
         &self,
         endpoint: Endpoint,
         params: &[&str],
+        query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<(Url, Vec<u8>), Error> {
-        let url = self.url_for(endpoint, params);
+        let mut url = self.url_for(endpoint, params);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let method = match endpoint.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,

@@ -126,6 +126,7 @@ fn parse_error_body(status: u16, bytes: &[u8]) -> ErrorBody {
         error: ErrorCode::Unknown,
         message,
         retry_after_ms: None,
+        current_epoch: None,
     }
 }
 

@@ -91,6 +91,21 @@ pub struct LimitsConfig {
     /// Key package claims (one per user added to a group) allowed per account per minute.
     #[serde(default = "default_claims_per_account")]
     pub key_package_claims_per_account_per_minute: u32,
+    /// Application messages one device may send per minute.
+    #[serde(default = "default_messages_per_device")]
+    pub messages_per_device_per_minute: u32,
+    /// Largest MLS message, Welcome or GroupInfo accepted, in bytes (after base64 decoding).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Most member devices a group may have.
+    #[serde(default = "default_max_group_size")]
+    pub max_group_size: usize,
+    /// Application messages are accepted for the current epoch and this many before it.
+    #[serde(default = "default_past_epochs")]
+    pub past_epochs_accepted: u64,
+    /// How often expired (disappearing) messages are deleted, in seconds.
+    #[serde(default = "default_expiry_sweep_secs")]
+    pub expiry_sweep_interval_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -100,6 +115,11 @@ impl Default for LimitsConfig {
             login_attempts_per_account_per_minute: default_login_per_account(),
             login_attempts_per_address_per_minute: default_login_per_address(),
             key_package_claims_per_account_per_minute: default_claims_per_account(),
+            messages_per_device_per_minute: default_messages_per_device(),
+            max_message_bytes: default_max_message_bytes(),
+            max_group_size: default_max_group_size(),
+            past_epochs_accepted: default_past_epochs(),
+            expiry_sweep_interval_secs: default_expiry_sweep_secs(),
         }
     }
 }
@@ -151,6 +171,21 @@ fn default_login_per_address() -> u32 {
 }
 fn default_claims_per_account() -> u32 {
     600
+}
+fn default_messages_per_device() -> u32 {
+    6_000
+}
+fn default_max_message_bytes() -> usize {
+    48 * 1024
+}
+fn default_max_group_size() -> usize {
+    1_000
+}
+fn default_past_epochs() -> u64 {
+    3
+}
+fn default_expiry_sweep_secs() -> u64 {
+    10
 }
 fn default_log_level() -> String {
     "info".into()

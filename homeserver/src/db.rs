@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "key_packages",
         sql: include_str!("../migrations/0002_key_packages.sql"),
     },
+    Migration {
+        version: 3,
+        name: "groups_and_inboxes",
+        sql: include_str!("../migrations/0003_groups_and_inboxes.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

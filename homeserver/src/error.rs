@@ -14,6 +14,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<Duration>,
+    pub current_epoch: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +23,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            current_epoch: None,
         }
     }
 
@@ -30,6 +32,7 @@ impl ApiError {
             code: ErrorCode::RateLimited,
             message: format!("too many attempts; retry in {} s", retry_after.as_secs().max(1)),
             retry_after: Some(retry_after),
+            current_epoch: None,
         }
     }
 
@@ -40,6 +43,16 @@ impl ApiError {
             ErrorCode::Internal,
             "internal server error; the server logged the cause",
         )
+    }
+
+    pub fn wrong_epoch(sent: u64, current: u64) -> Self {
+        Self {
+            current_epoch: Some(current),
+            ..Self::new(
+                ErrorCode::WrongEpoch,
+                format!("the message is for epoch {sent}; the group is at epoch {current}"),
+            )
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -64,6 +77,7 @@ impl ResponseError for ApiError {
             error: self.code,
             message: self.message.clone(),
             retry_after_ms: self.retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+            current_epoch: self.current_epoch,
         })
     }
 }
@@ -81,6 +95,8 @@ impl From<tokio_postgres::Error> for ApiError {
             tracing::warn!(error = %err, "database connection failed");
             return Self::new(ErrorCode::Unavailable, "the database is unavailable; retry later");
         }
-        Self::internal("database query failed", err)
+        // The outer error only says "db error"; the server's own message says what failed.
+        let detail = err.as_db_error().map_or_else(|| err.to_string(), ToString::to_string);
+        Self::internal("database query failed", detail)
     }
 }

@@ -142,6 +142,10 @@ pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result
     let mut devices_without_key_packages = Vec::new();
     for device in store::devices::list(&tx, &localpart).await? {
         let device_id = DeviceId::parse(&device.device_id).map_err(|e| ApiError::internal("stored device id", e))?;
+        // A device adding its own user's other devices never needs its own package.
+        if device_id == who.device_id {
+            continue;
+        }
         match store::key_packages::claim_one(&tx, &device_id).await? {
             Some((bytes, last_resort)) => key_packages.push(ClaimedKeyPackage {
                 device_id,

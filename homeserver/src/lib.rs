@@ -11,6 +11,8 @@ pub mod devcerts;
 pub mod embedded_pg;
 pub mod error;
 pub mod fsutil;
+pub mod hub;
+pub mod inbox;
 pub mod key_packages;
 pub mod metrics;
 pub mod rate_limit;

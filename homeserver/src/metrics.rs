@@ -1,7 +1,7 @@
 //! Prometheus metrics of one homeserver process.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -11,6 +11,11 @@ pub struct Metrics {
     pub db_pool_connections: IntGaugeVec,
     pub db_pool_max: IntGauge,
     pub registered_users: IntGauge,
+    pub messages_accepted: IntCounterVec,
+    pub messages_rejected: IntCounterVec,
+    pub fanout_devices: Histogram,
+    pub push_latency: Histogram,
+    pub inbox_depth: IntGauge,
 }
 
 impl Metrics {
@@ -47,6 +52,36 @@ impl Metrics {
         registry.register(Box::new(db_pool_connections.clone()))?;
         registry.register(Box::new(db_pool_max.clone()))?;
         registry.register(Box::new(registered_users.clone()))?;
+        let messages_accepted = IntCounterVec::new(
+            Opts::new(
+                "messages_accepted_total",
+                "Messages accepted by the hub, by kind (commit, application)",
+            ),
+            &["kind"],
+        )?;
+        let messages_rejected = IntCounterVec::new(
+            Opts::new("messages_rejected_total", "Group submissions refused, by error code"),
+            &["reason"],
+        )?;
+        let fanout_devices = Histogram::with_opts(
+            HistogramOpts::new("fanout_devices", "Local inboxes one accepted message was written to")
+                .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0]),
+        )?;
+        let push_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "push_latency_seconds",
+                "From acceptance by the hub to delivery to a device",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+            ]),
+        )?;
+        let inbox_depth = IntGauge::new("inbox_depth", "Unacknowledged inbox entries of all devices")?;
+        registry.register(Box::new(messages_accepted.clone()))?;
+        registry.register(Box::new(messages_rejected.clone()))?;
+        registry.register(Box::new(fanout_devices.clone()))?;
+        registry.register(Box::new(push_latency.clone()))?;
+        registry.register(Box::new(inbox_depth.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -54,6 +89,11 @@ impl Metrics {
             db_pool_connections,
             db_pool_max,
             registered_users,
+            messages_accepted,
+            messages_rejected,
+            fanout_devices,
+            push_latency,
+            inbox_depth,
         })
     }
 

@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -12,6 +13,7 @@ use actix_web::{App, HttpServer, web};
 use crate::api;
 use crate::config::Config;
 use crate::db;
+use crate::inbox;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tls;
@@ -19,6 +21,7 @@ use crate::tls;
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -37,6 +40,8 @@ impl Application {
             n => n,
         };
         let max_body = config.limits.max_body_bytes;
+        let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
+        let background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
         let state = web::Data::new(AppState::new(config, pool, Arc::new(Metrics::new()?)));
         let server = HttpServer::new(move || {
             App::new()
@@ -53,7 +58,11 @@ impl Application {
         .shutdown_timeout(10)
         .listen_rustls_0_23(listener, tls_config)?
         .run();
-        Ok(Self { addr, server })
+        Ok(Self {
+            addr,
+            server,
+            background,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -70,6 +79,10 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
+        result
     }
 }

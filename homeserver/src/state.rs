@@ -5,6 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 
 use crate::config::Config;
+use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 
@@ -15,6 +16,8 @@ pub struct AppState {
     pub login_per_account: RateLimiter,
     pub login_per_address: RateLimiter,
     pub claims_per_account: RateLimiter,
+    pub sends_per_device: RateLimiter,
+    pub inbox_waker: InboxWaker,
 }
 
 impl AppState {
@@ -24,6 +27,8 @@ impl AppState {
             login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
             claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
+            sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),
+            inbox_waker: InboxWaker::default(),
             config,
             pool,
             metrics,

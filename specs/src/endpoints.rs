@@ -95,6 +95,14 @@ pub mod client {
     pub const KEY_PACKAGE_COUNT: Endpoint = endpoint(Get, "/client/v1/keys/packages/count", AccessToken, false);
     pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/client/v1/keys/claim", AccessToken, true);
 
+    pub const CREATE_GROUP: Endpoint = endpoint(Post, "/client/v1/groups", AccessToken, false);
+    pub const LIST_GROUPS: Endpoint = endpoint(Get, "/client/v1/groups", AccessToken, false);
+    pub const GET_GROUP: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}", AccessToken, false);
+    pub const SUBMIT_COMMIT: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/commits", AccessToken, true);
+    pub const SUBMIT_MESSAGE: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/messages", AccessToken, true);
+    pub const READ_INBOX: Endpoint = endpoint(Get, "/client/v1/inbox", AccessToken, false);
+    pub const ACK_INBOX: Endpoint = endpoint(Post, "/client/v1/inbox/ack", AccessToken, false);
+
     pub const ALL: &[Endpoint] = &[
         REGISTER,
         LOGIN,
@@ -108,6 +116,13 @@ pub mod client {
         UPLOAD_KEY_PACKAGES,
         KEY_PACKAGE_COUNT,
         CLAIM_KEY_PACKAGES,
+        CREATE_GROUP,
+        LIST_GROUPS,
+        GET_GROUP,
+        SUBMIT_COMMIT,
+        SUBMIT_MESSAGE,
+        READ_INBOX,
+        ACK_INBOX,
     ];
 }
 

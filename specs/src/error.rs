@@ -19,6 +19,11 @@ pub enum ErrorCode {
     /// A KeyPackage does not parse, has a bad signature, an unsupported ciphersuite or an
     /// invalid lifetime.
     InvalidKeyPackage,
+    /// Bytes that should be an MLS message of a certain kind are not one, or the hub's
+    /// public view of the group refuses it (bad signature, invalid proposal, ...).
+    InvalidMlsMessage,
+    /// The MLS message belongs to another group than the one in the path.
+    GroupMismatch,
     /// No access token was sent.
     MissingToken,
     /// The access token is unknown or was revoked.
@@ -31,6 +36,10 @@ pub enum ErrorCode {
     InvalidInviteToken,
     /// MLS data names another user or device than the one sending it.
     CredentialMismatch,
+    /// The device is not a member of the group (any more).
+    NotAMember,
+    /// The commit would make the group larger than the server allows.
+    GroupFull,
     /// The addressed resource (device, user) does not exist or is not yours.
     NotFound,
     /// No endpoint has this path.
@@ -39,6 +48,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The username is already registered.
     UsernameTaken,
+    /// A group with this id exists already.
+    GroupExists,
+    /// The message is for another epoch than the group's current one (or, for application
+    /// messages, the last few); `current_epoch` says where the group is. Catch up and retry.
+    WrongEpoch,
     /// The request body is larger than the server accepts.
     PayloadTooLarge,
     /// Too many requests; retry after the time in the `Retry-After` header.
@@ -60,16 +74,22 @@ impl ErrorCode {
         Self::InvalidUsername,
         Self::WeakPassword,
         Self::InvalidKeyPackage,
+        Self::InvalidMlsMessage,
+        Self::GroupMismatch,
         Self::MissingToken,
         Self::UnknownToken,
         Self::InvalidCredentials,
         Self::RegistrationClosed,
         Self::InvalidInviteToken,
         Self::CredentialMismatch,
+        Self::NotAMember,
+        Self::GroupFull,
         Self::NotFound,
         Self::UnrecognizedEndpoint,
         Self::MethodNotAllowed,
         Self::UsernameTaken,
+        Self::GroupExists,
+        Self::WrongEpoch,
         Self::PayloadTooLarge,
         Self::RateLimited,
         Self::Unavailable,
@@ -83,16 +103,22 @@ impl ErrorCode {
             Self::InvalidUsername => "invalid_username",
             Self::WeakPassword => "weak_password",
             Self::InvalidKeyPackage => "invalid_key_package",
+            Self::InvalidMlsMessage => "invalid_mls_message",
+            Self::GroupMismatch => "group_mismatch",
             Self::MissingToken => "missing_token",
             Self::UnknownToken => "unknown_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::RegistrationClosed => "registration_closed",
             Self::InvalidInviteToken => "invalid_invite_token",
             Self::CredentialMismatch => "credential_mismatch",
+            Self::NotAMember => "not_a_member",
+            Self::GroupFull => "group_full",
             Self::NotFound => "not_found",
             Self::UnrecognizedEndpoint => "unrecognized_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UsernameTaken => "username_taken",
+            Self::GroupExists => "group_exists",
+            Self::WrongEpoch => "wrong_epoch",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
@@ -108,12 +134,18 @@ impl ErrorCode {
             | Self::InvalidParam
             | Self::InvalidUsername
             | Self::WeakPassword
-            | Self::InvalidKeyPackage => 400,
+            | Self::InvalidKeyPackage
+            | Self::InvalidMlsMessage
+            | Self::GroupMismatch => 400,
             Self::MissingToken | Self::UnknownToken | Self::InvalidCredentials => 401,
-            Self::RegistrationClosed | Self::InvalidInviteToken | Self::CredentialMismatch => 403,
+            Self::RegistrationClosed
+            | Self::InvalidInviteToken
+            | Self::CredentialMismatch
+            | Self::NotAMember
+            | Self::GroupFull => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
-            Self::UsernameTaken => 409,
+            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
@@ -136,6 +168,9 @@ pub struct ErrorBody {
     /// With `rate_limited`: milliseconds until a retry may succeed (also in `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// With `wrong_epoch`: the group's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_epoch: Option<u64>,
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub enum IdError {
     InvalidUserId,
     #[error("device id must be 1 to 64 characters of A-Z, a-z or 0-9")]
     InvalidDeviceId,
+    #[error("group id must look like <1 to 64 characters of A-Z, a-z, 0-9, '-' or '_'>@<hub server>")]
+    InvalidGroupId,
 }
 
 macro_rules! string_newtype {
@@ -141,6 +143,35 @@ impl DeviceId {
     }
 }
 
+/// A group: `<random>@<hub server>`. The hub, which orders the group's messages, is the
+/// server where it was created and is part of its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(String);
+string_newtype!(GroupId);
+
+impl GroupId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let (local, hub) = s.split_once('@').ok_or(IdError::InvalidGroupId)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let hub = ServerName::parse(hub).map_err(|_| IdError::InvalidGroupId)?;
+        if local_ok {
+            Ok(Self(format!("{local}@{hub}")))
+        } else {
+            Err(IdError::InvalidGroupId)
+        }
+    }
+
+    /// The server that orders this group.
+    pub fn hub(&self) -> ServerName {
+        let (_, hub) = self.0.split_once('@').unwrap_or_default();
+        ServerName(hub.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +215,23 @@ mod tests {
         assert_eq!(id.server_name().as_str(), "a.example:8443");
         for bad in ["alice", "@a.example", "alice@", "Alice@a.example", "a@b@c"] {
             assert!(UserId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn group_ids() {
+        let id = GroupId::parse("Ab-c_9@hub.example:8443").expect("valid");
+        assert_eq!(id.hub().as_str(), "hub.example:8443");
+        for bad in [
+            "",
+            "abc",
+            "@hub.example",
+            "a b@hub.example",
+            "a@",
+            "a@b@c",
+            &format!("{}@h", "x".repeat(65)),
+        ] {
+            assert_eq!(GroupId::parse(bad), Err(IdError::InvalidGroupId), "{bad}");
         }
     }
 

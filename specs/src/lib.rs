@@ -9,10 +9,11 @@ pub mod bytes;
 pub mod client_api;
 pub mod endpoints;
 pub mod error;
+pub mod groups_api;
 pub mod ids;
 pub mod keys_api;
 pub mod mls;
 
 pub use bytes::Base64Bytes;
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{DeviceId, IdError, Localpart, ServerName, UserId};
+pub use ids::{DeviceId, GroupId, IdError, Localpart, ServerName, UserId};

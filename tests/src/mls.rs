@@ -1,9 +1,16 @@
 //! Real MLS material for tests, made with openmls the way a device makes it.
 
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, KeyPackage};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{
+    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, GroupId as MlsGroupId, KeyPackage,
+    KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn,
+    MlsMessageOut, OpenMlsProvider, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
+};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_rust_crypto::RustCrypto;
+use parley_specs::GroupId;
+use parley_specs::groups_api::CreateGroupRequest;
 use parley_specs::mls::credential_identity;
 use parley_specs::{DeviceId, UserId};
 
@@ -53,5 +60,91 @@ impl TestMlsDevice {
             .build(self.ciphersuite, &self.provider, &self.signer, self.credential.clone())
             .expect("key package");
         bundle.key_package().tls_serialize_detached().expect("serialize")
+    }
+}
+
+/// Wire format: handshakes in the clear for the hub, application messages encrypted.
+pub fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+pub fn serialize(message: &MlsMessageOut) -> Vec<u8> {
+    message.tls_serialize_detached().expect("serialize")
+}
+
+/// A claimed KeyPackage, checked as a client checks it before adding its device.
+pub fn key_package_from(bytes: &[u8]) -> KeyPackage {
+    KeyPackageIn::tls_deserialize_exact(bytes)
+        .expect("key package parses")
+        .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
+        .expect("key package is valid")
+}
+
+/// What processing one message did to a group.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Processed {
+    Application(Vec<u8>),
+    Commit,
+}
+
+impl TestMlsDevice {
+    /// A new group with this device as its only member, and the request that registers it.
+    pub fn create_group(&self, id: &GroupId) -> (MlsGroup, CreateGroupRequest) {
+        let group = MlsGroup::builder()
+            .with_group_id(MlsGroupId::from_slice(id.as_str().as_bytes()))
+            .ciphersuite(self.ciphersuite)
+            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .build(&self.provider, &self.signer, self.credential.clone())
+            .expect("create group");
+        let info = group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .expect("group info");
+        let tree = group.export_ratchet_tree().tls_serialize_detached().expect("tree");
+        let request = CreateGroupRequest {
+            group_info: serialize(&info).into(),
+            ratchet_tree: tree.into(),
+        };
+        (group, request)
+    }
+
+    pub fn join(&self, welcome: &[u8]) -> MlsGroup {
+        let MlsMessageBodyIn::Welcome(welcome) =
+            MlsMessageIn::tls_deserialize_exact(welcome).expect("parses").extract()
+        else {
+            panic!("not a welcome");
+        };
+        StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .expect("welcome")
+            .into_group(&self.provider)
+            .expect("join")
+    }
+
+    /// Decrypts an application message or applies a commit from the hub.
+    pub fn process(&self, group: &mut MlsGroup, bytes: &[u8]) -> Processed {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes)
+            .expect("parses")
+            .try_into_protocol_message()
+            .expect("protocol message");
+        let processed = group.process_message(&self.provider, message).expect("process");
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => Processed::Application(app.into_bytes()),
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                group.merge_staged_commit(&self.provider, *staged).expect("merge");
+                Processed::Commit
+            }
+            other => panic!("unexpected message content {other:?}"),
+        }
+    }
+
+    pub fn encrypt(&self, group: &mut MlsGroup, plaintext: &[u8]) -> Vec<u8> {
+        serialize(
+            &group
+                .create_message(&self.provider, &self.signer, plaintext)
+                .expect("encrypt"),
+        )
     }
 }

@@ -72,6 +72,11 @@ impl TestServer {
 
     /// Starts a homeserver with exactly this configuration (e.g. on an existing database).
     pub async fn start(config: Config) -> Self {
+        // Server faults are logged at error level; RUST_LOG shows more.
+        parley_homeserver::telemetry::init(&LogConfig {
+            level: "error".into(),
+            ..LogConfig::default()
+        });
         let app = Application::build(config.clone()).await.expect("homeserver starts");
         let addr = app.addr();
         let handle = app.handle();

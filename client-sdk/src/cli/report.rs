@@ -99,6 +99,7 @@ mod tests {
                 error: code,
                 message: message.into(),
                 retry_after_ms: None,
+                current_epoch: None,
             },
             retry_after,
         }

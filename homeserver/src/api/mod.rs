@@ -4,6 +4,7 @@
 mod account;
 mod devices;
 mod extract;
+mod groups;
 mod keys;
 mod observe;
 mod ops;
@@ -32,6 +33,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::UPLOAD_KEY_PACKAGES, keys::upload)
         .add(client::KEY_PACKAGE_COUNT, keys::count)
         .add(client::CLAIM_KEY_PACKAGES, keys::claim)
+        .add(client::CREATE_GROUP, groups::create)
+        .add(client::LIST_GROUPS, groups::list)
+        .add(client::GET_GROUP, groups::get)
+        .add(client::SUBMIT_COMMIT, groups::commit)
+        .add(client::SUBMIT_MESSAGE, groups::message)
+        .add(client::READ_INBOX, groups::read_inbox)
+        .add(client::ACK_INBOX, groups::ack_inbox)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics);

@@ -34,6 +34,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     {
         state.metrics.registered_users.set(users);
     }
+    if let Ok(db) = state.pool.get().await
+        && let Ok(depth) = store::inbox::depth(&db).await
+    {
+        state.metrics.inbox_depth.set(depth);
+    }
     match state.metrics.render() {
         Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
         Err(e) => crate::error::ApiError::internal("rendering metrics", e).error_response(),

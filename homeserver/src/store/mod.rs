@@ -4,6 +4,8 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod groups;
+pub mod inbox;
 pub mod key_packages;
 
 pub use deadpool_postgres::GenericClient as Db;

@@ -1,0 +1,92 @@
+use actix_web::{HttpResponse, web};
+use parley_specs::groups_api::{
+    Accepted, AckRequest, CreateGroupRequest, GroupList, GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest,
+    SubmitMessageRequest,
+};
+use parley_specs::{ErrorCode, GroupId};
+
+use super::no_content;
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{hub, inbox};
+
+fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
+}
+
+/// Counts a refused submission by its reason before returning it.
+fn counted<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        state
+            .metrics
+            .messages_rejected
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+    }
+    result
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    body: web::Json<CreateGroupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let summary = hub::create_group(&state, &who, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(summary))
+}
+
+pub async fn list(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<GroupList>, ApiError> {
+    Ok(web::Json(hub::list_groups(&state, &who).await?))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<web::Json<GroupSummary>, ApiError> {
+    Ok(web::Json(hub::get_group(&state, &who, parse_group_id(&path)?).await?))
+}
+
+pub async fn commit(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+    body: web::Json<SubmitCommitRequest>,
+) -> Result<web::Json<Accepted>, ApiError> {
+    let result = match parse_group_id(&path) {
+        Ok(group) => hub::submit_commit(&state, &who, group, body.into_inner()).await,
+        Err(e) => Err(e),
+    };
+    counted(&state, result).map(web::Json)
+}
+
+pub async fn message(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+    body: web::Json<SubmitMessageRequest>,
+) -> Result<web::Json<Accepted>, ApiError> {
+    let result = match parse_group_id(&path) {
+        Ok(group) => hub::submit_message(&state, &who, group, body.into_inner()).await,
+        Err(e) => Err(e),
+    };
+    counted(&state, result).map(web::Json)
+}
+
+pub async fn read_inbox(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    query: web::Query<InboxQuery>,
+) -> Result<web::Json<InboxPage>, ApiError> {
+    Ok(web::Json(inbox::read(&state, &who, query.into_inner()).await?))
+}
+
+pub async fn ack_inbox(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    body: web::Json<AckRequest>,
+) -> Result<HttpResponse, ApiError> {
+    inbox::ack(&state, &who, body.up_to).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,114 @@
+//! Reading MLS messages as the hub sees them: framing checks that need no group state,
+//! and the member list of a `PublicGroup`.
+
+use std::collections::BTreeSet;
+
+use openmls::messages::group_info::VerifiableGroupInfo;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{
+    BasicCredential, ContentType, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage, PublicGroup, RatchetTreeIn,
+};
+use parley_specs::groups_api::GroupMember;
+use parley_specs::mls::parse_credential_identity;
+use parley_specs::{ErrorCode, GroupId};
+
+use crate::error::ApiError;
+
+fn invalid(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::InvalidMlsMessage, what.to_string())
+}
+
+fn parse(bytes: &[u8], what: &str) -> Result<MlsMessageBodyIn, ApiError> {
+    MlsMessageIn::tls_deserialize_exact(bytes)
+        .map(MlsMessageIn::extract)
+        .map_err(|e| invalid(format!("the {what} is not an MLS message: {e}")))
+}
+
+fn check_group(message: &ProtocolMessage, group: &GroupId) -> Result<(), ApiError> {
+    if message.group_id().as_slice() != group.as_str().as_bytes() {
+        return Err(ApiError::new(
+            ErrorCode::GroupMismatch,
+            format!(
+                "the message is for group {:?}, not {group}",
+                String::from_utf8_lossy(message.group_id().as_slice())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A commit must travel as a PublicMessage so the hub can validate it.
+pub fn parse_commit(bytes: &[u8], group: &GroupId) -> Result<ProtocolMessage, ApiError> {
+    let message = match parse(bytes, "commit")? {
+        MlsMessageBodyIn::PublicMessage(m) => ProtocolMessage::from(m),
+        MlsMessageBodyIn::PrivateMessage(_) => {
+            return Err(invalid(
+                "commits must be PublicMessages (use the mixed plaintext wire-format policy)",
+            ));
+        }
+        _ => return Err(invalid("the commit is not a PublicMessage")),
+    };
+    check_group(&message, group)?;
+    if message.content_type() != ContentType::Commit {
+        return Err(invalid(format!(
+            "expected a commit, got {:?}; send proposals inside the commit",
+            message.content_type()
+        )));
+    }
+    Ok(message)
+}
+
+/// An application message must be a PrivateMessage of application content; returns its epoch.
+pub fn parse_application(bytes: &[u8], group: &GroupId) -> Result<u64, ApiError> {
+    let message = match parse(bytes, "message")? {
+        MlsMessageBodyIn::PrivateMessage(m) => ProtocolMessage::from(m),
+        _ => return Err(invalid("application messages must be PrivateMessages")),
+    };
+    check_group(&message, group)?;
+    if message.content_type() != ContentType::Application {
+        return Err(invalid(
+            "handshake messages go to the commits endpoint as PublicMessages",
+        ));
+    }
+    Ok(message.epoch().as_u64())
+}
+
+pub fn check_welcome(bytes: &[u8]) -> Result<(), ApiError> {
+    match parse(bytes, "welcome")? {
+        MlsMessageBodyIn::Welcome(_) => Ok(()),
+        _ => Err(invalid("the welcome is not an MLS Welcome")),
+    }
+}
+
+pub fn parse_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiError> {
+    match parse(bytes, "group info")? {
+        MlsMessageBodyIn::GroupInfo(info) => Ok(info),
+        _ => Err(invalid("group_info is not an MLS GroupInfo")),
+    }
+}
+
+pub fn parse_ratchet_tree(bytes: &[u8]) -> Result<RatchetTreeIn, ApiError> {
+    RatchetTreeIn::tls_deserialize_exact(bytes).map_err(|e| invalid(format!("ratchet_tree does not parse: {e}")))
+}
+
+/// The user and device a credential names, if it is a Parley BasicCredential.
+pub fn member_of(credential: &openmls::prelude::Credential) -> Option<GroupMember> {
+    let basic = BasicCredential::try_from(credential.clone()).ok()?;
+    let (user_id, device_id) = parse_credential_identity(basic.identity())?;
+    Some(GroupMember { user_id, device_id })
+}
+
+/// Every member device of the group. Fails if a leaf is not a Parley device.
+pub fn members(group: &PublicGroup) -> Result<BTreeSet<GroupMember>, ApiError> {
+    group
+        .members()
+        .map(|m| {
+            member_of(&m.credential).ok_or_else(|| {
+                invalid(format!(
+                    "the member at leaf {} has no Parley credential (user_id/device_id)",
+                    m.index.u32()
+                ))
+            })
+        })
+        .collect()
+}

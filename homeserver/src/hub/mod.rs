@@ -1,0 +1,419 @@
+//! The hub: the one place that orders a group's messages.
+//!
+//! Every accepted message gets the group's next sequence number under the group's row
+//! lock, and is stored and fanned out to the member devices' inboxes in the same
+//! transaction: an accepted message is never lost, and every device sees one order.
+//! Commits are validated against the hub's public view of the group (openmls
+//! `PublicGroup`), which is updated in that transaction too.
+
+mod mls;
+mod public_state;
+
+use std::collections::BTreeSet;
+
+use openmls::prelude::{ProcessedMessageContent, ProposalStore, PublicGroup, Sender};
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
+use parley_specs::groups_api::{
+    Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
+    SubmitCommitRequest, SubmitMessageRequest,
+};
+use parley_specs::{ErrorCode, GroupId, UserId};
+use time::OffsetDateTime;
+
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
+use crate::store::inbox::Recipient;
+use crate::store::{self, Db};
+use public_state::{PublicState, serialize_storage};
+
+fn member(who: &AuthedDevice) -> GroupMember {
+    GroupMember {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+    }
+}
+
+fn check_txn_id(txn_id: &str) -> Result<(), ApiError> {
+    let ok = !txn_id.is_empty() && txn_id.len() <= MAX_TXN_ID_LEN && txn_id.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("txn_id must be 1 to {MAX_TXN_ID_LEN} printable ASCII characters"),
+        ))
+    }
+}
+
+fn check_size(state: &AppState, bytes: &[u8], what: &str) -> Result<(), ApiError> {
+    let max = state.config.limits.max_message_bytes;
+    if bytes.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the {what} is {} bytes; at most {max}", bytes.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Groups hubbed elsewhere are reached through federation, which comes later.
+fn check_hubbed_here(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
+    if group.hub() != state.config.server_name {
+        return Err(ApiError::not_found(&format!(
+            "group {group} (it is hubbed on {}; federation is not available yet)",
+            group.hub()
+        )));
+    }
+    Ok(())
+}
+
+fn invalid_mls(context: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::InvalidMlsMessage, format!("{context}: {err}"))
+}
+
+/// Local member devices, the ones with inboxes here.
+fn local<'a>(state: &AppState, members: impl IntoIterator<Item = &'a GroupMember>) -> Vec<Recipient<'a>> {
+    members
+        .into_iter()
+        .filter(|m| m.user_id.server_name() == state.config.server_name)
+        .map(|m| Recipient {
+            localpart: m.user_id.localpart(),
+            device_id: &m.device_id,
+        })
+        .collect()
+}
+
+pub async fn create_group(
+    state: &AppState,
+    who: &AuthedDevice,
+    req: CreateGroupRequest,
+) -> Result<GroupSummary, ApiError> {
+    check_size(state, req.group_info.as_slice(), "group info")?;
+    let info = mls::parse_group_info(req.group_info.as_slice())?;
+    let tree = mls::parse_ratchet_tree(req.ratchet_tree.as_slice())?;
+    let group_id = std::str::from_utf8(info.group_id().as_slice())
+        .ok()
+        .and_then(|s| GroupId::parse(s).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidParam,
+                "the MLS group id must be a Parley group id, <random>@<hub>",
+            )
+        })?;
+    if group_id.hub() != state.config.server_name {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!(
+                "a group created here must be hubbed here: its id must end in @{}",
+                state.config.server_name
+            ),
+        ));
+    }
+    let storage = MemoryStorage::default();
+    let (group, _) = PublicGroup::from_external(&RustCrypto::default(), &storage, tree, info, ProposalStore::new())
+        .map_err(|e| invalid_mls("the group info and ratchet tree do not form a valid group", e))?;
+    let members = mls::members(&group)?;
+    if members.len() != 1 || !members.contains(&member(who)) {
+        return Err(ApiError::new(
+            ErrorCode::CredentialMismatch,
+            "a new group's only member must be the device creating it",
+        ));
+    }
+    let epoch = group.group_context().epoch().as_u64();
+    let bytes = serialize_storage(&storage)?;
+
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    if !store::groups::insert(&tx, &group_id, epoch, &bytes).await? {
+        return Err(ApiError::new(
+            ErrorCode::GroupExists,
+            format!("group {group_id} exists"),
+        ));
+    }
+    store::groups::replace_members(&tx, &group_id, &members).await?;
+    tx.commit().await?;
+    tracing::info!(group = %group_id, creator = %who.user_id, "group created");
+    Ok(GroupSummary {
+        group_id,
+        epoch,
+        last_seq: 0,
+        members: members.into_iter().collect(),
+    })
+}
+
+pub async fn submit_commit(
+    state: &AppState,
+    who: &AuthedDevice,
+    group_id: GroupId,
+    req: SubmitCommitRequest,
+) -> Result<Accepted, ApiError> {
+    check_txn_id(&req.txn_id)?;
+    check_hubbed_here(state, &group_id)?;
+    check_size(state, req.commit.as_slice(), "commit")?;
+    let commit = mls::parse_commit(req.commit.as_slice(), &group_id)?;
+    if let Some(welcome) = &req.welcome {
+        check_size(state, welcome.as_slice(), "welcome")?;
+        mls::check_welcome(welcome.as_slice())?;
+    }
+    let sent_epoch = commit.epoch().as_u64();
+    let sender = member(who);
+
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
+        return Ok(prior);
+    }
+    let locked = store::groups::lock(&tx, &group_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+    if !store::groups::is_member(&tx, &group_id, &sender).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotAMember,
+            format!("this device is not a member of {group_id}"),
+        ));
+    }
+    if sent_epoch != locked.epoch {
+        return Err(ApiError::wrong_epoch(sent_epoch, locked.epoch));
+    }
+
+    let mut public = PublicState::load(&store::groups::public_state(&tx, &group_id).await?, commit.group_id())?;
+    let before = mls::members(&public.group)?;
+    let processed = public
+        .group
+        .process_message(&RustCrypto::default(), commit)
+        .map_err(|e| invalid_mls("the hub refuses the commit", e))?;
+    if !matches!(processed.sender(), Sender::Member(_))
+        || mls::member_of(processed.credential()).as_ref() != Some(&sender)
+    {
+        return Err(ApiError::new(
+            ErrorCode::CredentialMismatch,
+            "the commit is not signed by the sending device's own leaf",
+        ));
+    }
+    let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+        return Err(ApiError::new(ErrorCode::InvalidMlsMessage, "expected a commit"));
+    };
+    public
+        .group
+        .merge_commit(&public.storage, *staged)
+        .map_err(|e| ApiError::internal("merging a commit", e))?;
+    let after = mls::members(&public.group)?;
+    if after.len() > state.config.limits.max_group_size {
+        return Err(ApiError::new(
+            ErrorCode::GroupFull,
+            format!(
+                "the commit would make the group {} devices; at most {}",
+                after.len(),
+                state.config.limits.max_group_size
+            ),
+        ));
+    }
+    let added: BTreeSet<_> = after.difference(&before).cloned().collect();
+    match (&req.welcome, added.is_empty()) {
+        (None, false) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMlsMessage,
+                "a commit that adds members needs their Welcome",
+            ));
+        }
+        (Some(_), true) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMlsMessage,
+                "a Welcome came with a commit that adds nobody",
+            ));
+        }
+        _ => {}
+    }
+    let epoch = public.group.group_context().epoch().as_u64();
+    let seq = locked.last_seq + 1;
+
+    store::groups::set_state(&tx, &group_id, epoch, seq, Some(&public.serialize()?)).await?;
+    store::groups::replace_members(&tx, &group_id, &after).await?;
+    store::groups::insert_message(
+        &tx,
+        &NewMessage {
+            group_id: &group_id,
+            seq,
+            epoch: sent_epoch,
+            kind: KIND_COMMIT,
+            sender: &sender,
+            txn_id: &req.txn_id,
+            payload: req.commit.as_slice(),
+            welcome: req.welcome.as_ref().map(|w| w.as_slice()),
+            expires_at: None,
+        },
+    )
+    .await?;
+    // The members of the old epoch (removed ones included) get the commit; the new ones
+    // start from the Welcome instead.
+    let existing: Vec<_> = before.iter().filter(|m| **m != sender).collect();
+    let mut woken = store::inbox::append(
+        &tx,
+        &local(state, existing.iter().copied()),
+        InboxEntryKind::Message,
+        &group_id,
+        seq,
+        None,
+        None,
+    )
+    .await?;
+    woken.extend(
+        store::inbox::append(
+            &tx,
+            &local(state, &added),
+            InboxEntryKind::Welcome,
+            &group_id,
+            seq,
+            None,
+            None,
+        )
+        .await?,
+    );
+    tx.commit().await?;
+
+    state.inbox_waker.wake(&woken);
+    state.metrics.messages_accepted.with_label_values(&["commit"]).inc();
+    state.metrics.fanout_devices.observe(woken.len() as f64);
+    tracing::debug!(group = %group_id, seq, epoch, added = added.len(), "commit accepted");
+    Ok(Accepted { group_id, seq, epoch })
+}
+
+pub async fn submit_message(
+    state: &AppState,
+    who: &AuthedDevice,
+    group_id: GroupId,
+    req: SubmitMessageRequest,
+) -> Result<Accepted, ApiError> {
+    check_txn_id(&req.txn_id)?;
+    check_hubbed_here(state, &group_id)?;
+    check_size(state, req.message.as_slice(), "message")?;
+    let sent_epoch = mls::parse_application(req.message.as_slice(), &group_id)?;
+    if let Some(expires_at) = req.expires_at
+        && expires_at <= OffsetDateTime::now_utc()
+    {
+        return Err(ApiError::new(ErrorCode::InvalidParam, "expires_at is in the past"));
+    }
+    state
+        .sends_per_device
+        .check(who.device_id.as_str())
+        .map_err(ApiError::rate_limited)?;
+    let sender = member(who);
+
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
+        return Ok(prior);
+    }
+    let locked = store::groups::lock(&tx, &group_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+    if !store::groups::is_member(&tx, &group_id, &sender).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotAMember,
+            format!("this device is not a member of {group_id}"),
+        ));
+    }
+    let window = state.config.limits.past_epochs_accepted;
+    if sent_epoch > locked.epoch || locked.epoch - sent_epoch > window {
+        return Err(ApiError::wrong_epoch(sent_epoch, locked.epoch));
+    }
+    let seq = locked.last_seq + 1;
+    store::groups::set_state(&tx, &group_id, locked.epoch, seq, None).await?;
+    store::groups::insert_message(
+        &tx,
+        &NewMessage {
+            group_id: &group_id,
+            seq,
+            epoch: sent_epoch,
+            kind: KIND_APPLICATION,
+            sender: &sender,
+            txn_id: &req.txn_id,
+            payload: req.message.as_slice(),
+            welcome: None,
+            expires_at: req.expires_at,
+        },
+    )
+    .await?;
+    let members = store::groups::members(&tx, &group_id).await?;
+    let others: Vec<_> = members.iter().filter(|m| **m != sender).collect();
+    let woken = store::inbox::append(
+        &tx,
+        &local(state, others.iter().copied()),
+        InboxEntryKind::Message,
+        &group_id,
+        seq,
+        None,
+        req.expires_at,
+    )
+    .await?;
+    tx.commit().await?;
+
+    state.inbox_waker.wake(&woken);
+    state
+        .metrics
+        .messages_accepted
+        .with_label_values(&["application"])
+        .inc();
+    state.metrics.fanout_devices.observe(woken.len() as f64);
+    Ok(Accepted {
+        group_id,
+        seq,
+        epoch: locked.epoch,
+    })
+}
+
+/// A retried submit returns what the first one got, and stores nothing new.
+async fn prior_submit(db: &impl Db, who: &AuthedDevice, txn_id: &str) -> Result<Option<Accepted>, ApiError> {
+    let Some(prior) = store::groups::prior_submit(db, &who.device_id, txn_id).await? else {
+        return Ok(None);
+    };
+    let group_id = GroupId::parse(&prior.group_id).map_err(|e| ApiError::internal("stored group id", e))?;
+    Ok(Some(Accepted {
+        group_id,
+        seq: prior.seq,
+        epoch: prior.epoch_after,
+    }))
+}
+
+pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) -> Result<GroupSummary, ApiError> {
+    let db = state.pool.get().await?;
+    let not_found = || ApiError::not_found(&format!("group {group_id}"));
+    // Non-members learn nothing, not even that the group exists.
+    if !store::groups::is_member(&db, &group_id, &member(who)).await? {
+        return Err(not_found());
+    }
+    let (epoch, last_seq) = store::groups::position(&db, &group_id).await?.ok_or_else(not_found)?;
+    let members = store::groups::members(&db, &group_id).await?;
+    Ok(GroupSummary {
+        group_id,
+        epoch,
+        last_seq,
+        members,
+    })
+}
+
+pub async fn list_groups(state: &AppState, who: &AuthedDevice) -> Result<GroupList, ApiError> {
+    let db = state.pool.get().await?;
+    let mut groups = Vec::new();
+    for id in store::groups::of_device(&db, &member(who)).await? {
+        let group_id = GroupId::parse(&id).map_err(|e| ApiError::internal("stored group id", e))?;
+        if let Some((epoch, last_seq)) = store::groups::position(&db, &group_id).await? {
+            let members = store::groups::members(&db, &group_id).await?;
+            groups.push(GroupSummary {
+                group_id,
+                epoch,
+                last_seq,
+                members,
+            });
+        }
+    }
+    Ok(GroupList { groups })
+}
+
+/// Whether `user` is a user of this server.
+pub fn is_local(state: &AppState, user: &UserId) -> bool {
+    user.server_name() == state.config.server_name
+}

@@ -1,0 +1,159 @@
+//! Device inboxes: long-poll reads woken by new entries, acknowledgements that produce
+//! delivery receipts, and the sweep that makes disappearing messages disappear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_specs::groups_api::{
+    GroupMember, InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
+};
+use parley_specs::{ErrorCode, GroupId, UserId};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store;
+use crate::store::inbox::Recipient;
+
+/// How often a waiting reader looks at the database even without a wake-up: entries
+/// written by another process reach it within this time.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_LIMIT: u32 = 100;
+
+/// Wakes long-polling readers of this process when their inbox gets an entry.
+#[derive(Default)]
+pub struct InboxWaker {
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl InboxWaker {
+    fn handle(&self, device: &str) -> Arc<Notify> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.entry(device.to_owned()).or_default().clone()
+    }
+
+    pub fn wake(&self, devices: &[String]) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        for device in devices {
+            if let Some(notify) = waiters.get(device) {
+                notify.notify_waiters();
+            }
+        }
+    }
+}
+
+pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Result<InboxPage, ApiError> {
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    let timeout = query.timeout_ms.unwrap_or(0);
+    if !(1..=MAX_INBOX_LIMIT).contains(&limit) || timeout > MAX_INBOX_TIMEOUT_MS || after < 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("limit is 1 to {MAX_INBOX_LIMIT}, timeout_ms at most {MAX_INBOX_TIMEOUT_MS}, after not negative"),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
+    let notify = state.inbox_waker.handle(who.device_id.as_str());
+    loop {
+        // Registered before the query, so an entry committed meanwhile still wakes us.
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let entries = {
+            let db = state.pool.get().await?;
+            store::inbox::read(&db, &who.device_id, after, i64::from(limit)).await?
+        };
+        let now = tokio::time::Instant::now();
+        if !entries.is_empty() || now >= deadline {
+            let next_cursor = entries.last().map_or(after, |e| e.cursor);
+            observe_push_latency(state, &entries);
+            return Ok(InboxPage { entries, next_cursor });
+        }
+        let wait = (deadline - now).min(RECHECK_INTERVAL);
+        let _ = tokio::time::timeout(wait, notified).await;
+    }
+}
+
+fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_api::InboxEntry]) {
+    let now = OffsetDateTime::now_utc();
+    for entry in entries.iter().filter(|e| e.kind == InboxEntryKind::Message) {
+        state
+            .metrics
+            .push_latency
+            .observe((now - entry.sent_at).as_seconds_f64().max(0.0));
+    }
+}
+
+/// Acknowledges entries up to `up_to`; the senders' devices get delivery receipts.
+pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(), ApiError> {
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    let acked = store::inbox::ack(&tx, &who.device_id, up_to).await?;
+    let receiver = GroupMember {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+    };
+    let mut woken = Vec::new();
+    for message in &acked {
+        let (Ok(sender), Ok(group_id)) = (UserId::parse(&message.sender_user), GroupId::parse(&message.group_id))
+        else {
+            continue;
+        };
+        if sender.server_name() != state.config.server_name {
+            continue;
+        }
+        let localpart = sender.localpart();
+        let devices = store::devices::list(&tx, &localpart).await?;
+        let device_ids: Vec<_> = devices
+            .iter()
+            .filter_map(|d| parley_specs::DeviceId::parse(&d.device_id).ok())
+            .filter(|d| *d != who.device_id)
+            .collect();
+        let recipients: Vec<_> = device_ids
+            .iter()
+            .map(|device_id| Recipient {
+                localpart: localpart.clone(),
+                device_id,
+            })
+            .collect();
+        woken.extend(
+            store::inbox::append(
+                &tx,
+                &recipients,
+                InboxEntryKind::Receipt,
+                &group_id,
+                message.seq,
+                Some(&receiver),
+                None,
+            )
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    state.inbox_waker.wake(&woken);
+    Ok(())
+}
+
+/// Deletes expired messages and inbox entries now and every `interval`. Safe on every
+/// process at once: each run is one idempotent DELETE per table.
+pub async fn sweep_expired_forever(pool: deadpool_postgres::Pool, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let result = async {
+            let db = pool.get().await.map_err(|e| e.to_string())?;
+            let entries = store::inbox::delete_expired(&db).await.map_err(|e| e.to_string())?;
+            let messages = store::groups::delete_expired(&db).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((entries, messages))
+        }
+        .await;
+        match result {
+            Ok((0, 0)) => {}
+            Ok((entries, messages)) => tracing::info!(entries, messages, "deleted expired messages"),
+            Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying later"),
+        }
+    }
+}

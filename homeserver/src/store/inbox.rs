@@ -1,0 +1,164 @@
+use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
+use parley_specs::{DeviceId, GroupId, Localpart, UserId};
+use time::OffsetDateTime;
+
+use super::Db;
+
+const KIND_MESSAGE: i16 = 1;
+const KIND_WELCOME: i16 = 2;
+const KIND_RECEIPT: i16 = 3;
+
+/// A local device that should receive an entry.
+pub struct Recipient<'a> {
+    pub localpart: Localpart,
+    pub device_id: &'a DeviceId,
+}
+
+pub struct AckedMessage {
+    pub group_id: String,
+    pub seq: i64,
+    pub sender_user: String,
+}
+
+fn kind_code(kind: InboxEntryKind) -> i16 {
+    match kind {
+        InboxEntryKind::Message => KIND_MESSAGE,
+        InboxEntryKind::Welcome => KIND_WELCOME,
+        InboxEntryKind::Receipt => KIND_RECEIPT,
+    }
+}
+
+/// Appends one entry to each recipient's inbox. Device rows are locked in id order (no
+/// deadlock between concurrent fan-outs) and each gets its next position; devices that
+/// do not exist here are skipped. Returns the devices reached.
+pub async fn append(
+    db: &impl Db,
+    recipients: &[Recipient<'_>],
+    kind: InboxEntryKind,
+    group: &GroupId,
+    seq: i64,
+    receipt_from: Option<&GroupMember>,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let localparts: Vec<&str> = recipients.iter().map(|r| r.localpart.as_str()).collect();
+    let devices: Vec<&str> = recipients.iter().map(|r| r.device_id.as_str()).collect();
+    let stmt = db
+        .prepare_cached(
+            "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(localpart, device_id)),
+                  locked AS (
+                      SELECT d.device_id FROM devices d JOIN wanted w USING (localpart, device_id)
+                      ORDER BY d.device_id FOR UPDATE OF d),
+                  bumped AS (
+                      UPDATE devices d SET inbox_position = d.inbox_position + 1 FROM locked
+                      WHERE d.device_id = locked.device_id RETURNING d.device_id, d.inbox_position)
+             INSERT INTO inbox (device_id, position, kind, group_id, seq, receipt_user, receipt_device, expires_at)
+             SELECT device_id, inbox_position, $3, $4, $5, $6, $7, $8 FROM bumped
+             RETURNING device_id",
+        )
+        .await?;
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &localparts,
+                &devices,
+                &kind_code(kind),
+                &group.as_str(),
+                &seq,
+                &receipt_from.map(|m| m.user_id.as_str()),
+                &receipt_from.map(|m| m.device_id.as_str()),
+                &expires_at,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Entries after `after`, oldest first, never expired ones.
+pub async fn read(
+    db: &impl Db,
+    device: &DeviceId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<InboxEntry>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT i.position, i.kind, i.group_id, i.seq, m.epoch,
+                    COALESCE(i.receipt_user, m.sender_user), COALESCE(i.receipt_device, m.sender_device),
+                    CASE i.kind WHEN 1 THEN m.payload WHEN 2 THEN m.welcome END,
+                    m.created_at, i.expires_at
+             FROM inbox i JOIN group_messages m ON m.group_id = i.group_id AND m.seq = i.seq
+             WHERE i.device_id = $1 AND i.position > $2 AND (i.expires_at IS NULL OR i.expires_at > now())
+             ORDER BY i.position LIMIT $3",
+        )
+        .await?;
+    let rows = db.query(&stmt, &[&device.as_str(), &after, &limit]).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let kind = match row.get::<_, i16>(1) {
+                KIND_MESSAGE => InboxEntryKind::Message,
+                KIND_WELCOME => InboxEntryKind::Welcome,
+                _ => InboxEntryKind::Receipt,
+            };
+            Some(InboxEntry {
+                cursor: row.get(0),
+                kind,
+                group_id: GroupId::parse(row.get(2)).ok()?,
+                seq: row.get(3),
+                epoch: u64::try_from(row.get::<_, i64>(4)).ok()?,
+                sender: GroupMember {
+                    user_id: UserId::parse(row.get(5)).ok()?,
+                    device_id: DeviceId::parse(row.get(6)).ok()?,
+                },
+                payload: row.get::<_, Option<Vec<u8>>>(7).map(Into::into),
+                sent_at: row.get(8),
+                expires_at: row.get(9),
+            })
+        })
+        .collect())
+}
+
+/// Deletes entries up to `up_to`; returns the messages (not welcomes or receipts) among
+/// them that other devices sent, for delivery receipts.
+pub async fn ack(db: &impl Db, device: &DeviceId, up_to: i64) -> Result<Vec<AckedMessage>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "WITH gone AS (DELETE FROM inbox WHERE device_id = $1 AND position <= $2 RETURNING kind, group_id, seq)
+             SELECT g.group_id, g.seq, m.sender_user FROM gone g
+             JOIN group_messages m ON m.group_id = g.group_id AND m.seq = g.seq
+             WHERE g.kind = 1 AND m.sender_device <> $1",
+        )
+        .await?;
+    let rows = db.query(&stmt, &[&device.as_str(), &up_to]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| AckedMessage {
+            group_id: r.get(0),
+            seq: r.get(1),
+            sender_user: r.get(2),
+        })
+        .collect())
+}
+
+/// The highest position handed out to this device so far.
+pub async fn last_position(db: &impl Db, device: &DeviceId) -> Result<i64, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT inbox_position FROM devices WHERE device_id = $1")
+        .await?;
+    Ok(db.query_opt(&stmt, &[&device.as_str()]).await?.map_or(0, |r| r.get(0)))
+}
+
+pub async fn delete_expired(db: &impl Db) -> Result<u64, tokio_postgres::Error> {
+    let stmt = db.prepare_cached("DELETE FROM inbox WHERE expires_at <= now()").await?;
+    db.execute(&stmt, &[]).await
+}
+
+/// Entries not yet acknowledged, over all devices.
+pub async fn depth(db: &impl Db) -> Result<i64, tokio_postgres::Error> {
+    let stmt = db.prepare_cached("SELECT count(*) FROM inbox").await?;
+    Ok(db.query_one(&stmt, &[]).await?.get(0))
+}

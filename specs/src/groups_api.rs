@@ -1,0 +1,145 @@
+//! Bodies of groups (ordered by their hub) and device inboxes.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::bytes::Base64Bytes;
+use crate::ids::{DeviceId, GroupId, UserId};
+
+/// Longest a client-chosen transaction id may be.
+pub const MAX_TXN_ID_LEN: usize = 64;
+/// Longest a long-poll of the inbox may wait.
+pub const MAX_INBOX_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_INBOX_LIMIT: u32 = 500;
+
+/// Registers a new MLS group with this server as its hub. The group's MLS group id must
+/// be the UTF-8 of a `GroupId` naming this server, its epoch 0 and its only member the
+/// calling device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// An MLSMessage carrying the group's GroupInfo, signed by the creator.
+    pub group_info: Base64Bytes,
+    /// The TLS-serialized ratchet tree.
+    pub ratchet_tree: Base64Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+}
+
+/// The hub's public view of a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub group_id: GroupId,
+    pub epoch: u64,
+    /// Sequence number of the group's latest message, 0 before the first.
+    pub last_seq: i64,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<GroupSummary>,
+}
+
+/// A commit (as a PublicMessage) for the group's current epoch, with the Welcome for the
+/// members it adds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitCommitRequest {
+    /// Chosen by the client; a retry with the same id returns the first answer.
+    pub txn_id: String,
+    pub commit: Base64Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome: Option<Base64Bytes>,
+}
+
+/// An application message (a PrivateMessage).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitMessageRequest {
+    pub txn_id: String,
+    pub message: Base64Bytes,
+    /// Disappearing message: every server deletes it at this time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The hub accepted the message as number `seq` of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub group_id: GroupId,
+    pub seq: i64,
+    /// The group's epoch after the message (a commit advances it).
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxEntryKind {
+    /// A commit or application message of a group the device is in.
+    Message,
+    /// A Welcome adding this device to a group.
+    Welcome,
+    /// A device of `sender` received message `seq` of the group.
+    Receipt,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// Position in this device's inbox; read `after` it, acknowledge `up_to` it.
+    pub cursor: i64,
+    pub kind: InboxEntryKind,
+    pub group_id: GroupId,
+    pub seq: i64,
+    pub epoch: u64,
+    /// Who sent the message; for a receipt, the device that received it.
+    pub sender: GroupMember,
+    /// The MLS message or Welcome; absent for receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Base64Bytes>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Query of `GET /client/v1/inbox`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Entries after this cursor (default 0: from the oldest unacknowledged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    /// At most this many entries (default 100, at most 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// With nothing to return, wait up to this long for an entry (at most 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxPage {
+    pub entries: Vec<InboxEntry>,
+    /// Pass as `after` next time; equals `after` when there was nothing new.
+    pub next_cursor: i64,
+}
+
+/// Deletes this device's inbox entries up to and including `up_to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    pub up_to: i64,
+}

@@ -1,0 +1,360 @@
+//! Groups ordered by the hub: real MLS clients (openmls) through the real homeserver.
+
+use std::collections::BTreeMap;
+
+use openmls::prelude::{KeyPackage, LeafNodeIndex, LeafNodeParameters, MlsGroup};
+use parley_sdk::Client;
+use parley_specs::groups_api::{InboxEntryKind, InboxQuery, SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
+use parley_specs::mls::credential_identity;
+use parley_specs::{Base64Bytes, DeviceId, ErrorCode, GroupId, UserId};
+use parley_tests::TestServer;
+use parley_tests::mls::{Processed, TestMlsDevice, key_package_from, serialize};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::helpers::{logged_in, registered};
+
+/// One device: its homeserver session, its MLS state, and what it has read.
+struct Device {
+    client: Client,
+    mls: TestMlsDevice,
+    user: UserId,
+    id: DeviceId,
+    group: Option<MlsGroup>,
+    cursor: i64,
+    /// Decrypted application messages by the hub's sequence number.
+    received: BTreeMap<i64, Vec<u8>>,
+    /// Every message sequence number seen, in arrival order.
+    seen: Vec<i64>,
+}
+
+impl Device {
+    async fn new(server: &TestServer, name: &str, first: bool) -> Self {
+        let (client, session) = if first {
+            registered(server, name).await
+        } else {
+            logged_in(server, name).await
+        };
+        let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+        let packages = (0..3).map(|_| Base64Bytes::from(mls.key_package(false))).collect();
+        client
+            .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
+            .await
+            .expect("upload");
+        Self {
+            client,
+            mls,
+            user: session.user_id,
+            id: session.device_id,
+            group: None,
+            cursor: 0,
+            received: BTreeMap::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    fn group(&mut self) -> &mut MlsGroup {
+        self.group.as_mut().expect("in a group")
+    }
+
+    /// The hub accepted our commit: apply it.
+    fn merge_pending(&mut self) {
+        let (mls, group) = (&self.mls, self.group.as_mut().expect("in a group"));
+        group.merge_pending_commit(&mls.provider).expect("merge");
+    }
+
+    fn epoch(&self) -> u64 {
+        self.group.as_ref().expect("in a group").epoch().as_u64()
+    }
+
+    /// Reads and processes everything in the inbox, then acknowledges it.
+    async fn sync(&mut self) {
+        loop {
+            let page = self
+                .client
+                .read_inbox(&InboxQuery {
+                    after: Some(self.cursor),
+                    limit: Some(50),
+                    timeout_ms: None,
+                })
+                .await
+                .expect("read inbox");
+            if page.entries.is_empty() {
+                break;
+            }
+            for entry in page.entries {
+                let payload = entry.payload.as_ref().map(|p| p.as_slice().to_vec());
+                match entry.kind {
+                    InboxEntryKind::Welcome => {
+                        self.group = Some(self.mls.join(&payload.expect("welcome bytes")));
+                    }
+                    InboxEntryKind::Message => {
+                        self.seen.push(entry.seq);
+                        let bytes = payload.expect("message bytes");
+                        let (mls, group) = (&self.mls, self.group.as_mut().expect("in the group"));
+                        if let Processed::Application(text) = mls.process(group, &bytes) {
+                            self.received.insert(entry.seq, text);
+                        }
+                    }
+                    InboxEntryKind::Receipt => {}
+                }
+            }
+            self.cursor = page.next_cursor;
+            self.client.ack_inbox(self.cursor).await.expect("ack");
+        }
+    }
+
+    async fn send(&mut self, group: &GroupId, text: &str) -> i64 {
+        let message = self
+            .mls
+            .encrypt(self.group.as_mut().expect("in a group"), text.as_bytes());
+        let req = SubmitMessageRequest {
+            txn_id: txn(),
+            message: message.into(),
+            expires_at: None,
+        };
+        let accepted = self.client.submit_message(group, &req).await.expect("send");
+        self.received.insert(accepted.seq, text.as_bytes().to_vec());
+        accepted.seq
+    }
+
+    /// Claims a key package for every device of `user`.
+    async fn claim(&self, user: &UserId) -> Vec<KeyPackage> {
+        let claimed = self
+            .client
+            .claim_key_packages(&ClaimKeyPackagesRequest { user_id: user.clone() })
+            .await
+            .expect("claim");
+        claimed
+            .key_packages
+            .iter()
+            .map(|k| key_package_from(k.key_package.as_slice()))
+            .collect()
+    }
+
+    /// Adds every device of `users` in one commit.
+    async fn add(&mut self, group_id: &GroupId, users: &[UserId]) {
+        let mut packages = Vec::new();
+        for user in users {
+            packages.extend(self.claim(user).await);
+        }
+        let (mls, group) = (&self.mls, self.group.as_mut().expect("in a group"));
+        let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages).expect("add");
+        let req = SubmitCommitRequest {
+            txn_id: txn(),
+            commit: serialize(&commit).into(),
+            welcome: Some(serialize(&welcome).into()),
+        };
+        self.client
+            .submit_commit(group_id, &req)
+            .await
+            .expect("commit accepted");
+        self.merge_pending();
+    }
+}
+
+fn txn() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 16)
+}
+
+fn new_group_id(server: &TestServer) -> GroupId {
+    GroupId::parse(&format!("{}@{}", txn(), server.server_name())).expect("group id")
+}
+
+async fn create(server: &TestServer, creator: &mut Device) -> GroupId {
+    let id = new_group_id(server);
+    let (group, request) = creator.mls.create_group(&id);
+    let summary = creator.client.create_group(&request).await.expect("create group");
+    assert_eq!(summary.members.len(), 1);
+    creator.group = Some(group);
+    id
+}
+
+#[tokio::test]
+async fn three_users_two_devices_each_see_everything_in_hub_order() {
+    let server = TestServer::spawn().await;
+    let mut devices = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        devices.push(Device::new(&server, name, true).await);
+        devices.push(Device::new(&server, name, false).await);
+    }
+    let group_id = create(&server, &mut devices[0]).await;
+    // Ann's first device adds her own second device and both devices of Ben and Cat.
+    let others = [
+        devices[0].user.clone(),
+        devices[2].user.clone(),
+        devices[4].user.clone(),
+    ];
+    let (first, rest) = devices.split_at_mut(1);
+    first[0].add(&group_id, &others).await;
+    for device in rest.iter_mut() {
+        device.sync().await;
+        assert_eq!(device.epoch(), 1);
+    }
+    let summary = devices[0].client.get_group(&group_id).await.expect("group");
+    assert_eq!((summary.epoch, summary.members.len()), (1, 6));
+
+    // Everyone sends, interleaved, then everyone syncs.
+    let mut sent = BTreeMap::new();
+    for round in 0..3 {
+        for i in 0..devices.len() {
+            let text = format!("round {round} from device {i}");
+            let seq = devices[i].send(&group_id, &text).await;
+            sent.insert(seq, text.into_bytes());
+        }
+    }
+    for device in devices.iter_mut() {
+        device.sync().await;
+    }
+    for (i, device) in devices.iter().enumerate() {
+        assert_eq!(device.received, sent, "device {i} decrypted everything");
+        let own: Vec<_> = device.seen.clone();
+        let mut sorted = own.clone();
+        sorted.sort();
+        assert_eq!(own, sorted, "device {i} received in the hub's order");
+    }
+    // Acknowledged entries are gone; senders got delivery receipts.
+    let inbox: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM inbox WHERE kind <> 3", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(inbox, 0);
+    let receipts: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM inbox WHERE kind = 3", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(receipts > 0, "delivery receipts reach the senders' devices");
+}
+
+#[tokio::test]
+async fn concurrent_commits_one_wins_the_other_catches_up() {
+    let server = TestServer::spawn().await;
+    let mut a = Device::new(&server, "dora", true).await;
+    let mut b = Device::new(&server, "eli", true).await;
+    let mut c = Device::new(&server, "fay", true).await;
+    let group_id = create(&server, &mut a).await;
+    a.add(&group_id, &[b.user.clone(), c.user.clone()]).await;
+    b.sync().await;
+    c.sync().await;
+
+    // a and b both commit for epoch 1.
+    let commit_of = |d: &mut Device| {
+        let (mls, group) = (&d.mls, d.group.as_mut().expect("group"));
+        let bundle = group
+            .self_update(&mls.provider, &mls.signer, LeafNodeParameters::default())
+            .expect("update");
+        SubmitCommitRequest {
+            txn_id: txn(),
+            commit: serialize(bundle.commit()).into(),
+            welcome: None,
+        }
+    };
+    let (ca, cb) = (commit_of(&mut a), commit_of(&mut b));
+    let (ra, rb) = tokio::join!(
+        a.client.submit_commit(&group_id, &ca),
+        b.client.submit_commit(&group_id, &cb)
+    );
+    let (winner, loser, loser_result) = match (&ra, &rb) {
+        (Ok(_), Err(_)) => (&mut a, &mut b, rb),
+        (Err(_), Ok(_)) => (&mut b, &mut a, ra),
+        other => panic!("exactly one commit must win: {other:?}"),
+    };
+    let err = loser_result.expect_err("loser");
+    assert_eq!(err.code(), Some(ErrorCode::WrongEpoch));
+    match err {
+        parley_sdk::Error::Api { body, .. } => assert_eq!(body.current_epoch, Some(2)),
+        other => panic!("{other}"),
+    }
+    winner.merge_pending();
+    // The loser drops its commit, processes the winner's, and retries.
+    let (mls, group) = (&loser.mls, loser.group.as_mut().expect("group"));
+    group
+        .clear_pending_commit(openmls::prelude::OpenMlsProvider::storage(&mls.provider))
+        .expect("clear");
+    loser.sync().await;
+    assert_eq!(loser.epoch(), 2);
+    let retry = commit_of(loser);
+    loser
+        .client
+        .submit_commit(&group_id, &retry)
+        .await
+        .expect("the retry is accepted");
+    loser.merge_pending();
+    winner.sync().await;
+    c.sync().await;
+    assert_eq!((a.epoch(), b.epoch(), c.epoch()), (3, 3, 3));
+    let summary = c.client.get_group(&group_id).await.expect("group");
+    assert_eq!((summary.epoch, summary.members.len()), (3, 3));
+    // And messages still flow.
+    let seq = a.send(&group_id, "still here").await;
+    b.sync().await;
+    c.sync().await;
+    assert_eq!(b.received.get(&seq).map(Vec::as_slice), Some(&b"still here"[..]));
+    assert_eq!(c.received.get(&seq).map(Vec::as_slice), Some(&b"still here"[..]));
+}
+
+#[tokio::test]
+async fn a_removed_member_reads_nothing_more_and_cannot_send() {
+    let server = TestServer::spawn().await;
+    let mut a = Device::new(&server, "gus", true).await;
+    let mut b = Device::new(&server, "hal", true).await;
+    let group_id = create(&server, &mut a).await;
+    a.add(&group_id, &[b.user.clone()]).await;
+    b.sync().await;
+    a.send(&group_id, "before").await;
+    b.sync().await;
+
+    let b_leaf = a
+        .group()
+        .members()
+        .find(|m| m.credential.serialized_content() == credential_identity(&b.user, &b.id).as_slice())
+        .map(|m| m.index)
+        .unwrap_or(LeafNodeIndex::new(1));
+    let (mls, group) = (&a.mls, a.group.as_mut().expect("group"));
+    let (commit, _, _) = group
+        .remove_members(&mls.provider, &mls.signer, &[b_leaf])
+        .expect("remove");
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: None,
+    };
+    a.client.submit_commit(&group_id, &req).await.expect("removal accepted");
+    a.merge_pending();
+
+    let after = a.send(&group_id, "after the removal").await;
+    b.sync().await; // b processes the commit that removes it
+    assert!(!b.group().is_active(), "b knows it was removed");
+    assert!(!b.received.contains_key(&after), "b got nothing sent after its removal");
+    let rows: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM inbox WHERE device_id = $1", &[&b.id.as_str()])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(rows, 0);
+
+    // Its sends are refused (with a message made before the removal, still well formed).
+    let stale = b.mls.encrypt(&mut a.mls.create_group(&new_group_id(&server)).0, b"x");
+    let req = SubmitMessageRequest {
+        txn_id: txn(),
+        message: stale.into(),
+        expires_at: None,
+    };
+    let err = b.client.submit_message(&group_id, &req).await.expect_err("refused");
+    assert!(
+        matches!(err.code(), Some(ErrorCode::NotAMember | ErrorCode::GroupMismatch)),
+        "{err}"
+    );
+    assert_eq!(
+        b.client.get_group(&group_id).await.expect_err("hidden").code(),
+        Some(ErrorCode::NotFound)
+    );
+}
