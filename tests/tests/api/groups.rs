@@ -197,9 +197,9 @@ async fn three_users_two_devices_each_see_everything_in_hub_order() {
     // Everyone sends, interleaved, then everyone syncs.
     let mut sent = BTreeMap::new();
     for round in 0..3 {
-        for i in 0..devices.len() {
+        for (i, device) in devices.iter_mut().enumerate() {
             let text = format!("round {round} from device {i}");
-            let seq = devices[i].send(&group_id, &text).await;
+            let seq = device.send(&group_id, &text).await;
             sent.insert(seq, text.into_bytes());
         }
     }
