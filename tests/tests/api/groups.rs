@@ -57,6 +57,11 @@ impl Device {
         self.group.as_mut().expect("in a group")
     }
 
+    fn encrypt(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let (mls, group) = (&self.mls, self.group.as_mut().expect("in a group"));
+        mls.encrypt(group, plaintext)
+    }
+
     /// The hub accepted our commit: apply it.
     fn merge_pending(&mut self) {
         let (mls, group) = (&self.mls, self.group.as_mut().expect("in a group"));
@@ -357,4 +362,239 @@ async fn a_removed_member_reads_nothing_more_and_cannot_send() {
         b.client.get_group(&group_id).await.expect_err("hidden").code(),
         Some(ErrorCode::NotFound)
     );
+}
+
+/// Two devices in a group: `a` created it and added `b`.
+async fn pair(server: &TestServer, a_name: &str, b_name: &str) -> (Device, Device, GroupId) {
+    let mut a = Device::new(server, a_name, true).await;
+    let mut b = Device::new(server, b_name, true).await;
+    let group_id = create(server, &mut a).await;
+    a.add(&group_id, &[b.user.clone()]).await;
+    b.sync().await;
+    (a, b, group_id)
+}
+
+#[tokio::test]
+async fn an_offline_device_gets_all_100_in_order_once_across_a_restart() {
+    let server = TestServer::spawn().await;
+    let (mut a, mut b, group_id) = pair(&server, "ivy", "jon").await;
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        sent.push(a.send(&group_id, &format!("message {i}")).await);
+    }
+    let config = server.stop().await;
+    let _server = TestServer::start(config).await;
+    for i in 50..100 {
+        sent.push(a.send(&group_id, &format!("message {i}")).await);
+    }
+    b.sync().await;
+    let seen_messages: Vec<i64> = b.seen.iter().copied().filter(|seq| sent.contains(seq)).collect();
+    assert_eq!(seen_messages, sent, "all 100, in order, once");
+    for (i, seq) in sent.iter().enumerate() {
+        assert_eq!(b.received[seq], format!("message {i}").into_bytes());
+    }
+}
+
+#[tokio::test]
+async fn long_poll_wakes_up_when_a_message_arrives() {
+    let server = TestServer::spawn().await;
+    let (mut a, b, group_id) = pair(&server, "kay", "lou").await;
+    let cursor = b
+        .client
+        .read_inbox(&InboxQuery::default())
+        .await
+        .expect("read")
+        .next_cursor;
+    let waiting = {
+        let client = b.client.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let page = client
+                .read_inbox(&InboxQuery {
+                    after: Some(cursor),
+                    limit: None,
+                    timeout_ms: Some(20_000),
+                })
+                .await
+                .expect("long-poll");
+            (page, started.elapsed())
+        })
+    };
+    // Give the reader time to start waiting (either way the assertions hold: an entry that
+    // is already there is returned at once).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let seq = a.send(&group_id, "wake up").await;
+    let (page, waited) = waiting.await.expect("task");
+    assert_eq!(page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![seq]);
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "woken by the message, not the timeout: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn retried_submits_are_stored_once() {
+    let server = TestServer::spawn().await;
+    let (mut a, _b, group_id) = pair(&server, "max", "ned").await;
+    let message = a.encrypt(b"only once");
+    let req = SubmitMessageRequest {
+        txn_id: "retry-me".into(),
+        message: message.into(),
+        expires_at: None,
+    };
+    let first = a.client.submit_message(&group_id, &req).await.expect("first");
+    let second = a.client.submit_message(&group_id, &req).await.expect("retry");
+    assert_eq!(first, second);
+    let stored: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM group_messages WHERE txn_id = 'retry-me'", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(stored, 1);
+    let entries: i64 = server
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM inbox WHERE kind = 1 AND seq = $1", &[&first.seq])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(entries, 1, "fanned out once");
+}
+
+#[tokio::test]
+async fn expired_messages_are_never_served_and_are_deleted() {
+    let server = TestServer::spawn_with(|c| c.limits.expiry_sweep_interval_secs = 1).await;
+    let (mut a, mut b, group_id) = pair(&server, "oda", "pia").await;
+    let message = a.encrypt(b"this disappears");
+    let expires_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let req = SubmitMessageRequest {
+        txn_id: txn(),
+        message: message.into(),
+        expires_at: Some(expires_at),
+    };
+    let accepted = a.client.submit_message(&group_id, &req).await.expect("send");
+    let db = server.db().await;
+    let gone = parley_tests::wait_until(std::time::Duration::from_secs(30), || async {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM group_messages WHERE seq = $1 AND group_id = $2",
+                &[&accepted.seq, &group_id.as_str()],
+            )
+            .await
+            .expect("row")
+            .get(0);
+        n == 0
+    })
+    .await;
+    assert!(gone, "the sweep deleted the expired message");
+    let entries: i64 = db
+        .query_one("SELECT count(*) FROM inbox WHERE seq = $1", &[&accepted.seq])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(entries, 0);
+    b.sync().await;
+    assert!(!b.seen.contains(&accepted.seq), "never served");
+}
+
+#[tokio::test]
+async fn bad_submissions_get_their_error_and_change_nothing() {
+    let server = TestServer::spawn_with(|c| c.limits.max_message_bytes = 4096).await;
+    let (mut a, mut b, group_id) = pair(&server, "quy", "rex").await;
+    let outsider = Device::new(&server, "sid", true).await;
+    let good = a.encrypt(b"fine");
+    let db = server.db().await;
+    let count = || async {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM group_messages WHERE group_id = $1",
+                &[&group_id.as_str()],
+            )
+            .await
+            .expect("row");
+        row.get::<_, i64>(0)
+    };
+    let before = count().await;
+
+    let msg = |bytes: Vec<u8>| SubmitMessageRequest {
+        txn_id: txn(),
+        message: bytes.into(),
+        expires_at: None,
+    };
+    let commit = |bytes: Vec<u8>| SubmitCommitRequest {
+        txn_id: txn(),
+        commit: bytes.into(),
+        welcome: None,
+    };
+    let cases: Vec<(&str, Result<_, parley_sdk::Error>, ErrorCode)> = vec![
+        (
+            "random bytes",
+            a.client
+                .submit_message(&group_id, &msg(b"\x00\x01\x02 not mls".to_vec()))
+                .await,
+            ErrorCode::InvalidMlsMessage,
+        ),
+        (
+            "truncated",
+            a.client
+                .submit_message(&group_id, &msg(good[..good.len() / 2].to_vec()))
+                .await,
+            ErrorCode::InvalidMlsMessage,
+        ),
+        (
+            "oversize",
+            a.client.submit_message(&group_id, &msg(vec![0; 5000])).await,
+            ErrorCode::PayloadTooLarge,
+        ),
+        (
+            "non-member",
+            outsider.client.submit_message(&group_id, &msg(good.clone())).await,
+            ErrorCode::NotAMember,
+        ),
+        (
+            "random commit",
+            a.client.submit_commit(&group_id, &commit(vec![7; 64])).await,
+            ErrorCode::InvalidMlsMessage,
+        ),
+        (
+            "application as commit",
+            a.client.submit_commit(&group_id, &commit(good.clone())).await,
+            ErrorCode::InvalidMlsMessage,
+        ),
+    ];
+    for (what, result, want) in cases {
+        let err = result.expect_err(what);
+        assert_eq!(err.code(), Some(want), "{what}: {err}");
+    }
+    // Another group's message in this group's path.
+    let (mut c, _d, other_group) = pair(&server, "tom", "uma").await;
+    let foreign = c.encrypt(b"elsewhere");
+    let err = a
+        .client
+        .submit_message(&group_id, &msg(foreign))
+        .await
+        .expect_err("mismatch");
+    assert_eq!(err.code(), Some(ErrorCode::GroupMismatch));
+    let _ = other_group;
+
+    // A commit for a past epoch: b commits at epoch 1 after a moved the group to 2.
+    let update = |d: &mut Device| {
+        let (mls, group) = (&d.mls, d.group.as_mut().expect("group"));
+        let bundle = group
+            .self_update(&mls.provider, &mls.signer, LeafNodeParameters::default())
+            .expect("update");
+        commit(serialize(bundle.commit()))
+    };
+    let a_commit = update(&mut a);
+    a.client.submit_commit(&group_id, &a_commit).await.expect("a's commit");
+    a.merge_pending();
+    let stale = update(&mut b);
+    let err = b.client.submit_commit(&group_id, &stale).await.expect_err("stale");
+    assert_eq!(err.code(), Some(ErrorCode::WrongEpoch));
+    // One valid commit was added; every refused submission left nothing behind.
+    assert_eq!(count().await, before + 1);
+    let summary = a.client.get_group(&group_id).await.expect("group");
+    assert_eq!(summary.epoch, 2);
 }
