@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::Error;
 use crate::error::parse_retry_after;
+use crate::stream::InboxStream;
 use crate::tls::{Trust, client_config};
 
 /// Default time allowed to open a connection (TCP and TLS handshake).
@@ -43,6 +44,8 @@ const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For the inbox WebSocket, which needs HTTP/1.1 (no h2 in ALPN).
+    websocket_tls: std::sync::Arc<rustls::ClientConfig>,
     base: Url,
     access_token: Option<String>,
 }
@@ -104,8 +107,11 @@ impl ClientBuilder {
     /// when no trust roots can be set up.
     pub fn build(self) -> Result<Client, Error> {
         let base = checked_base_url(self.base_url)?;
+        let tls = client_config(&self.trust)?;
+        let mut websocket_tls = tls.clone();
+        websocket_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(&self.trust)?)
+            .tls_backend_preconfigured(tls)
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout)
@@ -115,6 +121,7 @@ impl ClientBuilder {
             .map_err(|e| Error::Tls(chain(&e)))?;
         Ok(Client {
             http,
+            websocket_tls: std::sync::Arc::new(websocket_tls),
             base,
             access_token: self.access_token,
         })
@@ -318,6 +325,15 @@ impl Client {
     pub async fn ack_inbox(&self, up_to: i64) -> Result<(), Error> {
         self.call_no_content(client::ACK_INBOX, &[], Some(&AckRequest { up_to }))
             .await
+    }
+
+    /// Opens the inbox WebSocket: entries after `after` are pushed as they arrive.
+    pub async fn inbox_stream(&self, after: i64) -> Result<InboxStream, Error> {
+        let token = self.access_token.as_deref().ok_or(Error::NotLoggedIn)?;
+        let mut url = self.url_for(client::INBOX_STREAM, &[]);
+        url.query_pairs_mut().append_pair("after", &after.to_string());
+        let _ = url.set_scheme("wss");
+        InboxStream::connect(&url, token, self.websocket_tls.clone()).await
     }
 
     async fn call<B: Serialize, R: DeserializeOwned>(

@@ -30,9 +30,11 @@
 pub mod cli;
 mod client;
 mod error;
+mod stream;
 mod tls;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use error::Error;
 pub use parley_specs as specs;
+pub use stream::InboxStream;
 pub use tls::Trust;

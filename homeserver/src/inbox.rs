@@ -20,7 +20,7 @@ use crate::store::inbox::Recipient;
 
 /// How often a waiting reader looks at the database even without a wake-up: entries
 /// written by another process reach it within this time.
-const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_LIMIT: u32 = 100;
 
 /// Wakes long-polling readers of this process when their inbox gets an entry.
@@ -30,7 +30,7 @@ pub struct InboxWaker {
 }
 
 impl InboxWaker {
-    fn handle(&self, device: &str) -> Arc<Notify> {
+    pub fn handle(&self, device: &str) -> Arc<Notify> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         waiters.entry(device.to_owned()).or_default().clone()
     }
@@ -77,7 +77,7 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
     }
 }
 
-fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_api::InboxEntry]) {
+pub fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_api::InboxEntry]) {
     let now = OffsetDateTime::now_utc();
     for entry in entries.iter().filter(|e| e.kind == InboxEntryKind::Message) {
         state

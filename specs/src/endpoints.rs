@@ -102,6 +102,8 @@ pub mod client {
     pub const SUBMIT_MESSAGE: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/messages", AccessToken, true);
     pub const READ_INBOX: Endpoint = endpoint(Get, "/client/v1/inbox", AccessToken, false);
     pub const ACK_INBOX: Endpoint = endpoint(Post, "/client/v1/inbox/ack", AccessToken, false);
+    /// A WebSocket: the server pushes inbox entries as JSON text frames.
+    pub const INBOX_STREAM: Endpoint = endpoint(Get, "/client/v1/inbox/stream", AccessToken, false);
 
     pub const ALL: &[Endpoint] = &[
         REGISTER,
@@ -123,6 +125,7 @@ pub mod client {
         SUBMIT_MESSAGE,
         READ_INBOX,
         ACK_INBOX,
+        INBOX_STREAM,
     ];
 }
 

@@ -137,7 +137,16 @@ pub struct InboxPage {
     pub next_cursor: i64,
 }
 
-/// Deletes this device's inbox entries up to and including `up_to`.
+/// Query of the inbox WebSocket: push entries after this cursor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    #[serde(default)]
+    pub after: i64,
+}
+
+/// Deletes this device's inbox entries up to and including `up_to`. Also accepted as a
+/// text frame on the inbox WebSocket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {

@@ -8,6 +8,7 @@ mod groups;
 mod keys;
 mod observe;
 mod ops;
+mod stream;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
 use parley_specs::ErrorCode;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::SUBMIT_MESSAGE, groups::message)
         .add(client::READ_INBOX, groups::read_inbox)
         .add(client::ACK_INBOX, groups::ack_inbox)
+        .add(client::INBOX_STREAM, stream::inbox_stream)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics);

@@ -598,3 +598,57 @@ async fn bad_submissions_get_their_error_and_change_nothing() {
     let summary = a.client.get_group(&group_id).await.expect("group");
     assert_eq!(summary.epoch, 2);
 }
+
+#[tokio::test]
+async fn the_websocket_pushes_entries_as_they_arrive() {
+    let server = TestServer::spawn().await;
+    let (mut a, mut b, group_id) = pair(&server, "val", "wes").await;
+    let mut stream = b.client.inbox_stream(b.cursor).await.expect("connect");
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(a.send(&group_id, &format!("pushed {i}")).await);
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let entry = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+            .await
+            .expect("pushed within 30 s")
+            .expect("stream open")
+            .expect("entry");
+        let plaintext = match b.mls.process(
+            b.group.as_mut().expect("group"),
+            entry.payload.expect("payload").as_slice(),
+        ) {
+            Processed::Application(text) => text,
+            Processed::Commit => panic!("expected an application message"),
+        };
+        got.push((entry.seq, plaintext));
+        b.cursor = entry.cursor;
+    }
+    let expected: Vec<_> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, seq)| (*seq, format!("pushed {i}").into_bytes()))
+        .collect();
+    assert_eq!(got, expected);
+
+    stream.ack(b.cursor).await.expect("ack");
+    let db = server.db().await;
+    let acked = parley_tests::wait_until(std::time::Duration::from_secs(30), || async {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM inbox WHERE device_id = $1", &[&b.id.as_str()])
+            .await
+            .expect("row")
+            .get(0);
+        n == 0
+    })
+    .await;
+    assert!(acked, "an acknowledgement on the socket deletes the entries");
+
+    let anonymous = server.sdk();
+    let refused = anonymous.inbox_stream(0).await.expect_err("needs a token");
+    assert!(matches!(refused, parley_sdk::Error::NotLoggedIn));
+    let forged = server.sdk().with_access_token("pat_forged");
+    let refused = forged.inbox_stream(0).await.expect_err("forged token");
+    assert_eq!(refused.code(), Some(ErrorCode::UnknownToken), "{refused}");
+}

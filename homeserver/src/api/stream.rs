@@ -1,0 +1,96 @@
+//! The inbox as a WebSocket: entries are pushed as JSON text frames as they arrive; the
+//! client may acknowledge with `{"up_to": n}` frames on the same socket.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, Session};
+use futures_util::StreamExt as _;
+use parley_specs::groups_api::{AckRequest, StreamQuery};
+
+use crate::auth::AuthedDevice;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{inbox, store};
+
+/// Entries pushed per database read.
+const BATCH: i64 = 100;
+
+pub async fn inbox_stream(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<StreamQuery>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let messages = messages.aggregate_continuations().max_continuation_size(64 * 1024);
+    actix_web::rt::spawn(push(state.into_inner(), who, session, messages, query.after));
+    Ok(response)
+}
+
+async fn push(
+    state: std::sync::Arc<AppState>,
+    who: AuthedDevice,
+    mut session: Session,
+    mut messages: actix_ws::AggregatedMessageStream,
+    mut cursor: i64,
+) {
+    let notify = state.inbox_waker.handle(who.device_id.as_str());
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let entries = match state.pool.get().await {
+            Ok(db) => store::inbox::read(&db, &who.device_id, cursor, BATCH)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(ApiError::from(e)),
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => {
+                let _ = session
+                    .close(Some((actix_ws::CloseCode::Again, e.message).into()))
+                    .await;
+                return;
+            }
+        };
+        inbox::observe_push_latency(&state, &entries);
+        for entry in &entries {
+            let Ok(json) = serde_json::to_string(entry) else {
+                continue;
+            };
+            if session.text(json).await.is_err() {
+                return; // the client went away
+            }
+            cursor = entry.cursor;
+        }
+        if entries.len() as i64 == BATCH {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(inbox::RECHECK_INTERVAL) => {}
+            message = messages.next() => match message {
+                Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                    if session.pong(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Text(text))) => {
+                    let Ok(ack) = serde_json::from_str::<AckRequest>(&text) else {
+                        let _ = session.close(Some((actix_ws::CloseCode::Invalid, "expected {\"up_to\": n}").into())).await;
+                        return;
+                    };
+                    if let Err(e) = inbox::ack(&state, &who, ack.up_to).await {
+                        tracing::warn!(error = %e, "acknowledgement over the inbox stream failed");
+                    }
+                }
+                Some(Ok(AggregatedMessage::Close(_))) | None | Some(Err(_)) => {
+                    let _ = session.close(None).await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
