@@ -5,6 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod baseline;
+mod messages;
+mod server;
+mod stats;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +45,10 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Start a private durable PostgreSQL and a release homeserver, run 1:1 and 20-member
+    /// groups of real MLS clients through it, and compare with plain PostgreSQL inserts.
+    /// Ignores --server and --ca-file.
+    Messages(messages::MessagesArgs),
 }
 
 #[tokio::main]
@@ -49,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Arc::new(Client::new(cli.server.clone(), trust)?);
     match cli.command {
         Command::Accounts { count, concurrency } => accounts(client, count, concurrency.max(1)).await,
+        Command::Messages(args) => messages::run(args).await,
     }
 }
 
@@ -125,17 +135,11 @@ where
 }
 
 fn report(what: &str, sample: &Sample) {
-    let pick = |q: f64| {
-        let i = ((sample.latencies.len() as f64 - 1.0) * q).round() as usize;
-        sample.latencies.get(i).copied().unwrap_or_default()
-    };
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let latencies = stats::Latencies::new(sample.latencies.clone());
     println!(
-        "{what:>9}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms throughput={:.1}/s",
-        sample.latencies.len(),
-        ms(pick(0.50)),
-        ms(pick(0.99)),
-        ms(pick(1.0)),
-        sample.latencies.len() as f64 / sample.wall.as_secs_f64()
+        "{what:>9}: n={} {} throughput={:.1}/s",
+        latencies.len(),
+        latencies.summary(),
+        latencies.len() as f64 / sample.wall.as_secs_f64()
     );
 }

@@ -1,0 +1,274 @@
+//! Messages through the hub: 1:1 and 20-member groups of real MLS clients, receivers on
+//! WebSockets, senders with many requests in flight; then plain PostgreSQL inserts of the
+//! same rows on the same cluster for comparison.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt as _;
+use openmls::prelude::MlsGroup;
+use parley_sdk::{Client, Trust};
+use parley_specs::client_api::RegisterRequest;
+use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
+use parley_specs::{Base64Bytes, GroupId, UserId};
+use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
+use rand::distr::{Alphanumeric, SampleString};
+use time::OffsetDateTime;
+
+use crate::server::BenchServer;
+use crate::stats::Latencies;
+
+#[derive(clap::Args, Clone)]
+pub struct MessagesArgs {
+    /// Groups of two devices.
+    #[arg(long, default_value_t = 200)]
+    one_to_one: usize,
+    /// Groups of 20 devices.
+    #[arg(long, default_value_t = 20)]
+    groups_of_20: usize,
+    /// Messages each group's sender sends.
+    #[arg(long, default_value_t = 50)]
+    messages: usize,
+    /// Send requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Target send rate in messages/s (default: as fast as accepted).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Database connections of the homeserver (and of the baseline).
+    #[arg(long, default_value_t = 32)]
+    pool: usize,
+}
+
+struct BenchGroup {
+    id: GroupId,
+    sender: Client,
+    receivers: Vec<Client>,
+    prepared: Vec<Vec<u8>>,
+}
+
+pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
+    eprintln!("starting a durable PostgreSQL and a release homeserver ...");
+    let server = BenchServer::start(args.pool).await?;
+    let trust = Trust::CaPem(server.ca_pem.clone());
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();
+    let sizes: Vec<usize> = std::iter::repeat_n(2, args.one_to_one)
+        .chain(std::iter::repeat_n(20, args.groups_of_20))
+        .collect();
+    eprintln!(
+        "setting up {} groups ({} devices; MLS commits and Welcomes are real) ...",
+        sizes.len(),
+        sizes.iter().sum::<usize>()
+    );
+    let setup_started = Instant::now();
+    let groups: Vec<BenchGroup> = futures_util::stream::iter(sizes.iter().enumerate())
+        .map(|(g, &size)| setup_group(&server, &trust, format!("b{prefix}g{g}"), size, args.messages))
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!("set up in {:.1} s", setup_started.elapsed().as_secs_f64());
+
+    let expected_deliveries: u64 = groups
+        .iter()
+        .map(|g| (g.receivers.len() * g.prepared.len()) as u64)
+        .sum();
+    let deliveries = Arc::new(AtomicU64::new(0));
+    let deliver_latency = Arc::new(Mutex::new(Vec::with_capacity(expected_deliveries as usize)));
+    let mut receivers = Vec::new();
+    for client in groups.iter().flat_map(|g| g.receivers.iter()) {
+        let mut stream = client.inbox_stream(0).await.context("open a receiver's WebSocket")?;
+        let (deliveries, latency) = (deliveries.clone(), deliver_latency.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut unacked = 0;
+            while let Some(Ok(entry)) = stream.next().await {
+                if entry.kind != InboxEntryKind::Message {
+                    continue;
+                }
+                let waited = (OffsetDateTime::now_utc() - entry.sent_at).unsigned_abs();
+                latency.lock().unwrap_or_else(|p| p.into_inner()).push(waited);
+                deliveries.fetch_add(1, Ordering::Relaxed);
+                unacked += 1;
+                if unacked >= 50 {
+                    let _ = stream.ack(entry.cursor).await;
+                    unacked = 0;
+                }
+            }
+        }));
+    }
+    let connected_rss = server.rss_bytes();
+
+    // Interleave the groups' messages so every group is busy at once.
+    let mut queue = VecDeque::new();
+    for round in 0..args.messages {
+        for group in &groups {
+            queue.push_back((group.id.clone(), group.sender.clone(), group.prepared[round].clone()));
+        }
+    }
+    let total = queue.len();
+    let queue = Arc::new(Mutex::new(queue));
+    let accept_latency = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let started = Instant::now();
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r.max(1.0)));
+    let mut senders = Vec::new();
+    for _ in 0..args.concurrency {
+        let (queue, accept_latency) = (queue.clone(), accept_latency.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some((group, client, message)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                    break;
+                };
+                let t = Instant::now();
+                let req = SubmitMessageRequest {
+                    txn_id: txn(),
+                    message: Base64Bytes(message),
+                    expires_at: None,
+                };
+                client.submit_message(&group, &req).await?;
+                let took = t.elapsed();
+                accept_latency.lock().unwrap_or_else(|p| p.into_inner()).push(took);
+                if let Some(interval) = interval {
+                    tokio::time::sleep(interval.saturating_sub(took)).await;
+                }
+            }
+            Ok::<_, parley_sdk::Error>(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    let send_elapsed = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while deliveries.load(Ordering::Relaxed) < expected_deliveries && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliver_elapsed = started.elapsed();
+    let delivered = deliveries.load(Ordering::Relaxed);
+    let peak_rss = server.rss_bytes();
+    for receiver in receivers {
+        receiver.abort();
+    }
+
+    let accept = Latencies::new(std::mem::take(
+        &mut *accept_latency.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let deliver = Latencies::new(std::mem::take(
+        &mut *deliver_latency.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let accepted_rate = total as f64 / send_elapsed.as_secs_f64();
+    println!(
+        "groups: {} of 2, {} of 20; {} messages, {} in flight{}",
+        args.one_to_one,
+        args.groups_of_20,
+        total,
+        args.concurrency,
+        args.rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
+    );
+    println!(
+        "accepted:   {accepted_rate:.0} messages/s; send->accept {}",
+        accept.summary()
+    );
+    println!(
+        "delivered:  {delivered}/{expected_deliveries} over WebSockets, {:.0} deliveries/s; accept->deliver {}",
+        delivered as f64 / deliver_elapsed.as_secs_f64(),
+        deliver.summary()
+    );
+    let mib = |b: Option<u64>| b.map_or("?".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+    println!(
+        "homeserver RSS: {} with {} devices connected, {} at the end",
+        mib(connected_rss),
+        groups.iter().map(|g| g.receivers.len()).sum::<usize>(),
+        mib(peak_rss)
+    );
+
+    let fanouts: Vec<usize> = groups
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g.receivers.len(), g.prepared.len()))
+        .collect();
+    let baseline = crate::baseline::plain_inserts(&server.database_url, &fanouts, args.pool).await?;
+    println!(
+        "PostgreSQL baseline (same rows, one transaction per message, {} connections): {baseline:.0} messages/s; parley/baseline = {:.2}",
+        args.pool,
+        accepted_rate / baseline
+    );
+    Ok(())
+}
+
+fn txn() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 16)
+}
+
+async fn register(server: &BenchServer, trust: &Trust, name: &str) -> anyhow::Result<(Client, UserId, TestMlsDevice)> {
+    let client = Client::new(server.url.parse()?, trust.clone())?;
+    let req = RegisterRequest {
+        username: name.to_owned(),
+        password: "benchmark password".into(),
+        device_name: None,
+        invite_token: None,
+    };
+    let session = client.register(&req).await?;
+    let client = client.with_access_token(session.access_token);
+    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let packages = vec![Base64Bytes(mls.key_package(false))];
+    client
+        .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
+        .await?;
+    Ok((client, session.user_id, mls))
+}
+
+async fn setup_group(
+    server: &BenchServer,
+    trust: &Trust,
+    name: String,
+    size: usize,
+    messages: usize,
+) -> anyhow::Result<BenchGroup> {
+    let (sender, _, mls) = register(server, trust, &format!("{name}s")).await?;
+    let id = GroupId::parse(&format!("{name}@{}", server.server_name))?;
+    let (mut group, request) = mls.create_group(&id);
+    sender.create_group(&request).await?;
+    let mut receivers = Vec::new();
+    let mut packages = Vec::new();
+    for i in 1..size {
+        let (client, user, _) = register(server, trust, &format!("{name}r{i}")).await?;
+        let claimed = sender
+            .claim_key_packages(&ClaimKeyPackagesRequest { user_id: user })
+            .await?;
+        packages.extend(
+            claimed
+                .key_packages
+                .iter()
+                .map(|k| key_package_from(k.key_package.as_slice())),
+        );
+        receivers.push(client);
+    }
+    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages)?;
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: Some(serialize(&welcome).into()),
+    };
+    sender.submit_commit(&id, &req).await?;
+    group.merge_pending_commit(&mls.provider)?;
+    let prepared = prepare(&mls, &mut group, messages);
+    Ok(BenchGroup {
+        id,
+        sender,
+        receivers,
+        prepared,
+    })
+}
+
+/// Real ciphertext, made before the timed phase.
+fn prepare(mls: &TestMlsDevice, group: &mut MlsGroup, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| mls.encrypt(group, format!("benchmark message {i:06} ........").as_bytes()))
+        .collect()
+}
