@@ -101,6 +101,7 @@ impl Reply {
             error: code,
             message: message.into(),
             retry_after_ms: None,
+            current_epoch: None,
         };
         Self::json(code.http_status(), &body)
     }
