@@ -21,7 +21,12 @@ pub async fn inbox_stream(
     body: web::Payload,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let (response, session, messages) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::new(
+            parley_specs::ErrorCode::InvalidParam,
+            format!("this endpoint is a WebSocket; send a WebSocket upgrade request ({e})"),
+        )
+    })?;
     let messages = messages.aggregate_continuations().max_continuation_size(64 * 1024);
     actix_web::rt::spawn(push(state.into_inner(), who, session, messages, query.after));
     Ok(response)

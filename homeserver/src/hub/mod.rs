@@ -18,7 +18,7 @@ use parley_specs::groups_api::{
     Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
     SubmitCommitRequest, SubmitMessageRequest,
 };
-use parley_specs::{ErrorCode, GroupId, UserId};
+use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
 use crate::auth::AuthedDevice;
@@ -163,12 +163,13 @@ pub async fn submit_commit(
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
-        return Ok(prior);
-    }
     let locked = store::groups::lock(&tx, &group_id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+    // Checked under the group's lock, so a retry racing its original finds it.
+    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
+        return Ok(prior);
+    }
     if !store::groups::is_member(&tx, &group_id, &sender).await? {
         return Err(ApiError::new(
             ErrorCode::NotAMember,
@@ -304,12 +305,13 @@ pub async fn submit_message(
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
-        return Ok(prior);
-    }
     let locked = store::groups::lock(&tx, &group_id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+    // Checked under the group's lock, so a retry racing its original finds it.
+    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
+        return Ok(prior);
+    }
     if !store::groups::is_member(&tx, &group_id, &sender).await? {
         return Err(ApiError::new(
             ErrorCode::NotAMember,
@@ -411,9 +413,4 @@ pub async fn list_groups(state: &AppState, who: &AuthedDevice) -> Result<GroupLi
         }
     }
     Ok(GroupList { groups })
-}
-
-/// Whether `user` is a user of this server.
-pub fn is_local(state: &AppState, user: &UserId) -> bool {
-    user.server_name() == state.config.server_name
 }

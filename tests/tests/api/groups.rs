@@ -442,8 +442,14 @@ async fn retried_submits_are_stored_once() {
         message: message.into(),
         expires_at: None,
     };
-    let first = a.client.submit_message(&group_id, &req).await.expect("first");
+    // A retry racing its original, and one after it: all get the first answer.
+    let (first, racing) = tokio::join!(
+        a.client.submit_message(&group_id, &req),
+        a.client.submit_message(&group_id, &req)
+    );
+    let (first, racing) = (first.expect("first"), racing.expect("racing retry"));
     let second = a.client.submit_message(&group_id, &req).await.expect("retry");
+    assert_eq!(first, racing);
     assert_eq!(first, second);
     let stored: i64 = server
         .db()
@@ -644,6 +650,18 @@ async fn the_websocket_pushes_entries_as_they_arrive() {
     })
     .await;
     assert!(acked, "an acknowledgement on the socket deletes the entries");
+
+    // A plain GET (no upgrade) gets a JSON error, not a bare 400.
+    let plain = server
+        .http()
+        .get(server.endpoint_url(parley_specs::endpoints::client::INBOX_STREAM.path))
+        .bearer_auth(b.client.access_token().expect("token"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(plain.status().as_u16(), 400);
+    let body: parley_specs::ErrorBody = plain.json().await.expect("JSON error body");
+    assert_eq!(body.error, ErrorCode::InvalidParam);
 
     let anonymous = server.sdk();
     let refused = anonymous.inbox_stream(0).await.expect_err("needs a token");
