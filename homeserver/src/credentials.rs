@@ -1,7 +1,7 @@
 //! Passwords and access tokens.
 //!
 //! Passwords are hashed with Argon2id at OWASP's recommended cost (19 MiB, 2 passes,
-//! 1 lane: the `argon2` crate's defaults) on the blocking pool, never on a request
+//! 1 lane: the `argon2` crate's defaults) on the CPU pool, never on a request
 //! thread. Access tokens are 256 random bits; the server stores only their SHA-256.
 
 use std::sync::OnceLock;
@@ -42,28 +42,26 @@ pub fn new_device_id() -> String {
 }
 
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    crate::cpu_pool::run(move || {
         let salt = new_salt()?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
     })
-    .await
-    .map_err(|e| ApiError::internal("password hashing task failed", e))?
+    .await?
     .map_err(|e| ApiError::internal("password hashing failed", e))
 }
 
 /// Checks `password` against a stored hash. With no stored hash (unknown user) it
 /// verifies against a fixed dummy so the answer takes as long either way.
 pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    crate::cpu_pool::run(move || {
         let stored_or_dummy = stored.as_deref().unwrap_or_else(|| dummy_hash());
         let parsed = PasswordHash::new(stored_or_dummy).ok();
         let matches = parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
         matches && stored.is_some()
     })
     .await
-    .map_err(|e| ApiError::internal("password verification task failed", e))
 }
 
 fn new_salt() -> Result<SaltString, argon2::password_hash::Error> {

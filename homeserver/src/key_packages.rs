@@ -84,15 +84,14 @@ pub async fn upload(
     }
     // Signature checks are CPU work: off the request threads.
     let owner = who.clone();
-    let valid = tokio::task::spawn_blocking(move || {
+    let valid = crate::cpu_pool::run(move || {
         packages
             .iter()
             .enumerate()
             .map(|(i, raw)| validate(raw.as_slice(), &owner, i))
             .collect::<Result<Vec<_>, _>>()
     })
-    .await
-    .map_err(|e| ApiError::internal("key package validation task", e))??;
+    .await??;
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cpu_pool;
 pub mod credentials;
 pub mod db;
 pub mod dev;
