@@ -18,9 +18,11 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::inbox::Recipient;
 
-/// How often a waiting reader looks at the database even without a wake-up: entries
-/// written by another process reach it within this time.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a waiting reader looks at the database even without a wake-up. Writes of
+/// this process wake readers at once; this bounds the delay for entries written by
+/// another process until cross-process wake-ups (LISTEN/NOTIFY) exist. Every idle
+/// connection costs one query per interval, so it is not short.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_LIMIT: u32 = 100;
 
 /// Wakes long-polling readers of this process when their inbox gets an entry.

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod baseline;
+mod connections;
 mod messages;
 mod server;
 mod stats;
@@ -49,6 +50,8 @@ enum Command {
     /// groups of real MLS clients through it, and compare with plain PostgreSQL inserts.
     /// Ignores --server and --ca-file.
     Messages(messages::MessagesArgs),
+    /// Start a private homeserver and connect many idle devices over WebSockets; print its RSS.
+    Connections(connections::ConnectionsArgs),
 }
 
 #[tokio::main]
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Accounts { count, concurrency } => accounts(client, count, concurrency.max(1)).await,
         Command::Messages(args) => messages::run(args).await,
+        Command::Connections(args) => connections::run(args).await,
     }
 }
 
