@@ -670,3 +670,39 @@ async fn the_websocket_pushes_entries_as_they_arrive() {
     let refused = forged.inbox_stream(0).await.expect_err("forged token");
     assert_eq!(refused.code(), Some(ErrorCode::UnknownToken), "{refused}");
 }
+
+#[tokio::test]
+async fn metrics_count_messages_refusals_fanout_and_push_latency() {
+    let server = TestServer::spawn().await;
+    let (mut a, mut b, group_id) = pair(&server, "xia", "yan").await;
+    a.send(&group_id, "counted").await;
+    let refused = SubmitMessageRequest {
+        txn_id: txn(),
+        message: b"junk".to_vec().into(),
+        expires_at: None,
+    };
+    a.client
+        .submit_message(&group_id, &refused)
+        .await
+        .expect_err("junk is refused");
+    b.sync().await;
+    let text = server
+        .http()
+        .get(server.endpoint_url(parley_specs::endpoints::ops::METRICS.path))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        r#"parley_messages_accepted_total{kind="application"} 1"#,
+        r#"parley_messages_accepted_total{kind="commit"} 1"#,
+        r#"parley_messages_rejected_total{reason="invalid_mls_message"} 1"#,
+        "parley_fanout_devices_count 2",
+        "parley_push_latency_seconds_count",
+        "parley_inbox_depth",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+}
