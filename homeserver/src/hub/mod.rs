@@ -167,8 +167,8 @@ pub async fn submit_commit(
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
     // Checked under the group's lock, so a retry racing its original finds it.
-    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
-        return Ok(prior);
+    if let Some(prior) = store::groups::prior_submit(&tx, &who.device_id, &req.txn_id).await? {
+        return accepted_before(prior);
     }
     if !store::groups::is_member(&tx, &group_id, &sender).await? {
         return Err(ApiError::new(
@@ -305,14 +305,20 @@ pub async fn submit_message(
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    let locked = store::groups::lock(&tx, &group_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+    // Statements issued together are pipelined on the connection and run in order, so the
+    // reads after the lock see the group as the lock holder: four round trips, not nine.
+    let (locked, prior, is_member, members) = tokio::try_join!(
+        store::groups::lock(&tx, &group_id),
+        store::groups::prior_submit(&tx, &who.device_id, &req.txn_id),
+        store::groups::is_member(&tx, &group_id, &sender),
+        store::groups::members(&tx, &group_id),
+    )?;
+    let locked = locked.ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
     // Checked under the group's lock, so a retry racing its original finds it.
-    if let Some(prior) = prior_submit(&tx, who, &req.txn_id).await? {
-        return Ok(prior);
+    if let Some(prior) = prior {
+        return accepted_before(prior);
     }
-    if !store::groups::is_member(&tx, &group_id, &sender).await? {
+    if !is_member {
         return Err(ApiError::new(
             ErrorCode::NotAMember,
             format!("this device is not a member of {group_id}"),
@@ -323,34 +329,31 @@ pub async fn submit_message(
         return Err(ApiError::wrong_epoch(sent_epoch, locked.epoch));
     }
     let seq = locked.last_seq + 1;
-    store::groups::set_state(&tx, &group_id, locked.epoch, seq, None).await?;
-    store::groups::insert_message(
-        &tx,
-        &NewMessage {
-            group_id: &group_id,
-            seq,
-            epoch: sent_epoch,
-            kind: KIND_APPLICATION,
-            sender: &sender,
-            txn_id: &req.txn_id,
-            payload: req.message.as_slice(),
-            welcome: None,
-            expires_at: req.expires_at,
-        },
-    )
-    .await?;
-    let members = store::groups::members(&tx, &group_id).await?;
-    let others: Vec<_> = members.iter().filter(|m| **m != sender).collect();
-    let woken = store::inbox::append(
-        &tx,
-        &local(state, others.iter().copied()),
-        InboxEntryKind::Message,
-        &group_id,
+    let message = NewMessage {
+        group_id: &group_id,
         seq,
-        None,
-        req.expires_at,
-    )
-    .await?;
+        epoch: sent_epoch,
+        kind: KIND_APPLICATION,
+        sender: &sender,
+        txn_id: &req.txn_id,
+        payload: req.message.as_slice(),
+        welcome: None,
+        expires_at: req.expires_at,
+    };
+    let recipients = local(state, members.iter().filter(|m| **m != sender));
+    let (_, _, woken) = tokio::try_join!(
+        store::groups::set_state(&tx, &group_id, locked.epoch, seq, None),
+        store::groups::insert_message(&tx, &message),
+        store::inbox::append(
+            &tx,
+            &recipients,
+            InboxEntryKind::Message,
+            &group_id,
+            seq,
+            None,
+            req.expires_at
+        ),
+    )?;
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
@@ -368,16 +371,13 @@ pub async fn submit_message(
 }
 
 /// A retried submit returns what the first one got, and stores nothing new.
-async fn prior_submit(db: &impl Db, who: &AuthedDevice, txn_id: &str) -> Result<Option<Accepted>, ApiError> {
-    let Some(prior) = store::groups::prior_submit(db, &who.device_id, txn_id).await? else {
-        return Ok(None);
-    };
+fn accepted_before(prior: store::groups::PriorSubmit) -> Result<Accepted, ApiError> {
     let group_id = GroupId::parse(&prior.group_id).map_err(|e| ApiError::internal("stored group id", e))?;
-    Ok(Some(Accepted {
+    Ok(Accepted {
         group_id,
         seq: prior.seq,
         epoch: prior.epoch_after,
-    }))
+    })
 }
 
 pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) -> Result<GroupSummary, ApiError> {
