@@ -305,30 +305,33 @@ pub async fn submit_message(
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    // Statements issued together are pipelined on the connection and run in order, so the
-    // reads after the lock see the group as the lock holder: four round trips, not nine.
-    let (locked, prior, is_member, members) = tokio::try_join!(
-        store::groups::lock(&tx, &group_id),
-        store::groups::prior_submit(&tx, &who.device_id, &req.txn_id),
-        store::groups::is_member(&tx, &group_id, &sender),
-        store::groups::members(&tx, &group_id),
+    // Statements issued together are pipelined on the connection and run in order: taking
+    // the sequence number locks the group row, and the member list is read under it.
+    let (locked, members) = tokio::try_join!(
+        store::groups::next_seq(&tx, &group_id),
+        store::groups::members(&tx, &group_id)
     )?;
     let locked = locked.ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
-    // Checked under the group's lock, so a retry racing its original finds it.
-    if let Some(prior) = prior {
-        return accepted_before(prior);
-    }
-    if !is_member {
-        return Err(ApiError::new(
+    let window = state.config.limits.past_epochs_accepted;
+    let refusal = if !members.contains(&sender) {
+        Some(ApiError::new(
             ErrorCode::NotAMember,
             format!("this device is not a member of {group_id}"),
-        ));
+        ))
+    } else if sent_epoch > locked.epoch || locked.epoch - sent_epoch > window {
+        Some(ApiError::wrong_epoch(sent_epoch, locked.epoch))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        drop(tx);
+        // A retry gets its first answer even if the group has moved on since.
+        return match retried(state, who, &req.txn_id).await? {
+            Some(first) => Ok(first),
+            None => Err(refusal),
+        };
     }
-    let window = state.config.limits.past_epochs_accepted;
-    if sent_epoch > locked.epoch || locked.epoch - sent_epoch > window {
-        return Err(ApiError::wrong_epoch(sent_epoch, locked.epoch));
-    }
-    let seq = locked.last_seq + 1;
+    let seq = locked.last_seq;
     let message = NewMessage {
         group_id: &group_id,
         seq,
@@ -341,8 +344,7 @@ pub async fn submit_message(
         expires_at: req.expires_at,
     };
     let recipients = local(state, members.iter().filter(|m| **m != sender));
-    let (_, _, woken) = tokio::try_join!(
-        store::groups::set_state(&tx, &group_id, locked.epoch, seq, None),
+    let (inserted, woken) = tokio::try_join!(
         store::groups::insert_message(&tx, &message),
         store::inbox::append(
             &tx,
@@ -354,6 +356,14 @@ pub async fn submit_message(
             req.expires_at
         ),
     )?;
+    if !inserted {
+        // A retry: the UNIQUE (sender_device, txn_id) constraint caught it. Undo this
+        // attempt and answer what the first one got (it committed before our lock).
+        drop(tx);
+        return retried(state, who, &req.txn_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("idempotent retry", "the first submit vanished"));
+    }
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
@@ -368,6 +378,15 @@ pub async fn submit_message(
         seq,
         epoch: locked.epoch,
     })
+}
+
+/// The answer an earlier submit with this `txn_id` got, if there was one.
+async fn retried(state: &AppState, who: &AuthedDevice, txn_id: &str) -> Result<Option<Accepted>, ApiError> {
+    let db = state.pool.get().await?;
+    store::groups::prior_submit(&db, &who.device_id, txn_id)
+        .await?
+        .map(accepted_before)
+        .transpose()
 }
 
 /// A retried submit returns what the first one got, and stores nothing new.

@@ -62,6 +62,18 @@ pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, 
     }))
 }
 
+/// Takes the group's next sequence number, locking its row for the rest of the
+/// transaction; returns the epoch and the new number.
+pub async fn next_seq(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("UPDATE groups SET last_seq = last_seq + 1 WHERE group_id = $1 RETURNING epoch, last_seq")
+        .await?;
+    Ok(db.query_opt(&stmt, &[&group.as_str()]).await?.map(|row| LockedGroup {
+        epoch: to_u64(row.get(0)),
+        last_seq: row.get(1),
+    }))
+}
+
 pub async fn public_state(db: &impl Db, group: &GroupId) -> Result<Vec<u8>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached("SELECT public_state FROM groups WHERE group_id = $1")
@@ -180,31 +192,34 @@ pub async fn prior_submit(
         }))
 }
 
-pub async fn insert_message(db: &impl Db, m: &NewMessage<'_>) -> Result<(), tokio_postgres::Error> {
+/// Stores the message; false when this device already sent one with this `txn_id`.
+pub async fn insert_message(db: &impl Db, m: &NewMessage<'_>) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO group_messages
                  (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (sender_device, txn_id) DO NOTHING",
         )
         .await?;
-    db.execute(
-        &stmt,
-        &[
-            &m.group_id.as_str(),
-            &m.seq,
-            &to_i64(m.epoch),
-            &m.kind,
-            &m.sender.user_id.as_str(),
-            &m.sender.device_id.as_str(),
-            &m.txn_id,
-            &m.payload,
-            &m.welcome,
-            &m.expires_at,
-        ],
-    )
-    .await?;
-    Ok(())
+    let inserted = db
+        .execute(
+            &stmt,
+            &[
+                &m.group_id.as_str(),
+                &m.seq,
+                &to_i64(m.epoch),
+                &m.kind,
+                &m.sender.user_id.as_str(),
+                &m.sender.device_id.as_str(),
+                &m.txn_id,
+                &m.payload,
+                &m.welcome,
+                &m.expires_at,
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// Deletes messages whose time has passed; their inbox entries go with `inbox::delete_expired`.
