@@ -706,3 +706,44 @@ async fn metrics_count_messages_refusals_fanout_and_push_latency() {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
+    let server = TestServer::spawn_with(|c| {
+        c.limits.messages_per_device_per_minute = 3;
+        c.limits.max_group_size = 2;
+    })
+    .await;
+    let (mut a, _b, group_id) = pair(&server, "zed", "amy").await;
+    for i in 0..3 {
+        a.send(&group_id, &format!("allowed {i}")).await;
+    }
+    let message = a.encrypt(b"one too many");
+    let req = SubmitMessageRequest {
+        txn_id: txn(),
+        message: message.into(),
+        expires_at: None,
+    };
+    let err = a
+        .client
+        .submit_message(&group_id, &req)
+        .await
+        .expect_err("rate limited");
+    assert_eq!(err.code(), Some(ErrorCode::RateLimited));
+    assert!(err.retry_after().is_some_and(|d| d.as_secs() >= 1), "{err}");
+
+    // A third device would exceed max_group_size = 2.
+    let c = Device::new(&server, "bea", true).await;
+    let packages = a.claim(&c.user).await;
+    let (mls, group) = (&a.mls, a.group.as_mut().expect("group"));
+    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages).expect("add");
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: Some(serialize(&welcome).into()),
+    };
+    let err = a.client.submit_commit(&group_id, &req).await.expect_err("too big");
+    assert_eq!(err.code(), Some(ErrorCode::GroupFull));
+    let summary = a.client.get_group(&group_id).await.expect("group");
+    assert_eq!((summary.epoch, summary.members.len()), (1, 2), "nothing changed");
+}
