@@ -8,7 +8,7 @@ use std::time::Duration;
 use parley_specs::groups_api::{
     GroupMember, InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
 };
-use parley_specs::{ErrorCode, GroupId, UserId};
+use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -16,7 +16,7 @@ use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
-use crate::store::inbox::Recipient;
+use crate::store::inbox::{NewEntry, Recipient};
 
 /// How often a waiting reader looks at the database even without a wake-up. Writes of
 /// this process wake readers at once; this bounds the delay for entries written by
@@ -98,7 +98,8 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
         user_id: who.user_id.clone(),
         device_id: who.device_id.clone(),
     };
-    let mut woken = Vec::new();
+    // Every receipt of this acknowledgement in one append: one lock order for all devices.
+    let mut senders = Vec::new();
     for message in &acked {
         let (Ok(sender), Ok(group_id)) = (UserId::parse(&message.sender_user), GroupId::parse(&message.group_id))
         else {
@@ -108,32 +109,29 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
             continue;
         }
         let localpart = sender.localpart();
-        let devices = store::devices::list(&tx, &localpart).await?;
-        let device_ids: Vec<_> = devices
+        let devices: Vec<DeviceId> = store::devices::list(&tx, &localpart)
+            .await?
             .iter()
-            .filter_map(|d| parley_specs::DeviceId::parse(&d.device_id).ok())
+            .filter_map(|d| DeviceId::parse(&d.device_id).ok())
             .filter(|d| *d != who.device_id)
             .collect();
-        let recipients: Vec<_> = device_ids
-            .iter()
-            .map(|device_id| Recipient {
-                localpart: localpart.clone(),
-                device_id,
-            })
-            .collect();
-        woken.extend(
-            store::inbox::append(
-                &tx,
-                &recipients,
-                InboxEntryKind::Receipt,
-                &group_id,
-                message.seq,
-                Some(&receiver),
-                None,
-            )
-            .await?,
-        );
+        senders.push((localpart, devices, group_id, message.seq));
     }
+    let receiver = &receiver;
+    let entries: Vec<NewEntry> = senders
+        .iter()
+        .flat_map(|(localpart, devices, group_id, seq)| {
+            devices.iter().map(move |device_id| NewEntry {
+                receipt_from: Some(receiver),
+                ..Recipient {
+                    localpart: localpart.clone(),
+                    device_id,
+                }
+                .entry(InboxEntryKind::Receipt, group_id, *seq)
+            })
+        })
+        .collect();
+    let woken = store::inbox::append(&tx, &entries).await?;
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
     Ok(())

@@ -25,7 +25,7 @@ use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
-use crate::store::inbox::Recipient;
+use crate::store::inbox::{NewEntry, Recipient};
 use crate::store::{self, Db};
 use public_state::{PublicState, serialize_storage};
 
@@ -250,29 +250,17 @@ pub async fn submit_commit(
     .await?;
     // The members of the old epoch (removed ones included) get the commit; the new ones
     // start from the Welcome instead.
-    let existing: Vec<_> = before.iter().filter(|m| **m != sender).collect();
-    let mut woken = store::inbox::append(
-        &tx,
-        &local(state, existing.iter().copied()),
-        InboxEntryKind::Message,
-        &group_id,
-        seq,
-        None,
-        None,
-    )
-    .await?;
-    woken.extend(
-        store::inbox::append(
-            &tx,
-            &local(state, &added),
-            InboxEntryKind::Welcome,
-            &group_id,
-            seq,
-            None,
-            None,
+    let existing = local(state, before.iter().filter(|m| **m != sender));
+    let entries: Vec<_> = existing
+        .into_iter()
+        .map(|r| r.entry(InboxEntryKind::Message, &group_id, seq))
+        .chain(
+            local(state, &added)
+                .into_iter()
+                .map(|r| r.entry(InboxEntryKind::Welcome, &group_id, seq)),
         )
-        .await?,
-    );
+        .collect();
+    let woken = store::inbox::append(&tx, &entries).await?;
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
@@ -343,18 +331,16 @@ pub async fn submit_message(
         welcome: None,
         expires_at: req.expires_at,
     };
-    let recipients = local(state, members.iter().filter(|m| **m != sender));
+    let entries: Vec<_> = local(state, members.iter().filter(|m| **m != sender))
+        .into_iter()
+        .map(|r| NewEntry {
+            expires_at: req.expires_at,
+            ..r.entry(InboxEntryKind::Message, &group_id, seq)
+        })
+        .collect();
     let (inserted, woken) = tokio::try_join!(
         store::groups::insert_message(&tx, &message),
-        store::inbox::append(
-            &tx,
-            &recipients,
-            InboxEntryKind::Message,
-            &group_id,
-            seq,
-            None,
-            req.expires_at
-        ),
+        store::inbox::append(&tx, &entries)
     )?;
     if !inserted {
         // A retry: the UNIQUE (sender_device, txn_id) constraint caught it. Undo this

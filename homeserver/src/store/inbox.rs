@@ -28,34 +28,70 @@ fn kind_code(kind: InboxEntryKind) -> i16 {
     }
 }
 
-/// Appends one entry to each recipient's inbox. Device rows are locked in id order (no
-/// deadlock between concurrent fan-outs) and each gets its next position; devices that
-/// do not exist here are skipped. Returns the devices reached.
-pub async fn append(
-    db: &impl Db,
-    recipients: &[Recipient<'_>],
-    kind: InboxEntryKind,
-    group: &GroupId,
-    seq: i64,
-    receipt_from: Option<&GroupMember>,
-    expires_at: Option<OffsetDateTime>,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    if recipients.is_empty() {
+impl<'a> Recipient<'a> {
+    /// An entry for this recipient.
+    pub fn entry(self, kind: InboxEntryKind, group_id: &'a GroupId, seq: i64) -> NewEntry<'a> {
+        NewEntry {
+            recipient: self,
+            kind,
+            group_id,
+            seq,
+            receipt_from: None,
+            expires_at: None,
+        }
+    }
+}
+
+/// One inbox entry to write.
+pub struct NewEntry<'a> {
+    pub recipient: Recipient<'a>,
+    pub kind: InboxEntryKind,
+    pub group_id: &'a GroupId,
+    pub seq: i64,
+    /// For receipts: the device that received the message.
+    pub receipt_from: Option<&'a GroupMember>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Appends entries to inboxes, all in ONE statement: every device row involved is locked
+/// in device id order, so concurrent writers can never deadlock on each other, and each
+/// device's entries get its next positions in the order given. Devices that do not exist
+/// here are skipped. Returns the devices reached, once per entry.
+pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<String>, tokio_postgres::Error> {
+    if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let localparts: Vec<&str> = recipients.iter().map(|r| r.localpart.as_str()).collect();
-    let devices: Vec<&str> = recipients.iter().map(|r| r.device_id.as_str()).collect();
+    let localparts: Vec<&str> = entries.iter().map(|e| e.recipient.localpart.as_str()).collect();
+    let devices: Vec<&str> = entries.iter().map(|e| e.recipient.device_id.as_str()).collect();
+    let kinds: Vec<i16> = entries.iter().map(|e| kind_code(e.kind)).collect();
+    let groups: Vec<&str> = entries.iter().map(|e| e.group_id.as_str()).collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let receipt_users: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.receipt_from.map(|m| m.user_id.as_str()))
+        .collect();
+    let receipt_devices: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.receipt_from.map(|m| m.device_id.as_str()))
+        .collect();
+    let expiries: Vec<Option<OffsetDateTime>> = entries.iter().map(|e| e.expires_at).collect();
     let stmt = db
         .prepare_cached(
-            "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(localpart, device_id)),
-                  locked AS (
-                      SELECT d.device_id FROM devices d JOIN wanted w USING (localpart, device_id)
-                      ORDER BY d.device_id FOR UPDATE OF d),
-                  bumped AS (
-                      UPDATE devices d SET inbox_position = d.inbox_position + 1 FROM locked
-                      WHERE d.device_id = locked.device_id RETURNING d.device_id, d.inbox_position)
+            "WITH wanted AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::int8[],
+                                      $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
+                     AS w(localpart, device_id, kind, group_id, seq, receipt_user, receipt_device, expires_at, ord)),
+             per_device AS (SELECT device_id, localpart, count(*) AS n FROM wanted GROUP BY device_id, localpart),
+             locked AS (
+                 SELECT d.device_id, p.n FROM devices d JOIN per_device p USING (device_id, localpart)
+                 ORDER BY d.device_id FOR UPDATE OF d),
+             bumped AS (
+                 UPDATE devices d SET inbox_position = d.inbox_position + l.n FROM locked l
+                 WHERE d.device_id = l.device_id RETURNING d.device_id, d.inbox_position - l.n AS base),
+             numbered AS (SELECT w.*, row_number() OVER (PARTITION BY w.device_id ORDER BY w.ord) AS k FROM wanted w)
              INSERT INTO inbox (device_id, position, kind, group_id, seq, receipt_user, receipt_device, expires_at)
-             SELECT device_id, inbox_position, $3, $4, $5, $6, $7, $8 FROM bumped
+             SELECT n.device_id, b.base + n.k, n.kind, n.group_id, n.seq, n.receipt_user, n.receipt_device, n.expires_at
+             FROM numbered n JOIN bumped b USING (device_id)
              RETURNING device_id",
         )
         .await?;
@@ -65,12 +101,12 @@ pub async fn append(
             &[
                 &localparts,
                 &devices,
-                &kind_code(kind),
-                &group.as_str(),
-                &seq,
-                &receipt_from.map(|m| m.user_id.as_str()),
-                &receipt_from.map(|m| m.device_id.as_str()),
-                &expires_at,
+                &kinds,
+                &groups,
+                &seqs,
+                &receipt_users,
+                &receipt_devices,
+                &expiries,
             ],
         )
         .await?;
