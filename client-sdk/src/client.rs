@@ -46,6 +46,8 @@ pub struct Client {
     http: reqwest::Client,
     /// For the inbox WebSocket, which needs HTTP/1.1 (no h2 in ALPN).
     websocket_tls: std::sync::Arc<rustls::ClientConfig>,
+    /// The per-request timeout; a long-poll adds its own wait to it.
+    timeout: Duration,
     base: Url,
     access_token: Option<String>,
 }
@@ -122,6 +124,7 @@ impl ClientBuilder {
         Ok(Client {
             http,
             websocket_tls: std::sync::Arc::new(websocket_tls),
+            timeout: self.timeout,
             base,
             access_token: self.access_token,
         })
@@ -392,6 +395,12 @@ impl Client {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        // A long-poll may legitimately wait for its whole timeout before answering.
+        let waits_for = query
+            .iter()
+            .find(|(name, _)| *name == "timeout_ms")
+            .and_then(|(_, ms)| ms.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
         let method = match endpoint.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -401,6 +410,7 @@ impl Client {
         let mut request = self
             .http
             .request(method, url.clone())
+            .timeout(self.timeout + waits_for)
             .header(ACCEPT, HeaderValue::from_static("application/json"));
         if endpoint.auth == Auth::AccessToken {
             let token = self.access_token.as_deref().ok_or(Error::NotLoggedIn)?;

@@ -747,3 +747,26 @@ async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
     let summary = a.client.get_group(&group_id).await.expect("group");
     assert_eq!((summary.epoch, summary.members.len()), (1, 2), "nothing changed");
 }
+
+#[tokio::test]
+async fn a_long_poll_may_outlast_the_clients_request_timeout() {
+    let server = TestServer::spawn().await;
+    let (_, session) = registered(&server, "cid").await;
+    let ca = std::fs::read(server.ca_file()).expect("CA");
+    let client = parley_sdk::Client::builder(server.url.parse().expect("url"), parley_sdk::Trust::CaPem(ca))
+        .timeout(std::time::Duration::from_secs(1))
+        .access_token(session.access_token)
+        .build()
+        .expect("client");
+    let started = std::time::Instant::now();
+    let page = client
+        .read_inbox(&InboxQuery {
+            after: None,
+            limit: None,
+            timeout_ms: Some(2_000),
+        })
+        .await
+        .expect("an empty page after the wait, not a client timeout");
+    assert!(page.entries.is_empty());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
+}
