@@ -139,6 +139,18 @@ impl TestServer {
         pki().ca_file.clone()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let url = self.endpoint_url(parley_specs::endpoints::ops::METRICS.path);
+        let response = self.http().get(url).send().await.expect("GET /metrics");
+        response.text().await.expect("metrics text")
+    }
+
+    /// Runs a `SELECT count(*) …` on this server's database.
+    pub async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+        self.db().await.query_one(sql, params).await.expect(sql).get(0)
+    }
+
     /// A direct connection to this server's database, to check what was stored.
     pub async fn db(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.config.database.url, tokio_postgres::NoTls)

@@ -156,13 +156,7 @@ async fn concurrent_registrations_of_one_name_have_one_winner() {
     for result in results.into_iter().filter(|r| r.is_err()) {
         assert_eq!(code(result), ErrorCode::UsernameTaken);
     }
-    let count: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM accounts", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let count: i64 = server.count("SELECT count(*) FROM accounts", &[]).await;
     assert_eq!(count, 1);
 }
 

@@ -123,13 +123,7 @@ async fn malformed_requests_get_400() {
     )
     .await;
 
-    let count: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM accounts", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let count: i64 = server.count("SELECT count(*) FROM accounts", &[]).await;
     assert_eq!(count, 1, "no refused registration left an account");
 }
 
@@ -178,13 +172,7 @@ async fn authentication_failures_get_401() {
         code(sdk.login(&login_request("heidi@other.example", PASSWORD)).await),
         ErrorCode::InvalidCredentials
     );
-    let devices: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM devices", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let devices: i64 = server.count("SELECT count(*) FROM devices", &[]).await;
     assert_eq!(devices, 1, "failed logins create no device");
 }
 
@@ -225,13 +213,7 @@ async fn other_accounts_devices_are_not_found() {
     assert_eq!(code(judy.delete_device(&mallory.device_id).await), ErrorCode::NotFound);
     let ghost = DeviceId::parse("NOSUCHDEVICE").expect("id");
     assert_eq!(code(judy.delete_device(&ghost).await), ErrorCode::NotFound);
-    let devices: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM devices", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let devices: i64 = server.count("SELECT count(*) FROM devices", &[]).await;
     assert_eq!(devices, 2);
 }
 
@@ -278,13 +260,7 @@ async fn oversize_bodies_get_413() {
         ErrorCode::PayloadTooLarge,
     )
     .await;
-    let count: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM accounts", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let count: i64 = server.count("SELECT count(*) FROM accounts", &[]).await;
     assert_eq!(count, 0);
 }
 

@@ -219,21 +219,9 @@ async fn three_users_two_devices_each_see_everything_in_hub_order() {
         assert_eq!(own, sorted, "device {i} received in the hub's order");
     }
     // Acknowledged entries are gone; senders got delivery receipts.
-    let inbox: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM inbox WHERE kind <> 3", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let inbox: i64 = server.count("SELECT count(*) FROM inbox WHERE kind <> 3", &[]).await;
     assert_eq!(inbox, 0);
-    let receipts: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM inbox WHERE kind = 3", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let receipts: i64 = server.count("SELECT count(*) FROM inbox WHERE kind = 3", &[]).await;
     assert!(receipts > 0, "delivery receipts reach the senders' devices");
 }
 
@@ -338,12 +326,8 @@ async fn a_removed_member_reads_nothing_more_and_cannot_send() {
     assert!(!b.group().is_active(), "b knows it was removed");
     assert!(!b.received.contains_key(&after), "b got nothing sent after its removal");
     let rows: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM inbox WHERE device_id = $1", &[&b.id.as_str()])
-        .await
-        .expect("row")
-        .get(0);
+        .count("SELECT count(*) FROM inbox WHERE device_id = $1", &[&b.id.as_str()])
+        .await;
     assert_eq!(rows, 0);
 
     // Its sends are refused (with a message made before the removal, still well formed).
@@ -452,20 +436,12 @@ async fn retried_submits_are_stored_once() {
     assert_eq!(first, racing);
     assert_eq!(first, second);
     let stored: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM group_messages WHERE txn_id = 'retry-me'", &[])
-        .await
-        .expect("row")
-        .get(0);
+        .count("SELECT count(*) FROM group_messages WHERE txn_id = 'retry-me'", &[])
+        .await;
     assert_eq!(stored, 1);
     let entries: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM inbox WHERE kind = 1 AND seq = $1", &[&first.seq])
-        .await
-        .expect("row")
-        .get(0);
+        .count("SELECT count(*) FROM inbox WHERE kind = 1 AND seq = $1", &[&first.seq])
+        .await;
     assert_eq!(entries, 1, "fanned out once");
 }
 
@@ -686,15 +662,7 @@ async fn metrics_count_messages_refusals_fanout_and_push_latency() {
         .await
         .expect_err("junk is refused");
     b.sync().await;
-    let text = server
-        .http()
-        .get(server.endpoint_url(parley_specs::endpoints::ops::METRICS.path))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics().await;
     for needle in [
         r#"parley_messages_accepted_total{kind="application"} 1"#,
         r#"parley_messages_accepted_total{kind="commit"} 1"#,

@@ -177,13 +177,7 @@ async fn bad_key_packages_are_refused_whole_batch() {
     }
     let count = erin.key_package_count().await.expect("count");
     assert_eq!((count.available, count.last_resort), (0, false), "nothing was stored");
-    let rows: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM key_packages", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let rows: i64 = server.count("SELECT count(*) FROM key_packages", &[]).await;
     assert_eq!(rows, 0);
 
     // Not base64 at all: the JSON body is malformed.
@@ -218,12 +212,8 @@ async fn uploads_are_idempotent_and_last_resort_is_replaced() {
         .await
         .expect("new last resort");
     let rows: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM key_packages WHERE last_resort", &[])
-        .await
-        .expect("row")
-        .get(0);
+        .count("SELECT count(*) FROM key_packages WHERE last_resort", &[])
+        .await;
     assert_eq!(rows, 1);
 }
 
@@ -248,13 +238,7 @@ async fn a_deleted_device_takes_its_key_packages_along() {
         .await
         .expect("upload");
     hank.delete_device(&device_id).await.expect("delete");
-    let rows: i64 = server
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM key_packages", &[])
-        .await
-        .expect("row")
-        .get(0);
+    let rows: i64 = server.count("SELECT count(*) FROM key_packages", &[]).await;
     assert_eq!(rows, 0);
 }
 

@@ -1,6 +1,5 @@
 //! /health, /ready and /metrics.
 
-use parley_specs::endpoints::ops;
 use parley_tests::TestServer;
 
 use crate::helpers::{PASSWORD, login_request, registered};
@@ -25,15 +24,7 @@ async fn metrics_count_requests_by_route_and_status() {
         .login(&login_request("rita", PASSWORD))
         .await
         .expect("login");
-    let text = server
-        .http()
-        .get(server.endpoint_url(ops::METRICS.path))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics().await;
     for needle in [
         r#"parley_http_requests_total{method="POST",route="/client/v1/register",status="201"} 1"#,
         r#"parley_http_requests_total{method="POST",route="/client/v1/login",status="401"} 1"#,
