@@ -1,26 +1,17 @@
-//! A mock homeserver for the SDK and CLI tests, so they need neither PostgreSQL nor the
-//! homeserver crate: HTTPS with the test certificates in `testdata/`, HTTP/1.1, one thread
-//! per connection. It answers either with a scripted reply or as a small in-memory
-//! imitation of the client API (accounts, devices, tokens), routed by the endpoint
-//! declarations of `parley_specs`. The real server is tested in the workspace's `tests/`.
+//! A stub HTTPS server for the SDK tests that need responses a real homeserver never
+//! sends (a proxy's HTML page, a hang, a certificate from another CA): HTTPS with the test
+//! certificates in `testdata/`, HTTP/1.1, one thread per connection, scripted replies.
+//! Everything a real homeserver does is tested against one, in the CLI tests and in the
+//! workspace's `tests/`.
 
-#![allow(dead_code)]
-
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use parley_specs::client_api::{DeviceInfo, DeviceList, LoginResponse, WhoAmIResponse};
-use parley_specs::endpoints::{Endpoint, client, ops};
-use parley_specs::keys_api::{ClaimKeyPackagesResponse, ClaimedKeyPackage, KeyPackageCount};
-use parley_specs::{Base64Bytes, DeviceId, ErrorBody, ErrorCode, UserId};
+use parley_specs::endpoints::Endpoint;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::{Value, json};
-
-pub const SERVER_NAME: &str = "mock.parley";
 
 /// Path of a file in `testdata/`.
 pub fn testdata(name: &str) -> PathBuf {
@@ -37,20 +28,9 @@ pub fn ca_file() -> PathBuf {
 pub struct Request {
     pub method: String,
     pub path: String,
-    /// Header names in lowercase.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
 }
 
 impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
     /// Whether this request is a call of `endpoint` (path parameters match anything).
     pub fn is(&self, endpoint: Endpoint) -> bool {
         self.method == endpoint.method.as_str() && path_matches(endpoint.path, &self.path)
@@ -96,16 +76,6 @@ impl Reply {
         }
     }
 
-    pub fn error(code: ErrorCode, message: &str) -> Self {
-        let body = ErrorBody {
-            error: code,
-            message: message.into(),
-            retry_after_ms: None,
-            current_epoch: None,
-        };
-        Self::json(code.http_status(), &body)
-    }
-
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -137,12 +107,6 @@ impl MockServer {
             }
         });
         Self { url, requests }
-    }
-
-    /// A server imitating the client API with in-memory accounts.
-    pub fn homeserver() -> Self {
-        let state = Mutex::new(FakeHomeserver::default());
-        Self::start(move |req| state.lock().expect("state").handle(req))
     }
 
     /// Every request received so far, in order.
@@ -219,224 +183,5 @@ fn read_request(stream: &mut impl Read) -> Option<Request> {
         let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
         body.extend_from_slice(&chunk[..n]);
     }
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-#[derive(Default)]
-struct FakeHomeserver {
-    /// Localpart → account.
-    accounts: BTreeMap<String, Account>,
-    issued: u32,
-}
-
-struct Account {
-    password: String,
-    devices: Vec<Device>,
-}
-
-struct Device {
-    id: String,
-    name: String,
-    token: String,
-    /// Uploaded key packages (opaque bytes here), claimed in order.
-    key_packages: Vec<Base64Bytes>,
-}
-
-impl FakeHomeserver {
-    fn handle(&mut self, req: &Request) -> Reply {
-        let body = req.json();
-        let text = |field: &str| body[field].as_str().unwrap_or_default().to_owned();
-        if req.is(ops::HEALTH) {
-            return Reply::json(200, &json!({"status": "ok"}));
-        }
-        if req.is(client::REGISTER) {
-            let username = text("username");
-            if text("password").chars().count() < 10 {
-                return Reply::error(ErrorCode::WeakPassword, "password must have at least 10 characters");
-            }
-            if self.accounts.contains_key(&username) {
-                return Reply::error(ErrorCode::UsernameTaken, "username is taken");
-            }
-            self.accounts.insert(
-                username.clone(),
-                Account {
-                    password: text("password"),
-                    devices: vec![],
-                },
-            );
-            return self.new_device(&username, body["device_name"].as_str());
-        }
-        if req.is(client::LOGIN) {
-            let username = text("username");
-            let local = username
-                .strip_suffix(&format!("@{SERVER_NAME}"))
-                .unwrap_or(&username)
-                .to_owned();
-            if self.accounts.get(&local).is_none_or(|a| a.password != text("password")) {
-                return Reply::error(ErrorCode::InvalidCredentials, "wrong username or password");
-            }
-            return self.new_device(&local, body["device_name"].as_str());
-        }
-        let Some(token) = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")) else {
-            return Reply::error(ErrorCode::MissingToken, "no access token");
-        };
-        let Some((user, device)) = self.owner(token) else {
-            return Reply::error(ErrorCode::UnknownToken, "unknown access token");
-        };
-        if req.is(client::CLAIM_KEY_PACKAGES) {
-            let wanted = text("user_id");
-            let local = wanted
-                .strip_suffix(&format!("@{SERVER_NAME}"))
-                .unwrap_or_default()
-                .to_owned();
-            let Some(account) = self.accounts.get_mut(&local) else {
-                return Reply::error(ErrorCode::NotFound, "no such user");
-            };
-            let (mut key_packages, mut devices_without_key_packages) = (vec![], vec![]);
-            for d in &mut account.devices {
-                if d.key_packages.is_empty() {
-                    devices_without_key_packages.push(device_id(&d.id));
-                } else {
-                    let key_package = d.key_packages.remove(0);
-                    key_packages.push(ClaimedKeyPackage {
-                        device_id: device_id(&d.id),
-                        key_package,
-                        last_resort: false,
-                    });
-                }
-            }
-            return Reply::json(
-                200,
-                &ClaimKeyPackagesResponse {
-                    user_id: user_id(&local),
-                    key_packages,
-                    devices_without_key_packages,
-                },
-            );
-        }
-        let Some(account) = self.accounts.get_mut(&user) else {
-            return Reply::error(ErrorCode::Internal, "account vanished");
-        };
-        let path_device = req.path.rsplit('/').next().unwrap_or_default().to_owned();
-        if req.is(client::WHOAMI) {
-            Reply::json(
-                200,
-                &WhoAmIResponse {
-                    user_id: user_id(&user),
-                    device_id: device_id(&device),
-                },
-            )
-        } else if req.is(client::LOGOUT) {
-            account.devices.retain(|d| d.id != device);
-            Reply::empty()
-        } else if req.is(client::LOGOUT_ALL) {
-            account.devices.clear();
-            Reply::empty()
-        } else if req.is(client::CHANGE_PASSWORD) {
-            if text("current_password") != account.password {
-                return Reply::error(ErrorCode::InvalidCredentials, "wrong password");
-            }
-            if text("new_password").chars().count() < 10 {
-                return Reply::error(ErrorCode::WeakPassword, "password must have at least 10 characters");
-            }
-            account.password = text("new_password");
-            account.devices.retain(|d| d.id == device);
-            Reply::empty()
-        } else if req.is(client::UPLOAD_KEY_PACKAGES) || req.is(client::KEY_PACKAGE_COUNT) {
-            let Some(d) = account.devices.iter_mut().find(|d| d.id == device) else {
-                return Reply::error(ErrorCode::Internal, "device vanished");
-            };
-            if req.is(client::UPLOAD_KEY_PACKAGES) {
-                let uploaded: Vec<Base64Bytes> =
-                    serde_json::from_value(body["key_packages"].clone()).unwrap_or_default();
-                d.key_packages.extend(uploaded);
-            }
-            Reply::json(
-                200,
-                &KeyPackageCount {
-                    available: d.key_packages.len() as i64,
-                    last_resort: false,
-                },
-            )
-        } else if req.is(client::LIST_DEVICES) {
-            let devices = account.devices.iter().map(|d| device_info(d, d.id == device)).collect();
-            Reply::json(200, &DeviceList { devices })
-        } else if req.is(client::RENAME_DEVICE) {
-            match account.devices.iter_mut().find(|d| d.id == path_device) {
-                Some(d) => {
-                    d.name = text("display_name");
-                    Reply::json(200, &device_info(d, d.id == device))
-                }
-                None => Reply::error(ErrorCode::NotFound, "no such device"),
-            }
-        } else if req.is(client::DELETE_DEVICE) {
-            let before = account.devices.len();
-            account.devices.retain(|d| d.id != path_device);
-            if account.devices.len() == before {
-                Reply::error(ErrorCode::NotFound, "no such device")
-            } else {
-                Reply::empty()
-            }
-        } else {
-            Reply::error(ErrorCode::UnrecognizedEndpoint, "no such endpoint")
-        }
-    }
-
-    fn new_device(&mut self, localpart: &str, name: Option<&str>) -> Reply {
-        self.issued += 1;
-        let id = format!("DEV{:05}", self.issued);
-        let token = format!("pat_mock_secret_{}", self.issued);
-        let device = Device {
-            id: id.clone(),
-            name: name.unwrap_or("unnamed").to_owned(),
-            token: token.clone(),
-            key_packages: vec![],
-        };
-        if let Some(account) = self.accounts.get_mut(localpart) {
-            account.devices.push(device);
-        }
-        Reply::json(
-            200,
-            &LoginResponse {
-                user_id: user_id(localpart),
-                device_id: device_id(&id),
-                access_token: token,
-            },
-        )
-    }
-
-    /// The localpart and device id owning `token`.
-    fn owner(&self, token: &str) -> Option<(String, String)> {
-        self.accounts.iter().find_map(|(user, account)| {
-            account
-                .devices
-                .iter()
-                .find(|d| d.token == token)
-                .map(|d| (user.clone(), d.id.clone()))
-        })
-    }
-}
-
-fn user_id(localpart: &str) -> UserId {
-    UserId::parse(&format!("{localpart}@{SERVER_NAME}")).expect("user id")
-}
-
-fn device_id(id: &str) -> DeviceId {
-    DeviceId::parse(id).expect("device id")
-}
-
-fn device_info(d: &Device, current: bool) -> DeviceInfo {
-    let now = time::OffsetDateTime::now_utc();
-    DeviceInfo {
-        device_id: device_id(&d.id),
-        display_name: d.name.clone(),
-        created_at: now,
-        last_seen_at: now,
-        current,
-    }
+    Some(Request { method, path })
 }
