@@ -91,7 +91,7 @@ pub struct LimitsConfig {
     /// Key package claims (one per user added to a group) allowed per account per minute.
     #[serde(default = "default_claims_per_account")]
     pub key_package_claims_per_account_per_minute: u32,
-    /// Application messages one device may send per minute.
+    /// Messages and commits one device may submit per minute.
     #[serde(default = "default_messages_per_device")]
     pub messages_per_device_per_minute: u32,
     /// Largest MLS message, Welcome or GroupInfo accepted, in bytes (after base64 decoding).

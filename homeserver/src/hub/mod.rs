@@ -123,6 +123,12 @@ pub async fn create_group(
         ));
     }
     let epoch = group.group_context().epoch().as_u64();
+    if epoch != 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("a new group starts at epoch 0, not {epoch}"),
+        ));
+    }
     let bytes = serialize_storage(&storage)?;
 
     let mut db = state.pool.get().await?;
@@ -159,6 +165,11 @@ pub async fn submit_commit(
         mls::check_welcome(welcome.as_slice())?;
     }
     let sent_epoch = commit.epoch().as_u64();
+    // Commits count against the same per-device budget as application messages.
+    state
+        .sends_per_device
+        .check(who.device_id.as_str())
+        .map_err(ApiError::rate_limited)?;
     let sender = member(who);
 
     let mut db = state.pool.get().await?;

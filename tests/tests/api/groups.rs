@@ -678,12 +678,32 @@ async fn metrics_count_messages_refusals_fanout_and_push_latency() {
 #[tokio::test]
 async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
     let server = TestServer::spawn_with(|c| {
-        c.limits.messages_per_device_per_minute = 3;
+        // Commits count too: the add, the refused add, then 2 messages fit in 4.
+        c.limits.messages_per_device_per_minute = 4;
         c.limits.max_group_size = 2;
     })
     .await;
     let (mut a, _b, group_id) = pair(&server, "zed", "amy").await;
-    for i in 0..3 {
+
+    // A third device would exceed max_group_size = 2.
+    let c = Device::new(&server, "bea", true).await;
+    let packages = a.claim(&c.user).await;
+    let (mls, group) = (&a.mls, a.group.as_mut().expect("group"));
+    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages).expect("add");
+    group
+        .clear_pending_commit(openmls::prelude::OpenMlsProvider::storage(&mls.provider))
+        .expect("clear");
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: Some(serialize(&welcome).into()),
+    };
+    let err = a.client.submit_commit(&group_id, &req).await.expect_err("too big");
+    assert_eq!(err.code(), Some(ErrorCode::GroupFull));
+    let summary = a.client.get_group(&group_id).await.expect("group");
+    assert_eq!((summary.epoch, summary.members.len()), (1, 2), "nothing changed");
+
+    for i in 0..2 {
         a.send(&group_id, &format!("allowed {i}")).await;
     }
     let message = a.encrypt(b"one too many");
@@ -699,21 +719,6 @@ async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
         .expect_err("rate limited");
     assert_eq!(err.code(), Some(ErrorCode::RateLimited));
     assert!(err.retry_after().is_some_and(|d| d.as_secs() >= 1), "{err}");
-
-    // A third device would exceed max_group_size = 2.
-    let c = Device::new(&server, "bea", true).await;
-    let packages = a.claim(&c.user).await;
-    let (mls, group) = (&a.mls, a.group.as_mut().expect("group"));
-    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages).expect("add");
-    let req = SubmitCommitRequest {
-        txn_id: txn(),
-        commit: serialize(&commit).into(),
-        welcome: Some(serialize(&welcome).into()),
-    };
-    let err = a.client.submit_commit(&group_id, &req).await.expect_err("too big");
-    assert_eq!(err.code(), Some(ErrorCode::GroupFull));
-    let summary = a.client.get_group(&group_id).await.expect("group");
-    assert_eq!((summary.epoch, summary.members.len()), (1, 2), "nothing changed");
 }
 
 #[tokio::test]
