@@ -30,6 +30,7 @@
 pub mod cli;
 mod client;
 mod error;
+pub mod messenger;
 pub mod sealed;
 mod stream;
 mod tls;

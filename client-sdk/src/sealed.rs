@@ -34,60 +34,126 @@ pub enum SealError {
     Io { path: String, source: std::io::Error },
 }
 
+/// A key derived from a passphrase for one salt and one set of Argon2id parameters.
+///
+/// Deriving is deliberately slow; a program that rewrites a sealed file often (the
+/// message store after every batch of messages) derives once and seals many times. Each
+/// [`SealKey::seal`] uses a fresh random nonce (24 bytes: random nonces never collide in
+/// practice), and the salt stays the one stored in the file's header.
+pub struct SealKey {
+    /// Magic, parameters and salt: the header without its nonce.
+    prefix: Vec<u8>,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealKey").finish_non_exhaustive()
+    }
+}
+
+impl SealKey {
+    /// A key with a fresh random salt and the default (OWASP) Argon2id cost.
+    pub fn new(passphrase: &[u8]) -> Result<Self, SealError> {
+        let params = Params::default();
+        let mut salt = [0u8; SALT_LEN];
+        rand::rng().fill_bytes(&mut salt);
+        Self::derive(passphrase, params, &salt)
+    }
+
+    /// The key that opens `sealed`: its parameters and salt come from the file's header.
+    pub fn for_sealed(passphrase: &[u8], sealed: &[u8]) -> Result<Self, SealError> {
+        let header = header_of(sealed)?;
+        let number = |i: usize| {
+            let at = MAGIC.len() + 4 * i;
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let (memory, passes, lanes) = (number(0), number(1), number(2));
+        if memory > MAX_MEMORY_KIB || passes > 64 || lanes > 64 {
+            return Err(SealError::BadParameters);
+        }
+        let params = Params::new(memory, passes, lanes, None).map_err(|_| SealError::BadParameters)?;
+        Self::derive(
+            passphrase,
+            params,
+            &header[MAGIC.len() + 12..MAGIC.len() + 12 + SALT_LEN],
+        )
+    }
+
+    fn derive(passphrase: &[u8], params: Params, salt: &[u8]) -> Result<Self, SealError> {
+        let mut prefix = Vec::with_capacity(HEADER_LEN - NONCE_LEN);
+        prefix.extend_from_slice(MAGIC);
+        for n in [params.m_cost(), params.t_cost(), params.p_cost()] {
+            prefix.extend_from_slice(&n.to_be_bytes());
+        }
+        prefix.extend_from_slice(salt);
+        Ok(Self {
+            cipher: cipher(passphrase, salt, params)?,
+            prefix,
+        })
+    }
+
+    /// Whether `sealed` was sealed with this key's parameters and salt (so
+    /// [`SealKey::open`] can try it without deriving again).
+    pub fn fits(&self, sealed: &[u8]) -> bool {
+        sealed.len() >= HEADER_LEN && sealed.starts_with(&self.prefix)
+    }
+
+    /// Encrypts `plaintext` with a fresh nonce.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut header = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+        header.extend_from_slice(&self.prefix);
+        header.extend_from_slice(&nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &header,
+                },
+            )
+            .map_err(|_| SealError::BadParameters)?;
+        header.extend_from_slice(&sealed);
+        Ok(header)
+    }
+
+    /// Decrypts `sealed`; any change to its bytes, or another key, is an error.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        header_of(sealed)?;
+        if !self.fits(sealed) {
+            return Err(SealError::WrongPassphraseOrTampered);
+        }
+        let (header, ciphertext) = sealed.split_at(HEADER_LEN);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(&header[HEADER_LEN - NONCE_LEN..]),
+                Payload {
+                    msg: ciphertext,
+                    aad: header,
+                },
+            )
+            .map_err(|_| SealError::WrongPassphraseOrTampered)
+    }
+}
+
+fn header_of(sealed: &[u8]) -> Result<&[u8], SealError> {
+    if sealed.len() < HEADER_LEN || !sealed.starts_with(MAGIC) {
+        return Err(SealError::NotSealed);
+    }
+    Ok(&sealed[..HEADER_LEN])
+}
+
 /// Encrypts `plaintext` under a key derived from `passphrase` with Argon2id (OWASP cost).
 pub fn seal(passphrase: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-    let params = Params::default();
-    let mut salt = [0u8; SALT_LEN];
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rng().fill_bytes(&mut salt);
-    rand::rng().fill_bytes(&mut nonce);
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    header.extend_from_slice(MAGIC);
-    for n in [params.m_cost(), params.t_cost(), params.p_cost()] {
-        header.extend_from_slice(&n.to_be_bytes());
-    }
-    header.extend_from_slice(&salt);
-    header.extend_from_slice(&nonce);
-    let cipher = cipher(passphrase, &salt, params)?;
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &header,
-            },
-        )
-        .map_err(|_| SealError::BadParameters)?;
-    header.extend_from_slice(&sealed);
-    Ok(header)
+    SealKey::new(passphrase)?.seal(plaintext)
 }
 
 /// Decrypts what `seal` produced; any change to the bytes is an error.
 pub fn open(passphrase: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-    if sealed.len() < HEADER_LEN || !sealed.starts_with(MAGIC) {
-        return Err(SealError::NotSealed);
-    }
-    let (header, ciphertext) = sealed.split_at(HEADER_LEN);
-    let number = |i: usize| {
-        let at = MAGIC.len() + 4 * i;
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    let (memory, passes, lanes) = (number(0), number(1), number(2));
-    if memory > MAX_MEMORY_KIB || passes > 64 || lanes > 64 {
-        return Err(SealError::BadParameters);
-    }
-    let params = Params::new(memory, passes, lanes, None).map_err(|_| SealError::BadParameters)?;
-    let salt = &header[MAGIC.len() + 12..MAGIC.len() + 12 + SALT_LEN];
-    let nonce = &header[MAGIC.len() + 12 + SALT_LEN..];
-    cipher(passphrase, salt, params)?
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: header,
-            },
-        )
-        .map_err(|_| SealError::WrongPassphraseOrTampered)
+    SealKey::for_sealed(passphrase, sealed)?.open(sealed)
 }
 
 fn cipher(passphrase: &[u8], salt: &[u8], params: Params) -> Result<XChaCha20Poly1305, SealError> {
@@ -102,22 +168,40 @@ fn cipher(passphrase: &[u8], salt: &[u8], params: Params) -> Result<XChaCha20Pol
 
 /// Seals `plaintext` into `path` atomically (temporary file, fsync, rename), owner-only.
 pub fn write_sealed(path: &Path, passphrase: &[u8], plaintext: &[u8]) -> Result<(), SealError> {
-    let sealed = seal(passphrase, plaintext)?;
+    write_atomic(path, &seal(passphrase, plaintext)?)
+}
+
+/// Writes `bytes` to `path` atomically: a 0600 temporary file beside it, fsynced, renamed
+/// over `path`, and the directory fsynced. A reader sees the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     let io = |source| SealError::Io {
         path: path.display().to_string(),
         source,
     };
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    file.write_all(&sealed).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = (|| {
+        // A stale temporary file (from a crash) may have another mode: start afresh.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Opens a file written by `write_sealed`.
@@ -170,6 +254,24 @@ mod tests {
         let mut greedy = sealed.clone();
         greedy[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(open(b"correct horse", &greedy), Err(SealError::BadParameters)));
+    }
+
+    #[test]
+    fn a_derived_key_seals_many_times() {
+        let key = SealKey::new(b"correct horse").expect("derive");
+        let (one, two) = (key.seal(b"first").expect("seal"), key.seal(b"second").expect("seal"));
+        assert!(key.fits(&one) && key.fits(&two));
+        assert_ne!(
+            one[HEADER_LEN - NONCE_LEN..HEADER_LEN],
+            two[HEADER_LEN - NONCE_LEN..HEADER_LEN]
+        );
+        // Anyone with the passphrase opens them; the salt comes from the header.
+        assert_eq!(open(b"correct horse", &two).expect("open"), b"second");
+        assert_eq!(key.open(&one).expect("open"), b"first");
+        // A file sealed under another salt is not this key's.
+        let other = seal(b"correct horse", b"third").expect("seal");
+        assert!(!key.fits(&other));
+        assert!(matches!(key.open(&other), Err(SealError::WrongPassphraseOrTampered)));
     }
 
     #[test]

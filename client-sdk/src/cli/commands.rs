@@ -12,15 +12,16 @@ use url::Url;
 use super::output::{Output, device_table, printable};
 use super::password::{PasswordSource, read_password};
 use super::session::{Profile, Session};
-use super::{Cli, Command, DevicesCommand};
+use super::{Cli, Command, DevicesCommand, messaging};
 use crate::{Client, Error, Trust};
 
 /// Everything a command needs besides its own arguments.
-struct Ctx {
-    profile: Profile,
-    out: Output,
+pub(super) struct Ctx {
+    pub(super) profile: Profile,
+    pub(super) out: Output,
     server: Option<Url>,
     ca_file: Option<PathBuf>,
+    pub(super) passphrase_file: Option<PathBuf>,
 }
 
 /// Runs one parsed `parley` invocation. Output goes to stdout; the error is returned for
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         out: Output { json: cli.global.json },
         server: cli.global.server,
         ca_file: cli.global.ca_file,
+        passphrase_file: cli.global.passphrase_file,
     };
     match cli.command {
         Command::Register {
@@ -57,6 +59,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::List) => list_devices(&ctx).await,
         Command::Devices(DevicesCommand::Rename { device_id, name }) => rename_device(&ctx, &device_id, &name).await,
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
+        Command::Group(command) => messaging::group(&ctx, command).await,
+        Command::Send { group, text, expires } => messaging::send(&ctx, &group, &text, expires.as_deref()).await,
+        Command::Listen => messaging::listen(&ctx).await,
+        Command::Sync => messaging::sync(&ctx).await,
+        Command::History { group, search } => messaging::history(&ctx, &group, search.as_deref()).await,
+        Command::Export { group, format } => messaging::export(&ctx, &group, format).await,
+        Command::Verify { user, mark } => messaging::verify(&ctx, &user, mark).await,
+        Command::Delete { group, seq } => messaging::delete(&ctx, &group, seq).await,
     }
 }
 
@@ -304,7 +314,7 @@ fn anonymous_client(ctx: &Ctx) -> anyhow::Result<(Client, Option<PathBuf>)> {
 }
 
 /// The profile's client, logged in as its device.
-fn logged_in_client(profile: &Profile) -> anyhow::Result<(Client, Session)> {
+pub(super) fn logged_in_client(profile: &Profile) -> anyhow::Result<(Client, Session)> {
     let session = profile.load()?.ok_or(Error::NotLoggedIn)?;
     let client = Client::new(session.server.clone(), trust(session.ca_file.as_deref()))?
         .with_token(session.access_token.clone());
@@ -403,6 +413,7 @@ mod tests {
             out: Output { json: true },
             server: None,
             ca_file: None,
+            passphrase_file: None,
         };
         let err = whoami(&ctx).await.err().context("whoami without a session")?;
         assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NotLoggedIn)));

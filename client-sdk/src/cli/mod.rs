@@ -2,6 +2,8 @@
 //! this module so that they are a library, testable and reusable.
 
 mod commands;
+mod messaging;
+mod messaging_output;
 mod output;
 mod password;
 mod report;
@@ -27,8 +29,9 @@ pub use session::{Profile, Session, validate_profile_name};
         Start with `parley --server https://chat.example.org register USERNAME` (add \
         --ca-file for a private or development server). The session is saved in the \
         profile, so later commands need no --server.",
-    after_help = "Passwords are never taken as arguments: they are prompted for, or read \
-        from the first line of a file (--password-file FILE, or - for stdin)."
+    after_help = "Passwords and passphrases are never taken as arguments: they are prompted \
+        for, or read from the first line of a file (--password-file FILE, --passphrase-file \
+        FILE, or - for stdin)."
 )]
 pub struct Cli {
     /// Global options.
@@ -65,6 +68,11 @@ pub struct GlobalArgs {
     /// roots (private or development servers). Used by register and login; remembered.
     #[arg(long, global = true, env = "PARLEY_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Read the passphrase of this profile's message store from the first line of FILE
+    /// (- for stdin) instead of prompting. The store keeps the device's MLS keys and
+    /// message history, encrypted; its passphrase is chosen at first use.
+    #[arg(long, global = true, env = "PARLEY_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// The commands of `parley`.
@@ -120,6 +128,103 @@ pub enum Command {
     /// List, rename or delete the devices of your account.
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Create groups, add or remove members, leave, list.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Send a text message to a group (end-to-end encrypted).
+    Send {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The text; - reads it from stdin.
+        text: String,
+        /// Make it a disappearing message, deleted everywhere after DURATION (e.g. 30s,
+        /// 10m, 2h, 7d, 1h30m).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Print incoming messages and events as they arrive, until Ctrl-C (one JSON object
+    /// per line with --json).
+    Listen,
+    /// Process everything waiting in the inbox once, print it, and exit (for scripts).
+    Sync,
+    /// Show a conversation's messages, as stored on this device.
+    History {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// Only messages containing WORD (case-insensitive).
+        #[arg(long, value_name = "WORD")]
+        search: Option<String>,
+    },
+    /// Export a conversation on stdout.
+    Export {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// Output format [default: text, or json with --json].
+        #[arg(long, value_enum)]
+        format: Option<ExportFormatArg>,
+    },
+    /// Show the safety number of you and USER; compare it with theirs (in person or
+    /// over another channel), then mark them verified.
+    Verify {
+        /// `bob` (on your server) or `bob@chat.example.org`.
+        user: String,
+        /// Mark USER verified with the devices the number covers now; you are warned if
+        /// they change.
+        #[arg(long)]
+        mark: bool,
+    },
+    /// Delete one message from this device's history, for real.
+    Delete {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The message's number, as shown by `parley history` (#N).
+        seq: i64,
+    },
+}
+
+/// `parley group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with this device as its only member; prints its id.
+    Create,
+    /// Add users (every one of their devices) to a group.
+    Add {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`; your own user adds your other devices.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Remove users (every one of their devices) from a group.
+    Remove {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Leave a group: ask the other members to remove your devices, and delete the
+    /// conversation and its history from this device.
+    Leave {
+        /// The group (its id, or the start of it).
+        group: String,
+    },
+    /// List a group's member devices (from this device's copy of the group).
+    Members {
+        /// The group (its id, or the start of it).
+        group: String,
+    },
+    /// List the conversations on this device.
+    List,
+}
+
+/// `parley export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// One JSON document.
+    Json,
+    /// One line per message.
+    Text,
 }
 
 /// `parley devices …`.

@@ -5,10 +5,16 @@ use parley_specs::ErrorCode;
 
 use super::output::printable;
 use crate::Error;
+use crate::messenger::MessengerError;
 
 /// The text printed on stderr for a failed command run with profile `profile`.
 pub fn explain(err: &anyhow::Error, profile: &str) -> String {
-    let (message, hint) = match err.downcast_ref::<Error>() {
+    let messenger = err.downcast_ref::<MessengerError>();
+    let sdk = err.downcast_ref::<Error>().or(match messenger {
+        Some(MessengerError::Api(e)) => Some(e),
+        _ => None,
+    });
+    let (message, hint) = match sdk {
         Some(Error::NotLoggedIn) => (
             format!("profile \"{profile}\" is not logged in"),
             Some(format!(
@@ -16,8 +22,12 @@ pub fn explain(err: &anyhow::Error, profile: &str) -> String {
                 parley(profile)
             )),
         ),
+        Some(sdk) if messenger.is_some() => (
+            format!("{err:#}"),
+            messaging_api_hint(sdk).or_else(|| hint_for(sdk, profile)),
+        ),
         Some(sdk) => (format!("{err:#}"), hint_for(sdk, profile)),
-        None => (format!("{err:#}"), None),
+        None => (format!("{err:#}"), messenger.and_then(|e| messenger_hint(e, profile))),
     };
     let mut text = format!("error: {}", printable(&message));
     if let Some(hint) = hint {
@@ -57,6 +67,43 @@ fn hint_for(err: &Error, profile: &str) -> Option<String> {
         _ => return None,
     };
     Some(hint)
+}
+
+/// Hints for refusals met while messaging, where the generic ones would mislead.
+fn messaging_api_hint(err: &Error) -> Option<String> {
+    Some(match err.code()? {
+        ErrorCode::NotFound => "check the user or group id: the server knows no such user, or no such group \
+             with this device in it"
+            .to_owned(),
+        ErrorCode::NotAMember => "this device is no longer a member of the group".to_owned(),
+        _ => return None,
+    })
+}
+
+/// Hints for the messenger's own errors.
+fn messenger_hint(err: &MessengerError, profile: &str) -> Option<String> {
+    let parley = parley(profile);
+    Some(match err {
+        MessengerError::WrongPassphrase { .. } => "use the passphrase chosen when this profile first used \
+             messaging (prompted, or --passphrase-file FILE, or PARLEY_PASSPHRASE_FILE)"
+            .to_owned(),
+        MessengerError::StoreBusy { .. } => {
+            "stop the other parley process of this profile (or wait for it), then retry".to_owned()
+        }
+        MessengerError::UnknownGroup(_) => format!(
+            "`{parley}group list` shows this device's conversations; `{parley}sync` fetches groups \
+             you were added to"
+        ),
+        MessengerError::NotAMember(_) => format!("`{parley}group list` shows where this device is a member"),
+        MessengerError::CannotAdd { .. } => "each of their devices must have run Parley messaging once \
+             (e.g. `parley sync`): that publishes the keys needed to add it"
+            .to_owned(),
+        MessengerError::NoSharedGroup(user) => {
+            format!("start a conversation first: `{parley}group create`, then `{parley}group add GROUP {user}`")
+        }
+        MessengerError::CannotRemoveSelf => format!("`{parley}group leave GROUP` leaves a group"),
+        _ => return None,
+    })
 }
 
 fn api_hint(err: &Error, profile: &str) -> Option<String> {
@@ -145,5 +192,34 @@ mod tests {
 
         let hostile = explain(&api(ErrorCode::Unknown, "evil\x1b[2J", None), "default");
         assert!(!hostile.contains('\x1b'));
+    }
+
+    #[test]
+    fn messenger_errors() {
+        let wrong = MessengerError::WrongPassphrase {
+            path: "/home/ann/.config/parley/profiles/default/messenger.sealed".into(),
+        };
+        let text = explain(&wrong.into(), "default");
+        assert!(text.starts_with("error: cannot open the message store "), "{text}");
+        assert!(
+            text.contains("wrong passphrase") && text.contains("hint: use the passphrase"),
+            "{text}"
+        );
+
+        let refused = MessengerError::Api(Error::Api {
+            status: 404,
+            body: ErrorBody {
+                error: ErrorCode::NotFound,
+                message: "no such user".into(),
+                retry_after_ms: None,
+                current_epoch: None,
+            },
+            retry_after: None,
+        });
+        let text = explain(&refused.into(), "default");
+        assert!(
+            text.starts_with("error: no such user (not_found)\nhint: check the user or group id"),
+            "{text}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use parley_specs::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
 const SESSION_FILE: &str = "session.json";
+const MESSENGER_STORE_FILE: &str = "messenger.sealed";
 
 /// One logged-in device, as saved by `parley register` / `parley login`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -84,6 +85,11 @@ impl Profile {
     /// The file holding the saved session.
     pub fn session_file(&self) -> PathBuf {
         self.dir.join(SESSION_FILE)
+    }
+
+    /// The sealed store of the profile's messenger (MLS state and history).
+    pub fn messenger_store(&self) -> PathBuf {
+        self.dir.join(MESSENGER_STORE_FILE)
     }
 
     /// The saved session, or `None` when the profile is not logged in.

@@ -8,6 +8,7 @@ mod errors;
 mod groups;
 mod helpers;
 mod key_packages;
+mod messenger;
 mod ops;
 mod restart;
 mod routes;

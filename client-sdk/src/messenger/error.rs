@@ -1,0 +1,146 @@
+//! The one error type of the messenger.
+
+use std::path::PathBuf;
+
+use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
+
+use crate::Error;
+
+/// Everything a [`Messenger`](super::Messenger) operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessengerError {
+    /// A call to the homeserver failed (refused, unreachable, ...).
+    #[error(transparent)]
+    Api(#[from] Error),
+    /// An identifier (user, group) breaks its rules.
+    #[error(transparent)]
+    InvalidId(#[from] parley_specs::IdError),
+    /// The store could not be decrypted: wrong passphrase, or the file was changed.
+    #[error("cannot open the message store {}: wrong passphrase, or the file was changed", path.display())]
+    WrongPassphrase {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The store cannot be read, written or understood.
+    #[error("message store {}: {reason}", path.display())]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The store was made by another device than the one the client is logged in as.
+    #[error(
+        "the message store {} belongs to device {store_device} of {store_user}, but the session is device \
+         {device} of {user}; move the file away to start a new store for this device",
+        path.display()
+    )]
+    StoreOfAnotherDevice {
+        /// The store file.
+        path: PathBuf,
+        /// The account that made the store.
+        store_user: UserId,
+        /// The device that made the store.
+        store_device: DeviceId,
+        /// The account of the session.
+        user: UserId,
+        /// The device of the session.
+        device: DeviceId,
+    },
+    /// Another process kept the store locked for too long.
+    #[error(
+        "the message store {} is in use by another process (a `parley listen` of this profile?) and stayed \
+         locked for {seconds} s",
+        path.display()
+    )]
+    StoreBusy {
+        /// The store file.
+        path: PathBuf,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// A new store needs a longer passphrase.
+    #[error("the passphrase is too short: use at least {0} characters")]
+    WeakPassphrase(usize),
+    /// No conversation with this id on this device.
+    #[error("no conversation {0} on this device")]
+    UnknownGroup(GroupId),
+    /// The device was removed from the group (or left it).
+    #[error("this device is no longer a member of {0}")]
+    NotAMember(GroupId),
+    /// The user has no device in the group.
+    #[error("{user} has no device in {group}")]
+    NotInGroup {
+        /// The user.
+        user: UserId,
+        /// The group.
+        group: GroupId,
+    },
+    /// None of the user's devices could be added.
+    #[error("cannot add {user}: {reason}")]
+    CannotAdd {
+        /// The user.
+        user: UserId,
+        /// Why.
+        reason: String,
+    },
+    /// A device cannot remove itself with a commit (MLS forbids it); leave instead.
+    #[error("a device cannot remove itself from a group; leave the group instead")]
+    CannotRemoveSelf,
+    /// The MLS library refused an operation or a message.
+    #[error("MLS: {0}")]
+    Mls(String),
+    /// Other members kept committing first.
+    #[error("other members of {group} kept changing it; gave up after {attempts} attempts")]
+    Contention {
+        /// The group.
+        group: GroupId,
+        /// How many commits were tried.
+        attempts: usize,
+    },
+    /// Safety numbers need a group shared with the contact.
+    #[error("no conversation with {0} on this device: safety numbers come from the devices seen in a shared group")]
+    NoSharedGroup(UserId),
+    /// Safety numbers are between two different users.
+    #[error("{0} is you: a safety number is between you and someone else")]
+    OwnSafetyNumber(UserId),
+    /// No message with this sequence number in the conversation's history.
+    #[error("no message #{seq} in the history of {group}")]
+    UnknownMessage {
+        /// The group.
+        group: GroupId,
+        /// The sequence number.
+        seq: i64,
+    },
+    /// The text is longer than a message may carry.
+    #[error("the message is {len} bytes; at most {max} fit in one message")]
+    TextTooLong {
+        /// The text's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl MessengerError {
+    /// The API error code, when the homeserver refused a request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api(e) => e.code(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn store(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Self::Store {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Maps an MLS library error to [`MessengerError::Mls`], saying what was being done.
+pub(crate) fn mls<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> MessengerError {
+    move |e| MessengerError::Mls(format!("{doing}: {e}"))
+}

@@ -1,0 +1,86 @@
+//! What receiving did: the events [`Messenger::sync`](super::Messenger::sync) and
+//! [`Messenger::receive`](super::Messenger::receive) report.
+
+use parley_specs::groups_api::GroupMember;
+use parley_specs::{GroupId, UserId};
+use serde::Serialize;
+
+use super::history::HistoryMessage;
+use super::safety::DeviceKey;
+
+/// One thing that happened, in inbox order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A text message arrived (it is in the history).
+    Message {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message.
+        message: HistoryMessage,
+    },
+    /// This device was added to a group.
+    Joined {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who added it.
+        added_by: Option<UserId>,
+        /// The members, this device included.
+        members: Vec<GroupMember>,
+    },
+    /// Devices were added to or removed from a group.
+    MembersChanged {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who committed the change.
+        by: Option<UserId>,
+        /// Devices added.
+        added: Vec<GroupMember>,
+        /// Devices removed.
+        removed: Vec<GroupMember>,
+    },
+    /// This device was removed from a group; its history stays readable.
+    Removed {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who removed it.
+        by: Option<UserId>,
+    },
+    /// A member announced that their user leaves the group; this device removes the
+    /// user's devices (unless another member does first).
+    LeaveAnnounced {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who leaves.
+        user: UserId,
+    },
+    /// A device acknowledged receiving a message of this account.
+    Delivered {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message.
+        seq: i64,
+        /// The device that received it.
+        to: GroupMember,
+    },
+    /// WARNING: a verified contact's devices differ from the ones verified. Compare
+    /// safety numbers again before trusting them.
+    VerifiedContactChanged {
+        /// The contact.
+        user: UserId,
+        /// Devices that were not verified.
+        added: Vec<DeviceKey>,
+        /// Verified devices that are gone.
+        removed: Vec<DeviceKey>,
+    },
+    /// An inbox entry could not be used (it is acknowledged anyway, so it does not block
+    /// the inbox).
+    Undecryptable {
+        /// The conversation.
+        group_id: GroupId,
+        /// The hub's sequence number.
+        seq: i64,
+        /// Why.
+        reason: String,
+    },
+}

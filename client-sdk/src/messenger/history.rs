@@ -1,0 +1,257 @@
+//! The local message history of each conversation: kept in the sealed store, in the hub's
+//! order, searchable, exportable; expired messages are deleted, and any message can be
+//! deleted for real (the store is rewritten without it).
+
+use std::collections::BTreeSet;
+
+use parley_specs::groups_api::GroupMember;
+use parley_specs::{DeviceId, GroupId, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// One text message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The hub's sequence number: the conversation's order.
+    pub seq: i64,
+    /// Who sent it (from the MLS credential that signed it).
+    pub sender: UserId,
+    /// The device that sent it.
+    pub sender_device: DeviceId,
+    /// When the hub accepted it (when this device sent it, for its own messages).
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    /// The text.
+    pub text: String,
+    /// A disappearing message is deleted everywhere at this time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    /// For messages of this account: the devices that acknowledged receiving it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub delivered_to: BTreeSet<GroupMember>,
+}
+
+impl HistoryMessage {
+    /// Whether the message has expired at `now`.
+    pub fn expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn matches(&self, needle_lowercase: &str) -> bool {
+        self.text.to_lowercase().contains(needle_lowercase)
+    }
+}
+
+/// One conversation (MLS group) on this device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Conversation {
+    /// Whether this device is still a member (false once removed by another member).
+    pub(crate) member: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) joined_at: OffsetDateTime,
+    /// The epoch this device joined at (messages of earlier epochs are not for it).
+    #[serde(default)]
+    pub(crate) joined_epoch: u64,
+    /// Text messages by sequence number, ascending.
+    pub(crate) messages: Vec<HistoryMessage>,
+}
+
+impl Conversation {
+    pub(crate) fn new(now: OffsetDateTime) -> Self {
+        Self {
+            member: true,
+            joined_at: now,
+            joined_epoch: 0,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Adds a message at its place in the hub's order (replacing one with the same seq).
+    pub(crate) fn record(&mut self, message: HistoryMessage) {
+        match self.messages.binary_search_by_key(&message.seq, |m| m.seq) {
+            Ok(at) => self.messages[at] = message,
+            Err(at) => self.messages.insert(at, message),
+        }
+    }
+
+    pub(crate) fn message_mut(&mut self, seq: i64) -> Option<&mut HistoryMessage> {
+        let at = self.messages.binary_search_by_key(&seq, |m| m.seq).ok()?;
+        self.messages.get_mut(at)
+    }
+
+    /// Deletes the messages expired at `now`; returns how many.
+    pub(crate) fn purge_expired(&mut self, now: OffsetDateTime) -> usize {
+        let before = self.messages.len();
+        self.messages.retain(|m| !m.expired(now));
+        before - self.messages.len()
+    }
+
+    /// Deletes message `seq`; returns whether it was there.
+    pub(crate) fn delete(&mut self, seq: i64) -> bool {
+        match self.messages.binary_search_by_key(&seq, |m| m.seq) {
+            Ok(at) => {
+                self.messages.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The unexpired messages, those containing `search` (case-insensitive) when given.
+    pub(crate) fn messages(&self, search: Option<&str>, now: OffsetDateTime) -> Vec<HistoryMessage> {
+        let needle = search.map(str::to_lowercase);
+        self.messages
+            .iter()
+            .filter(|m| !m.expired(now))
+            .filter(|m| needle.as_deref().is_none_or(|n| m.matches(n)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// How a conversation is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON document: the group, when and by whom it was exported, and the messages.
+    Json,
+    /// One line per message: time (UTC), sequence number, sender, text (continuation lines
+    /// indented; control characters replaced).
+    Text,
+}
+
+/// The export of `messages` of `group`.
+pub(crate) fn export(
+    group: &GroupId,
+    by: &UserId,
+    messages: &[HistoryMessage],
+    format: ExportFormat,
+    now: OffsetDateTime,
+) -> Result<String, serde_json::Error> {
+    match format {
+        ExportFormat::Json => {
+            let doc = serde_json::json!({
+                "group_id": group,
+                "exported_by": by,
+                "exported_at": rfc3339(now),
+                "messages": messages,
+            });
+            serde_json::to_string_pretty(&doc)
+        }
+        ExportFormat::Text => {
+            let mut out = format!("Conversation {group}, exported by {by} at {}\n", human_time(now));
+            for m in messages {
+                out.push_str(&text_line(m));
+                out.push('\n');
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// `2026-01-02 03:04:05 UTC  #12  alice@a.example: text`, one line per text line.
+pub fn text_line(message: &HistoryMessage) -> String {
+    let mut lines = safe_text(&message.text);
+    let first = lines.next().unwrap_or_default();
+    let mut line = format!(
+        "{}  #{}  {}: {first}",
+        human_time(message.sent_at),
+        message.seq,
+        message.sender
+    );
+    if let Some(expires_at) = message.expires_at {
+        line = format!("{line}  (disappears at {})", human_time(expires_at));
+    }
+    for more in lines {
+        line.push_str("\n    ");
+        line.push_str(&more);
+    }
+    line
+}
+
+/// The text's lines with control characters (terminal escapes) replaced by U+FFFD.
+fn safe_text(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split('\n').map(|line| {
+        line.trim_end_matches('\r')
+            .chars()
+            .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
+            .collect()
+    })
+}
+
+/// `2026-01-02 03:04:05 UTC`.
+pub fn human_time(t: OffsetDateTime) -> String {
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn message(seq: i64, text: &str, expires_at: Option<OffsetDateTime>) -> HistoryMessage {
+        HistoryMessage {
+            seq,
+            sender: UserId::parse("ann@a.example").expect("user"),
+            sender_device: DeviceId::parse("DEV1").expect("device"),
+            sent_at: datetime!(2026-01-02 03:04:05 UTC),
+            text: text.to_owned(),
+            expires_at,
+            delivered_to: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn hub_order_search_expiry_and_deletion() {
+        let now = datetime!(2026-01-02 04:00:00 UTC);
+        let mut c = Conversation::new(now);
+        c.record(message(5, "Lunch at noon?", None));
+        c.record(message(2, "hello", None));
+        c.record(message(9, "gone soon", Some(now + time::Duration::minutes(1))));
+        c.record(message(7, "already gone", Some(now - time::Duration::minutes(1))));
+        let seqs = |v: Vec<HistoryMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(c.messages(None, now)),
+            vec![2, 5, 9],
+            "expired ones are never shown"
+        );
+        assert_eq!(seqs(c.messages(Some("LUNCH"), now)), vec![5]);
+        assert_eq!(c.purge_expired(now), 1);
+        assert_eq!(c.messages.len(), 3);
+        assert!(c.delete(5));
+        assert!(!c.delete(5));
+        assert_eq!(seqs(c.messages(None, now)), vec![2, 9]);
+        assert_eq!(c.purge_expired(now + time::Duration::hours(1)), 1);
+    }
+
+    #[test]
+    fn exports() -> Result<(), serde_json::Error> {
+        let group = GroupId::parse("abc@a.example").expect("group");
+        let by = UserId::parse("ben@a.example").expect("user");
+        let now = datetime!(2026-01-02 04:00:00 UTC);
+        let messages = vec![message(1, "two\nlines \x1b[2J", None)];
+        let text = export(&group, &by, &messages, ExportFormat::Text, now)?;
+        assert_eq!(
+            text,
+            "Conversation abc@a.example, exported by ben@a.example at 2026-01-02 04:00:00 UTC\n\
+             2026-01-02 03:04:05 UTC  #1  ann@a.example: two\n    lines \u{fffd}[2J\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&export(&group, &by, &messages, ExportFormat::Json, now)?)?;
+        assert_eq!(json["messages"][0]["text"], "two\nlines \x1b[2J");
+        assert_eq!(json["group_id"], "abc@a.example");
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Sending: an [`Envelope`] encrypted for the group (the sender ratchet saved before the
+//! ciphertext leaves, so a crash never reuses a key), submitted with a transaction id
+//! (network retries are stored once), re-encrypted after a catch-up when the group moved
+//! too many epochs on (`wrong_epoch`).
+
+use std::time::Duration;
+
+use parley_specs::groups_api::{Accepted, SubmitMessageRequest};
+use parley_specs::{ErrorCode, GroupId};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::commits::{current_epoch, encode};
+use super::envelope::Envelope;
+use super::error::{MessengerError, mls};
+use super::history::HistoryMessage;
+use super::store::StoreLock;
+use super::{Messenger, Result, new_txn_id};
+use crate::Error;
+
+/// Longest text one message carries (the homeserver's default message limit is 48 KiB,
+/// and encryption adds a little).
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+/// Encryptions tried when the group keeps moving on.
+const MAX_SEND_ATTEMPTS: usize = 3;
+/// Resubmissions (same transaction id) after a network failure.
+const NETWORK_RETRIES: u32 = 2;
+
+/// A message the hub accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentMessage {
+    /// The conversation.
+    pub group_id: GroupId,
+    /// Its place in the hub's order.
+    pub seq: i64,
+    /// The epoch it was accepted in.
+    pub epoch: u64,
+    /// When it was sent.
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    /// When it disappears.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Messenger {
+    /// Sends `text` to the group; with `expires_in`, a disappearing message (deleted by
+    /// the servers and by every device, this one included, when the time passes). The
+    /// message joins this device's history at its place in the hub's order.
+    pub async fn send_text(
+        &mut self,
+        group_id: &GroupId,
+        text: &str,
+        expires_in: Option<Duration>,
+    ) -> Result<SentMessage> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(MessengerError::TextTooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let lock = self.begin().await?;
+        let result = self.send_text_locked(&lock, group_id, text, expires_in).await;
+        self.end(lock, result)
+    }
+
+    async fn send_text_locked(
+        &mut self,
+        lock: &StoreLock,
+        group_id: &GroupId,
+        text: &str,
+        expires_in: Option<Duration>,
+    ) -> Result<SentMessage> {
+        self.prepare_online(lock).await?;
+        let sent_at = OffsetDateTime::now_utc();
+        let expires_at = match expires_in {
+            None => None,
+            Some(wait) => Some(
+                time::Duration::try_from(wait)
+                    .ok()
+                    .and_then(|wait| sent_at.checked_add(wait))
+                    .ok_or_else(|| MessengerError::Mls("the expiry is too far in the future".into()))?,
+            ),
+        };
+        let envelope = Envelope::Text {
+            body: text.to_owned(),
+            expires_at,
+        };
+        let accepted = self.send_envelope(lock, group_id, &envelope, expires_at).await?;
+        let message = HistoryMessage {
+            seq: accepted.seq,
+            sender: self.state.user_id.clone(),
+            sender_device: self.state.device_id.clone(),
+            sent_at,
+            text: text.to_owned(),
+            expires_at,
+            delivered_to: Default::default(),
+        };
+        if let Some(conversation) = self.state.conversations.get_mut(group_id) {
+            conversation.record(message);
+        }
+        self.save(lock)?;
+        Ok(SentMessage {
+            group_id: group_id.clone(),
+            seq: accepted.seq,
+            epoch: accepted.epoch,
+            sent_at,
+            expires_at,
+        })
+    }
+
+    /// Encrypts and submits one envelope.
+    pub(crate) async fn send_envelope(
+        &mut self,
+        lock: &StoreLock,
+        group_id: &GroupId,
+        envelope: &Envelope,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<Accepted> {
+        let plaintext = envelope.to_bytes();
+        for _ in 0..MAX_SEND_ATTEMPTS {
+            let mut group = self.active_group(group_id)?;
+            let message = group
+                .create_message(&self.provider, &self.identity.signer, &plaintext)
+                .map_err(mls("encrypting the message"))?;
+            let request = SubmitMessageRequest {
+                txn_id: new_txn_id(),
+                message: encode(&message)?.into(),
+                expires_at,
+            };
+            // The sender ratchet moved on: saved before the ciphertext leaves.
+            self.save(lock)?;
+            match self.submit_message(group_id, &request).await {
+                Ok(accepted) => return Ok(accepted),
+                Err(err) if err.code() == Some(ErrorCode::WrongEpoch) => {
+                    self.catch_up(lock, group_id, current_epoch(&err)).await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(MessengerError::Contention {
+            group: group_id.clone(),
+            attempts: MAX_SEND_ATTEMPTS,
+        })
+    }
+
+    /// Submits, resubmitting with the same transaction id after a network failure.
+    async fn submit_message(&self, group_id: &GroupId, request: &SubmitMessageRequest) -> Result<Accepted, Error> {
+        let mut failures = 0;
+        loop {
+            match self.client.submit_message(group_id, request).await {
+                Err(Error::Transport { .. }) if failures < NETWORK_RETRIES => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(500) * failures).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}

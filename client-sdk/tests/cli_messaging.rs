@@ -1,0 +1,334 @@
+//! The messaging commands of the `parley` binary (`group`, `send`, `listen`, `sync`,
+//! `history`, `export`, `verify`, `delete`) against a real homeserver on a real
+//! PostgreSQL, between two people each with their own CLI home.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use parley_tests::TestServer;
+use tokio::sync::mpsc;
+
+const PASSWORD: &str = "a long enough password";
+const PASSPHRASE: &str = "store passphrase of the test";
+
+/// One person's `parley` home, registered on the server.
+struct Person {
+    home: tempfile::TempDir,
+    user_id: String,
+    /// Extra environment for every run (e.g. PARLEY_PASSPHRASE_FILE).
+    env: Vec<(String, String)>,
+    /// Extra arguments for every run (e.g. --passphrase-file).
+    args: Vec<String>,
+}
+
+impl Person {
+    async fn register(server: &TestServer, name: &str, passphrase_by_env: bool) -> Self {
+        let home = tempfile::tempdir().expect("tempdir");
+        let write = |file: &str, text: &str| {
+            let path = home.path().join(file);
+            std::fs::write(&path, format!("{text}\n")).expect("write");
+            path.to_str().expect("utf-8").to_owned()
+        };
+        let password = write("password", PASSWORD);
+        let passphrase = write("passphrase", PASSPHRASE);
+        let (env, args) = if passphrase_by_env {
+            (vec![("PARLEY_PASSPHRASE_FILE".to_owned(), passphrase)], vec![])
+        } else {
+            (vec![], vec!["--passphrase-file".to_owned(), passphrase])
+        };
+        let person = Self {
+            home,
+            user_id: format!("{name}@{}", server.server_name()),
+            env,
+            args,
+        };
+        let ca = server.ca_file();
+        person
+            .ok(&[
+                "--server",
+                &server.url,
+                "--ca-file",
+                ca.to_str().expect("utf-8"),
+                "register",
+                name,
+                "--password-file",
+                &password,
+            ])
+            .await;
+        person
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--home")
+            .arg(self.home.path())
+            .args(&self.args)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        tokio::task::spawn_blocking(move || command.output().expect("run parley"))
+            .await
+            .expect("join")
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "parley {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        let stderr = String::from_utf8(out.stderr).expect("utf-8");
+        assert_eq!(out.status.code(), Some(1), "parley {args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        stderr
+    }
+
+    async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let all: Vec<&str> = ["--json"].iter().chain(args).copied().collect();
+        serde_json::from_str(&self.ok(&all).await).expect("JSON output")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.home.path().join("profiles/default/messenger.sealed")
+    }
+}
+
+/// `parley listen` running in the background, its stdout lines on a channel.
+struct Listener {
+    /// Taken by `interrupt`; killed on drop otherwise (a failed test leaves nothing behind).
+    child: Option<Child>,
+    lines: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+}
+
+impl Listener {
+    fn start(person: &Person) -> Self {
+        let mut child = person.command(&["--json", "listen"]).spawn().expect("start listen");
+        let stdout = child.stdout.take().expect("stdout");
+        // The homeserver runs on this test's runtime: the reader must never block it.
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child: Some(child),
+            lines: tokio::sync::Mutex::new(lines),
+        }
+    }
+
+    /// The next event printed whose JSON satisfies `wanted`, waiting up to 30 s.
+    async fn until(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let mut lines = self.lines.lock().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = tokio::time::timeout_at(deadline, lines.recv())
+                .await
+                .expect("an event in time")
+                .expect("listen is running");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON event per line");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Ctrl-C: the listener stops cleanly.
+    async fn interrupt(mut self) {
+        let child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let mut kill = Command::new("kill");
+        kill.args(["-INT", &pid]);
+        let status = tokio::task::spawn_blocking(move || kill.status().expect("kill"))
+            .await
+            .expect("join");
+        assert!(status.success());
+        let exit = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+            .await
+            .expect("join");
+        assert!(
+            exit.status.success(),
+            "listen exits cleanly on Ctrl-C: {}",
+            String::from_utf8_lossy(&exit.stderr)
+        );
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_people_talk_verify_and_part() {
+    let server = TestServer::spawn().await;
+    let ann = Person::register(&server, "ann", false).await;
+    let ben = Person::register(&server, "ben", true).await;
+
+    // Ben's first messaging command creates his store and publishes his keys.
+    assert_eq!(ben.ok(&["sync"]).await.trim_end(), "Nothing new.");
+    assert_eq!(mode(&ben.store()), 0o600);
+
+    let created = ann.json(&["group", "create"]).await;
+    let group = created["group_id"].as_str().expect("group id").to_owned();
+    assert!(group.ends_with(&format!("@{}", server.server_name())), "{group}");
+    let added = ann.ok(&["group", "add", &group, "ben"]).await;
+    assert_eq!(
+        added.trim_end(),
+        format!("Added {} (1 device) to {group}.", ben.user_id)
+    );
+
+    // Ben listens; Ann writes.
+    let listener = Listener::start(&ben);
+    let joined = listener.until(|e| e["event"] == "joined").await;
+    assert_eq!(joined["group_id"], group.as_str());
+    assert_eq!(joined["added_by"], ann.user_id.as_str());
+    let prefix = &group[..8];
+    let sent = ann.ok(&["send", prefix, "hello ben"]).await;
+    assert!(sent.starts_with("Sent #") && sent.contains(&group), "{sent}");
+    let vanishing = ann.json(&["send", &group, "this will vanish", "--expires", "3s"]).await;
+    assert!(vanishing["expires_at"].is_string());
+    let message = listener.until(|e| e["event"] == "message").await;
+    assert_eq!(message["message"]["text"], "hello ben");
+    assert_eq!(message["message"]["sender"], ann.user_id.as_str());
+    let second = listener.until(|e| e["event"] == "message").await;
+    assert_eq!(second["message"]["text"], "this will vanish");
+    listener.interrupt().await;
+
+    // Ben's history, search and export.
+    let history = ben.ok(&["history", &group]).await;
+    assert!(history.contains(&format!("{}: hello ben", ann.user_id)), "{history}");
+    let found = ben.json(&["history", &group, "--search", "HELLO"]).await;
+    assert_eq!(found.as_array().map(Vec::len), Some(1));
+    let seq = found[0]["seq"].as_i64().expect("seq");
+    let exported = ben.json(&["export", &group]).await;
+    assert_eq!(exported["group_id"], group.as_str());
+    assert_eq!(exported["messages"][0]["text"], "hello ben");
+    let text = ben.ok(&["export", &group, "--format", "text"]).await;
+    assert!(
+        text.starts_with(&format!("Conversation {group}, exported by {}", ben.user_id)),
+        "{text}"
+    );
+    // The store on disk shows none of it.
+    let raw = std::fs::read(ben.store()).expect("store");
+    assert!(!raw.windows(9).any(|w| w == b"hello ben"));
+
+    // Members, and the list of conversations.
+    let members = ann.json(&["group", "members", &group]).await;
+    assert_eq!(members.as_array().map(Vec::len), Some(2));
+    let list = ben.ok(&["group", "list"]).await;
+    assert!(list.starts_with("GROUP") && list.contains(&group), "{list}");
+
+    // Safety numbers: the same on both sides; Ann marks Ben verified.
+    let ann_view = ann.json(&["verify", "ben"]).await;
+    let ben_view = ben.json(&["verify", &ann.user_id]).await;
+    assert_eq!(ann_view["digits"], ben_view["digits"]);
+    assert_eq!(ann_view["verification"]["state"], "unverified");
+    let shown = ann.ok(&["verify", "ben"]).await;
+    let digits = ann_view["digits"].as_str().expect("digits");
+    assert!(
+        shown.contains(&format!("    {} {}", &digits[..5], &digits[5..10])),
+        "{shown}"
+    );
+    assert!(shown.contains("--mark"), "{shown}");
+    let marked = ann.ok(&["verify", "ben", "--mark"]).await;
+    assert!(
+        marked.starts_with(&format!("Marked {} verified (1 device).", ben.user_id)),
+        "{marked}"
+    );
+    assert_eq!(ann.json(&["verify", "ben"]).await["verification"]["state"], "verified");
+
+    // A wrong passphrase is refused clearly.
+    let wrong = ann.home.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase\n").expect("write");
+    let err = ann
+        .fails(&["history", &group, "--passphrase-file", wrong.to_str().expect("utf-8")])
+        .await;
+    assert!(err.contains("wrong passphrase") && err.contains("hint: "), "{err}");
+
+    // Deleting a message, and expiry, remove it from Ben's history.
+    ben.ok(&["delete", &group, &seq.to_string()]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = ben.json(&["history", &group]).await;
+    assert_eq!(after.as_array().map(Vec::len), Some(0), "{after}");
+
+    // Ann removes Ben; Ben learns it; Ann leaves and the conversation is gone.
+    let removed = ann.ok(&["group", "remove", &group, "ben"]).await;
+    assert_eq!(
+        removed.trim_end(),
+        format!("Removed {} (1 device) from {group}.", ben.user_id)
+    );
+    let news = ben.ok(&["sync"]).await;
+    assert!(news.contains(&format!("{} removed this device", ann.user_id)), "{news}");
+    let refused = ben.fails(&["send", &group, "anyone?"]).await;
+    assert!(refused.contains("no longer a member"), "{refused}");
+    let left = ann.ok(&["group", "leave", &group]).await;
+    assert!(left.starts_with(&format!("Left {group}")), "{left}");
+    let gone = ann.fails(&["history", &group]).await;
+    assert!(gone.contains("no conversation"), "{gone}");
+}
+
+#[tokio::test]
+async fn the_passphrase_is_never_an_argument_and_is_asked_for() {
+    let server = TestServer::spawn().await;
+    let ann = Person::register(&server, "cid", false).await;
+    // Without --passphrase-file and without a terminal: a clear error, no store created.
+    let out = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--home")
+            .arg(ann.home.path())
+            .args(["group", "list"])
+            .stdin(Stdio::null());
+        tokio::task::spawn_blocking(move || command.output().expect("run"))
+            .await
+            .expect("join")
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--passphrase-file"), "{stderr}");
+    assert!(!ann.store().exists());
+    // A short passphrase is refused for a new store.
+    let short = ann.home.path().join("short");
+    std::fs::write(&short, "abc\n").expect("write");
+    let err = ann
+        .fails(&["group", "list", "--passphrase-file", short.to_str().expect("utf-8")])
+        .await;
+    assert!(err.contains("passphrase is too short"), "{err}");
+    // There is no --passphrase option.
+    let usage = ann.run(&["group", "list", "--passphrase", PASSPHRASE]).await;
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
