@@ -242,7 +242,7 @@ pub async fn submit_commit(
     let epoch = public.group.group_context().epoch().as_u64();
     let seq = locked.last_seq + 1;
 
-    store::groups::set_state(&tx, &group_id, epoch, seq, Some(&public.serialize()?)).await?;
+    store::groups::set_state(&tx, &group_id, epoch, seq, &public.serialize()?).await?;
     store::groups::replace_members(&tx, &group_id, &after).await?;
     store::groups::insert_message(
         &tx,

@@ -81,17 +81,16 @@ pub async fn public_state(db: &impl Db, group: &GroupId) -> Result<Vec<u8>, toki
     Ok(db.query_one(&stmt, &[&group.as_str()]).await?.get(0))
 }
 
+/// Records an accepted commit: the new epoch, sequence number and public state.
 pub async fn set_state(
     db: &impl Db,
     group: &GroupId,
     epoch: u64,
     last_seq: i64,
-    state: Option<&[u8]>,
+    state: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached(
-            "UPDATE groups SET epoch = $2, last_seq = $3, public_state = COALESCE($4, public_state) WHERE group_id = $1",
-        )
+        .prepare_cached("UPDATE groups SET epoch = $2, last_seq = $3, public_state = $4 WHERE group_id = $1")
         .await?;
     db.execute(&stmt, &[&group.as_str(), &to_i64(epoch), &last_seq, &state])
         .await?;
