@@ -5,6 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 
 use crate::config::Config;
+use crate::hub::writer::{MessageWriter, WriterRules};
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -17,18 +18,25 @@ pub struct AppState {
     pub login_per_address: RateLimiter,
     pub claims_per_account: RateLimiter,
     pub sends_per_device: RateLimiter,
-    pub inbox_waker: InboxWaker,
+    pub inbox_waker: Arc<InboxWaker>,
+    pub message_writer: MessageWriter,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: Pool, metrics: Arc<Metrics>) -> Self {
         let limits = &config.limits;
+        let inbox_waker = Arc::new(InboxWaker::default());
+        let rules = WriterRules {
+            server_name: config.server_name.clone(),
+            past_epochs_accepted: limits.past_epochs_accepted,
+        };
         Self {
             login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
             claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
             sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),
-            inbox_waker: InboxWaker::default(),
+            inbox_waker: inbox_waker.clone(),
+            message_writer: MessageWriter::start(pool.clone(), rules, inbox_waker),
             config,
             pool,
             metrics,

@@ -10,6 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Base64Bytes(pub Vec<u8>);
 
 impl Base64Bytes {
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, Session};
 use futures_util::StreamExt as _;
-use parley_specs::groups_api::{AckRequest, StreamQuery};
+use parley_specs::groups_api::{AckRequest, InboxEntry, StreamQuery};
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
@@ -39,16 +39,14 @@ async fn push(
     mut messages: actix_ws::AggregatedMessageStream,
     mut cursor: i64,
 ) {
-    let notify = state.inbox_waker.handle(who.device_id.as_str());
+    let mailbox = state.inbox_waker.handle(who.device_id.as_str());
     loop {
-        let notified = notify.notified();
+        let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let entries = match state.pool.get().await {
-            Ok(db) => store::inbox::read(&db, &who.device_id, cursor, BATCH)
-                .await
-                .map_err(ApiError::from),
-            Err(e) => Err(ApiError::from(e)),
+        let entries = match mailbox.take_after(cursor) {
+            Some(fresh) => Ok(fresh),
+            None => read(&state, &who, cursor).await,
         };
         let entries = match entries {
             Ok(entries) => entries,
@@ -69,7 +67,7 @@ async fn push(
             }
             cursor = entry.cursor;
         }
-        if entries.len() as i64 == BATCH {
+        if entries.len() as i64 >= BATCH {
             continue;
         }
         tokio::select! {
@@ -98,4 +96,9 @@ async fn push(
             }
         }
     }
+}
+
+async fn read(state: &AppState, who: &AuthedDevice, cursor: i64) -> Result<Vec<InboxEntry>, ApiError> {
+    let db = state.pool.get().await?;
+    Ok(store::inbox::read(&db, &who.device_id, cursor, BATCH).await?)
 }

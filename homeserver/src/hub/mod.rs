@@ -8,6 +8,7 @@
 
 mod mls;
 mod public_state;
+pub mod writer;
 
 use std::collections::BTreeSet;
 
@@ -18,16 +19,17 @@ use parley_specs::groups_api::{
     Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
     SubmitCommitRequest, SubmitMessageRequest,
 };
-use parley_specs::{ErrorCode, GroupId};
+use parley_specs::{ErrorCode, GroupId, ServerName};
 use time::OffsetDateTime;
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
-use crate::store::inbox::{NewEntry, Recipient};
+use crate::store::groups::{KIND_COMMIT, NewMessage};
+use crate::store::inbox::Recipient;
 use crate::store::{self, Db};
 use public_state::{PublicState, serialize_storage};
+use writer::Submission;
 
 fn member(who: &AuthedDevice) -> GroupMember {
     GroupMember {
@@ -76,9 +78,16 @@ fn invalid_mls(context: &str, err: impl std::fmt::Display) -> ApiError {
 
 /// Local member devices, the ones with inboxes here.
 fn local<'a>(state: &AppState, members: impl IntoIterator<Item = &'a GroupMember>) -> Vec<Recipient<'a>> {
+    local_recipients(&state.config.server_name, members)
+}
+
+fn local_recipients<'a>(
+    server_name: &ServerName,
+    members: impl IntoIterator<Item = &'a GroupMember>,
+) -> Vec<Recipient<'a>> {
     members
         .into_iter()
-        .filter(|m| m.user_id.server_name() == state.config.server_name)
+        .filter(|m| m.user_id.server_name() == *server_name)
         .map(|m| Recipient {
             localpart: m.user_id.localpart(),
             device_id: &m.device_id,
@@ -244,7 +253,7 @@ pub async fn submit_commit(
 
     store::groups::set_state(&tx, &group_id, epoch, seq, &public.serialize()?).await?;
     store::groups::replace_members(&tx, &group_id, &after).await?;
-    store::groups::insert_message(
+    let inserted = store::groups::insert_message(
         &tx,
         &NewMessage {
             group_id: &group_id,
@@ -255,10 +264,19 @@ pub async fn submit_commit(
             txn_id: &req.txn_id,
             payload: req.commit.as_slice(),
             welcome: req.welcome.as_ref().map(|w| w.as_slice()),
+            sent_at: OffsetDateTime::now_utc(),
             expires_at: None,
         },
     )
     .await?;
+    if !inserted {
+        // Another submit of this device with the same txn_id, to another group, was
+        // stored after our check: answer what it got.
+        drop(tx);
+        return retried(state, who, &req.txn_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("idempotent retry", "the first submit vanished"));
+    }
     // The members of the old epoch (removed ones included) get the commit; the new ones
     // start from the Welcome instead.
     let existing = local(state, before.iter().filter(|m| **m != sender));
@@ -271,7 +289,7 @@ pub async fn submit_commit(
                 .map(|r| r.entry(InboxEntryKind::Welcome, &group_id, seq)),
         )
         .collect();
-    let woken = store::inbox::append(&tx, &entries).await?;
+    let woken = store::inbox::devices(store::inbox::append(&tx, &entries).await?);
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
@@ -300,81 +318,26 @@ pub async fn submit_message(
         .sends_per_device
         .check(who.device_id.as_str())
         .map_err(ApiError::rate_limited)?;
-    let sender = member(who);
-
-    let mut db = state.pool.get().await?;
-    let tx = db.transaction().await?;
-    // Statements issued together are pipelined on the connection and run in order: taking
-    // the sequence number locks the group row, and the member list is read under it.
-    let (locked, members) = tokio::try_join!(
-        store::groups::next_seq(&tx, &group_id),
-        store::groups::members(&tx, &group_id)
-    )?;
-    let locked = locked.ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
-    let window = state.config.limits.past_epochs_accepted;
-    let refusal = if !members.contains(&sender) {
-        Some(ApiError::new(
-            ErrorCode::NotAMember,
-            format!("this device is not a member of {group_id}"),
-        ))
-    } else if sent_epoch > locked.epoch || locked.epoch - sent_epoch > window {
-        Some(ApiError::wrong_epoch(sent_epoch, locked.epoch))
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
-        drop(tx);
-        // A retry gets its first answer even if the group has moved on since.
-        return match retried(state, who, &req.txn_id).await? {
-            Some(first) => Ok(first),
-            None => Err(refusal),
-        };
-    }
-    let seq = locked.last_seq;
-    let message = NewMessage {
-        group_id: &group_id,
-        seq,
-        epoch: sent_epoch,
-        kind: KIND_APPLICATION,
-        sender: &sender,
-        txn_id: &req.txn_id,
-        payload: req.message.as_slice(),
-        welcome: None,
-        expires_at: req.expires_at,
-    };
-    let entries: Vec<_> = local(state, members.iter().filter(|m| **m != sender))
-        .into_iter()
-        .map(|r| NewEntry {
+    let written = state
+        .message_writer
+        .submit(Submission {
+            group_id,
+            sender: member(who),
+            txn_id: req.txn_id,
+            payload: req.message.into_vec(),
+            epoch: sent_epoch,
             expires_at: req.expires_at,
-            ..r.entry(InboxEntryKind::Message, &group_id, seq)
         })
-        .collect();
-    let (inserted, woken) = tokio::try_join!(
-        store::groups::insert_message(&tx, &message),
-        store::inbox::append(&tx, &entries)
-    )?;
-    if !inserted {
-        // A retry: the UNIQUE (sender_device, txn_id) constraint caught it. Undo this
-        // attempt and answer what the first one got (it committed before our lock).
-        drop(tx);
-        return retried(state, who, &req.txn_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("idempotent retry", "the first submit vanished"));
+        .await?;
+    if let Some(fanout) = written.fanout {
+        state
+            .metrics
+            .messages_accepted
+            .with_label_values(&["application"])
+            .inc();
+        state.metrics.fanout_devices.observe(fanout as f64);
     }
-    tx.commit().await?;
-
-    state.inbox_waker.wake(&woken);
-    state
-        .metrics
-        .messages_accepted
-        .with_label_values(&["application"])
-        .inc();
-    state.metrics.fanout_devices.observe(woken.len() as f64);
-    Ok(Accepted {
-        group_id,
-        seq,
-        epoch: locked.epoch,
-    })
+    Ok(written.accepted)
 }
 
 /// The answer an earlier submit with this `txn_id` got, if there was one.

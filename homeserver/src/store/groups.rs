@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{DeviceId, GroupId, UserId};
@@ -15,6 +15,7 @@ pub struct LockedGroup {
 }
 
 /// What a previous submit with the same transaction id got.
+#[derive(Clone)]
 pub struct PriorSubmit {
     pub group_id: String,
     pub seq: i64,
@@ -30,6 +31,7 @@ pub struct NewMessage<'a> {
     pub txn_id: &'a str,
     pub payload: &'a [u8],
     pub welcome: Option<&'a [u8]>,
+    pub sent_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -62,16 +64,38 @@ pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, 
     }))
 }
 
-/// Takes the group's next sequence number, locking its row for the rest of the
-/// transaction; returns the epoch and the new number.
-pub async fn next_seq(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, tokio_postgres::Error> {
+/// Locks the rows of these groups, in id order as every writer does, and returns the
+/// ones that exist.
+pub async fn lock_many(db: &impl Db, groups: &[&str]) -> Result<Vec<(String, LockedGroup)>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("UPDATE groups SET last_seq = last_seq + 1 WHERE group_id = $1 RETURNING epoch, last_seq")
+        .prepare_cached(
+            "SELECT group_id, epoch, last_seq FROM groups WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
+        )
         .await?;
-    Ok(db.query_opt(&stmt, &[&group.as_str()]).await?.map(|row| LockedGroup {
-        epoch: to_u64(row.get(0)),
-        last_seq: row.get(1),
-    }))
+    Ok(db
+        .query(&stmt, &[&groups])
+        .await?
+        .iter()
+        .map(|row| {
+            let locked = LockedGroup {
+                epoch: to_u64(row.get(1)),
+                last_seq: row.get(2),
+            };
+            (row.get(0), locked)
+        })
+        .collect())
+}
+
+/// Sets each group's last sequence number; the rows must be locked by this transaction.
+pub async fn set_last_seqs(db: &impl Db, last_seqs: &[(&str, i64)]) -> Result<u64, tokio_postgres::Error> {
+    let (groups, seqs): (Vec<&str>, Vec<i64>) = last_seqs.iter().copied().unzip();
+    let stmt = db
+        .prepare_cached(
+            "UPDATE groups g SET last_seq = n.last_seq
+             FROM unnest($1::text[], $2::int8[]) AS n(group_id, last_seq) WHERE g.group_id = n.group_id",
+        )
+        .await?;
+    db.execute(&stmt, &[&groups, &seqs]).await
 }
 
 pub async fn public_state(db: &impl Db, group: &GroupId) -> Result<Vec<u8>, tokio_postgres::Error> {
@@ -146,6 +170,27 @@ pub async fn members(db: &impl Db, group: &GroupId) -> Result<Vec<GroupMember>, 
         .collect())
 }
 
+/// The members of each of these groups.
+pub async fn members_of_many(
+    db: &impl Db,
+    groups: &[&str],
+) -> Result<HashMap<String, Vec<GroupMember>>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT group_id, user_id, device_id FROM group_members WHERE group_id = ANY($1)")
+        .await?;
+    let mut members: HashMap<String, Vec<GroupMember>> = HashMap::new();
+    for row in db.query(&stmt, &[&groups]).await? {
+        let (Ok(user_id), Ok(device_id)) = (UserId::parse(row.get(1)), DeviceId::parse(row.get(2))) else {
+            continue;
+        };
+        members
+            .entry(row.get(0))
+            .or_default()
+            .push(GroupMember { user_id, device_id });
+    }
+    Ok(members)
+}
+
 /// Epoch and last sequence number of a group.
 pub async fn position(db: &impl Db, group: &GroupId) -> Result<Option<(u64, i64)>, tokio_postgres::Error> {
     let stmt = db
@@ -191,13 +236,75 @@ pub async fn prior_submit(
         }))
 }
 
+/// What earlier submits with these (sender device, transaction id) pairs got.
+pub async fn prior_submits(
+    db: &impl Db,
+    submitted: &[(&str, &str)],
+) -> Result<HashMap<(String, String), PriorSubmit>, tokio_postgres::Error> {
+    let (devices, txn_ids): (Vec<&str>, Vec<&str>) = submitted.iter().copied().unzip();
+    let stmt = db
+        .prepare_cached(
+            "SELECT m.sender_device, m.txn_id, m.group_id, m.seq, m.epoch + CASE m.kind WHEN 1 THEN 1 ELSE 0 END
+             FROM unnest($1::text[], $2::text[]) AS s(sender_device, txn_id)
+             JOIN group_messages m USING (sender_device, txn_id)",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&devices, &txn_ids])
+        .await?
+        .iter()
+        .map(|row| {
+            let prior = PriorSubmit {
+                group_id: row.get(2),
+                seq: row.get(3),
+                epoch_after: to_u64(row.get(4)),
+            };
+            ((row.get(0), row.get(1)), prior)
+        })
+        .collect())
+}
+
+/// Stores these messages in one statement and returns how many were new: fewer than
+/// given when a (sender device, transaction id) pair was already stored.
+pub async fn insert_messages(db: &impl Db, messages: &[NewMessage<'_>]) -> Result<u64, tokio_postgres::Error> {
+    let groups: Vec<&str> = messages.iter().map(|m| m.group_id.as_str()).collect();
+    let users: Vec<&str> = messages.iter().map(|m| m.sender.user_id.as_str()).collect();
+    let devices: Vec<&str> = messages.iter().map(|m| m.sender.device_id.as_str()).collect();
+    let txn_ids: Vec<&str> = messages.iter().map(|m| m.txn_id).collect();
+    let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
+    let epochs: Vec<i64> = messages.iter().map(|m| to_i64(m.epoch)).collect();
+    let kinds: Vec<i16> = messages.iter().map(|m| m.kind).collect();
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload).collect();
+    let welcomes: Vec<Option<&[u8]>> = messages.iter().map(|m| m.welcome).collect();
+    let expiries: Vec<Option<OffsetDateTime>> = messages.iter().map(|m| m.expires_at).collect();
+    let sent: Vec<OffsetDateTime> = messages.iter().map(|m| m.sent_at).collect();
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO group_messages
+                 (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at,
+                  created_at)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int2[], $5::text[], $6::text[],
+                                  $7::text[], $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[])
+             ON CONFLICT (sender_device, txn_id) DO NOTHING",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &groups, &seqs, &epochs, &kinds, &users, &devices, &txn_ids, &payloads, &welcomes, &expiries, &sent,
+        ],
+    )
+    .await
+}
+
 /// Stores the message; false when this device already sent one with this `txn_id`.
 pub async fn insert_message(db: &impl Db, m: &NewMessage<'_>) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO group_messages
-                 (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at,
+                  created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (sender_device, txn_id) DO NOTHING",
         )
         .await?;
@@ -215,6 +322,7 @@ pub async fn insert_message(db: &impl Db, m: &NewMessage<'_>) -> Result<bool, to
                 &m.payload,
                 &m.welcome,
                 &m.expires_at,
+                &m.sent_at,
             ],
         )
         .await?;

@@ -53,11 +53,19 @@ pub struct NewEntry<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// Where an entry was appended.
+pub struct Appended {
+    pub device_id: String,
+    pub position: i64,
+    pub group_id: String,
+    pub seq: i64,
+}
+
 /// Appends entries to inboxes, all in ONE statement: every device row involved is locked
 /// in device id order, so concurrent writers can never deadlock on each other, and each
 /// device's entries get its next positions in the order given. Devices that do not exist
-/// here are skipped. Returns the devices reached, once per entry.
-pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<String>, tokio_postgres::Error> {
+/// here are skipped. Returns the entries written, in no particular order.
+pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>, tokio_postgres::Error> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -92,7 +100,7 @@ pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<String
              INSERT INTO inbox (device_id, position, kind, group_id, seq, receipt_user, receipt_device, expires_at)
              SELECT n.device_id, b.base + n.k, n.kind, n.group_id, n.seq, n.receipt_user, n.receipt_device, n.expires_at
              FROM numbered n JOIN bumped b USING (device_id)
-             RETURNING device_id",
+             RETURNING device_id, position, group_id, seq",
         )
         .await?;
     let rows = db
@@ -110,7 +118,20 @@ pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<String
             ],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Appended {
+            device_id: r.get(0),
+            position: r.get(1),
+            group_id: r.get(2),
+            seq: r.get(3),
+        })
+        .collect())
+}
+
+/// The devices reached by appended entries, once per entry.
+pub fn devices(appended: Vec<Appended>) -> Vec<String> {
+    appended.into_iter().map(|a| a.device_id).collect()
 }
 
 /// Entries after `after`, oldest first, never expired ones.

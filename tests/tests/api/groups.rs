@@ -445,6 +445,68 @@ async fn retried_submits_are_stored_once() {
     assert_eq!(entries, 1, "fanned out once");
 }
 
+/// Submissions arriving together are written in shared transactions: every group still
+/// numbers its messages without gaps, every inbox lists them in that order, and a refused
+/// submission in the same batch changes nothing for the others.
+#[tokio::test]
+async fn concurrent_sends_to_several_groups_keep_each_groups_order_without_gaps() {
+    const PER_SENDER: usize = 25;
+    let server = TestServer::spawn().await;
+    let (mut a, mut b, first) = pair(&server, "quinn", "rosa").await;
+    let (mut c, mut d, second) = pair(&server, "sven", "tara").await;
+    // Each device sends in order (its MLS ratchet expects that); the four go at once.
+    let mut senders = Vec::new();
+    for (device, group) in [(&mut a, &first), (&mut b, &first), (&mut c, &second), (&mut d, &second)] {
+        let requests: Vec<_> = (0..PER_SENDER)
+            .map(|i| SubmitMessageRequest {
+                txn_id: txn(),
+                message: device.encrypt(format!("message {i}").as_bytes()).into(),
+                expires_at: None,
+            })
+            .collect();
+        senders.push((device.client.clone(), group.clone(), requests));
+    }
+    // An outsider's submission (a group of its own under the same id) rides along and is
+    // refused alone.
+    let (mut lookalike, _) = c.mls.create_group(&first);
+    let outsider_req = SubmitMessageRequest {
+        txn_id: txn(),
+        message: c.mls.encrypt(&mut lookalike, b"not in this group").into(),
+        expires_at: None,
+    };
+    let outsider = c.client.submit_message(&first, &outsider_req);
+    let sends = futures_util::future::join_all(senders.iter().map(|(client, group, requests)| async move {
+        for req in requests {
+            client.submit_message(group, req).await.expect("accepted");
+        }
+    }));
+    let (_, outsider) = tokio::join!(sends, outsider);
+    assert_eq!(crate::helpers::code(outsider), ErrorCode::NotAMember);
+    for group in [&first, &second] {
+        let db = server.db().await;
+        let seqs: Vec<i64> = db
+            .query(
+                "SELECT seq FROM group_messages WHERE group_id = $1 ORDER BY seq",
+                &[&group.as_str()],
+            )
+            .await
+            .expect("seqs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(seqs, expected, "no gaps in {group}");
+        assert_eq!(seqs.len(), 2 * PER_SENDER + 1, "the add commit and every message");
+    }
+    for device in [&mut a, &mut b, &mut c, &mut d] {
+        device.sync().await;
+        assert_eq!(device.received.len(), PER_SENDER, "the other member's messages");
+        let mut sorted = device.seen.clone();
+        sorted.sort_unstable();
+        assert_eq!(device.seen, sorted, "inbox order is the hub's order");
+    }
+}
+
 #[tokio::test]
 async fn expired_messages_are_never_served_and_are_deleted() {
     let server = TestServer::spawn_with(|c| c.limits.expiry_sweep_interval_secs = 1).await;

@@ -2,7 +2,6 @@
 //! delivery receipts, and the sweep that makes disappearing messages disappear.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parley_specs::groups_api::{
@@ -10,7 +9,6 @@ use parley_specs::groups_api::{
 };
 use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
@@ -25,27 +23,8 @@ use crate::store::inbox::{NewEntry, Recipient};
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_LIMIT: u32 = 100;
 
-/// Wakes long-polling readers of this process when their inbox gets an entry.
-#[derive(Default)]
-pub struct InboxWaker {
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl InboxWaker {
-    pub fn handle(&self, device: &str) -> Arc<Notify> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.entry(device.to_owned()).or_default().clone()
-    }
-
-    pub fn wake(&self, devices: &[String]) {
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        for device in devices {
-            if let Some(notify) = waiters.get(device) {
-                notify.notify_waiters();
-            }
-        }
-    }
-}
+mod waker;
+pub use waker::{FreshEntry, InboxWaker};
 
 pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);
@@ -58,10 +37,10 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
-    let notify = state.inbox_waker.handle(who.device_id.as_str());
+    let mailbox = state.inbox_waker.handle(who.device_id.as_str());
     loop {
         // Registered before the query, so an entry committed meanwhile still wakes us.
-        let notified = notify.notified();
+        let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let entries = {
@@ -100,6 +79,7 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
     };
     // Every receipt of this acknowledgement in one append: one lock order for all devices.
     let mut senders = Vec::new();
+    let mut devices_of: HashMap<String, Vec<DeviceId>> = HashMap::new();
     for message in &acked {
         let (Ok(sender), Ok(group_id)) = (UserId::parse(&message.sender_user), GroupId::parse(&message.group_id))
         else {
@@ -109,18 +89,22 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
             continue;
         }
         let localpart = sender.localpart();
-        let devices: Vec<DeviceId> = store::devices::list(&tx, &localpart)
-            .await?
-            .iter()
-            .filter_map(|d| DeviceId::parse(&d.device_id).ok())
-            .filter(|d| *d != who.device_id)
-            .collect();
-        senders.push((localpart, devices, group_id, message.seq));
+        if !devices_of.contains_key(localpart.as_str()) {
+            let devices = store::devices::list(&tx, &localpart)
+                .await?
+                .iter()
+                .filter_map(|d| DeviceId::parse(&d.device_id).ok())
+                .filter(|d| *d != who.device_id)
+                .collect();
+            devices_of.insert(localpart.as_str().to_owned(), devices);
+        }
+        senders.push((localpart, group_id, message.seq));
     }
     let receiver = &receiver;
     let entries: Vec<NewEntry> = senders
         .iter()
-        .flat_map(|(localpart, devices, group_id, seq)| {
+        .flat_map(|(localpart, group_id, seq)| {
+            let devices = devices_of.get(localpart.as_str()).map_or(&[][..], Vec::as_slice);
             devices.iter().map(move |device_id| NewEntry {
                 receipt_from: Some(receiver),
                 ..Recipient {
@@ -131,7 +115,7 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
             })
         })
         .collect();
-    let woken = store::inbox::append(&tx, &entries).await?;
+    let woken = store::inbox::devices(store::inbox::append(&tx, &entries).await?);
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
     Ok(())

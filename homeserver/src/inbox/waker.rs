@@ -1,0 +1,189 @@
+//! Wake-ups for this process's inbox readers, and the entries just written for them.
+//!
+//! Without this, a connected device's stream would read every entry back from the
+//! database right after the writer stored it. The message writer hands the entries it
+//! committed to the device's mailbox; a stream that finds them contiguous with what it
+//! has sent pushes them from memory. Anything else (entries written by another process,
+//! paths that only wake, a mailbox that overflowed) shows up as a gap, and the reader
+//! goes to the database as before.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use parley_specs::groups_api::InboxEntry;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+/// Entries kept per device for its readers; past this the oldest go (and are read from
+/// the database instead), so a stalled reader costs bounded memory.
+const MAX_FRESH: usize = 128;
+
+/// One device's wake-up and the committed entries not yet taken by its reader.
+#[derive(Default)]
+pub struct Mailbox {
+    notify: Notify,
+    fresh: Mutex<VecDeque<InboxEntry>>,
+}
+
+impl Mailbox {
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    fn fresh(&self) -> MutexGuard<'_, VecDeque<InboxEntry>> {
+        self.fresh.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entries right after `cursor`, if memory holds them without a gap; `None`
+    /// means the database must be read. Taken entries leave the mailbox.
+    pub fn take_after(&self, cursor: i64) -> Option<Vec<InboxEntry>> {
+        let mut fresh = self.fresh();
+        while fresh.front().is_some_and(|e| e.cursor <= cursor) {
+            fresh.pop_front();
+        }
+        let now = OffsetDateTime::now_utc();
+        // Expired entries are never served; the database read skips them.
+        let contiguous = (cursor + 1..)
+            .zip(fresh.iter())
+            .all(|(expected, e)| e.cursor == expected && e.expires_at.is_none_or(|t| t > now));
+        if !contiguous || fresh.is_empty() {
+            return None;
+        }
+        Some(fresh.drain(..).collect())
+    }
+}
+
+/// An entry committed to a device's inbox.
+pub struct FreshEntry {
+    pub device_id: String,
+    pub entry: InboxEntry,
+}
+
+/// The mailboxes of the devices reading on this process.
+#[derive(Default)]
+pub struct InboxWaker {
+    mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
+}
+
+impl InboxWaker {
+    fn mailboxes(&self) -> MutexGuard<'_, HashMap<String, Arc<Mailbox>>> {
+        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The mailbox a reader of `device` waits on; it lives while some reader holds it.
+    pub fn handle(&self, device: &str) -> Arc<Mailbox> {
+        self.mailboxes().entry(device.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the readers of these devices: they have new entries in the database.
+    pub fn wake(&self, devices: &[String]) {
+        let mut mailboxes = self.mailboxes();
+        for device in devices {
+            if let Some(mailbox) = held(&mut mailboxes, device) {
+                mailbox.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Hands committed entries to the readers of their devices and wakes them. Entries
+    /// of one device must come in cursor order.
+    pub fn deliver(&self, entries: Vec<FreshEntry>) {
+        let mut mailboxes = self.mailboxes();
+        let mut woken = Vec::new();
+        for FreshEntry { device_id, entry } in entries {
+            let Some(mailbox) = held(&mut mailboxes, &device_id) else {
+                continue;
+            };
+            let mut fresh = mailbox.fresh();
+            if fresh.len() == MAX_FRESH {
+                fresh.pop_front();
+            }
+            fresh.push_back(entry);
+            drop(fresh);
+            woken.push(mailbox);
+        }
+        for mailbox in woken {
+            mailbox.notify.notify_waiters();
+        }
+    }
+}
+
+/// The mailbox of `device` if a reader holds it; forgets it once nobody does.
+fn held(mailboxes: &mut HashMap<String, Arc<Mailbox>>, device: &str) -> Option<Arc<Mailbox>> {
+    let mailbox = mailboxes.get(device)?;
+    if Arc::strong_count(mailbox) == 1 {
+        mailboxes.remove(device);
+        return None;
+    }
+    Some(mailbox.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_specs::groups_api::{GroupMember, InboxEntryKind};
+    use parley_specs::{DeviceId, GroupId, UserId};
+
+    use super::*;
+
+    fn entry(cursor: i64) -> InboxEntry {
+        InboxEntry {
+            cursor,
+            kind: InboxEntryKind::Message,
+            group_id: GroupId::parse("g@test.parley").unwrap(),
+            seq: cursor,
+            epoch: 1,
+            sender: GroupMember {
+                user_id: UserId::parse("a@test.parley").unwrap(),
+                device_id: DeviceId::parse("DEVICE1").unwrap(),
+            },
+            payload: None,
+            sent_at: OffsetDateTime::now_utc(),
+            expires_at: None,
+        }
+    }
+
+    fn fresh(device: &str, cursors: impl IntoIterator<Item = i64>) -> Vec<FreshEntry> {
+        cursors
+            .into_iter()
+            .map(|c| FreshEntry {
+                device_id: device.into(),
+                entry: entry(c),
+            })
+            .collect()
+    }
+
+    fn cursors(entries: Option<Vec<InboxEntry>>) -> Option<Vec<i64>> {
+        entries.map(|e| e.iter().map(|e| e.cursor).collect())
+    }
+
+    #[test]
+    fn contiguous_entries_come_from_memory_and_gaps_send_readers_to_the_database() {
+        let waker = InboxWaker::default();
+        let mailbox = waker.handle("D1");
+        waker.deliver(fresh("D1", [3, 4]));
+        assert_eq!(cursors(mailbox.take_after(2)), Some(vec![3, 4]));
+        assert_eq!(cursors(mailbox.take_after(4)), None, "taken entries are gone");
+        waker.deliver(fresh("D1", [6]));
+        assert_eq!(cursors(mailbox.take_after(4)), None, "5 is missing");
+        waker.deliver(fresh("D1", [7]));
+        assert_eq!(
+            cursors(mailbox.take_after(5)),
+            Some(vec![6, 7]),
+            "what the database gave is skipped"
+        );
+    }
+
+    #[test]
+    fn nothing_is_kept_for_devices_nobody_reads_and_memory_is_bounded() {
+        let waker = InboxWaker::default();
+        waker.deliver(fresh("D2", [1]));
+        assert!(waker.handle("D2").take_after(0).is_none());
+        let mailbox = waker.handle("D3");
+        waker.deliver(fresh("D3", 1..=(MAX_FRESH as i64 + 10)));
+        assert_eq!(mailbox.fresh().len(), MAX_FRESH);
+        assert_eq!(cursors(mailbox.take_after(0)), None, "the oldest were dropped");
+        drop(mailbox);
+        waker.wake(&["D2".into(), "D3".into()]);
+        assert!(waker.mailboxes().is_empty(), "a mailbox nobody holds is forgotten");
+    }
+}
