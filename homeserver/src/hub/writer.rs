@@ -66,6 +66,8 @@ pub struct MessageWriter {
 
 impl MessageWriter {
     /// Starts the writer task; it ends when the last `MessageWriter` handle is dropped.
+    /// (Two writers with overlapping transactions measured no faster here, and one
+    /// writer per process never contends with itself for locks.)
     pub fn start(pool: Pool, rules: WriterRules, waker: Arc<InboxWaker>) -> Self {
         let (queue, incoming) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(incoming, pool, rules, waker));
@@ -91,14 +93,10 @@ async fn run(mut incoming: mpsc::Receiver<Pending>, pool: Pool, rules: WriterRul
         if batch.is_empty() && incoming.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        let room = MAX_BATCH.saturating_sub(batch.len());
-        if room > 0 {
-            while let Ok(pending) = incoming.try_recv() {
-                batch.push(pending);
-                if batch.len() == MAX_BATCH {
-                    break;
-                }
-            }
+        while batch.len() < MAX_BATCH
+            && let Ok(pending) = incoming.try_recv()
+        {
+            batch.push(pending);
         }
         carried = write_or_split(&pool, &rules, &waker, std::mem::take(&mut batch)).await;
     }
