@@ -1,0 +1,21 @@
+//! Server-to-server plumbing for Parley homeservers.
+//!
+//! - [`server_key`]: a homeserver's ed25519 signing keys, kept in an owner-only key file,
+//!   with rotation that keeps retired public keys verifiable;
+//! - [`key_document`]: the self-signed document a server publishes about its keys, and its
+//!   verification by peers;
+//! - [`request_auth`]: the signature every federation request carries (method, path,
+//!   origin, destination, timestamp, body hash) and its verification.
+//!
+//! Values that have been checked have their own types ([`key_document::VerifiedKeys`],
+//! [`request_auth::VerifiedRequest`]) so code cannot confuse them with what arrived.
+
+mod canonical;
+pub mod key_document;
+pub mod request_auth;
+pub mod server_key;
+
+pub use server_key::{KeyId, ServerKeyring};
+
+/// The base64 alphabet of every key and signature in federation documents.
+pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
