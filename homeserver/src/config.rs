@@ -24,6 +24,26 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The federation API; absent, this server talks to no other.
+    #[serde(default)]
+    pub federation: Option<FederationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Address of the federation API, served over mutual TLS only. Port 0 picks a free port.
+    #[serde(default = "default_federation_listen")]
+    pub listen: SocketAddr,
+    /// This server's ed25519 signing key file; created (mode 0600) on first start if missing.
+    pub signing_key: PathBuf,
+    /// PEM CA bundle that other servers' client certificates must chain to. Unset: the
+    /// system's WebPKI roots.
+    #[serde(default)]
+    pub trust_roots: Option<PathBuf>,
+    /// How long other servers may cache this server's key document.
+    #[serde(default = "default_key_document_validity_secs")]
+    pub key_document_validity_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +169,14 @@ impl Default for LogConfig {
             level: default_log_level(),
         }
     }
+}
+
+fn default_federation_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8448))
+}
+
+fn default_key_document_validity_secs() -> u64 {
+    7 * 24 * 3600
 }
 
 fn yes() -> bool {

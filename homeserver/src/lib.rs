@@ -11,6 +11,7 @@ pub mod dev;
 pub mod devcerts;
 pub mod embedded_pg;
 pub mod error;
+pub mod federation;
 pub mod fsutil;
 pub mod hub;
 pub mod inbox;

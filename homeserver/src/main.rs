@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use parley_federation::ServerKeyring;
+use parley_federation::server_key::encode_public_key;
 use parley_homeserver::config::{Config, LogConfig};
 use parley_homeserver::{Application, db, dev, telemetry};
 
@@ -31,9 +33,27 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show or rotate this server's federation signing key (the [federation] signing_key
+    /// file). Running processes pick up a rotated key within a second.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The homeserver's configuration file.
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Start a complete development homeserver with nothing to set up: a private
     /// PostgreSQL cluster and a development CA under --data-dir. Ctrl-C stops both.
     Dev(dev::DevArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print the current key id and public key, and the retired keys.
+    Show,
+    /// Sign with a new key from now on; the old public key stays published, with the time
+    /// it stopped signing, so what it signed stays verifiable.
+    Rotate,
 }
 
 #[tokio::main]
@@ -42,6 +62,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Migrate { config } => migrate(config).await,
+        Command::Keys { action, config } => keys(action, config),
         Command::Dev(args) => dev::run(args).await,
     };
     match result {
@@ -69,5 +90,45 @@ async fn migrate(path: PathBuf) -> anyhow::Result<()> {
     let pool = db::create_pool(&config.database)?;
     let version = db::migrate(&pool).await?;
     println!("database schema is at version {version}");
+    Ok(())
+}
+
+fn keys(action: KeysAction, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config_path = config.ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
+    let config = Config::load(&config_path)?;
+    let federation = config.federation.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no [federation] section, so this server has no signing key",
+            config_path.display()
+        )
+    })?;
+    let path = federation.signing_key;
+    if !path.exists() {
+        anyhow::bail!(
+            "there is no signing key at {} yet; the server creates it when it first starts",
+            path.display()
+        );
+    }
+    let mut keyring = ServerKeyring::load(&path)?;
+    if let KeysAction::Rotate = action {
+        let retired = keyring.key_id().clone();
+        keyring.rotate(parley_homeserver::federation::now_ms());
+        keyring.save(&path)?;
+        println!("retired {retired}; signing with {} from now on", keyring.key_id());
+    }
+    println!("key file: {}", path.display());
+    println!(
+        "current:  {} {}",
+        keyring.key_id(),
+        encode_public_key(&keyring.public_key())
+    );
+    for old in keyring.retired() {
+        println!(
+            "retired:  {} {} (stopped signing at {} ms)",
+            old.key_id,
+            encode_public_key(&old.public_key),
+            old.expired_at_ms
+        );
+    }
     Ok(())
 }

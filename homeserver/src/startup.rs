@@ -11,8 +11,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, FederationConfig};
 use crate::db;
+use crate::federation::{self, FederationState, KeyringFile};
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -21,6 +22,7 @@ use crate::tls;
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    federation: Option<(SocketAddr, Server)>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -38,6 +40,10 @@ impl Application {
         let workers = match config.listen.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
+        };
+        let federation = match &config.federation {
+            Some(federation_config) => Some(federation_server(&config, federation_config, workers)?),
+            None => None,
         };
         let max_body = config.limits.max_body_bytes;
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
@@ -61,8 +67,14 @@ impl Application {
         Ok(Self {
             addr,
             server,
+            federation,
             background,
         })
+    }
+
+    /// Where the federation API listens, when it is enabled.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -78,11 +90,53 @@ impl Application {
         self.server.handle()
     }
 
+    /// Runs until the client API stops (its handle, SIGTERM or SIGINT); the federation
+    /// API stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let federation = self.federation.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = federation {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         for task in &self.background {
             task.abort();
         }
         result
     }
+}
+
+/// The federation API's own server: mutual TLS on its own port.
+fn federation_server(
+    config: &Config,
+    federation: &FederationConfig,
+    workers: usize,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let tls_config =
+        tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
+    let keys = KeyringFile::open_or_create(&federation.signing_key)?;
+    let listener = TcpListener::bind(federation.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (federation): {e}", federation.listen))?;
+    let addr = listener.local_addr()?;
+    let state = web::Data::new(FederationState {
+        server_name: config.server_name.clone(),
+        keys,
+        key_document_validity_ms: i64::try_from(federation.key_document_validity_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(federation::configure)
+            .default_service(web::to(federation::unrecognized_endpoint))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen_rustls_0_23(listener, tls_config)?
+    .run();
+    tracing::info!(%addr, "federation API listening (mutual TLS)");
+    Ok((addr, server))
 }

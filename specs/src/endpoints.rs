@@ -27,6 +27,9 @@ pub enum Auth {
     None,
     /// `Authorization: Bearer <access token>` of a logged-in device.
     AccessToken,
+    /// `Authorization: Parley-Federation ...` signed by the origin server's key, on a
+    /// connection whose client certificate is valid for that origin.
+    ServerSignature,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,18 @@ pub mod ops {
     pub const ALL: &[Endpoint] = &[HEALTH, READY, METRICS];
 }
 
+/// The federation API (`/federation/v1`), used by other homeservers. It listens on its
+/// own port and only over mutually authenticated TLS.
+pub mod federation {
+    use super::{Auth::*, Endpoint, Method::*, endpoint};
+
+    /// The server's self-signed key document: anyone with a client certificate may fetch
+    /// it; the document's own signatures are what a peer checks.
+    pub const SERVER_KEYS: Endpoint = endpoint(Get, "/federation/v1/keys", None, false);
+
+    pub const ALL: &[Endpoint] = &[SERVER_KEYS];
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -156,11 +171,9 @@ mod tests {
         assert_eq!(client::LOGIN.path_with(&[]), "/client/v1/login");
     }
 
-    /// The OpenAPI document names exactly the endpoints declared here, no more, no fewer.
-    #[test]
-    fn openapi_document_matches_declared_endpoints() {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(include_str!("../openapi/client-api.yaml")).expect("valid YAML");
+    /// The endpoints an OpenAPI document describes: (method, path, needs authentication).
+    fn documented(yaml: &str) -> BTreeSet<(String, String, bool)> {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("valid YAML");
         let paths = doc.get("paths").and_then(|p| p.as_mapping()).expect("has paths");
         let mut documented = BTreeSet::new();
         for (path, ops) in paths {
@@ -177,23 +190,38 @@ mod tests {
                 documented.insert((method, path.to_owned(), secured));
             }
         }
-        let declared: BTreeSet<_> = client::ALL
+        documented
+    }
+
+    fn assert_documented(file: &str, yaml: &str, declared: &[&[Endpoint]]) {
+        let documented = documented(yaml);
+        let declared: BTreeSet<_> = declared
             .iter()
-            .chain(ops::ALL)
-            .map(|e| {
-                (
-                    e.method.as_str().to_owned(),
-                    e.path.to_owned(),
-                    e.auth == Auth::AccessToken,
-                )
-            })
+            .copied()
+            .flatten()
+            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned(), e.auth != Auth::None))
             .collect();
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let unknown: Vec<_> = documented.difference(&declared).collect();
         assert!(
             undocumented.is_empty(),
-            "declared but not in client-api.yaml (method, path, needs token): {undocumented:?}"
+            "declared but not in {file} (method, path, authenticated): {undocumented:?}"
         );
-        assert!(unknown.is_empty(), "in client-api.yaml but not declared: {unknown:?}");
+        assert!(unknown.is_empty(), "in {file} but not declared: {unknown:?}");
+    }
+
+    /// Each OpenAPI document names exactly the endpoints declared here, no more, no fewer.
+    #[test]
+    fn openapi_documents_match_declared_endpoints() {
+        assert_documented(
+            "client-api.yaml",
+            include_str!("../openapi/client-api.yaml"),
+            &[client::ALL, ops::ALL],
+        );
+        assert_documented(
+            "federation-api.yaml",
+            include_str!("../openapi/federation-api.yaml"),
+            &[federation::ALL],
+        );
     }
 }

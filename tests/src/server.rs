@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
 use parley_homeserver::config::{
-    Config, DatabaseConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig,
+    Config, DatabaseConfig, FederationConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig,
 };
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
@@ -20,6 +20,7 @@ use crate::postgres::fresh_database;
 /// A CA and a localhost certificate, shared by every server of this test process.
 struct TestPki {
     _dir: tempfile::TempDir,
+    ca: DevCa,
     ca_pem: String,
     ca_file: PathBuf,
     cert: PathBuf,
@@ -40,6 +41,7 @@ fn pki() -> &'static TestPki {
         std::fs::write(&key, issued.key_pem).expect("write");
         TestPki {
             ca_pem: ca.cert_pem(),
+            ca,
             ca_file,
             cert,
             key,
@@ -48,9 +50,57 @@ fn pki() -> &'static TestPki {
     })
 }
 
+/// The PEM file of the CA behind every test server's certificate.
+pub fn ca_file() -> PathBuf {
+    pki().ca_file.clone()
+}
+
+/// A certificate for these names from the CA every test server trusts (also for
+/// federation client certificates).
+pub fn issue_cert(names: &[&str]) -> parley_homeserver::devcerts::IssuedCert {
+    pki().ca.issue(names).expect("certificate")
+}
+
+/// An HTTPS client trusting the test CA that presents `identity` (a PEM certificate chain
+/// and key) when a server asks for a client certificate.
+pub fn https_client(identity: Option<&parley_homeserver::devcerts::IssuedCert>) -> reqwest::Client {
+    https_client_trusting(&pki().ca_pem, identity)
+}
+
+pub fn https_client_trusting(
+    ca_pem: &str,
+    identity: Option<&parley_homeserver::devcerts::IssuedCert>,
+) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA pem")).expect("CA");
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+    let tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some(issued) => {
+            let chain = rustls::pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certificate pem");
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key pem");
+            builder.with_client_auth_cert(chain, key).expect("client certificate")
+        }
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("reqwest")
+}
+
 pub struct TestServer {
     pub config: Config,
     pub addr: SocketAddr,
+    /// Where the federation API listens, when the configuration enables it.
+    pub federation_addr: Option<SocketAddr>,
     /// `https://localhost:<port>`
     pub url: String,
     handle: ServerHandle,
@@ -70,6 +120,21 @@ impl TestServer {
         Self::start(config).await
     }
 
+    /// A homeserver whose federation API listens too (mutual TLS, trusting the test CA),
+    /// with its signing key in `key_dir`.
+    pub async fn spawn_federating(key_dir: &std::path::Path) -> Self {
+        let signing_key = key_dir.join("server.key");
+        Self::spawn_with(|c| {
+            c.federation = Some(FederationConfig {
+                listen: (Ipv4Addr::LOCALHOST, 0).into(),
+                signing_key,
+                trust_roots: Some(ca_file()),
+                key_document_validity_secs: 3600,
+            })
+        })
+        .await
+    }
+
     /// Starts a homeserver with exactly this configuration (e.g. on an existing database).
     pub async fn start(config: Config) -> Self {
         // Server faults are logged at error level; RUST_LOG shows more.
@@ -79,12 +144,17 @@ impl TestServer {
         });
         let app = Application::build(config.clone()).await.expect("homeserver starts");
         let addr = app.addr();
+        let federation_addr = app.federation_addr();
         let handle = app.handle();
         let task = tokio::spawn(app.run_until_stopped());
         let mut config = config;
         // A restart must come back on the same port for clients holding the URL.
         config.listen.client = addr;
+        if let (Some(federation), Some(bound)) = (config.federation.as_mut(), federation_addr) {
+            federation.listen = bound;
+        }
         Self {
+            federation_addr,
             url: format!("https://localhost:{}", addr.port()),
             config,
             addr,
@@ -115,20 +185,13 @@ impl TestServer {
 
     /// A plain HTTPS client trusting the test CA, for requests the SDK would never send.
     pub fn http(&self) -> reqwest::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pki().ca_pem.as_bytes()) {
-            roots.add(cert.expect("CA pem")).expect("CA");
-        }
-        let tls =
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .expect("reqwest")
+        https_client(None)
+    }
+
+    /// `https://localhost:<federation port><path>`; panics if federation is off.
+    pub fn federation_url(&self, path: &str) -> String {
+        let addr = self.federation_addr.expect("federation is enabled");
+        format!("https://localhost:{}{path}", addr.port())
     }
 
     pub fn endpoint_url(&self, path: &str) -> String {
@@ -136,7 +199,7 @@ impl TestServer {
     }
 
     pub fn ca_file(&self) -> PathBuf {
-        pki().ca_file.clone()
+        ca_file()
     }
 
     /// The Prometheus text of `/metrics`.
@@ -181,6 +244,7 @@ fn default_config(database_url: String) -> Config {
         registration: RegistrationConfig::default(),
         limits: LimitsConfig::default(),
         log: LogConfig::default(),
+        federation: None,
     }
 }
 

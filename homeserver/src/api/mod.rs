@@ -45,20 +45,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics);
-    for resource in routes.resources {
-        cfg.service(resource.1);
-    }
+    routes.register(cfg);
 }
 
 /// One actix resource per path, holding a route per declared method; any other
 /// method on that path answers 405 in the API's error format.
 #[derive(Default)]
-struct Routes {
+pub(crate) struct Routes {
     resources: Vec<(&'static str, Resource)>,
 }
 
 impl Routes {
-    fn add<F, Args>(mut self, endpoint: Endpoint, handler: F) -> Self
+    pub(crate) fn register(self, cfg: &mut web::ServiceConfig) {
+        for (_, resource) in self.resources {
+            cfg.service(resource);
+        }
+    }
+
+    pub(crate) fn add<F, Args>(mut self, endpoint: Endpoint, handler: F) -> Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod errors;
+mod federation;
 mod groups;
 mod helpers;
 mod key_packages;

@@ -2,8 +2,9 @@
 //! against the same declarations in `parley-specs`), so the three cannot drift apart.
 
 use parley_specs::ErrorCode;
-use parley_specs::endpoints::{Method, client, ops};
+use parley_specs::endpoints::{Endpoint, Method, client, federation, ops};
 use parley_tests::TestServer;
+use parley_tests::server::{https_client, issue_cert};
 
 #[tokio::test]
 async fn every_declared_endpoint_is_routed() {
@@ -11,6 +12,23 @@ async fn every_declared_endpoint_is_routed() {
     let http = server.http();
     for endpoint in client::ALL.iter().chain(ops::ALL) {
         let url = server.endpoint_url(&endpoint.path_with(&["ABCDEF"]));
+        assert_routed(&http, endpoint, url).await;
+    }
+}
+
+#[tokio::test]
+async fn every_declared_federation_endpoint_is_routed() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn_federating(key_dir.path()).await;
+    let peer = https_client(Some(&issue_cert(&["peer.test"])));
+    for endpoint in federation::ALL {
+        let url = server.federation_url(&endpoint.path_with(&["ABCDEF"]));
+        assert_routed(&peer, endpoint, url).await;
+    }
+}
+
+async fn assert_routed(http: &reqwest::Client, endpoint: &Endpoint, url: String) {
+    {
         let req = match endpoint.method {
             Method::Get => http.get(url),
             Method::Post => http.post(url),
