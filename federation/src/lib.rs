@@ -5,12 +5,14 @@
 //! - [`key_document`]: the self-signed document a server publishes about its keys, and its
 //!   verification by peers;
 //! - [`request_auth`]: the signature every federation request carries (method, path,
-//!   origin, destination, timestamp, body hash) and its verification.
+//!   origin, destination, timestamp, body hash) and its verification;
+//! - [`client`]: outbound federation requests over mutual TLS, signed.
 //!
 //! Values that have been checked have their own types ([`key_document::VerifiedKeys`],
 //! [`request_auth::VerifiedRequest`]) so code cannot confuse them with what arrived.
 
 mod canonical;
+pub mod client;
 pub mod key_document;
 pub mod request_auth;
 pub mod server_key;

@@ -2,6 +2,7 @@
 //! `PARLEY_*` environment variable (`__` separates nesting levels, e.g.
 //! `PARLEY_DATABASE__URL`, `PARLEY_LIMITS__MAX_BODY_BYTES`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,10 @@ pub struct FederationConfig {
     /// How long other servers may cache this server's key document.
     #[serde(default = "default_key_document_validity_secs")]
     pub key_document_validity_secs: u64,
+    /// Addresses of other servers' federation APIs, by server name (IP:port). A server
+    /// not listed is reached at its name, on the port its name gives or 8448.
+    #[serde(default)]
+    pub peers: BTreeMap<ServerName, SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "groups_and_inboxes",
         sql: include_str!("../migrations/0003_groups_and_inboxes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "federation_requests",
+        sql: include_str!("../migrations/0004_federation_requests.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

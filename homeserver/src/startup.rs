@@ -13,11 +13,12 @@ use actix_web::{App, HttpServer, web};
 use crate::api;
 use crate::config::{Config, FederationConfig};
 use crate::db;
-use crate::federation::{self, FederationState, KeyringFile};
+use crate::federation::{self, FederationState, KeyringFile, PeerKeys};
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tls;
+use parley_federation::client::FederationClient;
 
 pub struct Application {
     addr: SocketAddr,
@@ -42,12 +43,15 @@ impl Application {
             n => n,
         };
         let federation = match &config.federation {
-            Some(federation_config) => Some(federation_server(&config, federation_config, workers)?),
+            Some(federation_config) => Some(federation_server(&config, federation_config, pool.clone(), workers)?),
             None => None,
         };
         let max_body = config.limits.max_body_bytes;
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
-        let background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
+        let mut background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
+        if federation.is_some() {
+            background.push(tokio::spawn(federation::forget_old_requests_forever(pool.clone())));
+        }
         let state = web::Data::new(AppState::new(config, pool, Arc::new(Metrics::new()?)));
         let server = HttpServer::new(move || {
             App::new()
@@ -113,11 +117,18 @@ impl Application {
 fn federation_server(
     config: &Config,
     federation: &FederationConfig,
+    pool: deadpool_postgres::Pool,
     workers: usize,
 ) -> anyhow::Result<(SocketAddr, Server)> {
     let tls_config =
         tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
     let keys = KeyringFile::open_or_create(&federation.signing_key)?;
+    let client = FederationClient::new(
+        config.server_name.clone(),
+        tls::certified_key(&config.tls.cert, &config.tls.key)?,
+        tls::root_store(federation.trust_roots.as_deref())?,
+        federation.peers.clone(),
+    )?;
     let listener = TcpListener::bind(federation.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (federation): {e}", federation.listen))?;
     let addr = listener.local_addr()?;
@@ -126,6 +137,9 @@ fn federation_server(
         keys,
         key_document_validity_ms: i64::try_from(federation.key_document_validity_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        pool,
+        client,
+        peer_keys: PeerKeys::default(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -133,6 +147,7 @@ fn federation_server(
             .configure(federation::configure)
             .default_service(web::to(federation::unrecognized_endpoint))
     })
+    .on_connect(federation::capture_peer_certificate)
     .workers(workers)
     .shutdown_timeout(10)
     .listen_rustls_0_23(listener, tls_config)?

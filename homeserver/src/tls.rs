@@ -91,7 +91,11 @@ pub fn root_store(trust_roots: Option<&Path>) -> Result<rustls::RootCertStore, T
     Ok(roots)
 }
 
-fn certified_key(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+/// This server's certificate chain and private key, from their PEM files.
+pub fn certified_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
         .map_err(|e| TlsError::Cert {

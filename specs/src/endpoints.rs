@@ -151,8 +151,11 @@ pub mod federation {
     /// The server's self-signed key document: anyone with a client certificate may fetch
     /// it; the document's own signatures are what a peer checks.
     pub const SERVER_KEYS: Endpoint = endpoint(Get, "/federation/v1/keys", None, false);
+    /// Which server and version answers, and which origin it authenticated: the check
+    /// an operator runs to see that two servers federate.
+    pub const VERSION: Endpoint = endpoint(Get, "/federation/v1/version", ServerSignature, false);
 
-    pub const ALL: &[Endpoint] = &[SERVER_KEYS];
+    pub const ALL: &[Endpoint] = &[SERVER_KEYS, VERSION];
 }
 
 #[cfg(test)]

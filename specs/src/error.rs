@@ -61,6 +61,19 @@ pub enum ErrorCode {
     Unavailable,
     /// A fault in the server itself, logged there; never caused by client input.
     Internal,
+    /// Federation: the request carries no `Parley-Federation` signature.
+    MissingSignature,
+    /// Federation: the signature is malformed, by a key the origin does not publish (or
+    /// whose keys cannot be fetched), or does not verify.
+    InvalidSignature,
+    /// Federation: the request's timestamp is more than 5 minutes from the server's clock.
+    StaleRequest,
+    /// Federation: this exact signed request was received before.
+    ReplayedRequest,
+    /// Federation: the request is addressed to another server.
+    WrongDestination,
+    /// Federation: the TLS client certificate is not valid for the claimed origin.
+    CertificateMismatch,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -94,6 +107,12 @@ impl ErrorCode {
         Self::RateLimited,
         Self::Unavailable,
         Self::Internal,
+        Self::MissingSignature,
+        Self::InvalidSignature,
+        Self::StaleRequest,
+        Self::ReplayedRequest,
+        Self::WrongDestination,
+        Self::CertificateMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +142,12 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::MissingSignature => "missing_signature",
+            Self::InvalidSignature => "invalid_signature",
+            Self::StaleRequest => "stale_request",
+            Self::ReplayedRequest => "replayed_request",
+            Self::WrongDestination => "wrong_destination",
+            Self::CertificateMismatch => "certificate_mismatch",
             Self::Unknown => "unknown",
         }
     }
@@ -137,8 +162,15 @@ impl ErrorCode {
             | Self::InvalidKeyPackage
             | Self::InvalidMlsMessage
             | Self::GroupMismatch => 400,
-            Self::MissingToken | Self::UnknownToken | Self::InvalidCredentials => 401,
-            Self::RegistrationClosed
+            Self::MissingToken
+            | Self::UnknownToken
+            | Self::InvalidCredentials
+            | Self::MissingSignature
+            | Self::InvalidSignature
+            | Self::StaleRequest
+            | Self::ReplayedRequest => 401,
+            Self::CertificateMismatch
+            | Self::RegistrationClosed
             | Self::InvalidInviteToken
             | Self::CredentialMismatch
             | Self::NotAMember
@@ -147,6 +179,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
             Self::PayloadTooLarge => 413,
+            Self::WrongDestination => 421,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal | Self::Unknown => 500,

@@ -98,6 +98,16 @@ impl ServerName {
             Err(IdError::InvalidServerName)
         }
     }
+
+    /// The DNS name, without a development `:port`.
+    pub fn host(&self) -> &str {
+        self.0.split_once(':').map_or(&self.0, |(host, _)| host)
+    }
+
+    /// The `:port` of a development server name.
+    pub fn port(&self) -> Option<u16> {
+        self.0.split_once(':').and_then(|(_, port)| port.parse().ok())
+    }
 }
 
 /// `localpart@server`, e.g. `alice@a.example`.

@@ -9,6 +9,7 @@ pub mod bytes;
 pub mod client_api;
 pub mod endpoints;
 pub mod error;
+pub mod federation_api;
 pub mod groups_api;
 pub mod ids;
 pub mod keys_api;

@@ -121,15 +121,33 @@ impl TestServer {
     }
 
     /// A homeserver whose federation API listens too (mutual TLS, trusting the test CA),
-    /// with its signing key in `key_dir`.
-    pub async fn spawn_federating(key_dir: &std::path::Path) -> Self {
-        let signing_key = key_dir.join("server.key");
+    /// with its signing key in `dir`.
+    pub async fn spawn_federating(dir: &std::path::Path) -> Self {
+        Self::spawn_federating_as("test.parley", dir, &[]).await
+    }
+
+    /// A federating homeserver named `name`, with a certificate for that name (and
+    /// localhost) and its signing key in `dir`, that reaches the given servers at their
+    /// loopback federation addresses.
+    pub async fn spawn_federating_as(name: &str, dir: &std::path::Path, peers: &[&TestServer]) -> Self {
+        let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
+        let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
+        std::fs::write(&cert, issued.cert_pem).expect("write certificate");
+        std::fs::write(&key, issued.key_pem).expect("write key");
+        let peers = peers
+            .iter()
+            .map(|p| (p.server_name().clone(), p.federation_addr.expect("a federating peer")))
+            .collect();
+        let signing_key = dir.join("server.key");
         Self::spawn_with(|c| {
+            c.server_name = ServerName::parse(name).expect("server name");
+            c.tls = TlsConfig { cert, key };
             c.federation = Some(FederationConfig {
                 listen: (Ipv4Addr::LOCALHOST, 0).into(),
                 signing_key,
                 trust_roots: Some(ca_file()),
                 key_document_validity_secs: 3600,
+                peers,
             })
         })
         .await

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod federation;
 pub mod groups;
 pub mod inbox;
 pub mod key_packages;

@@ -4,12 +4,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use parley_federation::ServerKeyring;
+use parley_federation::client::FederationClient;
 use parley_federation::key_document::KeyDocument;
-use parley_homeserver::devcerts::DevCa;
+use parley_federation::request_auth::{RequestParts, authorization};
+use parley_homeserver::devcerts::{DevCa, IssuedCert};
 use parley_homeserver::federation::now_ms;
-use parley_specs::endpoints::federation::SERVER_KEYS;
+use parley_specs::ServerName;
+use parley_specs::endpoints::federation::{SERVER_KEYS, VERSION};
+use parley_specs::federation_api::FederationVersion;
 use parley_tests::TestServer;
-use parley_tests::server::{https_client, https_client_trusting, issue_cert};
+use parley_tests::server::{ca_file, https_client, https_client_trusting, issue_cert};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 async fn fetch_keys(server: &TestServer, client: &reqwest::Client) -> KeyDocument {
     let response = client
@@ -107,4 +113,154 @@ async fn a_rotated_key_is_published_at_once_and_the_old_one_stays_verifiable() {
         keys.key_for(&old_id, rotated_at + 1).is_none(),
         "nothing it signs after"
     );
+}
+
+/// Two federating servers, `a.test` and `b.test`; `b` reaches `a` to fetch its keys.
+struct Pair {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    a_dir: std::path::PathBuf,
+    a: TestServer,
+    b: TestServer,
+}
+
+async fn pair() -> Pair {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestServer::spawn_federating_as("a.test", a_dir.path(), &[]).await;
+    let b = TestServer::spawn_federating_as("b.test", b_dir.path(), &[&a]).await;
+    Pair {
+        a_dir: a_dir.path().to_owned(),
+        _dirs: (a_dir, b_dir),
+        a,
+        b,
+    }
+}
+
+impl Pair {
+    fn a_keyring(&self) -> ServerKeyring {
+        ServerKeyring::load(&self.a_dir.join("server.key")).unwrap()
+    }
+
+    /// What `a` presents in TLS: its own certificate.
+    fn a_identity(&self) -> IssuedCert {
+        IssuedCert {
+            cert_pem: std::fs::read_to_string(self.a_dir.join("tls.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(self.a_dir.join("tls.key")).unwrap(),
+        }
+    }
+
+    /// A request to `b`'s version endpoint with this authorization, over a connection
+    /// presenting `identity`.
+    async fn call_b(&self, identity: &IssuedCert, authorization: Option<String>) -> (u16, serde_json::Value) {
+        let mut request = https_client(Some(identity)).get(self.b.federation_url(VERSION.path));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// `a`'s signature on a GET of `b`'s version endpoint.
+    fn a_signs(&self, keyring: &ServerKeyring, destination: &str, ts: i64) -> String {
+        let parts = RequestParts {
+            method: "GET",
+            path_and_query: VERSION.path,
+            body: b"",
+        };
+        authorization(keyring, self.a.server_name(), &name(destination), &parts, ts)
+    }
+}
+
+fn name(s: &str) -> ServerName {
+    ServerName::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_request_from_a_peer_is_authenticated_as_its_origin() {
+    let pair = pair().await;
+    let identity = pair.a_identity();
+    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let roots = parley_homeserver::tls::root_store(Some(&ca_file())).unwrap();
+    let peers = [(name("b.test"), pair.b.federation_addr.unwrap())]
+        .into_iter()
+        .collect();
+    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers).unwrap();
+
+    let response = client
+        .send(
+            &pair.a_keyring(),
+            reqwest::Method::GET,
+            &name("b.test"),
+            VERSION.path,
+            Vec::new(),
+            now_ms(),
+        )
+        .await
+        .expect("b answers");
+    assert_eq!(response.status(), 200);
+    let version: FederationVersion = response.json().await.unwrap();
+    assert_eq!(version.server_name, name("b.test"));
+    assert_eq!(version.origin, name("a.test"));
+
+    // The client fetches and verifies keys the same way the servers do.
+    let keys = client.fetch_keys(&name("b.test"), now_ms()).await.unwrap();
+    assert_eq!(keys.server_name, name("b.test"));
+}
+
+#[tokio::test]
+async fn forged_missing_stale_replayed_misaddressed_or_misattributed_requests_are_refused() {
+    let pair = pair().await;
+    let a = pair.a_identity();
+    let keyring = pair.a_keyring();
+    let refused = |(status, body): (u16, serde_json::Value), want_status: u16, want_code: &str| {
+        assert_eq!(
+            (status, body["error"].as_str().unwrap_or_default()),
+            (want_status, want_code),
+            "{body}"
+        );
+    };
+
+    refused(pair.call_b(&a, None).await, 401, "missing_signature");
+
+    let forger = ServerKeyring::generate();
+    refused(
+        pair.call_b(&a, Some(pair.a_signs(&forger, "b.test", now_ms()))).await,
+        401,
+        "invalid_signature",
+    );
+    let far_future = now_ms() + 6 * 60 * 1000;
+    refused(
+        pair.call_b(&a, Some(pair.a_signs(&keyring, "b.test", far_future)))
+            .await,
+        401,
+        "stale_request",
+    );
+    let stale = now_ms() - 6 * 60 * 1000;
+    refused(
+        pair.call_b(&a, Some(pair.a_signs(&keyring, "b.test", stale))).await,
+        401,
+        "stale_request",
+    );
+    refused(
+        pair.call_b(&a, Some(pair.a_signs(&keyring, "c.test", now_ms()))).await,
+        421,
+        "wrong_destination",
+    );
+
+    // A valid signature by a.test over a connection whose certificate names c.test.
+    let c = issue_cert(&["c.test"]);
+    refused(
+        pair.call_b(&c, Some(pair.a_signs(&keyring, "b.test", now_ms()))).await,
+        403,
+        "certificate_mismatch",
+    );
+
+    let once = pair.a_signs(&keyring, "b.test", now_ms());
+    let (status, body) = pair.call_b(&a, Some(once.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["origin"], "a.test");
+    refused(pair.call_b(&a, Some(once)).await, 401, "replayed_request");
 }

@@ -1,0 +1,167 @@
+//! Who is calling: a federation request is accepted only when its `Parley-Federation`
+//! signature verifies with the origin's published keys, it is addressed to this server,
+//! recent and not seen before, and the TLS client certificate is valid for that origin.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::HttpRequest;
+use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
+use parley_federation::key_document::VerifiedKeys;
+use parley_federation::request_auth::{AuthError, MAX_CLOCK_SKEW_MS, RequestParts, SignedRequest};
+use parley_specs::{ErrorCode, ServerName};
+use rustls::pki_types::CertificateDer;
+
+use super::{FederationState, now_ms};
+use crate::error::ApiError;
+use crate::store;
+
+/// A peer whose request was authenticated.
+#[derive(Debug, Clone)]
+pub struct VerifiedPeer {
+    pub origin: ServerName,
+}
+
+/// The leaf certificate the peer presented in the TLS handshake.
+#[derive(Clone)]
+struct PeerCertificate(CertificateDer<'static>);
+
+/// Keeps the peer's certificate with the connection (`HttpServer::on_connect`).
+pub fn capture_peer_certificate(connection: &dyn Any, extensions: &mut Extensions) {
+    if let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() {
+        let (_, session) = tls.get_ref();
+        if let Some(leaf) = session.peer_certificates().and_then(|certs| certs.first()) {
+            extensions.insert(PeerCertificate(leaf.clone().into_owned()));
+        }
+    }
+}
+
+/// Verified key documents of other servers, refreshed when they expire or a request
+/// names a key they do not list.
+#[derive(Default)]
+pub struct PeerKeys {
+    cache: Mutex<HashMap<ServerName, (VerifiedKeys, Instant)>>,
+}
+
+/// A server sending requests with keys it does not publish must not make us fetch its
+/// document on every request.
+const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+impl PeerKeys {
+    fn cached(&self, origin: &ServerName) -> Option<(VerifiedKeys, Instant)> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(origin).cloned()
+    }
+
+    fn store(&self, keys: VerifiedKeys) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(keys.server_name.clone(), (keys, Instant::now()));
+    }
+}
+
+fn refused(err: AuthError) -> ApiError {
+    let code = match &err {
+        AuthError::Missing => ErrorCode::MissingSignature,
+        AuthError::WrongDestination { .. } => ErrorCode::WrongDestination,
+        AuthError::Stale { .. } => ErrorCode::StaleRequest,
+        AuthError::Malformed(_)
+        | AuthError::UnknownKey { .. }
+        | AuthError::KeysOfAnotherServer { .. }
+        | AuthError::BadSignature => ErrorCode::InvalidSignature,
+    };
+    ApiError::new(code, err.to_string())
+}
+
+pub async fn authenticate(req: &HttpRequest, body: &[u8], state: &FederationState) -> Result<VerifiedPeer, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    let signed = SignedRequest::parse(header).map_err(refused)?;
+    let now = now_ms();
+    signed.check_addressing(&state.server_name, now).map_err(refused)?;
+    check_certificate(req, &signed.origin)?;
+
+    let keys = origin_keys(state, &signed, now).await?;
+    let path_and_query = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
+    let parts = RequestParts {
+        method: req.method().as_str(),
+        path_and_query,
+        body,
+    };
+    let verified = signed.verify(&parts, &state.server_name, now, &keys).map_err(refused)?;
+    let db = state.pool.get().await?;
+    if !store::federation::remember_request(&db, &verified.replay_key()).await? {
+        return Err(ApiError::new(
+            ErrorCode::ReplayedRequest,
+            "this signed request was received before",
+        ));
+    }
+    Ok(VerifiedPeer {
+        origin: verified.origin,
+    })
+}
+
+fn check_certificate(req: &HttpRequest, origin: &ServerName) -> Result<(), ApiError> {
+    let mismatch = |why: String| ApiError::new(ErrorCode::CertificateMismatch, why);
+    let certificate = req
+        .conn_data::<PeerCertificate>()
+        .ok_or_else(|| mismatch("the connection has no client certificate".into()))?;
+    let parsed = rustls::server::ParsedCertificate::try_from(&certificate.0)
+        .map_err(|e| mismatch(format!("the client certificate cannot be read: {e}")))?;
+    let name = rustls::pki_types::ServerName::try_from(origin.host())
+        .map_err(|e| mismatch(format!("{origin} is not a certificate name: {e}")))?;
+    rustls::client::verify_server_name(&parsed, &name).map_err(|_| {
+        mismatch(format!(
+            "the client certificate is not valid for {origin}, the origin the request claims"
+        ))
+    })
+}
+
+/// The origin's keys, fetched when unknown, expired, or missing the key the request names.
+async fn origin_keys(state: &FederationState, signed: &SignedRequest, now: i64) -> Result<VerifiedKeys, ApiError> {
+    let cached = state.peer_keys.cached(&signed.origin);
+    if let Some((keys, fetched_at)) = &cached {
+        let usable = keys.valid_until_ms > now && keys.key_for(&signed.key_id, signed.timestamp_ms).is_some();
+        if usable || fetched_at.elapsed() < REFETCH_AFTER {
+            return Ok(keys.clone());
+        }
+    }
+    match state.client.fetch_keys(&signed.origin, now).await {
+        Ok(keys) => {
+            state.peer_keys.store(keys.clone());
+            Ok(keys)
+        }
+        Err(e) => match cached {
+            // Keys fetched before stay good for what they were valid for.
+            Some((keys, _)) if keys.valid_until_ms > now => Ok(keys),
+            _ => Err(ApiError::new(
+                ErrorCode::InvalidSignature,
+                format!("cannot obtain the keys of {}: {e}", signed.origin),
+            )),
+        },
+    }
+}
+
+/// Forgets replay records older than the clock-skew window, every minute. Safe on every
+/// process at once.
+pub async fn forget_old_requests_forever(pool: deadpool_postgres::Pool) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        ticker.tick().await;
+        let result = async {
+            let db = pool.get().await.map_err(|e| e.to_string())?;
+            store::federation::forget_requests_older_than(&db, 2 * MAX_CLOCK_SKEW_MS)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot forget old federation requests; retrying later");
+        }
+    }
+}
