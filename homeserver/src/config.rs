@@ -2,7 +2,7 @@
 //! `PARLEY_*` environment variable (`__` separates nesting levels, e.g.
 //! `PARLEY_DATABASE__URL`, `PARLEY_LIMITS__MAX_BODY_BYTES`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +49,19 @@ pub struct FederationConfig {
     /// not listed is reached at its name, on the port its name gives or 8448.
     #[serde(default)]
     pub peers: BTreeMap<ServerName, SocketAddr>,
+    /// When set, the only servers this one federates with.
+    #[serde(default)]
+    pub allow: Option<BTreeSet<ServerName>>,
+    /// Servers this one never federates with.
+    #[serde(default)]
+    pub deny: BTreeSet<ServerName>,
+}
+
+impl FederationConfig {
+    /// Whether this server federates with `server`.
+    pub fn permits(&self, server: &ServerName) -> bool {
+        !self.deny.contains(server) && self.allow.as_ref().is_none_or(|allow| allow.contains(server))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

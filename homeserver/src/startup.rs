@@ -140,6 +140,7 @@ fn federation_server(
         pool,
         client,
         peer_keys: PeerKeys::default(),
+        config: federation.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -74,6 +74,9 @@ pub enum ErrorCode {
     WrongDestination,
     /// Federation: the TLS client certificate is not valid for the claimed origin.
     CertificateMismatch,
+    /// Federation: this server does not federate with the origin (deny list, or not on
+    /// the allow list).
+    ServerNotAllowed,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -113,6 +116,7 @@ impl ErrorCode {
         Self::ReplayedRequest,
         Self::WrongDestination,
         Self::CertificateMismatch,
+        Self::ServerNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +152,7 @@ impl ErrorCode {
             Self::ReplayedRequest => "replayed_request",
             Self::WrongDestination => "wrong_destination",
             Self::CertificateMismatch => "certificate_mismatch",
+            Self::ServerNotAllowed => "server_not_allowed",
             Self::Unknown => "unknown",
         }
     }
@@ -170,6 +175,7 @@ impl ErrorCode {
             | Self::StaleRequest
             | Self::ReplayedRequest => 401,
             Self::CertificateMismatch
+            | Self::ServerNotAllowed
             | Self::RegistrationClosed
             | Self::InvalidInviteToken
             | Self::CredentialMismatch

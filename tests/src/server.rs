@@ -130,6 +130,16 @@ impl TestServer {
     /// localhost) and its signing key in `dir`, that reaches the given servers at their
     /// loopback federation addresses.
     pub async fn spawn_federating_as(name: &str, dir: &std::path::Path, peers: &[&TestServer]) -> Self {
+        Self::spawn_federating_with(name, dir, peers, |_| {}).await
+    }
+
+    /// Like `spawn_federating_as`, after letting the test adjust the federation settings.
+    pub async fn spawn_federating_with(
+        name: &str,
+        dir: &std::path::Path,
+        peers: &[&TestServer],
+        adjust: impl FnOnce(&mut FederationConfig),
+    ) -> Self {
         let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
         let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
         std::fs::write(&cert, issued.cert_pem).expect("write certificate");
@@ -142,13 +152,17 @@ impl TestServer {
         Self::spawn_with(|c| {
             c.server_name = ServerName::parse(name).expect("server name");
             c.tls = TlsConfig { cert, key };
-            c.federation = Some(FederationConfig {
+            let mut federation = FederationConfig {
                 listen: (Ipv4Addr::LOCALHOST, 0).into(),
                 signing_key,
                 trust_roots: Some(ca_file()),
                 key_document_validity_secs: 3600,
                 peers,
-            })
+                allow: None,
+                deny: Default::default(),
+            };
+            adjust(&mut federation);
+            c.federation = Some(federation);
         })
         .await
     }

@@ -82,6 +82,13 @@ pub async fn authenticate(req: &HttpRequest, body: &[u8], state: &FederationStat
         .get(actix_web::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
     let signed = SignedRequest::parse(header).map_err(refused)?;
+    // Before anything costs work: no key fetch for a server we do not federate with.
+    if !state.config.permits(&signed.origin) {
+        return Err(ApiError::new(
+            ErrorCode::ServerNotAllowed,
+            format!("this server does not federate with {}", signed.origin),
+        ));
+    }
     let now = now_ms();
     signed.check_addressing(&state.server_name, now).map_err(refused)?;
     check_certificate(req, &signed.origin)?;

@@ -16,6 +16,7 @@ pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, f
 pub use keyring::KeyringFile;
 
 use crate::api::Routes;
+use crate::config::FederationConfig;
 use crate::error::ApiError;
 
 /// What federation handlers can reach.
@@ -27,6 +28,8 @@ pub struct FederationState {
     /// Outbound requests, including fetching other servers' key documents.
     pub client: FederationClient,
     pub peer_keys: PeerKeys,
+    /// Which servers this one federates with.
+    pub config: FederationConfig,
 }
 
 pub fn now_ms() -> i64 {

@@ -264,3 +264,45 @@ async fn forged_missing_stale_replayed_misaddressed_or_misattributed_requests_ar
     assert_eq!(body["origin"], "a.test");
     refused(pair.call_b(&a, Some(once)).await, 401, "replayed_request");
 }
+
+#[tokio::test]
+async fn denied_or_unlisted_origins_are_refused_before_any_work() {
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = TestServer::spawn_federating_as("a.test", a_dir.path(), &[]).await;
+    let denying = TestServer::spawn_federating_with("b.test", b_dir.path(), &[&a], |f| {
+        f.deny.insert(name("a.test"));
+    })
+    .await;
+    let allowing_others = TestServer::spawn_federating_with("c.test", c_dir.path(), &[&a], |f| {
+        f.allow = Some([name("b.test")].into_iter().collect());
+    })
+    .await;
+    let keyring = ServerKeyring::load(&a_dir.path().join("server.key")).unwrap();
+    let identity = IssuedCert {
+        cert_pem: std::fs::read_to_string(a_dir.path().join("tls.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(a_dir.path().join("tls.key")).unwrap(),
+    };
+    for server in [&denying, &allowing_others] {
+        let parts = RequestParts {
+            method: "GET",
+            path_and_query: VERSION.path,
+            body: b"",
+        };
+        let signature = authorization(&keyring, &name("a.test"), server.server_name(), &parts, now_ms());
+        let response = https_client(Some(&identity))
+            .get(server.federation_url(VERSION.path))
+            .header("authorization", signature)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "server_not_allowed");
+        let remembered = server.count("SELECT count(*) FROM federation_seen_requests", &[]).await;
+        assert_eq!(remembered, 0, "a refused origin leaves nothing behind");
+    }
+}
