@@ -55,6 +55,9 @@ pub struct FederationConfig {
     /// Servers this one never federates with.
     #[serde(default)]
     pub deny: BTreeSet<ServerName>,
+    /// Authenticated requests one other server may make per minute; beyond: 429.
+    #[serde(default = "default_requests_per_origin")]
+    pub requests_per_origin_per_minute: u32,
 }
 
 impl FederationConfig {
@@ -195,6 +198,10 @@ fn default_federation_listen() -> SocketAddr {
 
 fn default_key_document_validity_secs() -> u64 {
     7 * 24 * 3600
+}
+
+fn default_requests_per_origin() -> u32 {
+    60_000
 }
 
 fn yes() -> bool {

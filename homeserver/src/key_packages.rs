@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
+use crate::federation;
 use crate::state::AppState;
 use crate::store;
 
@@ -120,19 +121,33 @@ pub async fn count(state: &AppState, who: &AuthedDevice) -> Result<KeyPackageCou
     Ok(store::key_packages::count(&state.pool.get().await?, &who.device_id).await?)
 }
 
-/// One key package per device of `user`, consumed atomically.
+/// One key package per device of `user`, consumed atomically; a user of another server
+/// is claimed from that server over federation.
 pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
     state
         .claims_per_account
         .check(who.localpart.as_str())
         .map_err(ApiError::rate_limited)?;
-    if user.server_name() != state.config.server_name {
-        return Err(ApiError::not_found(&format!(
-            "user {user} (another server's users are reached by federation, which this server does not offer yet)"
-        )));
+    if user.server_name() == state.config.server_name {
+        return claim_local(&state.pool, user, Some(&who.device_id)).await;
     }
+    match &state.federation {
+        Some(federation) => federation::claim_remote(federation, &user).await,
+        None => Err(ApiError::not_found(&format!(
+            "user {user} (this server does not federate with other servers)"
+        ))),
+    }
+}
+
+/// One key package per device of `user`, a user of this server, consumed atomically in
+/// one transaction; `except` (the claiming device itself) is skipped.
+pub async fn claim_local(
+    pool: &deadpool_postgres::Pool,
+    user: UserId,
+    except: Option<&DeviceId>,
+) -> Result<ClaimKeyPackagesResponse, ApiError> {
     let localpart = user.localpart();
-    let mut db = state.pool.get().await?;
+    let mut db = pool.get().await?;
     let tx = db.transaction().await?;
     if !store::accounts::exists(&tx, &localpart).await? {
         return Err(ApiError::not_found(&format!("user {user}")));
@@ -142,7 +157,7 @@ pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result
     for device in store::devices::list(&tx, &localpart).await? {
         let device_id = DeviceId::parse(&device.device_id).map_err(|e| ApiError::internal("stored device id", e))?;
         // A device adding its own user's other devices never needs its own package.
-        if device_id == who.device_id {
+        if Some(&device_id) == except {
             continue;
         }
         match store::key_packages::claim_one(&tx, &device_id).await? {

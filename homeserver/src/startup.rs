@@ -16,6 +16,7 @@ use crate::db;
 use crate::federation::{self, FederationState, KeyringFile, PeerKeys};
 use crate::inbox;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
 use crate::tls;
 use parley_federation::client::FederationClient;
@@ -42,9 +43,12 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let federation = match &config.federation {
-            Some(federation_config) => Some(federation_server(&config, federation_config, pool.clone(), workers)?),
-            None => None,
+        let (federation, federation_state) = match &config.federation {
+            Some(federation_config) => {
+                let (addr, server, state) = federation_server(&config, federation_config, pool.clone(), workers)?;
+                (Some((addr, server)), Some(state))
+            }
+            None => (None, None),
         };
         let max_body = config.limits.max_body_bytes;
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
@@ -52,7 +56,7 @@ impl Application {
         if federation.is_some() {
             background.push(tokio::spawn(federation::forget_old_requests_forever(pool.clone())));
         }
-        let state = web::Data::new(AppState::new(config, pool, Arc::new(Metrics::new()?)));
+        let state = web::Data::new(AppState::new(config, pool, Arc::new(Metrics::new()?), federation_state));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -119,7 +123,7 @@ fn federation_server(
     federation: &FederationConfig,
     pool: deadpool_postgres::Pool,
     workers: usize,
-) -> anyhow::Result<(SocketAddr, Server)> {
+) -> anyhow::Result<(SocketAddr, Server, web::Data<FederationState>)> {
     let tls_config =
         tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
     let keys = KeyringFile::open_or_create(&federation.signing_key)?;
@@ -141,10 +145,12 @@ fn federation_server(
         client,
         peer_keys: PeerKeys::default(),
         config: federation.clone(),
+        requests_per_origin: RateLimiter::per_minute(federation.requests_per_origin_per_minute),
     });
+    let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(app_state.clone())
             .configure(federation::configure)
             .default_service(web::to(federation::unrecognized_endpoint))
     })
@@ -154,5 +160,5 @@ fn federation_server(
     .listen_rustls_0_23(listener, tls_config)?
     .run();
     tracing::info!(%addr, "federation API listening (mutual TLS)");
-    Ok((addr, server))
+    Ok((addr, server, state))
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+use actix_web::web;
+
 use crate::config::Config;
+use crate::federation::FederationState;
 use crate::hub::writer::{MessageWriter, WriterRules};
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
@@ -20,10 +23,17 @@ pub struct AppState {
     pub sends_per_device: RateLimiter,
     pub inbox_waker: Arc<InboxWaker>,
     pub message_writer: MessageWriter,
+    /// Talking to other servers, when federation is enabled.
+    pub federation: Option<web::Data<FederationState>>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: Pool, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Config,
+        pool: Pool,
+        metrics: Arc<Metrics>,
+        federation: Option<web::Data<FederationState>>,
+    ) -> Self {
         let limits = &config.limits;
         let inbox_waker = Arc::new(InboxWaker::default());
         let rules = WriterRules {
@@ -37,6 +47,7 @@ impl AppState {
             sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),
             inbox_waker: inbox_waker.clone(),
             message_writer: MessageWriter::start(pool.clone(), rules, inbox_waker),
+            federation,
             config,
             pool,
             metrics,

@@ -155,7 +155,11 @@ pub mod federation {
     /// an operator runs to see that two servers federate.
     pub const VERSION: Endpoint = endpoint(Get, "/federation/v1/version", ServerSignature, false);
 
-    pub const ALL: &[Endpoint] = &[SERVER_KEYS, VERSION];
+    /// One KeyPackage per device of a user of this server, claimed for a member of the
+    /// origin server who is adding that user to a group.
+    pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/federation/v1/keys/claim", ServerSignature, true);
+
+    pub const ALL: &[Endpoint] = &[SERVER_KEYS, VERSION, CLAIM_KEY_PACKAGES];
 }
 
 #[cfg(test)]

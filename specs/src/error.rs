@@ -77,6 +77,9 @@ pub enum ErrorCode {
     /// Federation: this server does not federate with the origin (deny list, or not on
     /// the allow list).
     ServerNotAllowed,
+    /// The homeserver of the user or group asked for cannot be reached, or answered with
+    /// something this server cannot use; retry later.
+    RemoteUnavailable,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -117,6 +120,7 @@ impl ErrorCode {
         Self::WrongDestination,
         Self::CertificateMismatch,
         Self::ServerNotAllowed,
+        Self::RemoteUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +157,7 @@ impl ErrorCode {
             Self::WrongDestination => "wrong_destination",
             Self::CertificateMismatch => "certificate_mismatch",
             Self::ServerNotAllowed => "server_not_allowed",
+            Self::RemoteUnavailable => "remote_unavailable",
             Self::Unknown => "unknown",
         }
     }
@@ -187,6 +192,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::WrongDestination => 421,
             Self::RateLimited => 429,
+            Self::RemoteUnavailable => 502,
             Self::Unavailable => 503,
             Self::Internal | Self::Unknown => 500,
         }

@@ -50,6 +50,15 @@ fn pki() -> &'static TestPki {
     })
 }
 
+/// A loopback address with a port free right now, for a server whose address others
+/// must know before it starts. (The port is released before the server binds it; the
+/// kernel does not hand a just-released port to the next port-0 bind.)
+pub fn free_loopback_addr() -> SocketAddr {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 /// The PEM file of the CA behind every test server's certificate.
 pub fn ca_file() -> PathBuf {
     pki().ca_file.clone()
@@ -130,36 +139,41 @@ impl TestServer {
     /// localhost) and its signing key in `dir`, that reaches the given servers at their
     /// loopback federation addresses.
     pub async fn spawn_federating_as(name: &str, dir: &std::path::Path, peers: &[&TestServer]) -> Self {
-        Self::spawn_federating_with(name, dir, peers, |_| {}).await
+        let peers = peers
+            .iter()
+            .map(|p| (p.server_name().clone(), p.federation_addr.expect("a federating peer")))
+            .collect();
+        Self::spawn_federating_with(name, dir, (Ipv4Addr::LOCALHOST, 0).into(), peers, |_| {}).await
     }
 
-    /// Like `spawn_federating_as`, after letting the test adjust the federation settings.
+    /// A federating homeserver on `listen`, reaching `peers` at the given addresses
+    /// (servers that must reach each other need their addresses before either starts:
+    /// see `free_loopback_addr`), after letting the test adjust the federation settings.
     pub async fn spawn_federating_with(
         name: &str,
         dir: &std::path::Path,
-        peers: &[&TestServer],
+        listen: SocketAddr,
+        peers: Vec<(ServerName, SocketAddr)>,
         adjust: impl FnOnce(&mut FederationConfig),
     ) -> Self {
         let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
         let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
         std::fs::write(&cert, issued.cert_pem).expect("write certificate");
         std::fs::write(&key, issued.key_pem).expect("write key");
-        let peers = peers
-            .iter()
-            .map(|p| (p.server_name().clone(), p.federation_addr.expect("a federating peer")))
-            .collect();
+        let peers = peers.into_iter().collect();
         let signing_key = dir.join("server.key");
         Self::spawn_with(|c| {
             c.server_name = ServerName::parse(name).expect("server name");
             c.tls = TlsConfig { cert, key };
             let mut federation = FederationConfig {
-                listen: (Ipv4Addr::LOCALHOST, 0).into(),
+                listen,
                 signing_key,
                 trust_roots: Some(ca_file()),
                 key_document_validity_secs: 3600,
                 peers,
                 allow: None,
                 deny: Default::default(),
+                requests_per_origin_per_minute: 60_000,
             };
             adjust(&mut federation);
             c.federation = Some(federation);

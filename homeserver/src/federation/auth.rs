@@ -101,6 +101,10 @@ pub async fn authenticate(req: &HttpRequest, body: &[u8], state: &FederationStat
         body,
     };
     let verified = signed.verify(&parts, &state.server_name, now, &keys).map_err(refused)?;
+    state
+        .requests_per_origin
+        .check(verified.origin.as_str())
+        .map_err(ApiError::rate_limited)?;
     let db = state.pool.get().await?;
     if !store::federation::remember_request(&db, &verified.replay_key()).await? {
         return Err(ApiError::new(

@@ -10,7 +10,8 @@ use parley_federation::client::FederationClient;
 use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::FederationVersion;
-use parley_specs::{ErrorCode, ServerName};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
+use parley_specs::{ErrorCode, ServerName, UserId};
 
 pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, forget_old_requests_forever};
 pub use keyring::KeyringFile;
@@ -18,6 +19,8 @@ pub use keyring::KeyringFile;
 use crate::api::Routes;
 use crate::config::FederationConfig;
 use crate::error::ApiError;
+use crate::key_packages;
+use crate::rate_limit::RateLimiter;
 
 /// What federation handlers can reach.
 pub struct FederationState {
@@ -30,6 +33,8 @@ pub struct FederationState {
     pub peer_keys: PeerKeys,
     /// Which servers this one federates with.
     pub config: FederationConfig,
+    /// Authenticated requests per origin server.
+    pub requests_per_origin: RateLimiter,
 }
 
 pub fn now_ms() -> i64 {
@@ -42,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     Routes::default()
         .add(endpoints::SERVER_KEYS, server_keys)
         .add(endpoints::VERSION, version)
+        .add(endpoints::CLAIM_KEY_PACKAGES, claim_key_packages)
         .register(cfg);
 }
 
@@ -66,6 +72,72 @@ async fn version(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         origin: peer.origin,
     }))
+}
+
+/// Another server claims KeyPackages of one of our users for one of its members.
+async fn claim_key_packages(
+    state: web::Data<FederationState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<web::Json<ClaimKeyPackagesResponse>, ApiError> {
+    let peer = authenticate(&req, &body, &state).await?;
+    let request: ClaimKeyPackagesRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the claim request is not valid: {e}")))?;
+    let user = request.user_id;
+    if user.server_name() != state.server_name {
+        return Err(ApiError::not_found(&format!("user {user} on this server")));
+    }
+    tracing::debug!(origin = %peer.origin, %user, "key packages claimed over federation");
+    Ok(web::Json(key_packages::claim_local(&state.pool, user, None).await?))
+}
+
+/// Claims KeyPackages of a user of another server from that server.
+pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
+    let destination = user.server_name();
+    if !state.config.permits(&destination) {
+        return Err(ApiError::new(
+            ErrorCode::ServerNotAllowed,
+            format!("this server does not federate with {destination}"),
+        ));
+    }
+    let body = serde_json::to_vec(&ClaimKeyPackagesRequest { user_id: user.clone() })
+        .map_err(|e| ApiError::internal("encoding a claim", e))?;
+    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
+    let response = state
+        .client
+        .send(
+            &state.keys.current(),
+            reqwest::Method::POST,
+            &destination,
+            endpoints::CLAIM_KEY_PACKAGES.path,
+            body,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("{destination} did not finish its answer: {e}")))?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(ApiError::not_found(&format!("user {user}")));
+    }
+    if !status.is_success() {
+        let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        return Err(unavailable(format!(
+            "{destination} refused the claim ({status}): {answer}"
+        )));
+    }
+    let claimed: ClaimKeyPackagesResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| unavailable(format!("{destination} answered the claim with something else: {e}")))?;
+    if claimed.user_id != *user {
+        return Err(unavailable(format!(
+            "{destination} answered for {} instead of {user}",
+            claimed.user_id
+        )));
+    }
+    Ok(claimed)
 }
 
 pub async fn unrecognized_endpoint() -> HttpResponse {

@@ -9,12 +9,16 @@ use parley_federation::key_document::KeyDocument;
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::devcerts::{DevCa, IssuedCert};
 use parley_homeserver::federation::now_ms;
-use parley_specs::ServerName;
 use parley_specs::endpoints::federation::{SERVER_KEYS, VERSION};
 use parley_specs::federation_api::FederationVersion;
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
+use parley_specs::{Base64Bytes, ErrorCode, ServerName, UserId};
 use parley_tests::TestServer;
-use parley_tests::server::{ca_file, https_client, https_client_trusting, issue_cert};
+use parley_tests::mls::{TestMlsDevice, key_package_from};
+use parley_tests::server::{ca_file, free_loopback_addr, https_client, https_client_trusting, issue_cert};
 use rustls::pki_types::pem::PemObject;
+
+use crate::helpers::{code, registered};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 async fn fetch_keys(server: &TestServer, client: &reqwest::Client) -> KeyDocument {
@@ -125,8 +129,20 @@ struct Pair {
 
 async fn pair() -> Pair {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = TestServer::spawn_federating_as("a.test", a_dir.path(), &[]).await;
-    let b = TestServer::spawn_federating_as("b.test", b_dir.path(), &[&a]).await;
+    // Each reaches the other, so both addresses are chosen before either starts.
+    let (a_addr, b_addr) = (free_loopback_addr(), free_loopback_addr());
+    // c.test is a server that is down: a loopback port nobody listens on.
+    let down = (name("c.test"), free_loopback_addr());
+    let a = TestServer::spawn_federating_with(
+        "a.test",
+        a_dir.path(),
+        a_addr,
+        vec![(name("b.test"), b_addr), down],
+        |_| {},
+    )
+    .await;
+    let b =
+        TestServer::spawn_federating_with("b.test", b_dir.path(), b_addr, vec![(name("a.test"), a_addr)], |_| {}).await;
     Pair {
         a_dir: a_dir.path().to_owned(),
         _dirs: (a_dir, b_dir),
@@ -273,14 +289,18 @@ async fn denied_or_unlisted_origins_are_refused_before_any_work() {
         tempfile::tempdir().unwrap(),
     );
     let a = TestServer::spawn_federating_as("a.test", a_dir.path(), &[]).await;
-    let denying = TestServer::spawn_federating_with("b.test", b_dir.path(), &[&a], |f| {
-        f.deny.insert(name("a.test"));
-    })
-    .await;
-    let allowing_others = TestServer::spawn_federating_with("c.test", c_dir.path(), &[&a], |f| {
-        f.allow = Some([name("b.test")].into_iter().collect());
-    })
-    .await;
+    let a_peer = vec![(name("a.test"), a.federation_addr.unwrap())];
+    let any_port = std::net::Ipv4Addr::LOCALHOST;
+    let denying =
+        TestServer::spawn_federating_with("b.test", b_dir.path(), (any_port, 0).into(), a_peer.clone(), |f| {
+            f.deny.insert(name("a.test"));
+        })
+        .await;
+    let allowing_others =
+        TestServer::spawn_federating_with("c.test", c_dir.path(), (any_port, 0).into(), a_peer, |f| {
+            f.allow = Some([name("b.test")].into_iter().collect());
+        })
+        .await;
     let keyring = ServerKeyring::load(&a_dir.path().join("server.key")).unwrap();
     let identity = IssuedCert {
         cert_pem: std::fs::read_to_string(a_dir.path().join("tls.pem")).unwrap(),
@@ -305,4 +325,46 @@ async fn denied_or_unlisted_origins_are_refused_before_any_work() {
         let remembered = server.count("SELECT count(*) FROM federation_seen_requests", &[]).await;
         assert_eq!(remembered, 0, "a refused origin leaves nothing behind");
     }
+}
+
+#[tokio::test]
+async fn a_user_of_another_server_is_claimed_over_federation() {
+    let pair = pair().await;
+    let (bob, bob_session) = registered(&pair.b, "bob").await;
+    let bob_mls = TestMlsDevice::new(&bob_session.user_id, &bob_session.device_id);
+    let packages = (0..2).map(|_| Base64Bytes::from(bob_mls.key_package(false))).collect();
+    bob.upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
+        .await
+        .unwrap();
+
+    // `b` needs `a`'s keys to authenticate the claim; `a` needs `b`'s address.
+    let (alice, _) = registered(&pair.a, "alice").await;
+    let claimed = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest {
+            user_id: bob_session.user_id.clone(),
+        })
+        .await
+        .expect("claimed over federation");
+    assert_eq!(claimed.user_id, bob_session.user_id);
+    assert_eq!(claimed.key_packages.len(), 1);
+    assert_eq!(claimed.key_packages[0].device_id, bob_session.device_id);
+    key_package_from(claimed.key_packages[0].key_package.as_slice());
+    assert_eq!(
+        bob.key_package_count().await.unwrap().available,
+        1,
+        "consumed on bob's server"
+    );
+
+    let nobody = UserId::parse("nobody@b.test").unwrap();
+    let missing = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest { user_id: nobody })
+        .await;
+    assert_eq!(code(missing), ErrorCode::NotFound);
+    let unknown_server = UserId::parse("carol@c.test").unwrap();
+    let unreachable = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest {
+            user_id: unknown_server,
+        })
+        .await;
+    assert_eq!(code(unreachable), ErrorCode::RemoteUnavailable);
 }
