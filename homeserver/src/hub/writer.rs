@@ -107,7 +107,8 @@ async fn run(mut incoming: mpsc::Receiver<Pending>, pool: Pool, rules: WriterRul
 async fn write_or_split(pool: &Pool, rules: &WriterRules, waker: &InboxWaker, batch: Vec<Pending>) -> Vec<Pending> {
     let batch = match write_batch(pool, rules, waker, batch).await {
         Ok(carried) => return carried,
-        Err((err, batch)) if batch.len() == 1 => {
+        // Without a database, one at a time would only fail slower.
+        Err((err, batch)) if batch.len() == 1 || err.code == ErrorCode::Unavailable => {
             answer_all(batch, &err);
             return Vec::new();
         }
@@ -157,13 +158,17 @@ async fn write_batch(
             p.submission.txn_id.clone(),
         ))
     });
-    let mut db = match pool.get().await {
-        Ok(db) => db,
-        Err(e) => return Err((e.into(), batch)),
+    let written = match pool.get().await {
+        Ok(mut db) => decide_and_write(&mut db, rules, &batch).await,
+        Err(e) => Err(e.into()),
     };
-    let decided = match decide_and_write(&mut db, rules, &batch).await {
+    let decided = match written {
         Ok(decided) => decided,
-        Err(e) => return Err((e, batch)),
+        Err(e) => {
+            let mut failed = batch;
+            failed.extend(carried);
+            return Err((e, failed));
+        }
     };
     let Some(decided) = decided else {
         // Another process stored one of these transaction ids after we looked: the
