@@ -16,6 +16,7 @@ pub struct Metrics {
     pub fanout_devices: Histogram,
     pub push_latency: Histogram,
     pub inbox_depth: IntGauge,
+    pub federation_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -82,6 +83,14 @@ impl Metrics {
         registry.register(Box::new(fanout_devices.clone()))?;
         registry.register(Box::new(push_latency.clone()))?;
         registry.register(Box::new(inbox_depth.clone()))?;
+        let federation_requests = IntCounterVec::new(
+            Opts::new(
+                "federation_requests_total",
+                "Signed requests from other servers: \"authenticated\" or the error code they were refused with",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(federation_requests.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -94,6 +103,7 @@ impl Metrics {
             fanout_devices,
             push_latency,
             inbox_depth,
+            federation_requests,
         })
     }
 

@@ -43,9 +43,11 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let metrics = Arc::new(Metrics::new()?);
         let (federation, federation_state) = match &config.federation {
             Some(federation_config) => {
-                let (addr, server, state) = federation_server(&config, federation_config, pool.clone(), workers)?;
+                let (addr, server, state) =
+                    federation_server(&config, federation_config, pool.clone(), metrics.clone(), workers)?;
                 (Some((addr, server)), Some(state))
             }
             None => (None, None),
@@ -56,7 +58,7 @@ impl Application {
         if federation.is_some() {
             background.push(tokio::spawn(federation::forget_old_requests_forever(pool.clone())));
         }
-        let state = web::Data::new(AppState::new(config, pool, Arc::new(Metrics::new()?), federation_state));
+        let state = web::Data::new(AppState::new(config, pool, metrics, federation_state));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -122,6 +124,7 @@ fn federation_server(
     config: &Config,
     federation: &FederationConfig,
     pool: deadpool_postgres::Pool,
+    metrics: Arc<Metrics>,
     workers: usize,
 ) -> anyhow::Result<(SocketAddr, Server, web::Data<FederationState>)> {
     let tls_config =
@@ -146,6 +149,7 @@ fn federation_server(
         peer_keys: PeerKeys::default(),
         config: federation.clone(),
         requests_per_origin: RateLimiter::per_minute(federation.requests_per_origin_per_minute),
+        metrics,
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {

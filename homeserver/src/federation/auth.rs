@@ -77,6 +77,16 @@ fn refused(err: AuthError) -> ApiError {
 }
 
 pub async fn authenticate(req: &HttpRequest, body: &[u8], state: &FederationState) -> Result<VerifiedPeer, ApiError> {
+    let result = check_request(req, body, state).await;
+    let outcome = match &result {
+        Ok(_) => "authenticated",
+        Err(e) => e.code.as_str(),
+    };
+    state.metrics.federation_requests.with_label_values(&[outcome]).inc();
+    result
+}
+
+async fn check_request(req: &HttpRequest, body: &[u8], state: &FederationState) -> Result<VerifiedPeer, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

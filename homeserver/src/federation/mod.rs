@@ -3,6 +3,7 @@
 mod auth;
 mod keyring;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -20,6 +21,7 @@ use crate::api::Routes;
 use crate::config::FederationConfig;
 use crate::error::ApiError;
 use crate::key_packages;
+use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 
 /// What federation handlers can reach.
@@ -35,6 +37,7 @@ pub struct FederationState {
     pub config: FederationConfig,
     /// Authenticated requests per origin server.
     pub requests_per_origin: RateLimiter,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn now_ms() -> i64 {

@@ -279,6 +279,20 @@ async fn forged_missing_stale_replayed_misaddressed_or_misattributed_requests_ar
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["origin"], "a.test");
     refused(pair.call_b(&a, Some(once)).await, 401, "replayed_request");
+
+    let metrics = pair.b.metrics().await;
+    for outcome in [
+        "authenticated",
+        "missing_signature",
+        "stale_request",
+        "replayed_request",
+        "certificate_mismatch",
+    ] {
+        assert!(
+            metrics.contains(&format!("parley_federation_requests_total{{outcome=\"{outcome}\"}}")),
+            "{outcome} is counted:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
