@@ -142,8 +142,6 @@ fn federation_server(
     let state = web::Data::new(FederationState {
         server_name: config.server_name.clone(),
         keys,
-        key_document_validity_ms: i64::try_from(federation.key_document_validity_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX),
         pool,
         client,
         peer_keys: PeerKeys::default(),

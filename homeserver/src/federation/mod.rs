@@ -28,7 +28,6 @@ use crate::rate_limit::RateLimiter;
 pub struct FederationState {
     pub server_name: ServerName,
     pub keys: KeyringFile,
-    pub key_document_validity_ms: i64,
     pub pool: deadpool_postgres::Pool,
     /// Outbound requests, including fetching other servers' key documents.
     pub client: FederationClient,
@@ -59,7 +58,7 @@ async fn server_keys(state: web::Data<FederationState>) -> HttpResponse {
         &state.server_name,
         &state.keys.current(),
         now_ms(),
-        state.key_document_validity_ms,
+        i64::try_from(state.config.key_document_validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
     HttpResponse::Ok().json(document)
 }

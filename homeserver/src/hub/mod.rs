@@ -253,9 +253,9 @@ pub async fn submit_commit(
 
     store::groups::set_state(&tx, &group_id, epoch, seq, &public.serialize()?).await?;
     store::groups::replace_members(&tx, &group_id, &after).await?;
-    let inserted = store::groups::insert_message(
+    let inserted = store::groups::insert_messages(
         &tx,
-        &NewMessage {
+        &[NewMessage {
             group_id: &group_id,
             seq,
             epoch: sent_epoch,
@@ -266,9 +266,10 @@ pub async fn submit_commit(
             welcome: req.welcome.as_ref().map(|w| w.as_slice()),
             sent_at: OffsetDateTime::now_utc(),
             expires_at: None,
-        },
+        }],
     )
-    .await?;
+    .await?
+        == 1;
     if !inserted {
         // Another submit of this device with the same txn_id, to another group, was
         // stored after our check: answer what it got.

@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::inbox::{FreshEntry, InboxWaker};
 use crate::store;
 use crate::store::groups::{KIND_APPLICATION, LockedGroup, NewMessage, PriorSubmit};
-use crate::store::inbox::NewEntry;
+use crate::store::inbox::{Appended, NewEntry};
 
 /// Submissions written in one transaction at most; bounds the statement sizes.
 const MAX_BATCH: usize = 256;
@@ -266,15 +266,14 @@ async fn decide_and_write(
                 }),
         );
     }
-    let mut decided = Decided {
-        fanouts: vec![0; batch.len()],
-        fresh: Vec::new(),
-        decisions,
-    };
     if messages.is_empty() {
         // Nothing to write: the locks go with the transaction.
         drop(tx);
-        return Ok(Some(decided));
+        return Ok(Some(Decided {
+            fanouts: vec![0; batch.len()],
+            fresh: Vec::new(),
+            decisions,
+        }));
     }
     let last_seqs: Vec<(&str, i64)> = groups.iter().map(|(id, g)| (id.as_str(), g.last_seq)).collect();
     let (_, inserted, appended) = tokio::try_join!(
@@ -287,23 +286,30 @@ async fn decide_and_write(
         return Ok(None);
     }
     tx.commit().await?;
+    Ok(Some(committed(batch, decisions, appended, sent_at)))
+}
 
+/// The per-submission fan-out counts and the entries for connected readers, from the
+/// inbox rows a committed batch wrote.
+fn committed(batch: &[Pending], decisions: Vec<Decision>, appended: Vec<Appended>, sent_at: OffsetDateTime) -> Decided {
     let index: HashMap<(&str, i64), usize> = batch
         .iter()
-        .zip(&decided.decisions)
+        .zip(&decisions)
         .enumerate()
         .filter_map(|(i, (p, d))| match d {
             Decision::Write { seq, .. } => Some(((p.submission.group_id.as_str(), *seq), i)),
             Decision::Answer(_) => None,
         })
         .collect();
+    let mut fanouts = vec![0; batch.len()];
+    let mut fresh = Vec::with_capacity(appended.len());
     for appended in appended {
         let Some(&i) = index.get(&(appended.group_id.as_str(), appended.seq)) else {
             continue;
         };
-        decided.fanouts[i] += 1;
+        fanouts[i] += 1;
         let s = &batch[i].submission;
-        decided.fresh.push(FreshEntry {
+        fresh.push(FreshEntry {
             device_id: appended.device_id,
             entry: InboxEntry {
                 cursor: appended.position,
@@ -318,8 +324,12 @@ async fn decide_and_write(
             },
         });
     }
-    decided.fresh.sort_unstable_by_key(|f| f.entry.cursor);
-    Ok(Some(decided))
+    fresh.sort_unstable_by_key(|f| f.entry.cursor);
+    Decided {
+        decisions,
+        fanouts,
+        fresh,
+    }
 }
 
 /// The hub's decision on one submission, taking the group's next sequence number if it

@@ -215,25 +215,14 @@ pub async fn of_device(db: &impl Db, who: &GroupMember) -> Result<Vec<String>, t
         .collect())
 }
 
+/// What an earlier submit with this (device, transaction id) got.
 pub async fn prior_submit(
     db: &impl Db,
     device: &DeviceId,
     txn_id: &str,
 ) -> Result<Option<PriorSubmit>, tokio_postgres::Error> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT group_id, seq, epoch + CASE kind WHEN 1 THEN 1 ELSE 0 END
-             FROM group_messages WHERE sender_device = $1 AND txn_id = $2",
-        )
-        .await?;
-    Ok(db
-        .query_opt(&stmt, &[&device.as_str(), &txn_id])
-        .await?
-        .map(|row| PriorSubmit {
-            group_id: row.get(0),
-            seq: row.get(1),
-            epoch_after: to_u64(row.get(2)),
-        }))
+    let mut found = prior_submits(db, &[(device.as_str(), txn_id)]).await?;
+    Ok(found.remove(&(device.as_str().to_owned(), txn_id.to_owned())))
 }
 
 /// What earlier submits with these (sender device, transaction id) pairs got.
@@ -295,38 +284,6 @@ pub async fn insert_messages(db: &impl Db, messages: &[NewMessage<'_>]) -> Resul
         ],
     )
     .await
-}
-
-/// Stores the message; false when this device already sent one with this `txn_id`.
-pub async fn insert_message(db: &impl Db, m: &NewMessage<'_>) -> Result<bool, tokio_postgres::Error> {
-    let stmt = db
-        .prepare_cached(
-            "INSERT INTO group_messages
-                 (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at,
-                  created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (sender_device, txn_id) DO NOTHING",
-        )
-        .await?;
-    let inserted = db
-        .execute(
-            &stmt,
-            &[
-                &m.group_id.as_str(),
-                &m.seq,
-                &to_i64(m.epoch),
-                &m.kind,
-                &m.sender.user_id.as_str(),
-                &m.sender.device_id.as_str(),
-                &m.txn_id,
-                &m.payload,
-                &m.welcome,
-                &m.expires_at,
-                &m.sent_at,
-            ],
-        )
-        .await?;
-    Ok(inserted == 1)
 }
 
 /// Deletes messages whose time has passed; their inbox entries go with `inbox::delete_expired`.

@@ -153,15 +153,11 @@ async fn pair() -> Pair {
 
 impl Pair {
     fn a_keyring(&self) -> ServerKeyring {
-        ServerKeyring::load(&self.a_dir.join("server.key")).unwrap()
+        keyring_in(&self.a_dir)
     }
 
-    /// What `a` presents in TLS: its own certificate.
     fn a_identity(&self) -> IssuedCert {
-        IssuedCert {
-            cert_pem: std::fs::read_to_string(self.a_dir.join("tls.pem")).unwrap(),
-            key_pem: std::fs::read_to_string(self.a_dir.join("tls.key")).unwrap(),
-        }
+        identity_in(&self.a_dir)
     }
 
     /// A request to `b`'s version endpoint with this authorization, over a connection
@@ -178,13 +174,31 @@ impl Pair {
 
     /// `a`'s signature on a GET of `b`'s version endpoint.
     fn a_signs(&self, keyring: &ServerKeyring, destination: &str, ts: i64) -> String {
-        let parts = RequestParts {
-            method: "GET",
-            path_and_query: VERSION.path,
-            body: b"",
-        };
-        authorization(keyring, self.a.server_name(), &name(destination), &parts, ts)
+        version_request_signed(keyring, self.a.server_name(), &name(destination), ts)
     }
+}
+
+/// The signing keys of the federating test server whose files are in `dir`.
+fn keyring_in(dir: &std::path::Path) -> ServerKeyring {
+    ServerKeyring::load(&dir.join("server.key")).unwrap()
+}
+
+/// What the federating test server whose files are in `dir` presents in TLS.
+fn identity_in(dir: &std::path::Path) -> IssuedCert {
+    IssuedCert {
+        cert_pem: std::fs::read_to_string(dir.join("tls.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+    }
+}
+
+/// `origin`'s `Authorization` for a GET of `destination`'s version endpoint.
+fn version_request_signed(keyring: &ServerKeyring, origin: &ServerName, destination: &ServerName, ts: i64) -> String {
+    let parts = RequestParts {
+        method: "GET",
+        path_and_query: VERSION.path,
+        body: b"",
+    };
+    authorization(keyring, origin, destination, &parts, ts)
 }
 
 fn name(s: &str) -> ServerName {
@@ -315,18 +329,9 @@ async fn denied_or_unlisted_origins_are_refused_before_any_work() {
             f.allow = Some([name("b.test")].into_iter().collect());
         })
         .await;
-    let keyring = ServerKeyring::load(&a_dir.path().join("server.key")).unwrap();
-    let identity = IssuedCert {
-        cert_pem: std::fs::read_to_string(a_dir.path().join("tls.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(a_dir.path().join("tls.key")).unwrap(),
-    };
+    let (keyring, identity) = (keyring_in(a_dir.path()), identity_in(a_dir.path()));
     for server in [&denying, &allowing_others] {
-        let parts = RequestParts {
-            method: "GET",
-            path_and_query: VERSION.path,
-            body: b"",
-        };
-        let signature = authorization(&keyring, &name("a.test"), server.server_name(), &parts, now_ms());
+        let signature = version_request_signed(&keyring, &name("a.test"), server.server_name(), now_ms());
         let response = https_client(Some(&identity))
             .get(server.federation_url(VERSION.path))
             .header("authorization", signature)
