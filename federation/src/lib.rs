@@ -6,13 +6,20 @@
 //!   verification by peers;
 //! - [`request_auth`]: the signature every federation request carries (method, path,
 //!   origin, destination, timestamp, body hash) and its verification;
-//! - [`client`]: outbound federation requests over mutual TLS, signed.
+//! - [`hub_signature`]: the hub's signature on each message it ordered, which travels
+//!   with the message wherever it is stored or relayed;
+//! - [`discovery`]: where a server name's federation API listens (static peers, the
+//!   `/.well-known/parley/server` delegation, the fallback), cached;
+//! - [`client`]: outbound federation requests over mutual TLS, signed, to the address
+//!   discovery gives, with the certificate checked against the server name.
 //!
 //! Values that have been checked have their own types ([`key_document::VerifiedKeys`],
-//! [`request_auth::VerifiedRequest`]) so code cannot confuse them with what arrived.
+//! [`request_auth::VerifiedRequest`], [`hub_signature::VerifiedMessage`]) so code cannot confuse them with what arrived.
 
 mod canonical;
 pub mod client;
+pub mod discovery;
+pub mod hub_signature;
 pub mod key_document;
 pub mod request_auth;
 pub mod server_key;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use parley_specs::groups_api::GroupMember;
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
 
@@ -21,6 +22,16 @@ pub struct AuthedDevice {
     pub localpart: Localpart,
     pub user_id: UserId,
     pub device_id: DeviceId,
+}
+
+impl AuthedDevice {
+    /// This device as a group member.
+    pub fn member(&self) -> GroupMember {
+        GroupMember {
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+        }
+    }
 }
 
 impl FromRequest for AuthedDevice {

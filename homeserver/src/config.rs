@@ -58,6 +58,18 @@ pub struct FederationConfig {
     /// Authenticated requests one other server may make per minute; beyond: 429.
     #[serde(default = "default_requests_per_origin")]
     pub requests_per_origin_per_minute: u32,
+    /// Messages in one transaction to another server, at most; larger ones are refused (413).
+    #[serde(default = "default_max_transaction_messages")]
+    pub max_transaction_messages: usize,
+    /// Bytes of one transaction (its JSON body), at most; larger ones are refused (413).
+    #[serde(default = "default_max_transaction_bytes")]
+    pub max_transaction_bytes: usize,
+    /// After a failed send to a server, the first retry waits about this long; each
+    /// further failure doubles the wait (with random jitter) up to `retry_max_secs`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
 }
 
 impl FederationConfig {
@@ -202,6 +214,22 @@ fn default_key_document_validity_secs() -> u64 {
 
 fn default_requests_per_origin() -> u32 {
     60_000
+}
+
+fn default_max_transaction_messages() -> usize {
+    200
+}
+
+fn default_max_transaction_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_retry_initial_ms() -> u64 {
+    1_000
+}
+
+fn default_retry_max_secs() -> u64 {
+    600
 }
 
 fn yes() -> bool {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "federation_requests",
         sql: include_str!("../migrations/0004_federation_requests.sql"),
     },
+    Migration {
+        version: 5,
+        name: "federated_groups",
+        sql: include_str!("../migrations/0005_federated_groups.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

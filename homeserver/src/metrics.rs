@@ -1,7 +1,8 @@
 //! Prometheus metrics of one homeserver process.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -17,6 +18,12 @@ pub struct Metrics {
     pub push_latency: Histogram,
     pub inbox_depth: IntGauge,
     pub federation_requests: IntCounterVec,
+    pub federation_queue_depth: IntGaugeVec,
+    pub federation_queue_oldest_age: GaugeVec,
+    pub federation_destination_failures: IntGaugeVec,
+    pub federation_send_latency: Histogram,
+    pub federation_send_failures: IntCounterVec,
+    pub federation_messages_received: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +98,51 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(federation_requests.clone()))?;
+        let federation_queue_depth = IntGaugeVec::new(
+            Opts::new("federation_queue_depth", "Messages queued for another server, by destination"),
+            &["destination"],
+        )?;
+        let federation_queue_oldest_age = GaugeVec::new(
+            Opts::new(
+                "federation_queue_oldest_age_seconds",
+                "Age of the oldest message queued for another server, by destination",
+            ),
+            &["destination"],
+        )?;
+        let federation_destination_failures = IntGaugeVec::new(
+            Opts::new(
+                "federation_destination_failures",
+                "Consecutive failed sends to a destination (0: healthy); it backs off exponentially",
+            ),
+            &["destination"],
+        )?;
+        let federation_send_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "federation_send_seconds",
+                "Time to send one transaction to another server and get its answer",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0]),
+        )?;
+        let federation_send_failures = IntCounterVec::new(
+            Opts::new(
+                "federation_send_failures_total",
+                "Transactions another server did not take: \"unreachable\", or \"refused_<status>\"",
+            ),
+            &["reason"],
+        )?;
+        let federation_messages_received = IntCounterVec::new(
+            Opts::new(
+                "federation_messages_received_total",
+                "Ordered messages received from hubs: \"stored\", \"duplicate\" or \"after_gap\"",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(federation_queue_depth.clone()))?;
+        registry.register(Box::new(federation_queue_oldest_age.clone()))?;
+        registry.register(Box::new(federation_destination_failures.clone()))?;
+        registry.register(Box::new(federation_send_latency.clone()))?;
+        registry.register(Box::new(federation_send_failures.clone()))?;
+        registry.register(Box::new(federation_messages_received.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -104,6 +156,12 @@ impl Metrics {
             push_latency,
             inbox_depth,
             federation_requests,
+            federation_queue_depth,
+            federation_queue_oldest_age,
+            federation_destination_failures,
+            federation_send_latency,
+            federation_send_failures,
+            federation_messages_received,
         })
     }
 

@@ -13,7 +13,7 @@ use actix_web::{App, HttpServer, web};
 use crate::api;
 use crate::config::{Config, FederationConfig};
 use crate::db;
-use crate::federation::{self, FederationState, KeyringFile, PeerKeys};
+use crate::federation::{self, Backfills, FederationState, KeyringFile, PeerKeys};
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -44,21 +44,33 @@ impl Application {
             n => n,
         };
         let metrics = Arc::new(Metrics::new()?);
-        let (federation, federation_state) = match &config.federation {
-            Some(federation_config) => {
-                let (addr, server, state) =
-                    federation_server(&config, federation_config, pool.clone(), metrics.clone(), workers)?;
-                (Some((addr, server)), Some(state))
-            }
-            None => (None, None),
+        let federation_state = match &config.federation {
+            Some(federation_config) => Some(federation_state(
+                &config,
+                federation_config,
+                pool.clone(),
+                metrics.clone(),
+            )?),
+            None => None,
         };
         let max_body = config.limits.max_body_bytes;
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
         let mut background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
-        if federation.is_some() {
-            background.push(tokio::spawn(federation::forget_old_requests_forever(pool.clone())));
-        }
-        let state = web::Data::new(AppState::new(config, pool, metrics, federation_state));
+        let state = web::Data::new(AppState::new(config, pool.clone(), metrics, federation_state.clone()));
+        let federation = match (&state.config.federation, federation_state) {
+            (Some(federation_config), Some(federation_state)) => {
+                background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
+                background.push(tokio::spawn(federation::send_forever(federation_state.clone())));
+                Some(federation_server(
+                    &state.config,
+                    federation_config,
+                    federation_state,
+                    state.clone(),
+                    workers,
+                )?)
+            }
+            _ => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -119,16 +131,13 @@ impl Application {
     }
 }
 
-/// The federation API's own server: mutual TLS on its own port.
-fn federation_server(
+/// What the federation API and outbound federation work with.
+fn federation_state(
     config: &Config,
     federation: &FederationConfig,
     pool: deadpool_postgres::Pool,
     metrics: Arc<Metrics>,
-    workers: usize,
-) -> anyhow::Result<(SocketAddr, Server, web::Data<FederationState>)> {
-    let tls_config =
-        tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
+) -> anyhow::Result<web::Data<FederationState>> {
     let keys = KeyringFile::open_or_create(&federation.signing_key)?;
     let client = FederationClient::new(
         config.server_name.clone(),
@@ -136,10 +145,7 @@ fn federation_server(
         tls::root_store(federation.trust_roots.as_deref())?,
         federation.peers.clone(),
     )?;
-    let listener = TcpListener::bind(federation.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (federation): {e}", federation.listen))?;
-    let addr = listener.local_addr()?;
-    let state = web::Data::new(FederationState {
+    Ok(web::Data::new(FederationState {
         server_name: config.server_name.clone(),
         keys,
         pool,
@@ -148,11 +154,32 @@ fn federation_server(
         config: federation.clone(),
         requests_per_origin: RateLimiter::per_minute(federation.requests_per_origin_per_minute),
         metrics,
-    });
-    let app_state = state.clone();
+        outbound: Arc::default(),
+        backfills: Backfills::default(),
+    }))
+}
+
+/// The federation API's own server: mutual TLS on its own port.
+fn federation_server(
+    config: &Config,
+    federation: &FederationConfig,
+    state: web::Data<FederationState>,
+    app_state: web::Data<AppState>,
+    workers: usize,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let tls_config =
+        tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
+    let listener = TcpListener::bind(federation.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (federation): {e}", federation.listen))?;
+    let addr = listener.local_addr()?;
+    let max_body = federation.max_transaction_bytes;
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(state.clone())
             .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(api::path_config())
+            .app_data(api::query_config())
             .configure(federation::configure)
             .default_service(web::to(federation::unrecognized_endpoint))
     })
@@ -162,5 +189,5 @@ fn federation_server(
     .listen_rustls_0_23(listener, tls_config)?
     .run();
     tracing::info!(%addr, "federation API listening (mutual TLS)");
-    Ok((addr, server, state))
+    Ok((addr, server))
 }

@@ -39,6 +39,7 @@ impl AppState {
         let rules = WriterRules {
             server_name: config.server_name.clone(),
             past_epochs_accepted: limits.past_epochs_accepted,
+            outbound: federation.as_ref().map(|f| f.outbound.clone()),
         };
         Self {
             login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),

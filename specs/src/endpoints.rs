@@ -159,7 +159,30 @@ pub mod federation {
     /// origin server who is adding that user to a group.
     pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/federation/v1/keys/claim", ServerSignature, true);
 
-    pub const ALL: &[Endpoint] = &[SERVER_KEYS, VERSION, CLAIM_KEY_PACKAGES];
+    /// A follower server forwards its user's commit to the group's hub; the answer is
+    /// the hub's, relayed to the client (`409 wrong_epoch` included).
+    pub const SUBMIT_COMMIT: Endpoint =
+        endpoint(Post, "/federation/v1/groups/{group_id}/commits", ServerSignature, false);
+    /// A follower server forwards its user's application message to the group's hub.
+    pub const SUBMIT_MESSAGE: Endpoint =
+        endpoint(Post, "/federation/v1/groups/{group_id}/messages", ServerSignature, false);
+    /// The hub sends a follower the group messages its members should receive, in order,
+    /// each signed by the hub. Idempotent by transaction id and by (group, seq).
+    pub const SEND_TRANSACTION: Endpoint =
+        endpoint(Put, "/federation/v1/transactions/{txn_id}", ServerSignature, false);
+    /// A follower that found a gap in a group's sequence numbers fetches the missing
+    /// messages from the hub (`?after=<seq>&limit=<n>`).
+    pub const BACKFILL: Endpoint = endpoint(Get, "/federation/v1/groups/{group_id}/messages", ServerSignature, false);
+
+    pub const ALL: &[Endpoint] = &[
+        SERVER_KEYS,
+        VERSION,
+        CLAIM_KEY_PACKAGES,
+        SUBMIT_COMMIT,
+        SUBMIT_MESSAGE,
+        SEND_TRANSACTION,
+        BACKFILL,
+    ];
 }
 
 #[cfg(test)]

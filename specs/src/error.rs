@@ -80,6 +80,13 @@ pub enum ErrorCode {
     /// The homeserver of the user or group asked for cannot be reached, or answered with
     /// something this server cannot use; retry later.
     RemoteUnavailable,
+    /// Federation: the origin is not the hub of a group it sent ordered messages of.
+    NotGroupHub,
+    /// Federation: the group named is not hubbed on this server (its id names another hub).
+    NotHubbedHere,
+    /// Federation: a server submitted for a user of another domain; a server speaks only
+    /// for its own users.
+    SenderNotOfOrigin,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -121,6 +128,9 @@ impl ErrorCode {
         Self::CertificateMismatch,
         Self::ServerNotAllowed,
         Self::RemoteUnavailable,
+        Self::NotGroupHub,
+        Self::NotHubbedHere,
+        Self::SenderNotOfOrigin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +168,9 @@ impl ErrorCode {
             Self::CertificateMismatch => "certificate_mismatch",
             Self::ServerNotAllowed => "server_not_allowed",
             Self::RemoteUnavailable => "remote_unavailable",
+            Self::NotGroupHub => "not_group_hub",
+            Self::NotHubbedHere => "not_hubbed_here",
+            Self::SenderNotOfOrigin => "sender_not_of_origin",
             Self::Unknown => "unknown",
         }
     }
@@ -185,12 +198,14 @@ impl ErrorCode {
             | Self::InvalidInviteToken
             | Self::CredentialMismatch
             | Self::NotAMember
-            | Self::GroupFull => 403,
+            | Self::GroupFull
+            | Self::NotGroupHub
+            | Self::SenderNotOfOrigin => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
             Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
             Self::PayloadTooLarge => 413,
-            Self::WrongDestination => 421,
+            Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
             Self::RemoteUnavailable => 502,
             Self::Unavailable => 503,

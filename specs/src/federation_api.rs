@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServerName;
+use crate::groups_api::{GroupMember, SubmitCommitRequest, SubmitMessageRequest};
+use crate::{Base64Bytes, GroupId, ServerName};
 
 /// Answer of `GET /federation/v1/version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,4 +16,104 @@ pub struct FederationVersion {
     pub version: String,
     /// The origin it authenticated the request as.
     pub origin: ServerName,
+}
+
+/// The sender of a forwarded submission: a device of a user of the origin server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedCommit {
+    pub sender: GroupMember,
+    pub commit: SubmitCommitRequest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedMessage {
+    pub sender: GroupMember,
+    pub message: SubmitMessageRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderedKind {
+    Commit,
+    Application,
+}
+
+/// A message as the hub ordered it. Times are milliseconds since the Unix epoch so that
+/// the signed bytes do not depend on how a timestamp is formatted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderedMessage {
+    pub group_id: GroupId,
+    pub seq: i64,
+    /// The epoch the message was sent in (a commit moves the group to the next one).
+    pub epoch: u64,
+    pub kind: OrderedKind,
+    pub sender: GroupMember,
+    pub payload: Base64Bytes,
+    /// With a commit that adds members: their Welcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome: Option<Base64Bytes>,
+    /// With a commit: every member device of the group after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<GroupMember>>,
+    pub sent_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+/// The hub's ed25519 signature over the canonical JSON of `{"message": ..., "signed_at_ms": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSignature {
+    pub key_id: String,
+    pub signed_at_ms: i64,
+    /// Base64 (standard alphabet, unpadded) of the 64-byte signature.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedMessage {
+    pub message: OrderedMessage,
+    pub hub_signature: HubSignature,
+}
+
+/// Body of `PUT /federation/v1/transactions/{txn_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transaction {
+    pub messages: Vec<SignedMessage>,
+}
+
+/// Answer to a transaction: what the follower did with its messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionResult {
+    /// Messages stored now.
+    pub stored: u64,
+    /// Messages it had already stored (a retried transaction).
+    pub duplicates: u64,
+    /// Groups in which it found a gap before a message and will backfill from the hub.
+    pub backfilling: Vec<GroupId>,
+}
+
+/// Query of the backfill endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillQuery {
+    /// Messages with a sequence number above this one.
+    pub after: i64,
+    /// At most this many (default and maximum: the hub's transaction size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillPage {
+    /// In sequence order; fewer than asked when the group has no more.
+    pub messages: Vec<SignedMessage>,
+    /// The group's latest sequence number at the hub.
+    pub last_seq: i64,
 }

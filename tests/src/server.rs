@@ -174,6 +174,10 @@ impl TestServer {
                 allow: None,
                 deny: Default::default(),
                 requests_per_origin_per_minute: 60_000,
+                max_transaction_messages: 200,
+                max_transaction_bytes: 8 * 1024 * 1024,
+                retry_initial_ms: 100,
+                retry_max_secs: 2,
             };
             adjust(&mut federation);
             c.federation = Some(federation);

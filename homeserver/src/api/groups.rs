@@ -55,7 +55,7 @@ pub async fn commit(
     body: web::Json<SubmitCommitRequest>,
 ) -> Result<web::Json<Accepted>, ApiError> {
     let result = match parse_group_id(&path) {
-        Ok(group) => hub::submit_commit(&state, &who, group, body.into_inner()).await,
+        Ok(group) => hub::submit_commit(&state, &who.member(), group, body.into_inner()).await,
         Err(e) => Err(e),
     };
     counted(&state, result).map(web::Json)
@@ -68,7 +68,7 @@ pub async fn message(
     body: web::Json<SubmitMessageRequest>,
 ) -> Result<web::Json<Accepted>, ApiError> {
     let result = match parse_group_id(&path) {
-        Ok(group) => hub::submit_message(&state, &who, group, body.into_inner()).await,
+        Ok(group) => hub::submit_message(&state, &who.member(), group, body.into_inner()).await,
         Err(e) => Err(e),
     };
     counted(&state, result).map(web::Json)

@@ -39,6 +39,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     {
         state.metrics.inbox_depth.set(depth);
     }
+    if let Ok(db) = state.pool.get().await
+        && let Ok(destinations) = store::federation::queue_stats(&db).await
+    {
+        for (destination, depth, oldest_age, failures) in destinations {
+            let labels = [destination.as_str()];
+            state.metrics.federation_queue_depth.with_label_values(&labels).set(depth);
+            state.metrics.federation_queue_oldest_age.with_label_values(&labels).set(oldest_age);
+            state.metrics.federation_destination_failures.with_label_values(&labels).set(i64::from(failures));
+        }
+    }
     match state.metrics.render() {
         Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
         Err(e) => crate::error::ApiError::internal("rendering metrics", e).error_response(),

@@ -24,6 +24,8 @@ use crate::store;
 #[derive(Debug, Clone)]
 pub struct VerifiedPeer {
     pub origin: ServerName,
+    /// Its published keys, which checked the request.
+    pub keys: VerifiedKeys,
 }
 
 /// The leaf certificate the peer presented in the TLS handshake.
@@ -122,8 +124,10 @@ async fn check_request(req: &HttpRequest, body: &[u8], state: &FederationState) 
             "this signed request was received before",
         ));
     }
+    super::outbound::peer_is_alive(state, &verified.origin).await;
     Ok(VerifiedPeer {
         origin: verified.origin,
+        keys,
     })
 }
 
@@ -145,14 +149,33 @@ fn check_certificate(req: &HttpRequest, origin: &ServerName) -> Result<(), ApiEr
 
 /// The origin's keys, fetched when unknown, expired, or missing the key the request names.
 async fn origin_keys(state: &FederationState, signed: &SignedRequest, now: i64) -> Result<VerifiedKeys, ApiError> {
-    let cached = state.peer_keys.cached(&signed.origin);
+    server_keys(state, &signed.origin, now, |keys| {
+        keys.key_for(&signed.key_id, signed.timestamp_ms).is_some()
+    })
+    .await
+}
+
+/// `server`'s keys, from the cache while they are valid.
+pub async fn keys_of(state: &FederationState, server: &ServerName) -> Result<VerifiedKeys, ApiError> {
+    server_keys(state, server, now_ms(), |_| true).await
+}
+
+/// `server`'s keys: cached ones if still valid and `enough`, else fetched (at most every
+/// `REFETCH_AFTER`), else cached ones while valid.
+async fn server_keys(
+    state: &FederationState,
+    server: &ServerName,
+    now: i64,
+    enough: impl Fn(&VerifiedKeys) -> bool,
+) -> Result<VerifiedKeys, ApiError> {
+    let cached = state.peer_keys.cached(server);
     if let Some((keys, fetched_at)) = &cached {
-        let usable = keys.valid_until_ms > now && keys.key_for(&signed.key_id, signed.timestamp_ms).is_some();
+        let usable = keys.valid_until_ms > now && enough(keys);
         if usable || fetched_at.elapsed() < REFETCH_AFTER {
             return Ok(keys.clone());
         }
     }
-    match state.client.fetch_keys(&signed.origin, now).await {
+    match state.client.fetch_keys(server, now).await {
         Ok(keys) => {
             state.peer_keys.store(keys.clone());
             Ok(keys)
@@ -162,7 +185,7 @@ async fn origin_keys(state: &FederationState, signed: &SignedRequest, now: i64) 
             Some((keys, _)) if keys.valid_until_ms > now => Ok(keys),
             _ => Err(ApiError::new(
                 ErrorCode::InvalidSignature,
-                format!("cannot obtain the keys of {}: {e}", signed.origin),
+                format!("cannot obtain the keys of {server}: {e}"),
             )),
         },
     }

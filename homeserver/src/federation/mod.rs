@@ -1,7 +1,11 @@
 //! The federation API, served to other homeservers on its own port over mutual TLS.
 
 mod auth;
+mod follower;
+mod forward;
 mod keyring;
+mod ordered;
+mod outbound;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +16,13 @@ use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::FederationVersion;
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
-use parley_specs::{ErrorCode, ServerName, UserId};
+use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 
-pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, forget_old_requests_forever};
+pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, forget_old_requests_forever, keys_of};
+pub use follower::Backfills;
+pub use forward::{forward_commit, forward_message};
 pub use keyring::KeyringFile;
+pub use outbound::{OutboundKicks, send_forever};
 
 use crate::api::Routes;
 use crate::config::FederationConfig;
@@ -37,6 +44,9 @@ pub struct FederationState {
     /// Authenticated requests per origin server.
     pub requests_per_origin: RateLimiter,
     pub metrics: Arc<Metrics>,
+    /// Destinations with messages newly queued for them.
+    pub outbound: Arc<OutboundKicks>,
+    pub backfills: Backfills,
 }
 
 pub fn now_ms() -> i64 {
@@ -50,6 +60,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::SERVER_KEYS, server_keys)
         .add(endpoints::VERSION, version)
         .add(endpoints::CLAIM_KEY_PACKAGES, claim_key_packages)
+        .add(endpoints::SUBMIT_COMMIT, forward::forwarded_commit)
+        .add(endpoints::SUBMIT_MESSAGE, forward::forwarded_message)
+        .add(endpoints::SEND_TRANSACTION, follower::receive_transaction)
+        .add(endpoints::BACKFILL, ordered::backfill)
         .register(cfg);
 }
 
@@ -140,6 +154,10 @@ pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<Clai
         )));
     }
     Ok(claimed)
+}
+
+fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
 }
 
 pub async fn unrecognized_endpoint() -> HttpResponse {

@@ -24,19 +24,13 @@ use time::OffsetDateTime;
 
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
+use crate::federation::{self, FederationState};
 use crate::state::AppState;
 use crate::store::groups::{KIND_COMMIT, NewMessage};
 use crate::store::inbox::Recipient;
 use crate::store::{self, Db};
 use public_state::{PublicState, serialize_storage};
 use writer::Submission;
-
-fn member(who: &AuthedDevice) -> GroupMember {
-    GroupMember {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-    }
-}
 
 fn check_txn_id(txn_id: &str) -> Result<(), ApiError> {
     let ok = !txn_id.is_empty() && txn_id.len() <= MAX_TXN_ID_LEN && txn_id.bytes().all(|b| b.is_ascii_graphic());
@@ -61,15 +55,24 @@ fn check_size(state: &AppState, bytes: &[u8], what: &str) -> Result<(), ApiError
     Ok(())
 }
 
-/// Groups hubbed elsewhere are reached through federation, which comes later.
-fn check_hubbed_here(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
-    if group.hub() != state.config.server_name {
-        return Err(ApiError::not_found(&format!(
-            "group {group} (it is hubbed on {}; federation is not available yet)",
+/// The federation a group hubbed elsewhere is reached through.
+fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a FederationState, ApiError> {
+    state.federation.as_ref().map(|f| f.get_ref()).ok_or_else(|| {
+        ApiError::not_found(&format!(
+            "group {group} (it is hubbed on {} and this server does not federate)",
             group.hub()
-        )));
-    }
-    Ok(())
+        ))
+    })
+}
+
+/// Other servers with member devices among `members`: where a message must be sent.
+pub fn remote_servers<'a>(own: &ServerName, members: impl IntoIterator<Item = &'a GroupMember>) -> BTreeSet<String> {
+    members
+        .into_iter()
+        .map(|m| m.user_id.server_name())
+        .filter(|server| server != own)
+        .map(|server| server.to_string())
+        .collect()
 }
 
 fn invalid_mls(context: &str, err: impl std::fmt::Display) -> ApiError {
@@ -81,7 +84,7 @@ fn local<'a>(state: &AppState, members: impl IntoIterator<Item = &'a GroupMember
     local_recipients(&state.config.server_name, members)
 }
 
-fn local_recipients<'a>(
+pub fn local_recipients<'a>(
     server_name: &ServerName,
     members: impl IntoIterator<Item = &'a GroupMember>,
 ) -> Vec<Recipient<'a>> {
@@ -125,7 +128,7 @@ pub async fn create_group(
     let (group, _) = PublicGroup::from_external(&RustCrypto::default(), &storage, tree, info, ProposalStore::new())
         .map_err(|e| invalid_mls("the group info and ratchet tree do not form a valid group", e))?;
     let members = mls::members(&group)?;
-    if members.len() != 1 || !members.contains(&member(who)) {
+    if members.len() != 1 || !members.contains(&who.member()) {
         return Err(ApiError::new(
             ErrorCode::CredentialMismatch,
             "a new group's only member must be the device creating it",
@@ -159,14 +162,15 @@ pub async fn create_group(
     })
 }
 
+/// A commit of `sender`, a device of this server's user or (forwarded by its server) of
+/// another server's user. For a group hubbed elsewhere it is forwarded to the hub.
 pub async fn submit_commit(
     state: &AppState,
-    who: &AuthedDevice,
+    sender: &GroupMember,
     group_id: GroupId,
     req: SubmitCommitRequest,
 ) -> Result<Accepted, ApiError> {
     check_txn_id(&req.txn_id)?;
-    check_hubbed_here(state, &group_id)?;
     check_size(state, req.commit.as_slice(), "commit")?;
     let commit = mls::parse_commit(req.commit.as_slice(), &group_id)?;
     if let Some(welcome) = &req.welcome {
@@ -175,11 +179,10 @@ pub async fn submit_commit(
     }
     let sent_epoch = commit.epoch().as_u64();
     // Commits count against the same per-device budget as application messages.
-    state
-        .sends_per_device
-        .check(who.device_id.as_str())
-        .map_err(ApiError::rate_limited)?;
-    let sender = member(who);
+    check_send_rate(state, sender)?;
+    if group_id.hub() != state.config.server_name {
+        return federation::forward_commit(federation_to_hub(state, &group_id)?, sender, &group_id, req).await;
+    }
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
@@ -187,10 +190,10 @@ pub async fn submit_commit(
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
     // Checked under the group's lock, so a retry racing its original finds it.
-    if let Some(prior) = store::groups::prior_submit(&tx, &who.device_id, &req.txn_id).await? {
+    if let Some(prior) = store::groups::prior_submit(&tx, &group_id, sender, &req.txn_id).await? {
         return accepted_before(prior);
     }
-    if !store::groups::is_member(&tx, &group_id, &sender).await? {
+    if !store::groups::is_member(&tx, &group_id, sender).await? {
         return Err(ApiError::new(
             ErrorCode::NotAMember,
             format!("this device is not a member of {group_id}"),
@@ -207,7 +210,7 @@ pub async fn submit_commit(
         .process_message(&RustCrypto::default(), commit)
         .map_err(|e| invalid_mls("the hub refuses the commit", e))?;
     if !matches!(processed.sender(), Sender::Member(_))
-        || mls::member_of(processed.credential()).as_ref() != Some(&sender)
+        || mls::member_of(processed.credential()).as_ref() != Some(sender)
     {
         return Err(ApiError::new(
             ErrorCode::CredentialMismatch,
@@ -260,10 +263,11 @@ pub async fn submit_commit(
             seq,
             epoch: sent_epoch,
             kind: KIND_COMMIT,
-            sender: &sender,
+            sender,
             txn_id: &req.txn_id,
             payload: req.commit.as_slice(),
             welcome: req.welcome.as_ref().map(|w| w.as_slice()),
+            members: Some(&after.iter().cloned().collect::<Vec<_>>()),
             sent_at: OffsetDateTime::now_utc(),
             expires_at: None,
         }],
@@ -271,16 +275,14 @@ pub async fn submit_commit(
     .await?
         == 1;
     if !inserted {
-        // Another submit of this device with the same txn_id, to another group, was
-        // stored after our check: answer what it got.
-        drop(tx);
-        return retried(state, who, &req.txn_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("idempotent retry", "the first submit vanished"));
+        return Err(ApiError::internal(
+            "storing a commit",
+            "its transaction id was stored under the group's lock by someone else",
+        ));
     }
     // The members of the old epoch (removed ones included) get the commit; the new ones
-    // start from the Welcome instead.
-    let existing = local(state, before.iter().filter(|m| **m != sender));
+    // start from the Welcome instead. Other servers with members in either get it too.
+    let existing = local(state, before.iter().filter(|m| *m != sender));
     let entries: Vec<_> = existing
         .into_iter()
         .map(|r| r.entry(InboxEntryKind::Message, &group_id, seq))
@@ -290,24 +292,36 @@ pub async fn submit_commit(
                 .map(|r| r.entry(InboxEntryKind::Welcome, &group_id, seq)),
         )
         .collect();
-    let woken = store::inbox::devices(store::inbox::append(&tx, &entries).await?);
+    let destinations = match &state.federation {
+        Some(_) => remote_servers(&state.config.server_name, before.iter().chain(&after)),
+        None => BTreeSet::new(),
+    };
+    let queued: Vec<_> = destinations.iter().map(|d| (d.as_str(), group_id.as_str(), seq)).collect();
+    let (appended, ()) = tokio::try_join!(
+        store::inbox::append(&tx, &entries),
+        store::federation::enqueue(&tx, &queued),
+    )?;
+    let woken = store::inbox::devices(appended);
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
+    if let Some(federation) = &state.federation {
+        federation.outbound.kick(destinations);
+    }
     state.metrics.messages_accepted.with_label_values(&["commit"]).inc();
     state.metrics.fanout_devices.observe(woken.len() as f64);
     tracing::debug!(group = %group_id, seq, epoch, added = added.len(), "commit accepted");
     Ok(Accepted { group_id, seq, epoch })
 }
 
+/// An application message of `sender` (see `submit_commit`).
 pub async fn submit_message(
     state: &AppState,
-    who: &AuthedDevice,
+    sender: &GroupMember,
     group_id: GroupId,
     req: SubmitMessageRequest,
 ) -> Result<Accepted, ApiError> {
     check_txn_id(&req.txn_id)?;
-    check_hubbed_here(state, &group_id)?;
     check_size(state, req.message.as_slice(), "message")?;
     let sent_epoch = mls::parse_application(req.message.as_slice(), &group_id)?;
     if let Some(expires_at) = req.expires_at
@@ -315,15 +329,15 @@ pub async fn submit_message(
     {
         return Err(ApiError::new(ErrorCode::InvalidParam, "expires_at is in the past"));
     }
-    state
-        .sends_per_device
-        .check(who.device_id.as_str())
-        .map_err(ApiError::rate_limited)?;
+    check_send_rate(state, sender)?;
+    if group_id.hub() != state.config.server_name {
+        return federation::forward_message(federation_to_hub(state, &group_id)?, sender, &group_id, req).await;
+    }
     let written = state
         .message_writer
         .submit(Submission {
             group_id,
-            sender: member(who),
+            sender: sender.clone(),
             txn_id: req.txn_id,
             payload: req.message.into_vec(),
             epoch: sent_epoch,
@@ -341,13 +355,13 @@ pub async fn submit_message(
     Ok(written.accepted)
 }
 
-/// The answer an earlier submit with this `txn_id` got, if there was one.
-async fn retried(state: &AppState, who: &AuthedDevice, txn_id: &str) -> Result<Option<Accepted>, ApiError> {
-    let db = state.pool.get().await?;
-    store::groups::prior_submit(&db, &who.device_id, txn_id)
-        .await?
-        .map(accepted_before)
-        .transpose()
+/// Devices of every server share one budget per device; the user id keeps devices of
+/// different servers apart.
+fn check_send_rate(state: &AppState, sender: &GroupMember) -> Result<(), ApiError> {
+    state
+        .sends_per_device
+        .check(&format!("{}/{}", sender.user_id, sender.device_id))
+        .map_err(ApiError::rate_limited)
 }
 
 /// A retried submit returns what the first one got, and stores nothing new.
@@ -364,7 +378,7 @@ pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) 
     let db = state.pool.get().await?;
     let not_found = || ApiError::not_found(&format!("group {group_id}"));
     // Non-members learn nothing, not even that the group exists.
-    if !store::groups::is_member(&db, &group_id, &member(who)).await? {
+    if !store::groups::is_member(&db, &group_id, &who.member()).await? {
         return Err(not_found());
     }
     let (epoch, last_seq) = store::groups::position(&db, &group_id).await?.ok_or_else(not_found)?;
@@ -380,7 +394,7 @@ pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) 
 pub async fn list_groups(state: &AppState, who: &AuthedDevice) -> Result<GroupList, ApiError> {
     let db = state.pool.get().await?;
     let mut groups = Vec::new();
-    for id in store::groups::of_device(&db, &member(who)).await? {
+    for id in store::groups::of_device(&db, &who.member()).await? {
         let group_id = GroupId::parse(&id).map_err(|e| ApiError::internal("stored group id", e))?;
         if let Some((epoch, last_seq)) = store::groups::position(&db, &group_id).await? {
             let members = store::groups::members(&db, &group_id).await?;

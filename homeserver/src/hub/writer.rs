@@ -9,7 +9,7 @@
 //! or within the accepted window. Groups are locked in id order, then devices in id order
 //! (by `inbox::append`), the same order every other writer uses, so writers never deadlock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -18,11 +18,12 @@ use parley_specs::{ErrorCode, GroupId, ServerName};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{accepted_before, local_recipients};
+use super::{accepted_before, local_recipients, remote_servers};
 use crate::error::ApiError;
+use crate::federation::OutboundKicks;
 use crate::inbox::{FreshEntry, InboxWaker};
 use crate::store;
-use crate::store::groups::{KIND_APPLICATION, LockedGroup, NewMessage, PriorSubmit};
+use crate::store::groups::{KIND_APPLICATION, LockedGroup, NewMessage, PriorSubmit, SubmitKey, submit_key};
 use crate::store::inbox::{Appended, NewEntry};
 
 /// Submissions written in one transaction at most; bounds the statement sizes.
@@ -38,6 +39,12 @@ pub struct Submission {
     pub payload: Vec<u8>,
     pub epoch: u64,
     pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Submission {
+    fn key(&self) -> SubmitKey {
+        submit_key(&self.group_id, &self.sender, &self.txn_id)
+    }
 }
 
 /// The hub's answer to an accepted submission.
@@ -57,6 +64,8 @@ struct Pending {
 pub struct WriterRules {
     pub server_name: ServerName,
     pub past_epochs_accepted: u64,
+    /// With federation: messages for other servers' members are queued for them.
+    pub outbound: Option<Arc<OutboundKicks>>,
 }
 
 /// Hands submissions to the writer task and waits for their answer.
@@ -152,12 +161,7 @@ async fn write_batch(
     // A retry of a submission in this same batch waits for the next one, where it finds
     // the first one's stored answer.
     let mut seen = HashSet::new();
-    let (batch, carried): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| {
-        seen.insert((
-            p.submission.sender.device_id.as_str().to_owned(),
-            p.submission.txn_id.clone(),
-        ))
-    });
+    let (batch, carried): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| seen.insert(p.submission.key()));
     let written = match pool.get().await {
         Ok(mut db) => decide_and_write(&mut db, rules, &batch).await,
         Err(e) => Err(e.into()),
@@ -192,6 +196,9 @@ async fn write_batch(
         let _ = pending.reply.send(answer);
     }
     waker.deliver(decided.fresh);
+    if let Some(outbound) = &rules.outbound {
+        outbound.kick(decided.destinations);
+    }
     Ok(carried)
 }
 
@@ -202,6 +209,8 @@ struct Decided {
     fanouts: Vec<usize>,
     /// Every inbox entry written, in position order.
     fresh: Vec<FreshEntry>,
+    /// Other servers messages were queued for.
+    destinations: BTreeSet<String>,
 }
 
 /// Decides every submission under the group locks and writes the accepted ones. `None`
@@ -215,10 +224,7 @@ async fn decide_and_write(
     let mut group_ids: Vec<&str> = batch.iter().map(|p| p.submission.group_id.as_str()).collect();
     group_ids.sort_unstable();
     group_ids.dedup();
-    let submitted: Vec<(&str, &str)> = batch
-        .iter()
-        .map(|p| (p.submission.sender.device_id.as_str(), p.submission.txn_id.as_str()))
-        .collect();
+    let submitted: Vec<SubmitKey> = batch.iter().map(|p| p.submission.key()).collect();
     // Pipelined, in order: the groups are locked before their members are read.
     let (locked, members, prior) = tokio::try_join!(
         store::groups::lock_many(&tx, &group_ids),
@@ -235,6 +241,8 @@ async fn decide_and_write(
     let sent_at = OffsetDateTime::now_utc();
     let mut messages = Vec::new();
     let mut entries = Vec::new();
+    let mut queued = Vec::new();
+    let mut destinations = BTreeSet::new();
     for (pending, decision) in batch.iter().zip(&decisions) {
         let Decision::Write { seq, .. } = decision else {
             continue;
@@ -249,14 +257,18 @@ async fn decide_and_write(
             txn_id: &s.txn_id,
             payload: &s.payload,
             welcome: None,
+            members: None,
             sent_at,
             expires_at: s.expires_at,
         });
-        let others = members
-            .get(s.group_id.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|m| **m != s.sender);
+        let group_members = members.get(s.group_id.as_str()).into_iter().flatten();
+        if rules.outbound.is_some() {
+            for server in remote_servers(&rules.server_name, group_members.clone()) {
+                queued.push((server.clone(), s.group_id.as_str(), *seq));
+                destinations.insert(server);
+            }
+        }
+        let others = group_members.filter(|m| **m != s.sender);
         entries.extend(
             local_recipients(&rules.server_name, others)
                 .into_iter()
@@ -273,25 +285,34 @@ async fn decide_and_write(
             fanouts: vec![0; batch.len()],
             fresh: Vec::new(),
             decisions,
+            destinations,
         }));
     }
     let last_seqs: Vec<(&str, i64)> = groups.iter().map(|(id, g)| (id.as_str(), g.last_seq)).collect();
-    let (_, inserted, appended) = tokio::try_join!(
+    let queued: Vec<(&str, &str, i64)> = queued.iter().map(|(d, g, seq)| (d.as_str(), *g, *seq)).collect();
+    let (_, inserted, appended, ()) = tokio::try_join!(
         store::groups::set_last_seqs(&tx, &last_seqs),
         store::groups::insert_messages(&tx, &messages),
         store::inbox::append(&tx, &entries),
+        store::federation::enqueue(&tx, &queued),
     )?;
     if inserted != messages.len() as u64 {
         drop(tx);
         return Ok(None);
     }
     tx.commit().await?;
-    Ok(Some(committed(batch, decisions, appended, sent_at)))
+    Ok(Some(committed(batch, decisions, appended, sent_at, destinations)))
 }
 
 /// The per-submission fan-out counts and the entries for connected readers, from the
 /// inbox rows a committed batch wrote.
-fn committed(batch: &[Pending], decisions: Vec<Decision>, appended: Vec<Appended>, sent_at: OffsetDateTime) -> Decided {
+fn committed(
+    batch: &[Pending],
+    decisions: Vec<Decision>,
+    appended: Vec<Appended>,
+    sent_at: OffsetDateTime,
+    destinations: BTreeSet<String>,
+) -> Decided {
     let index: HashMap<(&str, i64), usize> = batch
         .iter()
         .zip(&decisions)
@@ -329,6 +350,7 @@ fn committed(batch: &[Pending], decisions: Vec<Decision>, appended: Vec<Appended
         decisions,
         fanouts,
         fresh,
+        destinations,
     }
 }
 
@@ -338,11 +360,10 @@ fn decide(
     rules: &WriterRules,
     groups: &mut HashMap<String, LockedGroup>,
     members: &HashMap<String, Vec<GroupMember>>,
-    prior: &HashMap<(String, String), PriorSubmit>,
+    prior: &HashMap<SubmitKey, PriorSubmit>,
     s: &Submission,
 ) -> Decision {
-    let key = (s.sender.device_id.as_str().to_owned(), s.txn_id.clone());
-    if let Some(first) = prior.get(&key) {
+    if let Some(first) = prior.get(&s.key()) {
         return Decision::Answer(accepted_before(first.clone()).map(|accepted| Written { accepted, fanout: None }));
     }
     let Some(group) = groups.get_mut(s.group_id.as_str()) else {

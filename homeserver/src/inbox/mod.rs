@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use parley_specs::groups_api::{
-    GroupMember, InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
+    InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
 };
 use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use time::OffsetDateTime;
@@ -73,10 +73,7 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let acked = store::inbox::ack(&tx, &who.device_id, up_to).await?;
-    let receiver = GroupMember {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-    };
+    let receiver = who.member();
     // Every receipt of this acknowledgement in one append: one lock order for all devices.
     let mut senders = Vec::new();
     let mut devices_of: HashMap<String, Vec<DeviceId>> = HashMap::new();

@@ -31,9 +31,29 @@ pub struct NewMessage<'a> {
     pub txn_id: &'a str,
     pub payload: &'a [u8],
     pub welcome: Option<&'a [u8]>,
+    /// With a commit: the member devices after it.
+    pub members: Option<&'a [GroupMember]>,
     pub sent_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
 }
+
+/// A stored message, as a hub sends it to followers.
+pub struct StoredMessage {
+    pub group_id: String,
+    pub seq: i64,
+    pub epoch: u64,
+    pub kind: i16,
+    pub sender_user: String,
+    pub sender_device: String,
+    pub payload: Vec<u8>,
+    pub welcome: Option<Vec<u8>>,
+    pub members: Option<serde_json::Value>,
+    pub sent_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The identity of a submit for idempotency: group, sender user, sender device, txn id.
+pub type SubmitKey = (String, String, String, String);
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -215,46 +235,62 @@ pub async fn of_device(db: &impl Db, who: &GroupMember) -> Result<Vec<String>, t
         .collect())
 }
 
-/// What an earlier submit with this (device, transaction id) got.
+/// What an earlier submit of this device to this group with this transaction id got.
 pub async fn prior_submit(
     db: &impl Db,
-    device: &DeviceId,
+    group: &GroupId,
+    sender: &GroupMember,
     txn_id: &str,
 ) -> Result<Option<PriorSubmit>, tokio_postgres::Error> {
-    let mut found = prior_submits(db, &[(device.as_str(), txn_id)]).await?;
-    Ok(found.remove(&(device.as_str().to_owned(), txn_id.to_owned())))
+    let key = submit_key(group, sender, txn_id);
+    let mut found = prior_submits(db, std::slice::from_ref(&key)).await?;
+    Ok(found.remove(&key))
 }
 
-/// What earlier submits with these (sender device, transaction id) pairs got.
+pub fn submit_key(group: &GroupId, sender: &GroupMember, txn_id: &str) -> SubmitKey {
+    (
+        group.as_str().to_owned(),
+        sender.user_id.as_str().to_owned(),
+        sender.device_id.as_str().to_owned(),
+        txn_id.to_owned(),
+    )
+}
+
+/// What earlier submits with these keys got.
 pub async fn prior_submits(
     db: &impl Db,
-    submitted: &[(&str, &str)],
-) -> Result<HashMap<(String, String), PriorSubmit>, tokio_postgres::Error> {
-    let (devices, txn_ids): (Vec<&str>, Vec<&str>) = submitted.iter().copied().unzip();
+    submitted: &[SubmitKey],
+) -> Result<HashMap<SubmitKey, PriorSubmit>, tokio_postgres::Error> {
+    let groups: Vec<&str> = submitted.iter().map(|k| k.0.as_str()).collect();
+    let users: Vec<&str> = submitted.iter().map(|k| k.1.as_str()).collect();
+    let devices: Vec<&str> = submitted.iter().map(|k| k.2.as_str()).collect();
+    let txn_ids: Vec<&str> = submitted.iter().map(|k| k.3.as_str()).collect();
     let stmt = db
         .prepare_cached(
-            "SELECT m.sender_device, m.txn_id, m.group_id, m.seq, m.epoch + CASE m.kind WHEN 1 THEN 1 ELSE 0 END
-             FROM unnest($1::text[], $2::text[]) AS s(sender_device, txn_id)
-             JOIN group_messages m USING (sender_device, txn_id)",
+            "SELECT m.group_id, m.sender_user, m.sender_device, m.txn_id, m.seq,
+                    m.epoch + CASE m.kind WHEN 1 THEN 1 ELSE 0 END
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 AS s(group_id, sender_user, sender_device, txn_id)
+             JOIN group_messages m USING (group_id, sender_user, sender_device, txn_id)",
         )
         .await?;
     Ok(db
-        .query(&stmt, &[&devices, &txn_ids])
+        .query(&stmt, &[&groups, &users, &devices, &txn_ids])
         .await?
         .iter()
         .map(|row| {
             let prior = PriorSubmit {
-                group_id: row.get(2),
-                seq: row.get(3),
-                epoch_after: to_u64(row.get(4)),
+                group_id: row.get(0),
+                seq: row.get(4),
+                epoch_after: to_u64(row.get(5)),
             };
-            ((row.get(0), row.get(1)), prior)
+            ((row.get(0), row.get(1), row.get(2), row.get(3)), prior)
         })
         .collect())
 }
 
 /// Stores these messages in one statement and returns how many were new: fewer than
-/// given when a (sender device, transaction id) pair was already stored.
+/// given when a submit (group, sender, transaction id) was already stored.
 pub async fn insert_messages(db: &impl Db, messages: &[NewMessage<'_>]) -> Result<u64, tokio_postgres::Error> {
     let groups: Vec<&str> = messages.iter().map(|m| m.group_id.as_str()).collect();
     let users: Vec<&str> = messages.iter().map(|m| m.sender.user_id.as_str()).collect();
@@ -267,20 +303,26 @@ pub async fn insert_messages(db: &impl Db, messages: &[NewMessage<'_>]) -> Resul
     let welcomes: Vec<Option<&[u8]>> = messages.iter().map(|m| m.welcome).collect();
     let expiries: Vec<Option<OffsetDateTime>> = messages.iter().map(|m| m.expires_at).collect();
     let sent: Vec<OffsetDateTime> = messages.iter().map(|m| m.sent_at).collect();
+    let members: Vec<Option<serde_json::Value>> = messages
+        .iter()
+        .map(|m| m.members.and_then(|members| serde_json::to_value(members).ok()))
+        .collect();
     let stmt = db
         .prepare_cached(
             "INSERT INTO group_messages
                  (group_id, seq, epoch, kind, sender_user, sender_device, txn_id, payload, welcome, expires_at,
-                  created_at)
+                  created_at, members)
              SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int2[], $5::text[], $6::text[],
-                                  $7::text[], $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[])
-             ON CONFLICT (sender_device, txn_id) DO NOTHING",
+                                  $7::text[], $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[],
+                                  $12::jsonb[])
+             ON CONFLICT (group_id, sender_user, sender_device, txn_id) DO NOTHING",
         )
         .await?;
     db.execute(
         &stmt,
         &[
             &groups, &seqs, &epochs, &kinds, &users, &devices, &txn_ids, &payloads, &welcomes, &expiries, &sent,
+            &members,
         ],
     )
     .await
@@ -292,4 +334,83 @@ pub async fn delete_expired(db: &impl Db) -> Result<u64, tokio_postgres::Error> 
         .prepare_cached("DELETE FROM group_messages WHERE expires_at <= now()")
         .await?;
     db.execute(&stmt, &[]).await
+}
+
+/// Creates the rows of groups hubbed elsewhere that this server has not followed before,
+/// starting each just before the first message it receives: (group, last_seq, epoch).
+pub async fn follow(db: &impl Db, groups: &[(&str, i64, u64)]) -> Result<u64, tokio_postgres::Error> {
+    let ids: Vec<&str> = groups.iter().map(|g| g.0).collect();
+    let last_seqs: Vec<i64> = groups.iter().map(|g| g.1).collect();
+    let epochs: Vec<i64> = groups.iter().map(|g| to_i64(g.2)).collect();
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO groups (group_id, last_seq, epoch)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) ON CONFLICT (group_id) DO NOTHING",
+        )
+        .await?;
+    db.execute(&stmt, &[&ids, &last_seqs, &epochs]).await
+}
+
+/// Sets each group's epoch and last sequence number; the rows must be locked by this
+/// transaction.
+pub async fn set_positions(db: &impl Db, positions: &[(&str, u64, i64)]) -> Result<u64, tokio_postgres::Error> {
+    let ids: Vec<&str> = positions.iter().map(|p| p.0).collect();
+    let epochs: Vec<i64> = positions.iter().map(|p| to_i64(p.1)).collect();
+    let last_seqs: Vec<i64> = positions.iter().map(|p| p.2).collect();
+    let stmt = db
+        .prepare_cached(
+            "UPDATE groups g SET epoch = n.epoch, last_seq = n.last_seq
+             FROM unnest($1::text[], $2::int8[], $3::int8[]) AS n(group_id, epoch, last_seq)
+             WHERE g.group_id = n.group_id",
+        )
+        .await?;
+    db.execute(&stmt, &[&ids, &epochs, &last_seqs]).await
+}
+
+pub(super) const STORED_COLUMNS: &str = "m.group_id, m.seq, m.epoch, m.kind, m.sender_user, m.sender_device, m.payload, \
+                              m.welcome, m.members, m.created_at, m.expires_at";
+
+/// A `StoredMessage` from the `STORED_COLUMNS` starting at column `at`.
+pub(super) fn stored_from(row: &tokio_postgres::Row, at: usize) -> StoredMessage {
+    StoredMessage {
+        group_id: row.get(at),
+        seq: row.get(at + 1),
+        epoch: to_u64(row.get(at + 2)),
+        kind: row.get(at + 3),
+        sender_user: row.get(at + 4),
+        sender_device: row.get(at + 5),
+        payload: row.get(at + 6),
+        welcome: row.get(at + 7),
+        members: row.get(at + 8),
+        sent_at: row.get(at + 9),
+        expires_at: row.get(at + 10),
+    }
+}
+
+/// A group's messages after `after`, in order (expired ones are gone).
+pub async fn messages_after(
+    db: &impl Db,
+    group: &GroupId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(&format!(
+            "SELECT {STORED_COLUMNS} FROM group_messages m WHERE m.group_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3"
+        ))
+        .await?;
+    Ok(db
+        .query(&stmt, &[&group.as_str(), &after, &limit])
+        .await?
+        .iter()
+        .map(|row| stored_from(row, 0))
+        .collect())
+}
+
+/// Whether any device of `server` is a member of the group.
+pub async fn has_members_of(db: &impl Db, group: &GroupId, server: &str) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT 1 FROM group_members WHERE group_id = $1 AND split_part(user_id, '@', 2) = $2 LIMIT 1")
+        .await?;
+    Ok(db.query_opt(&stmt, &[&group.as_str(), &server]).await?.is_some())
 }

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod errors;
+mod federated_groups;
 mod federation;
 mod groups;
 mod helpers;

@@ -15,7 +15,7 @@ use crate::helpers::{logged_in, registered};
 const PASSPHRASE: &str = "a passphrase for the store";
 
 /// A device with its messenger, its store in `dir`.
-async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
+pub(crate) async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
     let (client, session) = if first {
         registered(server, name).await
     } else {

@@ -1,0 +1,262 @@
+//! A follower's side of groups hubbed elsewhere: it stores the hub's ordered messages of
+//! groups with members here and fans them out to its devices' inboxes, in the hub's
+//! order and each once. A message after a gap in a group's sequence numbers is not
+//! stored: the follower backfills from the hub first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use actix_web::{HttpRequest, web};
+use parley_federation::hub_signature::{self, VerifiedMessage};
+use parley_specs::endpoints::federation::BACKFILL;
+use parley_specs::federation_api::{BackfillPage, OrderedKind, OrderedMessage, Transaction, TransactionResult};
+use parley_specs::groups_api::{GroupMember, InboxEntryKind};
+use parley_specs::{ErrorCode, GroupId};
+use time::OffsetDateTime;
+
+use super::{FederationState, authenticate, keys_of, now_ms};
+use crate::error::ApiError;
+use crate::hub::local_recipients;
+use crate::state::AppState;
+use crate::store;
+use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
+use crate::store::inbox::NewEntry;
+
+/// Groups being backfilled by this process, so a burst of transactions after one gap
+/// starts one backfill.
+#[derive(Default)]
+pub struct Backfills(Mutex<BTreeSet<GroupId>>);
+
+impl Backfills {
+    fn start(&self, group: &GroupId) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(group.clone())
+    }
+
+    fn finish(&self, group: &GroupId) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(group);
+    }
+}
+
+/// `PUT /federation/v1/transactions/{txn_id}`: a hub sends messages of its groups.
+pub async fn receive_transaction(
+    state: web::Data<FederationState>,
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    txn_id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<web::Json<TransactionResult>, ApiError> {
+    let peer = authenticate(&req, &body, &state).await?;
+    let transaction: Transaction = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the transaction is not valid: {e}")))?;
+    let max = state.config.max_transaction_messages;
+    if transaction.messages.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the transaction has {} messages; at most {max}", transaction.messages.len()),
+        ));
+    }
+    // Every message must be of a group the origin hubs, signed by it: otherwise nothing
+    // of the transaction is stored.
+    let mut verified = Vec::with_capacity(transaction.messages.len());
+    for signed in transaction.messages {
+        let group = &signed.message.group_id;
+        if group.hub() != peer.origin {
+            return Err(ApiError::new(
+                ErrorCode::NotGroupHub,
+                format!("{} is not the hub of {group}; its hub is {}", peer.origin, group.hub()),
+            ));
+        }
+        verified.push(
+            hub_signature::verify(signed, &peer.keys)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?,
+        );
+    }
+    let result = apply(&app, verified, false).await?;
+    tracing::debug!(origin = %peer.origin, txn = %txn_id, stored = result.stored, duplicates = result.duplicates, "transaction received");
+    for group in &result.backfilling {
+        let (state, app, group) = (state.clone(), app.clone(), group.clone());
+        if state.backfills.start(&group) {
+            tokio::spawn(async move {
+                if let Err(error) = backfill(&state, &app, &group).await {
+                    tracing::warn!(%group, %error, "backfill failed; the next message of the group retries it");
+                }
+                state.backfills.finish(&group);
+            });
+        }
+    }
+    Ok(web::Json(result))
+}
+
+/// Fetches a group's messages after the last one stored here, until none is missing.
+async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> Result<(), ApiError> {
+    let hub = group.hub();
+    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
+    loop {
+        let after = {
+            let db = app.pool.get().await?;
+            store::groups::position(&db, group).await?.map_or(0, |(_, seq)| seq)
+        };
+        let path = format!("{}?after={after}", BACKFILL.path_with(&[group.as_str()]));
+        let response = state
+            .client
+            .send(&state.keys.current(), reqwest::Method::GET, &hub, &path, Vec::new(), now_ms())
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if !status.is_success() {
+            let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            return Err(unavailable(format!("{hub} refused the backfill ({status}): {answer}")));
+        }
+        let page: BackfillPage = serde_json::from_slice(&bytes)
+            .map_err(|e| unavailable(format!("{hub} answered the backfill with something else: {e}")))?;
+        let keys = keys_of(state, &hub).await?;
+        let mut verified = Vec::with_capacity(page.messages.len());
+        for signed in page.messages {
+            if signed.message.group_id != *group {
+                return Err(unavailable(format!("{hub} backfilled messages of another group")));
+            }
+            verified.push(hub_signature::verify(signed, &keys).map_err(|e| unavailable(e.to_string()))?);
+        }
+        let Some(last) = verified.last().map(|m| m.message().seq) else {
+            return Ok(());
+        };
+        apply(app, verified, true).await?;
+        tracing::info!(%group, after, up_to = last, "backfilled");
+        if last >= page.last_seq {
+            return Ok(());
+        }
+    }
+}
+
+/// Stores the messages that follow each group's last stored one and fans them out, in
+/// one transaction. From a backfill the hub's page is complete up to its last message
+/// (sequence numbers it skips were deleted when they expired), so gaps are accepted.
+async fn apply(app: &AppState, verified: Vec<VerifiedMessage>, from_backfill: bool) -> Result<TransactionResult, ApiError> {
+    let mut groups: BTreeMap<String, Vec<OrderedMessage>> = BTreeMap::new();
+    for message in verified.into_iter().map(VerifiedMessage::into_message) {
+        groups.entry(message.group_id.as_str().to_owned()).or_default().push(message);
+    }
+    for messages in groups.values_mut() {
+        messages.sort_by_key(|m| m.seq);
+        messages.dedup_by_key(|m| m.seq);
+    }
+    let server_name = &app.config.server_name;
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let starts: Vec<(&str, i64, u64)> = groups
+        .iter()
+        .filter_map(|(id, messages)| messages.first().map(|m| (id.as_str(), m.seq - 1, m.epoch)))
+        .collect();
+    let ids: Vec<&str> = groups.keys().map(String::as_str).collect();
+    store::groups::follow(&tx, &starts).await?;
+    let (locked, mut members) = tokio::try_join!(
+        store::groups::lock_many(&tx, &ids),
+        store::groups::members_of_many(&tx, &ids),
+    )?;
+    let locked: HashMap<String, _> = locked.into_iter().collect();
+
+    let mut result = TransactionResult::default();
+    let mut accepted: Vec<&OrderedMessage> = Vec::new();
+    // (message index in `accepted`, recipient, kind)
+    let mut deliveries: Vec<(usize, GroupMember, InboxEntryKind)> = Vec::new();
+    let mut positions = Vec::new();
+    let mut new_members: Vec<(&GroupId, Vec<GroupMember>)> = Vec::new();
+    for (id, batch) in &groups {
+        let Some(group) = locked.get(id) else { continue };
+        let mut last_seq = group.last_seq;
+        let mut epoch = group.epoch;
+        let mut current = members.remove(id).unwrap_or_default();
+        let mut membership_changed = None;
+        for message in batch {
+            if message.seq <= last_seq {
+                result.duplicates += 1;
+                continue;
+            }
+            if message.seq > last_seq + 1 && !from_backfill {
+                result.backfilling.push(message.group_id.clone());
+                break;
+            }
+            let index = accepted.len();
+            accepted.push(message);
+            result.stored += 1;
+            last_seq = message.seq;
+            let others = current.iter().filter(|m| **m != message.sender);
+            deliveries.extend(others.map(|m| (index, m.clone(), InboxEntryKind::Message)));
+            if message.kind == OrderedKind::Commit {
+                epoch = message.epoch + 1;
+                if let Some(after) = &message.members {
+                    let before: BTreeSet<&GroupMember> = current.iter().collect();
+                    let added = after.iter().filter(|m| !before.contains(m));
+                    deliveries.extend(added.map(|m| (index, m.clone(), InboxEntryKind::Welcome)));
+                    current = after.clone();
+                    membership_changed = Some(&message.group_id);
+                }
+            }
+        }
+        if last_seq != group.last_seq {
+            positions.push((id.as_str(), epoch, last_seq));
+        }
+        if let Some(group_id) = membership_changed {
+            new_members.push((group_id, current));
+        }
+    }
+
+    // Submits are recognised again at the hub; here a message is once per (group, seq).
+    let txn_ids: Vec<String> = accepted.iter().map(|m| format!("@{}", m.seq)).collect();
+    let messages: Vec<NewMessage> = accepted
+        .iter()
+        .zip(&txn_ids)
+        .map(|(m, txn_id)| NewMessage {
+            group_id: &m.group_id,
+            seq: m.seq,
+            epoch: m.epoch,
+            kind: match m.kind {
+                OrderedKind::Commit => KIND_COMMIT,
+                OrderedKind::Application => KIND_APPLICATION,
+            },
+            sender: &m.sender,
+            txn_id,
+            payload: m.payload.as_slice(),
+            welcome: m.welcome.as_ref().map(|w| w.as_slice()),
+            members: m.members.as_deref(),
+            sent_at: from_ms(m.sent_at_ms).unwrap_or_else(OffsetDateTime::now_utc),
+            expires_at: m.expires_at_ms.and_then(from_ms),
+        })
+        .collect();
+    let recipients: Vec<(usize, GroupMember, InboxEntryKind)> = deliveries
+        .into_iter()
+        .filter(|(_, m, _)| m.user_id.server_name() == *server_name)
+        .collect();
+    let entries: Vec<NewEntry> = recipients
+        .iter()
+        .flat_map(|(index, member, kind)| {
+            let message = accepted[*index];
+            local_recipients(server_name, std::iter::once(member)).into_iter().map(move |r| NewEntry {
+                expires_at: message.expires_at_ms.and_then(from_ms),
+                ..r.entry(*kind, &message.group_id, message.seq)
+            })
+        })
+        .collect();
+    for (group_id, members) in &new_members {
+        store::groups::replace_members(&tx, group_id, &members.iter().cloned().collect()).await?;
+    }
+    let (_, _, appended) = tokio::try_join!(
+        store::groups::insert_messages(&tx, &messages),
+        store::groups::set_positions(&tx, &positions),
+        store::inbox::append(&tx, &entries),
+    )?;
+    tx.commit().await?;
+    app.inbox_waker.wake(&store::inbox::devices(appended));
+    let received = &app.metrics.federation_messages_received;
+    received.with_label_values(&["stored"]).inc_by(result.stored);
+    received.with_label_values(&["duplicate"]).inc_by(result.duplicates);
+    if !result.backfilling.is_empty() {
+        received.with_label_values(&["after_gap"]).inc();
+    }
+    Ok(result)
+}
+
+fn from_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}

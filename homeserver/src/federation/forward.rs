@@ -1,0 +1,141 @@
+//! Submits to groups hubbed elsewhere. A client always talks to its own homeserver; for a
+//! group hubbed on another server, that homeserver forwards the commit or message to the
+//! hub and returns the hub's answer, refusals included (`409 wrong_epoch` with the current
+//! epoch, so the client catches up exactly as with a local hub). The hub accepts a
+//! forwarded submit only for a user of the server that forwards it.
+
+use actix_web::{HttpRequest, web};
+use parley_specs::endpoints::federation::{SUBMIT_COMMIT, SUBMIT_MESSAGE};
+use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage};
+use parley_specs::groups_api::{Accepted, GroupMember, SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::{ErrorBody, ErrorCode, GroupId};
+
+use super::{FederationState, VerifiedPeer, authenticate, now_ms, parse_group_id};
+use crate::error::ApiError;
+use crate::hub;
+use crate::state::AppState;
+
+pub async fn forward_commit(
+    state: &FederationState,
+    sender: &GroupMember,
+    group: &GroupId,
+    commit: SubmitCommitRequest,
+) -> Result<Accepted, ApiError> {
+    let body = ForwardedCommit {
+        sender: sender.clone(),
+        commit,
+    };
+    forward(state, group, &SUBMIT_COMMIT.path_with(&[group.as_str()]), &body).await
+}
+
+pub async fn forward_message(
+    state: &FederationState,
+    sender: &GroupMember,
+    group: &GroupId,
+    message: SubmitMessageRequest,
+) -> Result<Accepted, ApiError> {
+    let body = ForwardedMessage {
+        sender: sender.clone(),
+        message,
+    };
+    forward(state, group, &SUBMIT_MESSAGE.path_with(&[group.as_str()]), &body).await
+}
+
+async fn forward(
+    state: &FederationState,
+    group: &GroupId,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Accepted, ApiError> {
+    let hub = group.hub();
+    if !state.config.permits(&hub) {
+        return Err(ApiError::new(
+            ErrorCode::ServerNotAllowed,
+            format!("{group} is hubbed on {hub}, a server this one does not federate with"),
+        ));
+    }
+    let body = serde_json::to_vec(body).map_err(|e| ApiError::internal("encoding a forwarded submit", e))?;
+    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
+    let response = state
+        .client
+        .send(&state.keys.current(), reqwest::Method::POST, &hub, path, body, now_ms())
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("{hub} did not finish its answer: {e}")))?;
+    if status.is_success() {
+        let accepted: Accepted = serde_json::from_slice(&bytes)
+            .map_err(|e| unavailable(format!("{hub} answered the submit with something else: {e}")))?;
+        if accepted.group_id != *group {
+            return Err(unavailable(format!("{hub} answered for another group")));
+        }
+        return Ok(accepted);
+    }
+    let Ok(refusal) = serde_json::from_slice::<ErrorBody>(&bytes) else {
+        return Err(unavailable(format!("{hub} answered {status} without an error body")));
+    };
+    // The hub's own faults are not the client's: to the client the hub is unavailable.
+    let code = match refusal.error {
+        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Unknown => ErrorCode::RemoteUnavailable,
+        code => code,
+    };
+    Err(ApiError {
+        code,
+        message: format!("the group's hub {hub} refused it: {}", refusal.message),
+        retry_after: refusal.retry_after_ms.map(std::time::Duration::from_millis),
+        current_epoch: refusal.current_epoch,
+    })
+}
+
+/// The sender must be a user of the server that forwards its submit, and the group
+/// hubbed here.
+fn check_forwarded(state: &FederationState, peer: &VerifiedPeer, group: &GroupId, sender: &GroupMember) -> Result<(), ApiError> {
+    if group.hub() != state.server_name {
+        return Err(ApiError::new(
+            ErrorCode::NotHubbedHere,
+            format!("{group} is hubbed on {}, not here", group.hub()),
+        ));
+    }
+    if sender.user_id.server_name() != peer.origin {
+        return Err(ApiError::new(
+            ErrorCode::SenderNotOfOrigin,
+            format!("{} may submit for its own users only, not for {}", peer.origin, sender.user_id),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the submit is not valid: {e}")))
+}
+
+pub async fn forwarded_commit(
+    state: web::Data<FederationState>,
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<web::Json<Accepted>, ApiError> {
+    let peer = authenticate(&req, &body, &state).await?;
+    let group = parse_group_id(&path)?;
+    let forwarded: ForwardedCommit = parse_body(&body)?;
+    check_forwarded(&state, &peer, &group, &forwarded.sender)?;
+    Ok(web::Json(hub::submit_commit(&app, &forwarded.sender, group, forwarded.commit).await?))
+}
+
+pub async fn forwarded_message(
+    state: web::Data<FederationState>,
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<web::Json<Accepted>, ApiError> {
+    let peer = authenticate(&req, &body, &state).await?;
+    let group = parse_group_id(&path)?;
+    let forwarded: ForwardedMessage = parse_body(&body)?;
+    check_forwarded(&state, &peer, &group, &forwarded.sender)?;
+    Ok(web::Json(hub::submit_message(&app, &forwarded.sender, group, forwarded.message).await?))
+}

@@ -1,0 +1,299 @@
+//! Sending group messages to the other servers that have members in them.
+//!
+//! The hub queues a message for each such server in the transaction that accepts it
+//! (`federation_queue`). Here, one task per destination takes the oldest queued messages,
+//! sends them as one signed transaction, and deletes them once the destination answered
+//! 2xx, so a crash at any point means a resend, never a loss; the follower stores each
+//! (group, seq) once. While it sends, the task holds the destination's row lock (`FOR NO
+//! KEY UPDATE SKIP LOCKED`): one sender per destination across all processes, which keeps
+//! its messages in order. A failed send backs the destination off exponentially, with
+//! jitter, up to a cap; an authenticated request from it ends the backoff.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use parley_specs::ServerName;
+use parley_specs::endpoints::federation::SEND_TRANSACTION;
+use rand::Rng as _;
+use tokio::sync::Notify;
+
+use super::ordered::{ordered, signed};
+use super::{FederationState, now_ms};
+use crate::error::ApiError;
+use crate::store;
+
+/// How often due destinations are looked up in the database even without a kick: picks
+/// up the end of a backoff, and messages queued by another process.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Destinations with newly queued messages, handed from writers to the sending loop.
+#[derive(Default)]
+pub struct OutboundKicks {
+    kicked: Mutex<BTreeSet<String>>,
+    wake: Notify,
+    /// Destinations this process saw fail; a request from one of them ends its backoff.
+    backing_off: Mutex<BTreeSet<String>>,
+}
+
+impl OutboundKicks {
+    /// Messages were queued (and committed) for these destinations.
+    pub fn kick(&self, destinations: impl IntoIterator<Item = String>) {
+        let mut kicked = self.kicked.lock().unwrap_or_else(|p| p.into_inner());
+        let before = kicked.len();
+        kicked.extend(destinations);
+        if kicked.len() > before {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.kicked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn backing_off(&self, destination: &str, yes: bool) {
+        let mut set = self.backing_off.lock().unwrap_or_else(|p| p.into_inner());
+        if yes {
+            set.insert(destination.to_owned());
+        } else {
+            set.remove(destination);
+        }
+    }
+}
+
+/// `origin` just proved it is up: send to it now rather than when its backoff ends.
+pub async fn peer_is_alive(state: &FederationState, origin: &ServerName) {
+    let was_backing_off = state
+        .outbound
+        .backing_off
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(origin.as_str());
+    if !was_backing_off {
+        return;
+    }
+    let reset = async {
+        let db = state.pool.get().await?;
+        store::federation::reset_backoff(&db, origin.as_str()).await?;
+        Ok::<_, ApiError>(())
+    };
+    match reset.await {
+        Ok(()) => state.outbound.kick([origin.to_string()]),
+        Err(error) => tracing::warn!(%origin, %error, "cannot end the backoff of a server that is back"),
+    }
+}
+
+/// Per destination being sent to by this process: whether it was kicked meanwhile.
+type Senders = Arc<Mutex<HashMap<String, bool>>>;
+
+/// Runs the sending loop of this process until it is stopped.
+pub async fn send_forever(state: web::Data<FederationState>) {
+    let senders: Senders = Arc::default();
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.outbound.wake.notified() => {}
+            _ = poll.tick() => match due(&state).await {
+                Ok(due) => state.outbound.kick(due),
+                Err(error) => tracing::warn!(%error, "cannot look up federation destinations; retrying"),
+            },
+        }
+        for destination in state.outbound.take() {
+            let mut running = senders.lock().unwrap_or_else(|p| p.into_inner());
+            match running.get_mut(&destination) {
+                Some(kicked) => *kicked = true,
+                None => {
+                    running.insert(destination.clone(), false);
+                    tokio::spawn(send_to(state.clone(), senders.clone(), destination));
+                }
+            }
+        }
+    }
+}
+
+async fn due(state: &FederationState) -> Result<Vec<String>, ApiError> {
+    let db = state.pool.get().await?;
+    Ok(store::federation::due_destinations(&db).await?)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing more queued.
+    Drained,
+    /// Another process is sending to it, or it is backing off.
+    NotNow,
+    Failed,
+}
+
+async fn send_to(state: web::Data<FederationState>, senders: Senders, destination: String) {
+    loop {
+        let outcome = match send_queued(&state, &destination).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(%destination, %error, "sending to a server failed before any request");
+                Outcome::Failed
+            }
+        };
+        let mut running = senders.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get_mut(&destination) {
+            // Kicked while it drained: something was queued after its last look.
+            Some(kicked) if *kicked && outcome == Outcome::Drained => *kicked = false,
+            _ => {
+                running.remove(&destination);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends transactions to `destination` until its queue is empty or a send fails.
+async fn send_queued(state: &FederationState, destination: &str) -> Result<Outcome, ApiError> {
+    let config = &state.config;
+    loop {
+        let mut db = state.pool.get().await?;
+        let tx = db.transaction().await?;
+        let Some(claimed) = store::federation::claim_destination(&tx, destination).await? else {
+            return Ok(Outcome::NotNow);
+        };
+        let permitted = ServerName::parse(destination)
+            .ok()
+            .filter(|name| config.permits(name));
+        let Some(server) = permitted else {
+            let dropped = store::federation::drop_queue(&tx, destination).await?;
+            tx.commit().await?;
+            tracing::warn!(%destination, dropped, "not sending to a server this one does not federate with");
+            return Ok(Outcome::Drained);
+        };
+        let limit = i64::try_from(config.max_transaction_messages).unwrap_or(1);
+        let queued = store::federation::queued(&tx, destination, limit).await?;
+        let Some(&(first_id, _)) = queued.first() else {
+            return Ok(Outcome::Drained);
+        };
+        let (ids, body) = transaction_body(state, queued);
+        if body.is_none() {
+            // Only messages that expired (or cannot be read) before they were sent.
+            store::federation::dequeue(&tx, &ids).await?;
+            tx.commit().await?;
+            continue;
+        }
+        let last_id = ids.last().copied().unwrap_or(first_id);
+        let path = SEND_TRANSACTION.path_with(&[&format!("{first_id}-{last_id}")]);
+        let started = Instant::now();
+        match send(state, &server, &path, body.unwrap_or_default()).await {
+            Ok(()) => {
+                state
+                    .metrics
+                    .federation_send_latency
+                    .observe(started.elapsed().as_secs_f64());
+                store::federation::dequeue(&tx, &ids).await?;
+                if claimed.failures > 0 {
+                    store::federation::reset_backoff(&tx, destination).await?;
+                }
+                tx.commit().await?;
+                state.outbound.backing_off(destination, false);
+            }
+            Err((reason, error)) => {
+                let failures = claimed.failures.saturating_add(1);
+                let retry_in = backoff(config.retry_initial_ms, config.retry_max_secs, failures);
+                state
+                    .metrics
+                    .federation_send_failures
+                    .with_label_values(&[&reason])
+                    .inc();
+                store::federation::record_failure(&tx, destination, failures, millis(retry_in), &error).await?;
+                tx.commit().await?;
+                state.outbound.backing_off(destination, true);
+                tracing::warn!(%destination, failures, retry_in_ms = millis(retry_in), %error, "sending a transaction failed");
+                return Ok(Outcome::Failed);
+            }
+        }
+    }
+}
+
+/// The queue ids taken and the JSON body of a transaction with their messages, cut at
+/// the maximum transaction size; `None` when none of them is left to send.
+fn transaction_body(
+    state: &FederationState,
+    queued: Vec<(i64, Option<store::groups::StoredMessage>)>,
+) -> (Vec<i64>, Option<Vec<u8>>) {
+    const HEAD: &[u8] = br#"{"messages":["#;
+    let max_bytes = state.config.max_transaction_bytes;
+    let mut ids = Vec::with_capacity(queued.len());
+    let mut body = HEAD.to_vec();
+    let mut count = 0;
+    for (id, stored) in queued {
+        let Some(message) = stored.and_then(ordered) else {
+            ids.push(id);
+            continue;
+        };
+        let Ok(json) = serde_json::to_vec(&signed(state, message)) else {
+            ids.push(id);
+            continue;
+        };
+        // The first message always goes, or one too large would block the queue; the
+        // receiver's size limit is what refuses it then.
+        if count > 0 && body.len() + json.len() + 3 > max_bytes {
+            break;
+        }
+        if count > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&json);
+        ids.push(id);
+        count += 1;
+    }
+    body.extend_from_slice(b"]}");
+    (ids, (count > 0).then_some(body))
+}
+
+/// Sends one transaction; on failure, the metric reason and the error.
+async fn send(state: &FederationState, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
+    let response = state
+        .client
+        .send(&state.keys.current(), reqwest::Method::PUT, server, path, body, now_ms())
+        .await
+        .map_err(|e| ("unreachable".to_owned(), e.to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let answer = response.text().await.unwrap_or_default();
+    Err((
+        format!("refused_{}", status.as_u16()),
+        format!("{server} answered {status}: {}", answer.chars().take(300).collect::<String>()),
+    ))
+}
+
+/// The wait before retrying after `failures` consecutive failures: doubling from
+/// `initial_ms` up to `max_secs`, then a random point in its upper half, so servers that
+/// failed together do not all retry at the same instant.
+fn backoff(initial_ms: u64, max_secs: u64, failures: i32) -> Duration {
+    let doublings = u32::try_from(failures.saturating_sub(1)).unwrap_or(0).min(30);
+    let max = Duration::from_secs(max_secs).max(Duration::from_millis(1));
+    let full = Duration::from_millis(initial_ms.max(1))
+        .saturating_mul(1 << doublings)
+        .min(max);
+    let half = full / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+        for failures in 1..40 {
+            let wait = backoff(1_000, 600, failures);
+            let full = Duration::from_millis(1_000 * (1u64 << (failures - 1).min(30))).min(Duration::from_secs(600));
+            assert!(wait >= full / 2 && wait <= full, "{failures}: {wait:?} vs {full:?}");
+        }
+        assert!(backoff(1_000, 600, 0) <= Duration::from_secs(1));
+    }
+}
