@@ -120,7 +120,9 @@ mod tests {
 
     fn keys_of(keyring: &ServerKeyring, server: &str) -> VerifiedKeys {
         let name = ServerName::parse(server).unwrap();
-        KeyDocument::signed(&name, keyring, NOW, DAY_MS).verify(&name, NOW).unwrap()
+        KeyDocument::signed(&name, keyring, NOW, DAY_MS)
+            .verify(&name, NOW)
+            .unwrap()
     }
 
     fn message() -> OrderedMessage {
@@ -157,10 +159,16 @@ mod tests {
         let keys = keys_of(&hub, "a.test");
         let mut reordered = sign(&hub, message(), NOW);
         reordered.message.seq = 8;
-        assert!(matches!(verify(reordered, &keys), Err(HubSignatureError::BadSignature { .. })));
+        assert!(matches!(
+            verify(reordered, &keys),
+            Err(HubSignatureError::BadSignature { .. })
+        ));
         let mut resent = sign(&hub, message(), NOW);
         resent.hub_signature.signed_at_ms += 1;
-        assert!(matches!(verify(resent, &keys), Err(HubSignatureError::BadSignature { .. })));
+        assert!(matches!(
+            verify(resent, &keys),
+            Err(HubSignatureError::BadSignature { .. })
+        ));
     }
 
     #[test]

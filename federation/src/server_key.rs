@@ -19,6 +19,11 @@ use crate::B64;
 const KEY_FILE_FORMAT: u32 = 1;
 const ALGORITHM: &str = "ed25519";
 
+/// How long a retired key keeps verifying after a rotation: the processes of a running
+/// server reload the key file within a second, and requests they signed with the old key
+/// just before may still be in flight or queued for a retry.
+pub const ROTATION_OVERLAP_MS: i64 = 60_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: {reason}")]
@@ -167,15 +172,17 @@ impl ServerKeyring {
         self.current.sign(message)
     }
 
-    /// Retires the current key as of `now_ms` and signs with a new one from now on.
-    pub fn rotate(&mut self, now_ms: i64) {
+    /// Signs with a new key from now on; the current one is retired and verifies what it
+    /// signed until `old_key_expires_ms`. Give a running server's processes, which pick up
+    /// the new key file within seconds, that long: see [`ROTATION_OVERLAP_MS`].
+    pub fn rotate(&mut self, old_key_expires_ms: i64) {
         let next = Self::generate();
         let old_id = std::mem::replace(&mut self.current_id, next.current_id);
         let old = std::mem::replace(&mut self.current, next.current);
         self.retired.push(RetiredKey {
             key_id: old_id,
             public_key: old.verifying_key(),
-            expired_at_ms: now_ms,
+            expired_at_ms: old_key_expires_ms,
         });
     }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use parley_federation::ServerKeyring;
-use parley_federation::server_key::encode_public_key;
+use parley_federation::server_key::{ROTATION_OVERLAP_MS, encode_public_key};
 use parley_homeserver::config::{Config, LogConfig};
 use parley_homeserver::{Application, db, dev, telemetry};
 
@@ -112,9 +112,13 @@ fn keys(action: KeysAction, config: Option<PathBuf>) -> anyhow::Result<()> {
     let mut keyring = ServerKeyring::load(&path)?;
     if let KeysAction::Rotate = action {
         let retired = keyring.key_id().clone();
-        keyring.rotate(parley_homeserver::federation::now_ms());
+        keyring.rotate(parley_homeserver::federation::now_ms() + ROTATION_OVERLAP_MS);
         keyring.save(&path)?;
-        println!("retired {retired}; signing with {} from now on", keyring.key_id());
+        println!(
+            "retired {retired} (it verifies for another {} s); signing with {} from now on",
+            ROTATION_OVERLAP_MS / 1000,
+            keyring.key_id()
+        );
     }
     println!("key file: {}", path.display());
     println!(
@@ -124,7 +128,7 @@ fn keys(action: KeysAction, config: Option<PathBuf>) -> anyhow::Result<()> {
     );
     for old in keyring.retired() {
         println!(
-            "retired:  {} {} (stopped signing at {} ms)",
+            "retired:  {} {} (verifies what it signed before {} ms)",
             old.key_id,
             encode_public_key(&old.public_key),
             old.expired_at_ms

@@ -99,7 +99,10 @@ impl Metrics {
         )?;
         registry.register(Box::new(federation_requests.clone()))?;
         let federation_queue_depth = IntGaugeVec::new(
-            Opts::new("federation_queue_depth", "Messages queued for another server, by destination"),
+            Opts::new(
+                "federation_queue_depth",
+                "Messages queued for another server, by destination",
+            ),
             &["destination"],
         )?;
         let federation_queue_oldest_age = GaugeVec::new(
@@ -121,7 +124,9 @@ impl Metrics {
                 "federation_send_seconds",
                 "Time to send one transaction to another server and get its answer",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+            ]),
         )?;
         let federation_send_failures = IntCounterVec::new(
             Opts::new(

@@ -164,8 +164,12 @@ pub mod federation {
     pub const SUBMIT_COMMIT: Endpoint =
         endpoint(Post, "/federation/v1/groups/{group_id}/commits", ServerSignature, false);
     /// A follower server forwards its user's application message to the group's hub.
-    pub const SUBMIT_MESSAGE: Endpoint =
-        endpoint(Post, "/federation/v1/groups/{group_id}/messages", ServerSignature, false);
+    pub const SUBMIT_MESSAGE: Endpoint = endpoint(
+        Post,
+        "/federation/v1/groups/{group_id}/messages",
+        ServerSignature,
+        false,
+    );
     /// The hub sends a follower the group messages its members should receive, in order,
     /// each signed by the hub. Idempotent by transaction id and by (group, seq).
     pub const SEND_TRANSACTION: Endpoint =

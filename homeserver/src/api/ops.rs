@@ -44,9 +44,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     {
         for (destination, depth, oldest_age, failures) in destinations {
             let labels = [destination.as_str()];
-            state.metrics.federation_queue_depth.with_label_values(&labels).set(depth);
-            state.metrics.federation_queue_oldest_age.with_label_values(&labels).set(oldest_age);
-            state.metrics.federation_destination_failures.with_label_values(&labels).set(i64::from(failures));
+            state
+                .metrics
+                .federation_queue_depth
+                .with_label_values(&labels)
+                .set(depth);
+            state
+                .metrics
+                .federation_queue_oldest_age
+                .with_label_values(&labels)
+                .set(oldest_age);
+            state
+                .metrics
+                .federation_destination_failures
+                .with_label_values(&labels)
+                .set(i64::from(failures));
         }
     }
     match state.metrics.render() {

@@ -3,7 +3,7 @@
 //! recent and not seen before, and the TLS client certificate is valid for that origin.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::HttpRequest;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
+use parley_federation::KeyId;
 use parley_federation::key_document::VerifiedKeys;
 use parley_federation::request_auth::{AuthError, MAX_CLOCK_SKEW_MS, RequestParts, SignedRequest};
 use parley_specs::{ErrorCode, ServerName};
@@ -46,22 +47,58 @@ pub fn capture_peer_certificate(connection: &dyn Any, extensions: &mut Extension
 /// names a key they do not list.
 #[derive(Default)]
 pub struct PeerKeys {
-    cache: Mutex<HashMap<ServerName, (VerifiedKeys, Instant)>>,
+    cache: Mutex<HashMap<ServerName, CachedKeys>>,
+}
+
+#[derive(Clone)]
+struct CachedKeys {
+    keys: VerifiedKeys,
+    fetched_at: Instant,
+    /// Key ids not in `keys` that a refetch was made for: each gets one, so a rotation
+    /// is picked up at its first request.
+    looked_for: BTreeSet<KeyId>,
 }
 
 /// A server sending requests with keys it does not publish must not make us fetch its
-/// document on every request.
+/// document on every request: beyond one fetch per new key id (at most
+/// `MAX_LOOKED_FOR` of them), at most one per this interval.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
+const MAX_LOOKED_FOR: usize = 8;
 
 impl PeerKeys {
-    fn cached(&self, origin: &ServerName) -> Option<(VerifiedKeys, Instant)> {
+    fn cached(&self, origin: &ServerName) -> Option<CachedKeys> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(origin).cloned()
     }
 
-    fn store(&self, keys: VerifiedKeys) {
+    /// Records a fetch made while looking for `wanted`.
+    fn store(&self, keys: VerifiedKeys, wanted: Option<&KeyId>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(keys.server_name.clone(), (keys, Instant::now()));
+        // Key ids looked for recently stay counted, so new ones cannot force a fetch each.
+        let mut looked_for = cache
+            .get(&keys.server_name)
+            .filter(|c| c.fetched_at.elapsed() < REFETCH_AFTER)
+            .map(|c| c.looked_for.clone())
+            .unwrap_or_default();
+        if let Some(id) = wanted.filter(|id| !keys.keys.contains_key(*id)) {
+            looked_for.insert(id.clone());
+        }
+        cache.insert(
+            keys.server_name.clone(),
+            CachedKeys {
+                keys,
+                fetched_at: Instant::now(),
+                looked_for,
+            },
+        );
+    }
+
+    /// Remembers that a fetch for `wanted` found nothing new.
+    fn looked_for(&self, server: &ServerName, wanted: &KeyId) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.get_mut(server) {
+            cached.looked_for.insert(wanted.clone());
+        }
     }
 }
 
@@ -149,40 +186,49 @@ fn check_certificate(req: &HttpRequest, origin: &ServerName) -> Result<(), ApiEr
 
 /// The origin's keys, fetched when unknown, expired, or missing the key the request names.
 async fn origin_keys(state: &FederationState, signed: &SignedRequest, now: i64) -> Result<VerifiedKeys, ApiError> {
-    server_keys(state, &signed.origin, now, |keys| {
-        keys.key_for(&signed.key_id, signed.timestamp_ms).is_some()
-    })
-    .await
+    server_keys(state, &signed.origin, now, Some((&signed.key_id, signed.timestamp_ms))).await
 }
 
 /// `server`'s keys, from the cache while they are valid.
 pub async fn keys_of(state: &FederationState, server: &ServerName) -> Result<VerifiedKeys, ApiError> {
-    server_keys(state, server, now_ms(), |_| true).await
+    server_keys(state, server, now_ms(), None).await
 }
 
-/// `server`'s keys: cached ones if still valid and `enough`, else fetched (at most every
-/// `REFETCH_AFTER`), else cached ones while valid.
+/// `server`'s keys: cached ones if still valid and holding the `wanted` key (id, signed
+/// at), else fetched (see `REFETCH_AFTER`), else cached ones while valid.
 async fn server_keys(
     state: &FederationState,
     server: &ServerName,
     now: i64,
-    enough: impl Fn(&VerifiedKeys) -> bool,
+    wanted: Option<(&KeyId, i64)>,
 ) -> Result<VerifiedKeys, ApiError> {
     let cached = state.peer_keys.cached(server);
-    if let Some((keys, fetched_at)) = &cached {
-        let usable = keys.valid_until_ms > now && enough(keys);
-        if usable || fetched_at.elapsed() < REFETCH_AFTER {
-            return Ok(keys.clone());
+    if let Some(cached) = &cached {
+        let has_wanted = wanted.is_none_or(|(id, at)| cached.keys.key_for(id, at).is_some());
+        let usable = cached.keys.valid_until_ms > now && has_wanted;
+        let new_key_id = wanted.is_some_and(|(id, _)| {
+            !cached.keys.keys.contains_key(id)
+                && !cached.looked_for.contains(id)
+                && cached.looked_for.len() < MAX_LOOKED_FOR
+        });
+        if usable || (cached.fetched_at.elapsed() < REFETCH_AFTER && !new_key_id) {
+            return Ok(cached.keys.clone());
         }
     }
+    let wanted_id = wanted.map(|(id, _)| id);
     match state.client.fetch_keys(server, now).await {
         Ok(keys) => {
-            state.peer_keys.store(keys.clone());
+            state.peer_keys.store(keys.clone(), wanted_id);
             Ok(keys)
         }
         Err(e) => match cached {
             // Keys fetched before stay good for what they were valid for.
-            Some((keys, _)) if keys.valid_until_ms > now => Ok(keys),
+            Some(cached) if cached.keys.valid_until_ms > now => {
+                if let Some(id) = wanted_id {
+                    state.peer_keys.looked_for(server, id);
+                }
+                Ok(cached.keys)
+            }
             _ => Err(ApiError::new(
                 ErrorCode::InvalidSignature,
                 format!("cannot obtain the keys of {server}: {e}"),

@@ -52,7 +52,10 @@ pub async fn receive_transaction(
     if transaction.messages.len() > max {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("the transaction has {} messages; at most {max}", transaction.messages.len()),
+            format!(
+                "the transaction has {} messages; at most {max}",
+                transaction.messages.len()
+            ),
         ));
     }
     // Every message must be of a group the origin hubs, signed by it: otherwise nothing
@@ -99,7 +102,14 @@ async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> R
         let path = format!("{}?after={after}", BACKFILL.path_with(&[group.as_str()]));
         let response = state
             .client
-            .send(&state.keys.current(), reqwest::Method::GET, &hub, &path, Vec::new(), now_ms())
+            .send(
+                &state.keys.current(),
+                reqwest::Method::GET,
+                &hub,
+                &path,
+                Vec::new(),
+                now_ms(),
+            )
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let status = response.status();
@@ -132,10 +142,17 @@ async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> R
 /// Stores the messages that follow each group's last stored one and fans them out, in
 /// one transaction. From a backfill the hub's page is complete up to its last message
 /// (sequence numbers it skips were deleted when they expired), so gaps are accepted.
-async fn apply(app: &AppState, verified: Vec<VerifiedMessage>, from_backfill: bool) -> Result<TransactionResult, ApiError> {
+async fn apply(
+    app: &AppState,
+    verified: Vec<VerifiedMessage>,
+    from_backfill: bool,
+) -> Result<TransactionResult, ApiError> {
     let mut groups: BTreeMap<String, Vec<OrderedMessage>> = BTreeMap::new();
     for message in verified.into_iter().map(VerifiedMessage::into_message) {
-        groups.entry(message.group_id.as_str().to_owned()).or_default().push(message);
+        groups
+            .entry(message.group_id.as_str().to_owned())
+            .or_default()
+            .push(message);
     }
     for messages in groups.values_mut() {
         messages.sort_by_key(|m| m.seq);
@@ -232,10 +249,12 @@ async fn apply(app: &AppState, verified: Vec<VerifiedMessage>, from_backfill: bo
         .iter()
         .flat_map(|(index, member, kind)| {
             let message = accepted[*index];
-            local_recipients(server_name, std::iter::once(member)).into_iter().map(move |r| NewEntry {
-                expires_at: message.expires_at_ms.and_then(from_ms),
-                ..r.entry(*kind, &message.group_id, message.seq)
-            })
+            local_recipients(server_name, std::iter::once(member))
+                .into_iter()
+                .map(move |r| NewEntry {
+                    expires_at: message.expires_at_ms.and_then(from_ms),
+                    ..r.entry(*kind, &message.group_id, message.seq)
+                })
         })
         .collect();
     for (group_id, members) in &new_members {

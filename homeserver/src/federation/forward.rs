@@ -92,7 +92,12 @@ async fn forward(
 
 /// The sender must be a user of the server that forwards its submit, and the group
 /// hubbed here.
-fn check_forwarded(state: &FederationState, peer: &VerifiedPeer, group: &GroupId, sender: &GroupMember) -> Result<(), ApiError> {
+fn check_forwarded(
+    state: &FederationState,
+    peer: &VerifiedPeer,
+    group: &GroupId,
+    sender: &GroupMember,
+) -> Result<(), ApiError> {
     if group.hub() != state.server_name {
         return Err(ApiError::new(
             ErrorCode::NotHubbedHere,
@@ -102,7 +107,10 @@ fn check_forwarded(state: &FederationState, peer: &VerifiedPeer, group: &GroupId
     if sender.user_id.server_name() != peer.origin {
         return Err(ApiError::new(
             ErrorCode::SenderNotOfOrigin,
-            format!("{} may submit for its own users only, not for {}", peer.origin, sender.user_id),
+            format!(
+                "{} may submit for its own users only, not for {}",
+                peer.origin, sender.user_id
+            ),
         ));
     }
     Ok(())
@@ -123,7 +131,9 @@ pub async fn forwarded_commit(
     let group = parse_group_id(&path)?;
     let forwarded: ForwardedCommit = parse_body(&body)?;
     check_forwarded(&state, &peer, &group, &forwarded.sender)?;
-    Ok(web::Json(hub::submit_commit(&app, &forwarded.sender, group, forwarded.commit).await?))
+    Ok(web::Json(
+        hub::submit_commit(&app, &forwarded.sender, group, forwarded.commit).await?,
+    ))
 }
 
 pub async fn forwarded_message(
@@ -137,5 +147,7 @@ pub async fn forwarded_message(
     let group = parse_group_id(&path)?;
     let forwarded: ForwardedMessage = parse_body(&body)?;
     check_forwarded(&state, &peer, &group, &forwarded.sender)?;
-    Ok(web::Json(hub::submit_message(&app, &forwarded.sender, group, forwarded.message).await?))
+    Ok(web::Json(
+        hub::submit_message(&app, &forwarded.sender, group, forwarded.message).await?,
+    ))
 }

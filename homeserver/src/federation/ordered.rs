@@ -75,7 +75,9 @@ pub async fn backfill(
         ));
     }
     let max = state.config.max_transaction_messages;
-    let limit = query.limit.map_or(max, |l| usize::try_from(l).unwrap_or(max).clamp(1, max));
+    let limit = query
+        .limit
+        .map_or(max, |l| usize::try_from(l).unwrap_or(max).clamp(1, max));
     let db = state.pool.get().await?;
     let not_found = || ApiError::not_found(&format!("group {group} with members of {}", peer.origin));
     // Only a server with members may read the group's (encrypted) messages.

@@ -157,9 +157,7 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
         let Some(claimed) = store::federation::claim_destination(&tx, destination).await? else {
             return Ok(Outcome::NotNow);
         };
-        let permitted = ServerName::parse(destination)
-            .ok()
-            .filter(|name| config.permits(name));
+        let permitted = ServerName::parse(destination).ok().filter(|name| config.permits(name));
         let Some(server) = permitted else {
             let dropped = store::federation::drop_queue(&tx, destination).await?;
             tx.commit().await?;
@@ -252,7 +250,14 @@ fn transaction_body(
 async fn send(state: &FederationState, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
     let response = state
         .client
-        .send(&state.keys.current(), reqwest::Method::PUT, server, path, body, now_ms())
+        .send(
+            &state.keys.current(),
+            reqwest::Method::PUT,
+            server,
+            path,
+            body,
+            now_ms(),
+        )
         .await
         .map_err(|e| ("unreachable".to_owned(), e.to_string()))?;
     let status = response.status();
@@ -262,7 +267,10 @@ async fn send(state: &FederationState, server: &ServerName, path: &str, body: Ve
     let answer = response.text().await.unwrap_or_default();
     Err((
         format!("refused_{}", status.as_u16()),
-        format!("{server} answered {status}: {}", answer.chars().take(300).collect::<String>()),
+        format!(
+            "{server} answered {status}: {}",
+            answer.chars().take(300).collect::<String>()
+        ),
     ))
 }
 

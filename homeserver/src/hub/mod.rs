@@ -296,7 +296,10 @@ pub async fn submit_commit(
         Some(_) => remote_servers(&state.config.server_name, before.iter().chain(&after)),
         None => BTreeSet::new(),
     };
-    let queued: Vec<_> = destinations.iter().map(|d| (d.as_str(), group_id.as_str(), seq)).collect();
+    let queued: Vec<_> = destinations
+        .iter()
+        .map(|d| (d.as_str(), group_id.as_str(), seq))
+        .collect();
     let (appended, ()) = tokio::try_join!(
         store::inbox::append(&tx, &entries),
         store::federation::enqueue(&tx, &queued),

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use parley_specs::groups_api::{
-    InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
-};
+use parley_specs::groups_api::{InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS};
 use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use time::OffsetDateTime;
 

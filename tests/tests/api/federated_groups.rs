@@ -6,11 +6,20 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use parley_federation::ServerKeyring;
+use parley_federation::client::FederationClient;
+use parley_federation::hub_signature;
+use parley_federation::server_key::ROTATION_OVERLAP_MS;
 use parley_homeserver::config::Config;
+use parley_homeserver::federation::now_ms;
+use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
+use parley_specs::endpoints::federation::{BACKFILL, SEND_TRANSACTION, SUBMIT_MESSAGE};
+use parley_specs::federation_api::{ForwardedMessage, OrderedKind, OrderedMessage, Transaction};
+use parley_specs::groups_api::{GroupMember, SubmitMessageRequest};
 use parley_specs::{GroupId, ServerName, UserId};
 use parley_tests::TestServer;
-use parley_tests::server::{free_loopback_addr, wait_until};
+use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
 use crate::messenger::device;
 
@@ -64,7 +73,12 @@ fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
 
 /// Syncs until `done` holds for the device's history of `group` (deliveries across
 /// servers are asynchronous).
-async fn sync_until(m: &mut Messenger, group: &GroupId, what: &str, done: impl Fn(&[HistoryMessage]) -> bool) -> Vec<Event> {
+async fn sync_until(
+    m: &mut Messenger,
+    group: &GroupId,
+    what: &str,
+    done: impl Fn(&[HistoryMessage]) -> bool,
+) -> Vec<Event> {
     let deadline = tokio::time::Instant::now() + DELIVERY;
     let mut events = Vec::new();
     loop {
@@ -90,7 +104,11 @@ async fn joined(m: &mut Messenger, group: &GroupId) {
             return;
         }
         m.receive(Duration::from_millis(500)).await.expect("receive");
-        assert!(tokio::time::Instant::now() < deadline, "{} never joined {group}", m.user_id());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never joined {group}",
+            m.user_id()
+        );
     }
 }
 
@@ -115,7 +133,10 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
     let mut devices = six_devices(&trio, dir.path()).await;
     let group = devices[0].create_group().await.expect("create on a.test");
     let others: Vec<UserId> = [0, 2, 4].iter().map(|&i| user(&devices[i])).collect();
-    let added = devices[0].add_members(&group, &others).await.expect("add across domains");
+    let added = devices[0]
+        .add_members(&group, &others)
+        .await
+        .expect("add across domains");
     assert_eq!(added.added.len(), 5, "{added:?}");
     for d in devices.iter_mut().skip(1) {
         joined(d, &group).await;
@@ -142,11 +163,21 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
 
     // A follower removes cat@c.test; c.test stores the removal and nothing after it.
     let cat = user(&devices[4]);
-    let removed = devices[2].remove_members(&group, &[cat]).await.expect("ben removes cat");
+    let removed = devices[2]
+        .remove_members(&group, &[cat])
+        .await
+        .expect("ben removes cat");
     assert_eq!(removed.removed.len(), 2);
-    let after = devices[0].send_text(&group, "after cat left", None).await.expect("send").seq;
+    let after = devices[0]
+        .send_text(&group, "after cat left", None)
+        .await
+        .expect("send")
+        .seq;
     for d in devices.iter_mut().take(4) {
-        sync_until(d, &group, "the message after the removal", |h| h.iter().any(|m| m.seq == after)).await;
+        sync_until(d, &group, "the message after the removal", |h| {
+            h.iter().any(|m| m.seq == after)
+        })
+        .await;
     }
     for cat in &mut devices[4..] {
         let deadline = tokio::time::Instant::now() + DELIVERY;
@@ -155,7 +186,10 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
             if events.iter().any(|e| matches!(e, Event::Removed { .. })) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "cat never learnt of the removal");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cat never learnt of the removal"
+            );
         }
         let history = cat.history(&group, None).await.expect("history stays readable");
         assert!(history.iter().all(|m| m.seq < after), "nothing after the removal");
@@ -163,12 +197,18 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
     // The hub sent c.test nothing after the commit that removed its last member.
     let c = trio.server(2);
     let stored_at_c = c
-        .count("SELECT count(*) FROM group_messages WHERE group_id = $1 AND seq >= $2", &[&group.as_str(), &after])
+        .count(
+            "SELECT count(*) FROM group_messages WHERE group_id = $1 AND seq >= $2",
+            &[&group.as_str(), &after],
+        )
         .await;
     assert_eq!(stored_at_c, 0);
     let a = trio.server(0);
     assert!(
-        wait_until(DELIVERY, || async { a.count("SELECT count(*) FROM federation_queue", &[]).await == 0 }).await,
+        wait_until(DELIVERY, || async {
+            a.count("SELECT count(*) FROM federation_queue", &[]).await == 0
+        })
+        .await,
         "the hub's queue drains"
     );
     let members: BTreeSet<String> = devices[2]
@@ -178,5 +218,352 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
         .into_iter()
         .map(|m| m.user_id.to_string())
         .collect();
-    assert_eq!(members, BTreeSet::from(["ann@a.test".to_owned(), "ben@b.test".to_owned()]));
+    assert_eq!(
+        members,
+        BTreeSet::from(["ann@a.test".to_owned(), "ben@b.test".to_owned()])
+    );
+}
+
+/// ann@a.test and ben@b.test in a group hubbed on a.test, both devices joined.
+async fn pair_group(trio: &Trio, dir: &Path) -> (Messenger, Messenger, GroupId) {
+    let mut ann = device(trio.server(0), dir, "ann", true).await;
+    let mut ben = device(trio.server(1), dir, "ben", true).await;
+    let group = ann.create_group().await.expect("create");
+    ann.add_members(&group, &[user(&ben)]).await.expect("add ben");
+    joined(&mut ben, &group).await;
+    (ann, ben, group)
+}
+
+#[tokio::test]
+async fn a_followers_commit_racing_a_hub_local_commit_catches_up_and_retries() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+    let dan = device(trio.server(0), dir.path(), "dan", true).await;
+    let eve = device(trio.server(1), dir.path(), "eve", true).await;
+    // Both commit for epoch 1 at once: one wins, the other gets 409 wrong_epoch (relayed
+    // from the hub for ben), catches up on the winner's commit and commits again.
+    let (dan, eve) = ([user(&dan)], [user(&eve)]);
+    let (by_ann, by_ben) = tokio::join!(ann.add_members(&group, &dan), ben.add_members(&group, &eve));
+    let epochs = BTreeSet::from([by_ann.expect("ann's add").epoch, by_ben.expect("ben's add").epoch]);
+    assert_eq!(epochs, BTreeSet::from([2, 3]), "one commit per epoch");
+    let everyone: BTreeSet<String> = ["ann@a.test", "ben@b.test", "dan@a.test", "eve@b.test"]
+        .map(str::to_owned)
+        .into();
+    for m in [&mut ann, &mut ben] {
+        let deadline = tokio::time::Instant::now() + DELIVERY;
+        loop {
+            m.receive(Duration::from_millis(500)).await.expect("receive");
+            let members: BTreeSet<String> = m
+                .members(&group)
+                .await
+                .expect("members")
+                .into_iter()
+                .map(|d| d.user_id.to_string())
+                .collect();
+            if members == everyone {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} sees {members:?}",
+                m.user_id()
+            );
+        }
+    }
+    let text = ben
+        .send_text(&group, "both of them are in", None)
+        .await
+        .expect("send")
+        .seq;
+    sync_until(&mut ann, &group, "ben's message", |h| h.iter().any(|m| m.seq == text)).await;
+}
+
+/// Sends `count` messages from `from`; returns their (seq, text) in order.
+async fn send_many(from: &mut Messenger, group: &GroupId, count: usize, tag: &str) -> Vec<(i64, String)> {
+    let mut sent = Vec::with_capacity(count);
+    for i in 0..count {
+        let text = format!("{tag} {i}");
+        let seq = from.send_text(group, &text, None).await.expect("send").seq;
+        sent.push((seq, text));
+    }
+    sent
+}
+
+/// Syncs until the device has exactly `expected` (seq, text) among messages of `tag`.
+async fn has_exactly(m: &mut Messenger, group: &GroupId, tag: &str, expected: &[(i64, String)]) {
+    sync_until(m, group, &format!("all {} {tag} messages", expected.len()), |h| {
+        let got: Vec<(i64, String)> = h
+            .iter()
+            .filter(|m| m.text.starts_with(tag))
+            .map(|m| (m.seq, m.text.clone()))
+            .collect();
+        assert!(got.len() <= expected.len(), "more than sent (a duplicate?): {got:?}");
+        got == expected
+    })
+    .await;
+}
+
+async fn queued_at(server: &TestServer) -> i64 {
+    server.count("SELECT count(*) FROM federation_queue", &[]).await
+}
+
+#[tokio::test]
+async fn a_follower_that_was_down_receives_everything_once_in_order_and_so_after_a_hub_restart() {
+    let mut trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, _ben, group) = pair_group(&trio, dir.path()).await;
+    let mut cat = device(trio.server(2), dir.path(), "cat", true).await;
+    let mut cat2 = device(trio.server(2), dir.path(), "cat", false).await;
+    ann.add_members(&group, &[user(&cat)]).await.expect("add cat");
+    joined(&mut cat, &group).await;
+    joined(&mut cat2, &group).await;
+
+    // c.test is down while 200 messages are accepted: the hub keeps them queued.
+    let c_config = trio.stop(2).await;
+    let sent = send_many(&mut ann, &group, 200, "while c was down").await;
+    assert!(queued_at(trio.server(0)).await >= 200);
+    let metrics = trio.server(0).metrics().await;
+    assert!(
+        metrics.contains("parley_federation_send_failures_total{reason=\"unreachable\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("parley_federation_queue_depth{destination=\"c.test\"}"),
+        "{metrics}"
+    );
+    trio.start(2, c_config).await;
+    has_exactly(&mut cat, &group, "while c was down", &sent).await;
+    has_exactly(&mut cat2, &group, "while c was down", &sent).await;
+    let a = trio.server(0);
+    assert!(
+        wait_until(DELIVERY, || async { queued_at(a).await == 0 }).await,
+        "the queue for c drains"
+    );
+
+    // Now the hub restarts with messages queued for c.test (down again meanwhile).
+    let c_config = trio.stop(2).await;
+    let sent = send_many(&mut ann, &group, 20, "queued over a hub restart").await;
+    let a_config = trio.stop(0).await;
+    trio.start(2, c_config).await;
+    trio.start(0, a_config).await;
+    has_exactly(&mut cat, &group, "queued over a hub restart", &sent).await;
+    let a = trio.server(0);
+    assert!(wait_until(DELIVERY, || async { queued_at(a).await == 0 }).await);
+}
+
+#[tokio::test]
+async fn a_gap_in_a_groups_sequence_is_backfilled_from_the_hub() {
+    let mut trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+    // While b.test is down, a message's queue row is lost: b.test then receives the next
+    // message after a gap, and fetches the missing one from the hub.
+    let b_config = trio.stop(1).await;
+    let lost = ann.send_text(&group, "lost in transit", None).await.expect("send").seq;
+    let next = ann.send_text(&group, "after the gap", None).await.expect("send").seq;
+    let deleted = trio
+        .server(0)
+        .db()
+        .await
+        .execute(
+            "DELETE FROM federation_queue WHERE group_id = $1 AND seq = $2",
+            &[&group.as_str(), &lost],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    trio.start(1, b_config).await;
+    sync_until(&mut ben, &group, "both messages", |h| {
+        let seqs: Vec<i64> = h.iter().map(|m| m.seq).collect();
+        seqs.contains(&lost) && seqs.contains(&next)
+    })
+    .await;
+    let metrics = trio.server(1).metrics().await;
+    assert!(
+        metrics.contains("parley_federation_messages_received_total{outcome=\"after_gap\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A federation client holding server `i`'s certificate and signing key: what that
+/// server (or an attacker who took it over) can send.
+fn speaking_as(trio: &Trio, i: usize) -> (FederationClient, ServerKeyring) {
+    let dir = trio.dirs[i].path();
+    let identity = certified_key(&dir.join("tls.pem"), &dir.join("tls.key")).unwrap();
+    let peers = (0..3)
+        .filter_map(|j| trio.servers[j].as_ref())
+        .map(|s| (s.server_name().clone(), s.federation_addr.unwrap()))
+        .collect();
+    let client = FederationClient::new(
+        ServerName::parse(NAMES[i]).unwrap(),
+        identity,
+        root_store(Some(&ca_file())).unwrap(),
+        peers,
+    )
+    .unwrap();
+    (client, ServerKeyring::load(&dir.join("server.key")).unwrap())
+}
+
+/// Sends a signed request and returns (status, error code).
+async fn refusal(
+    (client, keys): &(FederationClient, ServerKeyring),
+    method: reqwest::Method,
+    to: usize,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> (u16, String) {
+    let body = serde_json::to_vec(body).unwrap();
+    let destination = ServerName::parse(NAMES[to]).unwrap();
+    let response = client
+        .send(keys, method, &destination, path, body, now_ms())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
+
+fn ordered(group: &GroupId, seq: i64, sender: &Messenger) -> OrderedMessage {
+    OrderedMessage {
+        group_id: group.clone(),
+        seq,
+        epoch: 1,
+        kind: OrderedKind::Application,
+        sender: GroupMember {
+            user_id: user(sender),
+            device_id: sender.device_id().clone(),
+        },
+        payload: b"not really MLS".to_vec().into(),
+        welcome: None,
+        members: None,
+        sent_at_ms: now_ms(),
+        expires_at_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn servers_that_are_not_a_groups_hub_cannot_order_or_submit_for_others() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ann, ben, group) = pair_group(&trio, dir.path()).await;
+    let _cat = device(trio.server(2), dir.path(), "cat", true).await;
+    let as_a = speaking_as(&trio, 0);
+    let as_b = speaking_as(&trio, 1);
+    let stored = || async {
+        trio.server(1)
+            .count(
+                "SELECT count(*) FROM group_messages WHERE group_id = $1",
+                &[&group.as_str()],
+            )
+            .await
+    };
+    let before = stored().await;
+
+    // A follower claiming to be the hub: c.test signs, with its own valid key, ordered
+    // messages of a group hubbed on a.test and sends them to b.test.
+    let as_c = speaking_as(&trio, 2);
+    let fake = hub_signature::sign(&as_c.1, ordered(&group, 99, &ann), now_ms());
+    let transaction = Transaction { messages: vec![fake] };
+    let path = SEND_TRANSACTION.path_with(&["forged-1"]);
+    assert_eq!(
+        refusal(&as_c, reqwest::Method::PUT, 1, &path, &transaction).await,
+        (403, "not_group_hub".to_owned())
+    );
+    // The hub's own transaction with a message altered after the hub signed it.
+    let mut altered = hub_signature::sign(&as_a.1, ordered(&group, 99, &ann), now_ms());
+    altered.message.payload = b"something else".to_vec().into();
+    let transaction = Transaction {
+        messages: vec![altered],
+    };
+    let path = SEND_TRANSACTION.path_with(&["altered-1"]);
+    assert_eq!(
+        refusal(&as_a, reqwest::Method::PUT, 1, &path, &transaction).await,
+        (401, "invalid_signature".to_owned())
+    );
+    assert_eq!(stored().await, before, "nothing of a refused transaction is stored");
+
+    // A submit sent to a server that does not hub the group.
+    let submit = ForwardedMessage {
+        sender: GroupMember {
+            user_id: user(&ben),
+            device_id: ben.device_id().clone(),
+        },
+        message: SubmitMessageRequest {
+            txn_id: "t1".into(),
+            message: b"x".to_vec().into(),
+            expires_at: None,
+        },
+    };
+    let path = SUBMIT_MESSAGE.path_with(&[group.as_str()]);
+    assert_eq!(
+        refusal(&as_b, reqwest::Method::POST, 2, &path, &submit).await,
+        (421, "not_hubbed_here".to_owned())
+    );
+    // c.test submitting, to the hub, for a user of b.test.
+    assert_eq!(
+        refusal(&as_c, reqwest::Method::POST, 0, &path, &submit).await,
+        (403, "sender_not_of_origin".to_owned())
+    );
+    // c.test has no member in the group: it may not read its messages.
+    let backfill = format!("{}?after=0", BACKFILL.path_with(&[group.as_str()]));
+    let (client, keys) = &as_c;
+    let response = client
+        .send(
+            keys,
+            reqwest::Method::GET,
+            &ServerName::parse("a.test").unwrap(),
+            &backfill,
+            Vec::new(),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let accepted = trio
+        .server(0)
+        .count(
+            "SELECT count(*) FROM group_messages WHERE group_id = $1",
+            &[&group.as_str()],
+        )
+        .await;
+    assert_eq!(accepted, 1, "only the commit that added ben");
+}
+
+#[tokio::test]
+async fn rotating_a_followers_key_while_messages_flow_refuses_nothing() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+    let key_file = trio.dirs[1].path().join("server.key");
+    let old = ServerKeyring::load(&key_file).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            let mut rotated = ServerKeyring::load(&key_file).unwrap();
+            rotated.rotate(now_ms() + ROTATION_OVERLAP_MS);
+            rotated.save(&key_file).unwrap();
+        }
+        // ben's messages are forwarded by b.test (signed with its key) to the hub, which
+        // sends them back in transactions: both directions check b.test's keys.
+        let from_ben = ben
+            .send_text(&group, &format!("ben {i}"), None)
+            .await
+            .expect("nothing is refused");
+        let from_ann = ann
+            .send_text(&group, &format!("ann {i}"), None)
+            .await
+            .expect("nothing is refused");
+        sent.extend([from_ben.seq, from_ann.seq]);
+    }
+    for m in [&mut ann, &mut ben] {
+        sync_until(m, &group, "every message", |h| {
+            sent.iter().all(|s| h.iter().any(|m| m.seq == *s))
+        })
+        .await;
+    }
+    let now = ServerKeyring::load(&key_file).unwrap();
+    assert_ne!(now.key_id(), old.key_id(), "the key was rotated");
+    let refused = trio.server(0).metrics().await;
+    assert!(!refused.contains("outcome=\"invalid_signature\""), "{refused}");
 }
