@@ -2,8 +2,10 @@
 //! identity (so the peer can check it is valid for the origin we claim), HTTP/2 and
 //! pooled connections, and every request signed with the server key.
 //!
-//! Where a peer listens: a static map from server name to address (what tests and private
-//! federations use); otherwise the server name itself on the federation port.
+//! Where a peer listens is [`crate::discovery`]'s answer: a static address (what tests and
+//! private federations use), the host and port its well-known document delegates to, or
+//! its name on the port the name gives or 8448. Whatever the address, the URL keeps the
+//! server name's host, so the peer's certificate is checked against the server name.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use parley_specs::ServerName;
 use parley_specs::endpoints::federation::SERVER_KEYS;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::discovery::{Discovery, Route};
 use crate::key_document::{DocumentError, KeyDocument, VerifiedKeys};
 use crate::request_auth::{RequestParts, authorization};
 use crate::server_key::ServerKeyring;
@@ -56,55 +59,71 @@ pub enum DocumentErrorOrJson {
 pub struct FederationClient {
     http: reqwest::Client,
     origin: ServerName,
-    peers: BTreeMap<ServerName, SocketAddr>,
+    discovery: Discovery,
 }
 
 impl FederationClient {
-    /// `identity` is this server's certificate chain and key; peers' certificates must
-    /// chain to `roots`; `peers` pins the addresses of some servers.
+    /// `identity` is this server's certificate chain and key; peers' certificates (and
+    /// the certificates their well-known documents are served with) must chain to
+    /// `roots`; `peers` pins the addresses of some servers, which are then never looked
+    /// up. Other servers are found through their well-known document.
     pub fn new(
         origin: ServerName,
         identity: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
         roots: rustls::RootCertStore,
         peers: BTreeMap<ServerName, SocketAddr>,
     ) -> Result<Self, ClientError> {
+        let discovery = Discovery::new(peers, roots.clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Setup(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_auth_cert(identity.0, identity.1)
             .map_err(|e| ClientError::Setup(format!("this server's certificate and key: {e}")))?;
-        let mut builder = reqwest::Client::builder()
+        // A preconfigured TLS backend gets no ALPN from reqwest: offer HTTP/2 ourselves,
+        // so concurrent requests to a peer share one connection.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // The resolver sends a server name's host to its static or delegated address; a
+        // proxy would resolve the name itself and bypass it.
+        let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90));
-        for (name, addr) in &peers {
-            builder = builder.resolve(name.host(), *addr);
-        }
-        let http = builder.build().map_err(|e| ClientError::Setup(e.to_string()))?;
-        Ok(Self { http, origin, peers })
+            .pool_idle_timeout(Duration::from_secs(90))
+            .dns_resolver(discovery.resolver())
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(Self {
+            http,
+            origin,
+            discovery,
+        })
     }
 
     pub fn origin(&self) -> &ServerName {
         &self.origin
     }
 
-    /// `https://<destination host>:<port><path>`: the certificate is checked against the
-    /// server name whatever address it resolves to.
-    fn url(&self, destination: &ServerName, path: &str) -> String {
-        let port = match self.peers.get(destination) {
-            Some(addr) => addr.port(),
-            None => destination.port().unwrap_or(DEFAULT_PORT),
-        };
-        format!("https://{}:{port}{path}", destination.host())
+    /// Where requests to `destination` go (static, delegated or fallback; cached).
+    pub async fn route(&self, destination: &ServerName) -> Route {
+        self.discovery.route(destination).await
+    }
+
+    /// `https://<destination host>:<routed port><path>`, and the route: the certificate
+    /// is checked against the server name whatever address it resolves to.
+    async fn url(&self, destination: &ServerName, path: &str) -> (String, Route) {
+        let route = self.discovery.route(destination).await;
+        let url = format!("https://{}:{}{path}", destination.host(), route.port());
+        (url, route)
     }
 
     /// Fetches and verifies `destination`'s key document.
     pub async fn fetch_keys(&self, destination: &ServerName, now_ms: i64) -> Result<VerifiedKeys, ClientError> {
-        let response = self.http.get(self.url(destination, SERVER_KEYS.path)).send().await;
-        let body = self.success(destination, response).await?;
+        let (url, route) = self.url(destination, SERVER_KEYS.path).await;
+        let response = self.http.get(url).send().await;
+        let body = self.success(destination, &route, response).await?;
         let document: KeyDocument = serde_json::from_slice(&body).map_err(|e| ClientError::BadKeys {
             destination: destination.to_string(),
             reason: DocumentErrorOrJson::Json(e.to_string()),
@@ -131,30 +150,26 @@ impl FederationClient {
             body: &body,
         };
         let auth = authorization(keyring, &self.origin, destination, &parts, now_ms);
+        let (url, route) = self.url(destination, path_and_query).await;
         let mut request = self
             .http
-            .request(method, self.url(destination, path_and_query))
+            .request(method, url)
             .header(reqwest::header::AUTHORIZATION, auth);
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        request.send().await.map_err(|e| ClientError::Unreachable {
-            destination: destination.to_string(),
-            reason: error_chain(&e),
-        })
+        request.send().await.map_err(|e| unreachable(destination, &route, &e))
     }
 
     async fn success(
         &self,
         destination: &ServerName,
+        route: &Route,
         response: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<Vec<u8>, ClientError> {
-        let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-            destination: destination.to_string(),
-            reason: error_chain(&e),
-        };
+        let unreachable = |e: reqwest::Error| unreachable(destination, route, &e);
         let response = response.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
@@ -169,8 +184,16 @@ impl FederationClient {
     }
 }
 
+/// A request that got no answer, saying where it went.
+fn unreachable(destination: &ServerName, route: &Route, err: &reqwest::Error) -> ClientError {
+    ClientError::Unreachable {
+        destination: destination.to_string(),
+        reason: format!("at {route}: {}", error_chain(err)),
+    }
+}
+
 /// The error with its causes: reqwest's top-level message rarely says what went wrong.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

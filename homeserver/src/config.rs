@@ -46,7 +46,8 @@ pub struct FederationConfig {
     #[serde(default = "default_key_document_validity_secs")]
     pub key_document_validity_secs: u64,
     /// Addresses of other servers' federation APIs, by server name (IP:port). A server
-    /// not listed is reached at its name, on the port its name gives or 8448.
+    /// not listed is found through `https://<name>/.well-known/parley/server`, else at
+    /// its name on port 8448.
     #[serde(default)]
     pub peers: BTreeMap<ServerName, SocketAddr>,
     /// When set, the only servers this one federates with.

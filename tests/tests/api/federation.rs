@@ -231,6 +231,7 @@ async fn a_signed_request_from_a_peer_is_authenticated_as_its_origin() {
         .await
         .expect("b answers");
     assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "federation speaks HTTP/2");
     let version: FederationVersion = response.json().await.unwrap();
     assert_eq!(version.server_name, name("b.test"));
     assert_eq!(version.origin, name("a.test"));
