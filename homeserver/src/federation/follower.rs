@@ -10,17 +10,18 @@ use actix_web::{HttpRequest, web};
 use parley_federation::hub_signature::{self, VerifiedMessage};
 use parley_specs::endpoints::federation::BACKFILL;
 use parley_specs::federation_api::{BackfillPage, OrderedKind, OrderedMessage, Transaction, TransactionResult};
-use parley_specs::groups_api::{GroupMember, InboxEntryKind};
+use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
 use super::{FederationState, authenticate, keys_of, now_ms};
 use crate::error::ApiError;
 use crate::hub::local_recipients;
+use crate::inbox::FreshEntry;
 use crate::state::AppState;
 use crate::store;
 use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
-use crate::store::inbox::NewEntry;
+use crate::store::inbox::{Appended, NewEntry};
 
 /// Groups being backfilled by this process, so a burst of transactions after one gap
 /// starts one backfill.
@@ -266,7 +267,7 @@ async fn apply(
         store::inbox::append(&tx, &entries),
     )?;
     tx.commit().await?;
-    app.inbox_waker.wake(&store::inbox::devices(appended));
+    app.inbox_waker.deliver(fresh_entries(&accepted, &recipients, appended));
     let received = &app.metrics.federation_messages_received;
     received.with_label_values(&["stored"]).inc_by(result.stored);
     received.with_label_values(&["duplicate"]).inc_by(result.duplicates);
@@ -274,6 +275,57 @@ async fn apply(
         received.with_label_values(&["after_gap"]).inc();
     }
     Ok(result)
+}
+
+/// The entries just written, for the devices' open streams (which then need not read
+/// them back from the database).
+fn fresh_entries(
+    accepted: &[&OrderedMessage],
+    recipients: &[(usize, GroupMember, InboxEntryKind)],
+    appended: Vec<Appended>,
+) -> Vec<FreshEntry> {
+    let messages: HashMap<(&str, i64), &OrderedMessage> =
+        accepted.iter().map(|m| ((m.group_id.as_str(), m.seq), *m)).collect();
+    let kinds: HashMap<(&str, &str, i64), InboxEntryKind> = recipients
+        .iter()
+        .map(|(i, member, kind)| {
+            (
+                (
+                    member.device_id.as_str(),
+                    accepted[*i].group_id.as_str(),
+                    accepted[*i].seq,
+                ),
+                *kind,
+            )
+        })
+        .collect();
+    let mut fresh: Vec<FreshEntry> = appended
+        .into_iter()
+        .filter_map(|a| {
+            let message = messages.get(&(a.group_id.as_str(), a.seq))?;
+            let kind = *kinds.get(&(a.device_id.as_str(), a.group_id.as_str(), a.seq))?;
+            let payload = match kind {
+                InboxEntryKind::Welcome => message.welcome.clone(),
+                _ => Some(message.payload.clone()),
+            };
+            Some(FreshEntry {
+                entry: InboxEntry {
+                    cursor: a.position,
+                    kind,
+                    group_id: message.group_id.clone(),
+                    seq: message.seq,
+                    epoch: message.epoch,
+                    sender: message.sender.clone(),
+                    payload,
+                    sent_at: from_ms(message.sent_at_ms)?,
+                    expires_at: message.expires_at_ms.and_then(from_ms),
+                },
+                device_id: a.device_id,
+            })
+        })
+        .collect();
+    fresh.sort_unstable_by_key(|f| f.entry.cursor);
+    fresh
 }
 
 fn from_ms(ms: i64) -> Option<OffsetDateTime> {

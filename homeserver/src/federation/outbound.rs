@@ -89,6 +89,7 @@ type Senders = Arc<Mutex<HashMap<String, bool>>>;
 
 /// Runs the sending loop of this process until it is stopped.
 pub async fn send_forever(state: web::Data<FederationState>) {
+    tokio::spawn(announce_return(state.clone()));
     let senders: Senders = Arc::default();
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,6 +110,45 @@ pub async fn send_forever(state: web::Data<FederationState>) {
                     tokio::spawn(send_to(state.clone(), senders.clone(), destination));
                 }
             }
+        }
+    }
+}
+
+/// Tells the hubs of the groups this server follows that it is up, with one signed
+/// request each: a hub that was backing off from it sends what it queued at once, instead
+/// of when its backoff (up to `retry_max_secs`) ends.
+async fn announce_return(state: web::Data<FederationState>) {
+    let hubs = async {
+        let db = state.pool.get().await?;
+        Ok::<_, ApiError>(store::federation::followed_hubs(&db).await?)
+    };
+    let hubs = match hubs.await {
+        Ok(hubs) => hubs,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the hubs this server follows");
+            return;
+        }
+    };
+    for hub in hubs.iter().filter_map(|h| ServerName::parse(h).ok()) {
+        if !state.config.permits(&hub) {
+            continue;
+        }
+        let path = parley_specs::endpoints::federation::VERSION.path;
+        let answer = state
+            .client
+            .send(
+                &state.keys.current(),
+                reqwest::Method::GET,
+                &hub,
+                path,
+                Vec::new(),
+                now_ms(),
+            )
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => tracing::info!(%hub, "told a hub this server is up"),
+            Ok(response) => tracing::warn!(%hub, status = %response.status(), "a hub refused this server's hello"),
+            Err(error) => tracing::info!(%hub, %error, "a hub this server follows is not reachable"),
         }
     }
 }
@@ -151,6 +191,10 @@ async fn send_to(state: web::Data<FederationState>, senders: Senders, destinatio
 /// Sends transactions to `destination` until its queue is empty or a send fails.
 async fn send_queued(state: &FederationState, destination: &str) -> Result<Outcome, ApiError> {
     let config = &state.config;
+    // Rows up to here were sent. One committed later with a lower id (another group's,
+    // from a concurrent writer) waits for the next round, which starts from the lowest;
+    // a group's own messages are queued in order under its lock.
+    let mut sent_up_to = 0;
     loop {
         let mut db = state.pool.get().await?;
         let tx = db.transaction().await?;
@@ -165,18 +209,19 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
             return Ok(Outcome::Drained);
         };
         let limit = i64::try_from(config.max_transaction_messages).unwrap_or(1);
-        let queued = store::federation::queued(&tx, destination, limit).await?;
+        let queued = store::federation::queued(&tx, destination, sent_up_to, limit).await?;
         let Some(&(first_id, _)) = queued.first() else {
             return Ok(Outcome::Drained);
         };
         let (ids, body) = transaction_body(state, queued);
+        let last_id = ids.last().copied().unwrap_or(first_id);
         if body.is_none() {
             // Only messages that expired (or cannot be read) before they were sent.
             store::federation::dequeue(&tx, &ids).await?;
             tx.commit().await?;
+            sent_up_to = last_id;
             continue;
         }
-        let last_id = ids.last().copied().unwrap_or(first_id);
         let path = SEND_TRANSACTION.path_with(&[&format!("{first_id}-{last_id}")]);
         let started = Instant::now();
         match send(state, &server, &path, body.unwrap_or_default()).await {
@@ -185,11 +230,15 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
                     .metrics
                     .federation_send_latency
                     .observe(started.elapsed().as_secs_f64());
+                // A dequeue lost in a crash only sends those messages again, and the
+                // destination stores each once: no need to wait for the disk.
+                tx.batch_execute("SET LOCAL synchronous_commit TO OFF").await?;
                 store::federation::dequeue(&tx, &ids).await?;
                 if claimed.failures > 0 {
                     store::federation::reset_backoff(&tx, destination).await?;
                 }
                 tx.commit().await?;
+                sent_up_to = last_id;
                 state.outbound.backing_off(destination, false);
             }
             Err((reason, error)) => {

@@ -77,22 +77,27 @@ pub async fn claim_destination(
         .map(|r| ClaimedDestination { failures: r.get(0) }))
 }
 
-/// The oldest queued messages for a destination: (queue id, message). A message that
-/// expired before it was sent has no stored message any more.
+/// The oldest queued messages for a destination with a queue id above `after`: (queue
+/// id, message). A message that expired before it was sent has no stored message any
+/// more. Starting after the last id sent skips the index entries of rows just deleted,
+/// which a drained queue would otherwise walk through again on every read.
 pub async fn queued(
     db: &impl Db,
     destination: &str,
+    after: i64,
     limit: i64,
 ) -> Result<Vec<(i64, Option<StoredMessage>)>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(&format!(
-            "SELECT q.id, m.group_id IS NOT NULL, {STORED_COLUMNS} FROM federation_queue q
+            "SELECT q.id, m.group_id IS NOT NULL, {STORED_COLUMNS}
+             FROM (SELECT id, group_id, seq FROM federation_queue
+                   WHERE destination = $1 AND id > $2 ORDER BY id LIMIT $3) q
              LEFT JOIN group_messages m ON m.group_id = q.group_id AND m.seq = q.seq
-             WHERE q.destination = $1 ORDER BY q.id LIMIT $2"
+             ORDER BY q.id"
         ))
         .await?;
     Ok(db
-        .query(&stmt, &[&destination, &limit])
+        .query(&stmt, &[&destination, &after, &limit])
         .await?
         .iter()
         .map(|row| {
@@ -166,4 +171,12 @@ pub async fn queue_stats(db: &impl Db) -> Result<Vec<(String, i64, f64, i32)>, t
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect())
+}
+
+/// The hubs of the groups this server follows.
+pub async fn followed_hubs(db: &impl Db) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT DISTINCT split_part(group_id, '@', 2) FROM groups WHERE public_state IS NULL")
+        .await?;
+    Ok(db.query(&stmt, &[]).await?.iter().map(|r| r.get(0)).collect())
 }

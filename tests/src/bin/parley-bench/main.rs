@@ -7,6 +7,7 @@
 
 mod baseline;
 mod connections;
+mod federated;
 mod messages;
 mod server;
 mod stats;
@@ -52,6 +53,10 @@ enum Command {
     Messages(messages::MessagesArgs),
     /// Start a private homeserver and connect many idle devices over WebSockets; print its RSS.
     Connections(connections::ConnectionsArgs),
+    /// Start two federating homeservers (each with its own PostgreSQL), measure send->deliver
+    /// for receivers on the other server at a steady rate, then the catch-up of a server
+    /// that was down. Ignores --server and --ca-file.
+    Federated(federated::FederatedArgs),
 }
 
 #[tokio::main]
@@ -63,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Accounts { count, concurrency } => accounts(client, count, concurrency.max(1)).await,
         Command::Messages(args) => messages::run(args).await,
         Command::Connections(args) => connections::run(args).await,
+        Command::Federated(args) => federated::run(args).await,
     }
 }
 

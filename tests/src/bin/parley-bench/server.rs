@@ -1,7 +1,7 @@
 //! A homeserver of our own for a benchmark: a durable private PostgreSQL cluster and the
 //! release `parley-homeserver` binary as a separate process, as an operator would run it.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,34 +15,49 @@ pub struct BenchServer {
     pub ca_pem: Vec<u8>,
     pub database_url: String,
     pub server_name: String,
-    child: Child,
+    config_path: PathBuf,
+    child: Option<Child>,
     cluster: PgCluster,
     _dir: tempfile::TempDir,
 }
 
+/// How a benchmark server federates: its name, its federation address, and where its
+/// peers listen. Every server's certificate comes from the CA given to `start_with`.
+pub struct Federation {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub peers: Vec<(String, SocketAddr)>,
+}
+
+/// A free loopback address (for servers that must know each other's before starting).
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?)
+}
+
 impl BenchServer {
     pub async fn start(pool_size: usize) -> anyhow::Result<Self> {
-        let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
-        if !binary.exists() {
-            bail!(
-                "{} is missing: cargo build --release --bin parley-homeserver",
-                binary.display()
-            );
-        }
+        let ca = DevCa::generate("Parley bench CA")?;
+        Self::start_with(pool_size, &ca, None).await
+    }
+
+    pub async fn start_with(pool_size: usize, ca: &DevCa, federation: Option<Federation>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("parley-bench").tempdir_in("/tmp")?;
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let pg_root = dir.path().join("postgres");
         let cluster = tokio::task::spawn_blocking(move || PgCluster::start(&pg_root, Durability::Durable)).await??;
         cluster.create_database("parley").await?;
-        let ca = DevCa::generate("Parley bench CA")?;
-        let issued = ca.issue(&["localhost", "127.0.0.1"])?;
+        let port = free_addr()?.port();
+        let server_name = federation
+            .as_ref()
+            .map_or_else(|| format!("localhost:{port}"), |f| f.name.clone());
+        let issued = ca.issue(&[server_name.as_str(), "localhost", "127.0.0.1"])?;
         let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
         std::fs::write(&cert, issued.cert_pem)?;
         std::fs::write(&key, issued.key_pem)?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
-        let server_name = format!("localhost:{port}");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem())?;
         let database_url = cluster.url("parley");
-        let config = toml::Table::try_from(serde_json::json!({
+        let mut config = serde_json::json!({
             "server_name": server_name,
             "listen": { "client": format!("127.0.0.1:{port}") },
             "tls": { "cert": cert, "key": key },
@@ -55,29 +70,68 @@ impl BenchServer {
                 "max_body_bytes": 1_048_576,
             },
             "log": { "level": "warn" },
-        }))?;
+        });
+        if let Some(federation) = &federation {
+            let peers: serde_json::Map<String, serde_json::Value> = federation
+                .peers
+                .iter()
+                .map(|(name, addr)| (name.clone(), addr.to_string().into()))
+                .collect();
+            config["federation"] = serde_json::json!({
+                "listen": federation.listen.to_string(),
+                "signing_key": dir.path().join("signing.key"),
+                "trust_roots": ca_path,
+                "peers": peers,
+                "requests_per_origin_per_minute": 100_000_000,
+                "retry_initial_ms": 200,
+                "retry_max_secs": 600,
+            });
+        }
+        let config = toml::Table::try_from(config)?;
         let config_path: PathBuf = dir.path().join("homeserver.toml");
         std::fs::write(&config_path, toml::to_string(&config)?)?;
+        let mut server = Self {
+            url: format!("https://localhost:{port}"),
+            ca_pem: ca.cert_pem().into_bytes(),
+            database_url,
+            server_name,
+            config_path,
+            child: None,
+            cluster,
+            _dir: dir,
+        };
+        server.start_process().await?;
+        Ok(server)
+    }
+
+    /// Starts the homeserver process (again) and waits until it is ready.
+    pub async fn start_process(&mut self) -> anyhow::Result<()> {
+        let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
+        if !binary.exists() {
+            bail!(
+                "{} is missing: cargo build --release --bin parley-homeserver",
+                binary.display()
+            );
+        }
         let child = Command::new(&binary)
             .args(["serve", "--config"])
-            .arg(&config_path)
+            .arg(&self.config_path)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        let server = Self {
-            url: format!("https://localhost:{port}"),
-            ca_pem: ca.cert_pem().into_bytes(),
-            database_url,
-            server_name,
-            child,
-            cluster,
-            _dir: dir,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    /// Kills the homeserver process (its database stays up).
+    pub fn kill_process(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -94,17 +148,24 @@ impl BenchServer {
 
     /// Resident memory of the homeserver process, from /proc.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
+    }
+
+    /// A connection to the homeserver's database, for counting.
+    pub async fn db(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 }
 
 impl Drop for BenchServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_process();
         let _ = self.cluster.stop();
     }
 }

@@ -1,0 +1,392 @@
+//! Messages across two federated homeservers: 1:1 groups hubbed on `a.bench` whose sender
+//! is on a.bench and receiver on `b.bench` (each server a release process with its own
+//! durable PostgreSQL, mutual TLS between them). Phase 1 sends at a steady rate and
+//! measures send→deliver for the receivers on the other server; phase 2 kills b.bench,
+//! lets a backlog queue up on a.bench, restarts b.bench and measures how fast it catches up.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt as _;
+use parley_homeserver::devcerts::DevCa;
+use parley_sdk::{Client, Trust};
+use parley_specs::client_api::RegisterRequest;
+use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
+use parley_specs::{Base64Bytes, GroupId};
+use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::server::{BenchServer, Federation, free_addr};
+use crate::stats::Latencies;
+
+#[derive(clap::Args, Clone)]
+pub struct FederatedArgs {
+    /// 1:1 groups (sender on a.bench, receiver on b.bench).
+    #[arg(long, default_value_t = 200)]
+    groups: usize,
+    /// Messages per group in the steady phase.
+    #[arg(long, default_value_t = 50)]
+    messages: usize,
+    /// Steady-phase send rate, messages/s.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Send requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Messages sent while b.bench is down, for the catch-up phase (0 skips it).
+    #[arg(long, default_value_t = 30_000)]
+    backlog: usize,
+    /// Database connections of each homeserver.
+    #[arg(long, default_value_t = 32)]
+    pool: usize,
+}
+
+struct Pair {
+    id: GroupId,
+    sender: Client,
+    receiver: Client,
+    prepared: Vec<Vec<u8>>,
+}
+
+/// When each message was sent and when it was delivered, matched by (group, seq).
+#[derive(Default)]
+struct Timeline {
+    sent: HashMap<(String, i64), Instant>,
+    delivered: HashMap<(String, i64), Instant>,
+    latencies: Vec<Duration>,
+}
+
+impl Timeline {
+    fn sent(&mut self, key: (String, i64), at: Instant) {
+        match self.delivered.remove(&key) {
+            Some(delivered) => self.latencies.push(delivered.saturating_duration_since(at)),
+            None => {
+                self.sent.insert(key, at);
+            }
+        }
+    }
+
+    fn delivered(&mut self, key: (String, i64), at: Instant) {
+        match self.sent.remove(&key) {
+            Some(sent) => self.latencies.push(at.saturating_duration_since(sent)),
+            None => {
+                self.delivered.insert(key, at);
+            }
+        }
+    }
+}
+
+pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
+    eprintln!("starting two durable PostgreSQL clusters and two federating release homeservers ...");
+    let ca = DevCa::generate("Parley bench federation CA")?;
+    let (a_fed, b_fed) = (free_addr()?, free_addr()?);
+    let a = BenchServer::start_with(
+        args.pool,
+        &ca,
+        Some(Federation {
+            name: "a.bench".into(),
+            listen: a_fed,
+            peers: vec![("b.bench".into(), b_fed)],
+        }),
+    )
+    .await?;
+    let mut b = BenchServer::start_with(
+        args.pool,
+        &ca,
+        Some(Federation {
+            name: "b.bench".into(),
+            listen: b_fed,
+            peers: vec![("a.bench".into(), a_fed)],
+        }),
+    )
+    .await?;
+    let trust = Trust::CaPem(ca.cert_pem().into_bytes());
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();
+    let per_group_backlog = args.backlog.div_ceil(args.groups.max(1));
+    eprintln!(
+        "setting up {} groups across the two servers (real MLS, claims over federation) ...",
+        args.groups
+    );
+    let started = Instant::now();
+    let pairs: Vec<Pair> = futures_util::stream::iter(0..args.groups)
+        .map(|g| {
+            setup_pair(
+                &a,
+                &b,
+                &trust,
+                format!("f{prefix}g{g}"),
+                args.messages + per_group_backlog,
+            )
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!("set up in {:.1} s", started.elapsed().as_secs_f64());
+
+    // Phase 1: steady load across servers.
+    let timeline = Arc::new(Mutex::new(Timeline::default()));
+    let mut receivers = Vec::new();
+    for pair in &pairs {
+        let mut stream = pair
+            .receiver
+            .inbox_stream(0)
+            .await
+            .context("open a receiver's WebSocket")?;
+        let timeline = timeline.clone();
+        receivers.push(tokio::spawn(async move {
+            let mut unacked = 0;
+            while let Some(Ok(entry)) = stream.next().await {
+                if entry.kind != InboxEntryKind::Message {
+                    continue;
+                }
+                let key = (entry.group_id.as_str().to_owned(), entry.seq);
+                timeline
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .delivered(key, Instant::now());
+                unacked += 1;
+                if unacked >= 50 {
+                    let _ = stream.ack(entry.cursor).await;
+                    unacked = 0;
+                }
+            }
+        }));
+    }
+    let mut queue = VecDeque::new();
+    for round in 0..args.messages {
+        for pair in &pairs {
+            queue.push_back((pair.id.clone(), pair.sender.clone(), pair.prepared[round].clone()));
+        }
+    }
+    let total = queue.len();
+    let (accepted_rate, accept) = send_all(queue, args.concurrency, Some(args.rate), Some(timeline.clone())).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while timeline.lock().unwrap_or_else(|p| p.into_inner()).latencies.len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for receiver in receivers {
+        receiver.abort();
+    }
+    let deliver = Latencies::new(std::mem::take(
+        &mut timeline.lock().unwrap_or_else(|p| p.into_inner()).latencies,
+    ));
+    println!(
+        "{} 1:1 groups hubbed on a.bench, receivers on b.bench; {total} messages paced at {:.0}/s, {} in flight",
+        args.groups, args.rate, args.concurrency
+    );
+    println!(
+        "accepted:  {accepted_rate:.0} messages/s; send->accept {}",
+        accept.summary()
+    );
+    println!(
+        "delivered: {}/{total} on b.bench over WebSockets; send->deliver {}",
+        deliver.len(),
+        deliver.summary()
+    );
+
+    let (sends, mean) = transactions_sent(&a).await?;
+    println!(
+        "transactions a.bench -> b.bench: {sends}, {:.1} messages each, {:.1} ms each on average (sending, b.bench storing, answering)",
+        total as f64 / sends.max(1.0),
+        mean * 1000.0
+    );
+
+    if args.backlog == 0 {
+        return Ok(());
+    }
+    // Phase 2: b.bench is down while a backlog builds up on a.bench, then comes back.
+    b.kill_process();
+    let mut queue = VecDeque::new();
+    for round in args.messages..args.messages + per_group_backlog {
+        for pair in &pairs {
+            queue.push_back((pair.id.clone(), pair.sender.clone(), pair.prepared[round].clone()));
+        }
+    }
+    let backlog = queue.len() as i64;
+    let down_since = Instant::now();
+    let (backlog_rate, _) = send_all(queue, args.concurrency, None, None).await?;
+    let a_db = a.db().await?;
+    let waiting = queued_for_b(&a_db).await?;
+    println!(
+        "b.bench down: {backlog} messages accepted by a.bench at {backlog_rate:.0}/s, {waiting} queued for b.bench"
+    );
+    let b_stored_before = count_messages(&b).await?;
+    b.start_process().await?;
+    let back_at = Instant::now();
+    println!(
+        "b.bench restarted after {:.0} s down",
+        down_since.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        if queued_for_b(&a_db).await? == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("a.bench's queue for b.bench did not drain within 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught_up = back_at.elapsed();
+    let stored = count_messages(&b).await? - b_stored_before;
+    println!(
+        "catch-up:  {stored} messages stored on b.bench (with their inbox entries) in {:.1} s after its restart: {:.0} messages/s",
+        caught_up.as_secs_f64(),
+        stored as f64 / caught_up.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// (count, mean seconds) of the transactions `server` sent, from its metrics.
+async fn transactions_sent(server: &BenchServer) -> anyhow::Result<(f64, f64)> {
+    let http = parley_tests::server::https_client_trusting(&String::from_utf8_lossy(&server.ca_pem), None);
+    let text = http.get(format!("{}/metrics", server.url)).send().await?.text().await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let count = value("parley_federation_send_seconds_count");
+    Ok((count, value("parley_federation_send_seconds_sum") / count.max(1.0)))
+}
+
+async fn queued_for_b(a: &tokio_postgres::Client) -> anyhow::Result<i64> {
+    let row = a
+        .query_one(
+            "SELECT count(*) FROM federation_queue WHERE destination = 'b.bench'",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn count_messages(server: &BenchServer) -> anyhow::Result<i64> {
+    let db = server.db().await?;
+    Ok(db.query_one("SELECT count(*) FROM group_messages", &[]).await?.get(0))
+}
+
+type Queue = VecDeque<(GroupId, Client, Vec<u8>)>;
+
+/// Sends everything with `concurrency` requests in flight, optionally paced; returns the
+/// accepted rate and send→accept latencies, recording send times in `timeline`.
+async fn send_all(
+    queue: Queue,
+    concurrency: usize,
+    rate: Option<f64>,
+    timeline: Option<Arc<Mutex<Timeline>>>,
+) -> anyhow::Result<(f64, Latencies)> {
+    let total = queue.len();
+    let queue = Arc::new(Mutex::new(queue));
+    let accepted = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r.max(1.0)));
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, accepted, timeline) = (queue.clone(), accepted.clone(), timeline.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some((group, client, message)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                    break;
+                };
+                let t = Instant::now();
+                let req = SubmitMessageRequest {
+                    txn_id: txn(),
+                    message: Base64Bytes(message),
+                    expires_at: None,
+                };
+                let answer = client.submit_message(&group, &req).await?;
+                let took = t.elapsed();
+                accepted.lock().unwrap_or_else(|p| p.into_inner()).push(took);
+                if let Some(timeline) = &timeline {
+                    let key = (group.as_str().to_owned(), answer.seq);
+                    timeline.lock().unwrap_or_else(|p| p.into_inner()).sent(key, t);
+                }
+                if let Some(interval) = interval {
+                    tokio::time::sleep(interval.saturating_sub(took)).await;
+                }
+            }
+            Ok::<_, parley_sdk::Error>(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let latencies = Latencies::new(std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner())));
+    Ok((rate, latencies))
+}
+
+fn txn() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 16)
+}
+
+async fn register(
+    server: &BenchServer,
+    trust: &Trust,
+    name: &str,
+) -> anyhow::Result<(Client, TestMlsDevice, parley_specs::UserId)> {
+    let client = Client::new(server.url.parse()?, trust.clone())?;
+    let req = RegisterRequest {
+        username: name.to_owned(),
+        password: "benchmark password".into(),
+        device_name: None,
+        invite_token: None,
+    };
+    let session = client.register(&req).await?;
+    let client = client.with_access_token(session.access_token);
+    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let packages = vec![Base64Bytes(mls.key_package(false))];
+    client
+        .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
+        .await?;
+    Ok((client, mls, session.user_id))
+}
+
+async fn setup_pair(
+    a: &BenchServer,
+    b: &BenchServer,
+    trust: &Trust,
+    name: String,
+    messages: usize,
+) -> anyhow::Result<Pair> {
+    let (sender, mls, _) = register(a, trust, &format!("{name}s")).await?;
+    let (receiver, _, receiver_id) = register(b, trust, &format!("{name}r")).await?;
+    let id = GroupId::parse(&format!("{name}@{}", a.server_name))?;
+    let (mut group, request) = mls.create_group(&id);
+    sender.create_group(&request).await?;
+    let claimed = sender
+        .claim_key_packages(&ClaimKeyPackagesRequest { user_id: receiver_id })
+        .await?;
+    let packages: Vec<_> = claimed
+        .key_packages
+        .iter()
+        .map(|k| key_package_from(k.key_package.as_slice()))
+        .collect();
+    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages)?;
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: Some(serialize(&welcome).into()),
+    };
+    sender.submit_commit(&id, &req).await?;
+    group.merge_pending_commit(&mls.provider)?;
+    let prepared = (0..messages)
+        .map(|i| {
+            mls.encrypt(
+                &mut group,
+                format!("federated benchmark message {i:06} ........").as_bytes(),
+            )
+        })
+        .collect();
+    Ok(Pair {
+        id,
+        sender,
+        receiver,
+        prepared,
+    })
+}
