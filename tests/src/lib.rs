@@ -2,12 +2,14 @@
 //!
 //! A throwaway PostgreSQL cluster is started once per test process (or `DATABASE_URL`
 //! is used when set); every test gets its own database and its own homeserver on a
-//! free port, so tests run in parallel without seeing each other.
+//! free port, so tests run in parallel without seeing each other. `process` runs the
+//! homeserver binary instead, for tests that kill it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod mls;
 pub mod postgres;
+pub mod process;
 pub mod server;
 
 pub use server::{TestServer, wait_until};

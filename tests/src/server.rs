@@ -156,33 +156,7 @@ impl TestServer {
         peers: Vec<(ServerName, SocketAddr)>,
         adjust: impl FnOnce(&mut FederationConfig),
     ) -> Self {
-        let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
-        let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
-        std::fs::write(&cert, issued.cert_pem).expect("write certificate");
-        std::fs::write(&key, issued.key_pem).expect("write key");
-        let peers = peers.into_iter().collect();
-        let signing_key = dir.join("server.key");
-        Self::spawn_with(|c| {
-            c.server_name = ServerName::parse(name).expect("server name");
-            c.tls = TlsConfig { cert, key };
-            let mut federation = FederationConfig {
-                listen,
-                signing_key,
-                trust_roots: Some(ca_file()),
-                key_document_validity_secs: 3600,
-                peers,
-                allow: None,
-                deny: Default::default(),
-                requests_per_origin_per_minute: 60_000,
-                max_transaction_messages: 200,
-                max_transaction_bytes: 8 * 1024 * 1024,
-                retry_initial_ms: 100,
-                retry_max_secs: 2,
-            };
-            adjust(&mut federation);
-            c.federation = Some(federation);
-        })
-        .await
+        Self::start(federating_config(name, dir, listen, peers, adjust).await).await
     }
 
     /// Starts a homeserver with exactly this configuration (e.g. on an existing database).
@@ -272,6 +246,47 @@ impl TestServer {
         tokio::spawn(conn);
         client
     }
+}
+
+/// The configuration of a federating homeserver named `name` on a fresh database, with a
+/// certificate for that name (and localhost) and its signing key in `dir`, whose
+/// federation API listens on `listen` and reaches `peers` at the given addresses.
+pub async fn federating_config(
+    name: &str,
+    dir: &std::path::Path,
+    listen: SocketAddr,
+    peers: Vec<(ServerName, SocketAddr)>,
+    adjust: impl FnOnce(&mut FederationConfig),
+) -> Config {
+    let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
+    let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
+    std::fs::write(&cert, issued.cert_pem).expect("write certificate");
+    std::fs::write(&key, issued.key_pem).expect("write key");
+    let mut config = default_config(fresh_database().await);
+    config.server_name = ServerName::parse(name).expect("server name");
+    config.tls = TlsConfig { cert, key };
+    let mut federation = FederationConfig {
+        listen,
+        signing_key: dir.join("server.key"),
+        trust_roots: Some(ca_file()),
+        key_document_validity_secs: 3600,
+        peers: peers.into_iter().collect(),
+        allow: None,
+        deny: Default::default(),
+        requests_per_origin_per_minute: 60_000,
+        max_transaction_messages: 200,
+        max_transaction_bytes: 8 * 1024 * 1024,
+        retry_initial_ms: 100,
+        retry_max_secs: 2,
+    };
+    adjust(&mut federation);
+    config.federation = Some(federation);
+    config
+}
+
+/// The CA every test server's certificate comes from, as PEM.
+pub fn ca_pem() -> String {
+    pki().ca_pem.clone()
 }
 
 fn default_config(database_url: String) -> Config {

@@ -27,13 +27,13 @@ const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
 /// Generous: a test machine running the suite in parallel is slow.
 const DELIVERY: Duration = Duration::from_secs(60);
 
-pub(crate) struct Trio {
+struct Trio {
     pub dirs: Vec<tempfile::TempDir>,
     pub servers: Vec<Option<TestServer>>,
 }
 
 /// Three servers that reach each other, each on its own federation address.
-pub(crate) async fn trio() -> Trio {
+async fn trio() -> Trio {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_loopback_addr()).collect();
     let mut servers = Vec::new();
@@ -64,7 +64,7 @@ impl Trio {
 }
 
 /// (seq, sender, text) of a history.
-fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
+pub(crate) fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
     history
         .iter()
         .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
@@ -73,7 +73,7 @@ fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
 
 /// Syncs until `done` holds for the device's history of `group` (deliveries across
 /// servers are asynchronous).
-async fn sync_until(
+pub(crate) async fn sync_until(
     m: &mut Messenger,
     group: &GroupId,
     what: &str,
@@ -97,7 +97,7 @@ async fn sync_until(
 }
 
 /// Syncs until the device has joined `group`.
-async fn joined(m: &mut Messenger, group: &GroupId) {
+pub(crate) async fn joined(m: &mut Messenger, group: &GroupId) {
     let deadline = tokio::time::Instant::now() + DELIVERY;
     loop {
         if m.groups().await.expect("groups").iter().any(|g| g.group_id == *group) {

@@ -6,6 +6,7 @@
 mod accounts;
 mod errors;
 mod federated_groups;
+mod federated_processes;
 mod federation;
 mod groups;
 mod helpers;

@@ -1,0 +1,111 @@
+//! Homeservers as separate processes: the `parley-homeserver` binary with a configuration
+//! file, killed with SIGKILL and restarted on the same ports and database. What a crash
+//! test needs that an in-process server (stopped gracefully) cannot show.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use parley_homeserver::config::Config;
+use parley_sdk::{Client, Trust};
+
+use crate::server::{ca_pem, free_loopback_addr};
+
+/// The binary `cargo test --workspace` builds beside the test executables.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test binary> -> target/<profile>/parley-homeserver
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("parley-homeserver"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bin parley-homeserver` first)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct ProcessServer {
+    pub config: Config,
+    /// `https://localhost:<port>`
+    pub url: String,
+    config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl ProcessServer {
+    /// Starts the binary with `config` (its client and federation ports fixed here if 0,
+    /// so a restart comes back on them), written to `dir`; waits until it is ready.
+    pub async fn start(mut config: Config, dir: &Path) -> Self {
+        if config.listen.client.port() == 0 {
+            config.listen.client = free_loopback_addr();
+        }
+        if let Some(federation) = config.federation.as_mut()
+            && federation.listen.port() == 0
+        {
+            federation.listen = free_loopback_addr();
+        }
+        let config_path = dir.join("homeserver.toml");
+        std::fs::write(&config_path, toml::to_string(&config).expect("config as TOML")).expect("write config");
+        let mut server = Self {
+            url: format!("https://localhost:{}", config.listen.client.port()),
+            config,
+            config_path,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Starts the process again (after `kill`) and waits until it is ready.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start parley-homeserver");
+        self.child = Some(child);
+        let client = self.sdk();
+        let ready = crate::wait_until(Duration::from_secs(60), || async {
+            client.ready().await.is_ok_and(|r| r.ready)
+        })
+        .await;
+        assert!(ready, "{} did not become ready", self.config.server_name);
+    }
+
+    /// SIGKILL: no graceful shutdown, whatever was in flight is cut off.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// An SDK client trusting the test CA, not logged in.
+    pub fn sdk(&self) -> Client {
+        Client::new(self.url.parse().expect("url"), Trust::CaPem(ca_pem().into_bytes())).expect("client")
+    }
+
+    /// Runs a `SELECT count(*) …` on this server's database.
+    pub async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+        let (client, conn) = tokio_postgres::connect(&self.config.database.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        client.query_one(sql, params).await.expect(sql).get(0)
+    }
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
