@@ -65,6 +65,26 @@ fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Fed
     })
 }
 
+/// A group may only gain members whose servers the hub federates with: it could not send
+/// them anything.
+fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Result<(), ApiError> {
+    let own = &state.config.server_name;
+    for server in remote_servers(own, added) {
+        let permitted = state
+            .config
+            .federation
+            .as_ref()
+            .is_some_and(|f| ServerName::parse(&server).is_ok_and(|name| f.permits(&name)));
+        if !permitted {
+            return Err(ApiError::new(
+                ErrorCode::ServerNotAllowed,
+                format!("the group's hub {own} does not federate with {server}, so its users cannot be added"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Other servers with member devices among `members`: where a message must be sent.
 pub fn remote_servers<'a>(own: &ServerName, members: impl IntoIterator<Item = &'a GroupMember>) -> BTreeSet<String> {
     members
@@ -236,6 +256,7 @@ pub async fn submit_commit(
         ));
     }
     let added: BTreeSet<_> = after.difference(&before).cloned().collect();
+    check_federates_with(state, &added)?;
     match (&req.welcome, added.is_empty()) {
         (None, false) => {
             return Err(ApiError::new(

@@ -10,14 +10,14 @@ use parley_federation::ServerKeyring;
 use parley_federation::client::FederationClient;
 use parley_federation::hub_signature;
 use parley_federation::server_key::ROTATION_OVERLAP_MS;
-use parley_homeserver::config::Config;
+use parley_homeserver::config::{Config, FederationConfig};
 use parley_homeserver::federation::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::endpoints::federation::{BACKFILL, SEND_TRANSACTION, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{ForwardedMessage, OrderedKind, OrderedMessage, Transaction};
 use parley_specs::groups_api::{GroupMember, SubmitMessageRequest};
-use parley_specs::{GroupId, ServerName, UserId};
+use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
@@ -34,6 +34,11 @@ struct Trio {
 
 /// Three servers that reach each other, each on its own federation address.
 async fn trio() -> Trio {
+    trio_with(|_, _| {}).await
+}
+
+/// Like `trio`, after letting the test adjust server `i`'s federation settings.
+async fn trio_with(adjust: impl Fn(usize, &mut FederationConfig)) -> Trio {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_loopback_addr()).collect();
     let mut servers = Vec::new();
@@ -43,7 +48,7 @@ async fn trio() -> Trio {
             .map(|j| (ServerName::parse(NAMES[j]).unwrap(), addrs[j]))
             .collect();
         servers.push(Some(
-            TestServer::spawn_federating_with(NAMES[i], dirs[i].path(), addrs[i], peers, |_| {}).await,
+            TestServer::spawn_federating_with(NAMES[i], dirs[i].path(), addrs[i], peers, |f| adjust(i, f)).await,
         ));
     }
     Trio { dirs, servers }
@@ -566,4 +571,50 @@ async fn rotating_a_followers_key_while_messages_flow_refuses_nothing() {
     assert_ne!(now.key_id(), old.key_id(), "the key was rotated");
     let refused = trio.server(0).metrics().await;
     assert!(!refused.contains("outcome=\"invalid_signature\""), "{refused}");
+}
+
+#[tokio::test]
+async fn a_hub_adds_no_one_from_a_server_it_does_not_federate_with_and_takes_no_oversized_transaction() {
+    let trio = trio_with(|i, federation| {
+        if i == 0 {
+            federation.deny.insert(ServerName::parse("c.test").unwrap());
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+    let cat = device(trio.server(2), dir.path(), "cat", true).await;
+    // b.test federates with c.test, so ben can claim cat's KeyPackages; the hub refuses
+    // the commit that would add her, and ben's server relays that.
+    let refused = ben.add_members(&group, &[user(&cat)]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::ServerNotAllowed), "{refused}");
+    let a = trio.server(0);
+    assert_eq!(
+        a.count(
+            "SELECT count(*) FROM group_messages WHERE group_id = $1",
+            &[&group.as_str()]
+        )
+        .await,
+        1,
+        "only the commit that added ben"
+    );
+    assert_eq!(
+        a.count(
+            "SELECT count(*) FROM federation_queue WHERE destination = 'c.test'",
+            &[]
+        )
+        .await,
+        0
+    );
+
+    // A transaction with more messages than the receiver takes is refused whole.
+    let as_a = speaking_as(&trio, 0);
+    let messages = (1..=201)
+        .map(|seq| hub_signature::sign(&as_a.1, ordered(&group, 100 + seq, &ben), now_ms()))
+        .collect();
+    let path = SEND_TRANSACTION.path_with(&["too-big"]);
+    assert_eq!(
+        refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
+        (413, "payload_too_large".to_owned())
+    );
 }
