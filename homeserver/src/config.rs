@@ -50,6 +50,11 @@ pub struct FederationConfig {
     /// its name on port 8448.
     #[serde(default)]
     pub peers: BTreeMap<ServerName, SocketAddr>,
+    /// `host[:port]` of this server's federation API as other servers should reach it,
+    /// served at `/.well-known/parley/server` on the client listener, for when that
+    /// listener answers `https://<server_name>/`. Unset: that path answers 404.
+    #[serde(default)]
+    pub well_known_server: Option<String>,
     /// When set, the only servers this one federates with.
     #[serde(default)]
     pub allow: Option<BTreeSet<ServerName>>,

@@ -139,8 +139,11 @@ pub mod ops {
     pub const HEALTH: Endpoint = endpoint(Get, "/health", None, false);
     pub const READY: Endpoint = endpoint(Get, "/ready", None, false);
     pub const METRICS: Endpoint = endpoint(Get, "/metrics", None, false);
+    /// Where this server's federation API listens, for other servers that look it up by
+    /// the server name (`{"server": "<host>[:<port>]"}`); 404 unless configured.
+    pub const WELL_KNOWN_SERVER: Endpoint = endpoint(Get, "/.well-known/parley/server", None, false);
 
-    pub const ALL: &[Endpoint] = &[HEALTH, READY, METRICS];
+    pub const ALL: &[Endpoint] = &[HEALTH, READY, METRICS, WELL_KNOWN_SERVER];
 }
 
 /// The federation API (`/federation/v1`), used by other homeservers. It listens on its

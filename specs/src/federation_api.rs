@@ -18,7 +18,14 @@ pub struct FederationVersion {
     pub origin: ServerName,
 }
 
-/// The sender of a forwarded submission: a device of a user of the origin server.
+/// `GET /.well-known/parley/server`: where the federation API of the server named by
+/// the host serving it listens (port 8448 when absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WellKnownServer {
+    pub server: String,
+}
+
+/// A commit a follower forwards to the hub for a device of one of its users.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardedCommit {
@@ -26,6 +33,7 @@ pub struct ForwardedCommit {
     pub commit: SubmitCommitRequest,
 }
 
+/// An application message a follower forwards to the hub for one of its users' devices.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardedMessage {

@@ -258,7 +258,8 @@ pub async fn federating_config(
     peers: Vec<(ServerName, SocketAddr)>,
     adjust: impl FnOnce(&mut FederationConfig),
 ) -> Config {
-    let issued = issue_cert(&[name, "localhost", "127.0.0.1"]);
+    let host = ServerName::parse(name).expect("server name").host().to_owned();
+    let issued = issue_cert(&[&host, "localhost", "127.0.0.1"]);
     let (cert, key) = (dir.join("tls.pem"), dir.join("tls.key"));
     std::fs::write(&cert, issued.cert_pem).expect("write certificate");
     std::fs::write(&key, issued.key_pem).expect("write key");
@@ -271,6 +272,7 @@ pub async fn federating_config(
         trust_roots: Some(ca_file()),
         key_document_validity_secs: 3600,
         peers: peers.into_iter().collect(),
+        well_known_server: None,
         allow: None,
         deny: Default::default(),
         requests_per_origin_per_minute: 60_000,

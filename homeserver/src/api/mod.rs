@@ -44,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::INBOX_STREAM, stream::inbox_stream)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
-        .add(ops_endpoints::METRICS, ops::metrics);
+        .add(ops_endpoints::METRICS, ops::metrics)
+        .add(ops_endpoints::WELL_KNOWN_SERVER, ops::well_known_server);
     routes.register(cfg);
 }
 

@@ -1,9 +1,23 @@
 use actix_web::{HttpResponse, ResponseError, web};
 use parley_specs::client_api::{HealthResponse, ReadyResponse};
+use parley_specs::federation_api::WellKnownServer;
 
 use crate::db;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
+
+/// Served when `[federation] well_known_server` is set: how other servers find this
+/// server's federation API from its name.
+pub async fn well_known_server(state: web::Data<AppState>) -> Result<web::Json<WellKnownServer>, ApiError> {
+    let server = state
+        .config
+        .federation
+        .as_ref()
+        .and_then(|f| f.well_known_server.clone())
+        .ok_or_else(|| ApiError::not_found("a federation delegation for this server"))?;
+    Ok(web::Json(WellKnownServer { server }))
+}
 
 pub async fn health() -> web::Json<HealthResponse> {
     web::Json(HealthResponse { status: "ok".into() })

@@ -10,12 +10,15 @@ use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::devcerts::{DevCa, IssuedCert};
 use parley_homeserver::federation::now_ms;
 use parley_specs::endpoints::federation::{SERVER_KEYS, VERSION};
+use parley_specs::endpoints::ops::WELL_KNOWN_SERVER;
 use parley_specs::federation_api::FederationVersion;
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
 use parley_specs::{Base64Bytes, ErrorCode, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::mls::{TestMlsDevice, key_package_from};
-use parley_tests::server::{ca_file, free_loopback_addr, https_client, https_client_trusting, issue_cert};
+use parley_tests::server::{
+    ca_file, federating_config, free_loopback_addr, https_client, https_client_trusting, issue_cert,
+};
 use rustls::pki_types::pem::PemObject;
 
 use crate::helpers::{code, registered};
@@ -387,4 +390,53 @@ async fn a_user_of_another_server_is_claimed_over_federation() {
         })
         .await;
     assert_eq!(code(unreachable), ErrorCode::RemoteUnavailable);
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_a_configured_peer_is_found_through_its_well_known_document() {
+    let (x_dir, y_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (x_client, x_fed, y_fed) = (free_loopback_addr(), free_loopback_addr(), free_loopback_addr());
+    // x is named after the address of its client listener, which serves the delegation to
+    // its federation port; y knows nothing about x but its name.
+    let x_name = format!("localhost:{}", x_client.port());
+    let mut x_config = federating_config(&x_name, x_dir.path(), x_fed, vec![(name("a.test"), y_fed)], |f| {
+        f.well_known_server = Some(format!("localhost:{}", x_fed.port()));
+    })
+    .await;
+    x_config.listen.client = x_client;
+    let x = TestServer::start(x_config).await;
+    let y = TestServer::spawn_federating_with("a.test", y_dir.path(), y_fed, vec![], |_| {}).await;
+    let delegation: serde_json::Value = x
+        .http()
+        .get(x.endpoint_url(WELL_KNOWN_SERVER.path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(delegation["server"], format!("localhost:{}", x_fed.port()));
+    let undelegated = y
+        .http()
+        .get(y.endpoint_url(WELL_KNOWN_SERVER.path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(undelegated.status(), 404);
+
+    let (bob, bob_session) = registered(&x, "bob").await;
+    let bob_mls = TestMlsDevice::new(&bob_session.user_id, &bob_session.device_id);
+    bob.upload_key_packages(&UploadKeyPackagesRequest {
+        key_packages: vec![Base64Bytes::from(bob_mls.key_package(false))],
+    })
+    .await
+    .unwrap();
+    let (alice, _) = registered(&y, "alice").await;
+    let claimed = alice
+        .claim_key_packages(&ClaimKeyPackagesRequest {
+            user_id: bob_session.user_id.clone(),
+        })
+        .await
+        .expect("claimed from a server found through discovery");
+    assert_eq!(claimed.key_packages.len(), 1);
 }
