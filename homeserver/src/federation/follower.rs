@@ -14,7 +14,7 @@ use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
-use super::{FederationState, authenticate, keys_of, now_ms};
+use super::{FederationState, authenticate, call, keys_of, unavailable};
 use crate::error::ApiError;
 use crate::hub::local_recipients;
 use crate::inbox::FreshEntry;
@@ -94,27 +94,13 @@ pub async fn receive_transaction(
 /// Fetches a group's messages after the last one stored here, until none is missing.
 async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> Result<(), ApiError> {
     let hub = group.hub();
-    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
     loop {
         let after = {
             let db = app.pool.get().await?;
             store::groups::position(&db, group).await?.map_or(0, |(_, seq)| seq)
         };
         let path = format!("{}?after={after}", BACKFILL.path_with(&[group.as_str()]));
-        let response = state
-            .client
-            .send(
-                &state.keys.current(),
-                reqwest::Method::GET,
-                &hub,
-                &path,
-                Vec::new(),
-                now_ms(),
-            )
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        let (status, bytes) = call(state, reqwest::Method::GET, &hub, &path, Vec::new()).await?;
         if !status.is_success() {
             let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
             return Err(unavailable(format!("{hub} refused the backfill ({status}): {answer}")));
@@ -132,7 +118,10 @@ async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> R
         let Some(last) = verified.last().map(|m| m.message().seq) else {
             return Ok(());
         };
-        apply(app, verified, true).await?;
+        if apply(app, verified, true).await?.stored == 0 {
+            // A page of nothing new would be asked for again and again.
+            return Err(unavailable(format!("{hub} backfilled nothing after {after}")));
+        }
         tracing::info!(%group, after, up_to = last, "backfilled");
         if last >= page.last_seq {
             return Ok(());

@@ -10,7 +10,7 @@ use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage};
 use parley_specs::groups_api::{Accepted, GroupMember, SubmitCommitRequest, SubmitMessageRequest};
 use parley_specs::{ErrorBody, ErrorCode, GroupId};
 
-use super::{FederationState, VerifiedPeer, authenticate, now_ms, parse_group_id};
+use super::{FederationState, authenticate, call, parse_group_id, unavailable};
 use crate::error::ApiError;
 use crate::hub;
 use crate::state::AppState;
@@ -55,17 +55,7 @@ async fn forward(
         ));
     }
     let body = serde_json::to_vec(body).map_err(|e| ApiError::internal("encoding a forwarded submit", e))?;
-    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
-    let response = state
-        .client
-        .send(&state.keys.current(), reqwest::Method::POST, &hub, path, body, now_ms())
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable(format!("{hub} did not finish its answer: {e}")))?;
+    let (status, bytes) = call(state, reqwest::Method::POST, &hub, path, body).await?;
     if status.is_success() {
         let accepted: Accepted = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("{hub} answered the submit with something else: {e}")))?;
@@ -90,20 +80,26 @@ async fn forward(
     })
 }
 
-/// The sender must be a user of the server that forwards its submit, and the group
-/// hubbed here.
-fn check_forwarded(
+/// A forwarded submit's body, once it is known to come from the sender's own server for a
+/// group hubbed here.
+async fn accept_forwarded<T: serde::de::DeserializeOwned>(
     state: &FederationState,
-    peer: &VerifiedPeer,
-    group: &GroupId,
-    sender: &GroupMember,
-) -> Result<(), ApiError> {
+    req: &HttpRequest,
+    path: &str,
+    body: &[u8],
+    sender_of: impl Fn(&T) -> &GroupMember,
+) -> Result<(GroupId, T), ApiError> {
+    let peer = authenticate(req, body, state).await?;
+    let group = parse_group_id(path)?;
+    let forwarded: T = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the submit is not valid: {e}")))?;
     if group.hub() != state.server_name {
         return Err(ApiError::new(
             ErrorCode::NotHubbedHere,
             format!("{group} is hubbed on {}, not here", group.hub()),
         ));
     }
+    let sender = sender_of(&forwarded);
     if sender.user_id.server_name() != peer.origin {
         return Err(ApiError::new(
             ErrorCode::SenderNotOfOrigin,
@@ -113,11 +109,7 @@ fn check_forwarded(
             ),
         ));
     }
-    Ok(())
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the submit is not valid: {e}")))
+    Ok((group, forwarded))
 }
 
 pub async fn forwarded_commit(
@@ -127,10 +119,7 @@ pub async fn forwarded_commit(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<web::Json<Accepted>, ApiError> {
-    let peer = authenticate(&req, &body, &state).await?;
-    let group = parse_group_id(&path)?;
-    let forwarded: ForwardedCommit = parse_body(&body)?;
-    check_forwarded(&state, &peer, &group, &forwarded.sender)?;
+    let (group, forwarded) = accept_forwarded(&state, &req, &path, &body, |f: &ForwardedCommit| &f.sender).await?;
     Ok(web::Json(
         hub::submit_commit(&app, &forwarded.sender, group, forwarded.commit).await?,
     ))
@@ -143,10 +132,7 @@ pub async fn forwarded_message(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<web::Json<Accepted>, ApiError> {
-    let peer = authenticate(&req, &body, &state).await?;
-    let group = parse_group_id(&path)?;
-    let forwarded: ForwardedMessage = parse_body(&body)?;
-    check_forwarded(&state, &peer, &group, &forwarded.sender)?;
+    let (group, forwarded) = accept_forwarded(&state, &req, &path, &body, |f: &ForwardedMessage| &f.sender).await?;
     Ok(web::Json(
         hub::submit_message(&app, &forwarded.sender, group, forwarded.message).await?,
     ))

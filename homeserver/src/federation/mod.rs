@@ -107,6 +107,39 @@ async fn claim_key_packages(
     Ok(web::Json(key_packages::claim_local(&state.pool, user, None).await?))
 }
 
+fn unavailable(why: String) -> ApiError {
+    ApiError::new(ErrorCode::RemoteUnavailable, why)
+}
+
+/// Sends a signed request to another server and reads its whole answer, whatever its
+/// status; a server that cannot be reached or stops answering is `remote_unavailable`.
+async fn call(
+    state: &FederationState,
+    method: reqwest::Method,
+    destination: &ServerName,
+    path_and_query: &str,
+    body: Vec<u8>,
+) -> Result<(reqwest::StatusCode, web::Bytes), ApiError> {
+    let response = state
+        .client
+        .send(
+            &state.keys.current(),
+            method,
+            destination,
+            path_and_query,
+            body,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("{destination} did not finish its answer: {e}")))?;
+    Ok((status, bytes))
+}
+
 /// Claims KeyPackages of a user of another server from that server.
 pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
     let destination = user.server_name();
@@ -118,24 +151,14 @@ pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<Clai
     }
     let body = serde_json::to_vec(&ClaimKeyPackagesRequest { user_id: user.clone() })
         .map_err(|e| ApiError::internal("encoding a claim", e))?;
-    let unavailable = |why: String| ApiError::new(ErrorCode::RemoteUnavailable, why);
-    let response = state
-        .client
-        .send(
-            &state.keys.current(),
-            reqwest::Method::POST,
-            &destination,
-            endpoints::CLAIM_KEY_PACKAGES.path,
-            body,
-            now_ms(),
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable(format!("{destination} did not finish its answer: {e}")))?;
+    let (status, bytes) = call(
+        state,
+        reqwest::Method::POST,
+        &destination,
+        endpoints::CLAIM_KEY_PACKAGES.path,
+        body,
+    )
+    .await?;
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(ApiError::not_found(&format!("user {user}")));
     }

@@ -12,13 +12,13 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt as _;
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
-use parley_specs::client_api::RegisterRequest;
-use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest, SubmitMessageRequest};
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
-use parley_specs::{Base64Bytes, GroupId};
-use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
+use parley_specs::GroupId;
+use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest};
+use parley_specs::keys_api::ClaimKeyPackagesRequest;
+use parley_tests::mls::{key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::load::{OnAccepted, register, send_all, txn};
 use crate::server::{BenchServer, Federation, free_addr};
 use crate::stats::Latencies;
 
@@ -164,7 +164,12 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         }
     }
     let total = queue.len();
-    let (accepted_rate, accept) = send_all(queue, args.concurrency, Some(args.rate), Some(timeline.clone())).await?;
+    let record = timeline.clone();
+    let on_accepted: OnAccepted = Arc::new(move |group, seq, at| {
+        let key = (group.as_str().to_owned(), seq);
+        record.lock().unwrap_or_else(|p| p.into_inner()).sent(key, at);
+    });
+    let (accepted_rate, accept) = send_all(queue, args.concurrency, Some(args.rate), Some(on_accepted)).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while timeline.lock().unwrap_or_else(|p| p.into_inner()).latencies.len() < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -270,83 +275,6 @@ async fn count_messages(server: &BenchServer) -> anyhow::Result<i64> {
     Ok(db.query_one("SELECT count(*) FROM group_messages", &[]).await?.get(0))
 }
 
-type Queue = VecDeque<(GroupId, Client, Vec<u8>)>;
-
-/// Sends everything with `concurrency` requests in flight, optionally paced; returns the
-/// accepted rate and send→accept latencies, recording send times in `timeline`.
-async fn send_all(
-    queue: Queue,
-    concurrency: usize,
-    rate: Option<f64>,
-    timeline: Option<Arc<Mutex<Timeline>>>,
-) -> anyhow::Result<(f64, Latencies)> {
-    let total = queue.len();
-    let queue = Arc::new(Mutex::new(queue));
-    let accepted = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r.max(1.0)));
-    let started = Instant::now();
-    let mut senders = Vec::new();
-    for _ in 0..concurrency {
-        let (queue, accepted, timeline) = (queue.clone(), accepted.clone(), timeline.clone());
-        senders.push(tokio::spawn(async move {
-            loop {
-                let Some((group, client, message)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
-                    break;
-                };
-                let t = Instant::now();
-                let req = SubmitMessageRequest {
-                    txn_id: txn(),
-                    message: Base64Bytes(message),
-                    expires_at: None,
-                };
-                let answer = client.submit_message(&group, &req).await?;
-                let took = t.elapsed();
-                accepted.lock().unwrap_or_else(|p| p.into_inner()).push(took);
-                if let Some(timeline) = &timeline {
-                    let key = (group.as_str().to_owned(), answer.seq);
-                    timeline.lock().unwrap_or_else(|p| p.into_inner()).sent(key, t);
-                }
-                if let Some(interval) = interval {
-                    tokio::time::sleep(interval.saturating_sub(took)).await;
-                }
-            }
-            Ok::<_, parley_sdk::Error>(())
-        }));
-    }
-    for sender in senders {
-        sender.await??;
-    }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    let latencies = Latencies::new(std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner())));
-    Ok((rate, latencies))
-}
-
-fn txn() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 16)
-}
-
-async fn register(
-    server: &BenchServer,
-    trust: &Trust,
-    name: &str,
-) -> anyhow::Result<(Client, TestMlsDevice, parley_specs::UserId)> {
-    let client = Client::new(server.url.parse()?, trust.clone())?;
-    let req = RegisterRequest {
-        username: name.to_owned(),
-        password: "benchmark password".into(),
-        device_name: None,
-        invite_token: None,
-    };
-    let session = client.register(&req).await?;
-    let client = client.with_access_token(session.access_token);
-    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
-    let packages = vec![Base64Bytes(mls.key_package(false))];
-    client
-        .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
-        .await?;
-    Ok((client, mls, session.user_id))
-}
-
 async fn setup_pair(
     a: &BenchServer,
     b: &BenchServer,
@@ -354,8 +282,8 @@ async fn setup_pair(
     name: String,
     messages: usize,
 ) -> anyhow::Result<Pair> {
-    let (sender, mls, _) = register(a, trust, &format!("{name}s")).await?;
-    let (receiver, _, receiver_id) = register(b, trust, &format!("{name}r")).await?;
+    let (sender, _, mls) = register(a, trust, &format!("{name}s")).await?;
+    let (receiver, receiver_id, _) = register(b, trust, &format!("{name}r")).await?;
     let id = GroupId::parse(&format!("{name}@{}", a.server_name))?;
     let (mut group, request) = mls.create_group(&id);
     sender.create_group(&request).await?;

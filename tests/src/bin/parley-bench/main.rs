@@ -8,6 +8,7 @@
 mod baseline;
 mod connections;
 mod federated;
+mod load;
 mod messages;
 mod server;
 mod stats;

@@ -11,14 +11,14 @@ use anyhow::Context;
 use futures_util::StreamExt as _;
 use openmls::prelude::MlsGroup;
 use parley_sdk::{Client, Trust};
-use parley_specs::client_api::RegisterRequest;
-use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest, SubmitMessageRequest};
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
-use parley_specs::{Base64Bytes, GroupId, UserId};
+use parley_specs::GroupId;
+use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest};
+use parley_specs::keys_api::ClaimKeyPackagesRequest;
 use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 use time::OffsetDateTime;
 
+use crate::load::{register, send_all, txn};
 use crate::server::BenchServer;
 use crate::stats::Latencies;
 
@@ -111,40 +111,8 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         }
     }
     let total = queue.len();
-    let queue = Arc::new(Mutex::new(queue));
-    let accept_latency = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let started = Instant::now();
-    let interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r.max(1.0)));
-    let mut senders = Vec::new();
-    for _ in 0..args.concurrency {
-        let (queue, accept_latency) = (queue.clone(), accept_latency.clone());
-        senders.push(tokio::spawn(async move {
-            loop {
-                let Some((group, client, message)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
-                    break;
-                };
-                let t = Instant::now();
-                let req = SubmitMessageRequest {
-                    txn_id: txn(),
-                    message: Base64Bytes(message),
-                    expires_at: None,
-                };
-                client.submit_message(&group, &req).await?;
-                let took = t.elapsed();
-                accept_latency.lock().unwrap_or_else(|p| p.into_inner()).push(took);
-                if let Some(interval) = interval {
-                    tokio::time::sleep(interval.saturating_sub(took)).await;
-                }
-            }
-            Ok::<_, parley_sdk::Error>(())
-        }));
-    }
-    for sender in senders {
-        sender.await??;
-    }
-    let send_elapsed = started.elapsed();
+    let (accepted_rate, accept) = send_all(queue, args.concurrency, args.rate, None).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while deliveries.load(Ordering::Relaxed) < expected_deliveries && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -156,13 +124,9 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         receiver.abort();
     }
 
-    let accept = Latencies::new(std::mem::take(
-        &mut *accept_latency.lock().unwrap_or_else(|p| p.into_inner()),
-    ));
     let deliver = Latencies::new(std::mem::take(
         &mut *deliver_latency.lock().unwrap_or_else(|p| p.into_inner()),
     ));
-    let accepted_rate = total as f64 / send_elapsed.as_secs_f64();
     println!(
         "groups: {} of 2, {} of 20; {} messages, {} in flight{}",
         args.one_to_one,
@@ -199,28 +163,6 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         accepted_rate / baseline
     );
     Ok(())
-}
-
-fn txn() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 16)
-}
-
-async fn register(server: &BenchServer, trust: &Trust, name: &str) -> anyhow::Result<(Client, UserId, TestMlsDevice)> {
-    let client = Client::new(server.url.parse()?, trust.clone())?;
-    let req = RegisterRequest {
-        username: name.to_owned(),
-        password: "benchmark password".into(),
-        device_name: None,
-        invite_token: None,
-    };
-    let session = client.register(&req).await?;
-    let client = client.with_access_token(session.access_token);
-    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
-    let packages = vec![Base64Bytes(mls.key_package(false))];
-    client
-        .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
-        .await?;
-    Ok((client, session.user_id, mls))
 }
 
 async fn setup_group(

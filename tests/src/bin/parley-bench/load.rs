@@ -1,0 +1,96 @@
+//! What the message benchmarks share: accounts with a KeyPackage, and senders that keep
+//! a number of submits in flight, optionally paced.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use parley_sdk::{Client, Trust};
+use parley_specs::client_api::RegisterRequest;
+use parley_specs::groups_api::SubmitMessageRequest;
+use parley_specs::keys_api::UploadKeyPackagesRequest;
+use parley_specs::{Base64Bytes, GroupId, UserId};
+use parley_tests::mls::TestMlsDevice;
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::server::BenchServer;
+use crate::stats::Latencies;
+
+/// Called with (group, seq, send start) for each accepted message.
+pub type OnAccepted = Arc<dyn Fn(&GroupId, i64, Instant) + Send + Sync>;
+
+pub type Queue = VecDeque<(GroupId, Client, Vec<u8>)>;
+
+/// Sends everything with `concurrency` requests in flight, optionally paced at `rate`
+/// messages/s; returns the accepted rate and the send→accept latencies.
+pub async fn send_all(
+    queue: Queue,
+    concurrency: usize,
+    rate: Option<f64>,
+    on_accepted: Option<OnAccepted>,
+) -> anyhow::Result<(f64, Latencies)> {
+    let total = queue.len();
+    let queue = Arc::new(Mutex::new(queue));
+    let accepted = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r.max(1.0)));
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, accepted, on_accepted) = (queue.clone(), accepted.clone(), on_accepted.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some((group, client, message)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                    break;
+                };
+                let t = Instant::now();
+                let req = SubmitMessageRequest {
+                    txn_id: txn(),
+                    message: Base64Bytes(message),
+                    expires_at: None,
+                };
+                let answer = client.submit_message(&group, &req).await?;
+                let took = t.elapsed();
+                accepted.lock().unwrap_or_else(|p| p.into_inner()).push(took);
+                if let Some(on_accepted) = &on_accepted {
+                    on_accepted(&group, answer.seq, t);
+                }
+                if let Some(interval) = interval {
+                    tokio::time::sleep(interval.saturating_sub(took)).await;
+                }
+            }
+            Ok::<_, parley_sdk::Error>(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let latencies = Latencies::new(std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner())));
+    Ok((rate, latencies))
+}
+
+pub fn txn() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 16)
+}
+
+pub async fn register(
+    server: &BenchServer,
+    trust: &Trust,
+    name: &str,
+) -> anyhow::Result<(Client, UserId, TestMlsDevice)> {
+    let client = Client::new(server.url.parse()?, trust.clone())?;
+    let req = RegisterRequest {
+        username: name.to_owned(),
+        password: "benchmark password".into(),
+        device_name: None,
+        invite_token: None,
+    };
+    let session = client.register(&req).await?;
+    let client = client.with_access_token(session.access_token);
+    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let packages = vec![Base64Bytes(mls.key_package(false))];
+    client
+        .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
+        .await?;
+    Ok((client, session.user_id, mls))
+}
