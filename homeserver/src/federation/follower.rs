@@ -7,14 +7,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use actix_web::{HttpRequest, web};
-use parley_federation::hub_signature::{self, VerifiedMessage};
+use parley_federation::hub_signature::{self, HubSignatureError, VerifiedMessage};
+use parley_federation::key_document::VerifiedKeys;
 use parley_specs::endpoints::federation::BACKFILL;
-use parley_specs::federation_api::{BackfillPage, OrderedKind, OrderedMessage, Transaction, TransactionResult};
+use parley_specs::federation_api::{
+    BackfillPage, OrderedKind, OrderedMessage, SignedMessage, Transaction, TransactionResult,
+};
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
 use super::{FederationState, authenticate, call, keys_of, unavailable};
+use crate::cpu_pool;
 use crate::error::ApiError;
 use crate::hub::local_recipients;
 use crate::inbox::FreshEntry;
@@ -61,20 +65,20 @@ pub async fn receive_transaction(
     }
     // Every message must be of a group the origin hubs, signed by it: otherwise nothing
     // of the transaction is stored.
-    let mut verified = Vec::with_capacity(transaction.messages.len());
-    for signed in transaction.messages {
-        let group = &signed.message.group_id;
-        if group.hub() != peer.origin {
-            return Err(ApiError::new(
-                ErrorCode::NotGroupHub,
-                format!("{} is not the hub of {group}; its hub is {}", peer.origin, group.hub()),
-            ));
-        }
-        verified.push(
-            hub_signature::verify(signed, &peer.keys)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?,
-        );
+    if let Some(foreign) = transaction
+        .messages
+        .iter()
+        .find(|m| m.message.group_id.hub() != peer.origin)
+    {
+        let group = &foreign.message.group_id;
+        return Err(ApiError::new(
+            ErrorCode::NotGroupHub,
+            format!("{} is not the hub of {group}; its hub is {}", peer.origin, group.hub()),
+        ));
     }
+    let verified = verify_all(transaction.messages, &peer.keys)
+        .await?
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
     let result = apply(&app, verified, false).await?;
     tracing::debug!(origin = %peer.origin, txn = %txn_id, stored = result.stored, duplicates = result.duplicates, "transaction received");
     for group in &result.backfilling {
@@ -89,6 +93,42 @@ pub async fn receive_transaction(
         }
     }
     Ok(web::Json(result))
+}
+
+/// Messages per job when checking a transaction's hub signatures on the CPU pool.
+const VERIFY_CHUNK: usize = 32;
+
+/// Checks every message's hub signature; a large transaction in chunks on the CPU pool:
+/// its milliseconds of work should neither stall this request's worker thread nor wait
+/// for one core when there are more.
+async fn verify_all(
+    messages: Vec<SignedMessage>,
+    keys: &VerifiedKeys,
+) -> Result<Result<Vec<VerifiedMessage>, HubSignatureError>, ApiError> {
+    if messages.len() <= VERIFY_CHUNK {
+        // Fewer than a chunk: the hop to the pool would cost more than it saves.
+        return Ok(messages.into_iter().map(|m| hub_signature::verify(m, keys)).collect());
+    }
+    let mut chunks = Vec::new();
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let chunk: Vec<SignedMessage> = messages.by_ref().take(VERIFY_CHUNK).collect();
+        let keys = keys.clone();
+        chunks.push(cpu_pool::run(move || {
+            chunk
+                .into_iter()
+                .map(|m| hub_signature::verify(m, &keys))
+                .collect::<Result<Vec<_>, _>>()
+        }));
+    }
+    let mut verified = Vec::new();
+    for chunk in futures_util::future::try_join_all(chunks).await? {
+        match chunk {
+            Ok(chunk) => verified.extend(chunk),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(verified))
 }
 
 /// Fetches a group's messages after the last one stored here, until none is missing.
@@ -108,13 +148,12 @@ async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> R
         let page: BackfillPage = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("{hub} answered the backfill with something else: {e}")))?;
         let keys = keys_of(state, &hub).await?;
-        let mut verified = Vec::with_capacity(page.messages.len());
-        for signed in page.messages {
-            if signed.message.group_id != *group {
-                return Err(unavailable(format!("{hub} backfilled messages of another group")));
-            }
-            verified.push(hub_signature::verify(signed, &keys).map_err(|e| unavailable(e.to_string()))?);
+        if page.messages.iter().any(|m| m.message.group_id != *group) {
+            return Err(unavailable(format!("{hub} backfilled messages of another group")));
         }
+        let verified = verify_all(page.messages, &keys)
+            .await?
+            .map_err(|e| unavailable(e.to_string()))?;
         let Some(last) = verified.last().map(|m| m.message().seq) else {
             return Ok(());
         };

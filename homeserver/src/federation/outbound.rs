@@ -188,6 +188,45 @@ async fn send_to(state: web::Data<FederationState>, senders: Senders, destinatio
     }
 }
 
+/// Queued messages taken for one transaction.
+struct Batch {
+    /// Every queue id taken, messages that expired before they were sent included.
+    ids: Vec<i64>,
+    /// The transaction's JSON; `None` when none of its messages is left to send.
+    body: Option<Vec<u8>>,
+}
+
+impl Batch {
+    fn last_id(&self) -> i64 {
+        self.ids.last().copied().unwrap_or_default()
+    }
+}
+
+/// The next transaction for `destination`: its oldest messages queued after `after`.
+/// `None` when there are none.
+async fn next_batch(
+    state: &FederationState,
+    db: &impl store::Db,
+    destination: &str,
+    after: i64,
+) -> Result<Option<Batch>, ApiError> {
+    let limit = i64::try_from(state.config.max_transaction_messages).unwrap_or(1);
+    let queued = store::federation::queued(db, destination, after, limit).await?;
+    if queued.is_empty() {
+        return Ok(None);
+    }
+    let (ids, body) = transaction_body(state, queued);
+    Ok(Some(Batch { ids, body }))
+}
+
+/// Reads and signs the transaction after `after` on a connection of its own, while the
+/// current one is on its way: sending, not preparing, is then what paces a destination
+/// that is catching up. Rows committed meanwhile with lower ids are picked up next round.
+async fn prepare_next(state: &FederationState, destination: &str, after: i64) -> Option<Batch> {
+    let db = state.pool.get().await.ok()?;
+    next_batch(state, &db, destination, after).await.ok().flatten()
+}
+
 /// Sends transactions to `destination` until its queue is empty or a send fails.
 async fn send_queued(state: &FederationState, destination: &str) -> Result<Outcome, ApiError> {
     let config = &state.config;
@@ -195,6 +234,7 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
     // from a concurrent writer) waits for the next round, which starts from the lowest;
     // a group's own messages are queued in order under its lock.
     let mut sent_up_to = 0;
+    let mut prepared: Option<Batch> = None;
     loop {
         let mut db = state.pool.get().await?;
         let tx = db.transaction().await?;
@@ -208,23 +248,33 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
             tracing::warn!(%destination, dropped, "not sending to a server this one does not federate with");
             return Ok(Outcome::Drained);
         };
-        let limit = i64::try_from(config.max_transaction_messages).unwrap_or(1);
-        let queued = store::federation::queued(&tx, destination, sent_up_to, limit).await?;
-        let Some(&(first_id, _)) = queued.first() else {
-            return Ok(Outcome::Drained);
+        let batch = match prepared.take() {
+            Some(batch) => batch,
+            None => match next_batch(state, &tx, destination, sent_up_to).await? {
+                Some(batch) => batch,
+                None => return Ok(Outcome::Drained),
+            },
         };
-        let (ids, body) = transaction_body(state, queued);
-        let last_id = ids.last().copied().unwrap_or(first_id);
-        if body.is_none() {
+        let (first_id, last_id) = (batch.ids.first().copied().unwrap_or_default(), batch.last_id());
+        let Some(body) = batch.body else {
             // Only messages that expired (or cannot be read) before they were sent.
-            store::federation::dequeue(&tx, &ids).await?;
+            store::federation::dequeue(&tx, &batch.ids).await?;
             tx.commit().await?;
             sent_up_to = last_id;
             continue;
-        }
+        };
         let path = SEND_TRANSACTION.path_with(&[&format!("{first_id}-{last_id}")]);
         let started = Instant::now();
-        match send(state, &server, &path, body.unwrap_or_default()).await {
+        // A full batch means a backlog: prepare the next one meanwhile. Otherwise the next
+        // read, after this send, also finds what arrives during it.
+        let backlog = batch.ids.len() >= config.max_transaction_messages;
+        let (sent, next) = tokio::join!(send(state, &server, &path, body), async {
+            match backlog {
+                true => prepare_next(state, destination, last_id).await,
+                false => None,
+            }
+        });
+        match sent {
             Ok(()) => {
                 state
                     .metrics
@@ -233,12 +283,13 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
                 // A dequeue lost in a crash only sends those messages again, and the
                 // destination stores each once: no need to wait for the disk.
                 tx.batch_execute("SET LOCAL synchronous_commit TO OFF").await?;
-                store::federation::dequeue(&tx, &ids).await?;
+                store::federation::dequeue(&tx, &batch.ids).await?;
                 if claimed.failures > 0 {
                     store::federation::reset_backoff(&tx, destination).await?;
                 }
                 tx.commit().await?;
                 sent_up_to = last_id;
+                prepared = next;
                 state.outbound.backing_off(destination, false);
             }
             Err((reason, error)) => {
