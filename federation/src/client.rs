@@ -93,6 +93,9 @@ impl FederationClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .dns_resolver(discovery.resolver())
             .no_proxy()
+            // A signed request names its destination and path; following a redirect
+            // would send it somewhere it was not signed for.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Setup(e.to_string()))?;
         Ok(Self {

@@ -52,9 +52,9 @@ impl OutboundKicks {
         std::mem::take(&mut *self.kicked.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn backing_off(&self, destination: &str, yes: bool) {
+    fn set_backing_off(&self, destination: &str, backing_off: bool) {
         let mut set = self.backing_off.lock().unwrap_or_else(|p| p.into_inner());
-        if yes {
+        if backing_off {
             set.insert(destination.to_owned());
         } else {
             set.remove(destination);
@@ -290,7 +290,7 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
                 tx.commit().await?;
                 sent_up_to = last_id;
                 prepared = next;
-                state.outbound.backing_off(destination, false);
+                state.outbound.set_backing_off(destination, false);
             }
             Err((reason, error)) => {
                 let failures = claimed.failures.saturating_add(1);
@@ -302,7 +302,7 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
                     .inc();
                 store::federation::record_failure(&tx, destination, failures, millis(retry_in), &error).await?;
                 tx.commit().await?;
-                state.outbound.backing_off(destination, true);
+                state.outbound.set_backing_off(destination, true);
                 tracing::warn!(%destination, failures, retry_in_ms = millis(retry_in), %error, "sending a transaction failed");
                 return Ok(Outcome::Failed);
             }
