@@ -181,6 +181,19 @@ impl Metrics {
         self.db_pool_max.set(to_i64(status.max_size));
     }
 
+    pub fn observe_federation_queues(&self, queues: &[crate::store::federation::QueueStats]) {
+        for queue in queues {
+            let labels = [queue.destination.as_str()];
+            self.federation_queue_depth.with_label_values(&labels).set(queue.depth);
+            self.federation_queue_oldest_age
+                .with_label_values(&labels)
+                .set(queue.oldest_age_secs);
+            self.federation_destination_failures
+                .with_label_values(&labels)
+                .set(i64::from(queue.failures));
+        }
+    }
+
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;

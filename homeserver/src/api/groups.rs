@@ -3,17 +3,12 @@ use parley_specs::groups_api::{
     Accepted, AckRequest, CreateGroupRequest, GroupList, GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest,
     SubmitMessageRequest,
 };
-use parley_specs::{ErrorCode, GroupId};
 
-use super::no_content;
+use super::{no_content, parse_group_id};
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{hub, inbox};
-
-fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
-    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
-}
 
 /// Counts a refused submission by its reason before returning it.
 fn counted<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {

@@ -11,8 +11,8 @@ mod ops;
 mod stream;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
-use parley_specs::ErrorCode;
 use parley_specs::endpoints::{Endpoint, Method, client, ops as ops_endpoints};
+use parley_specs::{ErrorCode, GroupId};
 
 use crate::error::ApiError;
 
@@ -107,6 +107,11 @@ pub async fn unrecognized_endpoint() -> HttpResponse {
         "no endpoint has this path; see specs/openapi/client-api.yaml",
     )
     .error_response()
+}
+
+/// A group id from a path, for the client and federation APIs alike.
+pub(crate) fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
 }
 
 fn no_content() -> HttpResponse {

@@ -43,36 +43,16 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.observe_pool(state.pool.status());
-    if let Ok(db) = state.pool.get().await
-        && let Ok(users) = store::accounts::count(&db).await
-    {
-        state.metrics.registered_users.set(users);
-    }
-    if let Ok(db) = state.pool.get().await
-        && let Ok(depth) = store::inbox::depth(&db).await
-    {
-        state.metrics.inbox_depth.set(depth);
-    }
-    if let Ok(db) = state.pool.get().await
-        && let Ok(destinations) = store::federation::queue_stats(&db).await
-    {
-        for (destination, depth, oldest_age, failures) in destinations {
-            let labels = [destination.as_str()];
-            state
-                .metrics
-                .federation_queue_depth
-                .with_label_values(&labels)
-                .set(depth);
-            state
-                .metrics
-                .federation_queue_oldest_age
-                .with_label_values(&labels)
-                .set(oldest_age);
-            state
-                .metrics
-                .federation_destination_failures
-                .with_label_values(&labels)
-                .set(i64::from(failures));
+    // Counted from the database at scrape time; a failure leaves the last values.
+    if let Ok(db) = state.pool.get().await {
+        if let Ok(users) = store::accounts::count(&db).await {
+            state.metrics.registered_users.set(users);
+        }
+        if let Ok(depth) = store::inbox::depth(&db).await {
+            state.metrics.inbox_depth.set(depth);
+        }
+        if let Ok(destinations) = store::federation::queue_stats(&db).await {
+            state.metrics.observe_federation_queues(&destinations);
         }
     }
     match state.metrics.render() {

@@ -17,15 +17,15 @@ use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
+use super::ordered::from_ms;
 use super::{FederationState, authenticate, call, keys_of, unavailable};
 use crate::cpu_pool;
 use crate::error::ApiError;
-use crate::hub::local_recipients;
 use crate::inbox::FreshEntry;
 use crate::state::AppState;
 use crate::store;
 use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
-use crate::store::inbox::{Appended, NewEntry};
+use crate::store::inbox::{Appended, NewEntry, Recipient};
 
 /// Groups being backfilled by this process, so a burst of transactions after one gap
 /// starts one backfill.
@@ -76,9 +76,10 @@ pub async fn receive_transaction(
             format!("{} is not the hub of {group}; its hub is {}", peer.origin, group.hub()),
         ));
     }
-    let verified = verify_all(transaction.messages, &peer.keys)
-        .await?
-        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
+    let verified = verify_all(transaction.messages, &peer.keys, |e| {
+        ApiError::new(ErrorCode::InvalidSignature, e.to_string())
+    })
+    .await?;
     let result = apply(&app, verified, false).await?;
     tracing::debug!(origin = %peer.origin, txn = %txn_id, stored = result.stored, duplicates = result.duplicates, "transaction received");
     for group in &result.backfilling {
@@ -104,10 +105,14 @@ const VERIFY_CHUNK: usize = 32;
 async fn verify_all(
     messages: Vec<SignedMessage>,
     keys: &VerifiedKeys,
-) -> Result<Result<Vec<VerifiedMessage>, HubSignatureError>, ApiError> {
+    refused: impl Fn(HubSignatureError) -> ApiError,
+) -> Result<Vec<VerifiedMessage>, ApiError> {
     if messages.len() <= VERIFY_CHUNK {
         // Fewer than a chunk: the hop to the pool would cost more than it saves.
-        return Ok(messages.into_iter().map(|m| hub_signature::verify(m, keys)).collect());
+        return messages
+            .into_iter()
+            .map(|m| hub_signature::verify(m, keys).map_err(&refused))
+            .collect();
     }
     let mut chunks = Vec::new();
     let mut messages = messages.into_iter().peekable();
@@ -123,12 +128,9 @@ async fn verify_all(
     }
     let mut verified = Vec::new();
     for chunk in futures_util::future::try_join_all(chunks).await? {
-        match chunk {
-            Ok(chunk) => verified.extend(chunk),
-            Err(e) => return Ok(Err(e)),
-        }
+        verified.extend(chunk.map_err(&refused)?);
     }
-    Ok(Ok(verified))
+    Ok(verified)
 }
 
 /// Fetches a group's messages after the last one stored here, until none is missing.
@@ -151,9 +153,7 @@ async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> R
         if page.messages.iter().any(|m| m.message.group_id != *group) {
             return Err(unavailable(format!("{hub} backfilled messages of another group")));
         }
-        let verified = verify_all(page.messages, &keys)
-            .await?
-            .map_err(|e| unavailable(e.to_string()))?;
+        let verified = verify_all(page.messages, &keys, |e| unavailable(e.to_string())).await?;
         let Some(last) = verified.last().map(|m| m.message().seq) else {
             return Ok(());
         };
@@ -204,8 +204,9 @@ async fn apply(
 
     let mut result = TransactionResult::default();
     let mut accepted: Vec<&OrderedMessage> = Vec::new();
-    // (message index in `accepted`, recipient, kind)
+    // Local devices to write entries for: (message index in `accepted`, device, kind).
     let mut deliveries: Vec<(usize, GroupMember, InboxEntryKind)> = Vec::new();
+    let local = |m: &&GroupMember| m.user_id.server_name() == *server_name;
     let mut positions = Vec::new();
     let mut new_members: Vec<(&GroupId, Vec<GroupMember>)> = Vec::new();
     for (id, batch) in &groups {
@@ -227,13 +228,13 @@ async fn apply(
             accepted.push(message);
             result.stored += 1;
             last_seq = message.seq;
-            let others = current.iter().filter(|m| **m != message.sender);
+            let others = current.iter().filter(local).filter(|m| **m != message.sender);
             deliveries.extend(others.map(|m| (index, m.clone(), InboxEntryKind::Message)));
             if message.kind == OrderedKind::Commit {
                 epoch = message.epoch + 1;
                 if let Some(after) = &message.members {
                     let before: BTreeSet<&GroupMember> = current.iter().collect();
-                    let added = after.iter().filter(|m| !before.contains(m));
+                    let added = after.iter().filter(local).filter(|m| !before.contains(m));
                     deliveries.extend(added.map(|m| (index, m.clone(), InboxEntryKind::Welcome)));
                     current = after.clone();
                     membership_changed = Some(&message.group_id);
@@ -270,20 +271,18 @@ async fn apply(
             expires_at: m.expires_at_ms.and_then(from_ms),
         })
         .collect();
-    let recipients: Vec<(usize, GroupMember, InboxEntryKind)> = deliveries
-        .into_iter()
-        .filter(|(_, m, _)| m.user_id.server_name() == *server_name)
-        .collect();
-    let entries: Vec<NewEntry> = recipients
+    let entries: Vec<NewEntry> = deliveries
         .iter()
-        .flat_map(|(index, member, kind)| {
+        .map(|(index, member, kind)| {
             let message = accepted[*index];
-            local_recipients(server_name, std::iter::once(member))
-                .into_iter()
-                .map(move |r| NewEntry {
-                    expires_at: message.expires_at_ms.and_then(from_ms),
-                    ..r.entry(*kind, &message.group_id, message.seq)
-                })
+            let recipient = Recipient {
+                localpart: member.user_id.localpart(),
+                device_id: &member.device_id,
+            };
+            NewEntry {
+                expires_at: message.expires_at_ms.and_then(from_ms),
+                ..recipient.entry(*kind, &message.group_id, message.seq)
+            }
         })
         .collect();
     for (group_id, members) in &new_members {
@@ -295,7 +294,7 @@ async fn apply(
         store::inbox::append(&tx, &entries),
     )?;
     tx.commit().await?;
-    app.inbox_waker.deliver(fresh_entries(&accepted, &recipients, appended));
+    app.inbox_waker.deliver(fresh_entries(&accepted, &deliveries, appended));
     let received = &app.metrics.federation_messages_received;
     received.with_label_values(&["stored"]).inc_by(result.stored);
     received.with_label_values(&["duplicate"]).inc_by(result.duplicates);
@@ -354,8 +353,4 @@ fn fresh_entries(
         .collect();
     fresh.sort_unstable_by_key(|f| f.entry.cursor);
     fresh
-}
-
-fn from_ms(ms: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }

@@ -5,9 +5,9 @@
 //! forwarded submit only for a user of the server that forwards it.
 
 use actix_web::{HttpRequest, web};
-use parley_specs::endpoints::federation::{SUBMIT_COMMIT, SUBMIT_MESSAGE};
+use parley_specs::endpoints::Endpoint;
 use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage};
-use parley_specs::groups_api::{Accepted, GroupMember, SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::groups_api::{Accepted, GroupMember};
 use parley_specs::{ErrorBody, ErrorCode, GroupId};
 
 use super::{FederationState, authenticate, call, parse_group_id, unavailable};
@@ -15,47 +15,18 @@ use crate::error::ApiError;
 use crate::hub;
 use crate::state::AppState;
 
-pub async fn forward_commit(
-    state: &FederationState,
-    sender: &GroupMember,
-    group: &GroupId,
-    commit: SubmitCommitRequest,
-) -> Result<Accepted, ApiError> {
-    let body = ForwardedCommit {
-        sender: sender.clone(),
-        commit,
-    };
-    forward(state, group, &SUBMIT_COMMIT.path_with(&[group.as_str()]), &body).await
-}
-
-pub async fn forward_message(
-    state: &FederationState,
-    sender: &GroupMember,
-    group: &GroupId,
-    message: SubmitMessageRequest,
-) -> Result<Accepted, ApiError> {
-    let body = ForwardedMessage {
-        sender: sender.clone(),
-        message,
-    };
-    forward(state, group, &SUBMIT_MESSAGE.path_with(&[group.as_str()]), &body).await
-}
-
-async fn forward(
+/// Forwards a submit (`SUBMIT_COMMIT` or `SUBMIT_MESSAGE` with its body) to the group's
+/// hub and returns the hub's answer as the client should see it.
+pub async fn forward(
     state: &FederationState,
     group: &GroupId,
-    path: &str,
+    endpoint: Endpoint,
     body: &impl serde::Serialize,
 ) -> Result<Accepted, ApiError> {
     let hub = group.hub();
-    if !state.config.permits(&hub) {
-        return Err(ApiError::new(
-            ErrorCode::ServerNotAllowed,
-            format!("{group} is hubbed on {hub}, a server this one does not federate with"),
-        ));
-    }
+    let path = endpoint.path_with(&[group.as_str()]);
     let body = serde_json::to_vec(body).map_err(|e| ApiError::internal("encoding a forwarded submit", e))?;
-    let (status, bytes) = call(state, reqwest::Method::POST, &hub, path, body).await?;
+    let (status, bytes) = call(state, reqwest::Method::POST, &hub, &path, body).await?;
     if status.is_success() {
         let accepted: Accepted = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("{hub} answered the submit with something else: {e}")))?;

@@ -16,15 +16,15 @@ use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::FederationVersion;
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
-use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
+use parley_specs::{ErrorCode, ServerName, UserId};
 
 pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, forget_old_requests_forever, keys_of};
 pub use follower::Backfills;
-pub use forward::{forward_commit, forward_message};
+pub use forward::forward;
 pub use keyring::KeyringFile;
 pub use outbound::{OutboundKicks, send_forever};
 
-use crate::api::Routes;
+use crate::api::{Routes, parse_group_id};
 use crate::config::FederationConfig;
 use crate::error::ApiError;
 use crate::key_packages;
@@ -112,7 +112,9 @@ fn unavailable(why: String) -> ApiError {
 }
 
 /// Sends a signed request to another server and reads its whole answer, whatever its
-/// status; a server that cannot be reached or stops answering is `remote_unavailable`.
+/// status. Every outbound request goes through here, so none reaches a server this one
+/// does not federate with (`server_not_allowed`); a server that cannot be reached or stops
+/// answering is `remote_unavailable`.
 async fn call(
     state: &FederationState,
     method: reqwest::Method,
@@ -120,6 +122,12 @@ async fn call(
     path_and_query: &str,
     body: Vec<u8>,
 ) -> Result<(reqwest::StatusCode, web::Bytes), ApiError> {
+    if !state.config.permits(destination) {
+        return Err(ApiError::new(
+            ErrorCode::ServerNotAllowed,
+            format!("this server does not federate with {destination}"),
+        ));
+    }
     let response = state
         .client
         .send(
@@ -143,12 +151,6 @@ async fn call(
 /// Claims KeyPackages of a user of another server from that server.
 pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
     let destination = user.server_name();
-    if !state.config.permits(&destination) {
-        return Err(ApiError::new(
-            ErrorCode::ServerNotAllowed,
-            format!("this server does not federate with {destination}"),
-        ));
-    }
     let body = serde_json::to_vec(&ClaimKeyPackagesRequest { user_id: user.clone() })
         .map_err(|e| ApiError::internal("encoding a claim", e))?;
     let (status, bytes) = call(
@@ -177,10 +179,6 @@ pub async fn claim_remote(state: &FederationState, user: &UserId) -> Result<Clai
         )));
     }
     Ok(claimed)
-}
-
-fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
-    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
 }
 
 pub async fn unrecognized_endpoint() -> HttpResponse {

@@ -13,8 +13,13 @@ use crate::error::ApiError;
 use crate::store;
 use crate::store::groups::{KIND_COMMIT, StoredMessage};
 
+// Ordered messages carry times as Unix milliseconds (see `OrderedMessage`).
 fn to_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub fn from_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
 
 /// The message as followers receive it; `None` (logged) if a stored value no longer

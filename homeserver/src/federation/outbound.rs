@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use parley_specs::ServerName;
-use parley_specs::endpoints::federation::SEND_TRANSACTION;
+use parley_specs::endpoints::federation::{SEND_TRANSACTION, VERSION};
 use rand::Rng as _;
 use tokio::sync::Notify;
 
 use super::ordered::{ordered, signed};
-use super::{FederationState, now_ms};
+use super::{FederationState, call};
 use crate::error::ApiError;
 use crate::store;
 
@@ -130,25 +130,10 @@ async fn announce_return(state: web::Data<FederationState>) {
         }
     };
     for hub in hubs.iter().filter_map(|h| ServerName::parse(h).ok()) {
-        if !state.config.permits(&hub) {
-            continue;
-        }
-        let path = parley_specs::endpoints::federation::VERSION.path;
-        let answer = state
-            .client
-            .send(
-                &state.keys.current(),
-                reqwest::Method::GET,
-                &hub,
-                path,
-                Vec::new(),
-                now_ms(),
-            )
-            .await;
-        match answer {
-            Ok(response) if response.status().is_success() => tracing::info!(%hub, "told a hub this server is up"),
-            Ok(response) => tracing::warn!(%hub, status = %response.status(), "a hub refused this server's hello"),
-            Err(error) => tracing::info!(%hub, %error, "a hub this server follows is not reachable"),
+        match call(&state, reqwest::Method::GET, &hub, VERSION.path, Vec::new()).await {
+            Ok((status, _)) if status.is_success() => tracing::info!(%hub, "told a hub this server is up"),
+            Ok((status, _)) => tracing::warn!(%hub, %status, "a hub refused this server's hello"),
+            Err(error) => tracing::info!(%hub, %error, "could not tell a hub this server is up"),
         }
     }
 }
@@ -215,8 +200,7 @@ async fn next_batch(
     if queued.is_empty() {
         return Ok(None);
     }
-    let (ids, body) = transaction_body(state, queued);
-    Ok(Some(Batch { ids, body }))
+    Ok(Some(transaction(state, queued)))
 }
 
 /// Reads and signs the transaction after `after` on a connection of its own, while the
@@ -310,12 +294,8 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
     }
 }
 
-/// The queue ids taken and the JSON body of a transaction with their messages, cut at
-/// the maximum transaction size; `None` when none of them is left to send.
-fn transaction_body(
-    state: &FederationState,
-    queued: Vec<(i64, Option<store::groups::StoredMessage>)>,
-) -> (Vec<i64>, Option<Vec<u8>>) {
+/// A transaction of these queued messages, cut at the maximum transaction size.
+fn transaction(state: &FederationState, queued: Vec<(i64, Option<store::groups::StoredMessage>)>) -> Batch {
     const HEAD: &[u8] = br#"{"messages":["#;
     let max_bytes = state.config.max_transaction_bytes;
     let mut ids = Vec::with_capacity(queued.len());
@@ -343,34 +323,24 @@ fn transaction_body(
         count += 1;
     }
     body.extend_from_slice(b"]}");
-    (ids, (count > 0).then_some(body))
+    Batch {
+        ids,
+        body: (count > 0).then_some(body),
+    }
 }
 
 /// Sends one transaction; on failure, the metric reason and the error.
 async fn send(state: &FederationState, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
-    let response = state
-        .client
-        .send(
-            &state.keys.current(),
-            reqwest::Method::PUT,
-            server,
-            path,
-            body,
-            now_ms(),
-        )
+    let (status, answer) = call(state, reqwest::Method::PUT, server, path, body)
         .await
-        .map_err(|e| ("unreachable".to_owned(), e.to_string()))?;
-    let status = response.status();
+        .map_err(|e| ("unreachable".to_owned(), e.message))?;
     if status.is_success() {
         return Ok(());
     }
-    let answer = response.text().await.unwrap_or_default();
+    let answer: String = String::from_utf8_lossy(&answer).chars().take(300).collect();
     Err((
         format!("refused_{}", status.as_u16()),
-        format!(
-            "{server} answered {status}: {}",
-            answer.chars().take(300).collect::<String>()
-        ),
+        format!("{server} answered {status}: {answer}"),
     ))
 }
 

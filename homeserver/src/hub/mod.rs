@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use openmls::prelude::{ProcessedMessageContent, ProposalStore, PublicGroup, Sender};
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
+use parley_specs::endpoints::federation::{SUBMIT_COMMIT, SUBMIT_MESSAGE};
+use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage};
 use parley_specs::groups_api::{
     Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
     SubmitCommitRequest, SubmitMessageRequest,
@@ -69,13 +71,9 @@ fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Fed
 /// them anything.
 fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Result<(), ApiError> {
     let own = &state.config.server_name;
+    let federation = state.config.federation.as_ref();
     for server in remote_servers(own, added) {
-        let permitted = state
-            .config
-            .federation
-            .as_ref()
-            .is_some_and(|f| ServerName::parse(&server).is_ok_and(|name| f.permits(&name)));
-        if !permitted {
+        if !federation.is_some_and(|f| f.permits(&server)) {
             return Err(ApiError::new(
                 ErrorCode::ServerNotAllowed,
                 format!("the group's hub {own} does not federate with {server}, so its users cannot be added"),
@@ -86,12 +84,14 @@ fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Resu
 }
 
 /// Other servers with member devices among `members`: where a message must be sent.
-pub fn remote_servers<'a>(own: &ServerName, members: impl IntoIterator<Item = &'a GroupMember>) -> BTreeSet<String> {
+pub fn remote_servers<'a>(
+    own: &ServerName,
+    members: impl IntoIterator<Item = &'a GroupMember>,
+) -> BTreeSet<ServerName> {
     members
         .into_iter()
         .map(|m| m.user_id.server_name())
         .filter(|server| server != own)
-        .map(|server| server.to_string())
         .collect()
 }
 
@@ -104,7 +104,7 @@ fn local<'a>(state: &AppState, members: impl IntoIterator<Item = &'a GroupMember
     local_recipients(&state.config.server_name, members)
 }
 
-pub fn local_recipients<'a>(
+fn local_recipients<'a>(
     server_name: &ServerName,
     members: impl IntoIterator<Item = &'a GroupMember>,
 ) -> Vec<Recipient<'a>> {
@@ -201,7 +201,17 @@ pub async fn submit_commit(
     // Commits count against the same per-device budget as application messages.
     check_send_rate(state, sender)?;
     if group_id.hub() != state.config.server_name {
-        return federation::forward_commit(federation_to_hub(state, &group_id)?, sender, &group_id, req).await;
+        let forwarded = ForwardedCommit {
+            sender: sender.clone(),
+            commit: req,
+        };
+        return federation::forward(
+            federation_to_hub(state, &group_id)?,
+            &group_id,
+            SUBMIT_COMMIT,
+            &forwarded,
+        )
+        .await;
     }
 
     let mut db = state.pool.get().await?;
@@ -330,7 +340,7 @@ pub async fn submit_commit(
 
     state.inbox_waker.wake(&woken);
     if let Some(federation) = &state.federation {
-        federation.outbound.kick(destinations);
+        federation.outbound.kick(destinations.iter().map(ToString::to_string));
     }
     state.metrics.messages_accepted.with_label_values(&["commit"]).inc();
     state.metrics.fanout_devices.observe(woken.len() as f64);
@@ -355,7 +365,17 @@ pub async fn submit_message(
     }
     check_send_rate(state, sender)?;
     if group_id.hub() != state.config.server_name {
-        return federation::forward_message(federation_to_hub(state, &group_id)?, sender, &group_id, req).await;
+        let forwarded = ForwardedMessage {
+            sender: sender.clone(),
+            message: req,
+        };
+        return federation::forward(
+            federation_to_hub(state, &group_id)?,
+            &group_id,
+            SUBMIT_MESSAGE,
+            &forwarded,
+        )
+        .await;
     }
     let written = state
         .message_writer

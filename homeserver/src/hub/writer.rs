@@ -242,7 +242,6 @@ async fn decide_and_write(
     let mut messages = Vec::new();
     let mut entries = Vec::new();
     let mut queued = Vec::new();
-    let mut destinations = BTreeSet::new();
     for (pending, decision) in batch.iter().zip(&decisions) {
         let Decision::Write { seq, .. } = decision else {
             continue;
@@ -263,10 +262,8 @@ async fn decide_and_write(
         });
         let group_members = members.get(s.group_id.as_str()).into_iter().flatten();
         if rules.outbound.is_some() {
-            for server in remote_servers(&rules.server_name, group_members.clone()) {
-                queued.push((server.clone(), s.group_id.as_str(), *seq));
-                destinations.insert(server);
-            }
+            let servers = remote_servers(&rules.server_name, group_members.clone());
+            queued.extend(servers.into_iter().map(|server| (server, s.group_id.as_str(), *seq)));
         }
         let others = group_members.filter(|m| **m != s.sender);
         entries.extend(
@@ -285,22 +282,23 @@ async fn decide_and_write(
             fanouts: vec![0; batch.len()],
             fresh: Vec::new(),
             decisions,
-            destinations,
+            destinations: BTreeSet::new(),
         }));
     }
     let last_seqs: Vec<(&str, i64)> = groups.iter().map(|(id, g)| (id.as_str(), g.last_seq)).collect();
-    let queued: Vec<(&str, &str, i64)> = queued.iter().map(|(d, g, seq)| (d.as_str(), *g, *seq)).collect();
+    let queue_rows: Vec<(&str, &str, i64)> = queued.iter().map(|(d, g, seq)| (d.as_str(), *g, *seq)).collect();
     let (_, inserted, appended, ()) = tokio::try_join!(
         store::groups::set_last_seqs(&tx, &last_seqs),
         store::groups::insert_messages(&tx, &messages),
         store::inbox::append(&tx, &entries),
-        store::federation::enqueue(&tx, &queued),
+        store::federation::enqueue(&tx, &queue_rows),
     )?;
     if inserted != messages.len() as u64 {
         drop(tx);
         return Ok(None);
     }
     tx.commit().await?;
+    let destinations = queued.into_iter().map(|(server, ..)| server.to_string()).collect();
     Ok(Some(committed(batch, decisions, appended, sent_at, destinations)))
 }
 

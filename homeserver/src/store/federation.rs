@@ -155,8 +155,16 @@ pub async fn reset_backoff(db: &impl Db, destination: &str) -> Result<(), tokio_
     Ok(())
 }
 
-/// Per destination: queued messages, age of the oldest in seconds, consecutive failures.
-pub async fn queue_stats(db: &impl Db) -> Result<Vec<(String, i64, f64, i32)>, tokio_postgres::Error> {
+/// The outbound queue of one destination.
+pub struct QueueStats {
+    pub destination: String,
+    pub depth: i64,
+    pub oldest_age_secs: f64,
+    /// Consecutive failed sends (0: healthy).
+    pub failures: i32,
+}
+
+pub async fn queue_stats(db: &impl Db) -> Result<Vec<QueueStats>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT d.destination, count(q.id),
@@ -169,7 +177,12 @@ pub async fn queue_stats(db: &impl Db) -> Result<Vec<(String, i64, f64, i32)>, t
         .query(&stmt, &[])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| QueueStats {
+            destination: r.get(0),
+            depth: r.get(1),
+            oldest_age_secs: r.get(2),
+            failures: r.get(3),
+        })
         .collect())
 }
 

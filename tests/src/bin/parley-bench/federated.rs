@@ -11,14 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt as _;
 use parley_homeserver::devcerts::DevCa;
-use parley_sdk::{Client, Trust};
-use parley_specs::GroupId;
-use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest};
-use parley_specs::keys_api::ClaimKeyPackagesRequest;
-use parley_tests::mls::{key_package_from, serialize};
+use parley_sdk::Trust;
+use parley_specs::groups_api::InboxEntryKind;
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::load::{OnAccepted, register, send_all, txn};
+use crate::load::{BenchGroup, OnAccepted, send_all, setup_group};
 use crate::server::{BenchServer, Federation, free_addr};
 use crate::stats::Latencies;
 
@@ -42,13 +39,6 @@ pub struct FederatedArgs {
     /// Database connections of each homeserver.
     #[arg(long, default_value_t = 32)]
     pool: usize,
-}
-
-struct Pair {
-    id: GroupId,
-    sender: Client,
-    receiver: Client,
-    prepared: Vec<Vec<u8>>,
 }
 
 /// When each message was sent and when it was delivered, matched by (group, seq).
@@ -111,15 +101,10 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         args.groups
     );
     let started = Instant::now();
-    let pairs: Vec<Pair> = futures_util::stream::iter(0..args.groups)
+    let pairs: Vec<BenchGroup> = futures_util::stream::iter(0..args.groups)
         .map(|g| {
-            setup_pair(
-                &a,
-                &b,
-                &trust,
-                format!("f{prefix}g{g}"),
-                args.messages + per_group_backlog,
-            )
+            let messages = args.messages + per_group_backlog;
+            setup_group(&a, &b, &trust, format!("f{prefix}g{g}"), 2, messages)
         })
         .buffer_unordered(4)
         .collect::<Vec<_>>()
@@ -132,8 +117,7 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     let mut receivers = Vec::new();
     for pair in &pairs {
-        let mut stream = pair
-            .receiver
+        let mut stream = pair.receivers[0]
             .inbox_stream(0)
             .await
             .context("open a receiver's WebSocket")?;
@@ -273,48 +257,4 @@ async fn queued_for_b(a: &tokio_postgres::Client) -> anyhow::Result<i64> {
 async fn count_messages(server: &BenchServer) -> anyhow::Result<i64> {
     let db = server.db().await?;
     Ok(db.query_one("SELECT count(*) FROM group_messages", &[]).await?.get(0))
-}
-
-async fn setup_pair(
-    a: &BenchServer,
-    b: &BenchServer,
-    trust: &Trust,
-    name: String,
-    messages: usize,
-) -> anyhow::Result<Pair> {
-    let (sender, _, mls) = register(a, trust, &format!("{name}s")).await?;
-    let (receiver, receiver_id, _) = register(b, trust, &format!("{name}r")).await?;
-    let id = GroupId::parse(&format!("{name}@{}", a.server_name))?;
-    let (mut group, request) = mls.create_group(&id);
-    sender.create_group(&request).await?;
-    let claimed = sender
-        .claim_key_packages(&ClaimKeyPackagesRequest { user_id: receiver_id })
-        .await?;
-    let packages: Vec<_> = claimed
-        .key_packages
-        .iter()
-        .map(|k| key_package_from(k.key_package.as_slice()))
-        .collect();
-    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages)?;
-    let req = SubmitCommitRequest {
-        txn_id: txn(),
-        commit: serialize(&commit).into(),
-        welcome: Some(serialize(&welcome).into()),
-    };
-    sender.submit_commit(&id, &req).await?;
-    group.merge_pending_commit(&mls.provider)?;
-    let prepared = (0..messages)
-        .map(|i| {
-            mls.encrypt(
-                &mut group,
-                format!("federated benchmark message {i:06} ........").as_bytes(),
-            )
-        })
-        .collect();
-    Ok(Pair {
-        id,
-        sender,
-        receiver,
-        prepared,
-    })
 }

@@ -5,16 +5,24 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openmls::prelude::MlsGroup;
 use parley_sdk::{Client, Trust};
 use parley_specs::client_api::RegisterRequest;
-use parley_specs::groups_api::SubmitMessageRequest;
-use parley_specs::keys_api::UploadKeyPackagesRequest;
+use parley_specs::groups_api::{SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
 use parley_specs::{Base64Bytes, GroupId, UserId};
-use parley_tests::mls::TestMlsDevice;
+use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::server::BenchServer;
 use crate::stats::Latencies;
+
+pub struct BenchGroup {
+    pub id: GroupId,
+    pub sender: Client,
+    pub receivers: Vec<Client>,
+    pub prepared: Vec<Vec<u8>>,
+}
 
 /// Called with (group, seq, send start) for each accepted message.
 pub type OnAccepted = Arc<dyn Fn(&GroupId, i64, Instant) + Send + Sync>;
@@ -93,4 +101,58 @@ pub async fn register(
         .upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
         .await?;
     Ok((client, session.user_id, mls))
+}
+
+/// A group hubbed on `hub` whose sender registers there and its `size - 1` receivers on
+/// `receivers_on` (the same server, or another one it federates with), all joined through
+/// a real commit and Welcome, with `messages` ciphertexts prepared before the timed phase.
+pub async fn setup_group(
+    hub: &BenchServer,
+    receivers_on: &BenchServer,
+    trust: &Trust,
+    name: String,
+    size: usize,
+    messages: usize,
+) -> anyhow::Result<BenchGroup> {
+    let (sender, _, mls) = register(hub, trust, &format!("{name}s")).await?;
+    let id = GroupId::parse(&format!("{name}@{}", hub.server_name))?;
+    let (mut group, request) = mls.create_group(&id);
+    sender.create_group(&request).await?;
+    let mut receivers = Vec::new();
+    let mut packages = Vec::new();
+    for i in 1..size {
+        let (client, user, _) = register(receivers_on, trust, &format!("{name}r{i}")).await?;
+        let claimed = sender
+            .claim_key_packages(&ClaimKeyPackagesRequest { user_id: user })
+            .await?;
+        packages.extend(
+            claimed
+                .key_packages
+                .iter()
+                .map(|k| key_package_from(k.key_package.as_slice())),
+        );
+        receivers.push(client);
+    }
+    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages)?;
+    let req = SubmitCommitRequest {
+        txn_id: txn(),
+        commit: serialize(&commit).into(),
+        welcome: Some(serialize(&welcome).into()),
+    };
+    sender.submit_commit(&id, &req).await?;
+    group.merge_pending_commit(&mls.provider)?;
+    let prepared = prepare(&mls, &mut group, messages);
+    Ok(BenchGroup {
+        id,
+        sender,
+        receivers,
+        prepared,
+    })
+}
+
+/// Real ciphertext, made before the timed phase.
+fn prepare(mls: &TestMlsDevice, group: &mut MlsGroup, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| mls.encrypt(group, format!("benchmark message {i:06} ........").as_bytes()))
+        .collect()
 }

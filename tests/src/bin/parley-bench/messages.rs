@@ -9,16 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt as _;
-use openmls::prelude::MlsGroup;
-use parley_sdk::{Client, Trust};
-use parley_specs::GroupId;
-use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest};
-use parley_specs::keys_api::ClaimKeyPackagesRequest;
-use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
+use parley_sdk::Trust;
+use parley_specs::groups_api::InboxEntryKind;
 use rand::distr::{Alphanumeric, SampleString};
 use time::OffsetDateTime;
 
-use crate::load::{register, send_all, txn};
+use crate::load::{BenchGroup, send_all, setup_group};
 use crate::server::BenchServer;
 use crate::stats::Latencies;
 
@@ -44,13 +40,6 @@ pub struct MessagesArgs {
     pool: usize,
 }
 
-struct BenchGroup {
-    id: GroupId,
-    sender: Client,
-    receivers: Vec<Client>,
-    prepared: Vec<Vec<u8>>,
-}
-
 pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     eprintln!("starting a durable PostgreSQL and a release homeserver ...");
     let server = BenchServer::start(args.pool).await?;
@@ -66,7 +55,7 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     );
     let setup_started = Instant::now();
     let groups: Vec<BenchGroup> = futures_util::stream::iter(sizes.iter().enumerate())
-        .map(|(g, &size)| setup_group(&server, &trust, format!("b{prefix}g{g}"), size, args.messages))
+        .map(|(g, &size)| setup_group(&server, &server, &trust, format!("b{prefix}g{g}"), size, args.messages))
         .buffer_unordered(4)
         .collect::<Vec<_>>()
         .await
@@ -163,54 +152,4 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         accepted_rate / baseline
     );
     Ok(())
-}
-
-async fn setup_group(
-    server: &BenchServer,
-    trust: &Trust,
-    name: String,
-    size: usize,
-    messages: usize,
-) -> anyhow::Result<BenchGroup> {
-    let (sender, _, mls) = register(server, trust, &format!("{name}s")).await?;
-    let id = GroupId::parse(&format!("{name}@{}", server.server_name))?;
-    let (mut group, request) = mls.create_group(&id);
-    sender.create_group(&request).await?;
-    let mut receivers = Vec::new();
-    let mut packages = Vec::new();
-    for i in 1..size {
-        let (client, user, _) = register(server, trust, &format!("{name}r{i}")).await?;
-        let claimed = sender
-            .claim_key_packages(&ClaimKeyPackagesRequest { user_id: user })
-            .await?;
-        packages.extend(
-            claimed
-                .key_packages
-                .iter()
-                .map(|k| key_package_from(k.key_package.as_slice())),
-        );
-        receivers.push(client);
-    }
-    let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages)?;
-    let req = SubmitCommitRequest {
-        txn_id: txn(),
-        commit: serialize(&commit).into(),
-        welcome: Some(serialize(&welcome).into()),
-    };
-    sender.submit_commit(&id, &req).await?;
-    group.merge_pending_commit(&mls.provider)?;
-    let prepared = prepare(&mls, &mut group, messages);
-    Ok(BenchGroup {
-        id,
-        sender,
-        receivers,
-        prepared,
-    })
-}
-
-/// Real ciphertext, made before the timed phase.
-fn prepare(mls: &TestMlsDevice, group: &mut MlsGroup, count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| mls.encrypt(group, format!("benchmark message {i:06} ........").as_bytes()))
-        .collect()
 }
