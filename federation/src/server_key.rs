@@ -193,8 +193,13 @@ impl ServerKeyring {
             Ok(_) => Ok((Self::load(path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let keyring = Self::generate();
-                keyring.save(path)?;
-                Ok((keyring, true))
+                // Processes of one server starting together on a shared key file must
+                // all end up with the same key: the first one written wins.
+                if write_private(path, &keyring.file_bytes(path)?, Existing::Keep)? {
+                    Ok((keyring, true))
+                } else {
+                    Ok((Self::load(path)?, false))
+                }
             }
             Err(e) => Err(file_error(path, format!("cannot read: {e}"))),
         }
@@ -252,6 +257,10 @@ impl ServerKeyring {
     /// Writes the keyring to `path` atomically (a temporary file beside it, synced, then
     /// renamed), readable by the owner only.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        write_private(path, &self.file_bytes(path)?, Existing::Replace).map(drop)
+    }
+
+    fn file_bytes(&self, path: &Path) -> Result<Vec<u8>, KeyError> {
         let file = KeyFile {
             format: KEY_FILE_FORMAT,
             key_id: self.current_id.clone(),
@@ -266,8 +275,7 @@ impl ServerKeyring {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| file_error(path, e.to_string()))?;
-        write_private(path, &json)
+        serde_json::to_vec_pretty(&file).map_err(|e| file_error(path, e.to_string()))
     }
 }
 
@@ -278,16 +286,25 @@ fn file_error(path: &Path, reason: impl Into<String>) -> KeyError {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+/// What writing a key file does when the file already exists.
+#[derive(Clone, Copy)]
+enum Existing {
+    Replace,
+    Keep,
+}
+
+/// Writes `bytes` to `path` readable by the owner only, atomically; `false` when the
+/// file existed and was kept.
+fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> Result<bool, KeyError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| file_error(path, format!("cannot create {}: {e}", dir.display())))?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
     let tmp = dir.join(tmp_name);
-    let write = || -> std::io::Result<()> {
+    let write = || -> std::io::Result<bool> {
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -296,8 +313,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        match existing {
+            Existing::Replace => fs::rename(&tmp, path)?,
+            Existing::Keep => {
+                // A hard link, unlike a rename, fails when the target exists.
+                let linked = fs::hard_link(&tmp, path);
+                fs::remove_file(&tmp)?;
+                match linked {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                    linked => linked?,
+                }
+            }
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(true)
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -310,6 +339,26 @@ mod tests {
     use ed25519_dalek::Verifier as _;
 
     use super::*;
+
+    #[test]
+    fn processes_creating_the_key_file_together_all_use_the_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.key");
+        let created: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| ServerKeyring::load_or_create(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = ServerKeyring::load(&path).unwrap();
+        assert!(created.iter().all(|(k, _)| k.key_id() == on_disk.key_id()));
+        assert_eq!(created.iter().filter(|(_, new)| *new).count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
 
     #[test]
     fn key_ids_are_derived_from_the_key_and_validated() {

@@ -66,12 +66,30 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
     let localpart = parse_login_name(state, &req.username).ok_or_else(invalid)?;
     let device_name = device_name(req.device_name)?;
     limit(state, client, Some(&localpart))?;
-    let stored = store::accounts::password_hash(&state.pool.get().await?, &localpart).await?;
+    let stored = store::accounts::login_state(&state.pool.get().await?, &localpart).await?;
+    let (stored, deactivated) = stored.map_or((None, false), |(hash, deactivated)| (Some(hash), deactivated));
     if req.password.len() > MAX_PASSWORD_BYTES || !verify_password(req.password, stored).await? {
         return Err(invalid());
     }
-    let db = state.pool.get().await?;
-    let session = new_device(&db, state, &localpart, &device_name).await?;
+    // Said only to whoever knows the password.
+    let deactivated_error = || {
+        ApiError::new(
+            ErrorCode::AccountDeactivated,
+            "an administrator of this server deactivated this account",
+        )
+    };
+    if deactivated {
+        return Err(deactivated_error());
+    }
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    // Under the account's row lock: a deactivation racing this login either waits for
+    // this device (and deletes it) or is seen here.
+    if !store::accounts::lock_active(&tx, &localpart).await? {
+        return Err(deactivated_error());
+    }
+    let session = new_device(&tx, state, &localpart, &device_name).await?;
+    tx.commit().await?;
     tracing::info!(user = %session.user_id, device = %session.device_id, "logged in");
     Ok(session)
 }
@@ -117,7 +135,7 @@ pub fn checked_device_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-fn check_password_rules(password: &str) -> Result<(), ApiError> {
+pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::new(
             ErrorCode::WeakPassword,

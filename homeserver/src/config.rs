@@ -28,6 +28,22 @@ pub struct Config {
     /// The federation API; absent, this server talks to no other.
     #[serde(default)]
     pub federation: Option<FederationConfig>,
+    /// The operator's admin API; absent, there is none.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API listens on its own address, never on the client listener. On a loopback
+/// address it speaks plain HTTP; on any other it is served over HTTPS with the `[tls]`
+/// certificate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// A file holding the admin bearer token (at least 32 visible ASCII characters),
+    /// readable by its owner only; the server keeps only its SHA-256.
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -55,7 +71,8 @@ pub struct FederationConfig {
     /// listener answers `https://<server_name>/`. Unset: that path answers 404.
     #[serde(default)]
     pub well_known_server: Option<String>,
-    /// When set, the only servers this one federates with.
+    /// When set, the only servers this one federates with. Lists edited through the
+    /// admin API replace both lists (see `federation::policy`).
     #[serde(default)]
     pub allow: Option<BTreeSet<ServerName>>,
     /// Servers this one never federates with.
@@ -76,13 +93,6 @@ pub struct FederationConfig {
     pub retry_initial_ms: u64,
     #[serde(default = "default_retry_max_secs")]
     pub retry_max_secs: u64,
-}
-
-impl FederationConfig {
-    /// Whether this server federates with `server`.
-    pub fn permits(&self, server: &ServerName) -> bool {
-        !self.deny.contains(server) && self.allow.as_ref().is_none_or(|allow| allow.contains(server))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,6 +222,10 @@ impl Default for LogConfig {
 
 fn default_federation_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8448))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8449))
 }
 
 fn default_key_document_validity_secs() -> u64 {

@@ -1,6 +1,6 @@
 //! The PostgreSQL pool and the schema migrations embedded in this binary.
 //!
-//! Migrations are plain SQL files applied in order, each in its own transaction,
+//! Migrations are plain SQL files applied in order, all pending ones in one transaction,
 //! under an advisory lock so several processes starting at once do not race.
 
 use std::time::Duration;
@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "federated_groups",
         sql: include_str!("../migrations/0005_federated_groups.sql"),
     },
+    Migration {
+        version: 6,
+        name: "admin",
+        sql: include_str!("../migrations/0006_admin.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
@@ -70,7 +75,11 @@ pub enum DbError {
 }
 
 pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
-    let pg: tokio_postgres::Config = config.url.parse().map_err(DbError::BadUrl)?;
+    let mut pg: tokio_postgres::Config = config.url.parse().map_err(DbError::BadUrl)?;
+    if pg.get_application_name().is_none() {
+        // Tells an operator (and tests) which process a backend in pg_stat_activity serves.
+        pg.application_name(format!("parley-homeserver/{}", std::process::id()));
+    }
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         NoTls,

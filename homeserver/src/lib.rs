@@ -1,6 +1,7 @@
 //! The Parley homeserver as a library, so tests and the binary build it alike.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use parley_federation::ServerKeyring;
 use parley_federation::server_key::{ROTATION_OVERLAP_MS, encode_public_key};
 use parley_homeserver::config::{Config, LogConfig};
-use parley_homeserver::{Application, db, dev, telemetry};
+use parley_homeserver::{Application, admin, db, dev, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -33,27 +33,43 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Show or rotate this server's federation signing key (the [federation] signing_key
-    /// file). Running processes pick up a rotated key within a second.
+    /// Create, show or rotate this server's federation signing key (the [federation]
+    /// signing_key file). Running processes pick up a rotated key within a second.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
-        /// The homeserver's configuration file.
+        /// The homeserver's configuration file (names the key file).
         #[arg(long, short, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
+        /// The key file itself, instead of the one --config names (e.g. to make one for a
+        /// Kubernetes Secret).
+        #[arg(long, value_name = "FILE", global = true, conflicts_with = "config")]
+        key_file: Option<PathBuf>,
     },
     /// Start a complete development homeserver with nothing to set up: a private
     /// PostgreSQL cluster and a development CA under --data-dir. Ctrl-C stops both.
     Dev(dev::DevArgs),
+    /// Manage a running server through its admin API ([admin] in the configuration):
+    /// users, devices, federation queues and policy, statistics.
+    Admin(admin::cli::AdminArgs),
 }
 
 #[derive(Subcommand)]
 enum KeysAction {
+    /// Write a new key file (owner-only); refuses to replace an existing one. Every
+    /// process of the server must use the same file.
+    Generate,
     /// Print the current key id and public key, and the retired keys.
     Show,
     /// Sign with a new key from now on; the old public key stays published, with the time
     /// it stopped signing, so what it signed stays verifiable.
-    Rotate,
+    Rotate {
+        /// How long the old key keeps verifying: longer than it takes every process to
+        /// load the new file (about a second on one host; a rolling restart when the file
+        /// comes from a Kubernetes Secret). 0 after a compromise.
+        #[arg(long, value_name = "SECONDS", default_value_t = ROTATION_OVERLAP_MS / 1000)]
+        overlap_secs: i64,
+    },
 }
 
 #[tokio::main]
@@ -62,8 +78,13 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Migrate { config } => migrate(config).await,
-        Command::Keys { action, config } => keys(action, config),
+        Command::Keys {
+            action,
+            config,
+            key_file,
+        } => keys(action, config, key_file),
         Command::Dev(args) => dev::run(args).await,
+        Command::Admin(args) => admin::cli::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,30 +114,44 @@ async fn migrate(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn keys(action: KeysAction, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config_path = config.ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
-    let config = Config::load(&config_path)?;
-    let federation = config.federation.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} has no [federation] section, so this server has no signing key",
-            config_path.display()
-        )
-    })?;
-    let path = federation.signing_key;
-    if !path.exists() {
+fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = match (key_file, config) {
+        (Some(path), _) => path,
+        (None, Some(config_path)) => {
+            let config = Config::load(&config_path)?;
+            let federation = config.federation.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no [federation] section, so this server has no signing key",
+                    config_path.display()
+                )
+            })?;
+            federation.signing_key
+        }
+        (None, None) => anyhow::bail!("--config FILE or --key-file FILE is required"),
+    };
+    if let KeysAction::Generate = action {
+        let (_, created) = ServerKeyring::load_or_create(&path)?;
+        if !created {
+            anyhow::bail!("{} already exists; not replacing it", path.display());
+        }
+        println!("created a new signing key");
+    } else if !path.exists() {
         anyhow::bail!(
-            "there is no signing key at {} yet; the server creates it when it first starts",
+            "there is no signing key at {} yet; the server creates it when it first starts \
+             (or run `parley-homeserver keys generate`)",
             path.display()
         );
     }
     let mut keyring = ServerKeyring::load(&path)?;
-    if let KeysAction::Rotate = action {
+    if let KeysAction::Rotate { overlap_secs } = action {
+        if overlap_secs < 0 {
+            anyhow::bail!("--overlap-secs cannot be negative");
+        }
         let retired = keyring.key_id().clone();
-        keyring.rotate(parley_homeserver::federation::now_ms() + ROTATION_OVERLAP_MS);
+        keyring.rotate(parley_homeserver::federation::now_ms() + overlap_secs.saturating_mul(1000));
         keyring.save(&path)?;
         println!(
-            "retired {retired} (it verifies for another {} s); signing with {} from now on",
-            ROTATION_OVERLAP_MS / 1000,
+            "retired {retired} (it verifies for another {overlap_secs} s); signing with {} from now on",
             keyring.key_id()
         );
     }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub federation_send_latency: Histogram,
     pub federation_send_failures: IntCounterVec,
     pub federation_messages_received: IntCounterVec,
+    pub wakeup_notifications: IntCounterVec,
+    pub wakeup_relay_connected: IntGauge,
 }
 
 impl Metrics {
@@ -148,6 +150,19 @@ impl Metrics {
         registry.register(Box::new(federation_send_latency.clone()))?;
         registry.register(Box::new(federation_send_failures.clone()))?;
         registry.register(Box::new(federation_messages_received.clone()))?;
+        let wakeup_notifications = IntCounterVec::new(
+            Opts::new(
+                "wakeup_notifications_total",
+                "Inbox wake-ups exchanged with the other processes of this domain (PostgreSQL NOTIFY), by direction (sent, received)",
+            ),
+            &["direction"],
+        )?;
+        let wakeup_relay_connected = IntGauge::new(
+            "wakeup_relay_connected",
+            "1 while this process listens for other processes' inbox wake-ups; 0: their deliveries wait for the periodic re-check",
+        )?;
+        registry.register(Box::new(wakeup_notifications.clone()))?;
+        registry.register(Box::new(wakeup_relay_connected.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -167,6 +182,8 @@ impl Metrics {
             federation_send_latency,
             federation_send_failures,
             federation_messages_received,
+            wakeup_notifications,
+            wakeup_relay_connected,
         })
     }
 

@@ -10,10 +10,11 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::admin::{self, AdminState};
 use crate::api;
 use crate::config::{Config, FederationConfig};
 use crate::db;
-use crate::federation::{self, Backfills, FederationState, KeyringFile, PeerKeys};
+use crate::federation::{self, Backfills, FederationPolicy, FederationState, KeyringFile, PeerKeys};
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -25,6 +26,7 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     federation: Option<(SocketAddr, Server)>,
+    admin: Option<(SocketAddr, Server)>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -44,12 +46,16 @@ impl Application {
             n => n,
         };
         let metrics = Arc::new(Metrics::new()?);
+        // The allow/deny lists in effect from the first request: stored ones, if any.
+        let policy = Arc::new(FederationPolicy::new(config.federation.as_ref()));
+        policy.reload(&pool.get().await?).await?;
         let federation_state = match &config.federation {
             Some(federation_config) => Some(federation_state(
                 &config,
                 federation_config,
                 pool.clone(),
                 metrics.clone(),
+                policy.clone(),
             )?),
             None => None,
         };
@@ -57,8 +63,17 @@ impl Application {
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
         let mut background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
         let state = web::Data::new(AppState::new(config, pool.clone(), metrics, federation_state.clone()));
+        background.push(tokio::spawn(inbox::relay::relay_forever(
+            state.config.database.url.clone(),
+            state.inbox_waker.clone(),
+            state.metrics.clone(),
+        )));
         let federation = match (&state.config.federation, federation_state) {
             (Some(federation_config), Some(federation_state)) => {
+                background.push(tokio::spawn(federation::policy::reload_forever(
+                    policy.clone(),
+                    pool.clone(),
+                )));
                 background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
                 background.push(tokio::spawn(federation::send_forever(federation_state.clone())));
                 Some(federation_server(
@@ -70,6 +85,13 @@ impl Application {
                 )?)
             }
             _ => None,
+        };
+        let admin = match &state.config.admin {
+            Some(admin_config) => {
+                let admin_state = web::Data::new(AdminState::new(state.clone(), admin_config, policy)?);
+                Some(admin::server(&state.config, admin_config, admin_state, state.clone())?)
+            }
+            None => None,
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -90,8 +112,14 @@ impl Application {
             addr,
             server,
             federation,
+            admin,
             background,
         })
+    }
+
+    /// Where the admin API listens, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Where the federation API listens, when it is enabled.
@@ -119,8 +147,16 @@ impl Application {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
+        let admin = self.admin.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
         if let Some((handle, task)) = federation {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+        if let Some((handle, task)) = admin {
             handle.stop(true).await;
             let _ = task.await;
         }
@@ -137,6 +173,7 @@ fn federation_state(
     federation: &FederationConfig,
     pool: deadpool_postgres::Pool,
     metrics: Arc<Metrics>,
+    policy: Arc<FederationPolicy>,
 ) -> anyhow::Result<web::Data<FederationState>> {
     let keys = KeyringFile::open_or_create(&federation.signing_key)?;
     let client = FederationClient::new(
@@ -152,6 +189,7 @@ fn federation_state(
         client,
         peer_keys: PeerKeys::default(),
         config: federation.clone(),
+        policy,
         requests_per_origin: RateLimiter::per_minute(federation.requests_per_origin_per_minute),
         metrics,
         outbound: Arc::default(),

@@ -1,4 +1,4 @@
-//! `parley-homeserver keys show|rotate`, run as an operator runs them.
+//! `parley-homeserver keys generate|show|rotate`, run as an operator runs them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,4 +63,47 @@ signing_key = "{}"
     let shown = text(&keys(&config, "show").stdout);
     assert!(shown.contains(&format!("current:  {}", now.key_id())), "{shown}");
     assert!(shown.contains(&format!("retired:  {}", first.key_id())), "{shown}");
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parley-homeserver"))
+        .args(args)
+        .output()
+        .expect("run parley-homeserver keys")
+}
+
+#[test]
+fn generate_makes_a_private_key_file_once_and_rotate_takes_an_overlap() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("signing.key");
+    let path = key_file.to_str().unwrap();
+    let generated = run(&["keys", "generate", "--key-file", path]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let first = ServerKeyring::load(&key_file).unwrap();
+
+    let again = run(&["keys", "generate", "--key-file", path]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(ServerKeyring::load(&key_file).unwrap().key_id(), first.key_id(), "kept");
+
+    let before_ms = parley_homeserver::federation::now_ms();
+    let rotated = run(&["keys", "rotate", "--key-file", path, "--overlap-secs", "3600"]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let rotated = ServerKeyring::load(&key_file).unwrap();
+    let retired = &rotated.retired()[0];
+    assert_eq!(&retired.key_id, first.key_id());
+    assert!(
+        retired.expired_at_ms >= before_ms + 3_600_000,
+        "the old key verifies for an hour"
+    );
 }

@@ -30,6 +30,9 @@ pub enum Auth {
     /// `Authorization: Parley-Federation ...` signed by the origin server's key, on a
     /// connection whose client certificate is valid for that origin.
     ServerSignature,
+    /// `Authorization: Bearer <admin token>`: the operator's token from the `[admin]
+    /// token_file`, accepted only on the admin listener.
+    AdminToken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +195,65 @@ pub mod federation {
     ];
 }
 
+/// The operator's admin API (`/admin/v1`). It listens on its own address (`[admin]
+/// listen`, loopback by default), never on the client or federation listener, and every
+/// request needs the admin token.
+pub mod admin {
+    use super::{Auth::*, Endpoint, Method::*, endpoint};
+
+    /// Accounts of this server, by localpart: `?search=<substring>&after=<localpart>&limit=<n>`.
+    pub const LIST_USERS: Endpoint = endpoint(Get, "/admin/v1/users", AdminToken, false);
+    /// One account; `{user_id}` is the localpart or the full user id.
+    pub const GET_USER: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}", AdminToken, false);
+    /// Refuses the account's logins, revokes every token and drops its unclaimed KeyPackages.
+    pub const DEACTIVATE_USER: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/deactivate", AdminToken, false);
+    pub const REACTIVATE_USER: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/reactivate", AdminToken, false);
+    /// Sets a new password and revokes every session of the account.
+    pub const RESET_PASSWORD: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/password", AdminToken, false);
+    pub const LIST_DEVICES: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}/devices", AdminToken, false);
+    /// Deletes the device, revoking its token at once (as when its user deletes it).
+    pub const REVOKE_DEVICE: Endpoint = endpoint(
+        Delete,
+        "/admin/v1/users/{user_id}/devices/{device_id}",
+        AdminToken,
+        false,
+    );
+    /// Other servers this one sends to: queue depth, failures and backoff.
+    pub const LIST_DESTINATIONS: Endpoint = endpoint(Get, "/admin/v1/federation/destinations", AdminToken, false);
+    /// Ends a destination's backoff: its queue is sent now.
+    pub const RETRY_DESTINATION: Endpoint = endpoint(
+        Post,
+        "/admin/v1/federation/destinations/{server}/retry",
+        AdminToken,
+        false,
+    );
+    /// The allow and deny lists in effect, and where they come from.
+    pub const GET_POLICY: Endpoint = endpoint(Get, "/admin/v1/federation/policy", AdminToken, false);
+    /// Replaces the allow and deny lists (stored in the database; they override the
+    /// configuration file's, on every process within about two seconds).
+    pub const SET_POLICY: Endpoint = endpoint(Put, "/admin/v1/federation/policy", AdminToken, false);
+    /// Forgets the stored lists: the configuration file's apply again.
+    pub const RESET_POLICY: Endpoint = endpoint(Delete, "/admin/v1/federation/policy", AdminToken, false);
+    /// Counts of users, devices, groups, messages, queues; database size and schema version.
+    pub const STATS: Endpoint = endpoint(Get, "/admin/v1/stats", AdminToken, false);
+
+    pub const ALL: &[Endpoint] = &[
+        LIST_USERS,
+        GET_USER,
+        DEACTIVATE_USER,
+        REACTIVATE_USER,
+        RESET_PASSWORD,
+        LIST_DEVICES,
+        REVOKE_DEVICE,
+        LIST_DESTINATIONS,
+        RETRY_DESTINATION,
+        GET_POLICY,
+        SET_POLICY,
+        RESET_POLICY,
+        STATS,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -260,5 +322,45 @@ mod tests {
             include_str!("../openapi/federation-api.yaml"),
             &[federation::ALL],
         );
+        assert_documented(
+            "admin-api.yaml",
+            include_str!("../openapi/admin-api.yaml"),
+            &[admin::ALL],
+        );
+    }
+
+    /// Every admin endpoint names the admin token as its security scheme, and no other
+    /// document has an endpoint under `/admin/`.
+    #[test]
+    fn admin_endpoints_need_the_admin_token() {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../openapi/admin-api.yaml")).expect("valid YAML");
+        for endpoint in admin::ALL {
+            assert_eq!(endpoint.auth, Auth::AdminToken, "{}", endpoint.path);
+            assert!(endpoint.path.starts_with("/admin/v1/"), "{}", endpoint.path);
+            let op = &doc["paths"][endpoint.path][endpoint.method.as_str().to_ascii_lowercase()];
+            let schemes: Vec<&str> = op["security"]
+                .as_sequence()
+                .expect("security")
+                .iter()
+                .filter_map(|s| s.as_mapping())
+                .flat_map(|m| m.keys().filter_map(|k| k.as_str()))
+                .collect();
+            assert_eq!(
+                schemes,
+                ["adminToken"],
+                "{} {}",
+                endpoint.method.as_str(),
+                endpoint.path
+            );
+        }
+        assert!(
+            doc["components"]["securitySchemes"]["adminToken"].is_mapping(),
+            "admin-api.yaml defines the adminToken scheme"
+        );
+        for endpoint in client::ALL.iter().chain(ops::ALL).chain(federation::ALL) {
+            assert!(!endpoint.path.starts_with("/admin"), "{}", endpoint.path);
+            assert_ne!(endpoint.auth, Auth::AdminToken, "{}", endpoint.path);
+        }
     }
 }

@@ -87,6 +87,10 @@ pub enum ErrorCode {
     /// Federation: a server submitted for a user of another domain; a server speaks only
     /// for its own users.
     SenderNotOfOrigin,
+    /// Login refused: an administrator deactivated this account.
+    AccountDeactivated,
+    /// Admin API: the admin token is missing or wrong.
+    InvalidAdminToken,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -131,6 +135,8 @@ impl ErrorCode {
         Self::NotGroupHub,
         Self::NotHubbedHere,
         Self::SenderNotOfOrigin,
+        Self::AccountDeactivated,
+        Self::InvalidAdminToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +177,8 @@ impl ErrorCode {
             Self::NotGroupHub => "not_group_hub",
             Self::NotHubbedHere => "not_hubbed_here",
             Self::SenderNotOfOrigin => "sender_not_of_origin",
+            Self::AccountDeactivated => "account_deactivated",
+            Self::InvalidAdminToken => "invalid_admin_token",
             Self::Unknown => "unknown",
         }
     }
@@ -191,7 +199,8 @@ impl ErrorCode {
             | Self::MissingSignature
             | Self::InvalidSignature
             | Self::StaleRequest
-            | Self::ReplayedRequest => 401,
+            | Self::ReplayedRequest
+            | Self::InvalidAdminToken => 401,
             Self::CertificateMismatch
             | Self::ServerNotAllowed
             | Self::RegistrationClosed
@@ -200,7 +209,8 @@ impl ErrorCode {
             | Self::NotAMember
             | Self::GroupFull
             | Self::NotGroupHub
-            | Self::SenderNotOfOrigin => 403,
+            | Self::SenderNotOfOrigin
+            | Self::AccountDeactivated => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
             Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
@@ -262,18 +272,23 @@ mod tests {
         }
     }
 
-    /// The OpenAPI `Error` schema lists exactly the codes a server can send.
+    /// The OpenAPI `Error` schemas (client and admin API) list exactly the codes a
+    /// server can send.
     #[test]
     fn openapi_error_enum_matches() {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(include_str!("../openapi/client-api.yaml")).expect("valid YAML");
-        let listed: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
-            .as_sequence()
-            .expect("Error.error has an enum")
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect();
-        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(listed, codes);
+        for (file, yaml) in [
+            ("client-api.yaml", include_str!("../openapi/client-api.yaml")),
+            ("admin-api.yaml", include_str!("../openapi/admin-api.yaml")),
+        ] {
+            let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("valid YAML");
+            let listed: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_sequence()
+                .expect("Error.error has an enum")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+            assert_eq!(listed, codes, "{file}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! The human-readable contract lives beside this crate in `specs/openapi/` and
 //! `specs/protocol.md`; tests keep them in step with this code.
 
+pub mod admin_api;
 pub mod bytes;
 pub mod client_api;
 pub mod endpoints;

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod admin;
+pub mod balancer;
 pub mod mls;
 pub mod postgres;
 pub mod process;

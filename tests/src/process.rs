@@ -1,6 +1,7 @@
 //! Homeservers as separate processes: the `parley-homeserver` binary with a configuration
 //! file, killed with SIGKILL and restarted on the same ports and database. What a crash
-//! test needs that an in-process server (stopped gracefully) cannot show.
+//! test needs that an in-process server (stopped gracefully) cannot show. Several
+//! processes may serve one domain over one database (`start_replicas`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,7 @@ use parley_sdk::{Client, Trust};
 use crate::server::{ca_pem, free_loopback_addr};
 
 /// The binary `cargo test --workspace` builds beside the test executables.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test binary> -> target/<profile>/parley-homeserver
     let bin = exe
@@ -48,7 +49,7 @@ impl ProcessServer {
         {
             federation.listen = free_loopback_addr();
         }
-        let config_path = dir.join("homeserver.toml");
+        let config_path = dir.join(format!("homeserver-{}.toml", config.listen.client.port()));
         std::fs::write(&config_path, toml::to_string(&config).expect("config as TOML")).expect("write config");
         let mut server = Self {
             url: format!("https://localhost:{}", config.listen.client.port()),
@@ -79,6 +80,40 @@ impl ProcessServer {
         })
         .await;
         assert!(ready, "{} did not become ready", self.config.server_name);
+    }
+
+    /// `n` processes of one domain over `config`'s database, each on its own client and
+    /// federation ports (sharing the key file and certificate), started together.
+    pub async fn start_replicas(config: Config, dir: &Path, n: usize) -> Vec<Self> {
+        let replicas = (0..n).map(|_| {
+            let mut config = config.clone();
+            config.listen.client = free_loopback_addr();
+            if let Some(federation) = config.federation.as_mut() {
+                federation.listen = free_loopback_addr();
+            }
+            Self::start(config, dir)
+        });
+        futures_util::future::join_all(replicas).await
+    }
+
+    /// Where this process's federation API listens, when enabled.
+    pub fn federation_addr(&self) -> Option<std::net::SocketAddr> {
+        self.config.federation.as_ref().map(|f| f.listen)
+    }
+
+    /// The operating system's id of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP or SIGCONT: the process stops answering (its sockets stay open) or resumes.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// SIGKILL: no graceful shutdown, whatever was in flight is cut off.

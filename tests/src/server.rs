@@ -110,6 +110,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where the federation API listens, when the configuration enables it.
     pub federation_addr: Option<SocketAddr>,
+    /// Where the admin API listens, when the configuration has `[admin]` (see `admin`).
+    pub admin_addr: Option<SocketAddr>,
     /// `https://localhost:<port>`
     pub url: String,
     handle: ServerHandle,
@@ -169,6 +171,7 @@ impl TestServer {
         let app = Application::build(config.clone()).await.expect("homeserver starts");
         let addr = app.addr();
         let federation_addr = app.federation_addr();
+        let admin_addr = app.admin_addr();
         let handle = app.handle();
         let task = tokio::spawn(app.run_until_stopped());
         let mut config = config;
@@ -177,8 +180,12 @@ impl TestServer {
         if let (Some(federation), Some(bound)) = (config.federation.as_mut(), federation_addr) {
             federation.listen = bound;
         }
+        if let (Some(admin), Some(bound)) = (config.admin.as_mut(), admin_addr) {
+            admin.listen = bound;
+        }
         Self {
             federation_addr,
+            admin_addr,
             url: format!("https://localhost:{}", addr.port()),
             config,
             addr,
@@ -312,6 +319,7 @@ fn default_config(database_url: String) -> Config {
         limits: LimitsConfig::default(),
         log: LogConfig::default(),
         federation: None,
+        admin: None,
     }
 }
 

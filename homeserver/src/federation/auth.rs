@@ -132,7 +132,7 @@ async fn check_request(req: &HttpRequest, body: &[u8], state: &FederationState) 
         .map(|v| v.to_str().unwrap_or_default());
     let signed = SignedRequest::parse(header).map_err(refused)?;
     // Before anything costs work: no key fetch for a server we do not federate with.
-    if !state.config.permits(&signed.origin) {
+    if !state.policy.permits(&signed.origin) {
         return Err(ApiError::new(
             ErrorCode::ServerNotAllowed,
             format!("this server does not federate with {}", signed.origin),

@@ -6,6 +6,7 @@ mod forward;
 mod keyring;
 mod ordered;
 mod outbound;
+pub mod policy;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ pub use follower::Backfills;
 pub use forward::forward;
 pub use keyring::KeyringFile;
 pub use outbound::{OutboundKicks, send_forever};
+pub use policy::FederationPolicy;
 
 use crate::api::{Routes, parse_group_id};
 use crate::config::FederationConfig;
@@ -39,8 +41,11 @@ pub struct FederationState {
     /// Outbound requests, including fetching other servers' key documents.
     pub client: FederationClient,
     pub peer_keys: PeerKeys,
-    /// Which servers this one federates with.
+    /// Federation settings (the allow/deny lists in effect are `policy`'s).
     pub config: FederationConfig,
+    /// Which servers this one federates with: the configuration file's lists, or those
+    /// stored through the admin API.
+    pub policy: Arc<FederationPolicy>,
     /// Authenticated requests per origin server.
     pub requests_per_origin: RateLimiter,
     pub metrics: Arc<Metrics>,
@@ -122,7 +127,7 @@ async fn call(
     path_and_query: &str,
     body: Vec<u8>,
 ) -> Result<(reqwest::StatusCode, web::Bytes), ApiError> {
-    if !state.config.permits(destination) {
+    if !state.policy.permits(destination) {
         return Err(ApiError::new(
             ErrorCode::ServerNotAllowed,
             format!("this server does not federate with {destination}"),

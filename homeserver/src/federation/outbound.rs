@@ -225,7 +225,9 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
         let Some(claimed) = store::federation::claim_destination(&tx, destination).await? else {
             return Ok(Outcome::NotNow);
         };
-        let permitted = ServerName::parse(destination).ok().filter(|name| config.permits(name));
+        let permitted = ServerName::parse(destination)
+            .ok()
+            .filter(|name| state.policy.permits(name));
         let Some(server) = permitted else {
             let dropped = store::federation::drop_queue(&tx, destination).await?;
             tx.commit().await?;

@@ -71,9 +71,9 @@ fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Fed
 /// them anything.
 fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Result<(), ApiError> {
     let own = &state.config.server_name;
-    let federation = state.config.federation.as_ref();
+    let federation = state.federation.as_ref();
     for server in remote_servers(own, added) {
-        if !federation.is_some_and(|f| f.permits(&server)) {
+        if !federation.is_some_and(|f| f.policy.permits(&server)) {
             return Err(ApiError::new(
                 ErrorCode::ServerNotAllowed,
                 format!("the group's hub {own} does not federate with {server}, so its users cannot be added"),

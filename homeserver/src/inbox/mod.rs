@@ -14,13 +14,14 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::inbox::{NewEntry, Recipient};
 
-/// How often a waiting reader looks at the database even without a wake-up. Writes of
-/// this process wake readers at once; this bounds the delay for entries written by
-/// another process until cross-process wake-ups (LISTEN/NOTIFY) exist. Every idle
-/// connection costs one query per interval, so it is not short.
+/// How often a waiting reader looks at the database even without a wake-up. Writes
+/// wake readers at once, on this process directly and on the others through `relay`;
+/// this bounds the delay when a cross-process wake-up is lost. Every idle connection
+/// costs one query per interval, so it is not short.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_LIMIT: u32 = 100;
 
+pub mod relay;
 mod waker;
 pub use waker::{FreshEntry, InboxWaker};
 

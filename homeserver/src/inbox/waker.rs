@@ -6,13 +6,16 @@
 //! has sent pushes them from memory. Anything else (entries written by another process,
 //! paths that only wake, a mailbox that overflowed) shows up as a gap, and the reader
 //! goes to the database as before.
+//!
+//! Every wake-up is also announced to the other processes of this domain (see
+//! `inbox::relay`), which wake their own readers of those devices.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use parley_specs::groups_api::InboxEntry;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// Entries kept per device for its readers; past this the oldest go (and are read from
 /// the database instead), so a stalled reader costs bounded memory.
@@ -63,6 +66,8 @@ pub struct FreshEntry {
 #[derive(Default)]
 pub struct InboxWaker {
     mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
+    /// Devices with new entries, for the other processes; set once the relay runs.
+    announcements: OnceLock<mpsc::UnboundedSender<Vec<String>>>,
 }
 
 impl InboxWaker {
@@ -70,13 +75,36 @@ impl InboxWaker {
         self.mailboxes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// From now on every wake-up is also sent to the returned receiver; `None` if
+    /// something already receives them.
+    pub fn announce_to_other_processes(&self) -> Option<mpsc::UnboundedReceiver<Vec<String>>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.announcements.set(sender).ok()?;
+        Some(receiver)
+    }
+
+    fn announce(&self, devices: Vec<String>) {
+        if let Some(announcements) = self.announcements.get()
+            && !devices.is_empty()
+        {
+            let _ = announcements.send(devices);
+        }
+    }
+
     /// The mailbox a reader of `device` waits on; it lives while some reader holds it.
     pub fn handle(&self, device: &str) -> Arc<Mailbox> {
         self.mailboxes().entry(device.to_owned()).or_default().clone()
     }
 
-    /// Wakes the readers of these devices: they have new entries in the database.
+    /// Wakes the readers of these devices, here and on the other processes: they have
+    /// new entries in the database.
     pub fn wake(&self, devices: &[String]) {
+        self.wake_here(devices);
+        self.announce(devices.to_vec());
+    }
+
+    /// Wakes the readers of these devices on this process only.
+    pub fn wake_here(&self, devices: &[String]) {
         let mut mailboxes = self.mailboxes();
         for device in devices {
             if let Some(mailbox) = held(&mut mailboxes, device) {
@@ -85,12 +113,24 @@ impl InboxWaker {
         }
     }
 
-    /// Hands committed entries to the readers of their devices and wakes them. Entries
-    /// of one device must come in cursor order.
+    /// Wakes every reader on this process, for when wake-ups may have been missed.
+    pub fn wake_everyone_here(&self) {
+        let mailboxes = self.mailboxes();
+        for mailbox in mailboxes.values() {
+            mailbox.notify.notify_waiters();
+        }
+    }
+
+    /// Hands committed entries to the readers of their devices and wakes them (and
+    /// those of the other processes). Entries of one device must come in cursor order.
     pub fn deliver(&self, entries: Vec<FreshEntry>) {
+        let mut announced: Vec<String> = Vec::new();
         let mut mailboxes = self.mailboxes();
         let mut woken = Vec::new();
         for FreshEntry { device_id, entry } in entries {
+            if announced.last() != Some(&device_id) {
+                announced.push(device_id.clone());
+            }
             let Some(mailbox) = held(&mut mailboxes, &device_id) else {
                 continue;
             };
@@ -102,9 +142,11 @@ impl InboxWaker {
             drop(fresh);
             woken.push(mailbox);
         }
+        drop(mailboxes);
         for mailbox in woken {
             mailbox.notify.notify_waiters();
         }
+        self.announce(announced);
     }
 }
 

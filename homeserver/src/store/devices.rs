@@ -126,3 +126,35 @@ pub async fn delete_all_except(
     db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
         .await
 }
+
+/// A device as the admin API shows it, with what waits for and from it.
+pub struct AdminDeviceRow {
+    pub device: DeviceRow,
+    pub unclaimed_key_packages: i64,
+    pub inbox_entries: i64,
+}
+
+pub async fn list_with_counts(
+    db: &impl Db,
+    localpart: &Localpart,
+) -> Result<Vec<AdminDeviceRow>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT d.device_id, d.display_name, d.created_at, d.last_seen_at,
+                    (SELECT count(*) FROM key_packages k
+                     WHERE k.device_id = d.device_id AND NOT k.last_resort AND k.expires_at > now()),
+                    (SELECT count(*) FROM inbox i WHERE i.device_id = d.device_id)
+             FROM devices d WHERE d.localpart = $1 ORDER BY d.created_at, d.device_id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&localpart.as_str()])
+        .await?
+        .into_iter()
+        .map(|row| AdminDeviceRow {
+            unclaimed_key_packages: row.get(4),
+            inbox_entries: row.get(5),
+            device: DeviceRow::from(row),
+        })
+        .collect())
+}

@@ -162,15 +162,22 @@ pub struct QueueStats {
     pub oldest_age_secs: f64,
     /// Consecutive failed sends (0: healthy).
     pub failures: i32,
+    /// When it is next tried; in the future while it backs off.
+    pub next_attempt_at: time::OffsetDateTime,
+    pub backing_off: bool,
+    /// Why the last send failed, while it keeps failing.
+    pub last_error: Option<String>,
 }
 
 pub async fn queue_stats(db: &impl Db) -> Result<Vec<QueueStats>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT d.destination, count(q.id),
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(q.enqueued_at))::float8, 0), d.failures
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(q.enqueued_at))::float8, 0), d.failures,
+                    d.next_attempt_at, d.next_attempt_at > now(), d.last_error
              FROM federation_destinations d LEFT JOIN federation_queue q USING (destination)
-             GROUP BY d.destination, d.failures",
+             GROUP BY d.destination
+             ORDER BY d.destination",
         )
         .await?;
     Ok(db
@@ -182,8 +189,53 @@ pub async fn queue_stats(db: &impl Db) -> Result<Vec<QueueStats>, tokio_postgres
             depth: r.get(1),
             oldest_age_secs: r.get(2),
             failures: r.get(3),
+            next_attempt_at: r.get(4),
+            backing_off: r.get(5),
+            last_error: r.get(6),
         })
         .collect())
+}
+
+/// Ends a destination's backoff at an operator's request, so it is sent to at the next
+/// poll; false when this server never queued anything for it.
+pub async fn retry_now(db: &impl Db, destination: &str) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE federation_destinations SET failures = 0, next_attempt_at = now(), last_error = NULL
+             WHERE destination = $1",
+        )
+        .await?;
+    Ok(db.execute(&stmt, &[&destination]).await? == 1)
+}
+
+/// The allow and deny lists stored through the admin API: None when none are stored
+/// (the configuration file's apply), else (allow, deny).
+pub async fn stored_policy(db: &impl Db) -> Result<Option<(Option<Vec<String>>, Vec<String>)>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT allow, deny FROM federation_policy WHERE singleton")
+        .await?;
+    Ok(db.query_opt(&stmt, &[]).await?.map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn store_policy(
+    db: &impl Db,
+    allow: Option<&[String]>,
+    deny: &[String],
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO federation_policy (singleton, allow, deny, updated_at) VALUES (TRUE, $1, $2, now())
+             ON CONFLICT (singleton) DO UPDATE SET allow = $1, deny = $2, updated_at = now()",
+        )
+        .await?;
+    db.execute(&stmt, &[&allow, &deny]).await?;
+    Ok(())
+}
+
+pub async fn forget_policy(db: &impl Db) -> Result<(), tokio_postgres::Error> {
+    let stmt = db.prepare_cached("DELETE FROM federation_policy").await?;
+    db.execute(&stmt, &[]).await?;
+    Ok(())
 }
 
 /// The hubs of the groups this server follows.

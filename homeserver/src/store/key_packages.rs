@@ -82,3 +82,16 @@ pub async fn claim_one(db: &impl Db, device: &DeviceId) -> Result<Option<(Vec<u8
         .await?
         .map(|row| (row.get(0), true)))
 }
+
+/// Deletes every KeyPackage of the account's devices (claimable or last-resort).
+pub async fn delete_of_account(
+    db: &impl Db,
+    localpart: &parley_specs::Localpart,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "DELETE FROM key_packages WHERE device_id IN (SELECT device_id FROM devices WHERE localpart = $1)",
+        )
+        .await?;
+    db.execute(&stmt, &[&localpart.as_str()]).await
+}

@@ -3,6 +3,7 @@
 //! connection and cached.
 
 pub mod accounts;
+pub mod admin;
 pub mod devices;
 pub mod federation;
 pub mod groups;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use parley_sdk::messenger::Messenger;
-use parley_specs::ServerName;
+use parley_specs::{DeviceId, ServerName, UserId};
 use parley_tests::process::ProcessServer;
 use parley_tests::server::{federating_config, free_loopback_addr};
 
@@ -13,16 +13,35 @@ use crate::helpers::register_request;
 
 const PASSPHRASE: &str = "a passphrase for the store";
 
-async fn device(server: &ProcessServer, dir: &Path, name: &str) -> Messenger {
-    let mut client = server.sdk();
-    let session = client.register(&register_request(name)).await.expect("register");
-    client.set_access_token(session.access_token.clone());
-    let path = dir.join(format!("{name}.sealed"));
-    let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
-        .await
-        .expect("open a new store");
+/// A new user `name` with one device on `server`, its store in `dir`.
+pub(crate) async fn device(server: &ProcessServer, dir: &Path, name: &str) -> Messenger {
+    let session = server.sdk().register(&register_request(name)).await.expect("register");
+    let mut messenger = open(
+        server,
+        dir,
+        name,
+        &session.access_token,
+        session.user_id,
+        session.device_id,
+    )
+    .await;
     messenger.sync().await.expect("first sync");
     messenger
+}
+
+/// The messenger of a device of `name` (store in `dir`) talking to `server`.
+pub(crate) async fn open(
+    server: &ProcessServer,
+    dir: &Path,
+    name: &str,
+    token: &str,
+    user: UserId,
+    device: DeviceId,
+) -> Messenger {
+    let client = server.sdk().with_access_token(token);
+    Messenger::open(client, user, device, dir.join(format!("{name}.sealed")), PASSPHRASE)
+        .await
+        .expect("open the store")
 }
 
 #[tokio::test]

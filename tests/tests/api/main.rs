@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod admin;
+mod backup;
+mod dashboard;
+mod deploy;
 mod errors;
 mod federated_groups;
 mod federated_processes;
@@ -15,3 +19,4 @@ mod messenger;
 mod ops;
 mod restart;
 mod routes;
+mod scale_out;

@@ -2,7 +2,7 @@
 //! against the same declarations in `parley-specs`), so the three cannot drift apart.
 
 use parley_specs::ErrorCode;
-use parley_specs::endpoints::{Endpoint, Method, client, federation, ops};
+use parley_specs::endpoints::{Endpoint, Method, admin, client, federation, ops};
 use parley_tests::TestServer;
 use parley_tests::server::{https_client, issue_cert};
 
@@ -24,6 +24,31 @@ async fn every_declared_federation_endpoint_is_routed() {
     for endpoint in federation::ALL {
         let url = server.federation_url(&endpoint.path_with(&["ABCDEF"]));
         assert_routed(&peer, endpoint, url).await;
+    }
+}
+
+#[tokio::test]
+async fn every_declared_admin_endpoint_is_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn_with(|config| {
+        parley_tests::admin::enable_admin(config, dir.path());
+    })
+    .await;
+    let api = parley_tests::admin::AdminApi::of(&server);
+    let http = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", api.token).parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    for endpoint in admin::ALL {
+        let url = format!("{}{}", api.base, endpoint.path_with(&["ABCDEF", "ABCDEF"]));
+        assert_routed(&http, endpoint, url).await;
     }
 }
 

@@ -101,10 +101,11 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         args.groups
     );
     let started = Instant::now();
+    let (on_a, on_b) = (a.target(), b.target());
     let pairs: Vec<BenchGroup> = futures_util::stream::iter(0..args.groups)
         .map(|g| {
             let messages = args.messages + per_group_backlog;
-            setup_group(&a, &b, &trust, format!("f{prefix}g{g}"), 2, messages)
+            setup_group(&on_a, &on_b, &trust, format!("f{prefix}g{g}"), 2, messages)
         })
         .buffer_unordered(4)
         .collect::<Vec<_>>()

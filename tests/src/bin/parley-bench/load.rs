@@ -2,20 +2,29 @@
 //! a number of submits in flight, optionally paced.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use openmls::prelude::MlsGroup;
 use parley_sdk::{Client, Trust};
 use parley_specs::client_api::RegisterRequest;
-use parley_specs::groups_api::{SubmitCommitRequest, SubmitMessageRequest};
+use parley_specs::groups_api::{InboxEntryKind, SubmitCommitRequest, SubmitMessageRequest};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
 use parley_specs::{Base64Bytes, GroupId, UserId};
 use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
+use time::OffsetDateTime;
 
-use crate::server::BenchServer;
 use crate::stats::Latencies;
+
+/// Where benchmark clients connect: one process of a homeserver.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub server_name: String,
+}
 
 pub struct BenchGroup {
     pub id: GroupId,
@@ -81,11 +90,7 @@ pub fn txn() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 16)
 }
 
-pub async fn register(
-    server: &BenchServer,
-    trust: &Trust,
-    name: &str,
-) -> anyhow::Result<(Client, UserId, TestMlsDevice)> {
+pub async fn register(server: &Target, trust: &Trust, name: &str) -> anyhow::Result<(Client, UserId, TestMlsDevice)> {
     let client = Client::new(server.url.parse()?, trust.clone())?;
     let req = RegisterRequest {
         username: name.to_owned(),
@@ -107,8 +112,8 @@ pub async fn register(
 /// `receivers_on` (the same server, or another one it federates with), all joined through
 /// a real commit and Welcome, with `messages` ciphertexts prepared before the timed phase.
 pub async fn setup_group(
-    hub: &BenchServer,
-    receivers_on: &BenchServer,
+    hub: &Target,
+    receivers_on: &Target,
     trust: &Trust,
     name: String,
     size: usize,
@@ -155,4 +160,64 @@ fn prepare(mls: &TestMlsDevice, group: &mut MlsGroup, count: usize) -> Vec<Vec<u
     (0..count)
         .map(|i| mls.encrypt(group, format!("benchmark message {i:06} ........").as_bytes()))
         .collect()
+}
+
+/// The receivers' WebSockets, counting application messages and their accept→deliver
+/// latency (from the hub's `sent_at`; same machine, same clock).
+pub struct Deliveries {
+    count: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Deliveries {
+    pub async fn listen(groups: &[BenchGroup]) -> anyhow::Result<Self> {
+        let count = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for client in groups.iter().flat_map(|g| g.receivers.iter()) {
+            let mut stream = client.inbox_stream(0).await.context("open a receiver's WebSocket")?;
+            let (count, latencies) = (count.clone(), latencies.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut unacked = 0;
+                while let Some(Ok(entry)) = stream.next().await {
+                    if entry.kind != InboxEntryKind::Message {
+                        continue;
+                    }
+                    let waited = (OffsetDateTime::now_utc() - entry.sent_at).unsigned_abs();
+                    latencies.lock().unwrap_or_else(|p| p.into_inner()).push(waited);
+                    count.fetch_add(1, Ordering::Relaxed);
+                    unacked += 1;
+                    if unacked >= 50 {
+                        let _ = stream.ack(entry.cursor).await;
+                        unacked = 0;
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            count,
+            latencies,
+            tasks,
+        })
+    }
+
+    /// Waits until `expected` messages arrived or `timeout` passed; returns how many did.
+    pub async fn wait_for(&self, expected: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        while self.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Closes the WebSockets; the accept→deliver latencies.
+    pub fn finish(self) -> Latencies {
+        for task in self.tasks {
+            task.abort();
+        }
+        Latencies::new(std::mem::take(
+            &mut *self.latencies.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
 }

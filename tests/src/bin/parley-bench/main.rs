@@ -7,9 +7,11 @@
 
 mod baseline;
 mod connections;
+mod cpu;
 mod federated;
 mod load;
 mod messages;
+mod scale;
 mod server;
 mod stats;
 
@@ -58,6 +60,10 @@ enum Command {
     /// for receivers on the other server at a steady rate, then the catch-up of a server
     /// that was down. Ignores --server and --ca-file.
     Federated(federated::FederatedArgs),
+    /// Start one homeserver domain as 1, 2, 3… release processes over one durable
+    /// PostgreSQL and print a table of messages/s and latency per process count.
+    /// Ignores --server and --ca-file.
+    Scale(scale::ScaleArgs),
 }
 
 #[tokio::main]
@@ -70,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Messages(args) => messages::run(args).await,
         Command::Connections(args) => connections::run(args).await,
         Command::Federated(args) => federated::run(args).await,
+        Command::Scale(args) => scale::run(args).await,
     }
 }
 

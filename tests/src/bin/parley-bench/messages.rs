@@ -3,20 +3,14 @@
 //! same rows on the same cluster for comparison.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::StreamExt as _;
 use parley_sdk::Trust;
-use parley_specs::groups_api::InboxEntryKind;
 use rand::distr::{Alphanumeric, SampleString};
-use time::OffsetDateTime;
 
-use crate::load::{BenchGroup, send_all, setup_group};
+use crate::load::{BenchGroup, Deliveries, send_all, setup_group};
 use crate::server::BenchServer;
-use crate::stats::Latencies;
 
 #[derive(clap::Args, Clone)]
 pub struct MessagesArgs {
@@ -44,6 +38,7 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     eprintln!("starting a durable PostgreSQL and a release homeserver ...");
     let server = BenchServer::start(args.pool).await?;
     let trust = Trust::CaPem(server.ca_pem.clone());
+    let target = server.target();
     let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();
     let sizes: Vec<usize> = std::iter::repeat_n(2, args.one_to_one)
         .chain(std::iter::repeat_n(20, args.groups_of_20))
@@ -55,7 +50,7 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     );
     let setup_started = Instant::now();
     let groups: Vec<BenchGroup> = futures_util::stream::iter(sizes.iter().enumerate())
-        .map(|(g, &size)| setup_group(&server, &server, &trust, format!("b{prefix}g{g}"), size, args.messages))
+        .map(|(g, &size)| setup_group(&target, &target, &trust, format!("b{prefix}g{g}"), size, args.messages))
         .buffer_unordered(4)
         .collect::<Vec<_>>()
         .await
@@ -67,29 +62,7 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         .iter()
         .map(|g| (g.receivers.len() * g.prepared.len()) as u64)
         .sum();
-    let deliveries = Arc::new(AtomicU64::new(0));
-    let deliver_latency = Arc::new(Mutex::new(Vec::with_capacity(expected_deliveries as usize)));
-    let mut receivers = Vec::new();
-    for client in groups.iter().flat_map(|g| g.receivers.iter()) {
-        let mut stream = client.inbox_stream(0).await.context("open a receiver's WebSocket")?;
-        let (deliveries, latency) = (deliveries.clone(), deliver_latency.clone());
-        receivers.push(tokio::spawn(async move {
-            let mut unacked = 0;
-            while let Some(Ok(entry)) = stream.next().await {
-                if entry.kind != InboxEntryKind::Message {
-                    continue;
-                }
-                let waited = (OffsetDateTime::now_utc() - entry.sent_at).unsigned_abs();
-                latency.lock().unwrap_or_else(|p| p.into_inner()).push(waited);
-                deliveries.fetch_add(1, Ordering::Relaxed);
-                unacked += 1;
-                if unacked >= 50 {
-                    let _ = stream.ack(entry.cursor).await;
-                    unacked = 0;
-                }
-            }
-        }));
-    }
+    let deliveries = Deliveries::listen(&groups).await?;
     let connected_rss = server.rss_bytes();
 
     // Interleave the groups' messages so every group is busy at once.
@@ -102,20 +75,10 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     let total = queue.len();
     let started = Instant::now();
     let (accepted_rate, accept) = send_all(queue, args.concurrency, args.rate, None).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while deliveries.load(Ordering::Relaxed) < expected_deliveries && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let delivered = deliveries.wait_for(expected_deliveries, Duration::from_secs(120)).await;
     let deliver_elapsed = started.elapsed();
-    let delivered = deliveries.load(Ordering::Relaxed);
     let peak_rss = server.rss_bytes();
-    for receiver in receivers {
-        receiver.abort();
-    }
-
-    let deliver = Latencies::new(std::mem::take(
-        &mut *deliver_latency.lock().unwrap_or_else(|p| p.into_inner()),
-    ));
+    let deliver = deliveries.finish();
     println!(
         "groups: {} of 2, {} of 20; {} messages, {} in flight{}",
         args.one_to_one,

@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use parley_homeserver::devcerts::DevCa;
 use parley_homeserver::embedded_pg::{Durability, PgCluster};
 
+use crate::load::Target;
+
 pub struct BenchServer {
     pub url: String,
     pub ca_pem: Vec<u8>,
@@ -17,7 +19,10 @@ pub struct BenchServer {
     pub server_name: String,
     config_path: PathBuf,
     child: Option<Child>,
+    /// More processes of the same homeserver (same database and keys), on their own ports.
+    replicas: Vec<Child>,
     cluster: PgCluster,
+    pg_root: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -44,7 +49,10 @@ impl BenchServer {
         let dir = tempfile::Builder::new().prefix("parley-bench").tempdir_in("/tmp")?;
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let pg_root = dir.path().join("postgres");
-        let cluster = tokio::task::spawn_blocking(move || PgCluster::start(&pg_root, Durability::Durable)).await??;
+        let cluster = {
+            let pg_root = pg_root.clone();
+            tokio::task::spawn_blocking(move || PgCluster::start(&pg_root, Durability::Durable)).await??
+        };
         cluster.create_database("parley").await?;
         let port = free_addr()?.port();
         let server_name = federation
@@ -97,33 +105,66 @@ impl BenchServer {
             server_name,
             config_path,
             child: None,
+            replicas: Vec::new(),
             cluster,
+            pg_root,
             _dir: dir,
         };
         server.start_process().await?;
         Ok(server)
     }
 
+    /// Where clients reach the first process.
+    pub fn target(&self) -> Target {
+        Target {
+            url: self.url.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
+
     /// Starts the homeserver process (again) and waits until it is ready.
     pub async fn start_process(&mut self) -> anyhow::Result<()> {
-        let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
-        if !binary.exists() {
-            bail!(
-                "{} is missing: cargo build --release --bin parley-homeserver",
-                binary.display()
-            );
+        self.child = Some(spawn(&self.config_path)?);
+        wait_ready(&self.url, &self.ca_pem).await
+    }
+
+    /// Starts one more process of this homeserver (a federating one is not supported:
+    /// its federation port is fixed) and waits until it is ready.
+    pub async fn start_replica(&mut self) -> anyhow::Result<Target> {
+        let mut config: toml::Table = toml::from_str(&std::fs::read_to_string(&self.config_path)?)?;
+        if config.contains_key("federation") {
+            bail!("replicas of a federating benchmark server are not supported");
         }
-        let child = Command::new(&binary)
-            .args(["serve", "--config"])
-            .arg(&self.config_path)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        self.child = Some(child);
-        self.wait_ready().await
+        let port = free_addr()?.port();
+        if let Some(toml::Value::Table(listen)) = config.get_mut("listen") {
+            listen.insert("client".into(), format!("127.0.0.1:{port}").into());
+        }
+        let path = self.config_path.with_file_name(format!("homeserver-{port}.toml"));
+        std::fs::write(&path, toml::to_string(&config)?)?;
+        self.replicas.push(spawn(&path)?);
+        let url = format!("https://localhost:{port}");
+        wait_ready(&url, &self.ca_pem).await?;
+        Ok(Target {
+            url,
+            server_name: self.server_name.clone(),
+        })
+    }
+
+    /// CPU time used so far by this homeserver's processes, and by its PostgreSQL.
+    pub fn cpu(&self) -> (Duration, Duration) {
+        let homeserver = self
+            .child
+            .iter()
+            .chain(&self.replicas)
+            .map(|c| crate::cpu::of_process(c.id()))
+            .sum();
+        (homeserver, crate::cpu::of_postgres(&self.pg_root))
+    }
+
+    /// Resident memory of every process of this homeserver, summed.
+    pub fn rss_bytes_all(&self) -> Option<u64> {
+        let pids = self.child.iter().chain(&self.replicas).map(Child::id);
+        pids.map(rss_of).sum()
     }
 
     /// Kills the homeserver process (its database stays up).
@@ -134,25 +175,9 @@ impl BenchServer {
         }
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = parley_sdk::Client::new(self.url.parse()?, parley_sdk::Trust::CaPem(self.ca_pem.clone()))?;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if client.ready().await.is_ok_and(|r| r.ready) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("the homeserver did not become ready within 60 s")
-    }
-
     /// Resident memory of the homeserver process, from /proc.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        rss_of(self.child.as_ref()?.id())
     }
 
     /// A connection to the homeserver's database, for counting.
@@ -163,9 +188,52 @@ impl BenchServer {
     }
 }
 
+fn spawn(config_path: &std::path::Path) -> anyhow::Result<Child> {
+    let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: cargo build --release --bin parley-homeserver",
+            binary.display()
+        );
+    }
+    Command::new(&binary)
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+async fn wait_ready(url: &str, ca_pem: &[u8]) -> anyhow::Result<()> {
+    let client = parley_sdk::Client::new(url.parse()?, parley_sdk::Trust::CaPem(ca_pem.to_vec()))?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if client.ready().await.is_ok_and(|r| r.ready) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the homeserver at {url} did not become ready within 60 s")
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl Drop for BenchServer {
     fn drop(&mut self) {
         self.kill_process();
+        for replica in &mut self.replicas {
+            let _ = replica.kill();
+            let _ = replica.wait();
+        }
         let _ = self.cluster.stop();
     }
 }
