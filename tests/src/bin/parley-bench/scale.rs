@@ -30,6 +30,11 @@ pub struct ScaleArgs {
     /// Database connections of each process.
     #[arg(long, default_value_t = 16)]
     pool: usize,
+    /// Connect each group's receiver to the process after its sender's (every delivery
+    /// crosses processes: a NOTIFY and a database read) instead of the same one (pushed
+    /// from the writer's memory).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cross_process: bool,
 }
 
 struct Row {
@@ -45,6 +50,10 @@ struct Row {
     /// CPU seconds during the timed phase: homeserver processes, PostgreSQL, this generator.
     cpu: [Duration; 3],
     wall: Duration,
+    /// PostgreSQL transactions during the timed phase (single reads count as one), and
+    /// WAL flushes (durable commits, several committing together may share one).
+    transactions: i64,
+    wal_syncs: i64,
 }
 
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
@@ -53,8 +62,12 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         rows.push(measure(&args, processes.max(1)).await?);
     }
     println!(
-        "{} 1:1 groups x {} messages, {} requests in flight, {} connections per process; one durable PostgreSQL, all on this machine",
-        args.groups, args.messages, args.concurrency, args.pool
+        "{} 1:1 groups x {} messages, {} requests in flight, {} connections per process, receivers on {} process; one durable PostgreSQL, all on this machine",
+        args.groups,
+        args.messages,
+        args.concurrency,
+        args.pool,
+        if args.cross_process { "the next" } else { "the sender's" }
     );
     println!(
         "processes | accepted msg/s | send->accept p50 / p99 | accept->deliver p50 / p99 | delivered | RSS (all processes)"
@@ -76,17 +89,21 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         );
     }
     println!("CPU during each run (seconds; the machine has {} cores):", cores());
-    println!("processes | wall | homeserver | PostgreSQL | load generator | PostgreSQL share");
+    println!(
+        "processes | wall | homeserver | PostgreSQL | load generator | PostgreSQL share | per 100 messages: PostgreSQL transactions, WAL flushes"
+    );
     for row in &rows {
         let [homeserver, postgres, generator] = row.cpu.map(|d| d.as_secs_f64());
         println!(
-            "{:>9} | {:>4.1} | {:>10.1} | {:>10.1} | {:>14.1} | {:>5.0} %",
+            "{:>9} | {:>4.1} | {:>10.1} | {:>10.1} | {:>14.1} | {:>5.0} % | {:.0}, {:.1}",
             row.processes,
             row.wall.as_secs_f64(),
             homeserver,
             postgres,
             generator,
-            100.0 * postgres / (homeserver + postgres + generator).max(f64::EPSILON)
+            100.0 * postgres / (homeserver + postgres + generator).max(f64::EPSILON),
+            100.0 * row.transactions as f64 / row.expected.max(1) as f64,
+            100.0 * row.wal_syncs as f64 / row.expected.max(1) as f64
         );
     }
     Ok(())
@@ -102,8 +119,12 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
     let trust = Trust::CaPem(server.ca_pem.clone());
     let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();
     let on = |i: usize| -> &Target { &targets[i % processes] };
+    let receiver_offset = usize::from(args.cross_process);
     let groups: Vec<BenchGroup> = futures_util::stream::iter(0..args.groups)
-        .map(|g| setup_group(on(g), on(g + 1), &trust, format!("s{prefix}g{g}"), 2, args.messages))
+        .map(|g| {
+            let name = format!("s{prefix}g{g}");
+            setup_group(on(g), on(g + receiver_offset), &trust, name, 2, args.messages)
+        })
         .buffer_unordered(4)
         .collect::<Vec<_>>()
         .await
@@ -118,6 +139,8 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
         }
     }
     eprintln!("{processes} process(es): sending {expected} messages ...");
+    let stats = server.db().await?;
+    let before = pg_counters(&stats).await?;
     let cpu_before = (server.cpu(), crate::cpu::of_process(std::process::id()));
     let started = Instant::now();
     let (accepted_rate, accept) = send_all(queue, args.concurrency, None, None).await?;
@@ -129,6 +152,8 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
         postgres.saturating_sub(cpu_before.0.1),
         generator.saturating_sub(cpu_before.1),
     ];
+    let after = pg_counters(&stats).await?;
+    let (transactions, wal_syncs) = (after.0 - before.0, after.1 - before.1);
     eprintln!(
         "{processes} process(es): delivered {delivered}/{expected} in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -147,9 +172,23 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
         rss,
         cpu,
         wall,
+        transactions,
+        wal_syncs,
     })
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Transactions in the benchmark's database and WAL flushes of its cluster so far.
+async fn pg_counters(db: &tokio_postgres::Client) -> anyhow::Result<(i64, i64)> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+                    (SELECT wal_sync FROM pg_stat_wal)",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
