@@ -212,14 +212,7 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
     }
     assert_eq!(handed_out.len(), 4, "one per device of ann (2), ben and cat");
     ann.send_text(&lunch, "after the backup", None).await.expect("send");
-    let position = "SELECT inbox_position FROM devices WHERE device_id = $1";
-    let cat_position: i64 = server
-        .db()
-        .await
-        .query_one(position, &[&cat_device])
-        .await
-        .unwrap()
-        .get(0);
+    let cat_position = inbox_position(&server, &cat_device).await;
     let config = server.stop().await;
 
     // The restore, into a new database, with the key files in a new place.
@@ -269,13 +262,7 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
     // Exactly what the backup held: the message sent after it is gone.
     assert_eq!(snapshot(&restored).await, before);
     // Entries from now on come after every position handed out before the restore.
-    let restored_position: i64 = restored
-        .db()
-        .await
-        .query_one(position, &[&cat_device])
-        .await
-        .unwrap()
-        .get(0);
+    let restored_position = inbox_position(&restored, &cat_device).await;
     assert!(restored_position > cat_position, "{restored_position} > {cat_position}");
     // Not one one-time KeyPackage: the ones handed out after the backup are gone.
     assert_eq!(restored.count(one_time, &[]).await, 0);
@@ -401,4 +388,15 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
         let count = messenger.client().key_package_count().await.expect("count");
         assert!(count.available > 0 && count.last_resort, "{count:?}");
     }
+}
+
+/// The position the next inbox entry of `device` will follow.
+async fn inbox_position(server: &TestServer, device: &str) -> i64 {
+    server
+        .db()
+        .await
+        .query_one("SELECT inbox_position FROM devices WHERE device_id = $1", &[&device])
+        .await
+        .unwrap()
+        .get(0)
 }

@@ -8,14 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use parley_sdk::messenger::Messenger;
-use parley_specs::{ServerName, UserId};
+use parley_specs::ServerName;
 use parley_tests::balancer::TcpBalancer;
 use parley_tests::process::ProcessServer;
 use parley_tests::server::{federating_config, free_loopback_addr, wait_until};
 
 use crate::federated_groups::{joined, lines, sync_until};
-use crate::federated_processes::open;
-use crate::helpers::register_request;
+use crate::federated_processes::Device;
 
 /// Without the cross-process wake-up a reader on another process waits for its periodic
 /// re-check (10 s); with it, delivery takes milliseconds. Generous for a loaded machine.
@@ -72,44 +71,6 @@ impl Cluster {
     }
 }
 
-/// A device that can move to another process of its homeserver.
-struct Device {
-    name: String,
-    token: String,
-    messenger: Messenger,
-}
-
-impl Device {
-    async fn register(server: &ProcessServer, dir: &Path, name: &str) -> Self {
-        let session = server.sdk().register(&register_request(name)).await.expect("register");
-        let mut messenger = open(
-            server,
-            dir,
-            name,
-            &session.access_token,
-            session.user_id,
-            session.device_id,
-        )
-        .await;
-        messenger.sync().await.expect("first sync");
-        Self {
-            name: name.to_owned(),
-            token: session.access_token,
-            messenger,
-        }
-    }
-
-    /// Connects to `server` instead, keeping its store and session.
-    async fn reconnect(&mut self, server: &ProcessServer, dir: &Path) {
-        let (user, device) = (self.user(), self.messenger.device_id().clone());
-        self.messenger = open(server, dir, &self.name, &self.token, user, device).await;
-    }
-
-    fn user(&self) -> UserId {
-        self.messenger.user_id().clone()
-    }
-}
-
 #[tokio::test]
 async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_them() {
     let cluster = Cluster::start().await;
@@ -161,7 +122,7 @@ async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_t
     // Everyone writes once; all four see the same messages in the same (hub) order.
     let mut expected = Vec::new();
     for d in [&mut ann, &mut ben, &mut cat, &mut bob] {
-        let text = format!("hello from {}", d.name);
+        let text = format!("hello from {}", d.name());
         let seq = d.messenger.send_text(&group, &text, None).await.expect("send").seq;
         expected.push((seq, d.user().to_string(), text));
     }
