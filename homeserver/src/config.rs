@@ -175,6 +175,11 @@ pub struct LimitsConfig {
     /// How often expired (disappearing) messages are deleted, in seconds.
     #[serde(default = "default_expiry_sweep_secs")]
     pub expiry_sweep_interval_secs: u64,
+    /// How often a waiting inbox reader (long-poll or WebSocket) looks at the database
+    /// without being woken, in seconds: the longest a lost cross-process wake-up delays a
+    /// delivery. Each waiting reader costs one query per interval.
+    #[serde(default = "default_inbox_recheck_secs")]
+    pub inbox_recheck_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -189,6 +194,7 @@ impl Default for LimitsConfig {
             max_group_size: default_max_group_size(),
             past_epochs_accepted: default_past_epochs(),
             expiry_sweep_interval_secs: default_expiry_sweep_secs(),
+            inbox_recheck_secs: default_inbox_recheck_secs(),
         }
     }
 }
@@ -284,6 +290,9 @@ fn default_max_group_size() -> usize {
 }
 fn default_past_epochs() -> u64 {
     3
+}
+fn default_inbox_recheck_secs() -> u64 {
+    10
 }
 fn default_expiry_sweep_secs() -> u64 {
     10

@@ -72,7 +72,7 @@ async fn push(
         }
         tokio::select! {
             _ = &mut notified => {}
-            _ = tokio::time::sleep(inbox::RECHECK_INTERVAL) => {}
+            _ = tokio::time::sleep(inbox::recheck_interval(&state)) => {}
             message = messages.next() => match message {
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     if session.pong(&bytes).await.is_err() {

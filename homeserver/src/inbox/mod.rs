@@ -14,12 +14,15 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::inbox::{NewEntry, Recipient};
 
-/// How often a waiting reader looks at the database even without a wake-up. Writes
-/// wake readers at once, on this process directly and on the others through `relay`;
-/// this bounds the delay when a cross-process wake-up is lost. Every idle connection
-/// costs one query per interval, so it is not short.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_LIMIT: u32 = 100;
+
+/// How often a waiting reader looks at the database even without a wake-up
+/// (`limits.inbox_recheck_secs`). Writes wake readers at once, on this process directly
+/// and on the others through `relay`; this bounds the delay when a cross-process wake-up
+/// is lost.
+pub fn recheck_interval(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.limits.inbox_recheck_secs.max(1))
+}
 
 pub mod relay;
 mod waker;
@@ -52,7 +55,7 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
             observe_push_latency(state, &entries);
             return Ok(InboxPage { entries, next_cursor });
         }
-        let wait = (deadline - now).min(RECHECK_INTERVAL);
+        let wait = (deadline - now).min(recheck_interval(state));
         let _ = tokio::time::timeout(wait, notified).await;
     }
 }

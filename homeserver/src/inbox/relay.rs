@@ -7,7 +7,7 @@
 //! transaction: a NOTIFY inside it would serialize the commits of all writers (PostgreSQL
 //! takes a global lock from NOTIFY to commit). A notification lost in a crash between
 //! commit and NOTIFY, or while the connection is down, only delays: readers re-check
-//! the database every `RECHECK_INTERVAL`, and everyone is woken after a reconnect.
+//! the database every `limits.inbox_recheck_secs`, and everyone is woken after a reconnect.
 
 use std::sync::Arc;
 use std::time::Duration;

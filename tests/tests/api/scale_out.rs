@@ -16,9 +16,11 @@ use parley_tests::server::{federating_config, free_loopback_addr, wait_until};
 use crate::federated_groups::{joined, lines, sync_until};
 use crate::federated_processes::Device;
 
-/// Without the cross-process wake-up a reader on another process waits for its periodic
-/// re-check (10 s); with it, delivery takes milliseconds. Generous for a loaded machine.
-const CROSS_PROCESS_PUSH: Duration = Duration::from_secs(5);
+/// The processes of a.test re-check waiting readers this rarely, so a reader on another
+/// process is reached within the test only through the cross-process wake-up.
+const RECHECK_SECS: u64 = 600;
+/// With the wake-up delivery takes milliseconds; generous for a loaded machine.
+const CROSS_PROCESS_PUSH: Duration = Duration::from_secs(30);
 
 struct Cluster {
     /// The processes of a.test, all on one database.
@@ -50,6 +52,8 @@ impl Cluster {
             |_| {},
         )
         .await;
+        let mut a_config = a_config;
+        a_config.limits.inbox_recheck_secs = RECHECK_SECS;
         let a = ProcessServer::start_replicas(a_config, dirs[0].path(), 3).await;
         let backends = a.iter().map(|p| p.federation_addr().unwrap()).collect();
         let balancer = TcpBalancer::start(a_federation, backends).await;
