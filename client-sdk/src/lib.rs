@@ -34,6 +34,7 @@ pub mod messenger;
 pub mod sealed;
 mod stream;
 mod tls;
+pub mod ui;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use error::Error;

@@ -29,6 +29,22 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The `parley` CLI binary, beside the test executables (`cargo build --bin parley`).
+pub fn parley_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("parley"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bin parley` first)",
+        bin.display()
+    );
+    bin
+}
+
 pub struct ProcessServer {
     pub config: Config,
     /// `https://localhost:<port>`

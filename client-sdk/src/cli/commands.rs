@@ -67,7 +67,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { group, format } => messaging::export(&ctx, &group, format).await,
         Command::Verify { user, mark } => messaging::verify(&ctx, &user, mark).await,
         Command::Delete { group, seq } => messaging::delete(&ctx, &group, seq).await,
+        Command::Ui { port, no_open: _ } => ui(ctx, port).await,
     }
+}
+
+/// `parley ui`: starts unlocked when the profile has a session and --passphrase-file is
+/// given; otherwise the web app signs in or unlocks.
+async fn ui(ctx: Ctx, port: u16) -> anyhow::Result<()> {
+    let passphrase = match (&ctx.passphrase_file, ctx.profile.load()?) {
+        (Some(file), Some(_)) => Some(read_password(PasswordSource {
+            file: Some(file),
+            flag: "--passphrase-file",
+            prompt: "Passphrase of the message store",
+            confirm: false,
+        })?),
+        _ => None,
+    };
+    crate::ui::run(crate::ui::UiOptions {
+        profile: ctx.profile,
+        port,
+        json: ctx.out.json,
+        passphrase,
+    })
+    .await
 }
 
 async fn register(

@@ -9,7 +9,8 @@ use parley_specs::groups_api::GroupMember;
 
 use super::output::printable;
 use crate::messenger::{
-    AddOutcome, DeviceKey, Event, GroupOverview, MemberDevice, SafetyNumber, Verification, human_time, text_line,
+    AddOutcome, DeviceKey, Event, GroupOverview, MemberDevice, Presence, SafetyNumber, Verification, human_time,
+    text_line,
 };
 
 /// One event as a line (or a few) of text.
@@ -53,6 +54,20 @@ pub(super) fn event_text(event: &Event) -> String {
         Event::Undecryptable { group_id, seq, reason } => {
             format!("[{group_id}] #{seq} could not be read: {}", printable(reason))
         }
+        Event::Typing { group_id, user, typing } => {
+            format!(
+                "[{group_id}] {user} {}",
+                if *typing { "is typing" } else { "stopped typing" }
+            )
+        }
+        Event::Presence { user, presence } => format!(
+            "{user} is {}",
+            match presence {
+                Presence::Online => "online",
+                Presence::Away => "away",
+            }
+        ),
+        Event::Expired { group_id, seq } => format!("[{group_id}] #{seq} disappeared"),
     }
 }
 

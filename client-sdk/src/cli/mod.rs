@@ -173,6 +173,17 @@ pub enum Command {
         #[arg(long)]
         mark: bool,
     },
+    /// Open Parley in your web browser: serves the web app and a local API on
+    /// 127.0.0.1 only, and prints the address to open (with a secret made at each
+    /// launch). Your keys stay in this process. Ctrl-C stops it.
+    Ui {
+        /// The port on 127.0.0.1 [default: a free one].
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Do not try to open a browser (the default: the address is printed).
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Delete one message from this device's history, for real.
     Delete {
         /// The group (its id, or the start of it).

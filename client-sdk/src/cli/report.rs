@@ -102,6 +102,12 @@ fn messenger_hint(err: &MessengerError, profile: &str) -> Option<String> {
             format!("start a conversation first: `{parley}group create`, then `{parley}group add GROUP {user}`")
         }
         MessengerError::CannotRemoveSelf => format!("`{parley}group leave GROUP` leaves a group"),
+        MessengerError::VerifiedContactChanged { users } => format!(
+            "`{parley}verify {}` shows the new safety number; once you compared it, `{parley}verify {} --mark` \
+             verifies the new devices and unblocks sending",
+            users.first().map_or("USER", |u| u.as_str()),
+            users.first().map_or("USER", |u| u.as_str())
+        ),
         _ => return None,
     })
 }

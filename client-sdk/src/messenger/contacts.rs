@@ -44,6 +44,35 @@ impl Messenger {
         self.end(lock, result)
     }
 
+    /// Accepts that a verified contact's devices changed, without comparing safety
+    /// numbers again: the contact becomes unverified, and sending to conversations with
+    /// them is no longer blocked. Returns the contact's verification (unverified).
+    pub async fn acknowledge_change(&mut self, contact: &UserId) -> Result<Verification> {
+        let lock = self.begin().await?;
+        let result = if self.state.contacts.remove(contact).is_some() {
+            self.save(&lock)
+        } else {
+            Ok(())
+        };
+        self.end(lock, result.map(|()| Verification::Unverified))
+    }
+
+    /// Whether `contact` is verified, and whether their devices changed since; cheaper
+    /// than [`Messenger::safety_number`] (no number is computed).
+    pub async fn verification(&mut self, contact: &UserId) -> Result<Verification> {
+        let lock = self.begin().await?;
+        let result = self.verification_now(contact);
+        self.end(lock, result)
+    }
+
+    fn verification_now(&self, contact: &UserId) -> Result<Verification> {
+        let Some(c) = self.state.contacts.get(contact) else {
+            return Ok(Verification::Unverified);
+        };
+        let (_, theirs) = self.shared_device_keys(contact)?;
+        Ok(verification_of(c, &theirs))
+    }
+
     fn safety_number_now(&self, contact: &UserId) -> Result<SafetyNumber> {
         let me = &self.state.user_id;
         if contact == me {
@@ -53,20 +82,11 @@ impl Messenger {
         if theirs.is_empty() {
             return Err(MessengerError::NoSharedGroup(contact.clone()));
         }
-        let verification = match self.state.contacts.get(contact) {
-            None => Verification::Unverified,
-            Some(c) if !c.changed && c.verified_keys == theirs => Verification::Verified {
-                verified_at: c.verified_at,
-            },
-            Some(c) => {
-                let (added, removed) = difference(&c.verified_keys, &theirs);
-                Verification::Changed {
-                    verified_at: c.verified_at,
-                    added,
-                    removed,
-                }
-            }
-        };
+        let verification = self
+            .state
+            .contacts
+            .get(contact)
+            .map_or(Verification::Unverified, |c| verification_of(c, &theirs));
         Ok(SafetyNumber {
             digits: safety_digits((me, &own), (contact, &theirs)),
             user: me.clone(),
@@ -138,5 +158,21 @@ impl Messenger {
                 .push(Event::VerifiedContactChanged { user, added, removed });
         }
         Ok(())
+    }
+}
+
+/// A verified contact's state given their devices now.
+fn verification_of(contact: &Contact, now: &BTreeSet<DeviceKey>) -> Verification {
+    if !contact.changed && &contact.verified_keys == now {
+        Verification::Verified {
+            verified_at: contact.verified_at,
+        }
+    } else {
+        let (added, removed) = difference(&contact.verified_keys, now);
+        Verification::Changed {
+            verified_at: contact.verified_at,
+            added,
+            removed,
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Reading and deleting the local history: list, search, export, delete a message,
 //! clear a conversation.
 
+use std::time::Duration;
+
 use parley_specs::GroupId;
 use time::OffsetDateTime;
 
@@ -68,6 +70,35 @@ impl Messenger {
             Some(c) => {
                 let deleted = std::mem::take(&mut c.messages).len();
                 self.save(&lock).map(|()| deleted)
+            }
+        };
+        self.end(lock, result)
+    }
+
+    /// Sets the conversation's disappearing-message timer on this device: later messages
+    /// sent from here without an explicit expiry disappear after `timer` (whole seconds).
+    /// `None` turns it off.
+    pub async fn set_timer(&mut self, group_id: &GroupId, timer: Option<Duration>) -> Result<()> {
+        let lock = self.begin().await?;
+        let result = match self.state.conversations.get_mut(group_id) {
+            None => Err(MessengerError::UnknownGroup(group_id.clone())),
+            Some(c) => {
+                c.timer_secs = timer.map(|t| t.as_secs().max(1));
+                self.save(&lock)
+            }
+        };
+        self.end(lock, result)
+    }
+
+    /// Marks the conversation read up to message `seq` (the marker never moves back).
+    pub async fn mark_read(&mut self, group_id: &GroupId, seq: i64) -> Result<()> {
+        let lock = self.begin().await?;
+        let result = match self.state.conversations.get_mut(group_id) {
+            None => Err(MessengerError::UnknownGroup(group_id.clone())),
+            Some(c) if c.read_up_to >= seq => Ok(()),
+            Some(c) => {
+                c.read_up_to = seq;
+                self.save(&lock)
             }
         };
         self.end(lock, result)

@@ -7,6 +7,8 @@
 //!   a server cannot make a disappearing message permanent by dropping it.
 //! - `{"type":"leave"}` — the sender's user leaves the group and asks the other members'
 //!   devices to remove all of its devices (MLS does not let a member remove itself).
+//! - `{"type":"typing","typing":true}` — the sender is typing (or stopped); not kept.
+//! - `{"type":"presence","presence":"online"|"away"}` — the sender's presence; not kept.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -29,9 +31,30 @@ pub enum Envelope {
     },
     /// The sender's user leaves the group.
     Leave,
+    /// The sender is typing (or stopped typing) in the group. Not kept in the history.
+    Typing {
+        /// Whether they are typing.
+        #[serde(default)]
+        typing: bool,
+    },
+    /// The sender's presence, sent to every group. Not kept in the history.
+    Presence {
+        /// Online or away.
+        presence: Presence,
+    },
     /// A type this version does not know (ignored).
     #[serde(other)]
     Unknown,
+}
+
+/// Whether a user is at their device, as their client announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// A window of the client is open.
+    Online,
+    /// No window is open.
+    Away,
 }
 
 impl Envelope {
@@ -70,8 +93,21 @@ mod tests {
         assert_eq!(Envelope::parse(&expiring.to_bytes()), Some(expiring));
         assert_eq!(Envelope::Leave.to_bytes(), br#"{"type":"leave"}"#);
         assert_eq!(
-            Envelope::parse(br#"{"type":"typing","on":true}"#),
+            Envelope::parse(br#"{"type":"reaction","emoji":"+1"}"#),
             Some(Envelope::Unknown)
+        );
+        let typing = Envelope::Typing { typing: true };
+        assert_eq!(typing.to_bytes(), br#"{"type":"typing","typing":true}"#);
+        assert_eq!(Envelope::parse(&typing.to_bytes()), Some(typing));
+        let away = Envelope::Presence {
+            presence: Presence::Away,
+        };
+        assert_eq!(away.to_bytes(), br#"{"type":"presence","presence":"away"}"#);
+        assert_eq!(Envelope::parse(&away.to_bytes()), Some(away));
+        assert_eq!(
+            Envelope::parse(br#"{"type":"presence","presence":"dancing"}"#),
+            None,
+            "an unknown presence is not an envelope"
         );
         assert_eq!(Envelope::parse(b"not json"), None);
         assert_eq!(Envelope::parse(br#"{"body":"no type"}"#), None);

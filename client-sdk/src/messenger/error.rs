@@ -113,6 +113,17 @@ pub enum MessengerError {
         /// The sequence number.
         seq: i64,
     },
+    /// Sending is blocked: verified contacts in the group have other devices than the ones
+    /// verified. Compare safety numbers again and verify them, or accept the change.
+    #[error(
+        "not sent: the devices of {} changed since you verified them; compare your safety numbers again and \
+         verify, or accept the change, before sending to this conversation",
+        users.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    VerifiedContactChanged {
+        /// The contacts whose devices changed.
+        users: Vec<UserId>,
+    },
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {

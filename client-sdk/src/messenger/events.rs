@@ -5,6 +5,7 @@ use parley_specs::groups_api::GroupMember;
 use parley_specs::{GroupId, UserId};
 use serde::Serialize;
 
+use super::envelope::Presence;
 use super::history::HistoryMessage;
 use super::safety::DeviceKey;
 
@@ -72,6 +73,30 @@ pub enum Event {
         added: Vec<DeviceKey>,
         /// Verified devices that are gone.
         removed: Vec<DeviceKey>,
+    },
+    /// A member is typing, or stopped (not kept; a client clears it after a few seconds
+    /// without a refresh). Also from this user's other devices, never this device's own.
+    Typing {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who.
+        user: UserId,
+        /// Whether they are typing.
+        typing: bool,
+    },
+    /// A member announced their presence (not kept).
+    Presence {
+        /// Who.
+        user: UserId,
+        /// Online or away.
+        presence: Presence,
+    },
+    /// A disappearing message expired and was deleted from this device.
+    Expired {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message.
+        seq: i64,
     },
     /// An inbox entry could not be used (it is acknowledged anyway, so it does not block
     /// the inbox).

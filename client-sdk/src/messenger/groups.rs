@@ -55,6 +55,11 @@ pub struct GroupOverview {
     /// When the latest of them was sent.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_message_at: Option<OffsetDateTime>,
+    /// Messages of other users not marked read (see [`Messenger::mark_read`]).
+    pub unread: usize,
+    /// The disappearing-message timer of messages sent from this device, in seconds
+    /// (see [`Messenger::set_timer`]).
+    pub timer_secs: Option<u64>,
 }
 
 /// What adding users did.
@@ -357,6 +362,7 @@ impl Messenger {
     }
 
     fn groups_locked(&self) -> Result<Vec<GroupOverview>> {
+        let now = OffsetDateTime::now_utc();
         let mut all = Vec::new();
         for (group_id, conversation) in &self.state.conversations {
             let group = self.load_group(group_id)?.filter(|_| conversation.member);
@@ -370,6 +376,8 @@ impl Messenger {
                     .unwrap_or_default(),
                 messages: conversation.messages.len(),
                 last_message_at: conversation.messages.iter().map(|m| m.sent_at).max(),
+                unread: conversation.unread(&self.state.user_id, now),
+                timer_secs: conversation.timer_secs,
             });
         }
         Ok(all)

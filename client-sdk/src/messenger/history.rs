@@ -59,6 +59,12 @@ pub(crate) struct Conversation {
     pub(crate) joined_epoch: u64,
     /// Text messages by sequence number, ascending.
     pub(crate) messages: Vec<HistoryMessage>,
+    /// This device's disappearing-message timer for the conversation, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timer_secs: Option<u64>,
+    /// Messages up to this sequence number were read on this device.
+    #[serde(default)]
+    pub(crate) read_up_to: i64,
 }
 
 impl Conversation {
@@ -68,6 +74,8 @@ impl Conversation {
             joined_at: now,
             joined_epoch: 0,
             messages: Vec::new(),
+            timer_secs: None,
+            read_up_to: 0,
         }
     }
 
@@ -84,11 +92,19 @@ impl Conversation {
         self.messages.get_mut(at)
     }
 
-    /// Deletes the messages expired at `now`; returns how many.
-    pub(crate) fn purge_expired(&mut self, now: OffsetDateTime) -> usize {
-        let before = self.messages.len();
+    /// Deletes the messages expired at `now`; returns their sequence numbers.
+    pub(crate) fn purge_expired(&mut self, now: OffsetDateTime) -> Vec<i64> {
+        let expired = self.messages.iter().filter(|m| m.expired(now)).map(|m| m.seq).collect();
         self.messages.retain(|m| !m.expired(now));
-        before - self.messages.len()
+        expired
+    }
+
+    /// Unexpired messages of other users after the read marker.
+    pub(crate) fn unread(&self, me: &UserId, now: OffsetDateTime) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| m.seq > self.read_up_to && &m.sender != me && !m.expired(now))
+            .count()
     }
 
     /// Deletes message `seq`; returns whether it was there.
@@ -229,12 +245,35 @@ mod tests {
             "expired ones are never shown"
         );
         assert_eq!(seqs(c.messages(Some("LUNCH"), now)), vec![5]);
-        assert_eq!(c.purge_expired(now), 1);
+        assert_eq!(c.purge_expired(now), vec![7]);
         assert_eq!(c.messages.len(), 3);
         assert!(c.delete(5));
         assert!(!c.delete(5));
         assert_eq!(seqs(c.messages(None, now)), vec![2, 9]);
-        assert_eq!(c.purge_expired(now + time::Duration::hours(1)), 1);
+        assert_eq!(c.purge_expired(now + time::Duration::hours(1)), vec![9]);
+    }
+
+    #[test]
+    fn unread_counts_messages_of_others_after_the_marker() {
+        let now = datetime!(2026-01-02 04:00:00 UTC);
+        let me = UserId::parse("ben@a.example").expect("user");
+        let mut c = Conversation::new(now);
+        for seq in 1..=4 {
+            c.record(message(seq, "from ann", None));
+        }
+        let mut mine = message(5, "from me", None);
+        mine.sender = me.clone();
+        c.record(mine);
+        assert_eq!(c.unread(&me, now), 4);
+        c.read_up_to = 2;
+        assert_eq!(c.unread(&me, now), 2);
+        c.read_up_to = 5;
+        assert_eq!(c.unread(&me, now), 0);
+        // Older stores have neither field.
+        let old: Conversation =
+            serde_json::from_str(r#"{"member":true,"joined_at":"2026-01-02T03:04:05Z","messages":[]}"#)
+                .expect("old conversation");
+        assert_eq!((old.timer_secs, old.read_up_to), (None, 0));
     }
 
     #[test]

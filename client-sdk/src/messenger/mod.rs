@@ -55,7 +55,7 @@ use std::time::Instant;
 use parley_specs::{DeviceId, UserId};
 use time::OffsetDateTime;
 
-pub use envelope::Envelope;
+pub use envelope::{Envelope, Presence};
 pub use error::MessengerError;
 pub use events::Event;
 pub use groups::{AddOutcome, GroupOverview, LeaveOutcome, MemberDevice, RemoveOutcome};
@@ -253,14 +253,18 @@ impl Messenger {
         }
         self.stale = true;
         let now = OffsetDateTime::now_utc();
-        let expired: usize = self
-            .state
-            .conversations
-            .values_mut()
-            .map(|c| c.purge_expired(now))
-            .sum();
-        if expired > 0 {
+        let mut expired = Vec::new();
+        for (group_id, conversation) in &mut self.state.conversations {
+            for seq in conversation.purge_expired(now) {
+                expired.push(Event::Expired {
+                    group_id: group_id.clone(),
+                    seq,
+                });
+            }
+        }
+        if !expired.is_empty() {
             self.save(&lock)?;
+            self.undelivered.extend(expired);
         }
         Ok(lock)
     }

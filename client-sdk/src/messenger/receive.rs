@@ -300,9 +300,30 @@ impl Messenger {
                     user: sender.user_id,
                 });
             }
+            Envelope::Typing { typing } => {
+                if !self.is_this_device(&sender) {
+                    self.undelivered.push(Event::Typing {
+                        group_id: entry.group_id.clone(),
+                        user: sender.user_id,
+                        typing,
+                    });
+                }
+            }
+            Envelope::Presence { presence } => {
+                if !self.is_this_device(&sender) {
+                    self.undelivered.push(Event::Presence {
+                        user: sender.user_id,
+                        presence,
+                    });
+                }
+            }
             Envelope::Unknown => {}
         }
         Ok(())
+    }
+
+    fn is_this_device(&self, member: &GroupMember) -> bool {
+        member.user_id == self.state.user_id && member.device_id == self.state.device_id
     }
 
     fn on_commit(

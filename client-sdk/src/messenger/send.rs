@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use parley_specs::groups_api::{Accepted, SubmitMessageRequest};
-use parley_specs::{ErrorCode, GroupId};
+use parley_specs::{ErrorCode, GroupId, UserId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::commits::{current_epoch, encode};
-use super::envelope::Envelope;
+use super::envelope::{Envelope, Presence};
 use super::error::{MessengerError, mls};
 use super::history::HistoryMessage;
 use super::store::StoreLock;
@@ -25,6 +25,8 @@ pub const MAX_TEXT_BYTES: usize = 32 * 1024;
 const MAX_SEND_ATTEMPTS: usize = 3;
 /// Resubmissions (same transaction id) after a network failure.
 const NETWORK_RETRIES: u32 = 2;
+/// Typing and presence messages are of no use later: the servers drop them after this.
+const SIGNAL_LIFETIME: time::Duration = time::Duration::minutes(2);
 
 /// A message the hub accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,9 +46,15 @@ pub struct SentMessage {
 }
 
 impl Messenger {
-    /// Sends `text` to the group; with `expires_in`, a disappearing message (deleted by
-    /// the servers and by every device, this one included, when the time passes). The
-    /// message joins this device's history at its place in the hub's order.
+    /// Sends `text` to the group; with `expires_in` (or else the conversation's timer, see
+    /// [`Messenger::set_timer`]), a disappearing message (deleted by the servers and by
+    /// every device, this one included, when the time passes). The message joins this
+    /// device's history at its place in the hub's order.
+    ///
+    /// Fails with [`MessengerError::VerifiedContactChanged`] while a verified member's
+    /// devices differ from the verified ones, until the user verifies them again
+    /// ([`Messenger::mark_verified`]) or accepts the change
+    /// ([`Messenger::acknowledge_change`]).
     pub async fn send_text(
         &mut self,
         group_id: &GroupId,
@@ -72,6 +80,19 @@ impl Messenger {
         expires_in: Option<Duration>,
     ) -> Result<SentMessage> {
         self.prepare_online(lock).await?;
+        let blocked = self.changed_contacts_in(group_id)?;
+        if !blocked.is_empty() {
+            // Keep the flags the check may have just raised.
+            self.save(lock)?;
+            return Err(MessengerError::VerifiedContactChanged { users: blocked });
+        }
+        let expires_in = expires_in.or_else(|| {
+            self.state
+                .conversations
+                .get(group_id)
+                .and_then(|c| c.timer_secs)
+                .map(Duration::from_secs)
+        });
         let sent_at = OffsetDateTime::now_utc();
         let expires_at = match expires_in {
             None => None,
@@ -107,6 +128,66 @@ impl Messenger {
             sent_at,
             expires_at,
         })
+    }
+
+    /// Tells the group's other devices that this user is typing (or stopped). Not kept in
+    /// any history; the servers drop it after a few minutes.
+    pub async fn send_typing(&mut self, group_id: &GroupId, typing: bool) -> Result<()> {
+        let lock = self.begin().await?;
+        let result = self.send_signal(&lock, group_id, &Envelope::Typing { typing }).await;
+        self.end(lock, result)
+    }
+
+    /// Tells every group this device is a member of that this user is online or away;
+    /// returns how many groups it was sent to. A group that refuses it (this device was
+    /// removed meanwhile) is skipped; a network failure stops it.
+    pub async fn send_presence(&mut self, presence: Presence) -> Result<usize> {
+        let lock = self.begin().await?;
+        let result = self.send_presence_locked(&lock, presence).await;
+        self.end(lock, result)
+    }
+
+    async fn send_presence_locked(&mut self, lock: &StoreLock, presence: Presence) -> Result<usize> {
+        let groups: Vec<GroupId> = self
+            .state
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.member)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut sent = 0;
+        for group_id in groups {
+            match self
+                .send_signal(lock, &group_id, &Envelope::Presence { presence })
+                .await
+            {
+                Ok(()) => sent += 1,
+                Err(MessengerError::Api(e)) if !matches!(e, Error::Api { .. }) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn send_signal(&mut self, lock: &StoreLock, group_id: &GroupId, envelope: &Envelope) -> Result<()> {
+        self.prepare_online(lock).await?;
+        let expires_at = OffsetDateTime::now_utc().checked_add(SIGNAL_LIFETIME);
+        self.send_envelope(lock, group_id, envelope, expires_at).await?;
+        self.save(lock)
+    }
+
+    /// The members of the group who were verified and whose devices changed since
+    /// (checked now), and whose change the user did not accept.
+    fn changed_contacts_in(&mut self, group_id: &GroupId) -> Result<Vec<UserId>> {
+        self.check_verified_contacts()?;
+        let group = self.active_group(group_id)?;
+        let mut users: Vec<UserId> = super::groups::members_of(&group)
+            .into_iter()
+            .map(|m| m.user_id)
+            .filter(|u| self.state.contacts.get(u).is_some_and(|c| c.changed))
+            .collect();
+        users.dedup();
+        Ok(users)
     }
 
     /// Encrypts and submits one envelope.

@@ -20,3 +20,4 @@ mod ops;
 mod restart;
 mod routes;
 mod scale_out;
+mod ui;

@@ -1,0 +1,119 @@
+import { useEffect, useRef, useState } from "react";
+import type { FormEvent, KeyboardEvent } from "react";
+import { ApiError, plainWords } from "../api";
+
+interface Props {
+  /** Resolves when sent; throws (an ApiError) when not. */
+  onSend: (text: string) => Promise<void>;
+  onTyping?: (typing: boolean) => void;
+  disabled?: boolean;
+  disabledReason?: string;
+}
+
+const TYPING_REFRESH_MS = 3000;
+
+export function Composer({ onSend, onTyping, disabled, disabledReason }: Props) {
+  const [text, setText] = useState("");
+  const [sending, setSending] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const lastTyping = useRef(0);
+  const inputRef = useRef<HTMLTextAreaElement>(null);
+
+  function typing(on: boolean) {
+    if (!onTyping) return;
+    const now = Date.now();
+    if (on) {
+      if (now - lastTyping.current < TYPING_REFRESH_MS) return;
+      lastTyping.current = now;
+      onTyping(true);
+    } else if (lastTyping.current) {
+      lastTyping.current = 0;
+      onTyping(false);
+    }
+  }
+
+  useEffect(() => () => typing(false), []); // eslint-disable-line react-hooks/exhaustive-deps
+
+  async function send() {
+    const body = text.trim();
+    if (!body || sending || disabled) return;
+    setSending(true);
+    setError(null);
+    typing(false);
+    try {
+      await onSend(body);
+      setText("");
+    } catch (e) {
+      // The conversation shows its own alert for a blocked send; keep this one short.
+      setError(
+        e instanceof ApiError && e.code === "verified_contact_changed"
+          ? "a contact's devices changed. Review it, then retry."
+          : plainWords(e),
+      );
+    } finally {
+      setSending(false);
+      inputRef.current?.focus();
+    }
+  }
+
+  function onSubmit(e: FormEvent) {
+    e.preventDefault();
+    void send();
+  }
+
+  function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      void send();
+    }
+  }
+
+  return (
+    <form onSubmit={onSubmit} className="border-t border-slate-200 p-2 dark:border-slate-700">
+      {error && (
+        <div
+          role="alert"
+          className="mb-2 flex flex-wrap items-center gap-2 rounded-md bg-red-50 p-2 text-sm text-red-800 dark:bg-red-950 dark:text-red-200"
+        >
+          <span>Not sent — {error}</span>
+          <button type="button" className="btn" onClick={() => void send()} disabled={sending}>
+            Retry
+          </button>
+        </div>
+      )}
+      <div className="flex items-end gap-2">
+        <label htmlFor="composer" className="sr-only">
+          Message
+        </label>
+        <textarea
+          id="composer"
+          ref={inputRef}
+          className="input min-h-[2.5rem] flex-1 resize-none"
+          rows={Math.min(6, Math.max(1, text.split("\n").length))}
+          value={text}
+          placeholder={disabled ? disabledReason : "Write a message"}
+          disabled={disabled}
+          aria-describedby="composer-help"
+          onChange={(e) => {
+            setText(e.target.value);
+            typing(e.target.value.length > 0);
+            if (!e.target.value) typing(false);
+          }}
+          onBlur={() => typing(false)}
+          onKeyDown={onKeyDown}
+        />
+        <span id="composer-help" className="sr-only">
+          Enter sends, Shift+Enter starts a new line.
+        </span>
+        <button type="submit" className="btn-primary" disabled={sending || disabled || !text.trim()}>
+          Send
+        </button>
+      </div>
+      {sending && (
+        <p role="status" className="mt-1 text-xs text-slate-600 dark:text-slate-400">
+          Sending…
+        </p>
+      )}
+    </form>
+  );
+}
