@@ -9,8 +9,8 @@ use parley_specs::client_api::{
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
 use parley_specs::groups_api::{
-    Accepted, AckRequest, CreateGroupRequest, GroupList, GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest,
-    SubmitMessageRequest,
+    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupList, GroupSummary, InboxPage, InboxQuery,
+    SubmitCommitRequest, SubmitMessageRequest,
 };
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
@@ -295,6 +295,12 @@ impl Client {
     /// The hub's public view of a group this device is in.
     pub async fn get_group(&self, group: &GroupId) -> Result<GroupSummary, Error> {
         self.call(client::GET_GROUP, &[group.as_str()], None::<&()>).await
+    }
+
+    /// How far each server with members in the group has stored its messages (asked of
+    /// the group's hub; `partial` when this device's server could not reach it).
+    pub async fn group_delivery(&self, group: &GroupId) -> Result<GroupDelivery, Error> {
+        self.call(client::GROUP_DELIVERY, &[group.as_str()], None::<&()>).await
     }
 
     /// Submits a commit (and the Welcome of the members it adds) to the group's hub. A

@@ -106,6 +106,9 @@ pub mod client {
     pub const GET_GROUP: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}", AccessToken, false);
     pub const SUBMIT_COMMIT: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/commits", AccessToken, true);
     pub const SUBMIT_MESSAGE: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/messages", AccessToken, true);
+    /// How far each server with members has stored the group's messages; a follower asks
+    /// the hub (see the federation endpoint of the same name).
+    pub const GROUP_DELIVERY: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}/delivery", AccessToken, false);
     pub const READ_INBOX: Endpoint = endpoint(Get, "/client/v1/inbox", AccessToken, false);
     pub const ACK_INBOX: Endpoint = endpoint(Post, "/client/v1/inbox/ack", AccessToken, false);
     /// A WebSocket: the server pushes inbox entries as JSON text frames.
@@ -129,6 +132,7 @@ pub mod client {
         GET_GROUP,
         SUBMIT_COMMIT,
         SUBMIT_MESSAGE,
+        GROUP_DELIVERY,
         READ_INBOX,
         ACK_INBOX,
         INBOX_STREAM,
@@ -184,6 +188,11 @@ pub mod federation {
     /// messages from the hub (`?after=<seq>&limit=<n>`).
     pub const BACKFILL: Endpoint = endpoint(Get, "/federation/v1/groups/{group_id}/messages", ServerSignature, false);
 
+    /// A follower asks the hub how far each server with members has stored the group
+    /// (answered only to servers with members in it).
+    pub const GROUP_DELIVERY: Endpoint =
+        endpoint(Get, "/federation/v1/groups/{group_id}/delivery", ServerSignature, false);
+
     pub const ALL: &[Endpoint] = &[
         SERVER_KEYS,
         VERSION,
@@ -192,6 +201,7 @@ pub mod federation {
         SUBMIT_MESSAGE,
         SEND_TRANSACTION,
         BACKFILL,
+        GROUP_DELIVERY,
     ];
 }
 

@@ -117,6 +117,10 @@ pub struct BackfillQuery {
     pub limit: Option<u32>,
 }
 
+/// Answer of `GET /federation/v1/groups/{group_id}/delivery`: the hub's view of how far
+/// each server with members has stored the group (never `partial`).
+pub type FederatedGroupDelivery = crate::groups_api::GroupDelivery;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPage {

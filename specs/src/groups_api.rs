@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::bytes::Base64Bytes;
-use crate::ids::{DeviceId, GroupId, UserId};
+use crate::ids::{DeviceId, GroupId, ServerName, UserId};
 
 /// Longest a client-chosen transaction id may be.
 pub const MAX_TXN_ID_LEN: usize = 64;
@@ -151,4 +151,26 @@ pub struct StreamQuery {
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     pub up_to: i64,
+}
+
+/// How far one server with members in a group has stored its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDelivery {
+    pub server: ServerName,
+    /// The highest sequence number that server has stored: every message of the group up
+    /// to it has reached the server (0 before the first).
+    pub delivered_up_to: i64,
+}
+
+/// Answer of `GET /client/v1/groups/{group_id}/delivery`: what each server with members
+/// in the group (the hub's own included) has received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDelivery {
+    pub group_id: GroupId,
+    /// Sorted by server name.
+    pub servers: Vec<ServerDelivery>,
+    /// True when the group's hub could not be asked: `servers` then holds only what the
+    /// answering server knows (its own position).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }

@@ -10,6 +10,7 @@ use parley_specs::ErrorCode;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::delivery::Deliveries;
 use super::server::Ui;
 use super::views;
 use crate::Error;
@@ -75,7 +76,7 @@ fn connection_event(state: &str, message: Option<&str>) -> Value {
 
 /// The document's events for the SDK's `events` (the messenger is needed to describe
 /// conversations).
-pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>) -> Vec<Value> {
+pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries: &Deliveries) -> Vec<Value> {
     let me = m.user_id().clone();
     let mut out = Vec::new();
     let mut conversations_changed = Vec::new();
@@ -83,8 +84,12 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>) -> Vec<Valu
         match event {
             Event::Message { group_id, message } => {
                 let others = views::other_devices(m, &group_id).await;
+                if message.sender == me {
+                    deliveries.own_message(&group_id, message.seq);
+                }
+                let positions = deliveries.positions(&group_id);
                 out.push(json!({"event": "message", "group_id": group_id,
-                                "message": views::message(&me, &message, others)}));
+                                "message": views::message(&me, &message, others, &positions)}));
             }
             Event::Joined { group_id, .. }
             | Event::MembersChanged { group_id, .. }
@@ -113,7 +118,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>) -> Vec<Valu
         }
     }
     for group_id in conversations_changed {
-        if let Ok(conversation) = views::conversation(m, &group_id).await {
+        if let Ok(conversation) = views::conversation(m, &group_id, deliveries).await {
             out.push(json!({"event": "conversation", "conversation": conversation}));
         }
     }
@@ -130,19 +135,21 @@ pub(crate) async fn receive_loop(ui: web::Data<Ui>) {
             match state.messenger.as_mut() {
                 None => None,
                 Some(m) => Some(match m.receive(RECEIVE_WAIT).await {
-                    Ok(events) => Ok(translate(m, events).await),
+                    Ok(events) => Ok((translate(m, events, &ui.deliveries).await, m.client().clone())),
                     Err(e) => Err(e),
                 }),
             }
         };
         match outcome {
             None => tokio::time::sleep(Duration::from_millis(200)).await,
-            Some(Ok(events)) => {
+            Some(Ok((events, client))) => {
                 backoff = Duration::from_millis(500);
                 ui.hub.connection(true, None);
                 for event in events {
                     ui.hub.send(event);
                 }
+                let to_streams = ui.clone();
+                ui.deliveries.refresh(&client, move |event| to_streams.hub.send(event));
                 // Let waiting API calls take the messenger.
                 tokio::task::yield_now().await;
             }

@@ -6,6 +6,7 @@
 
 mod assets;
 mod auth;
+mod delivery;
 mod error;
 mod events;
 mod routes;

@@ -251,7 +251,7 @@ async fn open_store(ui: &Ui, state: &mut MutexGuard<'_, Signed>, passphrase: &st
     match messenger.sync().await {
         Ok(events) => {
             ui.hub.connection(true, None);
-            for event in events::translate(&mut messenger, events).await {
+            for event in events::translate(&mut messenger, events, &ui.deliveries).await {
                 ui.hub.send(event);
             }
         }
@@ -292,7 +292,7 @@ fn forget(ui: &Ui, state: &mut Signed) -> Result<(), ApiError> {
 async fn list_conversations(ui: Data) -> Res {
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
-    ok(views::conversations(m, None).await?)
+    ok(views::conversations(m, None, &ui.deliveries).await?)
 }
 
 #[derive(Deserialize)]
@@ -318,7 +318,7 @@ async fn create_conversation(ui: Data, body: web::Json<Create>) -> Res {
 
 /// The conversation as the answer, also pushed to the event streams.
 async fn conversation_reply(ui: &Ui, m: &mut Messenger, group_id: &GroupId) -> Res {
-    let conversation = views::conversation(m, group_id).await?;
+    let conversation = views::conversation(m, group_id, &ui.deliveries).await?;
     ui.hub
         .send(json!({"event": "conversation", "conversation": conversation}));
     ok(conversation)
@@ -328,7 +328,7 @@ async fn get_conversation(ui: Data, path: web::Path<String>) -> Res {
     let group_id = group(&path)?;
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
-    ok(views::conversation(m, &group_id).await?)
+    ok(views::conversation(m, &group_id, &ui.deliveries).await?)
 }
 
 async fn delete_conversation(ui: Data, path: web::Path<String>) -> Res {
@@ -340,6 +340,7 @@ async fn leave(ui: Data, path: web::Path<String>) -> Res {
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
     m.leave_group(&group_id).await?;
+    ui.deliveries.forget(&group_id);
     empty()
 }
 
@@ -390,9 +391,18 @@ async fn messages(ui: Data, path: web::Path<String>, query: web::Query<Search>) 
     let history = m.history(&group_id, search).await?;
     let others = views::other_devices(m, &group_id).await;
     let me = m.user_id().clone();
+    // One request per listing: how far each member server has received the conversation
+    // (the last known positions when the homeserver cannot say).
+    if let Ok(answer) = m.client().group_delivery(&group_id).await {
+        ui.deliveries.record(answer);
+    }
+    let positions = ui.deliveries.positions(&group_id);
+    if let Some(own) = history.iter().rev().find(|msg| msg.sender == me) {
+        ui.deliveries.own_message(&group_id, own.seq);
+    }
     ok(history
         .iter()
-        .map(|msg| views::message(&me, msg, others))
+        .map(|msg| views::message(&me, msg, others, &positions))
         .collect::<Vec<_>>())
 }
 
@@ -412,8 +422,10 @@ async fn send(ui: Data, path: web::Path<String>, body: web::Json<Text>) -> Res {
     let history = m.history(&group_id, None).await?;
     let others = views::other_devices(m, &group_id).await;
     let me = m.user_id().clone();
+    ui.deliveries.own_message(&group_id, sent.seq);
+    let positions = ui.deliveries.positions(&group_id);
     let message = match history.iter().find(|msg| msg.seq == sent.seq) {
-        Some(msg) => views::message(&me, msg, others),
+        Some(msg) => views::message(&me, msg, others, &positions),
         None => {
             return Err(ApiError::server_error(
                 "the message was sent but is missing from the history",
@@ -534,7 +546,8 @@ async fn search(ui: Data, query: web::Query<Search>) -> Res {
             devices.insert(group_id.clone(), n);
         }
         let others = devices.get(&group_id).copied().unwrap_or(0);
-        out.push(json!({"group_id": group_id, "message": views::message(&me, &msg, others)}));
+        let positions = ui.deliveries.positions(&group_id);
+        out.push(json!({"group_id": group_id, "message": views::message(&me, &msg, others, &positions)}));
     }
     ok(out)
 }

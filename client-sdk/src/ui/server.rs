@@ -8,6 +8,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use super::delivery::Deliveries;
 use super::error::ApiError;
 use super::events::{Hub, receive_loop};
 use super::{assets, auth, events, routes};
@@ -34,6 +35,8 @@ pub(crate) struct Ui {
     pub(crate) profile: Profile,
     pub(crate) state: tokio::sync::Mutex<Signed>,
     pub(crate) hub: Hub,
+    /// How far each member server has received each conversation.
+    pub(crate) deliveries: std::sync::Arc<Deliveries>,
 }
 
 /// The signed-in state: a session (from the profile) and, once unlocked, the messenger.
@@ -58,6 +61,7 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
             messenger: None,
         }),
         hub: Hub::new(),
+        deliveries: std::sync::Arc::default(),
     });
     if let Some(passphrase) = options.passphrase.as_deref()
         && ui.state.lock().await.session.is_some()

@@ -2,10 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use parley_specs::groups_api::ServerDelivery;
 use parley_specs::{GroupId, UserId};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::delivery::Deliveries;
 use crate::messenger::{GroupOverview, HistoryMessage, Messenger, MessengerError, SafetyNumber, Verification};
 
 const CIPHERSUITE: &str = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -20,10 +22,12 @@ pub(crate) fn verification_word(v: &Verification) -> &'static str {
 }
 
 /// A message object, with its delivery state given how many other member devices the
-/// conversation has.
-pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize) -> Value {
-    let delivered = m.sender == *me && other_devices > 0 && m.delivered_to.len() >= other_devices;
-    json!({
+/// conversation has and how far each member server has received it (`servers`, the last
+/// known positions; own messages only).
+pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, servers: &[ServerDelivery]) -> Value {
+    let mine = m.sender == *me;
+    let delivered = mine && other_devices > 0 && m.delivered_to.len() >= other_devices;
+    let mut view = json!({
         "seq": m.seq,
         "sender": m.sender,
         "sender_device": m.sender_device,
@@ -36,7 +40,15 @@ pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize) -> 
             "delivered_to": m.delivered_to,
             "devices": other_devices,
         },
-    })
+    });
+    if mine {
+        let servers: Vec<Value> = servers
+            .iter()
+            .map(|s| json!({"server": s.server, "delivered": m.seq <= s.delivered_up_to}))
+            .collect();
+        view["delivery"]["servers"] = Value::Array(servers);
+    }
+    view
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -53,7 +65,11 @@ pub(crate) async fn other_devices(m: &mut Messenger, group_id: &GroupId) -> usiz
 }
 
 /// The conversation objects of `only` (or all), most recent first.
-pub(crate) async fn conversations(m: &mut Messenger, only: Option<&GroupId>) -> Result<Vec<Value>, MessengerError> {
+pub(crate) async fn conversations(
+    m: &mut Messenger,
+    only: Option<&GroupId>,
+    deliveries: &Deliveries,
+) -> Result<Vec<Value>, MessengerError> {
     let overviews: Vec<GroupOverview> = m
         .groups()
         .await?
@@ -93,7 +109,8 @@ pub(crate) async fn conversations(m: &mut Messenger, only: Option<&GroupId>) -> 
         let all_verified = !others.is_empty() && others.iter().all(|u| word(u) == "verified");
         let other_devices = members.iter().filter(|d| !d.this_device).count();
         let history = m.history(&overview.group_id, None).await?;
-        let last = history.last().map(|msg| message(&me, msg, other_devices));
+        let positions = deliveries.positions(&overview.group_id);
+        let last = history.last().map(|msg| message(&me, msg, other_devices, &positions));
         let member_views: Vec<Value> = members
             .iter()
             .map(|d| {
@@ -131,8 +148,12 @@ pub(crate) async fn conversations(m: &mut Messenger, only: Option<&GroupId>) -> 
 }
 
 /// One conversation object.
-pub(crate) async fn conversation(m: &mut Messenger, group_id: &GroupId) -> Result<Value, MessengerError> {
-    conversations(m, Some(group_id))
+pub(crate) async fn conversation(
+    m: &mut Messenger,
+    group_id: &GroupId,
+    deliveries: &Deliveries,
+) -> Result<Value, MessengerError> {
+    conversations(m, Some(group_id), deliveries)
         .await?
         .into_iter()
         .next()

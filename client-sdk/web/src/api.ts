@@ -24,10 +24,23 @@ export interface DeviceRef {
   device_id: string;
 }
 
+/** Whether one member server has stored the message (own messages only). */
+export interface ServerReceived {
+  server: string;
+  delivered: boolean;
+}
+
+/** How far one member server has stored a conversation (the `delivery` event). */
+export interface ServerPosition {
+  server: string;
+  delivered_up_to: number;
+}
+
 export interface Delivery {
   state: "sent" | "delivered";
   delivered_to: DeviceRef[];
   devices: number;
+  servers?: ServerReceived[];
 }
 
 export interface Message {
@@ -100,6 +113,7 @@ export type ServerEvent =
   | { event: "message"; group_id: string; message: Message }
   | { event: "message_deleted"; group_id: string; seq: number }
   | { event: "delivered"; group_id: string; seq: number; to: DeviceRef | DeviceRef[]; delivery?: Delivery }
+  | { event: "delivery"; group_id: string; servers: ServerPosition[] }
   | { event: "conversation"; conversation: Conversation }
   | { event: "typing"; group_id: string; user_id: string; typing: boolean }
   | { event: "presence"; user_id: string; presence: Presence }

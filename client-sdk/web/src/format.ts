@@ -54,7 +54,30 @@ export function deliveryText(d: Delivery): string {
   return d.state === "delivered" ? "Delivered" : "Sent";
 }
 
+/** "on a.test, b.test" or "on a.test · waiting for b.test"; null when the servers are unknown. */
+export function serversText(d: Delivery): string | null {
+  const servers = d.servers;
+  if (!servers || servers.length === 0) return null;
+  const on = servers.filter((s) => s.delivered).map((s) => s.server);
+  const waiting = servers.filter((s) => !s.delivered).map((s) => s.server);
+  const parts: string[] = [];
+  if (on.length) parts.push(`on ${on.join(", ")}`);
+  if (waiting.length) parts.push(`waiting for ${waiting.join(", ")}`);
+  return parts.join(" · ");
+}
+
+function serversTitle(d: Delivery): string {
+  const servers = d.servers;
+  if (!servers || servers.length === 0) return "";
+  const each = servers.map((s) => `${s.server}: ${s.delivered ? "received" : "waiting"}`);
+  return `; member servers: ${each.join(", ")}`;
+}
+
 export function deliveryTitle(d: Delivery): string {
+  return devicesTitle(d) + serversTitle(d);
+}
+
+function devicesTitle(d: Delivery): string {
   const to = d.delivered_to.map((x) => `${x.user_id} (${x.device_id})`);
   if (d.state === "delivered") {
     return to.length ? `Delivered to ${to.join(", ")}` : "Delivered to every device";

@@ -1,4 +1,14 @@
-import type { Conversation, Delivery, DeviceRef, Message, Presence, ServerEvent, Session, SocketState } from "./api";
+import type {
+  Conversation,
+  Delivery,
+  DeviceRef,
+  Message,
+  Presence,
+  ServerEvent,
+  ServerPosition,
+  Session,
+  SocketState,
+} from "./api";
 
 export interface SyncState {
   state: "syncing" | "idle";
@@ -86,6 +96,13 @@ function applyDelivered(d: Delivery, to: DeviceRef | DeviceRef[] | undefined, fu
   return { ...d, delivered_to: list, state };
 }
 
+/** An own message's per-server state from the servers' positions. */
+export function withServers(m: Message, servers: ServerPosition[]): Message {
+  if (!m.mine) return m;
+  const list = servers.map((s) => ({ server: s.server, delivered: m.seq <= s.delivered_up_to }));
+  return { ...m, delivery: { ...m.delivery, servers: list } };
+}
+
 function mapConv(s: State, id: string, f: (c: Conversation) => Conversation): Conversation[] {
   return s.conversations.map((c) => (c.group_id === id ? f(c) : c));
 }
@@ -132,6 +149,16 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
         c.last_message && c.last_message.seq === e.seq
           ? { ...c, last_message: { ...c.last_message, delivery: applyDelivered(c.last_message.delivery, e.to, e.delivery) } }
           : c,
+      );
+      return { ...s, messages, conversations };
+    }
+    case "delivery": {
+      const list = s.messages[e.group_id];
+      const messages = list
+        ? { ...s.messages, [e.group_id]: list.map((m) => withServers(m, e.servers)) }
+        : s.messages;
+      const conversations = mapConv(s, e.group_id, (c) =>
+        c.last_message ? { ...c, last_message: withServers(c.last_message, e.servers) } : c,
       );
       return { ...s, messages, conversations };
     }

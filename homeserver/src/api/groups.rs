@@ -1,14 +1,14 @@
 use actix_web::{HttpResponse, web};
 use parley_specs::groups_api::{
-    Accepted, AckRequest, CreateGroupRequest, GroupList, GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest,
-    SubmitMessageRequest,
+    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupList, GroupSummary, InboxPage, InboxQuery,
+    SubmitCommitRequest, SubmitMessageRequest,
 };
 
 use super::{no_content, parse_group_id};
 use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{hub, inbox};
+use crate::{federation, hub, inbox};
 
 /// Counts a refused submission by its reason before returning it.
 fn counted<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {
@@ -67,6 +67,17 @@ pub async fn message(
         Err(e) => Err(e),
     };
     counted(&state, result).map(web::Json)
+}
+
+pub async fn delivery(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<web::Json<GroupDelivery>, ApiError> {
+    let group = parse_group_id(&path)?;
+    Ok(web::Json(
+        federation::group_delivery(&state, &who.member(), group).await?,
+    ))
 }
 
 pub async fn read_inbox(

@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::GET_GROUP, groups::get)
         .add(client::SUBMIT_COMMIT, groups::commit)
         .add(client::SUBMIT_MESSAGE, groups::message)
+        .add(client::GROUP_DELIVERY, groups::delivery)
         .add(client::READ_INBOX, groups::read_inbox)
         .add(client::ACK_INBOX, groups::ack_inbox)
         .add(client::INBOX_STREAM, stream::inbox_stream)

@@ -1,6 +1,7 @@
 //! The federation API, served to other homeservers on its own port over mutual TLS.
 
 mod auth;
+mod delivery;
 mod follower;
 mod forward;
 mod keyring;
@@ -20,6 +21,7 @@ use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
 use parley_specs::{ErrorCode, ServerName, UserId};
 
 pub use auth::{PeerKeys, VerifiedPeer, authenticate, capture_peer_certificate, forget_old_requests_forever, keys_of};
+pub use delivery::group_delivery;
 pub use follower::Backfills;
 pub use forward::forward;
 pub use keyring::KeyringFile;
@@ -69,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::SUBMIT_MESSAGE, forward::forwarded_message)
         .add(endpoints::SEND_TRANSACTION, follower::receive_transaction)
         .add(endpoints::BACKFILL, ordered::backfill)
+        .add(endpoints::GROUP_DELIVERY, delivery::federated_delivery)
         .register(cfg);
 }
 

@@ -245,3 +245,17 @@ pub async fn followed_hubs(db: &impl Db) -> Result<Vec<String>, tokio_postgres::
         .await?;
     Ok(db.query(&stmt, &[]).await?.iter().map(|r| r.get(0)).collect())
 }
+
+/// For each destination with messages of the group still queued: the smallest queued
+/// sequence number (everything before it reached that destination).
+pub async fn oldest_queued_of_group(db: &impl Db, group: &str) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT destination, min(seq) FROM federation_queue WHERE group_id = $1 GROUP BY destination")
+        .await?;
+    Ok(db
+        .query(&stmt, &[&group])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}

@@ -14,13 +14,14 @@ use parley_homeserver::config::{Config, FederationConfig};
 use parley_homeserver::federation::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
-use parley_specs::endpoints::federation::{BACKFILL, SEND_TRANSACTION, SUBMIT_MESSAGE};
+use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, SEND_TRANSACTION, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{ForwardedMessage, OrderedKind, OrderedMessage, Transaction};
-use parley_specs::groups_api::{GroupMember, SubmitMessageRequest};
+use parley_specs::groups_api::{GroupDelivery, GroupMember, SubmitMessageRequest};
 use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
+use crate::helpers::code;
 use crate::messenger::device;
 
 const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
@@ -617,4 +618,106 @@ async fn a_hub_adds_no_one_from_a_server_it_does_not_federate_with_and_takes_no_
         refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
         (413, "payload_too_large".to_owned())
     );
+}
+
+/// (server, delivered_up_to) of a delivery answer.
+fn positions(delivery: &GroupDelivery) -> Vec<(String, i64)> {
+    delivery
+        .servers
+        .iter()
+        .map(|s| (s.server.to_string(), s.delivered_up_to))
+        .collect()
+}
+
+/// Asks through `m`'s server until `done` holds for the answer.
+async fn delivery_until(m: &Messenger, group: &GroupId, what: &str, done: impl Fn(&[(String, i64)]) -> bool) {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    loop {
+        let delivery = m.client().group_delivery(group).await.expect("delivery");
+        assert_eq!(delivery.group_id, *group);
+        assert!(!delivery.partial, "{} reached the hub", m.user_id());
+        if done(&positions(&delivery)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never saw {what}: {delivery:?}",
+            m.user_id()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A signed GET: (status, error code).
+async fn signed_get((client, keys): &(FederationClient, ServerKeyring), to: usize, path: &str) -> (u16, String) {
+    let destination = ServerName::parse(NAMES[to]).unwrap();
+    let response = client
+        .send(keys, reqwest::Method::GET, &destination, path, Vec::new(), now_ms())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn each_member_server_reports_how_far_it_received_a_group_through_the_hub() {
+    let mut trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, ben, group) = pair_group(&trio, dir.path()).await;
+    let path = GROUP_DELIVERY.path_with(&[group.as_str()]);
+    // The hub answers servers with members only; only the hub answers.
+    let as_c = speaking_as(&trio, 2);
+    assert_eq!(signed_get(&as_c, 0, &path).await, (404, "not_found".to_owned()));
+    let as_b = speaking_as(&trio, 1);
+    assert_eq!(signed_get(&as_b, 2, &path).await, (421, "not_hubbed_here".to_owned()));
+    assert_eq!(signed_get(&as_b, 0, &path).await.0, 200);
+
+    let mut cat = device(trio.server(2), dir.path(), "cat", true).await;
+    ann.add_members(&group, &[user(&cat)]).await.expect("add cat");
+    joined(&mut cat, &group).await;
+    let added = ann.client().get_group(&group).await.expect("group").last_seq;
+    let everyone_at = |seq: i64| {
+        move |p: &[(String, i64)]| {
+            p.iter().map(|(s, _)| s.as_str()).eq(NAMES) && p.iter().all(|(_, up_to)| *up_to >= seq)
+        }
+    };
+    delivery_until(&ann, &group, "every server with cat's addition", everyone_at(added)).await;
+
+    // c.test is down: the message reaches a.test (the hub) and b.test, not c.test; the
+    // hub's client API and b.test's (forwarded to the hub) say so alike.
+    let c_config = trio.stop(2).await;
+    let seq = ann.send_text(&group, "while c is down", None).await.expect("send").seq;
+    let c_missing = move |p: &[(String, i64)]| {
+        p.len() == 3
+            && p[0] == ("a.test".to_owned(), seq)
+            && p[1] == ("b.test".to_owned(), seq)
+            && p[2].0 == "c.test"
+            && (added..seq).contains(&p[2].1)
+    };
+    delivery_until(&ann, &group, "a and b but not c at the message", c_missing).await;
+    delivery_until(&ben, &group, "a and b but not c, through the hub", c_missing).await;
+
+    // A device that is not a member learns nothing, on the hub as on a follower.
+    let dan = device(trio.server(0), dir.path(), "dan", true).await;
+    assert_eq!(code(dan.client().group_delivery(&group).await), ErrorCode::NotAMember);
+    let eve = device(trio.server(1), dir.path(), "eve", true).await;
+    assert_eq!(code(eve.client().group_delivery(&group).await), ErrorCode::NotAMember);
+
+    // c.test is back: the queue drains and every server has the message.
+    trio.start(2, c_config).await;
+    delivery_until(&ann, &group, "every server at the message", everyone_at(seq)).await;
+    delivery_until(
+        &ben,
+        &group,
+        "every server at the message, through the hub",
+        everyone_at(seq),
+    )
+    .await;
+
+    // With the hub down a follower answers for itself only.
+    trio.stop(0).await;
+    let partial = ben.client().group_delivery(&group).await.expect("partial delivery");
+    assert!(partial.partial, "{partial:?}");
+    assert_eq!(positions(&partial), [("b.test".to_owned(), seq)]);
 }

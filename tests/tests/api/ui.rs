@@ -263,6 +263,15 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
     })
     .await;
     assert!(delivered, "ben's device acknowledged ann's message");
+    // Own messages say which member servers have them (here one server, the hub).
+    let history = ann.ok(Method::GET, &path(&group, "/messages"), None).await;
+    let ann_server = ann_id.split_once('@').expect("user id").1;
+    assert_eq!(
+        history[0]["delivery"]["servers"],
+        json!([{"server": ann_server, "delivered": true}]),
+        "{history}"
+    );
+    assert!(history[1]["delivery"].get("servers").is_none(), "{history}");
 
     // Typing, unread counts, search, export.
     ben.ok(Method::POST, &path(&group, "/typing"), Some(json!({"typing": true})))

@@ -1,5 +1,5 @@
 import type { Message } from "../api";
-import { deliveryText, deliveryTitle, disappearsText, timeText } from "../format";
+import { deliveryText, deliveryTitle, disappearsText, serversText, timeText } from "../format";
 
 interface Props {
   message: Message;
@@ -9,6 +9,7 @@ interface Props {
 
 export function MessageItem({ message: m, now, onDelete }: Props) {
   const disappears = disappearsText(m, now);
+  const servers = m.mine ? serversText(m.delivery) : null;
   return (
     <article
       aria-label={`Message from ${m.mine ? "you" : m.sender}`}
@@ -29,6 +30,11 @@ export function MessageItem({ message: m, now, onDelete }: Props) {
         {m.mine && (
           <span title={deliveryTitle(m.delivery)}>
             {deliveryText(m.delivery)}
+          </span>
+        )}
+        {servers && (
+          <span title={deliveryTitle(m.delivery)}>
+            {`· ${servers}`}
           </span>
         )}
         {disappears && <span>{disappears}</span>}

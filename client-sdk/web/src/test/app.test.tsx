@@ -174,6 +174,37 @@ describe("reducer", () => {
     expect(s.messages["g1@a.test"]).toHaveLength(0);
   });
 
+  it("applies the member servers' positions of a delivery event to own messages", () => {
+    let s = reducer(initialState, { type: "conversations", conversations: [conv()] });
+    s = reducer(s, {
+      type: "messages",
+      group_id: "g1@a.test",
+      messages: [msg({ seq: 4 }), msg({ seq: 5, mine: true }), msg({ seq: 8, mine: true })],
+    });
+    s = reducer(s, {
+      type: "event",
+      now: 0,
+      event: {
+        event: "delivery",
+        group_id: "g1@a.test",
+        servers: [
+          { server: "a.test", delivered_up_to: 8 },
+          { server: "b.test", delivered_up_to: 6 },
+        ],
+      },
+    });
+    const [theirs, five, eight] = s.messages["g1@a.test"];
+    expect(theirs.delivery.servers).toBeUndefined();
+    expect(five.delivery.servers).toEqual([
+      { server: "a.test", delivered: true },
+      { server: "b.test", delivered: true },
+    ]);
+    expect(eight.delivery.servers).toEqual([
+      { server: "a.test", delivered: true },
+      { server: "b.test", delivered: false },
+    ]);
+  });
+
   it("expires typing after 6 s", () => {
     let s = reducer(initialState, {
       type: "event",

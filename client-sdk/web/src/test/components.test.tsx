@@ -180,6 +180,55 @@ describe("MessageItem", () => {
     expect(onDelete).toHaveBeenCalledWith(7);
   });
 
+  it("shows which member servers have an own message and which are awaited", () => {
+    const { unmount } = render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        message={msg({
+          mine: true,
+          sender: "ann@a.test",
+          delivery: {
+            state: "sent",
+            delivered_to: [],
+            devices: 2,
+            servers: [
+              { server: "a.test", delivered: true },
+              { server: "b.test", delivered: false },
+            ],
+          },
+        })}
+      />,
+    );
+    let a = screen.getByRole("article");
+    expect(a).toHaveTextContent("Sent");
+    const servers = within(a).getByText("· on a.test · waiting for b.test");
+    expect(servers).toHaveAttribute("title", expect.stringContaining("a.test: received, b.test: waiting"));
+    unmount();
+    render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        message={msg({
+          mine: true,
+          delivery: {
+            state: "delivered",
+            delivered_to: [],
+            devices: 1,
+            servers: [
+              { server: "a.test", delivered: true },
+              { server: "b.test", delivered: true },
+            ],
+          },
+        })}
+      />,
+    );
+    a = screen.getByRole("article");
+    expect(within(a).getByText("Delivered")).toBeInTheDocument();
+    expect(within(a).getByText("· on a.test, b.test")).toBeInTheDocument();
+    expect(a).not.toHaveTextContent("waiting");
+  });
+
   it("formats durations", () => {
     expect(shortDuration(4200)).toBe("5 s");
     expect(shortDuration(5 * 60_000)).toBe("5 min");

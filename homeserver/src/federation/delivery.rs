@@ -1,0 +1,147 @@
+//! How far each server with members in a group has stored its messages. The hub knows:
+//! its own server has everything up to the group's last sequence number, and another
+//! server everything before the oldest message still queued for it (rows leave the
+//! queue when that server answered the transaction carrying them). A follower asks the
+//! hub, and answers with only its own position (`partial`) when the hub is unreachable.
+
+use std::collections::{BTreeSet, HashMap};
+
+use actix_web::{HttpRequest, web};
+use parley_specs::endpoints::federation::GROUP_DELIVERY;
+use parley_specs::federation_api::FederatedGroupDelivery;
+use parley_specs::groups_api::{GroupDelivery, GroupMember, ServerDelivery};
+use parley_specs::{ErrorCode, GroupId, ServerName};
+
+use super::{FederationState, authenticate, call, parse_group_id, unavailable};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{self, Db};
+
+fn not_hubbed_here(group: &GroupId) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotHubbedHere,
+        format!("{group} is hubbed on {}, not here", group.hub()),
+    )
+}
+
+/// The hub's view; None when the group is not stored here.
+async fn hub_view(db: &impl Db, own: &ServerName, group: &GroupId) -> Result<Option<GroupDelivery>, ApiError> {
+    // The last sequence number first: a message accepted after it is read can only make
+    // the queue's answer older, never claim a message that is still queued.
+    let Some((_, last_seq)) = store::groups::position(db, group).await? else {
+        return Ok(None);
+    };
+    let servers: BTreeSet<ServerName> = store::groups::members(db, group)
+        .await?
+        .iter()
+        .map(|m| m.user_id.server_name())
+        .collect();
+    let queued: HashMap<String, i64> = store::federation::oldest_queued_of_group(db, group.as_str())
+        .await?
+        .into_iter()
+        .collect();
+    let servers = servers
+        .into_iter()
+        .map(|server| {
+            let delivered_up_to = if server == *own {
+                last_seq
+            } else {
+                queued
+                    .get(server.as_str())
+                    .map_or(last_seq, |oldest| (oldest - 1).min(last_seq))
+            };
+            ServerDelivery {
+                server,
+                delivered_up_to,
+            }
+        })
+        .collect();
+    Ok(Some(GroupDelivery {
+        group_id: group.clone(),
+        servers,
+        partial: false,
+    }))
+}
+
+/// `GET /client/v1/groups/{group_id}/delivery` for a member device.
+pub async fn group_delivery(app: &AppState, who: &GroupMember, group: GroupId) -> Result<GroupDelivery, ApiError> {
+    let own = &app.config.server_name;
+    let db = app.pool.get().await?;
+    // Non-members (and callers naming a group unknown here) learn nothing.
+    if !store::groups::is_member(&db, &group, who).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotAMember,
+            format!("this device is not a member of {group}"),
+        ));
+    }
+    if group.hub() == *own {
+        return hub_view(&db, own, &group)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&format!("group {group}")));
+    }
+    let own_position = store::groups::position(&db, &group).await?.map_or(0, |(_, seq)| seq);
+    drop(db);
+    let asked = match app.federation.as_ref() {
+        Some(federation) => ask_hub(federation, &group).await,
+        None => Err(unavailable(format!(
+            "this server does not federate with {}",
+            group.hub()
+        ))),
+    };
+    match asked {
+        Ok(answer) => Ok(answer),
+        Err(error) => {
+            tracing::info!(%group, %error, "the hub did not say how far the group was delivered; answering for this server only");
+            Ok(GroupDelivery {
+                group_id: group,
+                servers: vec![ServerDelivery {
+                    server: own.clone(),
+                    delivered_up_to: own_position,
+                }],
+                partial: true,
+            })
+        }
+    }
+}
+
+/// Asks the group's hub for its view.
+async fn ask_hub(state: &FederationState, group: &GroupId) -> Result<GroupDelivery, ApiError> {
+    let hub = group.hub();
+    let path = GROUP_DELIVERY.path_with(&[group.as_str()]);
+    let (status, bytes) = call(state, reqwest::Method::GET, &hub, &path, Vec::new()).await?;
+    if !status.is_success() {
+        let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        return Err(unavailable(format!(
+            "{hub} refused the delivery request ({status}): {answer}"
+        )));
+    }
+    let mut answer: FederatedGroupDelivery = serde_json::from_slice(&bytes)
+        .map_err(|e| unavailable(format!("{hub} answered the delivery request with something else: {e}")))?;
+    if answer.group_id != *group {
+        return Err(unavailable(format!("{hub} answered for another group")));
+    }
+    answer.partial = false;
+    Ok(answer)
+}
+
+/// `GET /federation/v1/groups/{group_id}/delivery`: answered by the hub to servers with
+/// members in the group.
+pub async fn federated_delivery(
+    state: web::Data<FederationState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<web::Json<FederatedGroupDelivery>, ApiError> {
+    let peer = authenticate(&req, &[], &state).await?;
+    let group = parse_group_id(&path)?;
+    if group.hub() != state.server_name {
+        return Err(not_hubbed_here(&group));
+    }
+    let db = state.pool.get().await?;
+    let not_found = || ApiError::not_found(&format!("group {group} with members of {}", peer.origin));
+    if !store::groups::has_members_of(&db, &group, peer.origin.as_str()).await? {
+        return Err(not_found());
+    }
+    Ok(web::Json(
+        hub_view(&db, &state.server_name, &group).await?.ok_or_else(not_found)?,
+    ))
+}
