@@ -192,6 +192,9 @@ pub mod federation {
     /// (answered only to servers with members in it).
     pub const GROUP_DELIVERY: Endpoint =
         endpoint(Get, "/federation/v1/groups/{group_id}/delivery", ServerSignature, false);
+    /// The server of devices that acknowledged messages sends delivery receipts to the
+    /// server of the messages' senders (best effort; at most `MAX_RECEIPTS_PER_REQUEST`).
+    pub const RECEIPTS: Endpoint = endpoint(Post, "/federation/v1/receipts", ServerSignature, false);
 
     pub const ALL: &[Endpoint] = &[
         SERVER_KEYS,
@@ -202,6 +205,7 @@ pub mod federation {
         SEND_TRANSACTION,
         BACKFILL,
         GROUP_DELIVERY,
+        RECEIPTS,
     ];
 }
 

@@ -129,3 +129,35 @@ pub struct BackfillPage {
     /// The group's latest sequence number at the hub.
     pub last_seq: i64,
 }
+
+/// At most this many receipts in one `POST /federation/v1/receipts`.
+pub const MAX_RECEIPTS_PER_REQUEST: usize = 500;
+
+/// One delivery receipt: `receiver` acknowledged message `seq` of `group_id`, which
+/// `sender` sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryReceipt {
+    pub group_id: GroupId,
+    pub seq: i64,
+    pub sender: GroupMember,
+    pub receiver: GroupMember,
+}
+
+/// Body of `POST /federation/v1/receipts`: receipts of devices of the origin for
+/// messages sent by users of the destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsRequest {
+    pub receipts: Vec<DeliveryReceipt>,
+}
+
+/// Answer of `POST /federation/v1/receipts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptsResult {
+    /// Receipts that produced inbox entries for the senders' devices.
+    pub accepted: u64,
+    /// Receipts skipped: message no longer stored (expired), not sent by that device, a
+    /// group unknown here or a receiver not in it.
+    pub skipped: u64,
+}

@@ -12,37 +12,34 @@ use parley_sdk::{Client, Trust};
 
 use crate::server::{ca_pem, free_loopback_addr};
 
-/// The binary `cargo test --workspace` builds beside the test executables.
-pub fn binary() -> PathBuf {
+/// Where `cargo test --workspace` puts this workspace's binary `name`: beside the test
+/// executables (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`).
+pub fn built_binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test binary> -> target/<profile>/parley-homeserver
-    let bin = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("parley-homeserver"))
-        .expect("target directory");
+        .map(|dir| dir.join(name))
+        .expect("target directory")
+}
+
+fn built_binary(name: &str) -> PathBuf {
+    let bin = built_binary_path(name);
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bin parley-homeserver` first)",
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bin {name}` first)",
         bin.display()
     );
     bin
 }
 
-/// The `parley` CLI binary, beside the test executables (`cargo build --bin parley`).
+/// The `parley-homeserver` binary.
+pub fn binary() -> PathBuf {
+    built_binary("parley-homeserver")
+}
+
+/// The `parley` CLI binary.
 pub fn parley_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("parley"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bin parley` first)",
-        bin.display()
-    );
-    bin
+    built_binary("parley")
 }
 
 pub struct ProcessServer {

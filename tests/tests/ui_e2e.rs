@@ -52,15 +52,6 @@ fn skip(reason: &str) -> Option<Prerequisites> {
     None
 }
 
-/// The target directory of this test executable (`target/<profile>/deps/<exe>`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_owned()
-}
-
 struct Prerequisites {
     node: PathBuf,
     chromium: PathBuf,
@@ -90,7 +81,7 @@ fn prerequisites() -> Option<Prerequisites> {
     if !playwright.iter().any(|p| p.join("package.json").is_file()) {
         return skip(&format!("{} is missing", playwright[0].display()));
     }
-    let parley = profile_dir().join("parley");
+    let parley = parley_tests::process::built_binary_path("parley");
     if !parley.is_file() {
         return skip(&format!(
             "{} is missing (`cargo test --workspace` builds it; or `cargo build --bin parley`)",
@@ -219,7 +210,9 @@ async fn two_users_in_headless_chromium() {
     let Some(tools) = prerequisites() else {
         return;
     };
-    let artifacts = profile_dir().parent().unwrap().join("e2e-artifacts");
+    // target/<profile>/parley -> target/e2e-artifacts
+    let built = parley_tests::process::built_binary_path("parley");
+    let artifacts = built.parent().and_then(Path::parent).unwrap().join("e2e-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
     println!("ui_e2e: artefacts in {}", artifacts.display());

@@ -8,6 +8,7 @@ mod keyring;
 mod ordered;
 mod outbound;
 pub mod policy;
+mod receipts;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +28,7 @@ pub use forward::forward;
 pub use keyring::KeyringFile;
 pub use outbound::{OutboundKicks, send_forever};
 pub use policy::FederationPolicy;
+pub use receipts::relay_receipts;
 
 use crate::api::{Routes, parse_group_id};
 use crate::config::FederationConfig;
@@ -72,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::SEND_TRANSACTION, follower::receive_transaction)
         .add(endpoints::BACKFILL, ordered::backfill)
         .add(endpoints::GROUP_DELIVERY, delivery::federated_delivery)
+        .add(endpoints::RECEIPTS, receipts::receive_receipts)
         .register(cfg);
 }
 

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use parley_specs::groups_api::{InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS};
-use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
+use parley_specs::federation_api::DeliveryReceipt;
+use parley_specs::groups_api::{
+    GroupMember, InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
+};
+use parley_specs::{DeviceId, ErrorCode, GroupId, Localpart, ServerName, UserId};
 use time::OffsetDateTime;
 
 use crate::auth::AuthedDevice;
@@ -70,54 +73,91 @@ pub fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_ap
     }
 }
 
-/// Acknowledges entries up to `up_to`; the senders' devices get delivery receipts.
+/// Acknowledges entries up to `up_to`; the senders' devices get delivery receipts: at
+/// once for senders of this server, and through their servers (after the commit, best
+/// effort, never failing the acknowledgement) for senders of other servers.
 pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(), ApiError> {
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let acked = store::inbox::ack(&tx, &who.device_id, up_to).await?;
     let receiver = who.member();
-    // Every receipt of this acknowledgement in one append: one lock order for all devices.
-    let mut senders = Vec::new();
-    let mut devices_of: HashMap<String, Vec<DeviceId>> = HashMap::new();
-    for message in &acked {
-        let (Ok(sender), Ok(group_id)) = (UserId::parse(&message.sender_user), GroupId::parse(&message.group_id))
-        else {
-            continue;
-        };
-        if sender.server_name() != state.config.server_name {
-            continue;
-        }
-        let localpart = sender.localpart();
-        if !devices_of.contains_key(localpart.as_str()) {
-            let devices = store::devices::list(&tx, &localpart)
-                .await?
-                .iter()
-                .filter_map(|d| DeviceId::parse(&d.device_id).ok())
-                .filter(|d| *d != who.device_id)
-                .collect();
-            devices_of.insert(localpart.as_str().to_owned(), devices);
-        }
-        senders.push((localpart, group_id, message.seq));
-    }
-    let receiver = &receiver;
-    let entries: Vec<NewEntry> = senders
+    let receipts: Vec<DeliveryReceipt> = acked
         .iter()
-        .flat_map(|(localpart, group_id, seq)| {
-            let devices = devices_of.get(localpart.as_str()).map_or(&[][..], Vec::as_slice);
-            devices.iter().map(move |device_id| NewEntry {
-                receipt_from: Some(receiver),
-                ..Recipient {
-                    localpart: localpart.clone(),
-                    device_id,
-                }
-                .entry(InboxEntryKind::Receipt, group_id, *seq)
+        .filter_map(|message| {
+            Some(DeliveryReceipt {
+                group_id: GroupId::parse(&message.group_id).ok()?,
+                seq: message.seq,
+                sender: GroupMember {
+                    user_id: UserId::parse(&message.sender_user).ok()?,
+                    device_id: DeviceId::parse(&message.sender_device).ok()?,
+                },
+                receiver: receiver.clone(),
             })
         })
         .collect();
-    let woken = store::inbox::devices(store::inbox::append(&tx, &entries).await?);
+    let own = &state.config.server_name;
+    let (local, remote): (Vec<_>, Vec<_>) = receipts
+        .into_iter()
+        .partition(|r| r.sender.user_id.server_name() == *own);
+    let woken = write_receipts(&tx, own, &local).await?;
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
+    if !remote.is_empty() {
+        match &state.federation {
+            Some(federation) => crate::federation::relay_receipts(federation.clone(), remote),
+            None => tracing::debug!(
+                receipts = remote.len(),
+                "federation is off; receipts for senders of other servers dropped"
+            ),
+        }
+    }
     Ok(())
+}
+
+/// Writes delivery receipts: every device of each receipt's sender user (when a user of
+/// this server), except the receiving device itself, gets a `receipt` entry, all in one
+/// append (one lock order for all devices). The caller has checked the receipts and
+/// commits; it wakes the devices returned once committed. Nothing is deduplicated: a
+/// receipt written twice gives a second entry, which only marks the same message
+/// delivered to the same device again.
+pub async fn write_receipts(
+    db: &impl store::Db,
+    own: &ServerName,
+    receipts: &[DeliveryReceipt],
+) -> Result<Vec<String>, ApiError> {
+    let mut devices_of: HashMap<Localpart, Vec<DeviceId>> = HashMap::new();
+    for receipt in receipts {
+        if receipt.sender.user_id.server_name() != *own {
+            continue;
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = devices_of.entry(receipt.sender.user_id.localpart()) {
+            let devices = store::devices::list(db, slot.key())
+                .await?
+                .iter()
+                .filter_map(|d| DeviceId::parse(&d.device_id).ok())
+                .collect();
+            slot.insert(devices);
+        }
+    }
+    let entries: Vec<NewEntry> = receipts
+        .iter()
+        .flat_map(|receipt| {
+            let localpart = receipt.sender.user_id.localpart();
+            let devices = devices_of.get(&localpart).map_or(&[][..], Vec::as_slice);
+            devices
+                .iter()
+                .filter(|device_id| **device_id != receipt.receiver.device_id)
+                .map(move |device_id| NewEntry {
+                    receipt_from: Some(&receipt.receiver),
+                    ..Recipient {
+                        localpart: localpart.clone(),
+                        device_id,
+                    }
+                    .entry(InboxEntryKind::Receipt, &receipt.group_id, receipt.seq)
+                })
+        })
+        .collect();
+    Ok(store::inbox::devices(store::inbox::append(db, &entries).await?))
 }
 
 /// Deletes expired messages and inbox entries now and every `interval`. Safe on every

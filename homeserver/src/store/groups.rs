@@ -174,6 +174,21 @@ pub async fn is_member(db: &impl Db, group: &GroupId, who: &GroupMember) -> Resu
         .is_some())
 }
 
+/// The device that sent message `seq` of the group, when it is still stored here.
+pub async fn message_sender(db: &impl Db, group: &str, seq: i64) -> Result<Option<GroupMember>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT sender_user, sender_device FROM group_messages WHERE group_id = $1 AND seq = $2")
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&group, &seq]).await? else {
+        return Ok(None);
+    };
+    let (user, device): (String, String) = (row.get(0), row.get(1));
+    Ok(match (UserId::parse(&user), DeviceId::parse(&device)) {
+        (Ok(user_id), Ok(device_id)) => Some(GroupMember { user_id, device_id }),
+        _ => None,
+    })
+}
+
 pub async fn members(db: &impl Db, group: &GroupId) -> Result<Vec<GroupMember>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached("SELECT user_id, device_id FROM group_members WHERE group_id = $1 ORDER BY user_id, device_id")

@@ -18,6 +18,7 @@ pub struct AckedMessage {
     pub group_id: String,
     pub seq: i64,
     pub sender_user: String,
+    pub sender_device: String,
 }
 
 fn kind_code(kind: InboxEntryKind) -> i16 {
@@ -185,7 +186,7 @@ pub async fn ack(db: &impl Db, device: &DeviceId, up_to: i64) -> Result<Vec<Acke
     let stmt = db
         .prepare_cached(
             "WITH gone AS (DELETE FROM inbox WHERE device_id = $1 AND position <= $2 RETURNING kind, group_id, seq)
-             SELECT g.group_id, g.seq, m.sender_user FROM gone g
+             SELECT g.group_id, g.seq, m.sender_user, m.sender_device FROM gone g
              JOIN group_messages m ON m.group_id = g.group_id AND m.seq = g.seq
              WHERE g.kind = 1 AND m.sender_device <> $1",
         )
@@ -197,6 +198,7 @@ pub async fn ack(db: &impl Db, device: &DeviceId, up_to: i64) -> Result<Vec<Acke
             group_id: r.get(0),
             seq: r.get(1),
             sender_user: r.get(2),
+            sender_device: r.get(3),
         })
         .collect())
 }

@@ -14,8 +14,10 @@ use parley_homeserver::config::{Config, FederationConfig};
 use parley_homeserver::federation::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
-use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, SEND_TRANSACTION, SUBMIT_MESSAGE};
-use parley_specs::federation_api::{ForwardedMessage, OrderedKind, OrderedMessage, Transaction};
+use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, RECEIPTS, SEND_TRANSACTION, SUBMIT_MESSAGE};
+use parley_specs::federation_api::{
+    DeliveryReceipt, ForwardedMessage, OrderedKind, OrderedMessage, ReceiptsRequest, Transaction,
+};
 use parley_specs::groups_api::{GroupDelivery, GroupMember, SubmitMessageRequest};
 use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
@@ -720,4 +722,97 @@ async fn each_member_server_reports_how_far_it_received_a_group_through_the_hub(
     let partial = ben.client().group_delivery(&group).await.expect("partial delivery");
     assert!(partial.partial, "{partial:?}");
     assert_eq!(positions(&partial), [("b.test".to_owned(), seq)]);
+}
+
+fn member_of(m: &Messenger) -> GroupMember {
+    GroupMember {
+        user_id: user(m),
+        device_id: m.device_id().clone(),
+    }
+}
+
+/// Syncs `sender` until its message `seq` shows `receiver`'s device in `delivered_to`;
+/// checks that an `Event::Delivered` said so.
+async fn delivered(sender: &mut Messenger, receiver: &Messenger, group: &GroupId, seq: i64) {
+    let to = member_of(receiver);
+    let events = sync_until(sender, group, "a receipt from the other server", |history| {
+        history.iter().any(|m| m.seq == seq && m.delivered_to.contains(&to))
+    })
+    .await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Delivered { group_id, seq: s, to: t } if group_id == group && *s == seq && *t == to
+        )),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn delivery_receipts_reach_senders_on_other_servers_both_ways() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+
+    // ann on the hub sends; ben on the follower receives (and so acknowledges).
+    let sent = ann.send_text(&group, "to ben", None).await.expect("send").seq;
+    sync_until(&mut ben, &group, "ann's message", |h| h.iter().any(|m| m.seq == sent)).await;
+    delivered(&mut ann, &ben, &group, sent).await;
+
+    // ben on the follower sends; ann on the hub acknowledges.
+    let sent = ben.send_text(&group, "to ann", None).await.expect("send").seq;
+    sync_until(&mut ann, &group, "ben's message", |h| h.iter().any(|m| m.seq == sent)).await;
+    delivered(&mut ben, &ann, &group, sent).await;
+}
+
+#[tokio::test]
+async fn receipts_for_users_of_another_server_or_devices_outside_the_group_write_nothing() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ann, ben, group) = pair_group(&trio, dir.path()).await;
+    let cat = device(trio.server(2), dir.path(), "cat", true).await;
+    // ben does not sync: his own acknowledgement cannot race the forged receipts.
+    let seq = ann.send_text(&group, "to ben", None).await.expect("send").seq;
+    let receipts_at_a = || async {
+        trio.server(0)
+            .count(
+                "SELECT count(*) FROM inbox WHERE kind = 3 AND group_id = $1 AND seq = $2",
+                &[&group.as_str(), &seq],
+            )
+            .await
+    };
+    let receipt = |receiver: &Messenger| ReceiptsRequest {
+        receipts: vec![DeliveryReceipt {
+            group_id: group.clone(),
+            seq,
+            sender: member_of(&ann),
+            receiver: member_of(receiver),
+        }],
+    };
+    let as_c = speaking_as(&trio, 2);
+    // c.test claiming ben@b.test received the message.
+    assert_eq!(
+        refusal(&as_c, reqwest::Method::POST, 0, RECEIPTS.path, &receipt(&ben)).await,
+        (403, "sender_not_of_origin".to_owned())
+    );
+    // c.test for its own cat, who is not in the group: accepted, written nothing.
+    assert_eq!(
+        refusal(&as_c, reqwest::Method::POST, 0, RECEIPTS.path, &receipt(&cat)).await,
+        (200, String::new())
+    );
+    // b.test for ben, naming ben (not ann's device) as the message's sender: skipped.
+    let as_b = speaking_as(&trio, 1);
+    let mut wrong_sender = receipt(&ben);
+    wrong_sender.receipts[0].sender = member_of(&ben);
+    assert_eq!(
+        refusal(&as_b, reqwest::Method::POST, 0, RECEIPTS.path, &wrong_sender).await,
+        (200, String::new())
+    );
+    assert_eq!(receipts_at_a().await, 0, "no receipt written");
+    // The genuine receipt is written (for ann's one device).
+    assert_eq!(
+        refusal(&as_b, reqwest::Method::POST, 0, RECEIPTS.path, &receipt(&ben)).await,
+        (200, String::new())
+    );
+    assert_eq!(receipts_at_a().await, 1);
 }
