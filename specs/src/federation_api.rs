@@ -160,4 +160,8 @@ pub struct ReceiptsResult {
     /// Receipts skipped: message no longer stored (expired), not sent by that device, a
     /// group unknown here or a receiver not in it.
     pub skipped: u64,
+    /// Receipts for messages after the last one this server has received from the
+    /// group's hub (a receipt can overtake the message it is for): send them again later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub early: Vec<DeliveryReceipt>,
 }

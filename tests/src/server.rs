@@ -1,8 +1,9 @@
 //! Homeservers started in-process on 127.0.0.1 with a free port, each on its own database.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -51,12 +52,24 @@ fn pki() -> &'static TestPki {
 }
 
 /// A loopback address with a port free right now, for a server whose address others
-/// must know before it starts. (The port is released before the server binds it; the
-/// kernel does not hand a just-released port to the next port-0 bind.)
+/// must know before it starts. The port is released before the server binds it, so it
+/// comes from below Linux's ephemeral range (32768 and up): no outgoing connection or
+/// port-0 bind can take it meanwhile, and this process never hands it out twice.
 pub fn free_loopback_addr() -> SocketAddr {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..10_000 {
+        let port = rand::random_range(20_000..32_000);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            drop(listener);
+            handed_out.insert(port);
+            return SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
 }
 
 /// The PEM file of the CA behind every test server's certificate.

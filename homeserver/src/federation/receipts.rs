@@ -19,9 +19,14 @@ use crate::inbox;
 use crate::state::AppState;
 use crate::store;
 
-/// Waits before each retry of a request that failed; after the last, the receipts are
-/// dropped.
-const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
+/// Waits before each retry of a request that failed, or of receipts that arrived before
+/// their message; after the last, the receipts are dropped.
+const RETRY_DELAYS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
 
 /// Sends receipts of this server's devices to the servers of the messages' senders: one
 /// task per destination, requests of at most `MAX_RECEIPTS_PER_REQUEST`. Returns at once.
@@ -38,27 +43,30 @@ pub fn relay_receipts(state: web::Data<FederationState>, receipts: Vec<DeliveryR
         let state = state.clone();
         tokio::spawn(async move {
             for batch in receipts.chunks(MAX_RECEIPTS_PER_REQUEST) {
-                send_with_retries(&state, &destination, batch).await;
+                send_with_retries(&state, &destination, batch.to_vec()).await;
             }
         });
     }
 }
 
-async fn send_with_retries(state: &FederationState, destination: &ServerName, receipts: &[DeliveryReceipt]) {
-    let body = match serde_json::to_vec(&ReceiptsRequest {
-        receipts: receipts.to_vec(),
-    }) {
-        Ok(body) => body,
-        Err(error) => {
-            tracing::warn!(%error, "encoding receipts failed; dropped");
-            return;
-        }
-    };
+async fn send_with_retries(state: &FederationState, destination: &ServerName, mut receipts: Vec<DeliveryReceipt>) {
     let mut delays = RETRY_DELAYS.iter();
     loop {
-        let outcome = call(state, reqwest::Method::POST, destination, RECEIPTS.path, body.clone()).await;
-        let retry = match outcome {
-            Ok((status, _)) if status.is_success() => return,
+        let body = match serde_json::to_vec(&serde_json::json!({ "receipts": &receipts })) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "encoding receipts failed; dropped");
+                return;
+            }
+        };
+        let retry = match call(state, reqwest::Method::POST, destination, RECEIPTS.path, body).await {
+            Ok((status, bytes)) if status.is_success() => {
+                // Receipts that overtook their message go again; the rest are done.
+                receipts = serde_json::from_slice::<ReceiptsResult>(&bytes)
+                    .map(|r| r.early)
+                    .unwrap_or_default();
+                !receipts.is_empty()
+            }
             Ok((status, bytes)) => {
                 let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
                 tracing::info!(%destination, %status, %answer, "receipts refused");
@@ -69,13 +77,14 @@ async fn send_with_retries(state: &FederationState, destination: &ServerName, re
                 error.code == ErrorCode::RemoteUnavailable
             }
         };
-        match delays.next() {
-            Some(delay) if retry => tokio::time::sleep(*delay).await,
-            _ => {
-                tracing::info!(%destination, receipts = receipts.len(), "delivery receipts dropped");
-                return;
-            }
+        if !retry {
+            return;
         }
+        let Some(delay) = delays.next() else {
+            tracing::info!(%destination, receipts = receipts.len(), "delivery receipts dropped");
+            return;
+        };
+        tokio::time::sleep(*delay).await;
     }
 }
 
@@ -113,25 +122,38 @@ pub async fn receive_receipts(
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let mut valid = Vec::with_capacity(total);
+    let mut early = Vec::new();
     for receipt in request.receipts {
-        if receipt.sender.user_id.server_name() != state.server_name
-            || !store::groups::is_member(&tx, &receipt.group_id, &receipt.receiver).await?
-        {
+        if receipt.sender.user_id.server_name() != state.server_name {
             continue;
         }
-        // Messages no longer stored (expired) are skipped, not refused.
-        let sent_by = store::groups::message_sender(&tx, receipt.group_id.as_str(), receipt.seq).await?;
-        if sent_by.as_ref() == Some(&receipt.sender) {
-            valid.push(receipt);
+        // Messages no longer stored (expired) are skipped, not refused; messages (and
+        // the membership changes before them) not received from the hub yet are early.
+        match store::groups::message_sender(&tx, receipt.group_id.as_str(), receipt.seq).await? {
+            Some(sender) if sender == receipt.sender => {
+                if store::groups::is_member(&tx, &receipt.group_id, &receipt.receiver).await? {
+                    valid.push(receipt);
+                }
+            }
+            Some(_) => {}
+            None => {
+                let last_seq = store::groups::position(&tx, &receipt.group_id)
+                    .await?
+                    .map(|(_, seq)| seq);
+                if last_seq.is_some_and(|last| receipt.seq > last) {
+                    early.push(receipt);
+                }
+            }
         }
     }
     let woken = inbox::write_receipts(&tx, &state.server_name, &valid).await?;
     tx.commit().await?;
     app.inbox_waker.wake(&woken);
     let accepted = valid.len();
-    tracing::debug!(origin = %peer.origin, accepted, total, "delivery receipts received");
+    tracing::debug!(origin = %peer.origin, accepted, early = early.len(), total, "delivery receipts received");
     Ok(web::Json(ReceiptsResult {
         accepted: u64::try_from(accepted).unwrap_or(u64::MAX),
-        skipped: u64::try_from(total.saturating_sub(accepted)).unwrap_or(u64::MAX),
+        skipped: u64::try_from(total.saturating_sub(accepted + early.len())).unwrap_or(u64::MAX),
+        early,
     }))
 }
