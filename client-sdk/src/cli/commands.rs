@@ -11,9 +11,9 @@ use url::Url;
 
 use super::output::{Output, device_table, printable};
 use super::password::{PasswordSource, read_password};
-use super::session::{Profile, Session};
+use super::session::{Profile, Session, trust};
 use super::{Cli, Command, DevicesCommand, messaging};
-use crate::{Client, Error, Trust};
+use crate::{Client, Error};
 
 /// Everything a command needs besides its own arguments.
 pub(super) struct Ctx {
@@ -287,9 +287,7 @@ async fn ensure_replaceable(profile: &Profile) -> anyhow::Result<()> {
     let Some(saved) = profile.load()? else {
         return Ok(());
     };
-    let client = Client::new(saved.server.clone(), trust(saved.ca_file.as_deref()))
-        .map(|c| c.with_token(saved.access_token.clone()));
-    let check = match client {
+    let check = match saved.client() {
         Ok(client) => client.whoami().await.map(drop),
         Err(e) => Err(e),
     };
@@ -338,9 +336,7 @@ fn anonymous_client(ctx: &Ctx) -> anyhow::Result<(Client, Option<PathBuf>)> {
 /// The profile's client, logged in as its device.
 pub(super) fn logged_in_client(profile: &Profile) -> anyhow::Result<(Client, Session)> {
     let session = profile.load()?.ok_or(Error::NotLoggedIn)?;
-    let client = Client::new(session.server.clone(), trust(session.ca_file.as_deref()))?
-        .with_token(session.access_token.clone());
-    Ok((client, session))
+    Ok((session.client()?, session))
 }
 
 fn remember(
@@ -364,10 +360,6 @@ fn remember(
 /// (which is saved in the profile, never printed).
 fn session_view(session: &LoginResponse) -> serde_json::Value {
     serde_json::json!({"user_id": session.user_id, "device_id": session.device_id})
-}
-
-fn trust(ca_file: Option<&Path>) -> Trust {
-    ca_file.map_or(Trust::SystemRoots, |p| Trust::CaFile(p.to_owned()))
 }
 
 fn parse_device_id(raw: &str) -> anyhow::Result<DeviceId> {

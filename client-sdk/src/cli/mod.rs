@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 pub use commands::run;
 pub use password::{PasswordSource, read_password};
 pub use report::explain;
-pub use session::{Profile, Session, validate_profile_name};
+pub use session::{Profile, Session, trust, validate_profile_name};
 
 /// Command-line arguments of `parley`.
 #[derive(Debug, Parser)]

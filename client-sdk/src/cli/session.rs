@@ -10,8 +10,11 @@ use anyhow::{Context, bail};
 use parley_specs::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::{Client, Trust};
+
 const SESSION_FILE: &str = "session.json";
 const MESSENGER_STORE_FILE: &str = "messenger.sealed";
+const CA_FILE: &str = "ca.pem";
 
 /// One logged-in device, as saved by `parley register` / `parley login`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -26,6 +29,18 @@ pub struct Session {
     pub device_id: DeviceId,
     /// The device's access token (secret; never printed).
     pub access_token: String,
+}
+
+impl Session {
+    /// A client of the session's server, acting as its device.
+    pub fn client(&self) -> Result<Client, crate::Error> {
+        Ok(Client::new(self.server.clone(), trust(self.ca_file.as_deref()))?.with_token(self.access_token.clone()))
+    }
+}
+
+/// The CA file to trust, or the system roots without one.
+pub fn trust(ca_file: Option<&Path>) -> Trust {
+    ca_file.map_or(Trust::SystemRoots, |p| Trust::CaFile(p.to_owned()))
 }
 
 impl std::fmt::Debug for Session {
@@ -108,6 +123,17 @@ impl Profile {
     /// directory, then renamed over `session.json`. The directory is made 0700 and the
     /// file 0600.
     pub fn save(&self, session: &Session) -> anyhow::Result<()> {
+        self.write_private(SESSION_FILE, &serde_json::to_vec_pretty(session)?)
+    }
+
+    /// Saves a CA certificate (PEM) to trust for this profile's server, privately and
+    /// atomically like the session; returns its path.
+    pub fn save_ca(&self, pem: &str) -> anyhow::Result<PathBuf> {
+        self.write_private(CA_FILE, pem.as_bytes())?;
+        Ok(self.dir.join(CA_FILE))
+    }
+
+    fn write_private(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -116,10 +142,9 @@ impl Profile {
         // An existing directory keeps its mode; the token must stay private regardless.
         std::fs::set_permissions(&self.dir, Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", self.dir.display()))?;
-        let path = self.session_file();
-        let tmp = self.dir.join(format!(".{SESSION_FILE}.{}.tmp", std::process::id()));
-        let result =
-            write_new_private(&tmp, &serde_json::to_vec_pretty(session)?).and_then(|()| std::fs::rename(&tmp, &path));
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let result = write_new_private(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(e).with_context(|| format!("cannot write {}", path.display()));

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tokio::sync::MutexGuard;
 
 use super::error::ApiError;
-use super::server::{Signed, Ui, save_ca};
+use super::server::{Signed, Ui};
 use super::{events, views};
-use crate::cli::Session;
+use crate::cli::{Session, trust};
 use crate::messenger::{ExportFormat, Messenger, MessengerError, Presence};
-use crate::{Client, Error, Trust};
+use crate::{Client, Error};
 
 type Res = Result<HttpResponse, ApiError>;
 type Data = web::Data<Ui>;
@@ -102,17 +102,6 @@ fn session_view(state: &Signed) -> Value {
     }
 }
 
-fn trust(ca_file: Option<&std::path::Path>) -> Trust {
-    ca_file.map_or(Trust::SystemRoots, |p| Trust::CaFile(p.to_owned()))
-}
-
-fn client_of(session: &Session) -> Result<Client, ApiError> {
-    Ok(
-        Client::new(session.server.clone(), trust(session.ca_file.as_deref()))?
-            .with_token(session.access_token.clone()),
-    )
-}
-
 async fn session(ui: Data) -> Res {
     ok(session_view(&*ui.state.lock().await))
 }
@@ -161,7 +150,11 @@ async fn sign_in(ui: Data, body: SignIn, register: bool) -> Res {
         )));
     }
     let ca_file = match body.ca_pem.as_deref().filter(|p| !p.trim().is_empty()) {
-        Some(pem) => Some(save_ca(ui.profile.dir(), pem).map_err(|e| ApiError::server_error(format!("{e:#}")))?),
+        Some(pem) => Some(
+            ui.profile
+                .save_ca(pem)
+                .map_err(|e| ApiError::server_error(format!("{e:#}")))?,
+        ),
         None => None,
     };
     let mut client = Client::new(server, trust(ca_file.as_deref()))?;
@@ -237,13 +230,13 @@ async fn open_store(ui: &Ui, state: &mut MutexGuard<'_, Signed>, passphrase: &st
             passphrase,
         )
     };
-    let mut messenger = match open(client_of(&session)?).await {
+    let mut messenger = match open(session.client()?).await {
         Err(MessengerError::StoreOfAnotherDevice { store_device, .. }) => {
             // A store left by an earlier device of this profile: kept aside, not deleted.
             let aside = path.with_extension(format!("sealed.{store_device}"));
             std::fs::rename(&path, &aside)
                 .map_err(|e| ApiError::server_error(format!("cannot move the old store aside: {e}")))?;
-            open(client_of(&session)?).await?
+            open(session.client()?).await?
         }
         other => other?,
     };
@@ -271,7 +264,7 @@ async fn logout(ui: Data) -> Res {
     let Some(session) = state.session.clone() else {
         return Err(ApiError::not_signed_in());
     };
-    match client_of(&session)?.logout().await {
+    match session.client()?.logout().await {
         Ok(()) => {}
         Err(e) if matches!(e.code(), Some(ErrorCode::UnknownToken | ErrorCode::MissingToken)) => {}
         Err(e) => return Err(e.into()),
@@ -579,7 +572,7 @@ async fn devices(ui: Data) -> Res {
         let state = ui.state.lock().await;
         state.session.clone().ok_or_else(ApiError::not_signed_in)?
     };
-    let list = client_of(&session)?.devices().await?;
+    let list = session.client()?.devices().await?;
     let devices: Vec<Value> = list
         .devices
         .iter()
@@ -599,7 +592,7 @@ async fn delete_device(ui: Data, path: web::Path<String>) -> Res {
     let device_id = DeviceId::parse(&path).map_err(|e| ApiError::invalid_input(format!("Invalid device id: {e}")))?;
     let mut state = ui.state.lock().await;
     let session = state.session.clone().ok_or_else(ApiError::not_signed_in)?;
-    client_of(&session)?.delete_device(&device_id).await?;
+    session.client()?.delete_device(&device_id).await?;
     if device_id == session.device_id {
         forget(&ui, &mut state)?;
     }

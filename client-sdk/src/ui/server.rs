@@ -2,7 +2,6 @@
 //! serves the API, the event WebSocket and the embedded web app, and receives.
 
 use std::io::Write as _;
-use std::path::Path;
 
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
@@ -124,24 +123,4 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
     // The server keeps being polled while it stops.
     let (served, ()) = tokio::join!(server, stop);
     served.context("the local server failed")
-}
-
-/// Writes `pem` as the profile's CA file (0600) and returns its path.
-pub(crate) fn save_ca(dir: &Path, pem: &str) -> anyhow::Result<std::path::PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("ca.pem");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    Ok(path)
 }
