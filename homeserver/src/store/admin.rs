@@ -1,25 +1,13 @@
-//! Counts across aggregates for the admin API's server statistics.
+//! The admin API's server statistics: counts across the tables.
+
+use parley_specs::ServerName;
+use parley_specs::admin_api::ServerStats;
 
 use super::Db;
 
-pub struct Counts {
-    pub users: i64,
-    pub deactivated_users: i64,
-    pub devices: i64,
-    pub groups_hubbed: i64,
-    pub groups_followed: i64,
-    pub stored_messages: i64,
-    pub inbox_entries: i64,
-    pub unclaimed_key_packages: i64,
-    pub federation_queue: i64,
-    pub federation_destinations: i64,
-    pub database_size_bytes: i64,
-    pub schema_version: i32,
-}
-
 /// Exact counts, read in one statement (one snapshot). They scan the tables: fine for an
 /// operator's occasional look, not for a dashboard polling every second (`/metrics`).
-pub async fn counts(db: &impl Db) -> Result<Counts, tokio_postgres::Error> {
+pub async fn stats(db: &impl Db, server_name: &ServerName) -> Result<ServerStats, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT
@@ -38,14 +26,16 @@ pub async fn counts(db: &impl Db) -> Result<Counts, tokio_postgres::Error> {
         )
         .await?;
     let row = db.query_one(&stmt, &[]).await?;
-    Ok(Counts {
+    Ok(ServerStats {
+        server_name: server_name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         users: row.get(0),
         deactivated_users: row.get(1),
         devices: row.get(2),
         groups_hubbed: row.get(3),
         groups_followed: row.get(4),
         stored_messages: row.get(5),
-        inbox_entries: row.get(6),
+        undelivered_inbox_entries: row.get(6),
         unclaimed_key_packages: row.get(7),
         federation_queue: row.get(8),
         federation_destinations: row.get(9),
