@@ -4,9 +4,8 @@
 //! read; a file others can read is refused, as ssh refuses a readable private key.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -195,7 +194,7 @@ impl ServerKeyring {
                 let keyring = Self::generate();
                 // Processes of one server starting together on a shared key file must
                 // all end up with the same key: the first one written wins.
-                if write_private(path, &keyring.file_bytes(path)?, Existing::Keep)? {
+                if write_private(path, &keyring.file_bytes(path)?, true)? {
                     Ok((keyring, true))
                 } else {
                     Ok((Self::load(path)?, false))
@@ -257,7 +256,7 @@ impl ServerKeyring {
     /// Writes the keyring to `path` atomically (a temporary file beside it, synced, then
     /// renamed), readable by the owner only.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_private(path, &self.file_bytes(path)?, Existing::Replace).map(drop)
+        write_private(path, &self.file_bytes(path)?, false).map(drop)
     }
 
     fn file_bytes(&self, path: &Path) -> Result<Vec<u8>, KeyError> {
@@ -286,52 +285,18 @@ fn file_error(path: &Path, reason: impl Into<String>) -> KeyError {
     }
 }
 
-/// What writing a key file does when the file already exists.
-#[derive(Clone, Copy)]
-enum Existing {
-    Replace,
-    Keep,
-}
-
-/// Writes `bytes` to `path` readable by the owner only, atomically; `false` when the
-/// file existed and was kept.
-fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> Result<bool, KeyError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| file_error(path, format!("cannot create {}: {e}", dir.display())))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-    let tmp = dir.join(tmp_name);
-    let write = || -> std::io::Result<bool> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        match existing {
-            Existing::Replace => fs::rename(&tmp, path)?,
-            Existing::Keep => {
-                // A hard link, unlike a rename, fails when the target exists.
-                let linked = fs::hard_link(&tmp, path);
-                fs::remove_file(&tmp)?;
-                match linked {
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                    linked => linked?,
-                }
-            }
-        }
-        File::open(dir)?.sync_all()?;
-        Ok(true)
+/// Writes `bytes` to `path` readable by the owner only, atomically, creating its
+/// directory; with `keep_existing`, an existing file is kept and `false` returned.
+fn write_private(path: &Path, bytes: &[u8], keep_existing: bool) -> Result<bool, KeyError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| file_error(path, format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let written = if keep_existing {
+        parley_private_file::create(path, bytes)
+    } else {
+        parley_private_file::write(path, bytes).map(|()| true)
     };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        file_error(path, format!("cannot write: {e}"))
-    })
+    written.map_err(|e| file_error(path, format!("cannot write: {e}")))
 }
 
 #[cfg(test)]

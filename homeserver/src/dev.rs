@@ -9,7 +9,7 @@ use parley_specs::ServerName;
 use crate::config::{Config, LogConfig};
 use crate::devcerts::{DevTlsFiles, ensure_dev_tls};
 use crate::embedded_pg::{Durability, PgCluster};
-use crate::fsutil::write_private_file;
+use parley_private_file as private_file;
 use crate::{Application, admin, telemetry};
 
 #[derive(clap::Args)]
@@ -71,7 +71,7 @@ async fn serve(
     )?;
     // For `parley-homeserver admin --config ...` (and a look at what dev runs with).
     let config_file = data_dir.join("homeserver.toml");
-    write_private_file(&config_file, toml::to_string(&config)?.as_bytes())
+    private_file::write(&config_file, toml::to_string(&config)?.as_bytes())
         .with_context(|| format!("cannot write {}", config_file.display()))?;
     let app = Application::build(config).await?;
     let url = format!("https://localhost:{}", app.port());

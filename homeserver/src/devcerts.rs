@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
-use crate::fsutil::write_private_file;
+use parley_private_file as private_file;
 
 pub struct DevCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -71,6 +71,6 @@ pub fn ensure_dev_tls(dir: &Path) -> anyhow::Result<DevTlsFiles> {
     let issued = ca.issue(&["localhost", "127.0.0.1", "::1"])?;
     std::fs::write(&files.ca, ca.cert_pem())?;
     std::fs::write(&files.cert, issued.cert_pem)?;
-    write_private_file(&files.key, issued.key_pem.as_bytes())?;
+    private_file::write(&files.key, issued.key_pem.as_bytes())?;
     Ok(files)
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::fsutil::write_private_file;
+use parley_private_file as private_file;
 
 const SUPERUSER: &str = "parley";
 
@@ -161,7 +161,7 @@ impl PgCluster {
 
     fn init(&self) -> Result<(), PgError> {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
-        write_private_file(&self.password_file(), password.as_bytes())?;
+        private_file::write(&self.password_file(), password.as_bytes())?;
         self.give_to_postgres(&self.password_file())?;
         self.pg_command("initdb", "initdb", |c| {
             c.arg("-D")

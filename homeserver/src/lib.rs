@@ -13,7 +13,6 @@ pub mod devcerts;
 pub mod embedded_pg;
 pub mod error;
 pub mod federation;
-pub mod fsutil;
 pub mod hub;
 pub mod inbox;
 pub mod key_packages;

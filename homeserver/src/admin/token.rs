@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
-use crate::fsutil::write_private_file;
+use parley_private_file as private_file;
 
 /// Shorter tokens are refused: the token is the only thing guarding the admin API.
 pub const MIN_TOKEN_CHARS: usize = 32;
@@ -62,7 +62,7 @@ pub fn create_if_missing(path: &Path) -> std::io::Result<()> {
     if path.exists() {
         return Ok(());
     }
-    write_private_file(path, format!("{}\n", generate()).as_bytes())
+    private_file::write(path, format!("{}\n", generate()).as_bytes())
 }
 
 #[cfg(test)]
@@ -83,9 +83,9 @@ mod tests {
         assert!(matches!(load(&path), Err(TokenError::Permissions { .. })));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 
-        write_private_file(&path, b"short\n").expect("write");
+        private_file::write(&path, b"short\n").expect("write");
         assert!(matches!(load(&path), Err(TokenError::Invalid { .. })));
-        write_private_file(&path, "with spaces inside the token, long enough".as_bytes()).expect("write");
+        private_file::write(&path, "with spaces inside the token, long enough".as_bytes()).expect("write");
         assert!(matches!(load(&path), Err(TokenError::Invalid { .. })));
         assert!(matches!(
             load(&dir.path().join("missing")),
