@@ -9,8 +9,8 @@ use parley_specs::client_api::{
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
 
-use crate::auth::AuthedDevice;
 use crate::credentials::{hash_password, new_access_token, new_device_id, verify_password};
+use crate::devices::Device;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{self, Db};
@@ -95,7 +95,7 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
 }
 
 /// Changes the password and logs out every other device of the account.
-pub async fn change_password(state: &AppState, who: &AuthedDevice, req: ChangePasswordRequest) -> Result<(), ApiError> {
+pub async fn change_password(state: &AppState, who: &Device, req: ChangePasswordRequest) -> Result<(), ApiError> {
     limit(state, None, Some(&who.localpart))?;
     check_password_rules(&req.new_password)?;
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;

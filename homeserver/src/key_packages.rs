@@ -3,14 +3,14 @@
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{BasicCredential, Ciphersuite, KeyPackageIn, ProtocolVersion};
 use openmls_rust_crypto::RustCrypto;
+use parley_specs::groups_api::GroupMember;
 use parley_specs::keys_api::{ClaimKeyPackagesResponse, ClaimedKeyPackage, KeyPackageCount};
 use parley_specs::mls::{self, MAX_KEY_PACKAGES_PER_DEVICE, MAX_KEY_PACKAGES_PER_UPLOAD};
 use parley_specs::{Base64Bytes, DeviceId, ErrorCode, UserId};
 use time::OffsetDateTime;
 
-use crate::auth::AuthedDevice;
 use crate::error::ApiError;
-use crate::federation;
+use crate::remote;
 use crate::state::AppState;
 use crate::store;
 
@@ -24,7 +24,7 @@ pub struct ValidKeyPackage {
 }
 
 /// Checks one uploaded KeyPackage of `owner`. `index` names it in error messages.
-pub fn validate(raw: &[u8], owner: &AuthedDevice, index: usize) -> Result<ValidKeyPackage, ApiError> {
+pub fn validate(raw: &[u8], owner: &GroupMember, index: usize) -> Result<ValidKeyPackage, ApiError> {
     let invalid = |why: String| ApiError::new(ErrorCode::InvalidKeyPackage, format!("key package {index}: {why}"));
     let crypto = RustCrypto::default();
     let mut rest = raw;
@@ -74,7 +74,7 @@ pub fn validate(raw: &[u8], owner: &AuthedDevice, index: usize) -> Result<ValidK
 
 pub async fn upload(
     state: &AppState,
-    who: &AuthedDevice,
+    who: &GroupMember,
     packages: Vec<Base64Bytes>,
 ) -> Result<KeyPackageCount, ApiError> {
     if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
@@ -110,29 +110,35 @@ pub async fn upload(
         ));
     }
     for package in &valid {
-        store::key_packages::insert(&tx, &who.device_id, package).await?;
+        let row = store::key_packages::NewKeyPackage {
+            bytes: &package.bytes,
+            hash_ref: &package.hash_ref,
+            last_resort: package.last_resort,
+            expires_at: package.expires_at,
+        };
+        store::key_packages::insert(&tx, &who.device_id, &row).await?;
     }
     let count = store::key_packages::count(&tx, &who.device_id).await?;
     tx.commit().await?;
     Ok(count)
 }
 
-pub async fn count(state: &AppState, who: &AuthedDevice) -> Result<KeyPackageCount, ApiError> {
-    Ok(store::key_packages::count(&state.pool.get().await?, &who.device_id).await?)
+pub async fn count(state: &AppState, device: &DeviceId) -> Result<KeyPackageCount, ApiError> {
+    Ok(store::key_packages::count(&state.pool.get().await?, device).await?)
 }
 
 /// One key package per device of `user`, consumed atomically; a user of another server
 /// is claimed from that server over federation.
-pub async fn claim(state: &AppState, who: &AuthedDevice, user: UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
+pub async fn claim(state: &AppState, who: &GroupMember, user: UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
     state
         .claims_per_account
-        .check(who.localpart.as_str())
+        .check(who.user_id.localpart().as_str())
         .map_err(ApiError::rate_limited)?;
     if user.server_name() == state.config.server_name {
         return claim_local(&state.pool, user, Some(&who.device_id)).await;
     }
-    match &state.federation {
-        Some(federation) => federation::claim_remote(federation, &user).await,
+    match &state.remote {
+        Some(remote) => remote::claims::claim(remote, &user).await,
         None => Err(ApiError::not_found(&format!(
             "user {user} (this server does not federate with other servers)"
         ))),

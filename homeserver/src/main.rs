@@ -148,7 +148,7 @@ fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) 
             anyhow::bail!("--overlap-secs cannot be negative");
         }
         let retired = keyring.key_id().clone();
-        keyring.rotate(parley_homeserver::federation::now_ms() + overlap_secs.saturating_mul(1000));
+        keyring.rotate(parley_homeserver::remote::now_ms() + overlap_secs.saturating_mul(1000));
         keyring.save(&path)?;
         println!(
             "retired {retired} (it verifies for another {overlap_secs} s); signing with {} from now on",

@@ -10,17 +10,18 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use parley_federation::client::FederationClient;
+
 use crate::admin::{self, AdminState};
-use crate::api;
 use crate::config::{Config, FederationConfig};
-use crate::db;
-use crate::federation::{self, Backfills, FederationPolicy, FederationState, KeyringFile, PeerKeys};
-use crate::inbox;
+use crate::federation::{self, BodyLimits, FederationApi};
+use crate::hub::writer::{MessageWriter, WriterRules};
+use crate::inbox::{self, InboxWaker};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
+use crate::remote::{self, FederationPolicy, KeyringFile, Remote};
 use crate::state::AppState;
-use crate::tls;
-use parley_federation::client::FederationClient;
+use crate::{api, db, routes, tls};
 
 pub struct Application {
     addr: SocketAddr,
@@ -49,37 +50,65 @@ impl Application {
         // The allow/deny lists in effect from the first request: stored ones, if any.
         let policy = Arc::new(FederationPolicy::new(config.federation.as_ref()));
         policy.reload(&pool.get().await?).await?;
-        let federation_state = match &config.federation {
-            Some(federation_config) => Some(federation_state(
+        let remote = match &config.federation {
+            Some(federation_config) => Some(Arc::new(remote(
                 &config,
                 federation_config,
                 pool.clone(),
                 metrics.clone(),
                 policy.clone(),
-            )?),
+            )?)),
             None => None,
         };
         let max_body = config.limits.max_body_bytes;
         let sweep_every = Duration::from_secs(config.limits.expiry_sweep_interval_secs.max(1));
-        let mut background = vec![tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every))];
-        let state = web::Data::new(AppState::new(config, pool.clone(), metrics, federation_state.clone()));
-        background.push(tokio::spawn(inbox::relay::relay_forever(
-            state.config.database.url.clone(),
-            state.inbox_waker.clone(),
-            state.metrics.clone(),
-        )));
-        let federation = match (&state.config.federation, federation_state) {
-            (Some(federation_config), Some(federation_state)) => {
-                background.push(tokio::spawn(federation::policy::reload_forever(
+        let inbox_waker = Arc::new(InboxWaker::default());
+        let rules = WriterRules {
+            server_name: config.server_name.clone(),
+            past_epochs_accepted: config.limits.past_epochs_accepted,
+            remote: remote.clone(),
+        };
+        let (message_writer, writer) = MessageWriter::new(pool.clone(), rules, inbox_waker.clone());
+        // Not among `background`: it ends by itself once the servers holding its handle
+        // have stopped, after writing what they handed it.
+        tokio::spawn(writer.run());
+        let mut background = vec![
+            tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every)),
+            tokio::spawn(inbox::relay::relay_forever(
+                config.database.url.clone(),
+                inbox_waker.clone(),
+                metrics.clone(),
+            )),
+        ];
+        let state = web::Data::new(AppState::new(
+            config,
+            pool.clone(),
+            metrics,
+            remote.clone(),
+            inbox_waker,
+            message_writer,
+        ));
+        let federation = match (&state.config.federation, remote) {
+            (Some(federation_config), Some(remote)) => {
+                background.push(tokio::spawn(remote::policy::reload_forever(
                     policy.clone(),
                     pool.clone(),
                 )));
                 background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
-                background.push(tokio::spawn(federation::send_forever(federation_state.clone())));
+                background.push(tokio::spawn(remote::outbound::send_forever(remote.clone())));
+                let api = FederationApi {
+                    remote,
+                    requests_per_origin: RateLimiter::per_minute(federation_config.requests_per_origin_per_minute),
+                    body_limits: BodyLimits {
+                        // A client's submit, with its sender named.
+                        submit: state.config.limits.max_body_bytes + 1024,
+                        transaction: federation_config.max_transaction_bytes,
+                    },
+                };
                 Some(federation_server(
                     &state.config,
                     federation_config,
-                    federation_state,
+                    web::Data::new(api),
                     state.clone(),
                     workers,
                 )?)
@@ -96,11 +125,11 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(api::json_config(max_body))
-                .app_data(api::path_config())
-                .app_data(api::query_config())
+                .app_data(routes::json_config(max_body))
+                .app_data(routes::path_config())
+                .app_data(routes::query_config())
                 .app_data(web::PayloadConfig::new(max_body))
-                .wrap(from_fn(api::observe))
+                .wrap(from_fn(routes::observe))
                 .configure(api::configure)
                 .default_service(web::to(api::unrecognized_endpoint))
         })
@@ -167,41 +196,39 @@ impl Application {
     }
 }
 
-/// What the federation API and outbound federation work with.
-fn federation_state(
+/// Talking to other servers: this server's keys, its federation client and policy.
+fn remote(
     config: &Config,
     federation: &FederationConfig,
     pool: deadpool_postgres::Pool,
     metrics: Arc<Metrics>,
     policy: Arc<FederationPolicy>,
-) -> anyhow::Result<web::Data<FederationState>> {
-    let keys = KeyringFile::open_or_create(&federation.signing_key)?;
+) -> anyhow::Result<Remote> {
     let client = FederationClient::new(
         config.server_name.clone(),
         tls::certified_key(&config.tls.cert, &config.tls.key)?,
         tls::root_store(federation.trust_roots.as_deref())?,
         federation.peers.clone(),
     )?;
-    Ok(web::Data::new(FederationState {
+    Ok(Remote {
         server_name: config.server_name.clone(),
-        keys,
+        keys: KeyringFile::open_or_create(&federation.signing_key)?,
         pool,
         client,
-        peer_keys: PeerKeys::default(),
+        peer_keys: Default::default(),
         config: federation.clone(),
         policy,
-        requests_per_origin: RateLimiter::per_minute(federation.requests_per_origin_per_minute),
         metrics,
-        outbound: Arc::default(),
-        backfills: Backfills::default(),
-    }))
+        outbound: Default::default(),
+        backfills: Default::default(),
+    })
 }
 
 /// The federation API's own server: mutual TLS on its own port.
 fn federation_server(
     config: &Config,
     federation: &FederationConfig,
-    state: web::Data<FederationState>,
+    api: web::Data<FederationApi>,
     app_state: web::Data<AppState>,
     workers: usize,
 ) -> anyhow::Result<(SocketAddr, Server)> {
@@ -210,14 +237,13 @@ fn federation_server(
     let listener = TcpListener::bind(federation.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (federation): {e}", federation.listen))?;
     let addr = listener.local_addr()?;
-    let max_body = federation.max_transaction_bytes;
     let server = HttpServer::new(move || {
+        // Bodies are read by `Signed`, each up to its endpoint's limit.
         App::new()
-            .app_data(state.clone())
+            .app_data(api.clone())
             .app_data(app_state.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .app_data(api::path_config())
-            .app_data(api::query_config())
+            .app_data(routes::path_config())
+            .app_data(routes::query_config())
             .configure(federation::configure)
             .default_service(web::to(federation::unrecognized_endpoint))
     })

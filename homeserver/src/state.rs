@@ -4,14 +4,12 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
-use actix_web::web;
-
 use crate::config::Config;
-use crate::federation::FederationState;
-use crate::hub::writer::{MessageWriter, WriterRules};
+use crate::hub::writer::MessageWriter;
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
+use crate::remote::Remote;
 
 pub struct AppState {
     pub config: Config,
@@ -24,31 +22,28 @@ pub struct AppState {
     pub inbox_waker: Arc<InboxWaker>,
     pub message_writer: MessageWriter,
     /// Talking to other servers, when federation is enabled.
-    pub federation: Option<web::Data<FederationState>>,
+    pub remote: Option<Arc<Remote>>,
 }
 
 impl AppState {
+    /// The state around a running message writer (see `startup`, which starts the tasks).
     pub fn new(
         config: Config,
         pool: Pool,
         metrics: Arc<Metrics>,
-        federation: Option<web::Data<FederationState>>,
+        remote: Option<Arc<Remote>>,
+        inbox_waker: Arc<InboxWaker>,
+        message_writer: MessageWriter,
     ) -> Self {
         let limits = &config.limits;
-        let inbox_waker = Arc::new(InboxWaker::default());
-        let rules = WriterRules {
-            server_name: config.server_name.clone(),
-            past_epochs_accepted: limits.past_epochs_accepted,
-            outbound: federation.as_ref().map(|f| f.outbound.clone()),
-        };
         Self {
             login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
             claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
             sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),
-            inbox_waker: inbox_waker.clone(),
-            message_writer: MessageWriter::start(pool.clone(), rules, inbox_waker),
-            federation,
+            inbox_waker,
+            message_writer,
+            remote,
             config,
             pool,
             metrics,

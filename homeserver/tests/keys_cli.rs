@@ -96,7 +96,7 @@ fn generate_makes_a_private_key_file_once_and_rotate_takes_an_overlap() {
     );
     assert_eq!(ServerKeyring::load(&key_file).unwrap().key_id(), first.key_id(), "kept");
 
-    let before_ms = parley_homeserver::federation::now_ms();
+    let before_ms = parley_homeserver::remote::now_ms();
     let rotated = run(&["keys", "rotate", "--key-file", path, "--overlap-secs", "3600"]);
     assert!(rotated.status.success(), "{}", text(&rotated.stderr));
     let rotated = ServerKeyring::load(&key_file).unwrap();

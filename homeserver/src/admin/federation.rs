@@ -6,7 +6,7 @@ use parley_specs::{ErrorCode, ServerName};
 
 use super::AdminState;
 use crate::error::ApiError;
-use crate::federation::policy::Lists;
+use crate::remote::policy::Lists;
 use crate::store::{self, federation::QueueStats};
 
 fn destination(state: &AdminState, stats: QueueStats) -> Destination {
@@ -39,8 +39,8 @@ pub async fn retry(state: web::Data<AdminState>, path: web::Path<String>) -> Res
             "destination {server} (nothing was ever queued for it)"
         )));
     }
-    if let Some(federation) = &state.app.federation {
-        federation.outbound.kick([server.to_string()]);
+    if let Some(remote) = &state.app.remote {
+        remote.outbound.kick([server.to_string()]);
     }
     tracing::info!(%server, "federation backoff ended by an administrator");
     let stats = store::federation::queue_stats(&db)

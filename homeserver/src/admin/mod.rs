@@ -21,11 +21,11 @@ use parley_specs::ErrorCode;
 use parley_specs::endpoints::admin as endpoints;
 use subtle::ConstantTimeEq;
 
-use crate::api::{self, Routes};
 use crate::config::{AdminConfig, Config};
 use crate::credentials::token_hash;
 use crate::error::ApiError;
-use crate::federation::FederationPolicy;
+use crate::remote::FederationPolicy;
+use crate::routes::{self, Routes};
 use crate::state::AppState;
 use crate::tls;
 
@@ -141,12 +141,12 @@ pub fn server(
         App::new()
             .app_data(state.clone())
             .app_data(app_state.clone())
-            .app_data(api::json_config(MAX_BODY_BYTES))
-            .app_data(api::path_config())
-            .app_data(api::query_config())
+            .app_data(routes::json_config(MAX_BODY_BYTES))
+            .app_data(routes::path_config())
+            .app_data(routes::query_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .wrap(from_fn(require_token))
-            .wrap(from_fn(api::observe))
+            .wrap(from_fn(routes::observe))
             .configure(configure)
             .default_service(web::to(unrecognized_endpoint))
     })

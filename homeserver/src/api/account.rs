@@ -1,12 +1,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use parley_specs::client_api::{ChangePasswordRequest, LoginRequest, RegisterRequest, WhoAmIResponse};
 
+use super::auth::AuthedDevice;
 use super::no_content;
-use crate::accounts;
-use crate::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store;
+use crate::{accounts, devices};
 
 pub async fn register(
     state: web::Data<AppState>,
@@ -27,19 +26,19 @@ pub async fn login(
 }
 
 pub async fn logout(state: web::Data<AppState>, who: AuthedDevice) -> Result<HttpResponse, ApiError> {
-    store::devices::delete(&state.pool.get().await?, &who.localpart, &who.device_id).await?;
+    devices::log_out(&state, &who).await?;
     Ok(no_content())
 }
 
 pub async fn logout_all(state: web::Data<AppState>, who: AuthedDevice) -> Result<HttpResponse, ApiError> {
-    store::devices::delete_all_except(&state.pool.get().await?, &who.localpart, None).await?;
+    devices::log_out_everywhere(&state, &who).await?;
     Ok(no_content())
 }
 
 pub async fn whoami(who: AuthedDevice) -> web::Json<WhoAmIResponse> {
     web::Json(WhoAmIResponse {
-        user_id: who.user_id,
-        device_id: who.device_id,
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
     })
 }
 

@@ -4,11 +4,12 @@ use parley_specs::groups_api::{
     SubmitCommitRequest, SubmitMessageRequest,
 };
 
-use super::{no_content, parse_group_id};
-use crate::auth::AuthedDevice;
+use super::auth::AuthedDevice;
+use super::no_content;
 use crate::error::ApiError;
+use crate::routes::parse_group_id;
 use crate::state::AppState;
-use crate::{federation, hub, inbox};
+use crate::{hub, inbox};
 
 /// Counts a refused submission by its reason before returning it.
 fn counted<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {
@@ -27,12 +28,12 @@ pub async fn create(
     who: AuthedDevice,
     body: web::Json<CreateGroupRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let summary = hub::create_group(&state, &who, body.into_inner()).await?;
+    let summary = hub::create_group(&state, &who.member(), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(summary))
 }
 
 pub async fn list(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<GroupList>, ApiError> {
-    Ok(web::Json(hub::list_groups(&state, &who).await?))
+    Ok(web::Json(hub::list_groups(&state, &who.member()).await?))
 }
 
 pub async fn get(
@@ -40,7 +41,9 @@ pub async fn get(
     who: AuthedDevice,
     path: web::Path<String>,
 ) -> Result<web::Json<GroupSummary>, ApiError> {
-    Ok(web::Json(hub::get_group(&state, &who, parse_group_id(&path)?).await?))
+    Ok(web::Json(
+        hub::get_group(&state, &who.member(), parse_group_id(&path)?).await?,
+    ))
 }
 
 pub async fn commit(
@@ -76,7 +79,7 @@ pub async fn delivery(
 ) -> Result<web::Json<GroupDelivery>, ApiError> {
     let group = parse_group_id(&path)?;
     Ok(web::Json(
-        federation::group_delivery(&state, &who.member(), group).await?,
+        hub::delivery::for_member(&state, &who.member(), group).await?,
     ))
 }
 
@@ -85,7 +88,9 @@ pub async fn read_inbox(
     who: AuthedDevice,
     query: web::Query<InboxQuery>,
 ) -> Result<web::Json<InboxPage>, ApiError> {
-    Ok(web::Json(inbox::read(&state, &who, query.into_inner()).await?))
+    Ok(web::Json(
+        inbox::read(&state, &who.device_id, query.into_inner()).await?,
+    ))
 }
 
 pub async fn ack_inbox(
@@ -93,6 +98,6 @@ pub async fn ack_inbox(
     who: AuthedDevice,
     body: web::Json<AckRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    inbox::ack(&state, &who, body.up_to).await?;
+    inbox::ack(&state, &who.member(), body.up_to).await?;
     Ok(no_content())
 }

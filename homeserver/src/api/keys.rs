@@ -3,7 +3,7 @@ use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
 };
 
-use crate::auth::AuthedDevice;
+use super::auth::AuthedDevice;
 use crate::error::ApiError;
 use crate::key_packages;
 use crate::state::AppState;
@@ -14,12 +14,12 @@ pub async fn upload(
     body: web::Json<UploadKeyPackagesRequest>,
 ) -> Result<web::Json<KeyPackageCount>, ApiError> {
     Ok(web::Json(
-        key_packages::upload(&state, &who, body.into_inner().key_packages).await?,
+        key_packages::upload(&state, &who.member(), body.into_inner().key_packages).await?,
     ))
 }
 
 pub async fn count(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<KeyPackageCount>, ApiError> {
-    Ok(web::Json(key_packages::count(&state, &who).await?))
+    Ok(web::Json(key_packages::count(&state, &who.device_id).await?))
 }
 
 pub async fn claim(
@@ -28,6 +28,6 @@ pub async fn claim(
     body: web::Json<ClaimKeyPackagesRequest>,
 ) -> Result<web::Json<ClaimKeyPackagesResponse>, ApiError> {
     Ok(web::Json(
-        key_packages::claim(&state, &who, body.into_inner().user_id).await?,
+        key_packages::claim(&state, &who.member(), body.into_inner().user_id).await?,
     ))
 }

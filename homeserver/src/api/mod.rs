@@ -1,23 +1,20 @@
-//! HTTP surface: routes are built from the endpoint declarations in `parley_specs`,
-//! so a path or method cannot differ between server, SDK and OpenAPI document.
+//! The client API, served to devices: handlers take an `AuthedDevice` and typed input,
+//! call the domain (accounts, devices, hub, inbox, key packages) and map its answer.
 
 mod account;
+mod auth;
 mod devices;
-mod extract;
 mod groups;
 mod keys;
-mod observe;
 mod ops;
 mod stream;
 
-use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
-use parley_specs::endpoints::{Endpoint, Method, client, ops as ops_endpoints};
-use parley_specs::{ErrorCode, GroupId};
+use actix_web::{HttpResponse, ResponseError, web};
+use parley_specs::ErrorCode;
+use parley_specs::endpoints::{client, ops as ops_endpoints};
 
 use crate::error::ApiError;
-
-pub use extract::{json_config, path_config, query_config};
-pub use observe::observe;
+use crate::routes::Routes;
 
 /// All routes of the client listener.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,69 +47,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes.register(cfg);
 }
 
-/// One actix resource per path, holding a route per declared method; any other
-/// method on that path answers 405 in the API's error format.
-#[derive(Default)]
-pub(crate) struct Routes {
-    resources: Vec<(&'static str, Resource)>,
-}
-
-impl Routes {
-    pub(crate) fn register(self, cfg: &mut web::ServiceConfig) {
-        for (_, resource) in self.resources {
-            cfg.service(resource);
-        }
-    }
-
-    pub(crate) fn add<F, Args>(mut self, endpoint: Endpoint, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        let index = match self.resources.iter().position(|(path, _)| *path == endpoint.path) {
-            Some(index) => index,
-            None => {
-                let resource = web::resource(endpoint.path).default_service(web::to(method_not_allowed));
-                self.resources.push((endpoint.path, resource));
-                self.resources.len() - 1
-            }
-        };
-        let (path, resource) = self.resources.remove(index);
-        let route = web::method(actix_method(endpoint.method)).to(handler);
-        self.resources.insert(index, (path, resource.route(route)));
-        self
-    }
-}
-
-fn actix_method(method: Method) -> actix_web::http::Method {
-    match method {
-        Method::Get => actix_web::http::Method::GET,
-        Method::Post => actix_web::http::Method::POST,
-        Method::Put => actix_web::http::Method::PUT,
-        Method::Delete => actix_web::http::Method::DELETE,
-    }
-}
-
-async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "this endpoint does not accept that HTTP method",
-    )
-    .error_response()
-}
-
 pub async fn unrecognized_endpoint() -> HttpResponse {
     ApiError::new(
         ErrorCode::UnrecognizedEndpoint,
         "no endpoint has this path; see specs/openapi/client-api.yaml",
     )
     .error_response()
-}
-
-/// A group id from a path, for the client and federation APIs alike.
-pub(crate) fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
-    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
 }
 
 fn no_content() -> HttpResponse {

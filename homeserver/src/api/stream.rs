@@ -4,12 +4,12 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, Session};
 use futures_util::StreamExt as _;
-use parley_specs::groups_api::{AckRequest, InboxEntry, StreamQuery};
+use parley_specs::groups_api::{AckRequest, StreamQuery};
 
-use crate::auth::AuthedDevice;
+use super::auth::AuthedDevice;
 use crate::error::ApiError;
+use crate::inbox;
 use crate::state::AppState;
-use crate::{inbox, store};
 
 /// Entries pushed per database read.
 const BATCH: i64 = 100;
@@ -46,7 +46,7 @@ async fn push(
         notified.as_mut().enable();
         let entries = match mailbox.take_after(cursor) {
             Some(fresh) => Ok(fresh),
-            None => read(&state, &who, cursor).await,
+            None => inbox::entries_after(&state, &who.device_id, cursor, BATCH).await,
         };
         let entries = match entries {
             Ok(entries) => entries,
@@ -84,7 +84,7 @@ async fn push(
                         let _ = session.close(Some((actix_ws::CloseCode::Invalid, "expected {\"up_to\": n}").into())).await;
                         return;
                     };
-                    if let Err(e) = inbox::ack(&state, &who, ack.up_to).await {
+                    if let Err(e) = inbox::ack(&state, &who.member(), ack.up_to).await {
                         tracing::warn!(error = %e, "acknowledgement over the inbox stream failed");
                     }
                 }
@@ -96,9 +96,4 @@ async fn push(
             }
         }
     }
-}
-
-async fn read(state: &AppState, who: &AuthedDevice, cursor: i64) -> Result<Vec<InboxEntry>, ApiError> {
-    let db = state.pool.get().await?;
-    Ok(store::inbox::read(&db, &who.device_id, cursor, BATCH).await?)
 }

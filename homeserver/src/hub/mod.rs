@@ -6,6 +6,8 @@
 //! Commits are validated against the hub's public view of the group (openmls
 //! `PublicGroup`), which is updated in that transaction too.
 
+pub mod backfill;
+pub mod delivery;
 mod mls;
 mod public_state;
 pub mod writer;
@@ -24,9 +26,8 @@ use parley_specs::groups_api::{
 use parley_specs::{ErrorCode, GroupId, ServerName};
 use time::OffsetDateTime;
 
-use crate::auth::AuthedDevice;
 use crate::error::ApiError;
-use crate::federation::{self, FederationState};
+use crate::remote::{self, Remote};
 use crate::state::AppState;
 use crate::store::groups::{KIND_COMMIT, NewMessage};
 use crate::store::inbox::Recipient;
@@ -57,9 +58,16 @@ fn check_size(state: &AppState, bytes: &[u8], what: &str) -> Result<(), ApiError
     Ok(())
 }
 
-/// The federation a group hubbed elsewhere is reached through.
-fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a FederationState, ApiError> {
-    state.federation.as_ref().map(|f| f.get_ref()).ok_or_else(|| {
+fn not_hubbed_here(group: &GroupId) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotHubbedHere,
+        format!("{group} is hubbed on {}, not here", group.hub()),
+    )
+}
+
+/// How a group hubbed elsewhere is reached.
+fn remote_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Remote, ApiError> {
+    state.remote.as_deref().ok_or_else(|| {
         ApiError::not_found(&format!(
             "group {group} (it is hubbed on {} and this server does not federate)",
             group.hub()
@@ -71,9 +79,8 @@ fn federation_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Fed
 /// them anything.
 fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Result<(), ApiError> {
     let own = &state.config.server_name;
-    let federation = state.federation.as_ref();
     for server in remote_servers(own, added) {
-        if !federation.is_some_and(|f| f.policy.permits(&server)) {
+        if !state.remote.as_ref().is_some_and(|r| r.policy.permits(&server)) {
             return Err(ApiError::new(
                 ErrorCode::ServerNotAllowed,
                 format!("the group's hub {own} does not federate with {server}, so its users cannot be added"),
@@ -120,7 +127,7 @@ fn local_recipients<'a>(
 
 pub async fn create_group(
     state: &AppState,
-    who: &AuthedDevice,
+    who: &GroupMember,
     req: CreateGroupRequest,
 ) -> Result<GroupSummary, ApiError> {
     check_size(state, req.group_info.as_slice(), "group info")?;
@@ -148,7 +155,7 @@ pub async fn create_group(
     let (group, _) = PublicGroup::from_external(&RustCrypto::default(), &storage, tree, info, ProposalStore::new())
         .map_err(|e| invalid_mls("the group info and ratchet tree do not form a valid group", e))?;
     let members = mls::members(&group)?;
-    if members.len() != 1 || !members.contains(&who.member()) {
+    if members.len() != 1 || !members.contains(who) {
         return Err(ApiError::new(
             ErrorCode::CredentialMismatch,
             "a new group's only member must be the device creating it",
@@ -205,13 +212,7 @@ pub async fn submit_commit(
             sender: sender.clone(),
             commit: req,
         };
-        return federation::forward(
-            federation_to_hub(state, &group_id)?,
-            &group_id,
-            SUBMIT_COMMIT,
-            &forwarded,
-        )
-        .await;
+        return remote::forward::forward(remote_to_hub(state, &group_id)?, &group_id, SUBMIT_COMMIT, &forwarded).await;
     }
 
     let mut db = state.pool.get().await?;
@@ -323,7 +324,7 @@ pub async fn submit_commit(
                 .map(|r| r.entry(InboxEntryKind::Welcome, &group_id, seq)),
         )
         .collect();
-    let destinations = match &state.federation {
+    let destinations = match &state.remote {
         Some(_) => remote_servers(&state.config.server_name, before.iter().chain(&after)),
         None => BTreeSet::new(),
     };
@@ -339,8 +340,8 @@ pub async fn submit_commit(
     tx.commit().await?;
 
     state.inbox_waker.wake(&woken);
-    if let Some(federation) = &state.federation {
-        federation.outbound.kick(destinations.iter().map(ToString::to_string));
+    if let Some(remote) = &state.remote {
+        remote.outbound.kick(destinations.iter().map(ToString::to_string));
     }
     state.metrics.messages_accepted.with_label_values(&["commit"]).inc();
     state.metrics.fanout_devices.observe(woken.len() as f64);
@@ -369,13 +370,7 @@ pub async fn submit_message(
             sender: sender.clone(),
             message: req,
         };
-        return federation::forward(
-            federation_to_hub(state, &group_id)?,
-            &group_id,
-            SUBMIT_MESSAGE,
-            &forwarded,
-        )
-        .await;
+        return remote::forward::forward(remote_to_hub(state, &group_id)?, &group_id, SUBMIT_MESSAGE, &forwarded).await;
     }
     let written = state
         .message_writer
@@ -399,6 +394,47 @@ pub async fn submit_message(
     Ok(written.accepted)
 }
 
+/// A commit forwarded by `origin`, the server of its sender, for a group hubbed here.
+pub async fn submit_forwarded_commit(
+    state: &AppState,
+    origin: &ServerName,
+    group_id: GroupId,
+    forwarded: ForwardedCommit,
+) -> Result<Accepted, ApiError> {
+    check_forwarded(state, origin, &group_id, &forwarded.sender)?;
+    submit_commit(state, &forwarded.sender, group_id, forwarded.commit).await
+}
+
+/// An application message forwarded by `origin` (see `submit_forwarded_commit`).
+pub async fn submit_forwarded_message(
+    state: &AppState,
+    origin: &ServerName,
+    group_id: GroupId,
+    forwarded: ForwardedMessage,
+) -> Result<Accepted, ApiError> {
+    check_forwarded(state, origin, &group_id, &forwarded.sender)?;
+    submit_message(state, &forwarded.sender, group_id, forwarded.message).await
+}
+
+/// A server forwards submits of its own users only, and only to the group's hub.
+fn check_forwarded(
+    state: &AppState,
+    origin: &ServerName,
+    group: &GroupId,
+    sender: &GroupMember,
+) -> Result<(), ApiError> {
+    if group.hub() != state.config.server_name {
+        return Err(not_hubbed_here(group));
+    }
+    if sender.user_id.server_name() != *origin {
+        return Err(ApiError::new(
+            ErrorCode::SenderNotOfOrigin,
+            format!("{origin} may submit for its own users only, not for {}", sender.user_id),
+        ));
+    }
+    Ok(())
+}
+
 /// Devices of every server share one budget per device; the user id keeps devices of
 /// different servers apart.
 fn check_send_rate(state: &AppState, sender: &GroupMember) -> Result<(), ApiError> {
@@ -418,11 +454,11 @@ fn accepted_before(prior: store::groups::PriorSubmit) -> Result<Accepted, ApiErr
     })
 }
 
-pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) -> Result<GroupSummary, ApiError> {
+pub async fn get_group(state: &AppState, who: &GroupMember, group_id: GroupId) -> Result<GroupSummary, ApiError> {
     let db = state.pool.get().await?;
     let not_found = || ApiError::not_found(&format!("group {group_id}"));
     // Non-members learn nothing, not even that the group exists.
-    if !store::groups::is_member(&db, &group_id, &who.member()).await? {
+    if !store::groups::is_member(&db, &group_id, who).await? {
         return Err(not_found());
     }
     let (epoch, last_seq) = store::groups::position(&db, &group_id).await?.ok_or_else(not_found)?;
@@ -435,10 +471,10 @@ pub async fn get_group(state: &AppState, who: &AuthedDevice, group_id: GroupId) 
     })
 }
 
-pub async fn list_groups(state: &AppState, who: &AuthedDevice) -> Result<GroupList, ApiError> {
+pub async fn list_groups(state: &AppState, who: &GroupMember) -> Result<GroupList, ApiError> {
     let db = state.pool.get().await?;
     let mut groups = Vec::new();
-    for id in store::groups::of_device(&db, &who.member()).await? {
+    for id in store::groups::of_device(&db, who).await? {
         let group_id = GroupId::parse(&id).map_err(|e| ApiError::internal("stored group id", e))?;
         if let Some((epoch, last_seq)) = store::groups::position(&db, &group_id).await? {
             let members = store::groups::members(&db, &group_id).await?;

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{accepted_before, local_recipients, remote_servers};
 use crate::error::ApiError;
-use crate::federation::OutboundKicks;
 use crate::inbox::{FreshEntry, InboxWaker};
+use crate::remote::Remote;
 use crate::store;
 use crate::store::groups::{KIND_APPLICATION, LockedGroup, NewMessage, PriorSubmit, SubmitKey, submit_key};
 use crate::store::inbox::{Appended, NewEntry};
@@ -65,7 +65,7 @@ pub struct WriterRules {
     pub server_name: ServerName,
     pub past_epochs_accepted: u64,
     /// With federation: messages for other servers' members are queued for them.
-    pub outbound: Option<Arc<OutboundKicks>>,
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// Hands submissions to the writer task and waits for their answer.
@@ -73,14 +73,34 @@ pub struct MessageWriter {
     queue: mpsc::Sender<Pending>,
 }
 
+/// The writer task, for the caller to spawn (see `MessageWriter::new`).
+pub struct WriterTask {
+    incoming: mpsc::Receiver<Pending>,
+    pool: Pool,
+    rules: WriterRules,
+    waker: Arc<InboxWaker>,
+}
+
+impl WriterTask {
+    /// Writes submissions until the last `MessageWriter` handle is dropped.
+    pub async fn run(self) {
+        run(self.incoming, self.pool, self.rules, self.waker).await;
+    }
+}
+
 impl MessageWriter {
-    /// Starts the writer task; it ends when the last `MessageWriter` handle is dropped.
-    /// (Two writers with overlapping transactions measured no faster here, and one
-    /// writer per process never contends with itself for locks.)
-    pub fn start(pool: Pool, rules: WriterRules, waker: Arc<InboxWaker>) -> Self {
+    /// A writer and the one task that writes what it is handed. (Two writers with
+    /// overlapping transactions measured no faster here, and one writer per process never
+    /// contends with itself for locks.)
+    pub fn new(pool: Pool, rules: WriterRules, waker: Arc<InboxWaker>) -> (Self, WriterTask) {
         let (queue, incoming) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(incoming, pool, rules, waker));
-        Self { queue }
+        let task = WriterTask {
+            incoming,
+            pool,
+            rules,
+            waker,
+        };
+        (Self { queue }, task)
     }
 
     pub async fn submit(&self, submission: Submission) -> Result<Written, ApiError> {
@@ -196,8 +216,8 @@ async fn write_batch(
         let _ = pending.reply.send(answer);
     }
     waker.deliver(decided.fresh);
-    if let Some(outbound) = &rules.outbound {
-        outbound.kick(decided.destinations);
+    if let Some(remote) = &rules.remote {
+        remote.outbound.kick(decided.destinations);
     }
     Ok(carried)
 }
@@ -261,7 +281,7 @@ async fn decide_and_write(
             expires_at: s.expires_at,
         });
         let group_members = members.get(s.group_id.as_str()).into_iter().flatten();
-        if rules.outbound.is_some() {
+        if rules.remote.is_some() {
             let servers = remote_servers(&rules.server_name, group_members.clone());
             queued.extend(servers.into_iter().map(|server| (server, s.group_id.as_str(), *seq)));
         }

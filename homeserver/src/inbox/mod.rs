@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use parley_specs::federation_api::DeliveryReceipt;
+use parley_specs::federation_api::{DeliveryReceipt, MAX_RECEIPTS_PER_REQUEST, ReceiptsRequest, ReceiptsResult};
 use parley_specs::groups_api::{
     GroupMember, InboxEntryKind, InboxPage, InboxQuery, MAX_INBOX_LIMIT, MAX_INBOX_TIMEOUT_MS,
 };
 use parley_specs::{DeviceId, ErrorCode, GroupId, Localpart, ServerName, UserId};
 use time::OffsetDateTime;
 
-use crate::auth::AuthedDevice;
 use crate::error::ApiError;
+use crate::remote;
 use crate::state::AppState;
 use crate::store;
 use crate::store::inbox::{NewEntry, Recipient};
@@ -31,7 +31,7 @@ pub mod relay;
 mod waker;
 pub use waker::{FreshEntry, InboxWaker};
 
-pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Result<InboxPage, ApiError> {
+pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     let timeout = query.timeout_ms.unwrap_or(0);
@@ -42,7 +42,7 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
-    let mailbox = state.inbox_waker.handle(who.device_id.as_str());
+    let mailbox = state.inbox_waker.handle(who.as_str());
     loop {
         // Registered before the query, so an entry committed meanwhile still wakes us.
         let notified = mailbox.notify().notified();
@@ -50,7 +50,7 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
         notified.as_mut().enable();
         let entries = {
             let db = state.pool.get().await?;
-            store::inbox::read(&db, &who.device_id, after, i64::from(limit)).await?
+            store::inbox::read(&db, who, after, i64::from(limit)).await?
         };
         let now = tokio::time::Instant::now();
         if !entries.is_empty() || now >= deadline {
@@ -61,6 +61,17 @@ pub async fn read(state: &AppState, who: &AuthedDevice, query: InboxQuery) -> Re
         let wait = (deadline - now).min(recheck_interval(state));
         let _ = tokio::time::timeout(wait, notified).await;
     }
+}
+
+/// Up to `limit` entries of `device`'s inbox after `cursor`, without waiting.
+pub async fn entries_after(
+    state: &AppState,
+    device: &DeviceId,
+    cursor: i64,
+    limit: i64,
+) -> Result<Vec<parley_specs::groups_api::InboxEntry>, ApiError> {
+    let db = state.pool.get().await?;
+    Ok(store::inbox::read(&db, device, cursor, limit).await?)
 }
 
 pub fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_api::InboxEntry]) {
@@ -76,11 +87,10 @@ pub fn observe_push_latency(state: &AppState, entries: &[parley_specs::groups_ap
 /// Acknowledges entries up to `up_to`; the senders' devices get delivery receipts: at
 /// once for senders of this server, and through their servers (after the commit, best
 /// effort, never failing the acknowledgement) for senders of other servers.
-pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(), ApiError> {
+pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result<(), ApiError> {
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    let acked = store::inbox::ack(&tx, &who.device_id, up_to).await?;
-    let receiver = who.member();
+    let acked = store::inbox::ack(&tx, &receiver.device_id, up_to).await?;
     let receipts: Vec<DeliveryReceipt> = acked
         .iter()
         .filter_map(|message| {
@@ -103,8 +113,8 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
     if !remote.is_empty() {
-        match &state.federation {
-            Some(federation) => crate::federation::relay_receipts(federation.clone(), remote),
+        match &state.remote {
+            Some(federation) => remote::receipts::relay(federation, remote),
             None => tracing::debug!(
                 receipts = remote.len(),
                 "federation is off; receipts for senders of other servers dropped"
@@ -120,7 +130,7 @@ pub async fn ack(state: &AppState, who: &AuthedDevice, up_to: i64) -> Result<(),
 /// commits; it wakes the devices returned once committed. Nothing is deduplicated: a
 /// receipt written twice gives a second entry, which only marks the same message
 /// delivered to the same device again.
-pub async fn write_receipts(
+async fn write_receipts(
     db: &impl store::Db,
     own: &ServerName,
     receipts: &[DeliveryReceipt],
@@ -158,6 +168,72 @@ pub async fn write_receipts(
         })
         .collect();
     Ok(store::inbox::devices(store::inbox::append(db, &entries).await?))
+}
+
+/// Receipts of `origin`'s devices for messages sent by users of this server, relayed by
+/// `origin`: each is checked against the stored message and its group's members.
+pub async fn receive_remote_receipts(
+    app: &AppState,
+    origin: &ServerName,
+    request: ReceiptsRequest,
+) -> Result<ReceiptsResult, ApiError> {
+    if request.receipts.len() > MAX_RECEIPTS_PER_REQUEST {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!("at most {MAX_RECEIPTS_PER_REQUEST} receipts per request"),
+        ));
+    }
+    if let Some(stranger) = request
+        .receipts
+        .iter()
+        .find(|r| r.receiver.user_id.server_name() != *origin)
+    {
+        return Err(ApiError::new(
+            ErrorCode::SenderNotOfOrigin,
+            format!(
+                "{} may send receipts of its own users only, not of {}",
+                origin, stranger.receiver.user_id
+            ),
+        ));
+    }
+    let total = request.receipts.len();
+    let mut db = app.pool.get().await?;
+    let tx = db.transaction().await?;
+    let mut valid = Vec::with_capacity(total);
+    let mut early = Vec::new();
+    for receipt in request.receipts {
+        if receipt.sender.user_id.server_name() != app.config.server_name {
+            continue;
+        }
+        // Messages no longer stored (expired) are skipped, not refused; messages (and
+        // the membership changes before them) not received from the hub yet are early.
+        match store::groups::message_sender(&tx, receipt.group_id.as_str(), receipt.seq).await? {
+            Some(sender) if sender == receipt.sender => {
+                if store::groups::is_member(&tx, &receipt.group_id, &receipt.receiver).await? {
+                    valid.push(receipt);
+                }
+            }
+            Some(_) => {}
+            None => {
+                let last_seq = store::groups::position(&tx, &receipt.group_id)
+                    .await?
+                    .map(|(_, seq)| seq);
+                if last_seq.is_some_and(|last| receipt.seq > last) {
+                    early.push(receipt);
+                }
+            }
+        }
+    }
+    let woken = write_receipts(&tx, &app.config.server_name, &valid).await?;
+    tx.commit().await?;
+    app.inbox_waker.wake(&woken);
+    let accepted = valid.len();
+    tracing::debug!(%origin, accepted, early = early.len(), total, "delivery receipts received");
+    Ok(ReceiptsResult {
+        accepted: u64::try_from(accepted).unwrap_or(u64::MAX),
+        skipped: u64::try_from(total.saturating_sub(accepted + early.len())).unwrap_or(u64::MAX),
+        early,
+    })
 }
 
 /// Deletes expired messages and inbox entries now and every `interval`. Safe on every

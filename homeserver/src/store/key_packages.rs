@@ -2,7 +2,14 @@ use parley_specs::DeviceId;
 use parley_specs::keys_api::KeyPackageCount;
 
 use super::Db;
-use crate::key_packages::ValidKeyPackage;
+
+/// A checked KeyPackage to store (the domain checks it; see `key_packages::validate`).
+pub struct NewKeyPackage<'a> {
+    pub bytes: &'a [u8],
+    pub hash_ref: &'a [u8],
+    pub last_resort: bool,
+    pub expires_at: time::OffsetDateTime,
+}
 
 /// Takes a row lock on the device for the rest of the transaction.
 pub async fn lock_device(db: &impl Db, device: &DeviceId) -> Result<(), tokio_postgres::Error> {
@@ -15,7 +22,7 @@ pub async fn lock_device(db: &impl Db, device: &DeviceId) -> Result<(), tokio_po
 
 /// Stores a package; a last-resort one replaces the device's previous one. Storing the
 /// same package again changes nothing.
-pub async fn insert(db: &impl Db, device: &DeviceId, package: &ValidKeyPackage) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(db: &impl Db, device: &DeviceId, package: &NewKeyPackage<'_>) -> Result<(), tokio_postgres::Error> {
     if package.last_resort {
         let stmt = db
             .prepare_cached("DELETE FROM key_packages WHERE device_id = $1 AND last_resort AND hash_ref <> $2")

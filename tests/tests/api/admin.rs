@@ -8,7 +8,7 @@ use parley_federation::ServerKeyring;
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::Application;
 use parley_homeserver::devcerts::IssuedCert;
-use parley_homeserver::federation::now_ms;
+use parley_homeserver::remote::now_ms;
 use parley_specs::endpoints::federation::VERSION;
 use parley_specs::endpoints::{Method, admin};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};

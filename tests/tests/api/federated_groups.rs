@@ -11,7 +11,7 @@ use parley_federation::client::FederationClient;
 use parley_federation::hub_signature;
 use parley_federation::server_key::ROTATION_OVERLAP_MS;
 use parley_homeserver::config::{Config, FederationConfig};
-use parley_homeserver::federation::now_ms;
+use parley_homeserver::remote::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, RECEIPTS, SEND_TRANSACTION, SUBMIT_MESSAGE};

@@ -8,8 +8,8 @@ use parley_federation::client::FederationClient;
 use parley_federation::key_document::KeyDocument;
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::devcerts::{DevCa, IssuedCert};
-use parley_homeserver::federation::now_ms;
-use parley_specs::endpoints::federation::{SERVER_KEYS, VERSION};
+use parley_homeserver::remote::now_ms;
+use parley_specs::endpoints::federation::{CLAIM_KEY_PACKAGES, SERVER_KEYS, VERSION};
 use parley_specs::endpoints::ops::WELL_KNOWN_SERVER;
 use parley_specs::federation_api::FederationVersion;
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
@@ -439,4 +439,52 @@ async fn a_server_that_is_not_a_configured_peer_is_found_through_its_well_known_
         .await
         .expect("claimed from a server found through discovery");
     assert_eq!(claimed.key_packages.len(), 1);
+}
+
+/// Each federation endpoint reads a body only up to its own limit, not the largest any
+/// endpoint takes: a 2 MiB claim (whose body is a user id) is refused as too large before
+/// it is parsed, although it is signed correctly; and a GET takes no body at all.
+#[tokio::test]
+async fn a_body_over_its_endpoints_limit_is_refused_before_it_is_parsed() {
+    let pair = pair().await;
+    let identity = pair.a_identity();
+    let keyring = pair.a_keyring();
+    let signed_call = |method: reqwest::Method, path: &'static str, body: Vec<u8>| {
+        let parts = RequestParts {
+            method: method.as_str(),
+            path_and_query: path,
+            body: &body,
+        };
+        let signature = authorization(&keyring, pair.a.server_name(), &name("b.test"), &parts, now_ms());
+        https_client(Some(&identity))
+            .request(method.clone(), pair.b.federation_url(path))
+            .header("authorization", signature)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (status, body["error"].as_str().unwrap_or_default().to_owned())
+    };
+
+    let huge_claim = vec![b' '; 2 * 1024 * 1024];
+    let response = signed_call(reqwest::Method::POST, CLAIM_KEY_PACKAGES.path, huge_claim)
+        .send()
+        .await
+        .expect("b answers");
+    assert_eq!(answer(response).await, (413, "payload_too_large".to_owned()));
+
+    let get_with_body = signed_call(reqwest::Method::GET, VERSION.path, b"{}".to_vec())
+        .send()
+        .await
+        .expect("b answers");
+    assert_eq!(answer(get_with_body).await, (413, "payload_too_large".to_owned()));
+
+    // The same endpoints still answer requests within their limits.
+    let version = signed_call(reqwest::Method::GET, VERSION.path, Vec::new())
+        .send()
+        .await
+        .expect("b answers");
+    assert_eq!(version.status(), 200);
 }

@@ -4,56 +4,34 @@
 //! stored: the follower backfills from the hub first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use actix_web::{HttpRequest, web};
-use parley_federation::hub_signature::{self, HubSignatureError, VerifiedMessage};
+use parley_federation::hub_signature::VerifiedMessage;
 use parley_federation::key_document::VerifiedKeys;
-use parley_specs::endpoints::federation::BACKFILL;
-use parley_specs::federation_api::{
-    BackfillPage, OrderedKind, OrderedMessage, SignedMessage, Transaction, TransactionResult,
-};
+use parley_specs::federation_api::{OrderedKind, OrderedMessage, Transaction, TransactionResult};
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
-use parley_specs::{ErrorCode, GroupId};
+use parley_specs::{ErrorCode, GroupId, ServerName};
 use time::OffsetDateTime;
 
-use super::ordered::from_ms;
-use super::{FederationState, authenticate, call, keys_of, unavailable};
-use crate::cpu_pool;
 use crate::error::ApiError;
 use crate::inbox::FreshEntry;
+use crate::remote::ordered::{from_ms, verify_all};
+use crate::remote::{self, Remote};
 use crate::state::AppState;
 use crate::store;
 use crate::store::groups::{KIND_APPLICATION, KIND_COMMIT, NewMessage};
 use crate::store::inbox::{Appended, NewEntry, Recipient};
 
-/// Groups being backfilled by this process, so a burst of transactions after one gap
-/// starts one backfill.
-#[derive(Default)]
-pub struct Backfills(Mutex<BTreeSet<GroupId>>);
-
-impl Backfills {
-    fn start(&self, group: &GroupId) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(group.clone())
-    }
-
-    fn finish(&self, group: &GroupId) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(group);
-    }
-}
-
-/// `PUT /federation/v1/transactions/{txn_id}`: a hub sends messages of its groups.
-pub async fn receive_transaction(
-    state: web::Data<FederationState>,
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    txn_id: web::Path<String>,
-    body: web::Bytes,
-) -> Result<web::Json<TransactionResult>, ApiError> {
-    let peer = authenticate(&req, &body, &state).await?;
-    let transaction: Transaction = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("the transaction is not valid: {e}")))?;
-    let max = state.config.max_transaction_messages;
+/// A transaction from `origin`, a hub sending messages of its groups, whose signatures
+/// (`keys`) are not checked yet. Gaps start a backfill in the background.
+pub async fn receive(
+    app: &Arc<AppState>,
+    remote: &Arc<Remote>,
+    origin: &ServerName,
+    keys: &VerifiedKeys,
+    transaction: Transaction,
+) -> Result<TransactionResult, ApiError> {
+    let max = remote.config.max_transaction_messages;
     if transaction.messages.len() > max {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -68,101 +46,53 @@ pub async fn receive_transaction(
     if let Some(foreign) = transaction
         .messages
         .iter()
-        .find(|m| m.message.group_id.hub() != peer.origin)
+        .find(|m| m.message.group_id.hub() != *origin)
     {
         let group = &foreign.message.group_id;
         return Err(ApiError::new(
             ErrorCode::NotGroupHub,
-            format!("{} is not the hub of {group}; its hub is {}", peer.origin, group.hub()),
+            format!("{origin} is not the hub of {group}; its hub is {}", group.hub()),
         ));
     }
-    let verified = verify_all(transaction.messages, &peer.keys, |e| {
+    let verified = verify_all(transaction.messages, keys, |e| {
         ApiError::new(ErrorCode::InvalidSignature, e.to_string())
     })
     .await?;
-    let result = apply(&app, verified, false).await?;
-    tracing::debug!(origin = %peer.origin, txn = %txn_id, stored = result.stored, duplicates = result.duplicates, "transaction received");
+    let result = apply(app, verified, false).await?;
     for group in &result.backfilling {
-        let (state, app, group) = (state.clone(), app.clone(), group.clone());
-        if state.backfills.start(&group) {
+        if remote.backfills.start(group) {
+            let (app, remote, group) = (app.clone(), remote.clone(), group.clone());
             tokio::spawn(async move {
-                if let Err(error) = backfill(&state, &app, &group).await {
+                if let Err(error) = backfill(&app, &remote, &group).await {
                     tracing::warn!(%group, %error, "backfill failed; the next message of the group retries it");
                 }
-                state.backfills.finish(&group);
+                remote.backfills.finish(&group);
             });
         }
     }
-    Ok(web::Json(result))
-}
-
-/// Messages per job when checking a transaction's hub signatures on the CPU pool.
-const VERIFY_CHUNK: usize = 32;
-
-/// Checks every message's hub signature; a large transaction in chunks on the CPU pool:
-/// its milliseconds of work should neither stall this request's worker thread nor wait
-/// for one core when there are more.
-async fn verify_all(
-    messages: Vec<SignedMessage>,
-    keys: &VerifiedKeys,
-    refused: impl Fn(HubSignatureError) -> ApiError,
-) -> Result<Vec<VerifiedMessage>, ApiError> {
-    if messages.len() <= VERIFY_CHUNK {
-        // Fewer than a chunk: the hop to the pool would cost more than it saves.
-        return messages
-            .into_iter()
-            .map(|m| hub_signature::verify(m, keys).map_err(&refused))
-            .collect();
-    }
-    let mut chunks = Vec::new();
-    let mut messages = messages.into_iter().peekable();
-    while messages.peek().is_some() {
-        let chunk: Vec<SignedMessage> = messages.by_ref().take(VERIFY_CHUNK).collect();
-        let keys = keys.clone();
-        chunks.push(cpu_pool::run(move || {
-            chunk
-                .into_iter()
-                .map(|m| hub_signature::verify(m, &keys))
-                .collect::<Result<Vec<_>, _>>()
-        }));
-    }
-    let mut verified = Vec::new();
-    for chunk in futures_util::future::try_join_all(chunks).await? {
-        verified.extend(chunk.map_err(&refused)?);
-    }
-    Ok(verified)
+    Ok(result)
 }
 
 /// Fetches a group's messages after the last one stored here, until none is missing.
-async fn backfill(state: &FederationState, app: &AppState, group: &GroupId) -> Result<(), ApiError> {
-    let hub = group.hub();
+async fn backfill(app: &AppState, remote: &Remote, group: &GroupId) -> Result<(), ApiError> {
     loop {
         let after = {
             let db = app.pool.get().await?;
             store::groups::position(&db, group).await?.map_or(0, |(_, seq)| seq)
         };
-        let path = format!("{}?after={after}", BACKFILL.path_with(&[group.as_str()]));
-        let (status, bytes) = call(state, reqwest::Method::GET, &hub, &path, Vec::new()).await?;
-        if !status.is_success() {
-            let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-            return Err(unavailable(format!("{hub} refused the backfill ({status}): {answer}")));
-        }
-        let page: BackfillPage = serde_json::from_slice(&bytes)
-            .map_err(|e| unavailable(format!("{hub} answered the backfill with something else: {e}")))?;
-        let keys = keys_of(state, &hub).await?;
-        if page.messages.iter().any(|m| m.message.group_id != *group) {
-            return Err(unavailable(format!("{hub} backfilled messages of another group")));
-        }
-        let verified = verify_all(page.messages, &keys, |e| unavailable(e.to_string())).await?;
+        let (verified, last_seq) = remote::backfill::fetch_page(remote, group, after).await?;
         let Some(last) = verified.last().map(|m| m.message().seq) else {
             return Ok(());
         };
         if apply(app, verified, true).await?.stored == 0 {
             // A page of nothing new would be asked for again and again.
-            return Err(unavailable(format!("{hub} backfilled nothing after {after}")));
+            return Err(remote::unavailable(format!(
+                "{} backfilled nothing after {after}",
+                group.hub()
+            )));
         }
         tracing::info!(%group, after, up_to = last, "backfilled");
-        if last >= page.last_seq {
+        if last >= last_seq {
             return Ok(());
         }
     }

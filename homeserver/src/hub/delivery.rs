@@ -6,23 +6,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use actix_web::{HttpRequest, web};
-use parley_specs::endpoints::federation::GROUP_DELIVERY;
-use parley_specs::federation_api::FederatedGroupDelivery;
 use parley_specs::groups_api::{GroupDelivery, GroupMember, ServerDelivery};
 use parley_specs::{ErrorCode, GroupId, ServerName};
 
-use super::{FederationState, authenticate, call, parse_group_id, unavailable};
+use super::not_hubbed_here;
 use crate::error::ApiError;
+use crate::remote;
 use crate::state::AppState;
 use crate::store::{self, Db};
-
-fn not_hubbed_here(group: &GroupId) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotHubbedHere,
-        format!("{group} is hubbed on {}, not here", group.hub()),
-    )
-}
 
 /// The hub's view; None when the group is not stored here.
 async fn hub_view(db: &impl Db, own: &ServerName, group: &GroupId) -> Result<Option<GroupDelivery>, ApiError> {
@@ -63,8 +54,8 @@ async fn hub_view(db: &impl Db, own: &ServerName, group: &GroupId) -> Result<Opt
     }))
 }
 
-/// `GET /client/v1/groups/{group_id}/delivery` for a member device.
-pub async fn group_delivery(app: &AppState, who: &GroupMember, group: GroupId) -> Result<GroupDelivery, ApiError> {
+/// How far the group's messages were stored, for a member device.
+pub async fn for_member(app: &AppState, who: &GroupMember, group: GroupId) -> Result<GroupDelivery, ApiError> {
     let own = &app.config.server_name;
     let db = app.pool.get().await?;
     // Non-members (and callers naming a group unknown here) learn nothing.
@@ -81,9 +72,9 @@ pub async fn group_delivery(app: &AppState, who: &GroupMember, group: GroupId) -
     }
     let own_position = store::groups::position(&db, &group).await?.map_or(0, |(_, seq)| seq);
     drop(db);
-    let asked = match app.federation.as_ref() {
-        Some(federation) => ask_hub(federation, &group).await,
-        None => Err(unavailable(format!(
+    let asked = match app.remote.as_ref() {
+        Some(remote) => remote::delivery::ask_hub(remote, &group).await,
+        None => Err(remote::unavailable(format!(
             "this server does not federate with {}",
             group.hub()
         ))),
@@ -104,44 +95,16 @@ pub async fn group_delivery(app: &AppState, who: &GroupMember, group: GroupId) -
     }
 }
 
-/// Asks the group's hub for its view.
-async fn ask_hub(state: &FederationState, group: &GroupId) -> Result<GroupDelivery, ApiError> {
-    let hub = group.hub();
-    let path = GROUP_DELIVERY.path_with(&[group.as_str()]);
-    let (status, bytes) = call(state, reqwest::Method::GET, &hub, &path, Vec::new()).await?;
-    if !status.is_success() {
-        let answer: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-        return Err(unavailable(format!(
-            "{hub} refused the delivery request ({status}): {answer}"
-        )));
+/// The hub's view for `origin`, a server with members in `group`.
+pub async fn for_server(app: &AppState, origin: &ServerName, group: &GroupId) -> Result<GroupDelivery, ApiError> {
+    let own = &app.config.server_name;
+    if group.hub() != *own {
+        return Err(not_hubbed_here(group));
     }
-    let mut answer: FederatedGroupDelivery = serde_json::from_slice(&bytes)
-        .map_err(|e| unavailable(format!("{hub} answered the delivery request with something else: {e}")))?;
-    if answer.group_id != *group {
-        return Err(unavailable(format!("{hub} answered for another group")));
-    }
-    answer.partial = false;
-    Ok(answer)
-}
-
-/// `GET /federation/v1/groups/{group_id}/delivery`: answered by the hub to servers with
-/// members in the group.
-pub async fn federated_delivery(
-    state: web::Data<FederationState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> Result<web::Json<FederatedGroupDelivery>, ApiError> {
-    let peer = authenticate(&req, &[], &state).await?;
-    let group = parse_group_id(&path)?;
-    if group.hub() != state.server_name {
-        return Err(not_hubbed_here(&group));
-    }
-    let db = state.pool.get().await?;
-    let not_found = || ApiError::not_found(&format!("group {group} with members of {}", peer.origin));
-    if !store::groups::has_members_of(&db, &group, peer.origin.as_str()).await? {
+    let db = app.pool.get().await?;
+    let not_found = || ApiError::not_found(&format!("group {group} with members of {origin}"));
+    if !store::groups::has_members_of(&db, group, origin.as_str()).await? {
         return Err(not_found());
     }
-    Ok(web::Json(
-        hub_view(&db, &state.server_name, &group).await?.ok_or_else(not_found)?,
-    ))
+    hub_view(&db, own, group).await?.ok_or_else(not_found)
 }

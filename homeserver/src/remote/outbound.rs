@@ -13,14 +13,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use parley_specs::ServerName;
 use parley_specs::endpoints::federation::{SEND_TRANSACTION, VERSION};
 use rand::Rng as _;
 use tokio::sync::Notify;
 
 use super::ordered::{ordered, signed};
-use super::{FederationState, call};
+use super::{Remote, excerpt};
 use crate::error::ApiError;
 use crate::store;
 
@@ -63,8 +62,8 @@ impl OutboundKicks {
 }
 
 /// `origin` just proved it is up: send to it now rather than when its backoff ends.
-pub async fn peer_is_alive(state: &FederationState, origin: &ServerName) {
-    let was_backing_off = state
+pub async fn peer_is_alive(remote: &Remote, origin: &ServerName) {
+    let was_backing_off = remote
         .outbound
         .backing_off
         .lock()
@@ -74,12 +73,12 @@ pub async fn peer_is_alive(state: &FederationState, origin: &ServerName) {
         return;
     }
     let reset = async {
-        let db = state.pool.get().await?;
+        let db = remote.pool.get().await?;
         store::federation::reset_backoff(&db, origin.as_str()).await?;
         Ok::<_, ApiError>(())
     };
     match reset.await {
-        Ok(()) => state.outbound.kick([origin.to_string()]),
+        Ok(()) => remote.outbound.kick([origin.to_string()]),
         Err(error) => tracing::warn!(%origin, %error, "cannot end the backoff of a server that is back"),
     }
 }
@@ -88,26 +87,26 @@ pub async fn peer_is_alive(state: &FederationState, origin: &ServerName) {
 type Senders = Arc<Mutex<HashMap<String, bool>>>;
 
 /// Runs the sending loop of this process until it is stopped.
-pub async fn send_forever(state: web::Data<FederationState>) {
-    tokio::spawn(announce_return(state.clone()));
+pub async fn send_forever(remote: Arc<Remote>) {
+    tokio::spawn(announce_return(remote.clone()));
     let senders: Senders = Arc::default();
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = state.outbound.wake.notified() => {}
-            _ = poll.tick() => match due(&state).await {
-                Ok(due) => state.outbound.kick(due),
+            () = remote.outbound.wake.notified() => {}
+            _ = poll.tick() => match due(&remote).await {
+                Ok(due) => remote.outbound.kick(due),
                 Err(error) => tracing::warn!(%error, "cannot look up federation destinations; retrying"),
             },
         }
-        for destination in state.outbound.take() {
+        for destination in remote.outbound.take() {
             let mut running = senders.lock().unwrap_or_else(|p| p.into_inner());
             match running.get_mut(&destination) {
                 Some(kicked) => *kicked = true,
                 None => {
                     running.insert(destination.clone(), false);
-                    tokio::spawn(send_to(state.clone(), senders.clone(), destination));
+                    tokio::spawn(send_to(remote.clone(), senders.clone(), destination));
                 }
             }
         }
@@ -117,9 +116,9 @@ pub async fn send_forever(state: web::Data<FederationState>) {
 /// Tells the hubs of the groups this server follows that it is up, with one signed
 /// request each: a hub that was backing off from it sends what it queued at once, instead
 /// of when its backoff (up to `retry_max_secs`) ends.
-async fn announce_return(state: web::Data<FederationState>) {
+async fn announce_return(remote: Arc<Remote>) {
     let hubs = async {
-        let db = state.pool.get().await?;
+        let db = remote.pool.get().await?;
         Ok::<_, ApiError>(store::federation::followed_hubs(&db).await?)
     };
     let hubs = match hubs.await {
@@ -130,7 +129,7 @@ async fn announce_return(state: web::Data<FederationState>) {
         }
     };
     for hub in hubs.iter().filter_map(|h| ServerName::parse(h).ok()) {
-        match call(&state, reqwest::Method::GET, &hub, VERSION.path, Vec::new()).await {
+        match remote.call(reqwest::Method::GET, &hub, VERSION.path, Vec::new()).await {
             Ok((status, _)) if status.is_success() => tracing::info!(%hub, "told a hub this server is up"),
             Ok((status, _)) => tracing::warn!(%hub, %status, "a hub refused this server's hello"),
             Err(error) => tracing::info!(%hub, %error, "could not tell a hub this server is up"),
@@ -138,8 +137,8 @@ async fn announce_return(state: web::Data<FederationState>) {
     }
 }
 
-async fn due(state: &FederationState) -> Result<Vec<String>, ApiError> {
-    let db = state.pool.get().await?;
+async fn due(remote: &Remote) -> Result<Vec<String>, ApiError> {
+    let db = remote.pool.get().await?;
     Ok(store::federation::due_destinations(&db).await?)
 }
 
@@ -152,9 +151,9 @@ enum Outcome {
     Failed,
 }
 
-async fn send_to(state: web::Data<FederationState>, senders: Senders, destination: String) {
+async fn send_to(remote: Arc<Remote>, senders: Senders, destination: String) {
     loop {
-        let outcome = match send_queued(&state, &destination).await {
+        let outcome = match send_queued(&remote, &destination).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::warn!(%destination, %error, "sending to a server failed before any request");
@@ -190,44 +189,44 @@ impl Batch {
 /// The next transaction for `destination`: its oldest messages queued after `after`.
 /// `None` when there are none.
 async fn next_batch(
-    state: &FederationState,
+    remote: &Remote,
     db: &impl store::Db,
     destination: &str,
     after: i64,
 ) -> Result<Option<Batch>, ApiError> {
-    let limit = i64::try_from(state.config.max_transaction_messages).unwrap_or(1);
+    let limit = i64::try_from(remote.config.max_transaction_messages).unwrap_or(1);
     let queued = store::federation::queued(db, destination, after, limit).await?;
     if queued.is_empty() {
         return Ok(None);
     }
-    Ok(Some(transaction(state, queued)))
+    Ok(Some(transaction(remote, queued)))
 }
 
 /// Reads and signs the transaction after `after` on a connection of its own, while the
 /// current one is on its way: sending, not preparing, is then what paces a destination
 /// that is catching up. Rows committed meanwhile with lower ids are picked up next round.
-async fn prepare_next(state: &FederationState, destination: &str, after: i64) -> Option<Batch> {
-    let db = state.pool.get().await.ok()?;
-    next_batch(state, &db, destination, after).await.ok().flatten()
+async fn prepare_next(remote: &Remote, destination: &str, after: i64) -> Option<Batch> {
+    let db = remote.pool.get().await.ok()?;
+    next_batch(remote, &db, destination, after).await.ok().flatten()
 }
 
 /// Sends transactions to `destination` until its queue is empty or a send fails.
-async fn send_queued(state: &FederationState, destination: &str) -> Result<Outcome, ApiError> {
-    let config = &state.config;
+async fn send_queued(remote: &Remote, destination: &str) -> Result<Outcome, ApiError> {
+    let config = &remote.config;
     // Rows up to here were sent. One committed later with a lower id (another group's,
     // from a concurrent writer) waits for the next round, which starts from the lowest;
     // a group's own messages are queued in order under its lock.
     let mut sent_up_to = 0;
     let mut prepared: Option<Batch> = None;
     loop {
-        let mut db = state.pool.get().await?;
+        let mut db = remote.pool.get().await?;
         let tx = db.transaction().await?;
         let Some(claimed) = store::federation::claim_destination(&tx, destination).await? else {
             return Ok(Outcome::NotNow);
         };
         let permitted = ServerName::parse(destination)
             .ok()
-            .filter(|name| state.policy.permits(name));
+            .filter(|name| remote.policy.permits(name));
         let Some(server) = permitted else {
             let dropped = store::federation::drop_queue(&tx, destination).await?;
             tx.commit().await?;
@@ -236,7 +235,7 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
         };
         let batch = match prepared.take() {
             Some(batch) => batch,
-            None => match next_batch(state, &tx, destination, sent_up_to).await? {
+            None => match next_batch(remote, &tx, destination, sent_up_to).await? {
                 Some(batch) => batch,
                 None => return Ok(Outcome::Drained),
             },
@@ -254,21 +253,21 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
         // A full batch means a backlog: prepare the next one meanwhile. Otherwise the next
         // read, after this send, also finds what arrives during it.
         let backlog = batch.ids.len() >= config.max_transaction_messages;
-        let (sent, next) = tokio::join!(send(state, &server, &path, body), async {
+        let (sent, next) = tokio::join!(send(remote, &server, &path, body), async {
             match backlog {
-                true => prepare_next(state, destination, last_id).await,
+                true => prepare_next(remote, destination, last_id).await,
                 false => None,
             }
         });
         match sent {
             Ok(()) => {
-                state
+                remote
                     .metrics
                     .federation_send_latency
                     .observe(started.elapsed().as_secs_f64());
                 // A dequeue lost in a crash only sends those messages again, and the
                 // destination stores each once: no need to wait for the disk.
-                tx.batch_execute("SET LOCAL synchronous_commit TO OFF").await?;
+                store::commit_without_waiting_for_disk(&tx).await?;
                 store::federation::dequeue(&tx, &batch.ids).await?;
                 if claimed.failures > 0 {
                     store::federation::reset_backoff(&tx, destination).await?;
@@ -276,19 +275,19 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
                 tx.commit().await?;
                 sent_up_to = last_id;
                 prepared = next;
-                state.outbound.set_backing_off(destination, false);
+                remote.outbound.set_backing_off(destination, false);
             }
             Err((reason, error)) => {
                 let failures = claimed.failures.saturating_add(1);
                 let retry_in = backoff(config.retry_initial_ms, config.retry_max_secs, failures);
-                state
+                remote
                     .metrics
                     .federation_send_failures
                     .with_label_values(&[&reason])
                     .inc();
                 store::federation::record_failure(&tx, destination, failures, millis(retry_in), &error).await?;
                 tx.commit().await?;
-                state.outbound.set_backing_off(destination, true);
+                remote.outbound.set_backing_off(destination, true);
                 tracing::warn!(%destination, failures, retry_in_ms = millis(retry_in), %error, "sending a transaction failed");
                 return Ok(Outcome::Failed);
             }
@@ -297,9 +296,9 @@ async fn send_queued(state: &FederationState, destination: &str) -> Result<Outco
 }
 
 /// A transaction of these queued messages, cut at the maximum transaction size.
-fn transaction(state: &FederationState, queued: Vec<(i64, Option<store::groups::StoredMessage>)>) -> Batch {
+fn transaction(remote: &Remote, queued: Vec<(i64, Option<store::groups::StoredMessage>)>) -> Batch {
     const HEAD: &[u8] = br#"{"messages":["#;
-    let max_bytes = state.config.max_transaction_bytes;
+    let max_bytes = remote.config.max_transaction_bytes;
     let mut ids = Vec::with_capacity(queued.len());
     let mut body = HEAD.to_vec();
     let mut count = 0;
@@ -308,7 +307,7 @@ fn transaction(state: &FederationState, queued: Vec<(i64, Option<store::groups::
             ids.push(id);
             continue;
         };
-        let Ok(json) = serde_json::to_vec(&signed(state, message)) else {
+        let Ok(json) = serde_json::to_vec(&signed(remote, message)) else {
             ids.push(id);
             continue;
         };
@@ -332,17 +331,17 @@ fn transaction(state: &FederationState, queued: Vec<(i64, Option<store::groups::
 }
 
 /// Sends one transaction; on failure, the metric reason and the error.
-async fn send(state: &FederationState, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
-    let (status, answer) = call(state, reqwest::Method::PUT, server, path, body)
+async fn send(remote: &Remote, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
+    let (status, answer) = remote
+        .call(reqwest::Method::PUT, server, path, body)
         .await
         .map_err(|e| ("unreachable".to_owned(), e.message))?;
     if status.is_success() {
         return Ok(());
     }
-    let answer: String = String::from_utf8_lossy(&answer).chars().take(300).collect();
     Err((
         format!("refused_{}", status.as_u16()),
-        format!("{server} answered {status}: {answer}"),
+        format!("{server} answered {status}: {}", excerpt(&answer)),
     ))
 }
 

@@ -1,0 +1,73 @@
+//! What the three HTTP APIs (client, federation, admin) share: route tables built from
+//! the endpoint declarations in `parley_specs`, so a path or method cannot differ between
+//! server, SDK and OpenAPI document; extractor settings that answer malformed input in
+//! the API's error format; request metrics; and parsing of path values.
+
+mod extract;
+mod observe;
+
+pub use extract::{json_config, path_config, query_config};
+pub use observe::observe;
+
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
+use parley_specs::endpoints::{Endpoint, Method};
+use parley_specs::{ErrorCode, GroupId};
+
+use crate::error::ApiError;
+
+/// One actix resource per path, holding a route per declared method; any other
+/// method on that path answers 405 in the API's error format.
+#[derive(Default)]
+pub struct Routes {
+    resources: Vec<(&'static str, Resource)>,
+}
+
+impl Routes {
+    pub fn register(self, cfg: &mut web::ServiceConfig) {
+        for (_, resource) in self.resources {
+            cfg.service(resource);
+        }
+    }
+
+    pub fn add<F, Args>(mut self, endpoint: Endpoint, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let index = match self.resources.iter().position(|(path, _)| *path == endpoint.path) {
+            Some(index) => index,
+            None => {
+                let resource = web::resource(endpoint.path).default_service(web::to(method_not_allowed));
+                self.resources.push((endpoint.path, resource));
+                self.resources.len() - 1
+            }
+        };
+        let (path, resource) = self.resources.remove(index);
+        let route = web::method(actix_method(endpoint.method)).to(handler);
+        self.resources.insert(index, (path, resource.route(route)));
+        self
+    }
+}
+
+fn actix_method(method: Method) -> actix_web::http::Method {
+    match method {
+        Method::Get => actix_web::http::Method::GET,
+        Method::Post => actix_web::http::Method::POST,
+        Method::Put => actix_web::http::Method::PUT,
+        Method::Delete => actix_web::http::Method::DELETE,
+    }
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not accept that HTTP method",
+    )
+    .error_response()
+}
+
+/// A group id from a path, for the client and federation APIs alike.
+pub fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
+}
