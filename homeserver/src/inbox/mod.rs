@@ -106,17 +106,17 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
         })
         .collect();
     let own = &state.config.server_name;
-    let (local, remote): (Vec<_>, Vec<_>) = receipts
+    let (local, for_other_servers): (Vec<_>, Vec<_>) = receipts
         .into_iter()
         .partition(|r| r.sender.user_id.server_name() == *own);
     let woken = write_receipts(&tx, own, &local).await?;
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
-    if !remote.is_empty() {
+    if !for_other_servers.is_empty() {
         match &state.remote {
-            Some(federation) => remote::receipts::relay(federation, remote),
+            Some(outgoing) => remote::receipts::relay(outgoing, for_other_servers),
             None => tracing::debug!(
-                receipts = remote.len(),
+                receipts = for_other_servers.len(),
                 "federation is off; receipts for senders of other servers dropped"
             ),
         }
