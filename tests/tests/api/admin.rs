@@ -19,8 +19,7 @@ use parley_tests::mls::TestMlsDevice;
 use parley_tests::server::{free_loopback_addr, https_client, wait_until};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, code, logged_in, login_request, registered};
-use crate::messenger::device;
+use crate::helpers::{PASSWORD, code, device, logged_in, login_request, registered};
 
 /// A server with an admin API whose token lives in `dir`.
 async fn admin_server(dir: &Path) -> TestServer {

@@ -13,7 +13,7 @@ use parley_federation::server_key::ROTATION_OVERLAP_MS;
 use parley_homeserver::config::{Config, FederationConfig};
 use parley_homeserver::federation::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
-use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
+use parley_sdk::messenger::{Event, Messenger};
 use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, RECEIPTS, SEND_TRANSACTION, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{
     DeliveryReceipt, ForwardedMessage, OrderedKind, OrderedMessage, ReceiptsRequest, Transaction,
@@ -23,12 +23,9 @@ use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
-use crate::helpers::code;
-use crate::messenger::device;
+use crate::helpers::{DELIVERY, code, device, joined, lines, sync_until, user};
 
 const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
-/// Generous: a test machine running the suite in parallel is slow.
-const DELIVERY: Duration = Duration::from_secs(60);
 
 struct Trio {
     pub dirs: Vec<tempfile::TempDir>,
@@ -69,59 +66,6 @@ impl Trio {
     pub async fn start(&mut self, i: usize, config: Config) {
         self.servers[i] = Some(TestServer::start(config).await);
     }
-}
-
-/// (seq, sender, text) of a history.
-pub(crate) fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
-    history
-        .iter()
-        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
-        .collect()
-}
-
-/// Syncs until `done` holds for the device's history of `group` (deliveries across
-/// servers are asynchronous).
-pub(crate) async fn sync_until(
-    m: &mut Messenger,
-    group: &GroupId,
-    what: &str,
-    done: impl Fn(&[HistoryMessage]) -> bool,
-) -> Vec<Event> {
-    let deadline = tokio::time::Instant::now() + DELIVERY;
-    let mut events = Vec::new();
-    loop {
-        events.extend(m.receive(Duration::from_millis(500)).await.expect("receive"));
-        let history = m.history(group, None).await.unwrap_or_default();
-        if done(&history) {
-            return events;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never had {what}; history {:?}; events {events:?}",
-            m.user_id(),
-            lines(&history)
-        );
-    }
-}
-
-/// Syncs until the device has joined `group`.
-pub(crate) async fn joined(m: &mut Messenger, group: &GroupId) {
-    let deadline = tokio::time::Instant::now() + DELIVERY;
-    loop {
-        if m.groups().await.expect("groups").iter().any(|g| g.group_id == *group) {
-            return;
-        }
-        m.receive(Duration::from_millis(500)).await.expect("receive");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never joined {group}",
-            m.user_id()
-        );
-    }
-}
-
-fn user(m: &Messenger) -> UserId {
-    m.user_id().clone()
 }
 
 /// Two devices each of ann@a.test, ben@b.test and cat@c.test.

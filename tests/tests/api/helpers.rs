@@ -1,7 +1,17 @@
+//! What the test modules share: accounts and sessions, messenger devices, and devices on
+//! homeserver processes. Test modules import from here only, never from each other.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use parley_sdk::Client;
-use parley_specs::ErrorCode;
+use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
+use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use parley_tests::TestServer;
+use parley_tests::process::ProcessServer;
+
+// Accounts and sessions.
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -44,4 +54,148 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, parley_sdk::Error>) -> ErrorCo
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.code().unwrap_or_else(|| panic!("expected an API error, got {e}")),
     }
+}
+
+// Messenger devices (the SDK's MLS state and history, sealed at rest).
+
+pub const PASSPHRASE: &str = "a passphrase for the store";
+
+/// How long a delivery may take. Generous: a test machine running the suite in parallel
+/// is slow, and across servers (or processes) deliveries are asynchronous.
+pub const DELIVERY: Duration = Duration::from_secs(60);
+
+/// A device with its messenger, its store in `dir`: the first device of a new account
+/// `name` (`first`), or another device of it.
+pub async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
+    let (client, session) = if first {
+        registered(server, name).await
+    } else {
+        logged_in(server, name).await
+    };
+    let path = store_path(dir, name, session.device_id.as_str());
+    let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
+        .await
+        .expect("open a new store");
+    // The first operation that talks to the server publishes KeyPackages.
+    messenger.sync().await.expect("first sync");
+    messenger
+}
+
+/// Where `device` keeps the store of `name`'s device `device`.
+pub fn store_path(dir: &Path, name: &str, device: &str) -> PathBuf {
+    dir.join(format!("{name}-{device}.sealed"))
+}
+
+pub fn user(m: &Messenger) -> UserId {
+    m.user_id().clone()
+}
+
+/// (seq, sender, text) of a history.
+pub fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
+    history
+        .iter()
+        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
+        .collect()
+}
+
+/// Syncs until `done` holds for the device's history of `group` (deliveries across
+/// servers are asynchronous); returns the events seen meanwhile.
+pub async fn sync_until(
+    m: &mut Messenger,
+    group: &GroupId,
+    what: &str,
+    done: impl Fn(&[HistoryMessage]) -> bool,
+) -> Vec<Event> {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    let mut events = Vec::new();
+    loop {
+        events.extend(m.receive(Duration::from_millis(500)).await.expect("receive"));
+        let history = m.history(group, None).await.unwrap_or_default();
+        if done(&history) {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never had {what}; history {:?}; events {events:?}",
+            m.user_id(),
+            lines(&history)
+        );
+    }
+}
+
+/// Syncs until the device has joined `group`.
+pub async fn joined(m: &mut Messenger, group: &GroupId) {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    loop {
+        if m.groups().await.expect("groups").iter().any(|g| g.group_id == *group) {
+            return;
+        }
+        m.receive(Duration::from_millis(500)).await.expect("receive");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never joined {group}",
+            m.user_id()
+        );
+    }
+}
+
+// Devices on homeserver processes.
+
+/// A user's device on a homeserver process, that can move to another process of the
+/// same homeserver (its store in `dir` and its session go with it).
+pub struct ProcessDevice {
+    name: String,
+    token: String,
+    pub messenger: Messenger,
+}
+
+impl ProcessDevice {
+    /// A new user `name` with one device on `server`.
+    pub async fn register(server: &ProcessServer, dir: &Path, name: &str) -> Self {
+        let session = server.sdk().register(&register_request(name)).await.expect("register");
+        let mut device = Self {
+            name: name.to_owned(),
+            messenger: open_on_process(
+                server,
+                dir,
+                name,
+                &session.access_token,
+                session.user_id,
+                session.device_id,
+            )
+            .await,
+            token: session.access_token,
+        };
+        device.messenger.sync().await.expect("first sync");
+        device
+    }
+
+    /// Connects to `server` instead, keeping its store and session.
+    pub async fn reconnect(&mut self, server: &ProcessServer, dir: &Path) {
+        let (user, device) = (self.user(), self.messenger.device_id().clone());
+        self.messenger = open_on_process(server, dir, &self.name, &self.token, user, device).await;
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn user(&self) -> UserId {
+        self.messenger.user_id().clone()
+    }
+}
+
+/// The messenger of a device of `name` (store in `dir`) talking to `server`.
+async fn open_on_process(
+    server: &ProcessServer,
+    dir: &Path,
+    name: &str,
+    token: &str,
+    user: UserId,
+    device: DeviceId,
+) -> Messenger {
+    let client = server.sdk().with_access_token(token);
+    Messenger::open(client, user, device, dir.join(format!("{name}.sealed")), PASSPHRASE)
+        .await
+        .expect("open the store")
 }

@@ -2,49 +2,14 @@
 //! several users with several devices each, real MLS, real PostgreSQL.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use parley_sdk::messenger::{Event, ExportFormat, HistoryMessage, Messenger, MessengerError, Verification};
+use parley_sdk::messenger::{Event, ExportFormat, Messenger, MessengerError, Verification};
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{Base64Bytes, ErrorCode, GroupId, UserId};
 use parley_tests::TestServer;
 
-use crate::helpers::{logged_in, registered};
-
-const PASSPHRASE: &str = "a passphrase for the store";
-
-/// A device with its messenger, its store in `dir`.
-pub(crate) async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
-    let (client, session) = if first {
-        registered(server, name).await
-    } else {
-        logged_in(server, name).await
-    };
-    let path = store_path(dir, name, session.device_id.as_str());
-    let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
-        .await
-        .expect("open a new store");
-    // The first operation that talks to the server publishes KeyPackages.
-    messenger.sync().await.expect("first sync");
-    messenger
-}
-
-fn store_path(dir: &Path, name: &str, device: &str) -> PathBuf {
-    dir.join(format!("{name}-{device}.sealed"))
-}
-
-fn user(m: &Messenger) -> UserId {
-    m.user_id().clone()
-}
-
-/// (seq, sender, text) of a history.
-fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
-    history
-        .iter()
-        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
-        .collect()
-}
+use crate::helpers::{PASSPHRASE, device, lines, registered, store_path, user};
 
 async fn members(m: &mut Messenger, group: &GroupId) -> BTreeSet<(String, String)> {
     m.members(group)
