@@ -23,7 +23,7 @@ use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
-use crate::helpers::{DELIVERY, code, device, joined, lines, sync_until, user};
+use crate::helpers::{DELIVERY, code, device, joined, keyring_in, lines, send_in_turn, sync_until, user};
 
 const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
 
@@ -95,15 +95,7 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
     }
 
     // Everyone sends; followers' messages go through their own server to the hub.
-    let mut sent = Vec::new();
-    for round in 0..2 {
-        for (i, d) in devices.iter_mut().enumerate() {
-            let text = format!("round {round} from device {i}");
-            let message = d.send_text(&group, &text, None).await.expect("send");
-            sent.push((message.seq, d.user_id().to_string(), text));
-        }
-    }
-    sent.sort();
+    let sent = send_in_turn(&mut devices, &group, 2).await;
     for d in devices.iter_mut() {
         let events = sync_until(d, &group, "every message", |h| lines(h) == sent).await;
         assert!(
@@ -354,7 +346,7 @@ fn speaking_as(trio: &Trio, i: usize) -> (FederationClient, ServerKeyring) {
         peers,
     )
     .unwrap();
-    (client, ServerKeyring::load(&dir.join("server.key")).unwrap())
+    (client, keyring_in(dir))
 }
 
 /// Sends a signed request and returns (status, error code).
@@ -382,10 +374,7 @@ fn ordered(group: &GroupId, seq: i64, sender: &Messenger) -> OrderedMessage {
         seq,
         epoch: 1,
         kind: OrderedKind::Application,
-        sender: GroupMember {
-            user_id: user(sender),
-            device_id: sender.device_id().clone(),
-        },
+        sender: member_of(sender),
         payload: b"not really MLS".to_vec().into(),
         welcome: None,
         members: None,
@@ -437,10 +426,7 @@ async fn servers_that_are_not_a_groups_hub_cannot_order_or_submit_for_others() {
 
     // A submit sent to a server that does not hub the group.
     let submit = ForwardedMessage {
-        sender: GroupMember {
-            user_id: user(&ben),
-            device_id: ben.device_id().clone(),
-        },
+        sender: member_of(&ben),
         message: SubmitMessageRequest {
             txn_id: "t1".into(),
             message: b"x".to_vec().into(),

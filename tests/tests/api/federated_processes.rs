@@ -1,11 +1,9 @@
 //! Two federating homeservers as real processes, killed with SIGKILL mid-traffic: nothing
 //! accepted is lost, nothing is delivered twice, and order holds.
 
-use parley_specs::ServerName;
 use parley_tests::process::ProcessServer;
-use parley_tests::server::{federating_config, free_loopback_addr};
 
-use crate::helpers::{ProcessDevice, joined, lines, sync_until};
+use crate::helpers::{ProcessDevice, a_and_b_configs, joined, lines, sync_until};
 
 #[tokio::test]
 async fn killed_homeservers_lose_and_repeat_nothing_across_federation() {
@@ -14,10 +12,7 @@ async fn killed_homeservers_lose_and_repeat_nothing_across_federation() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let (a_fed, b_fed) = (free_loopback_addr(), free_loopback_addr());
-    let name = |s: &str| ServerName::parse(s).unwrap();
-    let a_config = federating_config("a.test", a_dir.path(), a_fed, vec![(name("b.test"), b_fed)], |_| {}).await;
-    let b_config = federating_config("b.test", b_dir.path(), b_fed, vec![(name("a.test"), a_fed)], |_| {}).await;
+    let (a_config, b_config) = a_and_b_configs(a_dir.path(), b_dir.path()).await;
     let mut a = ProcessServer::start(a_config, a_dir.path()).await;
     let mut b = ProcessServer::start(b_config, b_dir.path()).await;
 

@@ -1,15 +1,25 @@
-//! What the test modules share: accounts and sessions, messenger devices, and devices on
-//! homeserver processes. Test modules import from here only, never from each other.
+//! What the test modules share: accounts and sessions, messenger devices, devices on
+//! homeserver processes, and signed federation requests from a test server's files.
+//! Test modules import from here only, never from each other.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use parley_federation::ServerKeyring;
+use parley_federation::request_auth::{RequestParts, authorization};
+use parley_homeserver::config::Config;
+use parley_homeserver::devcerts::IssuedCert;
+use parley_homeserver::federation::now_ms;
 use parley_sdk::Client;
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
-use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
+use parley_specs::endpoints::federation::VERSION;
+use parley_specs::keys_api::UploadKeyPackagesRequest;
+use parley_specs::{Base64Bytes, DeviceId, ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
+use parley_tests::mls::TestMlsDevice;
 use parley_tests::process::ProcessServer;
+use parley_tests::server::{federating_config, free_loopback_addr, https_client};
 
 // Accounts and sessions.
 
@@ -48,12 +58,32 @@ pub async fn logged_in(server: &TestServer, username: &str) -> (Client, LoginRes
     (client, session)
 }
 
+/// The first device of a new account `username` (`registered`), or another device of an
+/// existing one (`logged_in`).
+pub async fn signed_in(server: &TestServer, username: &str, new_account: bool) -> (Client, LoginResponse) {
+    if new_account {
+        registered(server, username).await
+    } else {
+        logged_in(server, username).await
+    }
+}
+
 /// The error code of a failed SDK call; panics if it succeeded.
 pub fn code<T: std::fmt::Debug>(result: Result<T, parley_sdk::Error>) -> ErrorCode {
     match result {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.code().unwrap_or_else(|| panic!("expected an API error, got {e}")),
     }
+}
+
+/// Uploads `n` one-time KeyPackages for the logged-in device.
+pub async fn upload_key_packages(client: &Client, session: &LoginResponse, n: usize) {
+    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let key_packages = (0..n).map(|_| Base64Bytes::from(mls.key_package(false))).collect();
+    client
+        .upload_key_packages(&UploadKeyPackagesRequest { key_packages })
+        .await
+        .expect("upload");
 }
 
 // Messenger devices (the SDK's MLS state and history, sealed at rest).
@@ -67,11 +97,7 @@ pub const DELIVERY: Duration = Duration::from_secs(60);
 /// A device with its messenger, its store in `dir`: the first device of a new account
 /// `name` (`first`), or another device of it.
 pub async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
-    let (client, session) = if first {
-        registered(server, name).await
-    } else {
-        logged_in(server, name).await
-    };
+    let (client, session) = signed_in(server, name, first).await;
     let path = store_path(dir, name, session.device_id.as_str());
     let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
         .await
@@ -96,6 +122,31 @@ pub fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
         .iter()
         .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
         .collect()
+}
+
+/// The texts of the device's history of `group`, oldest first.
+pub async fn history_texts(m: &mut Messenger, group: &GroupId) -> Vec<String> {
+    m.history(group, None)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| h.text)
+        .collect()
+}
+
+/// Every device sends a message in turn, `rounds` times over; returns the (seq, sender,
+/// text) of all of them in the hub's order, as `lines` gives a history.
+pub async fn send_in_turn(devices: &mut [Messenger], group: &GroupId, rounds: usize) -> Vec<(i64, String, String)> {
+    let mut sent = Vec::new();
+    for round in 0..rounds {
+        for (i, d) in devices.iter_mut().enumerate() {
+            let text = format!("round {round} from device {i}");
+            let message = d.send_text(group, &text, None).await.expect("send");
+            sent.push((message.seq, d.user_id().to_string(), text));
+        }
+    }
+    sent.sort();
+    sent
 }
 
 /// Syncs until `done` holds for the device's history of `group` (deliveries across
@@ -139,7 +190,17 @@ pub async fn joined(m: &mut Messenger, group: &GroupId) {
     }
 }
 
-// Devices on homeserver processes.
+// Homeservers as processes, and devices on them.
+
+/// Configurations of a.test and b.test, their files in `a_dir` and `b_dir`, each reaching
+/// the other at a federation address picked now (for servers started as processes).
+pub async fn a_and_b_configs(a_dir: &Path, b_dir: &Path) -> (Config, Config) {
+    let (a_fed, b_fed) = (free_loopback_addr(), free_loopback_addr());
+    let name = |s: &str| ServerName::parse(s).unwrap();
+    let a = federating_config("a.test", a_dir, a_fed, vec![(name("b.test"), b_fed)], |_| {}).await;
+    let b = federating_config("b.test", b_dir, b_fed, vec![(name("a.test"), a_fed)], |_| {}).await;
+    (a, b)
+}
 
 /// A user's device on a homeserver process, that can move to another process of the
 /// same homeserver (its store in `dir` and its session go with it).
@@ -198,4 +259,50 @@ async fn open_on_process(
     Messenger::open(client, user, device, dir.join(format!("{name}.sealed")), PASSPHRASE)
         .await
         .expect("open the store")
+}
+
+// Signed federation requests made with a federating test server's files.
+
+/// The signing keys of the federating test server whose files are in `dir`.
+pub fn keyring_in(dir: &Path) -> ServerKeyring {
+    ServerKeyring::load(&dir.join("server.key")).unwrap()
+}
+
+/// What the federating test server whose files are in `dir` presents in TLS.
+pub fn identity_in(dir: &Path) -> IssuedCert {
+    IssuedCert {
+        cert_pem: std::fs::read_to_string(dir.join("tls.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+    }
+}
+
+/// `origin`'s `Authorization` for a GET of `destination`'s version endpoint.
+pub fn version_request_signed(
+    keyring: &ServerKeyring,
+    origin: &ServerName,
+    destination: &ServerName,
+    ts: i64,
+) -> String {
+    let parts = RequestParts {
+        method: "GET",
+        path_and_query: VERSION.path,
+        body: b"",
+    };
+    authorization(keyring, origin, destination, &parts, ts)
+}
+
+/// `origin`'s files in `dir`: a signed GET of `destination`'s version endpoint, over a
+/// connection presenting its certificate. Returns the status and the error code.
+pub async fn version_from(dir: &Path, origin: &str, destination: &TestServer) -> (u16, String) {
+    let origin = ServerName::parse(origin).unwrap();
+    let signature = version_request_signed(&keyring_in(dir), &origin, destination.server_name(), now_ms());
+    let response = https_client(Some(&identity_in(dir)))
+        .get(destination.federation_url(VERSION.path))
+        .header("authorization", signature)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
 }

@@ -8,12 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use parley_sdk::messenger::Messenger;
-use parley_specs::ServerName;
 use parley_tests::balancer::TcpBalancer;
 use parley_tests::process::ProcessServer;
-use parley_tests::server::{federating_config, free_loopback_addr, wait_until};
+use parley_tests::server::wait_until;
 
-use crate::helpers::{ProcessDevice, joined, lines, sync_until};
+use crate::helpers::{ProcessDevice, a_and_b_configs, joined, lines, sync_until};
 
 /// The processes of a.test re-check waiting readers this rarely, so a reader on another
 /// process is reached within the test only through the cross-process wake-up.
@@ -33,25 +32,9 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Self {
         let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
-        let (a_federation, b_federation) = (free_loopback_addr(), free_loopback_addr());
-        let name = |s: &str| ServerName::parse(s).unwrap();
-        let a_config = federating_config(
-            "a.test",
-            dirs[0].path(),
-            a_federation,
-            vec![(name("b.test"), b_federation)],
-            |_| {},
-        )
-        .await;
-        let b_config = federating_config(
-            "b.test",
-            dirs[1].path(),
-            b_federation,
-            vec![(name("a.test"), a_federation)],
-            |_| {},
-        )
-        .await;
-        let mut a_config = a_config;
+        let (mut a_config, b_config) = a_and_b_configs(dirs[0].path(), dirs[1].path()).await;
+        // b.test reaches a.test at this address: the balancer's, in front of the processes.
+        let a_federation = a_config.federation.as_ref().expect("federating").listen;
         a_config.limits.inbox_recheck_secs = RECHECK_SECS;
         let a = ProcessServer::start_replicas(a_config, dirs[0].path(), 3).await;
         let backends = a.iter().map(|p| p.federation_addr().unwrap()).collect();
