@@ -4,23 +4,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use parley_federation::ServerKeyring;
-use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::Application;
-use parley_homeserver::devcerts::IssuedCert;
-use parley_homeserver::remote::now_ms;
-use parley_specs::endpoints::federation::VERSION;
 use parley_specs::endpoints::{Method, admin};
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
-use parley_specs::{Base64Bytes, ErrorCode, ServerName};
+use parley_specs::keys_api::ClaimKeyPackagesRequest;
+use parley_specs::{ErrorCode, ServerName};
 use parley_tests::TestServer;
 use parley_tests::admin::{AdminApi, enable_admin};
-use parley_tests::mls::TestMlsDevice;
-use parley_tests::server::{free_loopback_addr, https_client, wait_until};
+use parley_tests::server::{free_loopback_addr, wait_until};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, code, logged_in, login_request, registered};
-use crate::messenger::device;
+use crate::helpers::{
+    PASSWORD, code, device, logged_in, login_request, register_request, registered, upload_key_packages, version_from,
+};
 
 /// A server with an admin API whose token lives in `dir`.
 async fn admin_server(dir: &Path) -> TestServer {
@@ -143,16 +138,6 @@ async fn a_token_file_others_can_read_stops_the_server_from_starting() {
     assert!(error.contains("at least 32"), "{error}");
 }
 
-/// Uploads `n` one-time KeyPackages for the logged-in device.
-async fn upload_key_packages(client: &parley_sdk::Client, session: &parley_specs::client_api::LoginResponse, n: usize) {
-    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
-    let key_packages = (0..n).map(|_| Base64Bytes::from(mls.key_package(false))).collect();
-    client
-        .upload_key_packages(&UploadKeyPackagesRequest { key_packages })
-        .await
-        .expect("upload");
-}
-
 #[tokio::test]
 async fn deactivation_revokes_every_session_and_key_package_until_reactivation() {
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +200,7 @@ async fn deactivation_revokes_every_session_and_key_package_until_reactivation()
     assert_eq!(stored, 0);
     // The name stays taken.
     assert_eq!(
-        code(server.sdk().register(&crate::helpers::register_request("alice")).await),
+        code(server.sdk().register(&register_request("alice")).await),
         ErrorCode::UsernameTaken
     );
     let stats = api.ok(admin::STATS, &[], None).await;
@@ -515,32 +500,6 @@ async fn destinations_show_a_down_server_backing_off_and_retry_sends_at_once() {
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     let (status, body) = api.call(admin::RETRY_DESTINATION, &["not a server"], None).await;
     assert_eq!((status, error_code(&body)), (400, "invalid_param"));
-}
-
-/// `origin`'s files in `dir`: a signed GET of `destination`'s version endpoint, over a
-/// connection presenting its certificate. Returns the status and the error code.
-async fn version_from(dir: &Path, origin: &str, destination: &TestServer) -> (u16, String) {
-    let keyring = ServerKeyring::load(&dir.join("server.key")).unwrap();
-    let identity = IssuedCert {
-        cert_pem: std::fs::read_to_string(dir.join("tls.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(dir.join("tls.key")).unwrap(),
-    };
-    let parts = RequestParts {
-        method: "GET",
-        path_and_query: VERSION.path,
-        body: b"",
-    };
-    let origin = ServerName::parse(origin).unwrap();
-    let signature = authorization(&keyring, &origin, destination.server_name(), &parts, now_ms());
-    let response = https_client(Some(&identity))
-        .get(destination.federation_url(VERSION.path))
-        .header("authorization", signature)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (status, error_code(&body).to_owned())
 }
 
 #[tokio::test]

@@ -14,8 +14,7 @@ use parley_specs::{GroupId, UserId};
 use parley_tests::TestServer;
 use parley_tests::postgres::fresh_database;
 
-use crate::helpers::{PASSWORD, login_request, registered};
-use crate::messenger::device;
+use crate::helpers::{PASSPHRASE, PASSWORD, device, history_texts, login_request, registered};
 
 /// Longest a backup or restore script may run.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
@@ -339,8 +338,7 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
             .collect();
         assert_eq!(read, expected, "{device_id}");
     }
-    let passphrase = "a passphrase for the store";
-    let mut cat = Messenger::open(cat_client, cat_user, cat_id, cat_store, passphrase)
+    let mut cat = Messenger::open(cat_client, cat_user, cat_id, cat_store, PASSPHRASE)
         .await
         .expect("cat's store");
     let events = cat.sync().await.expect("cat syncs");
@@ -350,26 +348,12 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
             .any(|e| matches!(e, Event::Joined { group_id, .. } if *group_id == lunch)),
         "{events:?}"
     );
-    let texts: Vec<String> = cat
-        .history(&lunch, None)
-        .await
-        .expect("history")
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, ["pizza?", "pasta!"]);
-    let mut phone = Messenger::open(phone_client, phone_user, phone_id, phone_store, passphrase)
+    assert_eq!(history_texts(&mut cat, &lunch).await, ["pizza?", "pasta!"]);
+    let mut phone = Messenger::open(phone_client, phone_user, phone_id, phone_store, PASSPHRASE)
         .await
         .expect("the phone's store");
     phone.sync().await.expect("the phone syncs");
-    let texts: Vec<String> = phone
-        .history(&work, None)
-        .await
-        .expect("history")
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, ["standup at ten"]);
+    assert_eq!(history_texts(&mut phone, &work).await, ["standup at ten"]);
     // And the group goes on: what the phone sends now reaches cat.
     phone
         .send_text(&lunch, "back after the restore", None)

@@ -13,7 +13,7 @@ use parley_federation::server_key::ROTATION_OVERLAP_MS;
 use parley_homeserver::config::{Config, FederationConfig};
 use parley_homeserver::remote::now_ms;
 use parley_homeserver::tls::{certified_key, root_store};
-use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
+use parley_sdk::messenger::{Event, Messenger};
 use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, RECEIPTS, SEND_TRANSACTION, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{
     DeliveryReceipt, ForwardedMessage, OrderedKind, OrderedMessage, ReceiptsRequest, Transaction,
@@ -23,12 +23,9 @@ use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
 use parley_tests::server::{ca_file, free_loopback_addr, wait_until};
 
-use crate::helpers::code;
-use crate::messenger::device;
+use crate::helpers::{DELIVERY, code, device, joined, keyring_in, lines, send_in_turn, sync_until, user};
 
 const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
-/// Generous: a test machine running the suite in parallel is slow.
-const DELIVERY: Duration = Duration::from_secs(60);
 
 struct Trio {
     pub dirs: Vec<tempfile::TempDir>,
@@ -71,59 +68,6 @@ impl Trio {
     }
 }
 
-/// (seq, sender, text) of a history.
-pub(crate) fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
-    history
-        .iter()
-        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
-        .collect()
-}
-
-/// Syncs until `done` holds for the device's history of `group` (deliveries across
-/// servers are asynchronous).
-pub(crate) async fn sync_until(
-    m: &mut Messenger,
-    group: &GroupId,
-    what: &str,
-    done: impl Fn(&[HistoryMessage]) -> bool,
-) -> Vec<Event> {
-    let deadline = tokio::time::Instant::now() + DELIVERY;
-    let mut events = Vec::new();
-    loop {
-        events.extend(m.receive(Duration::from_millis(500)).await.expect("receive"));
-        let history = m.history(group, None).await.unwrap_or_default();
-        if done(&history) {
-            return events;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never had {what}; history {:?}; events {events:?}",
-            m.user_id(),
-            lines(&history)
-        );
-    }
-}
-
-/// Syncs until the device has joined `group`.
-pub(crate) async fn joined(m: &mut Messenger, group: &GroupId) {
-    let deadline = tokio::time::Instant::now() + DELIVERY;
-    loop {
-        if m.groups().await.expect("groups").iter().any(|g| g.group_id == *group) {
-            return;
-        }
-        m.receive(Duration::from_millis(500)).await.expect("receive");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never joined {group}",
-            m.user_id()
-        );
-    }
-}
-
-fn user(m: &Messenger) -> UserId {
-    m.user_id().clone()
-}
-
 /// Two devices each of ann@a.test, ben@b.test and cat@c.test.
 async fn six_devices(trio: &Trio, dir: &Path) -> Vec<Messenger> {
     let mut devices = Vec::new();
@@ -151,15 +95,7 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
     }
 
     // Everyone sends; followers' messages go through their own server to the hub.
-    let mut sent = Vec::new();
-    for round in 0..2 {
-        for (i, d) in devices.iter_mut().enumerate() {
-            let text = format!("round {round} from device {i}");
-            let message = d.send_text(&group, &text, None).await.expect("send");
-            sent.push((message.seq, d.user_id().to_string(), text));
-        }
-    }
-    sent.sort();
+    let sent = send_in_turn(&mut devices, &group, 2).await;
     for d in devices.iter_mut() {
         let events = sync_until(d, &group, "every message", |h| lines(h) == sent).await;
         assert!(
@@ -410,7 +346,7 @@ fn speaking_as(trio: &Trio, i: usize) -> (FederationClient, ServerKeyring) {
         peers,
     )
     .unwrap();
-    (client, ServerKeyring::load(&dir.join("server.key")).unwrap())
+    (client, keyring_in(dir))
 }
 
 /// Sends a signed request and returns (status, error code).
@@ -438,10 +374,7 @@ fn ordered(group: &GroupId, seq: i64, sender: &Messenger) -> OrderedMessage {
         seq,
         epoch: 1,
         kind: OrderedKind::Application,
-        sender: GroupMember {
-            user_id: user(sender),
-            device_id: sender.device_id().clone(),
-        },
+        sender: member_of(sender),
         payload: b"not really MLS".to_vec().into(),
         welcome: None,
         members: None,
@@ -493,10 +426,7 @@ async fn servers_that_are_not_a_groups_hub_cannot_order_or_submit_for_others() {
 
     // A submit sent to a server that does not hub the group.
     let submit = ForwardedMessage {
-        sender: GroupMember {
-            user_id: user(&ben),
-            device_id: ben.device_id().clone(),
-        },
+        sender: member_of(&ben),
         message: SubmitMessageRequest {
             txn_id: "t1".into(),
             message: b"x".to_vec().into(),

@@ -12,17 +12,19 @@ use parley_homeserver::remote::now_ms;
 use parley_specs::endpoints::federation::{CLAIM_KEY_PACKAGES, SERVER_KEYS, VERSION};
 use parley_specs::endpoints::ops::WELL_KNOWN_SERVER;
 use parley_specs::federation_api::FederationVersion;
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
-use parley_specs::{Base64Bytes, ErrorCode, ServerName, UserId};
+use parley_specs::keys_api::ClaimKeyPackagesRequest;
+use parley_specs::{ErrorCode, ServerName, UserId};
 use parley_tests::TestServer;
-use parley_tests::mls::{TestMlsDevice, key_package_from};
+use parley_tests::mls::key_package_from;
 use parley_tests::server::{
     ca_file, federating_config, free_loopback_addr, https_client, https_client_trusting, issue_cert,
 };
 use rustls::pki_types::pem::PemObject;
-
-use crate::helpers::{code, registered};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::helpers::{
+    code, identity_in, keyring_in, registered, upload_key_packages, version_from, version_request_signed,
+};
 
 async fn fetch_keys(server: &TestServer, client: &reqwest::Client) -> KeyDocument {
     let response = client
@@ -181,29 +183,6 @@ impl Pair {
     }
 }
 
-/// The signing keys of the federating test server whose files are in `dir`.
-fn keyring_in(dir: &std::path::Path) -> ServerKeyring {
-    ServerKeyring::load(&dir.join("server.key")).unwrap()
-}
-
-/// What the federating test server whose files are in `dir` presents in TLS.
-fn identity_in(dir: &std::path::Path) -> IssuedCert {
-    IssuedCert {
-        cert_pem: std::fs::read_to_string(dir.join("tls.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(dir.join("tls.key")).unwrap(),
-    }
-}
-
-/// `origin`'s `Authorization` for a GET of `destination`'s version endpoint.
-fn version_request_signed(keyring: &ServerKeyring, origin: &ServerName, destination: &ServerName, ts: i64) -> String {
-    let parts = RequestParts {
-        method: "GET",
-        path_and_query: VERSION.path,
-        body: b"",
-    };
-    authorization(keyring, origin, destination, &parts, ts)
-}
-
 fn name(s: &str) -> ServerName {
     ServerName::parse(s).unwrap()
 }
@@ -333,18 +312,11 @@ async fn denied_or_unlisted_origins_are_refused_before_any_work() {
             f.allow = Some([name("b.test")].into_iter().collect());
         })
         .await;
-    let (keyring, identity) = (keyring_in(a_dir.path()), identity_in(a_dir.path()));
     for server in [&denying, &allowing_others] {
-        let signature = version_request_signed(&keyring, &name("a.test"), server.server_name(), now_ms());
-        let response = https_client(Some(&identity))
-            .get(server.federation_url(VERSION.path))
-            .header("authorization", signature)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 403);
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["error"], "server_not_allowed");
+        assert_eq!(
+            version_from(a_dir.path(), "a.test", server).await,
+            (403, "server_not_allowed".to_owned())
+        );
         let remembered = server.count("SELECT count(*) FROM federation_seen_requests", &[]).await;
         assert_eq!(remembered, 0, "a refused origin leaves nothing behind");
     }
@@ -354,11 +326,7 @@ async fn denied_or_unlisted_origins_are_refused_before_any_work() {
 async fn a_user_of_another_server_is_claimed_over_federation() {
     let pair = pair().await;
     let (bob, bob_session) = registered(&pair.b, "bob").await;
-    let bob_mls = TestMlsDevice::new(&bob_session.user_id, &bob_session.device_id);
-    let packages = (0..2).map(|_| Base64Bytes::from(bob_mls.key_package(false))).collect();
-    bob.upload_key_packages(&UploadKeyPackagesRequest { key_packages: packages })
-        .await
-        .unwrap();
+    upload_key_packages(&bob, &bob_session, 2).await;
 
     // `b` needs `a`'s keys to authenticate the claim; `a` needs `b`'s address.
     let (alice, _) = registered(&pair.a, "alice").await;
@@ -425,12 +393,7 @@ async fn a_server_that_is_not_a_configured_peer_is_found_through_its_well_known_
     assert_eq!(undelegated.status(), 404);
 
     let (bob, bob_session) = registered(&x, "bob").await;
-    let bob_mls = TestMlsDevice::new(&bob_session.user_id, &bob_session.device_id);
-    bob.upload_key_packages(&UploadKeyPackagesRequest {
-        key_packages: vec![Base64Bytes::from(bob_mls.key_package(false))],
-    })
-    .await
-    .unwrap();
+    upload_key_packages(&bob, &bob_session, 1).await;
     let (alice, _) = registered(&y, "alice").await;
     let claimed = alice
         .claim_key_packages(&ClaimKeyPackagesRequest {

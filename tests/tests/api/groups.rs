@@ -12,7 +12,7 @@ use parley_tests::TestServer;
 use parley_tests::mls::{Processed, TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::helpers::{logged_in, registered};
+use crate::helpers::{registered, signed_in};
 
 /// One device: its homeserver session, its MLS state, and what it has read.
 struct Device {
@@ -30,11 +30,7 @@ struct Device {
 
 impl Device {
     async fn new(server: &TestServer, name: &str, first: bool) -> Self {
-        let (client, session) = if first {
-            registered(server, name).await
-        } else {
-            logged_in(server, name).await
-        };
+        let (client, session) = signed_in(server, name, first).await;
         let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
         let packages = (0..3).map(|_| Base64Bytes::from(mls.key_package(false))).collect();
         client

@@ -1,7 +1,27 @@
+//! What the test modules share: accounts and sessions, messenger devices, devices on
+//! homeserver processes, and signed federation requests from a test server's files.
+//! Test modules import from here only, never from each other.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parley_federation::ServerKeyring;
+use parley_federation::request_auth::{RequestParts, authorization};
+use parley_homeserver::config::Config;
+use parley_homeserver::devcerts::IssuedCert;
+use parley_homeserver::remote::now_ms;
 use parley_sdk::Client;
-use parley_specs::ErrorCode;
+use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
+use parley_specs::endpoints::federation::VERSION;
+use parley_specs::keys_api::UploadKeyPackagesRequest;
+use parley_specs::{Base64Bytes, DeviceId, ErrorCode, GroupId, ServerName, UserId};
 use parley_tests::TestServer;
+use parley_tests::mls::TestMlsDevice;
+use parley_tests::process::ProcessServer;
+use parley_tests::server::{federating_config, free_loopback_addr, https_client};
+
+// Accounts and sessions.
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -38,10 +58,251 @@ pub async fn logged_in(server: &TestServer, username: &str) -> (Client, LoginRes
     (client, session)
 }
 
+/// The first device of a new account `username` (`registered`), or another device of an
+/// existing one (`logged_in`).
+pub async fn signed_in(server: &TestServer, username: &str, new_account: bool) -> (Client, LoginResponse) {
+    if new_account {
+        registered(server, username).await
+    } else {
+        logged_in(server, username).await
+    }
+}
+
 /// The error code of a failed SDK call; panics if it succeeded.
 pub fn code<T: std::fmt::Debug>(result: Result<T, parley_sdk::Error>) -> ErrorCode {
     match result {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.code().unwrap_or_else(|| panic!("expected an API error, got {e}")),
     }
+}
+
+/// Uploads `n` one-time KeyPackages for the logged-in device.
+pub async fn upload_key_packages(client: &Client, session: &LoginResponse, n: usize) {
+    let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let key_packages = (0..n).map(|_| Base64Bytes::from(mls.key_package(false))).collect();
+    client
+        .upload_key_packages(&UploadKeyPackagesRequest { key_packages })
+        .await
+        .expect("upload");
+}
+
+// Messenger devices (the SDK's MLS state and history, sealed at rest).
+
+pub const PASSPHRASE: &str = "a passphrase for the store";
+
+/// How long a delivery may take. Generous: a test machine running the suite in parallel
+/// is slow, and across servers (or processes) deliveries are asynchronous.
+pub const DELIVERY: Duration = Duration::from_secs(60);
+
+/// A device with its messenger, its store in `dir`: the first device of a new account
+/// `name` (`first`), or another device of it.
+pub async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
+    let (client, session) = signed_in(server, name, first).await;
+    let path = store_path(dir, name, session.device_id.as_str());
+    let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
+        .await
+        .expect("open a new store");
+    // The first operation that talks to the server publishes KeyPackages.
+    messenger.sync().await.expect("first sync");
+    messenger
+}
+
+/// Where `device` keeps the store of `name`'s device `device`.
+pub fn store_path(dir: &Path, name: &str, device: &str) -> PathBuf {
+    dir.join(format!("{name}-{device}.sealed"))
+}
+
+pub fn user(m: &Messenger) -> UserId {
+    m.user_id().clone()
+}
+
+/// (seq, sender, text) of a history.
+pub fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
+    history
+        .iter()
+        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
+        .collect()
+}
+
+/// The texts of the device's history of `group`, oldest first.
+pub async fn history_texts(m: &mut Messenger, group: &GroupId) -> Vec<String> {
+    m.history(group, None)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| h.text)
+        .collect()
+}
+
+/// Every device sends a message in turn, `rounds` times over; returns the (seq, sender,
+/// text) of all of them in the hub's order, as `lines` gives a history.
+pub async fn send_in_turn(devices: &mut [Messenger], group: &GroupId, rounds: usize) -> Vec<(i64, String, String)> {
+    let mut sent = Vec::new();
+    for round in 0..rounds {
+        for (i, d) in devices.iter_mut().enumerate() {
+            let text = format!("round {round} from device {i}");
+            let message = d.send_text(group, &text, None).await.expect("send");
+            sent.push((message.seq, d.user_id().to_string(), text));
+        }
+    }
+    sent.sort();
+    sent
+}
+
+/// Syncs until `done` holds for the device's history of `group` (deliveries across
+/// servers are asynchronous); returns the events seen meanwhile.
+pub async fn sync_until(
+    m: &mut Messenger,
+    group: &GroupId,
+    what: &str,
+    done: impl Fn(&[HistoryMessage]) -> bool,
+) -> Vec<Event> {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    let mut events = Vec::new();
+    loop {
+        events.extend(m.receive(Duration::from_millis(500)).await.expect("receive"));
+        let history = m.history(group, None).await.unwrap_or_default();
+        if done(&history) {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never had {what}; history {:?}; events {events:?}",
+            m.user_id(),
+            lines(&history)
+        );
+    }
+}
+
+/// Syncs until the device has joined `group`.
+pub async fn joined(m: &mut Messenger, group: &GroupId) {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    loop {
+        if m.groups().await.expect("groups").iter().any(|g| g.group_id == *group) {
+            return;
+        }
+        m.receive(Duration::from_millis(500)).await.expect("receive");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never joined {group}",
+            m.user_id()
+        );
+    }
+}
+
+// Homeservers as processes, and devices on them.
+
+/// Configurations of a.test and b.test, their files in `a_dir` and `b_dir`, each reaching
+/// the other at a federation address picked now (for servers started as processes).
+pub async fn a_and_b_configs(a_dir: &Path, b_dir: &Path) -> (Config, Config) {
+    let (a_fed, b_fed) = (free_loopback_addr(), free_loopback_addr());
+    let name = |s: &str| ServerName::parse(s).unwrap();
+    let a = federating_config("a.test", a_dir, a_fed, vec![(name("b.test"), b_fed)], |_| {}).await;
+    let b = federating_config("b.test", b_dir, b_fed, vec![(name("a.test"), a_fed)], |_| {}).await;
+    (a, b)
+}
+
+/// A user's device on a homeserver process, that can move to another process of the
+/// same homeserver (its store in `dir` and its session go with it).
+pub struct ProcessDevice {
+    name: String,
+    token: String,
+    pub messenger: Messenger,
+}
+
+impl ProcessDevice {
+    /// A new user `name` with one device on `server`.
+    pub async fn register(server: &ProcessServer, dir: &Path, name: &str) -> Self {
+        let session = server.sdk().register(&register_request(name)).await.expect("register");
+        let mut device = Self {
+            name: name.to_owned(),
+            messenger: open_on_process(
+                server,
+                dir,
+                name,
+                &session.access_token,
+                session.user_id,
+                session.device_id,
+            )
+            .await,
+            token: session.access_token,
+        };
+        device.messenger.sync().await.expect("first sync");
+        device
+    }
+
+    /// Connects to `server` instead, keeping its store and session.
+    pub async fn reconnect(&mut self, server: &ProcessServer, dir: &Path) {
+        let (user, device) = (self.user(), self.messenger.device_id().clone());
+        self.messenger = open_on_process(server, dir, &self.name, &self.token, user, device).await;
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn user(&self) -> UserId {
+        self.messenger.user_id().clone()
+    }
+}
+
+/// The messenger of a device of `name` (store in `dir`) talking to `server`.
+async fn open_on_process(
+    server: &ProcessServer,
+    dir: &Path,
+    name: &str,
+    token: &str,
+    user: UserId,
+    device: DeviceId,
+) -> Messenger {
+    let client = server.sdk().with_access_token(token);
+    Messenger::open(client, user, device, dir.join(format!("{name}.sealed")), PASSPHRASE)
+        .await
+        .expect("open the store")
+}
+
+// Signed federation requests made with a federating test server's files.
+
+/// The signing keys of the federating test server whose files are in `dir`.
+pub fn keyring_in(dir: &Path) -> ServerKeyring {
+    ServerKeyring::load(&dir.join("server.key")).unwrap()
+}
+
+/// What the federating test server whose files are in `dir` presents in TLS.
+pub fn identity_in(dir: &Path) -> IssuedCert {
+    IssuedCert {
+        cert_pem: std::fs::read_to_string(dir.join("tls.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+    }
+}
+
+/// `origin`'s `Authorization` for a GET of `destination`'s version endpoint.
+pub fn version_request_signed(
+    keyring: &ServerKeyring,
+    origin: &ServerName,
+    destination: &ServerName,
+    ts: i64,
+) -> String {
+    let parts = RequestParts {
+        method: "GET",
+        path_and_query: VERSION.path,
+        body: b"",
+    };
+    authorization(keyring, origin, destination, &parts, ts)
+}
+
+/// `origin`'s files in `dir`: a signed GET of `destination`'s version endpoint, over a
+/// connection presenting its certificate. Returns the status and the error code.
+pub async fn version_from(dir: &Path, origin: &str, destination: &TestServer) -> (u16, String) {
+    let origin = ServerName::parse(origin).unwrap();
+    let signature = version_request_signed(&keyring_in(dir), &origin, destination.server_name(), now_ms());
+    let response = https_client(Some(&identity_in(dir)))
+        .get(destination.federation_url(VERSION.path))
+        .header("authorization", signature)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
 }

@@ -8,7 +8,7 @@ use parley_specs::{Base64Bytes, DeviceId, ErrorCode, UserId};
 use parley_tests::TestServer;
 use parley_tests::mls::{CIPHERSUITE, TestMlsDevice};
 
-use crate::helpers::{code, logged_in, registered};
+use crate::helpers::{code, signed_in};
 
 fn upload(packages: Vec<Vec<u8>>) -> UploadKeyPackagesRequest {
     UploadKeyPackagesRequest {
@@ -17,11 +17,7 @@ fn upload(packages: Vec<Vec<u8>>) -> UploadKeyPackagesRequest {
 }
 
 async fn device(server: &TestServer, name: &str, new_account: bool) -> (Client, TestMlsDevice, DeviceId, UserId) {
-    let (client, session) = if new_account {
-        registered(server, name).await
-    } else {
-        logged_in(server, name).await
-    };
+    let (client, session) = signed_in(server, name, new_account).await;
     let mls = TestMlsDevice::new(&session.user_id, &session.device_id);
     (client, mls, session.device_id, session.user_id)
 }

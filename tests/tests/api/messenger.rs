@@ -2,49 +2,14 @@
 //! several users with several devices each, real MLS, real PostgreSQL.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use parley_sdk::messenger::{Event, ExportFormat, HistoryMessage, Messenger, MessengerError, Verification};
+use parley_sdk::messenger::{Event, ExportFormat, Messenger, MessengerError, Verification};
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{Base64Bytes, ErrorCode, GroupId, UserId};
 use parley_tests::TestServer;
 
-use crate::helpers::{logged_in, registered};
-
-const PASSPHRASE: &str = "a passphrase for the store";
-
-/// A device with its messenger, its store in `dir`.
-pub(crate) async fn device(server: &TestServer, dir: &Path, name: &str, first: bool) -> Messenger {
-    let (client, session) = if first {
-        registered(server, name).await
-    } else {
-        logged_in(server, name).await
-    };
-    let path = store_path(dir, name, session.device_id.as_str());
-    let mut messenger = Messenger::open(client, session.user_id, session.device_id, path, PASSPHRASE)
-        .await
-        .expect("open a new store");
-    // The first operation that talks to the server publishes KeyPackages.
-    messenger.sync().await.expect("first sync");
-    messenger
-}
-
-fn store_path(dir: &Path, name: &str, device: &str) -> PathBuf {
-    dir.join(format!("{name}-{device}.sealed"))
-}
-
-fn user(m: &Messenger) -> UserId {
-    m.user_id().clone()
-}
-
-/// (seq, sender, text) of a history.
-fn lines(history: &[HistoryMessage]) -> Vec<(i64, String, String)> {
-    history
-        .iter()
-        .map(|m| (m.seq, m.sender.to_string(), m.text.clone()))
-        .collect()
-}
+use crate::helpers::{PASSPHRASE, device, history_texts, lines, registered, send_in_turn, store_path, user};
 
 async fn members(m: &mut Messenger, group: &GroupId) -> BTreeSet<(String, String)> {
     m.members(group)
@@ -88,15 +53,7 @@ async fn several_users_and_devices_share_one_history_in_hub_order_and_removal_lo
     }
 
     // Everyone sends, interleaved; ben's second device listens on the WebSocket.
-    let mut sent = Vec::new();
-    for round in 0..2 {
-        for (i, d) in devices.iter_mut().enumerate() {
-            let text = format!("round {round} from device {i}");
-            let message = d.send_text(&group, &text, None).await.expect("send");
-            sent.push((message.seq, d.user_id().to_string(), text));
-        }
-    }
-    sent.sort();
+    let sent = send_in_turn(&mut devices, &group, 2).await;
     let mut pushed = Vec::new();
     while pushed.len() < sent.len() - 2 {
         let events = tokio::time::timeout(Duration::from_secs(30), devices[3].receive(Duration::from_secs(10)))
@@ -244,13 +201,7 @@ async fn expired_messages_are_deleted_locally_and_messages_can_be_deleted_and_ex
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     for d in [&mut ann, &mut ben] {
-        let texts: Vec<String> = d
-            .history(&group, None)
-            .await
-            .expect("history")
-            .into_iter()
-            .map(|m| m.text)
-            .collect();
+        let texts = history_texts(d, &group).await;
         assert!(!texts.iter().any(|t| t.contains("disappears")), "{texts:?}");
     }
     // Deleted for real: not in the sealed store either.
@@ -530,22 +481,8 @@ async fn two_processes_of_one_device_share_its_store() {
     assert_eq!(messages, 1, "{all:?}");
     assert!(!all.iter().any(|e| matches!(e, Event::Undecryptable { .. })), "{all:?}");
     for m in [&mut listening, &mut sending] {
-        let texts: Vec<String> = m
-            .history(&group, None)
-            .await
-            .expect("history")
-            .into_iter()
-            .map(|h| h.text)
-            .collect();
-        assert_eq!(texts, ["one", "two", "three"]);
+        assert_eq!(history_texts(m, &group).await, ["one", "two", "three"]);
     }
     ann.sync().await.expect("sync");
-    let texts: Vec<String> = ann
-        .history(&group, None)
-        .await
-        .expect("history")
-        .into_iter()
-        .map(|h| h.text)
-        .collect();
-    assert_eq!(texts, ["one", "two", "three"]);
+    assert_eq!(history_texts(&mut ann, &group).await, ["one", "two", "three"]);
 }

@@ -8,13 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use parley_sdk::messenger::Messenger;
-use parley_specs::ServerName;
 use parley_tests::balancer::TcpBalancer;
 use parley_tests::process::ProcessServer;
-use parley_tests::server::{federating_config, free_loopback_addr, wait_until};
+use parley_tests::server::wait_until;
 
-use crate::federated_groups::{joined, lines, sync_until};
-use crate::federated_processes::Device;
+use crate::helpers::{ProcessDevice, a_and_b_configs, joined, lines, sync_until};
 
 /// The processes of a.test re-check waiting readers this rarely, so a reader on another
 /// process is reached within the test only through the cross-process wake-up.
@@ -34,25 +32,9 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Self {
         let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
-        let (a_federation, b_federation) = (free_loopback_addr(), free_loopback_addr());
-        let name = |s: &str| ServerName::parse(s).unwrap();
-        let a_config = federating_config(
-            "a.test",
-            dirs[0].path(),
-            a_federation,
-            vec![(name("b.test"), b_federation)],
-            |_| {},
-        )
-        .await;
-        let b_config = federating_config(
-            "b.test",
-            dirs[1].path(),
-            b_federation,
-            vec![(name("a.test"), a_federation)],
-            |_| {},
-        )
-        .await;
-        let mut a_config = a_config;
+        let (mut a_config, b_config) = a_and_b_configs(dirs[0].path(), dirs[1].path()).await;
+        // b.test reaches a.test at this address: the balancer's, in front of the processes.
+        let a_federation = a_config.federation.as_ref().expect("federating").listen;
         a_config.limits.inbox_recheck_secs = RECHECK_SECS;
         let a = ProcessServer::start_replicas(a_config, dirs[0].path(), 3).await;
         let backends = a.iter().map(|p| p.federation_addr().unwrap()).collect();
@@ -79,10 +61,10 @@ impl Cluster {
 async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_them() {
     let cluster = Cluster::start().await;
     let dir = cluster.stores();
-    let mut ann = Device::register(&cluster.a[0], dir, "ann").await;
-    let mut ben = Device::register(&cluster.a[1], dir, "ben").await;
-    let mut cat = Device::register(&cluster.a[2], dir, "cat").await;
-    let mut bob = Device::register(&cluster.b, dir, "bob").await;
+    let mut ann = ProcessDevice::register(&cluster.a[0], dir, "ann").await;
+    let mut ben = ProcessDevice::register(&cluster.a[1], dir, "ben").await;
+    let mut cat = ProcessDevice::register(&cluster.a[2], dir, "cat").await;
+    let mut bob = ProcessDevice::register(&cluster.b, dir, "bob").await;
     let group = ann.messenger.create_group().await.expect("create through process 1");
     let members = [ben.user(), cat.user(), bob.user()];
     ann.messenger.add_members(&group, &members).await.expect("add");
@@ -112,8 +94,8 @@ async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_t
 
     // Commits through processes 2 and 3 for the same epoch: one wins, the other catches
     // up and commits again; everyone converges.
-    let dan = Device::register(&cluster.a[2], dir, "dan").await;
-    let eve = Device::register(&cluster.a[0], dir, "eve").await;
+    let dan = ProcessDevice::register(&cluster.a[2], dir, "dan").await;
+    let eve = ProcessDevice::register(&cluster.a[0], dir, "eve").await;
     let (to_dan, to_eve) = ([dan.user()], [eve.user()]);
     let (by_ben, by_cat) = tokio::join!(
         ben.messenger.add_members(&group, &to_dan),
@@ -147,9 +129,9 @@ async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_t
 async fn a_process_killed_under_load_loses_and_repeats_nothing_and_its_devices_move() {
     let mut cluster = Cluster::start().await;
     let dir = cluster.stores().to_owned();
-    let mut ann = Device::register(&cluster.a[2], &dir, "ann").await;
-    let mut ben = Device::register(&cluster.a[1], &dir, "ben").await;
-    let mut bob = Device::register(&cluster.b, &dir, "bob").await;
+    let mut ann = ProcessDevice::register(&cluster.a[2], &dir, "ann").await;
+    let mut ben = ProcessDevice::register(&cluster.a[1], &dir, "ben").await;
+    let mut bob = ProcessDevice::register(&cluster.b, &dir, "bob").await;
     let group = ann.messenger.create_group().await.expect("create");
     ann.messenger
         .add_members(&group, &[ben.user(), bob.user()])
@@ -224,8 +206,8 @@ async fn load_texts(m: &mut Messenger, group: &parley_specs::GroupId) -> Vec<Str
 async fn the_queue_to_another_server_drains_when_the_process_sending_it_dies() {
     let mut cluster = Cluster::start().await;
     let dir = cluster.stores().to_owned();
-    let mut ann = Device::register(&cluster.a[0], &dir, "ann").await;
-    let mut bob = Device::register(&cluster.b, &dir, "bob").await;
+    let mut ann = ProcessDevice::register(&cluster.a[0], &dir, "ann").await;
+    let mut bob = ProcessDevice::register(&cluster.b, &dir, "bob").await;
     let group = ann.messenger.create_group().await.expect("create");
     ann.messenger.add_members(&group, &[bob.user()]).await.expect("add");
     joined(&mut bob.messenger, &group).await;
