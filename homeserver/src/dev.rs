@@ -9,8 +9,8 @@ use parley_specs::ServerName;
 use crate::config::{Config, LogConfig};
 use crate::devcerts::{DevTlsFiles, ensure_dev_tls};
 use crate::embedded_pg::{Durability, PgCluster};
-use parley_private_file as private_file;
 use crate::{Application, admin, telemetry};
+use parley_private_file as private_file;
 
 #[derive(clap::Args)]
 pub struct DevArgs {

@@ -54,7 +54,9 @@ fn put(path: &Path, bytes: &[u8], install: impl FnOnce(&Path) -> std::io::Result
 }
 
 fn parent(path: &Path) -> &Path {
-    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// A name beside `path` that no other writer, in this process or another, uses.
@@ -63,7 +65,9 @@ fn temporary_name(path: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     let file_name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "the path names no file"))?;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let mut name = std::ffi::OsString::from(".");
     name.push(file_name);
     name.push(format!(
@@ -95,7 +99,11 @@ mod tests {
         write(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left"
+        );
     }
 
     #[test]
@@ -106,7 +114,11 @@ mod tests {
         assert!(!create(&path, b"second").unwrap());
         assert_eq!(fs::read(&path).unwrap(), b"first");
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left"
+        );
     }
 
     #[test]
