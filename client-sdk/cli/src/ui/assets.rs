@@ -17,10 +17,10 @@ pub(crate) fn find(path: &str) -> Option<(&'static [u8], &'static str)> {
 
 /// Serves static files; anything else outside `/api` gets `index.html`.
 pub(crate) async fn serve(req: HttpRequest) -> HttpResponse {
-    let path = req.path().trim_start_matches('/');
-    if path == "api" || path.starts_with("api/") {
+    if super::auth::is_api(req.path()) {
         return super::error::ApiError::not_found("No such API endpoint.").error_response();
     }
+    let path = req.path().trim_start_matches('/');
     if !path.is_empty()
         && path != "index.html"
         && let Some((bytes, kind)) = find(path)

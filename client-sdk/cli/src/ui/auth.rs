@@ -8,6 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
+use parley_specs::endpoints::local_ui;
 use rand::RngCore as _;
 use subtle::ConstantTimeEq as _;
 
@@ -43,10 +44,10 @@ pub(crate) fn check(
     if origin.is_some_and(|o| o != format!("http://{own}")) {
         return Err(ApiError::bad_origin());
     }
-    if path != "/api" && !path.starts_with("/api/") {
+    if !is_api(path) {
         return Ok(());
     }
-    let given = if path == "/api/events" {
+    let given = if path == local_ui::EVENTS.path {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "secret")
             .map(|(_, v)| v.into_owned())
@@ -59,6 +60,12 @@ pub(crate) fn check(
         Some(given) if secret_matches(secret, &given) => Ok(()),
         _ => Err(ApiError::bad_secret()),
     }
+}
+
+/// Whether `path` is one of the local API's (the others are the web app's files).
+pub(crate) fn is_api(path: &str) -> bool {
+    path.strip_prefix(local_ui::PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The middleware applying [`check`] to every request.

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::http::{self, header};
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, web};
 use parley_sdk::messenger::{ExportFormat, Messenger, MessengerError, Presence};
 use parley_sdk::{Error, ServerCa};
 use parley_specs::client_api::{LoginRequest, RegisterRequest};
+use parley_specs::endpoints::{Endpoint, Method};
 use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,34 +26,53 @@ const MIN_NEW_PASSPHRASE_CHARS: usize = 12;
 /// Longest disappearing-message timer: a year.
 const MAX_TIMER_SECS: u64 = 366 * 86_400;
 
+/// Routes each declared endpoint of the local API to its handler.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let conv = "/api/conversations/{group_id}";
-    cfg.route("/api/session", web::get().to(session))
-        .route("/api/register", web::post().to(register))
-        .route("/api/login", web::post().to(login))
-        .route("/api/unlock", web::post().to(unlock))
-        .route("/api/logout", web::post().to(logout))
-        .route("/api/conversations", web::get().to(list_conversations))
-        .route("/api/conversations", web::post().to(create_conversation))
-        .route(conv, web::get().to(get_conversation))
-        .route(conv, web::delete().to(delete_conversation))
-        .route(&format!("{conv}/members"), web::post().to(add_members))
-        .route(&format!("{conv}/members/{{user_id}}"), web::delete().to(remove_member))
-        .route(&format!("{conv}/leave"), web::post().to(leave))
-        .route(&format!("{conv}/messages"), web::get().to(messages))
-        .route(&format!("{conv}/messages"), web::post().to(send))
-        .route(&format!("{conv}/messages/{{seq}}"), web::delete().to(delete_message))
-        .route(&format!("{conv}/timer"), web::put().to(set_timer))
-        .route(&format!("{conv}/read"), web::post().to(mark_read))
-        .route(&format!("{conv}/typing"), web::post().to(typing))
-        .route(&format!("{conv}/export"), web::get().to(export))
-        .route("/api/search", web::get().to(search))
-        .route("/api/contacts/{user_id}", web::get().to(contact))
-        .route("/api/contacts/{user_id}/verify", web::post().to(verify))
-        .route("/api/contacts/{user_id}/acknowledge", web::post().to(acknowledge))
-        .route("/api/devices", web::get().to(devices))
-        .route("/api/devices/{device_id}", web::delete().to(delete_device))
-        .route("/api/presence", web::post().to(presence));
+    use parley_specs::endpoints::local_ui::*;
+
+    route(cfg, SESSION, session);
+    route(cfg, REGISTER, register);
+    route(cfg, LOGIN, login);
+    route(cfg, UNLOCK, unlock);
+    route(cfg, LOGOUT, logout);
+    route(cfg, LIST_CONVERSATIONS, list_conversations);
+    route(cfg, CREATE_CONVERSATION, create_conversation);
+    route(cfg, GET_CONVERSATION, get_conversation);
+    route(cfg, DELETE_CONVERSATION, delete_conversation);
+    route(cfg, ADD_MEMBERS, add_members);
+    route(cfg, REMOVE_MEMBER, remove_member);
+    route(cfg, LEAVE, leave);
+    route(cfg, LIST_MESSAGES, messages);
+    route(cfg, SEND_MESSAGE, send);
+    route(cfg, DELETE_MESSAGE, delete_message);
+    route(cfg, SET_TIMER, set_timer);
+    route(cfg, MARK_READ, mark_read);
+    route(cfg, TYPING, typing);
+    route(cfg, EXPORT, export);
+    route(cfg, SEARCH, search);
+    route(cfg, CONTACT, contact);
+    route(cfg, VERIFY_CONTACT, verify);
+    route(cfg, ACKNOWLEDGE_CONTACT, acknowledge);
+    route(cfg, LIST_DEVICES, devices);
+    route(cfg, DELETE_DEVICE, delete_device);
+    route(cfg, PRESENCE, presence);
+    route(cfg, EVENTS, events::stream);
+}
+
+/// Serves `endpoint` (its path templates are actix's `{name}` syntax too) with `handler`.
+fn route<F, Args>(cfg: &mut web::ServiceConfig, endpoint: Endpoint, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let method = match endpoint.method {
+        Method::Get => http::Method::GET,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+    };
+    cfg.route(endpoint.path, web::method(method).to(handler));
 }
 
 fn ok(value: impl serde::Serialize) -> Res {

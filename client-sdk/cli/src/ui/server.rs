@@ -12,7 +12,7 @@ use parley_sdk::{Profile, Session};
 use super::delivery::Deliveries;
 use super::error::ApiError;
 use super::events::{Hub, receive_loop};
-use super::{assets, auth, events, routes};
+use super::{assets, auth, routes};
 
 /// What `parley ui` was asked for.
 #[derive(Debug, Clone)]
@@ -104,7 +104,6 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Content-Security-Policy", csp)),
             )
-            .route("/api/events", web::get().to(events::stream))
             .configure(routes::configure)
             .default_service(web::to(assets::serve))
     })
