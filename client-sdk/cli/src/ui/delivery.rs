@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use parley_sdk::Client;
 use parley_specs::groups_api::{GroupDelivery, ServerDelivery};
 use parley_specs::{ErrorCode, GroupId};
-use serde_json::{Value, json};
+
+use super::api::ServerEvent;
 
 /// How often a conversation with own messages not yet everywhere is asked again.
 pub(crate) const REFRESH: Duration = Duration::from_secs(3);
@@ -116,7 +117,11 @@ impl Deliveries {
 
     /// Starts a request for each conversation due (in the background); each answer is
     /// stored and handed to `emit` as a `delivery` event.
-    pub(crate) fn refresh(self: &std::sync::Arc<Self>, client: &Client, emit: impl Fn(Value) + Clone + Send + 'static) {
+    pub(crate) fn refresh(
+        self: &std::sync::Arc<Self>,
+        client: &Client,
+        emit: impl Fn(ServerEvent) + Clone + Send + 'static,
+    ) {
         for group in self.due(Instant::now()) {
             let deliveries = self.clone();
             let client = client.clone();
@@ -137,6 +142,9 @@ impl Deliveries {
 }
 
 /// The `delivery` event.
-pub(crate) fn event(group: &GroupId, servers: &[ServerDelivery]) -> Value {
-    json!({"event": "delivery", "group_id": group, "servers": servers})
+pub(crate) fn event(group: &GroupId, servers: &[ServerDelivery]) -> ServerEvent {
+    ServerEvent::Delivery {
+        group_id: group.clone(),
+        servers: servers.iter().cloned().map(Into::into).collect(),
+    }
 }

@@ -7,6 +7,8 @@ use parley_sdk::messenger::MessengerError;
 use parley_sdk::{Error, ProfileError, SignInError};
 use parley_specs::ErrorCode;
 
+use super::api::ErrorBody;
+
 /// One refusal or failure of the local API.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
@@ -27,7 +29,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(serde_json::json!({"error": self.code, "message": self.message}))
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: self.code.clone(),
+            message: self.message.clone(),
+        })
     }
 }
 

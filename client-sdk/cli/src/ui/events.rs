@@ -9,9 +9,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use parley_sdk::Error;
 use parley_sdk::messenger::{Event, Messenger, MessengerError, Presence};
 use parley_specs::ErrorCode;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::api::{ConnectionState, ContactDevice, ServerEvent};
 use super::delivery::Deliveries;
 use super::server::Ui;
 use super::views;
@@ -23,10 +23,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Fans events out to every connected event stream.
 pub(crate) struct Hub {
+    /// Each event as the JSON text of its frame.
     sender: broadcast::Sender<String>,
     clients: AtomicUsize,
-    /// The last `connection` state sent: ("online" | "unreachable", message).
-    connection: StdMutex<(String, Option<String>)>,
+    /// The last `connection` event sent.
+    connection: StdMutex<ServerEvent>,
 }
 
 impl Hub {
@@ -34,49 +35,77 @@ impl Hub {
         Self {
             sender: broadcast::channel(1024).0,
             clients: AtomicUsize::new(0),
-            connection: StdMutex::new(("online".to_owned(), None)),
+            connection: StdMutex::new(connection_event(true, None)),
         }
     }
 
     /// Sends one event to every stream (none connected is fine).
-    pub(crate) fn send(&self, event: Value) {
-        let _ = self.sender.send(event.to_string());
+    pub(crate) fn send(&self, event: &ServerEvent) {
+        let _ = self.sender.send(frame(event));
     }
 
     /// The `connection` event, sent when the state changes.
     pub(crate) fn connection(&self, online: bool, message: Option<String>) {
-        let state = if online { "online" } else { "unreachable" };
+        let event = connection_event(online, message);
         let changed = match self.connection.lock() {
             Ok(mut last) => {
-                let changed = last.0 != state || (!online && last.1 != message);
-                *last = (state.to_owned(), message.clone());
+                let changed = !same_connection(&last, &event);
+                *last = event.clone();
                 changed
             }
             Err(_) => true,
         };
         if changed {
-            self.send(connection_event(state, message.as_deref()));
+            self.send(&event);
         }
     }
 
-    fn current_connection(&self) -> Value {
+    fn current_connection(&self) -> ServerEvent {
         match self.connection.lock() {
-            Ok(last) => connection_event(&last.0, last.1.as_deref()),
-            Err(_) => connection_event("online", None),
+            Ok(last) => last.clone(),
+            Err(_) => connection_event(true, None),
         }
     }
 }
 
-fn connection_event(state: &str, message: Option<&str>) -> Value {
-    match message {
-        Some(message) => json!({"event": "connection", "state": state, "message": message}),
-        None => json!({"event": "connection", "state": state}),
+/// The text frame of `event`.
+fn frame(event: &ServerEvent) -> String {
+    // Events hold strings, numbers, ids and RFC 3339 times of the hub's clock only:
+    // serializing them does not fail.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+fn connection_event(online: bool, message: Option<String>) -> ServerEvent {
+    ServerEvent::Connection {
+        state: if online {
+            ConnectionState::Online
+        } else {
+            ConnectionState::Unreachable
+        },
+        message,
+    }
+}
+
+/// Whether two `connection` events say the same: the state, and while unreachable, why.
+fn same_connection(a: &ServerEvent, b: &ServerEvent) -> bool {
+    match (a, b) {
+        (
+            ServerEvent::Connection {
+                state: a,
+                message: why_a,
+            },
+            ServerEvent::Connection {
+                state: b,
+                message: why_b,
+            },
+        ) => a == b && (*b == ConnectionState::Online || why_a == why_b),
+        _ => false,
     }
 }
 
 /// The document's events for the SDK's `events` (the messenger is needed to describe
 /// conversations).
-pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries: &Deliveries) -> Vec<Value> {
+pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries: &Deliveries) -> Vec<ServerEvent> {
     let me = m.user_id().clone();
     let mut out = Vec::new();
     let mut conversations_changed = Vec::new();
@@ -88,8 +117,8 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                     deliveries.own_message(&group_id, message.seq);
                 }
                 let positions = deliveries.positions(&group_id);
-                out.push(json!({"event": "message", "group_id": group_id,
-                                "message": views::message(&me, &message, others, &positions)}));
+                let message = views::message(&me, &message, others, &positions);
+                out.push(ServerEvent::Message { group_id, message });
             }
             Event::Joined { group_id, .. }
             | Event::MembersChanged { group_id, .. }
@@ -99,27 +128,41 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                 }
             }
             Event::Delivered { group_id, seq, to } => {
-                out.push(json!({"event": "delivered", "group_id": group_id, "seq": seq, "to": to}));
+                out.push(ServerEvent::Delivered {
+                    group_id,
+                    seq,
+                    to: to.into(),
+                });
             }
             Event::VerifiedContactChanged { user, added, removed } => {
-                out.push(json!({"event": "verified_contact_changed", "user_id": user,
-                                "added": added, "removed": removed}));
+                out.push(ServerEvent::VerifiedContactChanged {
+                    user_id: user,
+                    added: added.iter().map(ContactDevice::from).collect(),
+                    removed: removed.iter().map(ContactDevice::from).collect(),
+                });
             }
             Event::Typing { group_id, user, typing } => {
-                out.push(json!({"event": "typing", "group_id": group_id, "user_id": user, "typing": typing}));
+                out.push(ServerEvent::Typing {
+                    group_id,
+                    user_id: user,
+                    typing,
+                });
             }
             Event::Presence { user, presence } => {
-                out.push(json!({"event": "presence", "user_id": user, "presence": presence}));
+                out.push(ServerEvent::Presence {
+                    user_id: user,
+                    presence: presence.into(),
+                });
             }
             Event::Expired { group_id, seq } => {
-                out.push(json!({"event": "message_deleted", "group_id": group_id, "seq": seq}));
+                out.push(ServerEvent::MessageDeleted { group_id, seq });
             }
             Event::LeaveAnnounced { .. } | Event::Undecryptable { .. } => {}
         }
     }
     for group_id in conversations_changed {
         if let Ok(conversation) = views::conversation(m, &group_id, deliveries).await {
-            out.push(json!({"event": "conversation", "conversation": conversation}));
+            out.push(ServerEvent::Conversation { conversation });
         }
     }
     out
@@ -145,11 +188,11 @@ pub(crate) async fn receive_loop(ui: web::Data<Ui>) {
             Some(Ok((events, client))) => {
                 backoff = Duration::from_millis(500);
                 ui.hub.connection(true, None);
-                for event in events {
+                for event in &events {
                     ui.hub.send(event);
                 }
                 let to_streams = ui.clone();
-                ui.deliveries.refresh(&client, move |event| to_streams.hub.send(event));
+                ui.deliveries.refresh(&client, move |event| to_streams.hub.send(&event));
                 // Let waiting API calls take the messenger.
                 tokio::task::yield_now().await;
             }
@@ -186,7 +229,7 @@ pub(crate) async fn stream(
         announce(ui.clone(), Presence::Online);
     }
     actix_web::rt::spawn(async move {
-        let hello = ui.hub.current_connection().to_string();
+        let hello = frame(&ui.hub.current_connection());
         if session.text(hello).await.is_ok() {
             loop {
                 tokio::select! {

@@ -4,6 +4,7 @@
 //! protected by a per-launch secret. Private keys never reach the browser, and the
 //! browser never talks to the homeserver.
 
+pub mod api;
 mod assets;
 mod auth;
 mod delivery;
@@ -11,6 +12,8 @@ mod error;
 mod events;
 mod routes;
 mod server;
+#[cfg(test)]
+mod typescript;
 mod views;
 
 pub use server::{UiOptions, run};

@@ -1,59 +1,62 @@
-//! The JSON shapes of specs/local-ui-api.md, built from the SDK's state.
+//! The local API's objects ([`api`](super::api)) built from the SDK's state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use parley_sdk::messenger::{GroupOverview, HistoryMessage, Messenger, MessengerError, SafetyNumber, Verification};
 use parley_specs::groups_api::ServerDelivery;
 use parley_specs::{GroupId, UserId};
-use serde::Serialize;
-use serde_json::{Value, json};
 
+use super::api::{
+    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, Member, Message, ServerReceived,
+    VerificationState,
+};
 use super::delivery::Deliveries;
 
 const CIPHERSUITE: &str = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 
-/// `unverified`, `verified` or `changed`.
-pub(crate) fn verification_word(v: &Verification) -> &'static str {
-    match v {
-        Verification::Unverified => "unverified",
-        Verification::Verified { .. } => "verified",
-        Verification::Changed { .. } => "changed",
+impl From<&Verification> for VerificationState {
+    fn from(verification: &Verification) -> Self {
+        match verification {
+            Verification::Unverified => Self::Unverified,
+            Verification::Verified { .. } => Self::Verified,
+            Verification::Changed { .. } => Self::Changed,
+        }
     }
 }
 
 /// A message object, with its delivery state given how many other member devices the
 /// conversation has and how far each member server has received it (`servers`, the last
 /// known positions; own messages only).
-pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, servers: &[ServerDelivery]) -> Value {
+pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, servers: &[ServerDelivery]) -> Message {
     let mine = m.sender == *me;
     let delivered = mine && other_devices > 0 && m.delivered_to.len() >= other_devices;
-    let mut view = json!({
-        "seq": m.seq,
-        "sender": m.sender,
-        "sender_device": m.sender_device,
-        "mine": m.sender == *me,
-        "sent_at": rfc3339(m.sent_at),
-        "text": m.text,
-        "expires_at": m.expires_at.map(rfc3339),
-        "delivery": {
-            "state": if delivered { "delivered" } else { "sent" },
-            "delivered_to": m.delivered_to,
-            "devices": other_devices,
+    Message {
+        seq: m.seq,
+        sender: m.sender.clone(),
+        sender_device: m.sender_device.clone(),
+        mine,
+        sent_at: m.sent_at,
+        text: m.text.clone(),
+        expires_at: m.expires_at,
+        delivery: Delivery {
+            state: if delivered {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Sent
+            },
+            delivered_to: m.delivered_to.iter().cloned().map(Into::into).collect(),
+            devices: other_devices,
+            servers: mine.then(|| {
+                servers
+                    .iter()
+                    .map(|s| ServerReceived {
+                        server: s.server.clone(),
+                        delivered: m.seq <= s.delivered_up_to,
+                    })
+                    .collect()
+            }),
         },
-    });
-    if mine {
-        let servers: Vec<Value> = servers
-            .iter()
-            .map(|s| json!({"server": s.server, "delivered": m.seq <= s.delivered_up_to}))
-            .collect();
-        view["delivery"]["servers"] = Value::Array(servers);
     }
-    view
-}
-
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// How many devices other than this one are in the group (0 when not a member).
@@ -69,7 +72,7 @@ pub(crate) async fn conversations(
     m: &mut Messenger,
     only: Option<&GroupId>,
     deliveries: &Deliveries,
-) -> Result<Vec<Value>, MessengerError> {
+) -> Result<Vec<Conversation>, MessengerError> {
     let overviews: Vec<GroupOverview> = m
         .groups()
         .await?
@@ -82,7 +85,7 @@ pub(crate) async fn conversations(
         return Err(MessengerError::UnknownGroup(id.clone()));
     }
     let me = m.user_id().clone();
-    let mut verifications: BTreeMap<UserId, Verification> = BTreeMap::new();
+    let mut verifications: BTreeMap<UserId, VerificationState> = BTreeMap::new();
     let mut out = Vec::new();
     for overview in overviews {
         let members = if overview.member {
@@ -94,57 +97,59 @@ pub(crate) async fn conversations(
         for user in users {
             if let std::collections::btree_map::Entry::Vacant(slot) = verifications.entry(user) {
                 let v = m.verification(slot.key()).await?;
-                slot.insert(v);
+                slot.insert((&v).into());
             }
         }
-        let word = |u: &UserId| {
+        let state = |u: &UserId| {
             if u == &me {
-                "verified"
+                VerificationState::Verified
             } else {
-                verifications.get(u).map_or("unverified", verification_word)
+                verifications.get(u).copied().unwrap_or(VerificationState::Unverified)
             }
         };
         let others: Vec<&UserId> = members.iter().map(|d| &d.user_id).filter(|u| *u != &me).collect();
-        let changed: BTreeSet<&UserId> = others.iter().copied().filter(|u| word(u) == "changed").collect();
-        let all_verified = !others.is_empty() && others.iter().all(|u| word(u) == "verified");
+        let changed: BTreeSet<&UserId> = others
+            .iter()
+            .copied()
+            .filter(|u| state(u) == VerificationState::Changed)
+            .collect();
+        let all_verified = !others.is_empty() && others.iter().all(|u| state(u) == VerificationState::Verified);
         let other_devices = members.iter().filter(|d| !d.this_device).count();
         let history = m.history(&overview.group_id, None).await?;
         let positions = deliveries.positions(&overview.group_id);
-        let last = history.last().map(|msg| message(&me, msg, other_devices, &positions));
-        let member_views: Vec<Value> = members
+        let last_message = history.last().map(|msg| message(&me, msg, other_devices, &positions));
+        let members = members
             .iter()
-            .map(|d| {
-                json!({
-                    "user_id": d.user_id,
-                    "device_id": d.device_id,
-                    "this_device": d.this_device,
-                    "verification": word(&d.user_id),
-                })
+            .map(|d| Member {
+                user_id: d.user_id.clone(),
+                device_id: d.device_id.clone(),
+                this_device: d.this_device,
+                verification: state(&d.user_id),
             })
             .collect();
         out.push((
             overview.last_message_at,
-            json!({
-                "group_id": overview.group_id,
-                "member": overview.member,
-                "epoch": overview.epoch,
-                "members": member_views,
-                "unread": overview.unread,
-                "last_message": last,
-                "timer_secs": overview.timer_secs,
-                "encryption": {
-                    "protocol": "MLS",
-                    "ciphersuite": CIPHERSUITE,
-                    "epoch": overview.epoch,
-                    "all_verified": all_verified,
-                    "changed_contacts": changed,
+            Conversation {
+                group_id: overview.group_id,
+                member: overview.member,
+                epoch: overview.epoch,
+                members,
+                unread: overview.unread,
+                last_message,
+                timer_secs: overview.timer_secs,
+                encryption: Encryption {
+                    protocol: "MLS".to_owned(),
+                    ciphersuite: CIPHERSUITE.to_owned(),
+                    epoch: overview.epoch,
+                    all_verified,
+                    changed_contacts: changed.into_iter().cloned().collect(),
                 },
-            }),
+            },
         ));
     }
     // Most recent first; conversations without messages last.
     out.sort_by_key(|c| std::cmp::Reverse(c.0));
-    Ok(out.into_iter().map(|(_, v)| v).collect())
+    Ok(out.into_iter().map(|(_, c)| c).collect())
 }
 
 /// One conversation object.
@@ -152,7 +157,7 @@ pub(crate) async fn conversation(
     m: &mut Messenger,
     group_id: &GroupId,
     deliveries: &Deliveries,
-) -> Result<Value, MessengerError> {
+) -> Result<Conversation, MessengerError> {
     conversations(m, Some(group_id), deliveries)
         .await?
         .into_iter()
@@ -160,32 +165,21 @@ pub(crate) async fn conversation(
         .ok_or_else(|| MessengerError::UnknownGroup(group_id.clone()))
 }
 
-#[derive(Serialize)]
-struct DeviceView<'a> {
-    device_id: &'a str,
-    signature_key: &'a str,
-}
-
 /// The contact object of a safety number.
-pub(crate) fn contact(number: &SafetyNumber) -> Value {
+pub(crate) fn contact(number: &SafetyNumber) -> Contact {
     let (added, removed) = match &number.verification {
-        Verification::Changed { added, removed, .. } => (added.clone(), removed.clone()),
+        Verification::Changed { added, removed, .. } => (
+            added.iter().map(ContactDevice::from).collect(),
+            removed.iter().map(ContactDevice::from).collect(),
+        ),
         _ => (Vec::new(), Vec::new()),
     };
-    let devices: Vec<DeviceView<'_>> = number
-        .contact_devices
-        .iter()
-        .map(|d| DeviceView {
-            device_id: d.device_id.as_str(),
-            signature_key: &d.signature_key,
-        })
-        .collect();
-    json!({
-        "user_id": number.contact,
-        "safety_number": number.groups().join(" "),
-        "verification": verification_word(&number.verification),
-        "devices": devices,
-        "added": added,
-        "removed": removed,
-    })
+    Contact {
+        user_id: number.contact.clone(),
+        safety_number: number.groups().join(" "),
+        verification: (&number.verification).into(),
+        devices: number.contact_devices.iter().map(ContactDevice::from).collect(),
+        added,
+        removed,
+    }
 }

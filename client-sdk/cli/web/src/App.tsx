@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import { ApiError, EventStream, api, initSecret, plainWords } from "./api";
-import type { ServerEvent, Session } from "./api";
+import type { ServerEvent, SessionStatus } from "./api";
 import { AppContext, useApp } from "./context";
 import type { AppCtx, DialogState, Failure } from "./context";
 import { initialState, reducer } from "./state";
@@ -151,7 +151,7 @@ function Connected() {
     [state, me, dialog, failure, run, reloadConversations],
   );
 
-  function onSignedIn(s: Session) {
+  function onSignedIn(s: SessionStatus) {
     if (s && typeof s.signed_in === "boolean") dispatch({ type: "session", session: s });
     else void loadSession();
   }
@@ -239,7 +239,7 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
                 onClick={() =>
                   void run("Sign out", async () => {
                     await api.logout();
-                    dispatch({ type: "session", session: { signed_in: false } });
+                    dispatch({ type: "session", session: { signed_in: false, locked: false } });
                   })
                 }
               >

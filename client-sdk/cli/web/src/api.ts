@@ -1,125 +1,49 @@
 // Typed client of the local UI API served by `parley ui` (specs/local-ui-api.md).
 // The browser only ever talks to the local process, never to the homeserver.
+// The request, response and event types are generated from the Rust types of
+// `parley ui` (client-sdk/cli/src/ui/api.rs) into ./generated/api.ts.
 
-export type Verification = "unverified" | "verified" | "changed";
+import type {
+  AddMembersRequest,
+  Contact,
+  Conversation,
+  CreateConversationRequest,
+  Device,
+  Empty,
+  ErrorBody,
+  ExportFileFormat,
+  MarkReadRequest,
+  Message,
+  Presence,
+  PresenceRequest,
+  SearchHit,
+  SendMessageRequest,
+  ServerEvent,
+  SessionStatus,
+  SetTimerRequest,
+  SignInRequest,
+  TypingRequest,
+  UnlockRequest,
+} from "./generated/api";
 
-export interface Session {
-  signed_in: boolean;
-  /** Assumed extension: the sealed store exists but needs its passphrase. */
-  locked?: boolean;
-  user_id?: string;
-  device_id?: string;
-  server?: string;
-}
-
-export interface Member {
-  user_id: string;
-  device_id: string;
-  this_device: boolean;
-  verification: Verification;
-}
-
-export interface DeviceRef {
-  user_id: string;
-  device_id: string;
-}
-
-/** Whether one member server has stored the message (own messages only). */
-export interface ServerReceived {
-  server: string;
-  delivered: boolean;
-}
-
-/** How far one member server has stored a conversation (the `delivery` event). */
-export interface ServerPosition {
-  server: string;
-  delivered_up_to: number;
-}
-
-export interface Delivery {
-  state: "sent" | "delivered";
-  delivered_to: DeviceRef[];
-  devices: number;
-  servers?: ServerReceived[];
-}
-
-export interface Message {
-  seq: number;
-  sender: string;
-  sender_device: string;
-  mine: boolean;
-  sent_at: string;
-  text: string;
-  expires_at: string | null;
-  delivery: Delivery;
-}
-
-export interface Encryption {
-  protocol: string;
-  ciphersuite: string;
-  epoch: number;
-  all_verified: boolean;
-  changed_contacts: string[];
-}
-
-export interface Conversation {
-  group_id: string;
-  member: boolean;
-  epoch: number;
-  members: Member[];
-  unread: number;
-  last_message: Message | null;
-  timer_secs: number | null;
-  encryption: Encryption;
-}
-
-export interface ContactDevice {
-  device_id: string;
-  signature_key: string;
-}
-
-export interface Contact {
-  user_id: string;
-  safety_number: string;
-  verification: Verification;
-  devices: ContactDevice[];
-  added: ContactDevice[] | string[];
-  removed: ContactDevice[] | string[];
-}
-
-export interface Device {
-  device_id: string;
-  display_name: string | null;
-  this_device: boolean;
-  last_seen_at: string | null;
-}
-
-export interface SearchHit {
-  group_id: string;
-  message: Message;
-}
-
-export interface SignInRequest {
-  server: string;
-  username: string;
-  password: string;
-  passphrase: string;
-  ca_pem?: string;
-}
-
-export type Presence = "online" | "away";
-
-export type ServerEvent =
-  | { event: "message"; group_id: string; message: Message }
-  | { event: "message_deleted"; group_id: string; seq: number }
-  | { event: "delivered"; group_id: string; seq: number; to: DeviceRef | DeviceRef[]; delivery?: Delivery }
-  | { event: "delivery"; group_id: string; servers: ServerPosition[] }
-  | { event: "conversation"; conversation: Conversation }
-  | { event: "typing"; group_id: string; user_id: string; typing: boolean }
-  | { event: "presence"; user_id: string; presence: Presence }
-  | { event: "verified_contact_changed"; user_id: string; added: unknown[]; removed: unknown[] }
-  | { event: "sync"; state: "syncing" | "idle"; pending?: number }
-  | { event: "connection"; state: "online" | "unreachable"; message?: string };
+export type {
+  Contact,
+  ContactDevice,
+  Conversation,
+  Delivery,
+  Device,
+  DeviceRef,
+  Member,
+  Message,
+  Presence,
+  SearchHit,
+  ServerEvent,
+  ServerPosition,
+  ServerReceived,
+  SessionStatus,
+  SignInRequest,
+  VerificationState,
+} from "./generated/api";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -243,7 +167,7 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
     let code = `http_${res.status}`;
     let message = res.statusText || "";
     try {
-      const data = (await res.json()) as { error?: string; message?: string };
+      const data = (await res.json()) as Partial<ErrorBody>;
       if (data && typeof data.error === "string") code = data.error;
       if (data && typeof data.message === "string") message = data.message;
     } catch {
@@ -271,39 +195,40 @@ export interface ExportedFile {
 }
 
 export const api = {
-  session: () => request<Session>("GET", "/api/session"),
-  login: (b: SignInRequest) => request<Session>("POST", "/api/login", b),
-  register: (b: SignInRequest) => request<Session>("POST", "/api/register", b),
-  /** Assumed endpoint (not in the document yet): opens the sealed store. */
-  unlock: (passphrase: string) => request<Session>("POST", "/api/unlock", { passphrase }),
-  logout: () => request<object>("POST", "/api/logout", {}),
+  session: () => request<SessionStatus>("GET", "/api/session"),
+  login: (b: SignInRequest) => request<SessionStatus>("POST", "/api/login", b),
+  register: (b: SignInRequest) => request<SessionStatus>("POST", "/api/register", b),
+  /** Opens the sealed store of a profile that has a session (`locked`). */
+  unlock: (passphrase: string) =>
+    request<SessionStatus>("POST", "/api/unlock", { passphrase } satisfies UnlockRequest),
+  logout: () => request<Empty>("POST", "/api/logout", {}),
 
   conversations: () => request<Conversation[]>("GET", "/api/conversations"),
   createConversation: (members: string[]) =>
-    request<Conversation>("POST", "/api/conversations", { members }),
+    request<Conversation>("POST", "/api/conversations", { members } satisfies CreateConversationRequest),
   conversation: (id: string) => request<Conversation>("GET", conv(id)),
-  deleteConversation: (id: string) => request<object>("DELETE", conv(id)),
+  deleteConversation: (id: string) => request<Empty>("DELETE", conv(id)),
   addMembers: (id: string, users: string[]) =>
-    request<Conversation>("POST", `${conv(id)}/members`, { users }),
+    request<Conversation>("POST", `${conv(id)}/members`, { users } satisfies AddMembersRequest),
   removeMember: (id: string, user: string) =>
     request<Conversation>("DELETE", `${conv(id)}/members/${enc(user)}`),
-  leave: (id: string) => request<object>("POST", `${conv(id)}/leave`, {}),
+  leave: (id: string) => request<Empty>("POST", `${conv(id)}/leave`, {}),
   messages: (id: string, search?: string) =>
     request<Message[]>(
       "GET",
       `${conv(id)}/messages${search ? `?search=${enc(search)}` : ""}`,
     ),
   sendMessage: (id: string, text: string) =>
-    request<Message>("POST", `${conv(id)}/messages`, { text }),
+    request<Message>("POST", `${conv(id)}/messages`, { text } satisfies SendMessageRequest),
   deleteMessage: (id: string, seq: number) =>
-    request<object>("DELETE", `${conv(id)}/messages/${seq}`),
+    request<Empty>("DELETE", `${conv(id)}/messages/${seq}`),
   setTimer: (id: string, timer_secs: number | null) =>
-    request<Conversation>("PUT", `${conv(id)}/timer`, { timer_secs }),
+    request<Conversation>("PUT", `${conv(id)}/timer`, { timer_secs } satisfies SetTimerRequest),
   markRead: (id: string, up_to: number) =>
-    request<object>("POST", `${conv(id)}/read`, { up_to }),
+    request<Empty>("POST", `${conv(id)}/read`, { up_to } satisfies MarkReadRequest),
   typing: (id: string, typing: boolean) =>
-    request<object>("POST", `${conv(id)}/typing`, { typing }),
-  exportConversation: async (id: string, format: "text" | "json" = "text"): Promise<ExportedFile> => {
+    request<Empty>("POST", `${conv(id)}/typing`, { typing } satisfies TypingRequest),
+  exportConversation: async (id: string, format: ExportFileFormat = "text"): Promise<ExportedFile> => {
     const res = await send("GET", `${conv(id)}/export?format=${format}`);
     const cd = res.headers.get("Content-Disposition") || "";
     const m = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(cd);
@@ -318,8 +243,8 @@ export const api = {
     request<Contact>("POST", `/api/contacts/${enc(user)}/acknowledge`, {}),
 
   devices: () => request<Device[]>("GET", "/api/devices"),
-  deleteDevice: (id: string) => request<object>("DELETE", `/api/devices/${enc(id)}`),
-  presence: (p: Presence) => request<object>("POST", "/api/presence", { presence: p }),
+  deleteDevice: (id: string) => request<Empty>("DELETE", `/api/devices/${enc(id)}`),
+  presence: (p: Presence) => request<Empty>("POST", "/api/presence", { presence: p } satisfies PresenceRequest),
 };
 
 export type Api = typeof api;

@@ -1,4 +1,4 @@
-import type { Conversation, Delivery, Message, Verification } from "./api";
+import type { Conversation, Delivery, Message, VerificationState } from "./api";
 
 /** "12345 67890 …": 12 groups of 5 digits, whatever spacing the input had. */
 export function safetyNumberGroups(n: string): string[] {
@@ -28,7 +28,7 @@ export function conversationTitle(c: Conversation, me?: string): string {
 }
 
 /** One state per user: changed if any device says so, verified if all do. */
-export function userVerification(c: Conversation, user: string): Verification {
+export function userVerification(c: Conversation, user: string): VerificationState {
   const ms = c.members.filter((m) => m.user_id === user);
   if (ms.some((m) => m.verification === "changed")) return "changed";
   if (ms.length > 0 && ms.every((m) => m.verification === "verified")) return "verified";

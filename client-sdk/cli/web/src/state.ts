@@ -6,7 +6,7 @@ import type {
   Presence,
   ServerEvent,
   ServerPosition,
-  Session,
+  SessionStatus,
   SocketState,
 } from "./api";
 
@@ -16,7 +16,7 @@ export interface SyncState {
 }
 
 export interface State {
-  session: Session | null; // null while loading
+  session: SessionStatus | null; // null while loading
   conversations: Conversation[];
   conversationsLoaded: boolean;
   messages: Record<string, Message[]>;
@@ -43,7 +43,7 @@ export const initialState: State = {
 };
 
 export type Action =
-  | { type: "session"; session: Session }
+  | { type: "session"; session: SessionStatus }
   | { type: "conversations"; conversations: Conversation[] }
   | { type: "conversation"; conversation: Conversation }
   | { type: "conversation_removed"; group_id: string }
@@ -85,13 +85,9 @@ function insertMessage(list: Message[], m: Message): Message[] {
   return [...list, m].sort((a, b) => a.seq - b.seq);
 }
 
-function applyDelivered(d: Delivery, to: DeviceRef | DeviceRef[] | undefined, full?: Delivery): Delivery {
-  if (full) return full;
-  const add = Array.isArray(to) ? to : to ? [to] : [];
+function applyDelivered(d: Delivery, to: DeviceRef): Delivery {
   const list = [...d.delivered_to];
-  for (const r of add) {
-    if (!list.some((x) => x.user_id === r.user_id && x.device_id === r.device_id)) list.push(r);
-  }
+  if (!list.some((x) => x.user_id === to.user_id && x.device_id === to.device_id)) list.push(to);
   const state = d.devices > 0 && list.length >= d.devices ? "delivered" : d.state;
   return { ...d, delivered_to: list, state };
 }
@@ -141,13 +137,13 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
         ? {
             ...s.messages,
             [e.group_id]: list.map((m) =>
-              m.seq === e.seq ? { ...m, delivery: applyDelivered(m.delivery, e.to, e.delivery) } : m,
+              m.seq === e.seq ? { ...m, delivery: applyDelivered(m.delivery, e.to) } : m,
             ),
           }
         : s.messages;
       const conversations = mapConv(s, e.group_id, (c) =>
         c.last_message && c.last_message.seq === e.seq
-          ? { ...c, last_message: { ...c.last_message, delivery: applyDelivered(c.last_message.delivery, e.to, e.delivery) } }
+          ? { ...c, last_message: { ...c.last_message, delivery: applyDelivered(c.last_message.delivery, e.to) } }
           : c,
       );
       return { ...s, messages, conversations };

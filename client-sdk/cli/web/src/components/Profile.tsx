@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, plainWords } from "../api";
-import type { Api, Contact, ContactDevice } from "../api";
+import type { Api, Contact } from "../api";
 import { safetyNumberGroups } from "../format";
 import { Dialog, ErrorNote, Spinner } from "./Dialog";
 
@@ -27,10 +27,6 @@ const VERIFICATION_TEXT: Record<Contact["verification"], string> = {
   unverified: "Not verified",
   changed: "Devices changed since you verified",
 };
-
-function deviceName(d: ContactDevice | string): string {
-  return typeof d === "string" ? d : d.device_id;
-}
 
 interface Props {
   user_id: string;
@@ -108,10 +104,10 @@ export function ProfileDialog({ user_id, onClose, onChanged, client = api }: Pro
               {(contact.added.length > 0 || contact.removed.length > 0) && (
                 <ul className="list-disc pl-5">
                   {contact.added.map((d) => (
-                    <li key={`a-${deviceName(d)}`}>New device {deviceName(d)}</li>
+                    <li key={`a-${d.device_id}`}>New device {d.device_id}</li>
                   ))}
                   {contact.removed.map((d) => (
-                    <li key={`r-${deviceName(d)}`}>Removed device {deviceName(d)}</li>
+                    <li key={`r-${d.device_id}`}>Removed device {d.device_id}</li>
                   ))}
                 </ul>
               )}

@@ -1,12 +1,12 @@
 import { useState } from "react";
 import type { FormEvent } from "react";
 import { api, plainWords } from "../api";
-import type { Api, Session, SignInRequest } from "../api";
+import type { Api, SessionStatus, SignInRequest } from "../api";
 import type { SyncState } from "../state";
 import { ErrorNote, Spinner } from "./Dialog";
 
 interface Props {
-  onSignedIn: (s: Session) => void;
+  onSignedIn: (s: SessionStatus) => void;
   sync?: SyncState;
   client?: Pick<Api, "login" | "register">;
   defaultServer?: string;
@@ -195,7 +195,7 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
   );
 }
 
-export function Unlock({ onUnlocked, client = api }: { onUnlocked: (s: Session) => void; client?: Pick<Api, "unlock"> }) {
+export function Unlock({ onUnlocked, client = api }: { onUnlocked: (s: SessionStatus) => void; client?: Pick<Api, "unlock"> }) {
   const [passphrase, setPassphrase] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);

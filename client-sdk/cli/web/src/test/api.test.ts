@@ -47,7 +47,7 @@ describe("requests", () => {
   afterEach(() => vi.unstubAllGlobals());
 
   it("sends Authorization: Bearer on every request", async () => {
-    fetchMock.mockImplementation(async () => jsonResponse({ signed_in: false }));
+    fetchMock.mockImplementation(async () => jsonResponse({ signed_in: false, locked: false }));
     await api.session();
     await api.conversations().catch(() => undefined);
     expect(fetchMock).toHaveBeenCalledTimes(2);

@@ -37,7 +37,7 @@ describe("App", () => {
 
   it("shows sign-in when signed out", async () => {
     window.history.replaceState(null, "", "/#secret=s3");
-    const calls = mockServer(() => jsonResponse({ signed_in: false }));
+    const calls = mockServer(() => jsonResponse({ signed_in: false, locked: false }));
     render(<App />);
     expect(await screen.findByRole("heading", { name: "Sign in to Parley" })).toBeInTheDocument();
     expect(calls[0].auth).toBe("Bearer s3");
@@ -167,7 +167,7 @@ describe("reducer", () => {
     s = reducer(s, {
       type: "event",
       now: 0,
-      event: { event: "delivered", group_id: "g1@a.test", seq: 6, to: [{ user_id: "carol@c.test", device_id: "d2" }] },
+      event: { event: "delivered", group_id: "g1@a.test", seq: 6, to: { user_id: "carol@c.test", device_id: "d2" } },
     });
     expect(s.messages["g1@a.test"][0].delivery.state).toBe("delivered");
     s = reducer(s, { type: "event", now: 0, event: { event: "message_deleted", group_id: "g1@a.test", seq: 6 } });
