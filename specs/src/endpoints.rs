@@ -1,6 +1,7 @@
 //! Every HTTP endpoint, declared once: method, path template, authentication and whether
-//! it is rate-limited. The homeserver routes by these values and the SDK calls by them;
-//! a test checks that `specs/openapi/client-api.yaml` documents exactly this list.
+//! it is rate-limited. The homeserver routes by these values and the SDK calls by them,
+//! and so does `parley ui` for its local API; tests check that `specs/openapi/*.yaml` and
+//! `specs/local-ui-api.md` document exactly these lists.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -33,6 +34,9 @@ pub enum Auth {
     /// `Authorization: Bearer <admin token>`: the operator's token from the `[admin]
     /// token_file`, accepted only on the admin listener.
     AdminToken,
+    /// `Authorization: Bearer <secret>` with the secret `parley ui` makes at each launch
+    /// (`?secret=<secret>` on its event WebSocket, where browsers cannot set headers).
+    LaunchSecret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +272,92 @@ pub mod admin {
     ];
 }
 
+/// The local API of `parley ui` (`/api`), served on 127.0.0.1 to the web app it embeds
+/// (`specs/local-ui-api.md`).
+pub mod local_ui {
+    use super::{Auth::*, Endpoint, Method::*, endpoint};
+
+    /// Every path of the local API starts with this; other paths are the web app's files.
+    pub const PREFIX: &str = "/api";
+
+    pub const SESSION: Endpoint = endpoint(Get, "/api/session", LaunchSecret, false);
+    pub const REGISTER: Endpoint = endpoint(Post, "/api/register", LaunchSecret, false);
+    pub const LOGIN: Endpoint = endpoint(Post, "/api/login", LaunchSecret, false);
+    /// Opens the profile's sealed store with its passphrase.
+    pub const UNLOCK: Endpoint = endpoint(Post, "/api/unlock", LaunchSecret, false);
+    pub const LOGOUT: Endpoint = endpoint(Post, "/api/logout", LaunchSecret, false);
+
+    pub const LIST_CONVERSATIONS: Endpoint = endpoint(Get, "/api/conversations", LaunchSecret, false);
+    pub const CREATE_CONVERSATION: Endpoint = endpoint(Post, "/api/conversations", LaunchSecret, false);
+    pub const GET_CONVERSATION: Endpoint = endpoint(Get, "/api/conversations/{group_id}", LaunchSecret, false);
+    /// Leaves the group if still a member and deletes its local history.
+    pub const DELETE_CONVERSATION: Endpoint = endpoint(Delete, "/api/conversations/{group_id}", LaunchSecret, false);
+    pub const ADD_MEMBERS: Endpoint = endpoint(Post, "/api/conversations/{group_id}/members", LaunchSecret, false);
+    pub const REMOVE_MEMBER: Endpoint = endpoint(
+        Delete,
+        "/api/conversations/{group_id}/members/{user_id}",
+        LaunchSecret,
+        false,
+    );
+    pub const LEAVE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/leave", LaunchSecret, false);
+    pub const LIST_MESSAGES: Endpoint = endpoint(Get, "/api/conversations/{group_id}/messages", LaunchSecret, false);
+    pub const SEND_MESSAGE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/messages", LaunchSecret, false);
+    pub const DELETE_MESSAGE: Endpoint = endpoint(
+        Delete,
+        "/api/conversations/{group_id}/messages/{seq}",
+        LaunchSecret,
+        false,
+    );
+    pub const SET_TIMER: Endpoint = endpoint(Put, "/api/conversations/{group_id}/timer", LaunchSecret, false);
+    pub const MARK_READ: Endpoint = endpoint(Post, "/api/conversations/{group_id}/read", LaunchSecret, false);
+    pub const TYPING: Endpoint = endpoint(Post, "/api/conversations/{group_id}/typing", LaunchSecret, false);
+    /// The conversation as a file (`?format=text|json`), not JSON.
+    pub const EXPORT: Endpoint = endpoint(Get, "/api/conversations/{group_id}/export", LaunchSecret, false);
+    pub const SEARCH: Endpoint = endpoint(Get, "/api/search", LaunchSecret, false);
+
+    pub const CONTACT: Endpoint = endpoint(Get, "/api/contacts/{user_id}", LaunchSecret, false);
+    pub const VERIFY_CONTACT: Endpoint = endpoint(Post, "/api/contacts/{user_id}/verify", LaunchSecret, false);
+    pub const ACKNOWLEDGE_CONTACT: Endpoint =
+        endpoint(Post, "/api/contacts/{user_id}/acknowledge", LaunchSecret, false);
+
+    pub const LIST_DEVICES: Endpoint = endpoint(Get, "/api/devices", LaunchSecret, false);
+    pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/api/devices/{device_id}", LaunchSecret, false);
+    pub const PRESENCE: Endpoint = endpoint(Post, "/api/presence", LaunchSecret, false);
+    /// A WebSocket: the local process pushes events as JSON text frames. The secret comes
+    /// as `?secret=`.
+    pub const EVENTS: Endpoint = endpoint(Get, "/api/events", LaunchSecret, false);
+
+    pub const ALL: &[Endpoint] = &[
+        SESSION,
+        REGISTER,
+        LOGIN,
+        UNLOCK,
+        LOGOUT,
+        LIST_CONVERSATIONS,
+        CREATE_CONVERSATION,
+        GET_CONVERSATION,
+        DELETE_CONVERSATION,
+        ADD_MEMBERS,
+        REMOVE_MEMBER,
+        LEAVE,
+        LIST_MESSAGES,
+        SEND_MESSAGE,
+        DELETE_MESSAGE,
+        SET_TIMER,
+        MARK_READ,
+        TYPING,
+        EXPORT,
+        SEARCH,
+        CONTACT,
+        VERIFY_CONTACT,
+        ACKNOWLEDGE_CONTACT,
+        LIST_DEVICES,
+        DELETE_DEVICE,
+        PRESENCE,
+        EVENTS,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -343,6 +433,48 @@ mod tests {
         );
     }
 
+    /// The endpoints a Markdown document names: every `` `METHOD /api/…` `` code span in
+    /// it, without a query string.
+    fn named_in_markdown(markdown: &str) -> BTreeSet<(String, String)> {
+        let mut named = BTreeSet::new();
+        for method in [Method::Get, Method::Post, Method::Put, Method::Delete] {
+            let opening = format!("`{} {}", method.as_str(), local_ui::PREFIX);
+            for (at, _) in markdown.match_indices(&opening) {
+                let span = &markdown[at + 1..];
+                let span = &span[..span.find('`').expect("the code span is closed")];
+                let path = span[method.as_str().len() + 1..].split('?').next().unwrap_or_default();
+                named.insert((method.as_str().to_owned(), path.to_owned()));
+            }
+        }
+        named
+    }
+
+    /// `local-ui-api.md` names exactly the local API's declared endpoints, each of which
+    /// needs the launch secret.
+    #[test]
+    fn local_ui_document_matches_declared_endpoints() {
+        let documented = named_in_markdown(include_str!("../local-ui-api.md"));
+        let declared: BTreeSet<_> = local_ui::ALL
+            .iter()
+            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned()))
+            .collect();
+        let undocumented: Vec<_> = declared.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&declared).collect();
+        assert!(
+            undocumented.is_empty(),
+            "declared but not in local-ui-api.md: {undocumented:?}"
+        );
+        assert!(unknown.is_empty(), "in local-ui-api.md but not declared: {unknown:?}");
+        for endpoint in local_ui::ALL {
+            assert_eq!(endpoint.auth, Auth::LaunchSecret, "{}", endpoint.path);
+            assert!(endpoint.path.starts_with("/api/"), "{}", endpoint.path);
+        }
+        assert_eq!(
+            named_in_markdown("`GET /api/a?x=1` and `POST /api/b/{id}`, not `GET /client/v1/c`"),
+            BTreeSet::from([("GET".into(), "/api/a".into()), ("POST".into(), "/api/b/{id}".into())])
+        );
+    }
+
     /// Every admin endpoint names the admin token as its security scheme, and no other
     /// document has an endpoint under `/admin/`.
     #[test]
@@ -372,7 +504,12 @@ mod tests {
             doc["components"]["securitySchemes"]["adminToken"].is_mapping(),
             "admin-api.yaml defines the adminToken scheme"
         );
-        for endpoint in client::ALL.iter().chain(ops::ALL).chain(federation::ALL) {
+        for endpoint in client::ALL
+            .iter()
+            .chain(ops::ALL)
+            .chain(federation::ALL)
+            .chain(local_ui::ALL)
+        {
             assert!(!endpoint.path.starts_with("/admin"), "{}", endpoint.path);
             assert_ne!(endpoint.auth, Auth::AdminToken, "{}", endpoint.path);
         }

@@ -1,13 +1,13 @@
 //! The web app end to end in a real browser: two federating homeservers (a.test and
 //! b.test, in this process), one `parley ui` process per user (the `parley` binary built
-//! beside this test), and `client-sdk/web/e2e/two-users.mjs` driving headless Chromium
+//! beside this test), and `client-sdk/cli/web/e2e/two-users.mjs` driving headless Chromium
 //! through `playwright-core`: both register, ann creates a conversation with bob, messages
 //! go both ways, both compare and verify the safety number, a disappearing message
 //! vanishes, and a second device of bob (logged in here with the CLI when the script asks)
 //! makes ann's app warn and pause sending until she acknowledges it.
 //!
 //! Screenshots and logs go to `target/e2e-artifacts/`. Without node, Chromium, the npm
-//! packages of `client-sdk/web`, the `parley` binary or the built web app the test says
+//! packages of `client-sdk/cli/web`, the `parley` binary or the built web app the test says
 //! why it is skipped and passes, except under `CI=true` (where `.ci/run` installs them),
 //! where it fails.
 
@@ -23,7 +23,7 @@ use parley_tests::server::{ca_pem, free_loopback_addr, https_client};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-const SCRIPT: &str = "client-sdk/web/e2e/two-users.mjs";
+const SCRIPT: &str = "client-sdk/cli/web/e2e/two-users.mjs";
 const ANN: &str = "ann@a.test";
 const BOB: &str = "bob@b.test";
 const BOB_PASSWORD: &str = "bob-correct-horse-battery";
@@ -31,7 +31,7 @@ const PASSPHRASE: &str = "a store passphrase for the e2e test";
 /// The script has its own deadline (`E2E_TIMEOUT_MS`); this one is for a hung node.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(420);
 const INSTALL_HINT: &str = "install with `apt-get install chromium fonts-dejavu-core fonts-noto-color-emoji nodejs npm`, \
-     `npm --prefix client-sdk/web ci && npm --prefix client-sdk/web run build` (before building \
+     `npm --prefix client-sdk/cli/web ci && npm --prefix client-sdk/cli/web run build` (before building \
      `parley`, which embeds the web app), then `cargo build --bin parley`";
 
 fn repo_root() -> PathBuf {
@@ -73,7 +73,7 @@ fn prerequisites() -> Option<Prerequisites> {
     if !chromium.is_file() {
         return skip(&format!("{} is missing", chromium.display()));
     }
-    let web = repo_root().join("client-sdk/web");
+    let web = repo_root().join("client-sdk/cli/web");
     let playwright = [
         web.join("node_modules/playwright-core"),
         web.join("e2e/node_modules/playwright-core"),
@@ -239,11 +239,11 @@ async fn two_users_in_headless_chromium() {
         assert!(
             !in_ci(),
             "ui_e2e: parley ui serves the \"web app was not built\" page although CI=true: \
-             run `npm --prefix client-sdk/web ci && npm --prefix client-sdk/web run build` before `cargo build`"
+             run `npm --prefix client-sdk/cli/web ci && npm --prefix client-sdk/cli/web run build` before `cargo build`"
         );
         eprintln!(
-            "ui_e2e skipped: the parley binary has no web app embedded (client-sdk/web/dist was not built); \
-             run `npm --prefix client-sdk/web ci && npm --prefix client-sdk/web run build`, then `cargo build --bin parley`"
+            "ui_e2e skipped: the parley binary has no web app embedded (client-sdk/cli/web/dist was not built); \
+             run `npm --prefix client-sdk/cli/web ci && npm --prefix client-sdk/cli/web run build`, then `cargo build --bin parley`"
         );
         return;
     }

@@ -1,0 +1,306 @@
+//! The `parley` command-line client and `parley ui`, on the Parley SDK
+//! ([`parley_sdk`]). The binary only calls [`main`]; the commands live in this library
+//! so that they are testable and reusable.
+
+mod commands;
+mod messaging;
+mod messaging_output;
+mod output;
+mod password;
+mod report;
+pub mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::run;
+pub use report::explain;
+
+/// Command-line arguments of `parley`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "Parley: end-to-end encrypted messaging from the command line",
+    long_about = "Parley: end-to-end encrypted messaging from the command line.\n\n\
+        Start with `parley --server https://chat.example.org register USERNAME` (add \
+        --ca-file for a private or development server). The session is saved in the \
+        profile, so later commands need no --server.",
+    after_help = "Passwords and passphrases are never taken as arguments: they are prompted \
+        for, or read from the first line of a file (--password-file FILE, --passphrase-file \
+        FILE, or - for stdin)."
+)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Which saved login to use; each profile is one device of one account.
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_PROFILE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    pub profile: String,
+    /// Where profiles are kept [default: $XDG_CONFIG_HOME/parley or ~/.config/parley].
+    #[arg(long, global = true, env = "PARLEY_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Homeserver URL, e.g. `https://chat.example.org`. Used by register and login and
+    /// remembered in the profile; other commands use the profile's server.
+    #[arg(long, global = true, env = "PARLEY_SERVER", value_name = "URL")]
+    pub server: Option<url::Url>,
+    /// PEM file of the CA that issued the homeserver's certificate, instead of the system
+    /// roots (private or development servers). Used by register and login; remembered.
+    #[arg(long, global = true, env = "PARLEY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Read the passphrase of this profile's message store from the first line of FILE
+    /// (- for stdin) instead of prompting. The store keeps the device's MLS keys and
+    /// message history, encrypted; its passphrase is chosen at first use.
+    #[arg(long, global = true, env = "PARLEY_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The commands of `parley`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account and log this profile in as its first device.
+    Register {
+        /// The username to register (the part before the @: lowercase letters, digits, . _ -).
+        username: String,
+        /// Read the password from the first line of FILE (- for stdin) instead of prompting.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Invite token, if the server requires one to register.
+        #[arg(long, value_name = "TOKEN")]
+        invite_token: Option<String>,
+        /// Name of this device in your device list [default: "parley CLI on HOSTNAME"].
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+    },
+    /// Log this profile in as a new device of an existing account.
+    Login {
+        /// `alice` or `alice@chat.example.org`.
+        username: String,
+        /// Read the password from the first line of FILE (- for stdin) instead of prompting.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Name of this device in your device list [default: "parley CLI on HOSTNAME"].
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+    },
+    /// Log out this device: the server deletes it and its access token, and the profile
+    /// forgets the session.
+    Logout {
+        /// Log out every device of the account, not only this one.
+        #[arg(long, conflicts_with = "local")]
+        all: bool,
+        /// Only forget the saved session, without telling the server (when the server is
+        /// gone); the device stays on the account until deleted from another device.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Show the account and device of this profile.
+    Whoami,
+    /// Change your password; every other device of the account is logged out.
+    Passwd {
+        /// Read the current password from the first line of FILE (- for stdin).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Read the new password from the first line of FILE (- for stdin).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List, rename or delete the devices of your account.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Create groups, add or remove members, leave, list.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Send a text message to a group (end-to-end encrypted).
+    Send {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The text; - reads it from stdin.
+        text: String,
+        /// Make it a disappearing message, deleted everywhere after DURATION (e.g. 30s,
+        /// 10m, 2h, 7d, 1h30m).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Print incoming messages and events as they arrive, until Ctrl-C (one JSON object
+    /// per line with --json).
+    Listen,
+    /// Process everything waiting in the inbox once, print it, and exit (for scripts).
+    Sync,
+    /// Show a conversation's messages, as stored on this device.
+    History {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// Only messages containing WORD (case-insensitive).
+        #[arg(long, value_name = "WORD")]
+        search: Option<String>,
+    },
+    /// Export a conversation on stdout.
+    Export {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// Output format [default: text, or json with --json].
+        #[arg(long, value_enum)]
+        format: Option<ExportFormatArg>,
+    },
+    /// Show the safety number of you and USER; compare it with theirs (in person or
+    /// over another channel), then mark them verified.
+    Verify {
+        /// `bob` (on your server) or `bob@chat.example.org`.
+        user: String,
+        /// Mark USER verified with the devices the number covers now; you are warned if
+        /// they change.
+        #[arg(long)]
+        mark: bool,
+    },
+    /// Open Parley in your web browser: serves the web app and a local API on
+    /// 127.0.0.1 only, and prints the address to open (with a secret made at each
+    /// launch). Your keys stay in this process. Ctrl-C stops it.
+    Ui {
+        /// The port on 127.0.0.1 [default: a free one].
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Do not try to open a browser (the default: the address is printed).
+        #[arg(long)]
+        no_open: bool,
+    },
+    /// Delete one message from this device's history, for real.
+    Delete {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The message's number, as shown by `parley history` (#N).
+        seq: i64,
+    },
+}
+
+/// `parley group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with this device as its only member; prints its id.
+    Create,
+    /// Add users (every one of their devices) to a group.
+    Add {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`; your own user adds your other devices.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Remove users (every one of their devices) from a group.
+    Remove {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Leave a group: ask the other members to remove your devices, and delete the
+    /// conversation and its history from this device.
+    Leave {
+        /// The group (its id, or the start of it).
+        group: String,
+    },
+    /// List a group's member devices (from this device's copy of the group).
+    Members {
+        /// The group (its id, or the start of it).
+        group: String,
+    },
+    /// List the conversations on this device.
+    List,
+}
+
+/// `parley export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// One JSON document.
+    Json,
+    /// One line per message.
+    Text,
+}
+
+/// `parley devices …`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List the account's devices; * marks this one.
+    List,
+    /// Give a device a new display name.
+    Rename {
+        /// The device, as shown by `parley devices list`.
+        device_id: String,
+        /// The new name.
+        name: String,
+    },
+    /// Delete a device, revoking its access at once (this one too: that logs out).
+    Delete {
+        /// The device, as shown by `parley devices list`.
+        device_id: String,
+    },
+}
+
+/// The whole `parley` program: parses the arguments (usage errors exit with 2), runs the
+/// command, prints an error as `error: …` on stderr and exits with 1 when it fails.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let profile = cli.global.profile.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", explain(&err, &profile));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn passwords_are_not_arguments() {
+        let with_password = Cli::try_parse_from(["parley", "login", "alice", "--password", "x"]);
+        assert!(with_password.is_err());
+        let with_positional = Cli::try_parse_from(["parley", "login", "alice", "hunter2hunter2"]);
+        assert!(with_positional.is_err());
+    }
+
+    #[test]
+    fn global_options_go_anywhere() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from(["parley", "devices", "list", "--json", "--profile", "work"])?;
+        assert!(cli.global.json);
+        assert_eq!(cli.global.profile, "work");
+        assert!(matches!(cli.command, Command::Devices(DevicesCommand::List)));
+        assert!(Cli::try_parse_from(["parley", "logout", "--all", "--local"]).is_err());
+        Ok(())
+    }
+}

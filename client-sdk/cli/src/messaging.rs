@@ -1,0 +1,387 @@
+//! The messaging commands: `group …`, `send`, `listen`, `sync`, `history`, `export`,
+//! `verify`, `delete`. Each opens the profile's message store (its passphrase from
+//! `--passphrase-file`, `PARLEY_PASSPHRASE_FILE` or a prompt), does its work through the
+//! SDK's [`Messenger`], and prints the result.
+//!
+//! Commands that change something (`group create|add|remove|leave`, `send`) first
+//! process the inbox, so they act on the group as it is. `group list|members`,
+//! `history`, `export` and `delete` read this device's store only (offline); `parley
+//! sync` or a running `parley listen` fetches what is new.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use parley_sdk::Error;
+use parley_sdk::messenger::{Event, ExportFormat, MAX_TEXT_BYTES, Messenger, MessengerError, text_line};
+use parley_specs::{ErrorCode, GroupId, UserId};
+
+use crate::commands::{Ctx, logged_in_client};
+use crate::messaging_output::{add_summary, event_text, group_table, member_table, safety_text, users_and_devices};
+use crate::output::printable;
+use crate::password::{PasswordSource, read_password};
+use crate::{ExportFormatArg, GroupCommand};
+
+/// How long one `listen` wait lasts before checking again (well below request timeouts).
+const LISTEN_WAIT: Duration = Duration::from_secs(20);
+/// Longest pause between reconnection attempts of `listen`.
+const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub(crate) async fn group(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    match command {
+        GroupCommand::Create => {
+            let group_id = messenger.create_group().await?;
+            ctx.out.print(&serde_json::json!({ "group_id": group_id }), || {
+                format!("Created group {group_id}. Add people with `parley group add {group_id} USER…`.")
+            })
+        }
+        GroupCommand::Add { group, users } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let users = parse_users(messenger.user_id(), &users)?;
+            let outcome = messenger.add_members(&group_id, &users).await?;
+            ctx.out.print(&outcome, || add_summary(&outcome))
+        }
+        GroupCommand::Remove { group, users } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let users = parse_users(messenger.user_id(), &users)?;
+            let outcome = messenger.remove_members(&group_id, &users).await?;
+            ctx.out.print(&outcome, || {
+                if outcome.removed.is_empty() {
+                    format!("They were removed from {group_id} already.")
+                } else {
+                    format!("Removed {} from {group_id}.", users_and_devices(&outcome.removed))
+                }
+            })
+        }
+        GroupCommand::Leave { group } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let outcome = messenger.leave_group(&group_id).await?;
+            ctx.out.print(&outcome, || {
+                let mut text = format!(
+                    "Left {group_id}: deleted the conversation and its {} message(s) from this device.",
+                    outcome.messages_deleted
+                );
+                if outcome.announced {
+                    text.push_str(
+                        " The other members' devices remove your devices from the group when they next \
+                         connect.",
+                    );
+                }
+                text
+            })
+        }
+        GroupCommand::Members { group } => {
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let devices = messenger.members(&group_id).await?;
+            ctx.out.print(&devices, || member_table(&devices))
+        }
+        GroupCommand::List => {
+            let groups = messenger.groups().await?;
+            ctx.out.print(&groups, || group_table(&groups))
+        }
+    }
+}
+
+pub(crate) async fn send(ctx: &Ctx, group: &str, text: &str, expires: Option<&str>) -> anyhow::Result<()> {
+    let expires_in = expires.map(parse_duration).transpose()?;
+    if text == "-" && ctx.passphrase_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("the message and --passphrase-file cannot both read stdin");
+    }
+    let text = if text == "-" {
+        read_stdin_text()?
+    } else {
+        text.to_owned()
+    };
+    let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let sent = messenger.send_text(&group_id, &text, expires_in).await?;
+    ctx.out.print(&sent, || {
+        let mut line = format!("Sent #{} to {group_id}.", sent.seq);
+        if let Some(at) = sent.expires_at {
+            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
+        }
+        line
+    })
+}
+
+pub(crate) async fn listen(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    eprintln!(
+        "Listening as {} (device {}); Ctrl-C to stop.",
+        messenger.user_id(),
+        messenger.device_id()
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            received = messenger.receive(LISTEN_WAIT) => match received {
+                Ok(events) => {
+                    backoff = Duration::from_secs(1);
+                    for event in &events {
+                        print_event(ctx, event)?;
+                    }
+                }
+                Err(err) if worth_retrying(&err) => {
+                    eprintln!("warning: {}; retrying in {} s", printable(&err.to_string()), backoff.as_secs());
+                    tokio::select! {
+                        _ = &mut ctrl_c => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(LISTEN_MAX_BACKOFF);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sync(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    let events = messenger.sync().await?;
+    ctx.out.print(&events, || {
+        if events.is_empty() {
+            "Nothing new.".to_owned()
+        } else {
+            events.iter().map(event_text).collect::<Vec<_>>().join("\n")
+        }
+    })
+}
+
+pub(crate) async fn history(ctx: &Ctx, group: &str, search: Option<&str>) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let messages = messenger.history(&group_id, search).await?;
+    ctx.out.print(&messages, || {
+        if messages.is_empty() {
+            match search {
+                Some(word) => format!("No message of {group_id} contains \"{}\".", printable(word)),
+                None => format!("No messages in {group_id} on this device."),
+            }
+        } else {
+            messages.iter().map(text_line).collect::<Vec<_>>().join("\n")
+        }
+    })
+}
+
+pub(crate) async fn export(ctx: &Ctx, group: &str, format: Option<ExportFormatArg>) -> anyhow::Result<()> {
+    let format = match format {
+        Some(ExportFormatArg::Json) => ExportFormat::Json,
+        Some(ExportFormatArg::Text) => ExportFormat::Text,
+        None if ctx.out.json => ExportFormat::Json,
+        None => ExportFormat::Text,
+    };
+    let mut messenger = open(ctx).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let exported = messenger.export(&group_id, format).await?;
+    println!("{}", exported.trim_end());
+    Ok(())
+}
+
+pub(crate) async fn verify(ctx: &Ctx, user: &str, mark: bool) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    // The number comes from the group trees: bring them up to date when possible.
+    if let Err(err) = sync_quietly(&mut messenger).await {
+        eprintln!(
+            "warning: could not fetch news from the server ({}); the number is from this device's current view",
+            printable(&format!("{err:#}"))
+        );
+    }
+    let contact = parse_user(messenger.user_id(), user)?;
+    let number = if mark {
+        messenger.mark_verified(&contact).await?
+    } else {
+        messenger.safety_number(&contact).await?
+    };
+    ctx.out.print(&number, || safety_text(&number, mark))
+}
+
+pub(crate) async fn delete(ctx: &Ctx, group: &str, seq: i64) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    messenger.delete_message(&group_id, seq).await?;
+    ctx.out.ok(|| {
+        format!("Deleted message #{seq} from this device's history of {group_id}. Other devices keep their copies.")
+    })
+}
+
+/// The profile's messenger; creates its store (asking for a new passphrase) at first use.
+async fn open(ctx: &Ctx) -> anyhow::Result<Messenger> {
+    let (client, session) = logged_in_client(&ctx.profile)?;
+    let path = ctx.profile.messenger_store();
+    let new = !Messenger::store_exists(&path);
+    let passphrase = read_password(PasswordSource {
+        file: ctx.passphrase_file.as_deref(),
+        flag: "--passphrase-file",
+        prompt: if new {
+            "New passphrase for this device's message store"
+        } else {
+            "Passphrase of the message store"
+        },
+        confirm: new,
+    })?;
+    Ok(Messenger::open(client, session.user_id, session.device_id, path, &passphrase).await?)
+}
+
+/// Processes the inbox before acting; only warnings are shown (the messages are in the
+/// history, and `parley sync` or `listen` shows everything).
+async fn sync_quietly(messenger: &mut Messenger) -> anyhow::Result<()> {
+    for event in messenger.sync().await? {
+        if let Event::VerifiedContactChanged { .. } = &event {
+            eprintln!("{}", event_text(&event));
+        }
+    }
+    Ok(())
+}
+
+fn print_event(ctx: &Ctx, event: &Event) -> anyhow::Result<()> {
+    if ctx.out.json {
+        println!("{}", serde_json::to_string(event)?);
+    } else {
+        println!("{}", event_text(event));
+    }
+    Ok(())
+}
+
+/// Errors `listen` waits out: the server unreachable or busy, the store held by another
+/// process for a while.
+fn worth_retrying(err: &MessengerError) -> bool {
+    match err {
+        MessengerError::Api(Error::Transport { .. }) | MessengerError::StoreBusy { .. } => true,
+        MessengerError::Api(e) => matches!(
+            e.code(),
+            Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal)
+        ),
+        _ => false,
+    }
+}
+
+/// A group of this device from its id or the start of its id.
+async fn resolve_group(messenger: &mut Messenger, raw: &str) -> anyhow::Result<GroupId> {
+    if raw.is_empty() {
+        bail!("which group? give its id (`parley group list` shows them)");
+    }
+    let groups = messenger.groups().await?;
+    if let Ok(id) = GroupId::parse(raw)
+        && groups.iter().any(|g| g.group_id == id)
+    {
+        return Ok(id);
+    }
+    let matching: Vec<&GroupId> = groups
+        .iter()
+        .map(|g| &g.group_id)
+        .filter(|id| id.as_str().starts_with(raw))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => match GroupId::parse(raw) {
+            Ok(id) => Err(MessengerError::UnknownGroup(id).into()),
+            Err(_) => bail!(
+                "no conversation on this device matches \"{}\" (`parley group list` shows them)",
+                printable(raw)
+            ),
+        },
+        several => bail!(
+            "\"{}\" matches several conversations: {}",
+            printable(raw),
+            several.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn parse_users(me: &UserId, raw: &[String]) -> anyhow::Result<Vec<UserId>> {
+    raw.iter().map(|r| parse_user(me, r)).collect()
+}
+
+/// `bob@server`, or `bob` on this user's server.
+fn parse_user(me: &UserId, raw: &str) -> anyhow::Result<UserId> {
+    let full = if raw.contains('@') {
+        raw.to_owned()
+    } else {
+        format!("{raw}@{}", me.server_name())
+    };
+    UserId::parse(&full).map_err(|e| anyhow::anyhow!("invalid user \"{}\": {e}", printable(raw)))
+}
+
+/// `30s`, `10m`, `2h`, `7d`, or sums like `1h30m`.
+fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
+    let invalid = || {
+        anyhow::anyhow!(
+            "invalid duration \"{}\": use e.g. 30s, 10m, 2h, 7d or 1h30m",
+            printable(raw)
+        )
+    };
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in raw.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = number.parse().map_err(|_| invalid())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(invalid)?;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The message text from stdin, without its final line break.
+fn read_stdin_text() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_TEXT_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .context("cannot read the message from stdin (it must be UTF-8 text)")?;
+    if text.len() > MAX_TEXT_BYTES {
+        bail!("the message on stdin is longer than {MAX_TEXT_BYTES} bytes");
+    }
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() -> anyhow::Result<()> {
+        assert_eq!(parse_duration("30s")?, Duration::from_secs(30));
+        assert_eq!(parse_duration("10m")?, Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m")?, Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d")?, Duration::from_secs(7 * 86_400));
+        for bad in ["", "10", "m", "0s", "1x", "-5m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn users_default_to_this_server() -> anyhow::Result<()> {
+        let me = UserId::parse("ann@chat.example:8443")?;
+        assert_eq!(parse_user(&me, "bob")?.as_str(), "bob@chat.example:8443");
+        assert_eq!(parse_user(&me, "bob@other.example")?.as_str(), "bob@other.example");
+        assert!(parse_user(&me, "Bob").is_err());
+        Ok(())
+    }
+}

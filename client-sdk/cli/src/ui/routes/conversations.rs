@@ -1,0 +1,255 @@
+//! Conversations and their messages: create, list, members, send, timers, read marks,
+//! typing, export, search.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use parley_sdk::messenger::{ExportFormat, Messenger};
+use parley_specs::GroupId;
+
+use super::{Answer, Data, group, messenger, user};
+use crate::ui::api::{
+    AddMembersRequest, Conversation, CreateConversationRequest, Empty, ExportFileFormat, ExportQuery, MarkReadRequest,
+    Message, MessagesQuery, SearchHit, SearchQuery, SendMessageRequest, ServerEvent, SetTimerRequest, TypingRequest,
+};
+use crate::ui::error::ApiError;
+use crate::ui::server::Ui;
+use crate::ui::views;
+
+/// Longest disappearing-message timer: a year.
+const MAX_TIMER_SECS: u64 = 366 * 86_400;
+
+pub(super) async fn list(ui: Data) -> Answer<Vec<Conversation>> {
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    Ok(web::Json(views::conversations(m, None, &ui.deliveries).await?))
+}
+
+pub(super) async fn create(ui: Data, body: web::Json<CreateConversationRequest>) -> Answer<Conversation> {
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let users = body
+        .members
+        .iter()
+        .map(|u| user(m.user_id(), u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group_id = m.create_group().await?;
+    if !users.is_empty() {
+        m.add_members(&group_id, &users).await?;
+    }
+    conversation_reply(&ui, m, &group_id).await
+}
+
+/// The conversation as the answer, also pushed to the event streams.
+async fn conversation_reply(ui: &Ui, m: &mut Messenger, group_id: &GroupId) -> Answer<Conversation> {
+    let conversation = views::conversation(m, group_id, &ui.deliveries).await?;
+    ui.hub.send(&ServerEvent::Conversation {
+        conversation: conversation.clone(),
+    });
+    Ok(web::Json(conversation))
+}
+
+pub(super) async fn get(ui: Data, path: web::Path<String>) -> Answer<Conversation> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    Ok(web::Json(views::conversation(m, &group_id, &ui.deliveries).await?))
+}
+
+/// Leaves the group (if still a member) and deletes its local history: both
+/// `DELETE /api/conversations/{group_id}` and `POST …/leave`.
+pub(super) async fn leave(ui: Data, path: web::Path<String>) -> Answer<Empty> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.leave_group(&group_id).await?;
+    ui.deliveries.forget(&group_id);
+    Ok(web::Json(Empty {}))
+}
+
+pub(super) async fn add_members(
+    ui: Data,
+    path: web::Path<String>,
+    body: web::Json<AddMembersRequest>,
+) -> Answer<Conversation> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let users = body
+        .users
+        .iter()
+        .map(|u| user(m.user_id(), u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if users.is_empty() {
+        return Err(ApiError::invalid_input("Name at least one user to add."));
+    }
+    m.add_members(&group_id, &users).await?;
+    conversation_reply(&ui, m, &group_id).await
+}
+
+pub(super) async fn remove_member(ui: Data, path: web::Path<(String, String)>) -> Answer<Conversation> {
+    let (raw_group, raw_user) = path.into_inner();
+    let group_id = group(&raw_group)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let target = user(m.user_id(), &raw_user)?;
+    m.remove_members(&group_id, &[target]).await?;
+    conversation_reply(&ui, m, &group_id).await
+}
+
+pub(super) async fn messages(
+    ui: Data,
+    path: web::Path<String>,
+    query: web::Query<MessagesQuery>,
+) -> Answer<Vec<Message>> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let search = query.search.as_deref().filter(|s| !s.is_empty());
+    let history = m.history(&group_id, search).await?;
+    let others = views::other_devices(m, &group_id).await;
+    let me = m.user_id().clone();
+    // One request per listing: how far each member server has received the conversation
+    // (the last known positions when the homeserver cannot say).
+    if let Ok(answer) = m.client().group_delivery(&group_id).await {
+        ui.deliveries.record(answer);
+    }
+    let positions = ui.deliveries.positions(&group_id);
+    if let Some(own) = history.iter().rev().find(|msg| msg.sender == me) {
+        ui.deliveries.own_message(&group_id, own.seq);
+    }
+    Ok(web::Json(
+        history
+            .iter()
+            .map(|msg| views::message(&me, msg, others, &positions))
+            .collect(),
+    ))
+}
+
+pub(super) async fn send(ui: Data, path: web::Path<String>, body: web::Json<SendMessageRequest>) -> Answer<Message> {
+    let group_id = group(&path)?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::invalid_input("The message is empty."));
+    }
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let sent = m.send_text(&group_id, &body.text, None).await?;
+    let history = m.history(&group_id, None).await?;
+    let others = views::other_devices(m, &group_id).await;
+    let me = m.user_id().clone();
+    ui.deliveries.own_message(&group_id, sent.seq);
+    let positions = ui.deliveries.positions(&group_id);
+    let message = match history.iter().find(|msg| msg.seq == sent.seq) {
+        Some(msg) => views::message(&me, msg, others, &positions),
+        None => {
+            return Err(ApiError::server_error(
+                "the message was sent but is missing from the history",
+            ));
+        }
+    };
+    ui.hub.send(&ServerEvent::Message {
+        group_id,
+        message: message.clone(),
+    });
+    Ok(web::Json(message))
+}
+
+pub(super) async fn delete_message(ui: Data, path: web::Path<(String, i64)>) -> Answer<Empty> {
+    let (raw_group, seq) = path.into_inner();
+    let group_id = group(&raw_group)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.delete_message(&group_id, seq).await?;
+    ui.hub.send(&ServerEvent::MessageDeleted { group_id, seq });
+    Ok(web::Json(Empty {}))
+}
+
+pub(super) async fn set_timer(
+    ui: Data,
+    path: web::Path<String>,
+    body: web::Json<SetTimerRequest>,
+) -> Answer<Conversation> {
+    let group_id = group(&path)?;
+    if body.timer_secs.is_some_and(|s| s == 0 || s > MAX_TIMER_SECS) {
+        return Err(ApiError::invalid_input(
+            "The timer must be between 1 second and a year, or null for none.",
+        ));
+    }
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.set_timer(&group_id, body.timer_secs.map(Duration::from_secs)).await?;
+    conversation_reply(&ui, m, &group_id).await
+}
+
+pub(super) async fn mark_read(ui: Data, path: web::Path<String>, body: web::Json<MarkReadRequest>) -> Answer<Empty> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.mark_read(&group_id, body.up_to).await?;
+    Ok(web::Json(Empty {}))
+}
+
+pub(super) async fn typing(ui: Data, path: web::Path<String>, body: web::Json<TypingRequest>) -> Answer<Empty> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.send_typing(&group_id, body.typing).await?;
+    Ok(web::Json(Empty {}))
+}
+
+/// The conversation as a file to save (`Content-Disposition: attachment`).
+pub(super) async fn export(
+    ui: Data,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let group_id = group(&path)?;
+    let (format, kind, ext) = match query.format {
+        ExportFileFormat::Text => (ExportFormat::Text, "text/plain; charset=utf-8", "txt"),
+        ExportFileFormat::Json => (ExportFormat::Json, "application/json", "json"),
+    };
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let exported = m.export(&group_id, format).await?;
+    let name: String = group_id
+        .as_str()
+        .split('@')
+        .next()
+        .unwrap_or("conversation")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, kind))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"parley-{name}.{ext}\""),
+        ))
+        .body(exported))
+}
+
+pub(super) async fn search(ui: Data, query: web::Query<SearchQuery>) -> Answer<Vec<SearchHit>> {
+    let word = query.q.as_deref().or(query.search.as_deref()).unwrap_or("").trim();
+    if word.is_empty() {
+        return Ok(web::Json(Vec::new()));
+    }
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let found = m.search(word).await?;
+    let me = m.user_id().clone();
+    let mut devices = BTreeMap::new();
+    let mut hits = Vec::new();
+    for (group_id, msg) in found {
+        if !devices.contains_key(&group_id) {
+            let n = views::other_devices(m, &group_id).await;
+            devices.insert(group_id.clone(), n);
+        }
+        let others = devices.get(&group_id).copied().unwrap_or(0);
+        let positions = ui.deliveries.positions(&group_id);
+        let message = views::message(&me, &msg, others, &positions);
+        hits.push(SearchHit { group_id, message });
+    }
+    Ok(web::Json(hits))
+}

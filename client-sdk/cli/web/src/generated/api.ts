@@ -1,0 +1,297 @@
+// Generated from client-sdk/cli/src/ui/api.rs by ts-rs: do not edit.
+// Regenerate with `PARLEY_UPDATE_TS=1 cargo test -p parley-cli generated_typescript`.
+
+/**
+ * `POST /api/register` and `POST /api/login`.
+ */
+export type SignInRequest = { 
+/**
+ * The homeserver's URL, `https://…`.
+ */
+server: string, username: string, password: string, 
+/**
+ * Opens this profile's sealed store, or creates it (at least 12 characters then).
+ */
+passphrase: string, 
+/**
+ * The CA certificate (PEM) of a private or development homeserver.
+ */
+ca_pem?: string, device_name?: string, 
+/**
+ * For `register`, when the server requires one.
+ */
+invite_token?: string, };
+
+/**
+ * `POST /api/unlock`.
+ */
+export type UnlockRequest = { passphrase: string, };
+
+/**
+ * `POST /api/conversations`.
+ */
+export type CreateConversationRequest = { 
+/**
+ * Users to add: `bob@b.example`, or `bob` on this user's server.
+ */
+members?: Array<string>, };
+
+/**
+ * `POST /api/conversations/{group_id}/members`.
+ */
+export type AddMembersRequest = { 
+/**
+ * `bob@b.example`, or `bob` on this user's server.
+ */
+users: Array<string>, };
+
+/**
+ * `POST /api/conversations/{group_id}/messages`.
+ */
+export type SendMessageRequest = { text: string, };
+
+/**
+ * `PUT /api/conversations/{group_id}/timer`.
+ */
+export type SetTimerRequest = { 
+/**
+ * Later messages from this device disappear after this long; `null` for never.
+ */
+timer_secs: number | null, };
+
+/**
+ * `POST /api/conversations/{group_id}/read`.
+ */
+export type MarkReadRequest = { 
+/**
+ * The last message read.
+ */
+up_to: number, };
+
+/**
+ * `POST /api/conversations/{group_id}/typing`.
+ */
+export type TypingRequest = { typing: boolean, };
+
+/**
+ * `POST /api/presence`.
+ */
+export type PresenceRequest = { presence: Presence, };
+
+/**
+ * What `GET /api/conversations/{group_id}/export` makes.
+ */
+export type ExportFileFormat = "text" | "json";
+
+/**
+ * The answer of calls that return nothing: `{}`.
+ */
+export type Empty = Record<symbol, never>;
+
+/**
+ * An error: `{"error": "<code>", "message": "<plain words>"}`.
+ */
+export type ErrorBody = { 
+/**
+ * `bad_secret`, `not_signed_in`, `invalid_input`, … or a homeserver's code.
+ */
+error: string, 
+/**
+ * Meant for people.
+ */
+message: string, };
+
+/**
+ * `GET /api/session`; also the answer of sign-in and unlock.
+ */
+export type SessionStatus = { 
+/**
+ * Signed in with the sealed store open.
+ */
+signed_in: boolean, 
+/**
+ * The profile has a session but its sealed store waits for the passphrase
+ * (`POST /api/unlock`).
+ */
+locked: boolean, user_id?: string, device_id?: string, 
+/**
+ * The homeserver's URL.
+ */
+server?: string, };
+
+/**
+ * Whether this user compared a contact's safety number.
+ */
+export type VerificationState = "unverified" | "verified" | "changed";
+
+/**
+ * A member device of a conversation.
+ */
+export type Member = { user_id: string, device_id: string, this_device: boolean, verification: VerificationState, };
+
+/**
+ * One device of a user.
+ */
+export type DeviceRef = { user_id: string, device_id: string, };
+
+/**
+ * Whether one member server has stored an own message.
+ */
+export type ServerReceived = { server: string, delivered: boolean, };
+
+/**
+ * How far one member server has stored a conversation: every message up to
+ * `delivered_up_to`.
+ */
+export type ServerPosition = { server: string, delivered_up_to: number, };
+
+/**
+ * `sent` once the hub accepted the message, `delivered` when every other member device
+ * acknowledged it.
+ */
+export type DeliveryState = "sent" | "delivered";
+
+/**
+ * A message's delivery.
+ */
+export type Delivery = { state: DeliveryState, 
+/**
+ * The devices that acknowledged it (own messages).
+ */
+delivered_to: Array<DeviceRef>, 
+/**
+ * How many other member devices the conversation has.
+ */
+devices: number, 
+/**
+ * Own messages only: each member server and whether it has stored the message
+ * (`[]` until the hub first answered).
+ */
+servers?: Array<ServerReceived>, };
+
+/**
+ * A message of a conversation.
+ */
+export type Message = { 
+/**
+ * The hub's sequence number: the conversation's order.
+ */
+seq: number, sender: string, sender_device: string, 
+/**
+ * Sent by this user (from any of their devices).
+ */
+mine: boolean, sent_at: string, text: string, 
+/**
+ * A disappearing message is deleted everywhere at this time.
+ */
+expires_at: string | null, delivery: Delivery, };
+
+/**
+ * How a conversation is encrypted.
+ */
+export type Encryption = { 
+/**
+ * `MLS`.
+ */
+protocol: string, ciphersuite: string, 
+/**
+ * The MLS epoch this device is at (`null` once removed).
+ */
+epoch: number | null, 
+/**
+ * Every other member's user is verified.
+ */
+all_verified: boolean, 
+/**
+ * Verified users whose devices changed since.
+ */
+changed_contacts: Array<string>, };
+
+/**
+ * A conversation on this device.
+ */
+export type Conversation = { group_id: string, 
+/**
+ * Whether this device is still a member.
+ */
+member: boolean, 
+/**
+ * The MLS epoch this device is at (`null` once removed).
+ */
+epoch: number | null, 
+/**
+ * The member devices (none once removed).
+ */
+members: Array<Member>, 
+/**
+ * Messages of others not marked read.
+ */
+unread: number, last_message: Message | null, 
+/**
+ * The disappearing-message timer of messages sent from this device.
+ */
+timer_secs: number | null, encryption: Encryption, };
+
+/**
+ * One device's signature key.
+ */
+export type ContactDevice = { device_id: string, 
+/**
+ * Ed25519, hex.
+ */
+signature_key: string, };
+
+/**
+ * A contact's safety number with this user, and whether they were verified.
+ */
+export type Contact = { user_id: string, 
+/**
+ * 12 groups of 5 digits.
+ */
+safety_number: string, verification: VerificationState, 
+/**
+ * The contact's devices the number covers.
+ */
+devices: Array<ContactDevice>, 
+/**
+ * Devices seen now that were not verified (when `changed`).
+ */
+added: Array<ContactDevice>, 
+/**
+ * Verified devices no longer seen (when `changed`).
+ */
+removed: Array<ContactDevice>, };
+
+/**
+ * A device of this account (`GET /api/devices`).
+ */
+export type Device = { device_id: string, display_name: string, this_device: boolean, last_seen_at: string, };
+
+/**
+ * A message found by `GET /api/search`.
+ */
+export type SearchHit = { group_id: string, message: Message, };
+
+/**
+ * Whether a window of a user's client is open.
+ */
+export type Presence = "online" | "away";
+
+/**
+ * Whether the first sync (or a large group's) is under way.
+ */
+export type SyncState = "syncing" | "idle";
+
+/**
+ * Whether the homeserver answers.
+ */
+export type ConnectionState = "online" | "unreachable";
+
+/**
+ * One frame of the event WebSocket (`GET /api/events`).
+ */
+export type ServerEvent = { "event": "message", group_id: string, message: Message, } | { "event": "message_deleted", group_id: string, seq: number, } | { "event": "delivered", group_id: string, seq: number, to: DeviceRef, } | { "event": "delivery", group_id: string, servers: Array<ServerPosition>, } | { "event": "conversation", conversation: Conversation, } | { "event": "typing", group_id: string, user_id: string, typing: boolean, } | { "event": "presence", user_id: string, presence: Presence, } | { "event": "verified_contact_changed", user_id: string, added: Array<ContactDevice>, removed: Array<ContactDevice>, } | { "event": "sync", state: SyncState, 
+/**
+ * Left to process, when known (not sent yet).
+ */
+pending?: number, } | { "event": "connection", state: ConnectionState, message?: string, };

@@ -1,5 +1,0 @@
-//! `parley`, the Parley command-line client. Everything it does is in `parley_sdk::cli`.
-
-fn main() -> std::process::ExitCode {
-    parley_sdk::cli::main()
-}
