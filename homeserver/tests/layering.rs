@@ -3,6 +3,8 @@
 //! `key_packages`, `follower`) → `remote/` and `store/`. This test reads the sources and
 //! fails on an import against that direction.
 
+#![allow(clippy::expect_used)] // a test: an unreadable source tree should stop it loudly
+
 use std::path::{Path, PathBuf};
 
 const HANDLERS: &[&str] = &["api", "federation", "admin", "startup", "dev"];
