@@ -39,15 +39,17 @@ pub async fn retry(state: web::Data<AdminState>, path: web::Path<String>) -> Res
             "destination {server} (nothing was ever queued for it)"
         )));
     }
-    if let Some(remote) = &state.app.remote {
-        remote.outbound.kick([server.to_string()]);
-    }
-    tracing::info!(%server, "federation backoff ended by an administrator");
+    // Read before the sender is woken: its next attempt may fail at once, and the answer
+    // is the state the administrator's retry made.
     let stats = store::federation::queue_stats(&db)
         .await?
         .into_iter()
         .find(|s| s.destination == server.as_str())
         .ok_or_else(|| ApiError::not_found(&format!("destination {server}")))?;
+    if let Some(remote) = &state.app.remote {
+        remote.outbound.kick([server.to_string()]);
+    }
+    tracing::info!(%server, "federation backoff ended by an administrator");
     Ok(web::Json(destination(&state, stats)))
 }
 

@@ -16,12 +16,18 @@ use parley_specs::{ErrorCode, ServerName};
 use super::{Remote, excerpt};
 
 /// Waits before each retry of a request that failed, or of receipts that arrived before
-/// their message; after the last, the receipts are dropped.
-const RETRY_DELAYS: [Duration; 4] = [
+/// their message (their server is still receiving the group's messages from its hub,
+/// which after an outage of that server can take minutes); after the last, about five
+/// minutes on, the receipts are dropped.
+const RETRY_DELAYS: [Duration; 8] = [
     Duration::from_secs(1),
     Duration::from_secs(3),
     Duration::from_secs(10),
     Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(60),
+    Duration::from_secs(60),
+    Duration::from_secs(60),
 ];
 
 /// Sends receipts of this server's devices to the servers of the messages' senders: one
@@ -71,7 +77,10 @@ async fn send_with_retries(remote: &Remote, destination: &ServerName, mut receip
             Ok((status, bytes)) => {
                 let answer = excerpt(&bytes);
                 tracing::info!(%destination, %status, %answer, "receipts refused");
-                status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                // 401 too: the destination may have failed to fetch our keys for now.
+                status.is_server_error()
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::UNAUTHORIZED
             }
             Err(error) => {
                 tracing::info!(%destination, %error, "receipts not sent");
