@@ -15,7 +15,6 @@ const DASHBOARD: &str = include_str!("../../../deploy/grafana/parley-dashboard.j
 const METRICS_SOURCE: &str = include_str!("../../../homeserver/src/metrics.rs");
 /// Documents that name metrics, which must be metrics the homeserver exports.
 const DOCS: &[(&str, &str)] = &[
-    ("README.md", include_str!("../../../README.md")),
     (
         "specs/operator-guide.md",
         include_str!("../../../specs/operator-guide.md"),
