@@ -1,6 +1,12 @@
 //! Homeserver configuration: a TOML file whose every key can be overridden by a
 //! `PARLEY_*` environment variable (`__` separates nesting levels, e.g.
 //! `PARLEY_DATABASE__URL`, `PARLEY_LIMITS__MAX_BODY_BYTES`).
+//!
+//! The prefix is shared with other programs (the `parley` CLI's `PARLEY_PASSPHRASE_FILE`,
+//! `PARLEY_PROFILE`, …; the compose file's `PARLEY_DB_PASSWORD`), often set in the same
+//! shell: a variable is this server's only when it names one of the file's top-level keys
+//! ([`TOP_LEVEL_KEYS`]) or uses `__` nesting, which only this server's do. Those are
+//! checked strictly, so a mistyped setting stops the start; the others are left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,6 +16,19 @@ use parley_specs::ServerName;
 use serde::{Deserialize, Serialize};
 
 pub const ENV_PREFIX: &str = "PARLEY_";
+
+/// The top-level keys of [`Config`]: the first part of every variable that configures it.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "server_name",
+    "listen",
+    "tls",
+    "database",
+    "registration",
+    "limits",
+    "log",
+    "federation",
+    "admin",
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -307,7 +326,10 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
-    #[error("environment variable {name} does not name a config key (expected e.g. PARLEY_DATABASE__URL)")]
+    #[error(
+        "environment variable {name} does not name a config key (expected e.g. PARLEY_DATABASE__URL; sections: {})",
+        TOP_LEVEL_KEYS.join(", ")
+    )]
     BadEnvKey { name: String },
     #[error("invalid configuration: {0}")]
     Invalid(toml::de::Error),
@@ -335,12 +357,13 @@ impl Config {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            // Variables that configure the CLI or tests, not this file.
-            if matches!(key, "PROFILE" | "HOME" | "SERVER" | "CA_FILE" | "CONFIG") {
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            let names_a_section = path.first().is_some_and(|first| TOP_LEVEL_KEYS.contains(&first.as_str()));
+            if !names_a_section && path.len() == 1 {
+                // Another program's variable (see the module documentation).
                 continue;
             }
-            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
-            if path.iter().any(String::is_empty) {
+            if !names_a_section || path.iter().any(String::is_empty) {
                 return Err(ConfigError::BadEnvKey { name });
             }
             set_path(&mut table, &path, env_value(&value));
@@ -424,12 +447,53 @@ mod tests {
             Err(ConfigError::Invalid(_))
         ));
         assert!(matches!(
-            parse(EXAMPLE, &[("PARLEY_NO_SUCH_KEY", "1")]),
+            parse(EXAMPLE, &[("PARLEY_LIMITS__NO_SUCH_KEY", "1")]),
             Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_LIMTS__MAX_BODY_BYTES", "1")]),
+            Err(ConfigError::BadEnvKey { .. })
         ));
         assert!(matches!(
             parse(EXAMPLE, &[("PARLEY_A____B", "1")]),
             Err(ConfigError::BadEnvKey { .. })
         ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_LIMITS____MAX_BODY_BYTES", "1")]),
+            Err(ConfigError::BadEnvKey { .. })
+        ));
+    }
+
+    #[test]
+    fn other_programs_variables_are_not_settings() {
+        let config = parse(
+            EXAMPLE,
+            &[
+                ("PARLEY_PASSPHRASE_FILE", "/home/me/.parley/pass"),
+                ("PARLEY_PROFILE", "work"),
+                ("PARLEY_HOME", "/home/me/.parley"),
+                ("PARLEY_SERVER", "https://chat.example.org"),
+                ("PARLEY_CA_FILE", "/etc/ca.pem"),
+                ("PARLEY_CONFIG", "/etc/parley.toml"),
+                ("PARLEY_DB_PASSWORD", "secret"),
+                ("PARLEY_NO_SUCH_KEY", "1"),
+                ("PARLEY_", "1"),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(config.server_name.as_str(), "chat.example.org");
+    }
+
+    #[test]
+    fn the_top_level_keys_are_the_configs() {
+        let mut config = parse(EXAMPLE, &[]).expect("example parses");
+        config.admin = Some(AdminConfig {
+            listen: default_admin_listen(),
+            token_file: "/etc/parley/admin-token".into(),
+        });
+        assert!(config.federation.is_some(), "the example federates");
+        let table = toml::Table::try_from(&config).expect("serializes");
+        let keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
+        assert_eq!(keys, TOP_LEVEL_KEYS.iter().copied().collect());
     }
 }

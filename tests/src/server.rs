@@ -306,6 +306,12 @@ pub async fn federating_config(
     config
 }
 
+/// The configuration `TestServer::spawn` starts with, on a fresh database (e.g. for a
+/// `ProcessServer`).
+pub async fn test_config() -> Config {
+    default_config(fresh_database().await)
+}
+
 /// The CA every test server's certificate comes from, as PEM.
 pub fn ca_pem() -> String {
     pki().ca_pem.clone()
