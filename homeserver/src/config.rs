@@ -358,7 +358,9 @@ impl Config {
                 continue;
             };
             let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
-            let names_a_section = path.first().is_some_and(|first| TOP_LEVEL_KEYS.contains(&first.as_str()));
+            let names_a_section = path
+                .first()
+                .is_some_and(|first| TOP_LEVEL_KEYS.contains(&first.as_str()));
             if !names_a_section && path.len() == 1 {
                 // Another program's variable (see the module documentation).
                 continue;

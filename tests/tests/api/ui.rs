@@ -421,7 +421,9 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
 /// this test must not let them do. Returns the status and the body.
 async fn raw_request(port: u16, method: &str, path: &str, extra_headers: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n{extra_headers}Connection: close\r\n\r\n"
     );
@@ -437,7 +439,10 @@ async fn raw_request(port: u16, method: &str, path: &str, extra_headers: &str) -
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {answer:?}"));
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -485,12 +490,18 @@ async fn the_launch_secret_cannot_be_bypassed_by_spelling_the_path_differently()
     // A write (signing out) and the event WebSocket, spelled the same ways.
     for path in ["/%61pi/logout", "//api/logout", "/x/../api/logout", "/API/logout"] {
         let (status, body) = raw_request(ui.port, "POST", path, "").await;
-        assert!(matches!(status, 401 | 404), "POST {path} without the secret answered {status}: {body}");
+        assert!(
+            matches!(status, 401 | 404),
+            "POST {path} without the secret answered {status}: {body}"
+        );
     }
     let upgrade = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     for path in ["/%61pi/events", "/api/%65vents", "//api/events", "/API/events"] {
         let (status, body) = raw_request(ui.port, "GET", path, upgrade).await;
-        assert!(matches!(status, 401 | 404), "a WebSocket at {path} without the secret answered {status}: {body}");
+        assert!(
+            matches!(status, 401 | 404),
+            "a WebSocket at {path} without the secret answered {status}: {body}"
+        );
     }
     // With the secret, the API answers; without it the web app is still served.
     let signed_out = ui.ok(Method::GET, "/api/session", None).await;

@@ -173,7 +173,11 @@ mod tests {
             refused(Some("127.0.0.1:4000"), Some("http://localhost:4000")),
             Some("bad_origin".into())
         );
-        assert_eq!(refused(Some("evil.example:4000"), None), Some("bad_origin".into()), "rebinding");
+        assert_eq!(
+            refused(Some("evil.example:4000"), None),
+            Some("bad_origin".into()),
+            "rebinding"
+        );
         assert_eq!(refused(None, None), Some("bad_origin".into()), "no Host");
     }
 
@@ -185,7 +189,10 @@ mod tests {
         let bearer = format!("Bearer {secret}");
         let code = |r: Result<(), ApiError>| r.err().map(|e| e.code);
         assert!(check_secret(&secret, "/api/session", Some(&bearer), "").is_ok());
-        assert_eq!(code(check_secret(&secret, "/api/session", None, "")), Some("bad_secret".into()));
+        assert_eq!(
+            code(check_secret(&secret, "/api/session", None, "")),
+            Some("bad_secret".into())
+        );
         assert_eq!(
             code(check_secret(&secret, "/api/session", Some("Bearer 00"), "")),
             Some("bad_secret".into())
@@ -217,7 +224,14 @@ mod tests {
         ] {
             assert!(reads_as_api(path), "{path}");
         }
-        for path in ["/", "/index.html", "/assets/index.js", "/apis", "/conversations/api", "/x/api"] {
+        for path in [
+            "/",
+            "/index.html",
+            "/assets/index.js",
+            "/apis",
+            "/conversations/api",
+            "/x/api",
+        ] {
             assert!(!reads_as_api(path), "{path}");
         }
     }
