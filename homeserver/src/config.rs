@@ -170,10 +170,21 @@ pub struct LimitsConfig {
     /// Largest request body accepted; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Failed and successful login attempts allowed per account per minute.
-    #[serde(default = "default_login_per_account")]
-    pub login_attempts_per_account_per_minute: u32,
-    /// Login and registration attempts allowed per client IP address per minute.
+    /// Failed logins (and password changes) of one account from one client network (an
+    /// IPv4 address, an IPv6 /64) per minute; beyond, that network waits. Successes cost
+    /// nothing. Formerly `login_attempts_per_account_per_minute`, still accepted.
+    #[serde(
+        default = "default_login_failures_per_account_and_address",
+        alias = "login_attempts_per_account_per_minute"
+    )]
+    pub login_failures_per_account_and_address_per_minute: u32,
+    /// Failed logins of one account from all networks per hour (a burst of this many,
+    /// refilled over the hour). Once spent, networks that failed for the account within
+    /// the last hour wait for it; a network that has not failed is never refused by it.
+    #[serde(default = "default_login_failures_per_account")]
+    pub login_failures_per_account_per_hour: u32,
+    /// Login and registration attempts (right or wrong) allowed per client IP address per
+    /// minute: the password hashing one address can cause.
     #[serde(default = "default_login_per_address")]
     pub login_attempts_per_address_per_minute: u32,
     /// Key package claims (one per user added to a group) allowed per account per minute.
@@ -205,7 +216,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body_bytes(),
-            login_attempts_per_account_per_minute: default_login_per_account(),
+            login_failures_per_account_and_address_per_minute: default_login_failures_per_account_and_address(),
+            login_failures_per_account_per_hour: default_login_failures_per_account(),
             login_attempts_per_address_per_minute: default_login_per_address(),
             key_package_claims_per_account_per_minute: default_claims_per_account(),
             messages_per_device_per_minute: default_messages_per_device(),
@@ -289,8 +301,11 @@ fn default_pool_timeout_ms() -> u64 {
 fn default_max_body_bytes() -> usize {
     64 * 1024
 }
-fn default_login_per_account() -> u32 {
+fn default_login_failures_per_account_and_address() -> u32 {
     10
+}
+fn default_login_failures_per_account() -> u32 {
+    100
 }
 fn default_login_per_address() -> u32 {
     30
@@ -464,6 +479,19 @@ mod tests {
             parse(EXAMPLE, &[("PARLEY_LIMITS____MAX_BODY_BYTES", "1")]),
             Err(ConfigError::BadEnvKey { .. })
         ));
+    }
+
+    #[test]
+    fn the_former_name_of_the_login_limit_is_still_read() {
+        let config = parse(
+            &EXAMPLE.replace(
+                "login_failures_per_account_and_address_per_minute = 10",
+                "login_attempts_per_account_per_minute = 7",
+            ),
+            &[],
+        )
+        .expect("parses");
+        assert_eq!(config.limits.login_failures_per_account_and_address_per_minute, 7);
     }
 
     #[test]
