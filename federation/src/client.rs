@@ -23,6 +23,13 @@ use crate::server_key::ServerKeyring;
 
 /// The federation port when nothing else is configured.
 pub const DEFAULT_PORT: u16 = 8448;
+/// The largest key document read. A document lists a server's current and retired keys
+/// (a few hundred bytes each): far below this, which a peer cannot make us exceed.
+pub const MAX_KEY_DOCUMENT_BYTES: usize = 64 * 1024;
+/// How much of a refusal's body is read, for its excerpt.
+const MAX_REFUSAL_BYTES: usize = 4 * 1024;
+/// The most characters of another server's answer that an error message repeats.
+pub const EXCERPT_CHARS: usize = 200;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,12 +39,15 @@ pub enum ClientError {
     Setup(String),
     #[error("{destination} cannot be reached: {reason}")]
     Unreachable { destination: String, reason: String },
+    /// `body` is an [`excerpt`] of the answer, never all of it.
     #[error("{destination} answered {status}: {body}")]
     Refused {
         destination: String,
         status: u16,
         body: String,
     },
+    #[error("{destination} answered with more than {limit} bytes; the rest was not read")]
+    TooLarge { destination: String, limit: usize },
     #[error("{destination} sent a key document that does not verify: {reason}")]
     BadKeys {
         destination: String,
@@ -126,7 +136,9 @@ impl FederationClient {
     pub async fn fetch_keys(&self, destination: &ServerName, now_ms: i64) -> Result<VerifiedKeys, ClientError> {
         let (url, route) = self.url(destination, SERVER_KEYS.path).await;
         let response = self.http.get(url).send().await;
-        let body = self.success(destination, &route, response).await?;
+        let body = self
+            .success(destination, &route, response, MAX_KEY_DOCUMENT_BYTES)
+            .await?;
         let document: KeyDocument = serde_json::from_slice(&body).map_err(|e| ClientError::BadKeys {
             destination: destination.to_string(),
             reason: DocumentErrorOrJson::Json(e.to_string()),
@@ -137,7 +149,8 @@ impl FederationClient {
         })
     }
 
-    /// Sends a signed request and returns the response, whatever its status.
+    /// Sends a signed request and returns the response, whatever its status. Its body is
+    /// the caller's to read, with [`read_capped`].
     pub async fn send(
         &self,
         keyring: &ServerKeyring,
@@ -166,25 +179,82 @@ impl FederationClient {
         request.send().await.map_err(|e| unreachable(destination, &route, &e))
     }
 
+    /// The body of a 2xx answer of at most `limit` bytes, or why there is none.
     async fn success(
         &self,
         destination: &ServerName,
         route: &Route,
         response: Result<reqwest::Response, reqwest::Error>,
+        limit: usize,
     ) -> Result<Vec<u8>, ClientError> {
-        let unreachable = |e: reqwest::Error| unreachable(destination, route, &e);
-        let response = response.map_err(unreachable)?;
+        let response = response.map_err(|e| unreachable(destination, route, &e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
+            // Only the start of a refusal is read: it is for a message.
+            let body = match read_capped(response, MAX_REFUSAL_BYTES).await {
+                Ok(body) => excerpt(&body),
+                Err(BodyError::TooLarge { .. }) => "(a long answer, not read)".to_owned(),
+                Err(BodyError::Failed(_)) => "(an answer cut off)".to_owned(),
+            };
             return Err(ClientError::Refused {
                 destination: destination.to_string(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+                body,
             });
         }
-        Ok(body.to_vec())
+        read_capped(response, limit).await.map_err(|e| match e {
+            BodyError::TooLarge { limit } => ClientError::TooLarge {
+                destination: destination.to_string(),
+                limit,
+            },
+            BodyError::Failed(reason) => ClientError::Unreachable {
+                destination: destination.to_string(),
+                reason: format!("at {route}: the answer was cut off: {reason}"),
+            },
+        })
     }
+}
+
+/// Why the body of another server's answer was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The body of an answer from another server, read chunk by chunk and refused as soon as
+/// it passes `limit` bytes (or declares more), without reading the rest: a peer must not
+/// make this server hold more than it expects of that answer.
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| BodyError::Failed(error_chain(&e)))? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The start of another server's answer, for a message: at most [`EXCERPT_CHARS`]
+/// characters, control characters (line breaks, terminal escapes) replaced, so that a
+/// peer can neither flood nor forge our logs and errors with its answer.
+pub fn excerpt(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let mut excerpt: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        excerpt.push('…');
+    }
+    excerpt
 }
 
 /// A request that got no answer, saying where it went.
@@ -205,4 +275,20 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_short_and_has_no_control_characters() {
+        assert_eq!(excerpt(b"not found"), "not found");
+        let long = excerpt("é".repeat(1000).as_bytes());
+        assert_eq!(long.chars().count(), EXCERPT_CHARS + 1);
+        assert!(long.ends_with('…'));
+        let forged = excerpt(b"x\n2024-01-01 INFO forged line\x1b[31m\r");
+        assert!(!forged.chars().any(char::is_control), "{forged:?}");
+        assert_eq!(excerpt(&[0xff, b'a']), "\u{fffd}a");
+    }
 }

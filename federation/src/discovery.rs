@@ -32,7 +32,7 @@ use parley_specs::ServerName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
 
-use crate::client::{ClientError, DEFAULT_PORT, error_chain};
+use crate::client::{BodyError, ClientError, DEFAULT_PORT, error_chain, read_capped};
 
 /// Where a server publishes its delegation.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/parley/server";
@@ -237,9 +237,10 @@ impl Discovery {
             return Err(format!("GET {url} answered {status}"));
         }
         let ttl = success_ttl(response.headers());
-        let body = read_capped(response, MAX_WELL_KNOWN_BYTES)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+        let body = read_capped(response, MAX_WELL_KNOWN_BYTES).await.map_err(|e| match e {
+            BodyError::TooLarge { limit } => format!("GET {url}: the document is larger than {limit} bytes"),
+            BodyError::Failed(reason) => format!("GET {url}: {reason}"),
+        })?;
         let document: WellKnown =
             serde_json::from_slice(&body).map_err(|e| format!("{url} is not a well-known document: {e}"))?;
         let (host, port) = parse_server(&document.server).map_err(|e| format!("{url}: {e}"))?;
@@ -280,22 +281,6 @@ fn success_ttl(headers: &reqwest::header::HeaderMap) -> Duration {
     max_age.map_or(SUCCESS_TTL, |secs| {
         Duration::from_secs(secs).clamp(MIN_SUCCESS_TTL, MAX_SUCCESS_TTL)
     })
-}
-
-/// The body, refused past `limit` bytes without reading the rest.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let too_large = || format!("the document is larger than {limit} bytes");
-    if response.content_length().is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len().saturating_add(chunk.len()) > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// What the resolver does with one host name.

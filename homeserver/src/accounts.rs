@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::credentials::{hash_password, new_access_token, new_device_id, verify_password};
 use crate::devices::Device;
 use crate::error::ApiError;
+use crate::rate_limit::LoginOutcome;
 use crate::state::AppState;
 use crate::store::{self, Db};
 
@@ -42,7 +43,7 @@ pub async fn register(
         Localpart::parse(&req.username).map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
     check_password_rules(&req.password)?;
     let device_name = device_name(req.device_name)?;
-    limit(state, client, None)?;
+    limit_address(state, client)?;
 
     // Cheap early answer; the insert below is what decides a race.
     let taken = || ApiError::new(ErrorCode::UsernameTaken, format!("the username {localpart} is taken"));
@@ -65,10 +66,10 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
     let localpart = parse_login_name(state, &req.username).ok_or_else(invalid)?;
     let device_name = device_name(req.device_name)?;
-    limit(state, client, Some(&localpart))?;
+    limit_address(state, client)?;
     let stored = store::accounts::login_state(&state.pool.get().await?, &localpart).await?;
     let (stored, deactivated) = stored.map_or((None, false), |(hash, deactivated)| (Some(hash), deactivated));
-    if req.password.len() > MAX_PASSWORD_BYTES || !verify_password(req.password, stored).await? {
+    if !check_password(state, &localpart, client, req.password, stored).await? {
         return Err(invalid());
     }
     // Said only to whoever knows the password.
@@ -95,11 +96,15 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
 }
 
 /// Changes the password and logs out every other device of the account.
-pub async fn change_password(state: &AppState, who: &Device, req: ChangePasswordRequest) -> Result<(), ApiError> {
-    limit(state, None, Some(&who.localpart))?;
+pub async fn change_password(
+    state: &AppState,
+    who: &Device,
+    req: ChangePasswordRequest,
+    client: Option<IpAddr>,
+) -> Result<(), ApiError> {
     check_password_rules(&req.new_password)?;
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
-    if req.current_password.len() > MAX_PASSWORD_BYTES || !verify_password(req.current_password, stored).await? {
+    if !check_password(state, &who.localpart, client, req.current_password, stored).await? {
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "the current password is wrong",
@@ -157,20 +162,46 @@ fn parse_login_name(state: &AppState, name: &str) -> Option<Localpart> {
     }
 }
 
-fn limit(state: &AppState, client: Option<IpAddr>, account: Option<&Localpart>) -> Result<(), ApiError> {
+/// Every login and registration attempt counts against its address's budget, which
+/// bounds the password hashing one address can cause.
+fn limit_address(state: &AppState, client: Option<IpAddr>) -> Result<(), ApiError> {
     if let Some(ip) = client {
         state
             .login_per_address
             .check(&ip.to_string())
             .map_err(ApiError::rate_limited)?;
     }
-    if let Some(account) = account {
-        state
-            .login_per_account
-            .check(account.as_str())
-            .map_err(ApiError::rate_limited)?;
-    }
     Ok(())
+}
+
+/// Whether `password` is the account's (`stored`: its hash, `None` for no such account,
+/// which takes as long), within the account's failure budgets for this client
+/// (`rate_limit::LoginThrottle`): only a wrong password counts, and only against the
+/// client's own network and the account's slower budget, so a stranger's failures cannot
+/// lock the owner out.
+async fn check_password(
+    state: &AppState,
+    account: &Localpart,
+    client: Option<IpAddr>,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    let attempt = state
+        .login_failures
+        .begin(account.as_str(), client)
+        .map_err(ApiError::rate_limited)?;
+    let verdict = if password.len() > MAX_PASSWORD_BYTES {
+        Ok(false)
+    } else {
+        verify_password(password, stored).await
+    };
+    let outcome = match verdict {
+        Ok(true) => LoginOutcome::RightPassword,
+        Ok(false) => LoginOutcome::WrongPassword,
+        Err(_) => LoginOutcome::NotChecked,
+    };
+    state.login_failures.finish(attempt, outcome);
+    verdict
 }
 
 async fn new_device(

@@ -1,6 +1,12 @@
 //! Homeserver configuration: a TOML file whose every key can be overridden by a
 //! `PARLEY_*` environment variable (`__` separates nesting levels, e.g.
 //! `PARLEY_DATABASE__URL`, `PARLEY_LIMITS__MAX_BODY_BYTES`).
+//!
+//! The prefix is shared with other programs (the `parley` CLI's `PARLEY_PASSPHRASE_FILE`,
+//! `PARLEY_PROFILE`, …; the compose file's `PARLEY_DB_PASSWORD`), often set in the same
+//! shell: a variable is this server's only when it names one of the file's top-level keys
+//! ([`TOP_LEVEL_KEYS`]) or uses `__` nesting, which only this server's do. Those are
+//! checked strictly, so a mistyped setting stops the start; the others are left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,6 +16,19 @@ use parley_specs::ServerName;
 use serde::{Deserialize, Serialize};
 
 pub const ENV_PREFIX: &str = "PARLEY_";
+
+/// The top-level keys of [`Config`]: the first part of every variable that configures it.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "server_name",
+    "listen",
+    "tls",
+    "database",
+    "registration",
+    "limits",
+    "log",
+    "federation",
+    "admin",
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -151,10 +170,21 @@ pub struct LimitsConfig {
     /// Largest request body accepted; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Failed and successful login attempts allowed per account per minute.
-    #[serde(default = "default_login_per_account")]
-    pub login_attempts_per_account_per_minute: u32,
-    /// Login and registration attempts allowed per client IP address per minute.
+    /// Failed logins (and password changes) of one account from one client network (an
+    /// IPv4 address, an IPv6 /64) per minute; beyond, that network waits. Successes cost
+    /// nothing. Formerly `login_attempts_per_account_per_minute`, still accepted.
+    #[serde(
+        default = "default_login_failures_per_account_and_address",
+        alias = "login_attempts_per_account_per_minute"
+    )]
+    pub login_failures_per_account_and_address_per_minute: u32,
+    /// Failed logins of one account from all networks per hour (a burst of this many,
+    /// refilled over the hour). Once spent, networks that failed for the account within
+    /// the last hour wait for it; a network that has not failed is never refused by it.
+    #[serde(default = "default_login_failures_per_account")]
+    pub login_failures_per_account_per_hour: u32,
+    /// Login and registration attempts (right or wrong) allowed per client IP address per
+    /// minute: the password hashing one address can cause.
     #[serde(default = "default_login_per_address")]
     pub login_attempts_per_address_per_minute: u32,
     /// Key package claims (one per user added to a group) allowed per account per minute.
@@ -186,7 +216,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body_bytes(),
-            login_attempts_per_account_per_minute: default_login_per_account(),
+            login_failures_per_account_and_address_per_minute: default_login_failures_per_account_and_address(),
+            login_failures_per_account_per_hour: default_login_failures_per_account(),
             login_attempts_per_address_per_minute: default_login_per_address(),
             key_package_claims_per_account_per_minute: default_claims_per_account(),
             messages_per_device_per_minute: default_messages_per_device(),
@@ -270,8 +301,11 @@ fn default_pool_timeout_ms() -> u64 {
 fn default_max_body_bytes() -> usize {
     64 * 1024
 }
-fn default_login_per_account() -> u32 {
+fn default_login_failures_per_account_and_address() -> u32 {
     10
+}
+fn default_login_failures_per_account() -> u32 {
+    100
 }
 fn default_login_per_address() -> u32 {
     30
@@ -307,7 +341,10 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
-    #[error("environment variable {name} does not name a config key (expected e.g. PARLEY_DATABASE__URL)")]
+    #[error(
+        "environment variable {name} does not name a config key (expected e.g. PARLEY_DATABASE__URL; sections: {})",
+        TOP_LEVEL_KEYS.join(", ")
+    )]
     BadEnvKey { name: String },
     #[error("invalid configuration: {0}")]
     Invalid(toml::de::Error),
@@ -335,12 +372,15 @@ impl Config {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            // Variables that configure the CLI or tests, not this file.
-            if matches!(key, "PROFILE" | "HOME" | "SERVER" | "CA_FILE" | "CONFIG") {
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            let names_a_section = path
+                .first()
+                .is_some_and(|first| TOP_LEVEL_KEYS.contains(&first.as_str()));
+            if !names_a_section && path.len() == 1 {
+                // Another program's variable (see the module documentation).
                 continue;
             }
-            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
-            if path.iter().any(String::is_empty) {
+            if !names_a_section || path.iter().any(String::is_empty) {
                 return Err(ConfigError::BadEnvKey { name });
             }
             set_path(&mut table, &path, env_value(&value));
@@ -424,12 +464,66 @@ mod tests {
             Err(ConfigError::Invalid(_))
         ));
         assert!(matches!(
-            parse(EXAMPLE, &[("PARLEY_NO_SUCH_KEY", "1")]),
+            parse(EXAMPLE, &[("PARLEY_LIMITS__NO_SUCH_KEY", "1")]),
             Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_LIMTS__MAX_BODY_BYTES", "1")]),
+            Err(ConfigError::BadEnvKey { .. })
         ));
         assert!(matches!(
             parse(EXAMPLE, &[("PARLEY_A____B", "1")]),
             Err(ConfigError::BadEnvKey { .. })
         ));
+        assert!(matches!(
+            parse(EXAMPLE, &[("PARLEY_LIMITS____MAX_BODY_BYTES", "1")]),
+            Err(ConfigError::BadEnvKey { .. })
+        ));
+    }
+
+    #[test]
+    fn the_former_name_of_the_login_limit_is_still_read() {
+        let config = parse(
+            &EXAMPLE.replace(
+                "login_failures_per_account_and_address_per_minute = 10",
+                "login_attempts_per_account_per_minute = 7",
+            ),
+            &[],
+        )
+        .expect("parses");
+        assert_eq!(config.limits.login_failures_per_account_and_address_per_minute, 7);
+    }
+
+    #[test]
+    fn other_programs_variables_are_not_settings() {
+        let config = parse(
+            EXAMPLE,
+            &[
+                ("PARLEY_PASSPHRASE_FILE", "/home/me/.parley/pass"),
+                ("PARLEY_PROFILE", "work"),
+                ("PARLEY_HOME", "/home/me/.parley"),
+                ("PARLEY_SERVER", "https://chat.example.org"),
+                ("PARLEY_CA_FILE", "/etc/ca.pem"),
+                ("PARLEY_CONFIG", "/etc/parley.toml"),
+                ("PARLEY_DB_PASSWORD", "secret"),
+                ("PARLEY_NO_SUCH_KEY", "1"),
+                ("PARLEY_", "1"),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(config.server_name.as_str(), "chat.example.org");
+    }
+
+    #[test]
+    fn the_top_level_keys_are_the_configs() {
+        let mut config = parse(EXAMPLE, &[]).expect("example parses");
+        config.admin = Some(AdminConfig {
+            listen: default_admin_listen(),
+            token_file: "/etc/parley/admin-token".into(),
+        });
+        assert!(config.federation.is_some(), "the example federates");
+        let table = toml::Table::try_from(&config).expect("serializes");
+        let keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
+        assert_eq!(keys, TOP_LEVEL_KEYS.iter().copied().collect());
     }
 }

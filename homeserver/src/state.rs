@@ -8,14 +8,16 @@ use crate::config::Config;
 use crate::hub::writer::MessageWriter;
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::remote::Remote;
 
 pub struct AppState {
     pub config: Config,
     pub pool: Pool,
     pub metrics: Arc<Metrics>,
-    pub login_per_account: RateLimiter,
+    /// Failed logins per (account, network) and per account (see `rate_limit`).
+    pub login_failures: LoginThrottle,
+    /// Login and registration attempts per client address.
     pub login_per_address: RateLimiter,
     pub claims_per_account: RateLimiter,
     pub sends_per_device: RateLimiter,
@@ -37,7 +39,7 @@ impl AppState {
     ) -> Self {
         let limits = &config.limits;
         Self {
-            login_per_account: RateLimiter::per_minute(limits.login_attempts_per_account_per_minute),
+            login_failures: LoginThrottle::new(limits),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
             claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
             sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),

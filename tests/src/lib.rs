@@ -3,12 +3,14 @@
 //! A throwaway PostgreSQL cluster is started once per test process (or `DATABASE_URL`
 //! is used when set); every test gets its own database and its own homeserver on a
 //! free port, so tests run in parallel without seeing each other. `process` runs the
-//! homeserver binary instead, for tests that kill it.
+//! homeserver binary instead, for tests that kill it. `fake_peer` is a federation peer
+//! that misbehaves on purpose.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admin;
 pub mod balancer;
+pub mod fake_peer;
 pub mod mls;
 pub mod postgres;
 pub mod process;

@@ -47,13 +47,20 @@ pub struct ProcessServer {
     /// `https://localhost:<port>`
     pub url: String,
     config_path: PathBuf,
+    /// Variables set in the process's environment besides the test process's own.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl ProcessServer {
     /// Starts the binary with `config` (its client and federation ports fixed here if 0,
     /// so a restart comes back on them), written to `dir`; waits until it is ready.
-    pub async fn start(mut config: Config, dir: &Path) -> Self {
+    pub async fn start(config: Config, dir: &Path) -> Self {
+        Self::start_with_env(config, dir, &[]).await
+    }
+
+    /// Like `start`, with these variables in the process's environment (kept for restarts).
+    pub async fn start_with_env(mut config: Config, dir: &Path, env: &[(&str, &str)]) -> Self {
         if config.listen.client.port() == 0 {
             config.listen.client = free_loopback_addr();
         }
@@ -68,6 +75,7 @@ impl ProcessServer {
             url: format!("https://localhost:{}", config.listen.client.port()),
             config,
             config_path,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
         };
         server.restart().await;
@@ -81,6 +89,7 @@ impl ProcessServer {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "error")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -88,11 +97,23 @@ impl ProcessServer {
             .expect("start parley-homeserver");
         self.child = Some(child);
         let client = self.sdk();
-        let ready = crate::wait_until(Duration::from_secs(60), || async {
-            client.ready().await.is_ok_and(|r| r.ready)
-        })
-        .await;
-        assert!(ready, "{} did not become ready", self.config.server_name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if client.ready().await.is_ok_and(|r| r.ready) {
+                return;
+            }
+            // A process that stopped will not become ready: say so now, not in a minute.
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                panic!("{} exited before it was ready: {status}", self.config.server_name);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not become ready",
+                self.config.server_name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `n` processes of one domain over `config`'s database, each on its own client and

@@ -89,10 +89,29 @@ pub fn https_client(identity: Option<&parley_homeserver::devcerts::IssuedCert>) 
     https_client_trusting(&pki().ca_pem, identity)
 }
 
+/// An HTTPS client trusting the test CA whose connections come from `local`, a loopback
+/// address other than 127.0.0.1 (all of 127.0.0.0/8 is loopback on Linux): a second
+/// client address for tests of per-address behaviour.
+pub fn https_client_from(local: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(&pki().ca_pem, None))
+        .local_address(local)
+        .build()
+        .expect("reqwest")
+}
+
 pub fn https_client_trusting(
     ca_pem: &str,
     identity: Option<&parley_homeserver::devcerts::IssuedCert>,
 ) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(ca_pem, identity))
+        .build()
+        .expect("reqwest")
+}
+
+/// TLS trusting `ca_pem`, presenting `identity` when asked for a client certificate.
+fn tls_config(ca_pem: &str, identity: Option<&parley_homeserver::devcerts::IssuedCert>) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA pem")).expect("CA");
@@ -102,7 +121,7 @@ pub fn https_client_trusting(
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots);
-    let tls = match identity {
+    match identity {
         None => builder.with_no_client_auth(),
         Some(issued) => {
             let chain = rustls::pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
@@ -111,11 +130,7 @@ pub fn https_client_trusting(
             let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key pem");
             builder.with_client_auth_cert(chain, key).expect("client certificate")
         }
-    };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .expect("reqwest")
+    }
 }
 
 pub struct TestServer {
@@ -304,6 +319,12 @@ pub async fn federating_config(
     adjust(&mut federation);
     config.federation = Some(federation);
     config
+}
+
+/// The configuration `TestServer::spawn` starts with, on a fresh database (e.g. for a
+/// `ProcessServer`).
+pub async fn test_config() -> Config {
+    default_config(fresh_database().await)
 }
 
 /// The CA every test server's certificate comes from, as PEM.

@@ -459,7 +459,7 @@ async fn errors_are_one_clear_line_with_a_hint() {
 
 #[tokio::test]
 async fn rate_limits_say_when_to_retry() {
-    let server = TestServer::spawn_with(|c| c.limits.login_attempts_per_account_per_minute = 1).await;
+    let server = TestServer::spawn_with(|c| c.limits.login_failures_per_account_and_address_per_minute = 1).await;
     let cli = Cli::new(&server);
     let pw = cli.password_file("pw", PASSWORD);
     let wrong = cli.password_file("wrong", "not the password");

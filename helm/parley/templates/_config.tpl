@@ -27,7 +27,8 @@ enabled = {{ $c.registration.enabled }}
 
 [limits]
 max_body_bytes = {{ int64 $c.limits.maxBodyBytes }}
-login_attempts_per_account_per_minute = {{ int64 $c.limits.loginAttemptsPerAccountPerMinute }}
+login_failures_per_account_and_address_per_minute = {{ int64 $c.limits.loginFailuresPerAccountAndAddressPerMinute }}
+login_failures_per_account_per_hour = {{ int64 $c.limits.loginFailuresPerAccountPerHour }}
 login_attempts_per_address_per_minute = {{ int64 $c.limits.loginAttemptsPerAddressPerMinute }}
 key_package_claims_per_account_per_minute = {{ int64 $c.limits.keyPackageClaimsPerAccountPerMinute }}
 messages_per_device_per_minute = {{ int64 $c.limits.messagesPerDevicePerMinute }}

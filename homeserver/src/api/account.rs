@@ -44,9 +44,10 @@ pub async fn whoami(who: AuthedDevice) -> web::Json<WhoAmIResponse> {
 
 pub async fn change_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     who: AuthedDevice,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts::change_password(&state, &who, body.into_inner()).await?;
+    accounts::change_password(&state, &who, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
     Ok(no_content())
 }

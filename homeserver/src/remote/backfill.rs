@@ -34,7 +34,15 @@ impl Backfills {
 pub async fn fetch_page(remote: &Remote, group: &GroupId, after: i64) -> Result<(Vec<VerifiedMessage>, i64), ApiError> {
     let hub = group.hub();
     let path = format!("{}?after={after}", BACKFILL.path_with(&[group.as_str()]));
-    let (status, bytes) = remote.call(reqwest::Method::GET, &hub, &path, Vec::new()).await?;
+    let (status, bytes) = remote
+        .call(
+            reqwest::Method::GET,
+            &hub,
+            &path,
+            Vec::new(),
+            remote.bulk_answer_limit(),
+        )
+        .await?;
     if !status.is_success() {
         return Err(unavailable(format!(
             "{hub} refused the backfill ({status}): {}",

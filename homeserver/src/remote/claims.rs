@@ -12,7 +12,13 @@ pub async fn claim(remote: &Remote, user: &UserId) -> Result<ClaimKeyPackagesRes
     let body = serde_json::to_vec(&ClaimKeyPackagesRequest { user_id: user.clone() })
         .map_err(|e| ApiError::internal("encoding a claim", e))?;
     let (status, bytes) = remote
-        .call(reqwest::Method::POST, &destination, CLAIM_KEY_PACKAGES.path, body)
+        .call(
+            reqwest::Method::POST,
+            &destination,
+            CLAIM_KEY_PACKAGES.path,
+            body,
+            remote.bulk_answer_limit(),
+        )
         .await?;
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(ApiError::not_found(&format!("user {user}")));

@@ -5,13 +5,15 @@ use parley_specs::endpoints::federation::GROUP_DELIVERY;
 use parley_specs::federation_api::FederatedGroupDelivery;
 use parley_specs::groups_api::GroupDelivery;
 
-use super::{Remote, excerpt, unavailable};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt, unavailable};
 use crate::error::ApiError;
 
 pub async fn ask_hub(remote: &Remote, group: &GroupId) -> Result<GroupDelivery, ApiError> {
     let hub = group.hub();
     let path = GROUP_DELIVERY.path_with(&[group.as_str()]);
-    let (status, bytes) = remote.call(reqwest::Method::GET, &hub, &path, Vec::new()).await?;
+    let (status, bytes) = remote
+        .call(reqwest::Method::GET, &hub, &path, Vec::new(), MAX_SMALL_ANSWER_BYTES)
+        .await?;
     if !status.is_success() {
         return Err(unavailable(format!(
             "{hub} refused the delivery request ({status}): {}",

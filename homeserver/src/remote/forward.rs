@@ -7,7 +7,7 @@ use parley_specs::endpoints::Endpoint;
 use parley_specs::groups_api::Accepted;
 use parley_specs::{ErrorBody, ErrorCode, GroupId};
 
-use super::{Remote, unavailable};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, unavailable};
 use crate::error::ApiError;
 
 /// Forwards a submit (`SUBMIT_COMMIT` or `SUBMIT_MESSAGE` with its body) to the group's
@@ -21,7 +21,9 @@ pub async fn forward(
     let hub = group.hub();
     let path = endpoint.path_with(&[group.as_str()]);
     let body = serde_json::to_vec(body).map_err(|e| ApiError::internal("encoding a forwarded submit", e))?;
-    let (status, bytes) = remote.call(reqwest::Method::POST, &hub, &path, body).await?;
+    let (status, bytes) = remote
+        .call(reqwest::Method::POST, &hub, &path, body, MAX_SMALL_ANSWER_BYTES)
+        .await?;
     if status.is_success() {
         let accepted: Accepted = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("{hub} answered the submit with something else: {e}")))?;

@@ -21,8 +21,7 @@ pub mod receipts;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use parley_federation::client::FederationClient;
+use parley_federation::client::{BodyError, FederationClient, read_capped};
 use parley_specs::{ErrorCode, ServerName};
 
 pub use backfill::Backfills;
@@ -67,23 +66,41 @@ pub fn unavailable(why: String) -> ApiError {
     ApiError::new(ErrorCode::RemoteUnavailable, why)
 }
 
-/// The start of an answer, for a message: enough to recognise it, never all of it.
+/// The start of an answer, for a message: enough to recognise it, never all of it, and
+/// without control characters (see [`parley_federation::client::excerpt`]).
 pub fn excerpt(answer: &[u8]) -> String {
-    String::from_utf8_lossy(answer).chars().take(300).collect()
+    parley_federation::client::excerpt(answer)
 }
 
+/// The most read of an answer that is an acknowledgement, an error, a version, a submit's
+/// result, or a list bounded by what was sent (receipts sent again, the groups of a
+/// transaction being backfilled, a group's member servers): far more than any of them
+/// needs. Claims and backfill pages carry KeyPackages and messages, and are bounded by the
+/// configured transaction size instead (see [`Remote::bulk_answer_limit`]).
+pub const MAX_SMALL_ANSWER_BYTES: usize = 1024 * 1024;
+
 impl Remote {
-    /// Sends a signed request to another server and reads its whole answer, whatever its
-    /// status. Every outbound request goes through here, so none reaches a server this
-    /// one does not federate with (`server_not_allowed`); a server that cannot be reached
-    /// or stops answering is `remote_unavailable`.
+    /// The most read of an answer carrying KeyPackages (a claim, one per device of the
+    /// user) or ordered messages (a backfill page, which the hub cuts at the same size):
+    /// `federation.max_transaction_bytes`, which every server of a federation sets alike.
+    pub fn bulk_answer_limit(&self) -> usize {
+        self.config.max_transaction_bytes
+    }
+
+    /// Sends a signed request to another server and reads its answer, whatever its
+    /// status, up to `max_answer_bytes`. Every outbound request goes through here, so
+    /// none reaches a server this one does not federate with (`server_not_allowed`); a
+    /// server that cannot be reached, stops answering or answers with more than
+    /// `max_answer_bytes` is `remote_unavailable`. A larger answer is not read past the
+    /// limit: a peer cannot make this server hold more of an answer than it expects.
     pub async fn call(
         &self,
         method: reqwest::Method,
         destination: &ServerName,
         path_and_query: &str,
         body: Vec<u8>,
-    ) -> Result<(reqwest::StatusCode, Bytes), ApiError> {
+        max_answer_bytes: usize,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), ApiError> {
         if !self.policy.permits(destination) {
             return Err(ApiError::new(
                 ErrorCode::ServerNotAllowed,
@@ -103,10 +120,15 @@ impl Remote {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("{destination} did not finish its answer: {e}")))?;
+        let bytes = read_capped(response, max_answer_bytes).await.map_err(|e| match e {
+            BodyError::TooLarge { limit } => {
+                tracing::warn!(%destination, limit, "an answer over its limit was refused");
+                unavailable(format!(
+                    "{destination} answered with more than {limit} bytes; the rest was not read"
+                ))
+            }
+            BodyError::Failed(reason) => unavailable(format!("{destination} did not finish its answer: {reason}")),
+        })?;
         Ok((status, bytes))
     }
 }

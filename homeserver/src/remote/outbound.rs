@@ -19,7 +19,7 @@ use rand::Rng as _;
 use tokio::sync::Notify;
 
 use super::ordered::{ordered, signed};
-use super::{Remote, excerpt};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt};
 use crate::error::ApiError;
 use crate::store;
 
@@ -129,7 +129,16 @@ async fn announce_return(remote: Arc<Remote>) {
         }
     };
     for hub in hubs.iter().filter_map(|h| ServerName::parse(h).ok()) {
-        match remote.call(reqwest::Method::GET, &hub, VERSION.path, Vec::new()).await {
+        match remote
+            .call(
+                reqwest::Method::GET,
+                &hub,
+                VERSION.path,
+                Vec::new(),
+                MAX_SMALL_ANSWER_BYTES,
+            )
+            .await
+        {
             Ok((status, _)) if status.is_success() => tracing::info!(%hub, "told a hub this server is up"),
             Ok((status, _)) => tracing::warn!(%hub, %status, "a hub refused this server's hello"),
             Err(error) => tracing::info!(%hub, %error, "could not tell a hub this server is up"),
@@ -333,7 +342,7 @@ fn transaction(remote: &Remote, queued: Vec<(i64, Option<store::groups::StoredMe
 /// Sends one transaction; on failure, the metric reason and the error.
 async fn send(remote: &Remote, server: &ServerName, path: &str, body: Vec<u8>) -> Result<(), (String, String)> {
     let (status, answer) = remote
-        .call(reqwest::Method::PUT, server, path, body)
+        .call(reqwest::Method::PUT, server, path, body, MAX_SMALL_ANSWER_BYTES)
         .await
         .map_err(|e| ("unreachable".to_owned(), e.message))?;
     if status.is_success() {

@@ -13,7 +13,7 @@ use parley_specs::endpoints::federation::RECEIPTS;
 use parley_specs::federation_api::{DeliveryReceipt, MAX_RECEIPTS_PER_REQUEST, ReceiptsRequest, ReceiptsResult};
 use parley_specs::{ErrorCode, ServerName};
 
-use super::{Remote, excerpt};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt};
 
 /// Waits before each retry of a request that failed, or of receipts that arrived before
 /// their message (their server is still receiving the group's messages from its hub,
@@ -64,7 +64,13 @@ async fn send_with_retries(remote: &Remote, destination: &ServerName, mut receip
             }
         };
         let retry = match remote
-            .call(reqwest::Method::POST, destination, RECEIPTS.path, body)
+            .call(
+                reqwest::Method::POST,
+                destination,
+                RECEIPTS.path,
+                body,
+                MAX_SMALL_ANSWER_BYTES,
+            )
             .await
         {
             Ok((status, bytes)) if status.is_success() => {

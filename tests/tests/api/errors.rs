@@ -4,6 +4,7 @@ use parley_specs::client_api::RegisterRequest;
 use parley_specs::endpoints::{Method, client, ops};
 use parley_specs::{DeviceId, ErrorBody, ErrorCode};
 use parley_tests::TestServer;
+use parley_tests::server::https_client_from;
 use reqwest::StatusCode;
 
 use crate::helpers::{PASSWORD, code, login_request, register_request, registered};
@@ -265,8 +266,8 @@ async fn oversize_bodies_get_413() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_rate_limited_per_account() {
-    let server = TestServer::spawn_with(|c| c.limits.login_attempts_per_account_per_minute = 3).await;
+async fn failed_logins_are_rate_limited_per_account_and_address() {
+    let server = TestServer::spawn_with(|c| c.limits.login_failures_per_account_and_address_per_minute = 3).await;
     registered(&server, "mia").await;
     let body = serde_json::to_vec(&login_request("mia", "wrong password!")).expect("json");
     for _ in 0..3 {
@@ -281,7 +282,8 @@ async fn login_attempts_are_rate_limited_per_account() {
     let secs: u64 = retry_after.expect("Retry-After header").parse().expect("seconds");
     assert!((1..=20).contains(&secs), "{secs}");
     assert!(error.and_then(|e| e.retry_after_ms).is_some_and(|ms| ms > 0));
-    // Even the right password waits now: the limit is on attempts, not failures.
+    // From the same address even the right password waits now: answered, it would tell a
+    // right guess from a wrong one.
     assert_eq!(
         code(server.sdk().login(&login_request("mia", PASSWORD)).await),
         ErrorCode::RateLimited
@@ -293,6 +295,72 @@ async fn login_attempts_are_rate_limited_per_account() {
         .login(&login_request("noah", PASSWORD))
         .await
         .expect("other account logs in");
+}
+
+/// A login from a second loopback address (127.0.0.0/8 is all loopback): its status.
+async fn login_from(server: &TestServer, from: [u8; 4], username: &str, password: &str) -> u16 {
+    let response = https_client_from(from.into())
+        .post(server.endpoint_url(client::LOGIN.path))
+        .json(&login_request(username, password))
+        .send()
+        .await
+        .expect("login request");
+    response.status().as_u16()
+}
+
+/// Ten wrong passwords from one address used to spend the account's budget, so the
+/// owner's right password from another address got 429 (and repeating that every minute
+/// kept them out). Only failures count, per (account, address): the stranger's address
+/// waits, the owner's does not, and the owner's own successes never count.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out_from_another() {
+    let server = TestServer::spawn().await;
+    registered(&server, "owen").await;
+    let (stranger, owner) = ([127, 0, 0, 2], [127, 0, 0, 3]);
+    for _ in 0..10 {
+        assert_eq!(login_from(&server, stranger, "owen", "wrong password!").await, 401);
+    }
+    assert_eq!(login_from(&server, stranger, "owen", "wrong password!").await, 429);
+    for _ in 0..12 {
+        assert_eq!(
+            login_from(&server, owner, "owen", PASSWORD).await,
+            200,
+            "the owner logs in"
+        );
+    }
+    assert_eq!(
+        login_from(&server, stranger, "owen", PASSWORD).await,
+        429,
+        "the stranger's address still waits"
+    );
+}
+
+/// An attack from many addresses spends the account's slower hourly budget of failures:
+/// then every address that failed waits, a new one gets one guess before it waits too,
+/// and an address that has not failed (the owner's) still logs in.
+#[tokio::test]
+async fn an_attack_from_many_addresses_slows_them_all_but_not_the_owner() {
+    let server = TestServer::spawn_with(|c| c.limits.login_failures_per_account_per_hour = 3).await;
+    registered(&server, "pia").await;
+    for i in 2..=4 {
+        assert_eq!(login_from(&server, [127, 0, 0, i], "pia", "wrong password!").await, 401);
+    }
+    for i in 2..=4 {
+        assert_eq!(
+            login_from(&server, [127, 0, 0, i], "pia", "wrong password!").await,
+            429,
+            "127.0.0.{i} failed before"
+        );
+    }
+    assert_eq!(login_from(&server, [127, 0, 0, 5], "pia", "wrong password!").await, 401);
+    assert_eq!(login_from(&server, [127, 0, 0, 5], "pia", "wrong password!").await, 429);
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&server, [127, 0, 0, 9], "pia", PASSWORD).await,
+            200,
+            "the owner logs in"
+        );
+    }
 }
 
 #[tokio::test]

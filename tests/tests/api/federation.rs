@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use parley_federation::ServerKeyring;
-use parley_federation::client::FederationClient;
+use parley_federation::client::{FederationClient, MAX_KEY_DOCUMENT_BYTES};
 use parley_federation::key_document::KeyDocument;
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::devcerts::{DevCa, IssuedCert};
@@ -15,6 +15,7 @@ use parley_specs::federation_api::FederationVersion;
 use parley_specs::keys_api::ClaimKeyPackagesRequest;
 use parley_specs::{ErrorCode, ServerName, UserId};
 use parley_tests::TestServer;
+use parley_tests::fake_peer::{Framing, HugeAnswerPeer};
 use parley_tests::mls::key_package_from;
 use parley_tests::server::{
     ca_file, federating_config, free_loopback_addr, https_client, https_client_trusting, issue_cert,
@@ -450,4 +451,80 @@ async fn a_body_over_its_endpoints_limit_is_refused_before_it_is_parsed() {
         .await
         .expect("b answers");
     assert_eq!(version.status(), 200);
+}
+
+/// A peer answering far more than any answer needs (here 64 MiB; 512 MiB once grew a
+/// homeserver to 1.2 GB) is not read past the call's limit: the claim fails with a short,
+/// clear `remote_unavailable` that repeats none of the answer, and the peer cannot push
+/// much more than the limit before the homeserver hangs up. Both with a declared length
+/// (refused before reading) and without one (counted while reading).
+#[tokio::test]
+async fn a_peers_huge_answer_is_refused_at_its_limit_without_being_read() {
+    const OFFERED: u64 = 64 * 1024 * 1024;
+    for framing in [Framing::ContentLength, Framing::UntilClose] {
+        let peer = HugeAnswerPeer::start("evil.test", OFFERED, framing).await;
+        let dir = tempfile::tempdir().unwrap();
+        let a = TestServer::spawn_federating_with(
+            "a.test",
+            dir.path(),
+            (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+            vec![(name("evil.test"), peer.addr)],
+            |_| {},
+        )
+        .await;
+        let limit = a.config.federation.as_ref().unwrap().max_transaction_bytes;
+        let (alice, _) = registered(&a, "alice").await;
+        let refused = alice
+            .claim_key_packages(&ClaimKeyPackagesRequest {
+                user_id: UserId::parse("mallory@evil.test").unwrap(),
+            })
+            .await
+            .expect_err("a huge answer is no claim");
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::RemoteUnavailable),
+            "{framing:?}: {refused}"
+        );
+        let message = refused.to_string();
+        assert!(
+            message.contains(&format!("more than {limit} bytes")),
+            "{framing:?}: {message}"
+        );
+        assert!(
+            !message.contains("huge-answer") && message.len() < 300,
+            "{framing:?}: the answer is not repeated: {message}"
+        );
+        assert_eq!(peer.requests(), 1);
+        let pushed = peer.bytes_sent();
+        assert!(
+            pushed < OFFERED / 2,
+            "{framing:?}: the peer pushed {pushed} bytes of a {limit}-byte limit"
+        );
+    }
+}
+
+/// A key document is small: a peer serving a huge one is refused at 64 KiB, with an error
+/// that names the limit and repeats nothing of it.
+#[tokio::test]
+async fn a_huge_key_document_is_refused_at_its_limit() {
+    let peer = HugeAnswerPeer::start("evil.test", 64 * 1024 * 1024, Framing::UntilClose).await;
+    let identity = issue_cert(&["a.test"]);
+    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let roots = parley_homeserver::tls::root_store(Some(&ca_file())).unwrap();
+    let peers = [(name("evil.test"), peer.addr)].into_iter().collect();
+    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers).unwrap();
+    let refused = client
+        .fetch_keys(&name("evil.test"), now_ms())
+        .await
+        .expect_err("a huge key document");
+    let message = refused.to_string();
+    assert!(
+        message.contains(&format!("more than {MAX_KEY_DOCUMENT_BYTES} bytes")),
+        "{message}"
+    );
+    assert!(!message.contains("huge-answer"), "{message}");
+    assert!(peer.bytes_sent() < 32 * 1024 * 1024, "{}", peer.bytes_sent());
 }

@@ -1,8 +1,10 @@
 //! /health, /ready and /metrics.
 
+use parley_specs::ErrorCode;
 use parley_tests::TestServer;
+use parley_tests::process::ProcessServer;
 
-use crate::helpers::{PASSWORD, login_request, registered};
+use crate::helpers::{PASSWORD, code, login_request, register_request, registered};
 
 #[tokio::test]
 async fn health_and_ready() {
@@ -37,4 +39,35 @@ async fn metrics_count_requests_by_route_and_status() {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
     assert!(!text.contains(PASSWORD));
+}
+
+/// An operator runs `parley` and the homeserver from one shell: the CLI's variables
+/// (`PARLEY_PASSPHRASE_FILE`, `PARLEY_PROFILE`, …) and the compose file's
+/// (`PARLEY_DB_PASSWORD`, `PARLEY_UID`) are not the server's settings and must not stop it,
+/// while its own (`PARLEY_REGISTRATION__ENABLED`) still apply.
+#[tokio::test]
+async fn the_homeserver_starts_beside_the_clis_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parley_tests::server::test_config().await;
+    let server = ProcessServer::start_with_env(
+        config,
+        dir.path(),
+        &[
+            ("PARLEY_PASSPHRASE_FILE", "/nonexistent/passphrase"),
+            ("PARLEY_PROFILE", "work"),
+            ("PARLEY_HOME", "/nonexistent/home"),
+            ("PARLEY_SERVER", "https://chat.example.org"),
+            ("PARLEY_CA_FILE", "/nonexistent/ca.pem"),
+            ("PARLEY_DB_PASSWORD", "compose-only"),
+            ("PARLEY_UID", "10001"),
+            ("PARLEY_REGISTRATION__ENABLED", "false"),
+        ],
+    )
+    .await;
+    assert!(server.sdk().health().await.is_ok());
+    assert_eq!(
+        code(server.sdk().register(&register_request("uma")).await),
+        ErrorCode::RegistrationClosed,
+        "the server's own variables still apply"
+    );
 }

@@ -415,3 +415,98 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
     ann.ok(Method::POST, "/api/logout", None).await;
     assert_eq!(ann.ok(Method::GET, "/api/session", None).await["signed_in"], false);
 }
+
+/// One request written byte for byte, as a local process could send it: HTTP clients
+/// (reqwest, browsers) resolve dot segments and `%2e` before sending, which is exactly what
+/// this test must not let them do. Returns the status and the body.
+async fn raw_request(port: u16, method: &str, path: &str, extra_headers: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every spelling of an API path that a server might read as the API (percent-encoded
+/// letters or slashes, encoded twice, doubled slashes, dot segments, other letter case)
+/// is refused without the launch secret: the secret guards whatever the router sends to
+/// an API handler, and the web app's files are never served for a path that reads as one.
+#[tokio::test]
+async fn the_launch_secret_cannot_be_bypassed_by_spelling_the_path_differently() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let ui = Ui::start(home.path(), "eve").await;
+    let session = [
+        "/%61pi/session",
+        "/%61%70%69/session",
+        "/%41pi/session",
+        "/api/%73ession",
+        "/api%2Fsession",
+        "/api%2fsession",
+        "/%2561pi/session",
+        "/API/session",
+        "/Api/Session",
+        "//api/session",
+        "/api//session",
+        "///api/session",
+        "/./api/session",
+        "/api/./session",
+        "/x/../api/session",
+        "/assets/../api/session",
+        "/%2e/api/session",
+        "/x/%2e%2e/api/session",
+        "/x/%2E%2E/%61pi/session",
+        "/api/conversations/../session",
+        "/api/session/",
+        "/api/session?x=1",
+        "/api\\session",
+        "/%61pi\\session",
+    ];
+    for path in session {
+        let (status, body) = raw_request(ui.port, "GET", path, "").await;
+        assert!(
+            matches!(status, 401 | 404) && !body.contains("signed_in"),
+            "GET {path} without the secret answered {status}: {body}"
+        );
+    }
+    // A write (signing out) and the event WebSocket, spelled the same ways.
+    for path in ["/%61pi/logout", "//api/logout", "/x/../api/logout", "/API/logout"] {
+        let (status, body) = raw_request(ui.port, "POST", path, "").await;
+        assert!(
+            matches!(status, 401 | 404),
+            "POST {path} without the secret answered {status}: {body}"
+        );
+    }
+    let upgrade = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for path in ["/%61pi/events", "/api/%65vents", "//api/events", "/API/events"] {
+        let (status, body) = raw_request(ui.port, "GET", path, upgrade).await;
+        assert!(
+            matches!(status, 401 | 404),
+            "a WebSocket at {path} without the secret answered {status}: {body}"
+        );
+    }
+    // With the secret, the API answers; without it the web app is still served.
+    let signed_out = ui.ok(Method::GET, "/api/session", None).await;
+    assert_eq!(signed_out["signed_in"], false);
+    let (status, body) = raw_request(ui.port, "GET", "/", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<html"), "{body}");
+}

@@ -15,9 +15,11 @@ pub(crate) fn find(path: &str) -> Option<(&'static [u8], &'static str)> {
         .map(|(_, bytes, kind)| (*bytes, *kind))
 }
 
-/// Serves static files; anything else outside `/api` gets `index.html`.
+/// Serves static files; anything else outside `/api` gets `index.html`. A path that reads
+/// as the API's however it is decoded gets the API's answer for an unknown path: what the
+/// router did not send to the API is not served as a page either.
 pub(crate) async fn serve(req: HttpRequest) -> HttpResponse {
-    if super::auth::is_api(req.path()) {
+    if super::auth::reads_as_api(req.path()) {
         return super::error::ApiError::not_found("No such API endpoint.").error_response();
     }
     let path = req.path().trim_start_matches('/');

@@ -8,6 +8,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use parley_sdk::messenger::Messenger;
 use parley_sdk::{Profile, Session};
+use parley_specs::endpoints::local_ui;
 
 use super::delivery::Deliveries;
 use super::error::ApiError;
@@ -104,7 +105,14 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Content-Security-Policy", csp)),
             )
-            .configure(routes::configure)
+            // Everything the router sends into the API's scope, its unknown paths
+            // included, needs the secret: deny by default.
+            .service(
+                web::scope(local_ui::PREFIX)
+                    .wrap(from_fn(auth::require_secret))
+                    .configure(routes::configure)
+                    .default_service(web::to(routes::unknown)),
+            )
             .default_service(web::to(assets::serve))
     })
     .workers(2)

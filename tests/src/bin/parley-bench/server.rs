@@ -72,7 +72,8 @@ impl BenchServer {
             "database": { "url": database_url, "pool_size": pool_size },
             "limits": {
                 "login_attempts_per_address_per_minute": 1_000_000,
-                "login_attempts_per_account_per_minute": 1_000_000,
+                "login_failures_per_account_and_address_per_minute": 1_000_000,
+                "login_failures_per_account_per_hour": 1_000_000,
                 "key_package_claims_per_account_per_minute": 1_000_000,
                 "messages_per_device_per_minute": 100_000_000,
                 "max_body_bytes": 1_048_576,

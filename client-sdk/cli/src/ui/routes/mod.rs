@@ -55,7 +55,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, EVENTS, super::events::stream);
 }
 
-/// Serves `endpoint` (its path template is actix's `{name}` syntax too) with `handler`.
+/// The answer to a path in the API's scope that names no endpoint.
+pub(crate) async fn unknown() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("No such API endpoint."))
+}
+
+/// Serves `endpoint` (its path template is actix's `{name}` syntax too) with `handler`,
+/// inside the API's scope (whose prefix the scope matches).
 fn route<F, Args>(cfg: &mut web::ServiceConfig, endpoint: Endpoint, handler: F)
 where
     F: Handler<Args>,
@@ -68,7 +74,11 @@ where
         Method::Put => http::Method::PUT,
         Method::Delete => http::Method::DELETE,
     };
-    cfg.route(endpoint.path, web::method(method).to(handler));
+    let path = endpoint
+        .path
+        .strip_prefix(parley_specs::endpoints::local_ui::PREFIX)
+        .unwrap_or(endpoint.path);
+    cfg.route(path, web::method(method).to(handler));
 }
 
 /// The messenger, or why there is none.
