@@ -1,8 +1,9 @@
 //! Every call this server makes to another one. Requests are signed with this server's
 //! key and go out through `Remote::call`, which refuses servers the federation policy
 //! does not allow; the outbound queue sender, KeyPackage claims, forwarded submits,
-//! relayed receipts, delivery questions, backfill requests and key document fetches all
-//! use it.
+//! relayed receipts, delivery questions and backfill requests all use it. Key documents
+//! (public and self-signed) are fetched by `peer_keys` unsigned, only for a server whose
+//! request passed the policy or whose group this server follows.
 //!
 //! This module is below the domain: the hub, inboxes and key packages call it, and it
 //! imports nothing from the API handlers (`api/`, `federation/`, `admin/`).
