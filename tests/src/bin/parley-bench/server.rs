@@ -189,7 +189,11 @@ impl BenchServer {
 }
 
 fn spawn(config_path: &std::path::Path) -> anyhow::Result<Child> {
-    let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
+    // Another build of the homeserver, to compare versions: PARLEY_BENCH_HOMESERVER.
+    let binary = match std::env::var_os("PARLEY_BENCH_HOMESERVER") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("parley-homeserver"),
+    };
     if !binary.exists() {
         bail!(
             "{} is missing: cargo build --release --bin parley-homeserver",
