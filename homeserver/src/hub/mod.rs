@@ -327,6 +327,8 @@ async fn decide_commit(
     vouch::one_leaf_per_device(&changed, &leaves_after)?;
     check_federates_with(state, changed.iter().map(|leaf| &leaf.member))?;
     if let vouch::Vouching::Fetch(users) = vouch::check(state, &tx, &changed, fetched).await? {
+        // Releases the group's lock before anyone goes out on the network.
+        tx.rollback().await?;
         return Ok(Decided::Fetch(users));
     }
     let before = mls::members_of(&leaves_before);
