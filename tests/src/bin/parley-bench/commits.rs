@@ -3,11 +3,12 @@
 //! release homeservers (`a.bench` hubs; `b.bench` holds the remote users). Adds and
 //! changed leaves are where the hub checks the device key directory: a user of the hub's
 //! own server is checked in its store; a user of the other server against that server's
-//! signed device list, fetched (before the group's lock is taken) the first time and
-//! cached after.
+//! signed device list, fetched (without the group's lock) the first time and cached
+//! after: each remote user is added twice, once with the list fetched and once from the
+//! cache.
 //!
 //! Every commit is made before its request is timed; only the submit is. Run it against
-//! another `parley-homeserver` binary (`PARLEY_BENCH_HOMESERVER=/path/to/binary`) to
+//! another `parley-homeserver` binary (`BENCH_PARLEY_HOMESERVER=/path/to/binary`) to
 //! compare versions on the same machine in one session.
 
 use std::time::{Duration, Instant};
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 use openmls::prelude::{KeyPackage, LeafNodeParameters, MlsGroup};
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
-use parley_specs::GroupId;
 use parley_specs::UserId;
 use parley_specs::groups_api::SubmitCommitRequest;
-use parley_specs::keys_api::ClaimKeyPackagesRequest;
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, UploadKeyPackagesRequest};
 use parley_specs::mls::parse_credential_identity;
+use parley_specs::{Base64Bytes, GroupId};
 use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -130,19 +131,25 @@ pub async fn run(args: CommitsArgs) -> anyhow::Result<()> {
     let (group, request) = mls.create_group(&id);
     client.create_group(&request).await?;
     let mut hub = Hub { client, mls, group, id };
-    let users = |target: &Target, tag: &'static str, n: usize| {
+    // `packages` KeyPackages each: a user is added (and removed) once per package.
+    let users = |target: &Target, tag: &'static str, n: usize, packages: usize| {
         let (target, trust, prefix) = (target.clone(), trust.clone(), prefix.clone());
         async move {
             let mut users = Vec::new();
             for i in 0..n {
-                users.push(register(&target, &trust, &format!("c{prefix}{tag}{i}")).await?.1);
+                let (client, user, mls) = register(&target, &trust, &format!("c{prefix}{tag}{i}")).await?;
+                let more = (1..packages).map(|_| Base64Bytes(mls.key_package(false))).collect();
+                client
+                    .upload_key_packages(&UploadKeyPackagesRequest { key_packages: more })
+                    .await?;
+                users.push(user);
             }
             anyhow::Ok(users)
         }
     };
-    let members = users(&on_a, "m", args.members).await?;
-    let local = users(&on_a, "l", args.count).await?;
-    let remote = users(&on_b, "r", args.count).await?;
+    let members = users(&on_a, "m", args.members, 1).await?;
+    let local = users(&on_a, "l", args.count, 1).await?;
+    let remote = users(&on_b, "r", args.count, 2).await?;
     for user in &members {
         let packages = hub.claim(user).await?;
         let (commit, welcome) = hub.mls.add(&mut hub.group, &packages);
@@ -155,6 +162,7 @@ pub async fn run(args: CommitsArgs) -> anyhow::Result<()> {
         ("remove, a user of the hub's server", Vec::new()),
         ("add, a user of the other server (list fetched)", Vec::new()),
         ("remove, a user of the other server", Vec::new()),
+        ("add, the same user again (list cached)", Vec::new()),
     ];
     for i in 0..args.count {
         let bundle = hub
@@ -168,6 +176,8 @@ pub async fn run(args: CommitsArgs) -> anyhow::Result<()> {
         let (add, remove) = hub.add_and_remove(&remote[i]).await?;
         timings[3].1.push(add);
         timings[4].1.push(remove);
+        let (again, _) = hub.add_and_remove(&remote[i]).await?;
+        timings[5].1.push(again);
     }
     println!(
         "commit accept latency, {} of each kind, group of {} members (hub a.bench, release build):",
