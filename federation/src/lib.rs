@@ -8,16 +8,20 @@
 //!   origin, destination, timestamp, body hash) and its verification;
 //! - [`hub_signature`]: the hub's signature on each message it ordered, which travels
 //!   with the message wherever it is stored or relayed;
+//! - [`device_keys`]: a server's signature on its users' entries in the device key
+//!   directory (each device's MLS signature key), checkable wherever they are relayed;
 //! - [`discovery`]: where a server name's federation API listens (static peers, the
 //!   `/.well-known/parley/server` delegation, the fallback), cached;
 //! - [`client`]: outbound federation requests over mutual TLS, signed, to the address
 //!   discovery gives, with the certificate checked against the server name.
 //!
 //! Values that have been checked have their own types ([`key_document::VerifiedKeys`],
-//! [`request_auth::VerifiedRequest`], [`hub_signature::VerifiedMessage`]) so code cannot confuse them with what arrived.
+//! [`request_auth::VerifiedRequest`], [`hub_signature::VerifiedMessage`],
+//! [`device_keys::VerifiedDeviceKeys`]) so code cannot confuse them with what arrived.
 
 mod canonical;
 pub mod client;
+pub mod device_keys;
 pub mod discovery;
 pub mod hub_signature;
 pub mod key_document;

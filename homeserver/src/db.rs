@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "admin",
         sql: include_str!("../migrations/0006_admin.sql"),
     },
+    Migration {
+        version: 7,
+        name: "device_keys",
+        sql: include_str!("../migrations/0007_device_keys.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -1,16 +1,27 @@
-//! The devices of this server's users: which device an access token belongs to, and
-//! what a user may do with their own devices (list, rename, revoke).
+//! The devices of this server's users: which device an access token belongs to, what a
+//! user may do with their own devices (list, rename, revoke), and the device key
+//! directory: the MLS signature key bound to each device, served to clients and, signed
+//! by this server, to other servers.
+//!
+//! A device's key is bound at its first use of a key here (its first KeyPackage upload,
+//! or the first group it creates) and never changes: this server vouches for exactly one
+//! key per device, which is what lets the hub and other servers tell a device's real
+//! leaves from leaves a group member made up in its name.
+
+use std::time::Duration;
 
 use parley_specs::client_api::DeviceInfo;
 use parley_specs::groups_api::GroupMember;
+use parley_specs::keys_api::{DeviceKey, SignedDeviceKeys, UserDeviceKeys, UserDevices};
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
 
 use crate::accounts::checked_device_name;
 use crate::credentials::token_hash;
 use crate::error::ApiError;
+use crate::remote::{self, Remote};
 use crate::state::AppState;
-use crate::store::{self, devices::DeviceRow};
+use crate::store::{self, Db, devices::DeviceRow};
 
 /// A device of a user of this server, as an access token identifies it.
 #[derive(Debug, Clone)]
@@ -100,4 +111,109 @@ fn info(row: DeviceRow, who: &Device) -> Result<DeviceInfo, ApiError> {
         created_at: row.created_at,
         last_seen_at: row.last_seen_at,
     })
+}
+
+// The device key directory.
+
+/// Binds `key` to `device` if it has no key yet, else checks that it is the device's key
+/// (`signature_key_mismatch`). Takes the device's row lock for the rest of the
+/// transaction, so concurrent first uses bind one key. `what` names the MLS data that
+/// carries the key, for the message.
+pub async fn bind_signature_key(db: &impl Db, device: &DeviceId, key: &[u8], what: &str) -> Result<(), ApiError> {
+    match store::devices::signature_key_for_update(db, device).await? {
+        // Revoked while the request ran.
+        None => Err(ApiError::new(
+            ErrorCode::UnknownToken,
+            "the device was revoked; log in again",
+        )),
+        Some(None) => {
+            if key.len() != parley_specs::keys_api::SIGNATURE_KEY_LEN {
+                return Err(ApiError::new(
+                    ErrorCode::SignatureKeyMismatch,
+                    format!(
+                        "{what} carries a {}-byte signature key; a device's key is an Ed25519 key",
+                        key.len()
+                    ),
+                ));
+            }
+            store::devices::bind_signature_key(db, device, key).await?;
+            tracing::info!(device = %device, "device signature key bound");
+            Ok(())
+        }
+        Some(Some(bound)) if bound == key => Ok(()),
+        Some(Some(_)) => Err(ApiError::new(
+            ErrorCode::SignatureKeyMismatch,
+            format!(
+                "{what} carries another signature key than the one bound to device {device}; a device's key never changes (a new key needs a new device: log in again)"
+            ),
+        )),
+    }
+}
+
+/// The directory entry of `user`, a user of this server, from the store.
+async fn local_device_keys(state: &AppState, user: &UserId) -> Result<UserDeviceKeys, ApiError> {
+    let localpart = user.localpart();
+    let db = state.pool.get().await?;
+    if !store::accounts::exists(&db, &localpart).await? {
+        return Err(ApiError::not_found(&format!("user {user}")));
+    }
+    let devices = store::devices::signature_keys(&db, &localpart)
+        .await?
+        .into_iter()
+        .map(|(device_id, key)| {
+            Ok(DeviceKey {
+                device_id: DeviceId::parse(&device_id).map_err(|e| ApiError::internal("stored device id", e))?,
+                signature_key: key.into(),
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(UserDeviceKeys {
+        user_id: user.clone(),
+        devices,
+    })
+}
+
+/// A list fetched from another server this recently answers clients without asking
+/// again, so that clients cannot make this server flood another one.
+const CLIENT_LIST_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// `GET /client/v1/users/{user_id}/devices`: `user`'s devices with their keys, from the
+/// store for a user of this server (signed by this server when it federates), from the
+/// user's server otherwise (with that server's signature).
+pub async fn user_devices(state: &AppState, user: UserId) -> Result<UserDevices, ApiError> {
+    if user.server_name() == state.config.server_name {
+        let device_keys = local_device_keys(state, &user).await?;
+        let server_signature = state
+            .remote
+            .as_deref()
+            .map(|r| remote::device_keys::signed(r, device_keys.clone()).server_signature);
+        return Ok(UserDevices {
+            device_keys,
+            server_signature,
+        });
+    }
+    let Some(remote) = state.remote.as_deref() else {
+        return Err(ApiError::not_found(&format!(
+            "user {user} (this server does not federate with other servers)"
+        )));
+    };
+    let signed = remote::device_keys::of_user(remote, &user, CLIENT_LIST_MAX_AGE)
+        .await?
+        .into_signed();
+    Ok(UserDevices {
+        device_keys: signed.device_keys,
+        server_signature: Some(signed.server_signature),
+    })
+}
+
+/// `GET /federation/v1/users/{user_id}/devices`: the directory entry of a user of this
+/// server, signed by this server. A server vouches only for its own users' devices.
+pub async fn signed_device_keys(state: &AppState, remote: &Remote, user: UserId) -> Result<SignedDeviceKeys, ApiError> {
+    if user.server_name() != state.config.server_name {
+        return Err(ApiError::not_found(&format!(
+            "user {user} on this server (a server vouches only for its own users' devices)"
+        )));
+    }
+    let device_keys = local_device_keys(state, &user).await?;
+    Ok(remote::device_keys::signed(remote, device_keys))
 }

@@ -1,4 +1,7 @@
 //! The MLS key package directory: what a device may upload, and claiming for others.
+//!
+//! Every package a device uploads carries the device's signature key from the device key
+//! directory; the device's first upload binds it (see `devices::bind_signature_key`).
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{BasicCredential, Ciphersuite, KeyPackageIn, ProtocolVersion};
@@ -9,6 +12,7 @@ use parley_specs::mls::{self, MAX_KEY_PACKAGES_PER_DEVICE, MAX_KEY_PACKAGES_PER_
 use parley_specs::{Base64Bytes, DeviceId, ErrorCode, UserId};
 use time::OffsetDateTime;
 
+use crate::devices;
 use crate::error::ApiError;
 use crate::remote;
 use crate::state::AppState;
@@ -21,6 +25,8 @@ pub struct ValidKeyPackage {
     pub hash_ref: Vec<u8>,
     pub last_resort: bool,
     pub expires_at: OffsetDateTime,
+    /// The leaf's signature public key.
+    pub signature_key: Vec<u8>,
 }
 
 /// Checks one uploaded KeyPackage of `owner`. `index` names it in error messages.
@@ -69,6 +75,7 @@ pub fn validate(raw: &[u8], owner: &GroupMember, index: usize) -> Result<ValidKe
         hash_ref,
         last_resort: package.last_resort(),
         expires_at,
+        signature_key: package.leaf_node().signature_key().as_slice().to_vec(),
     })
 }
 
@@ -93,11 +100,23 @@ pub async fn upload(
             .collect::<Result<Vec<_>, _>>()
     })
     .await??;
+    // One device, one key: a batch must agree with itself before it meets the directory.
+    if let Some(first) = valid.first()
+        && let Some(index) = valid.iter().position(|p| p.signature_key != first.signature_key)
+    {
+        return Err(ApiError::new(
+            ErrorCode::SignatureKeyMismatch,
+            format!("key package {index}: its signature key differs from key package 0's; a device has one key"),
+        ));
+    }
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     // Serializes uploads of one device so the per-device cap holds under concurrency.
     store::key_packages::lock_device(&tx, &who.device_id).await?;
+    if let Some(first) = valid.first() {
+        devices::bind_signature_key(&tx, &who.device_id, &first.signature_key, "key package 0").await?;
+    }
     let count = store::key_packages::count(&tx, &who.device_id).await?;
     let one_time = i64::try_from(valid.iter().filter(|p| !p.last_resort).count()).unwrap_or(i64::MAX);
     if count.available + one_time > MAX_KEY_PACKAGES_PER_DEVICE {

@@ -216,6 +216,7 @@ fn remote(
         pool,
         client,
         peer_keys: Default::default(),
+        device_keys: Default::default(),
         config: federation.clone(),
         policy,
         metrics,

@@ -104,6 +104,9 @@ pub mod client {
     pub const UPLOAD_KEY_PACKAGES: Endpoint = endpoint(Post, "/client/v1/keys/packages", AccessToken, false);
     pub const KEY_PACKAGE_COUNT: Endpoint = endpoint(Get, "/client/v1/keys/packages/count", AccessToken, false);
     pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/client/v1/keys/claim", AccessToken, true);
+    /// The device key directory: a user's devices with their MLS signature keys, from
+    /// this server's store for its own users, from the user's server otherwise.
+    pub const USER_DEVICES: Endpoint = endpoint(Get, "/client/v1/users/{user_id}/devices", AccessToken, false);
 
     pub const CREATE_GROUP: Endpoint = endpoint(Post, "/client/v1/groups", AccessToken, false);
     pub const LIST_GROUPS: Endpoint = endpoint(Get, "/client/v1/groups", AccessToken, false);
@@ -131,6 +134,7 @@ pub mod client {
         UPLOAD_KEY_PACKAGES,
         KEY_PACKAGE_COUNT,
         CLAIM_KEY_PACKAGES,
+        USER_DEVICES,
         CREATE_GROUP,
         LIST_GROUPS,
         GET_GROUP,
@@ -172,6 +176,9 @@ pub mod federation {
     /// One KeyPackage per device of a user of this server, claimed for a member of the
     /// origin server who is adding that user to a group.
     pub const CLAIM_KEY_PACKAGES: Endpoint = endpoint(Post, "/federation/v1/keys/claim", ServerSignature, true);
+    /// The device key directory entry of a user of this server, signed by this server's
+    /// key (`SignedDeviceKeys`); never for another server's users.
+    pub const USER_DEVICES: Endpoint = endpoint(Get, "/federation/v1/users/{user_id}/devices", ServerSignature, false);
 
     /// A follower server forwards its user's commit to the group's hub; the answer is
     /// the hub's, relayed to the client (`409 wrong_epoch` included).
@@ -204,6 +211,7 @@ pub mod federation {
         SERVER_KEYS,
         VERSION,
         CLAIM_KEY_PACKAGES,
+        USER_DEVICES,
         SUBMIT_COMMIT,
         SUBMIT_MESSAGE,
         SEND_TRANSACTION,

@@ -36,6 +36,14 @@ pub enum ErrorCode {
     InvalidInviteToken,
     /// MLS data names another user or device than the one sending it.
     CredentialMismatch,
+    /// A KeyPackage (or a new group's leaf) carries another signature key than the one
+    /// the device key directory holds for the uploading (or creating) device.
+    SignatureKeyMismatch,
+    /// A leaf that a commit adds or changes names a device whose homeserver does not
+    /// vouch for that signature key (no such device, no key, or another key).
+    DeviceNotVouched,
+    /// A commit would give one device more than one leaf.
+    DuplicateDevice,
     /// The device is not a member of the group (any more).
     NotAMember,
     /// The commit would make the group larger than the server allows.
@@ -112,6 +120,9 @@ impl ErrorCode {
         Self::RegistrationClosed,
         Self::InvalidInviteToken,
         Self::CredentialMismatch,
+        Self::SignatureKeyMismatch,
+        Self::DeviceNotVouched,
+        Self::DuplicateDevice,
         Self::NotAMember,
         Self::GroupFull,
         Self::NotFound,
@@ -154,6 +165,9 @@ impl ErrorCode {
             Self::RegistrationClosed => "registration_closed",
             Self::InvalidInviteToken => "invalid_invite_token",
             Self::CredentialMismatch => "credential_mismatch",
+            Self::SignatureKeyMismatch => "signature_key_mismatch",
+            Self::DeviceNotVouched => "device_not_vouched",
+            Self::DuplicateDevice => "duplicate_device",
             Self::NotAMember => "not_a_member",
             Self::GroupFull => "group_full",
             Self::NotFound => "not_found",
@@ -206,6 +220,9 @@ impl ErrorCode {
             | Self::RegistrationClosed
             | Self::InvalidInviteToken
             | Self::CredentialMismatch
+            | Self::SignatureKeyMismatch
+            | Self::DeviceNotVouched
+            | Self::DuplicateDevice
             | Self::NotAMember
             | Self::GroupFull
             | Self::NotGroupHub

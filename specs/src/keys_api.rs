@@ -44,3 +44,70 @@ pub struct ClaimKeyPackagesResponse {
     /// Devices of the user that have no key package left; they cannot be added now.
     pub devices_without_key_packages: Vec<DeviceId>,
 }
+
+/// Length of a device's MLS signature public key (Ed25519, the profile's ciphersuite).
+pub const SIGNATURE_KEY_LEN: usize = 32;
+
+/// One entry of the device key directory: a device and its MLS signature public key,
+/// bound by the device's homeserver at the device's first use of it and never changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceKey {
+    pub device_id: DeviceId,
+    /// The Ed25519 public key (32 bytes) of the device's MLS leaves.
+    pub signature_key: Base64Bytes,
+}
+
+/// A user's devices with their keys, as the user's homeserver vouches for them. Devices
+/// that have not bound a key yet are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDeviceKeys {
+    pub user_id: UserId,
+    /// Sorted by device id.
+    pub devices: Vec<DeviceKey>,
+}
+
+impl UserDeviceKeys {
+    /// The key the directory holds for `device`, if it lists it.
+    pub fn key_of(&self, device: &DeviceId) -> Option<&[u8]> {
+        self.devices
+            .iter()
+            .find(|d| d.device_id == *device)
+            .map(|d| d.signature_key.as_slice())
+    }
+}
+
+/// A homeserver's ed25519 signature (with its federation key) over the canonical JSON of
+/// `{"device_keys": <UserDeviceKeys>, "signed_at_ms": <ms>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSignature {
+    pub key_id: String,
+    pub signed_at_ms: i64,
+    /// Base64 (standard alphabet, unpadded) of the 64-byte signature.
+    pub signature: String,
+}
+
+/// Answer of `GET /federation/v1/users/{user_id}/devices`: the user's directory entry
+/// signed by the user's own homeserver, so that whoever holds it can check it with that
+/// server's published keys, however it reached them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedDeviceKeys {
+    pub device_keys: UserDeviceKeys,
+    pub server_signature: ServerSignature,
+}
+
+/// Answer of `GET /client/v1/users/{user_id}/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDevices {
+    pub device_keys: UserDeviceKeys,
+    /// The signature of the user's homeserver over `device_keys` (as in the federation
+    /// API): relayed as received for another server's user, made by this server for its
+    /// own users. Absent only for a user of this server when it does not federate (it
+    /// has no server key then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_signature: Option<ServerSignature>,
+}

@@ -3,8 +3,9 @@
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, GroupId as MlsGroupId, KeyPackage,
-    KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn,
-    MlsMessageOut, OpenMlsProvider, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
+    KeyPackageIn, LeafNodeParameters, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupJoinConfig,
+    MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, NewSignerBundle, OpenMlsProvider, ProcessedMessageContent,
+    ProtocolVersion, StagedWelcome,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -75,6 +76,12 @@ pub fn serialize(message: &MlsMessageOut) -> Vec<u8> {
     message.tls_serialize_detached().expect("serialize")
 }
 
+/// A KeyPackage naming `device` of `user`, made by someone holding a new key of its own:
+/// what a group member would forge to slip a leaf in under another device's name.
+pub fn forged_key_package(user: &UserId, device: &DeviceId) -> KeyPackage {
+    key_package_from(&TestMlsDevice::new(user, device).key_package(false))
+}
+
 /// A claimed KeyPackage, checked as a client checks it before adding its device.
 pub fn key_package_from(bytes: &[u8]) -> KeyPackage {
     KeyPackageIn::tls_deserialize_exact(bytes)
@@ -138,6 +145,39 @@ impl TestMlsDevice {
             }
             other => panic!("unexpected message content {other:?}"),
         }
+    }
+
+    /// A commit adding `key_packages` and its Welcome, left pending in `group` (see
+    /// `discard_pending` when the hub is expected to refuse it).
+    pub fn add(&self, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> (Vec<u8>, Vec<u8>) {
+        let (commit, welcome, _) = group
+            .add_members(&self.provider, &self.signer, key_packages)
+            .expect("add members");
+        (serialize(&commit), serialize(&welcome))
+    }
+
+    /// A commit whose update path replaces this device's leaf with `other`'s credential
+    /// and signature key (what a member trying to pass as another device would send).
+    pub fn rename_commit(&self, group: &mut MlsGroup, other: &TestMlsDevice) -> Vec<u8> {
+        let bundle = group
+            .self_update_with_new_signer(
+                &self.provider,
+                &self.signer,
+                NewSignerBundle {
+                    signer: &other.signer,
+                    credential_with_key: other.credential.clone(),
+                },
+                LeafNodeParameters::default(),
+            )
+            .expect("self update with another credential");
+        serialize(bundle.commit())
+    }
+
+    /// Forgets a commit the hub refused, so the group can commit again.
+    pub fn discard_pending(&self, group: &mut MlsGroup) {
+        group
+            .clear_pending_commit(self.provider.storage())
+            .expect("clear the pending commit");
     }
 
     pub fn encrypt(&self, group: &mut MlsGroup, plaintext: &[u8]) -> Vec<u8> {

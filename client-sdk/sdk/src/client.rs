@@ -13,9 +13,9 @@ use parley_specs::groups_api::{
     SubmitCommitRequest, SubmitMessageRequest,
 };
 use parley_specs::keys_api::{
-    ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest,
+    ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
 };
-use parley_specs::{DeviceId, GroupId};
+use parley_specs::{DeviceId, GroupId, UserId};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -255,7 +255,8 @@ impl Client {
     /// Uploads MLS KeyPackages of this device (TLS-serialized, RFC 9420) and returns how
     /// many are now available. Uploads are idempotent; a last-resort package replaces the
     /// device's previous one. The whole batch is refused (`invalid_key_package`,
-    /// `credential_mismatch`) when one package is bad.
+    /// `credential_mismatch`, `signature_key_mismatch`) when one package is bad: every
+    /// package must carry the device's signature key, which its first upload binds.
     pub async fn upload_key_packages(&self, req: &UploadKeyPackagesRequest) -> Result<KeyPackageCount, Error> {
         self.call(client::UPLOAD_KEY_PACKAGES, &[], Some(req)).await
     }
@@ -269,6 +270,13 @@ impl Client {
     /// one-time package is handed out once. `not_found` for an unknown user.
     pub async fn claim_key_packages(&self, req: &ClaimKeyPackagesRequest) -> Result<ClaimKeyPackagesResponse, Error> {
         self.call(client::CLAIM_KEY_PACKAGES, &[], Some(req)).await
+    }
+
+    /// The device key directory: the devices of a user (of this server or another one)
+    /// with their MLS signature keys, as the user's homeserver vouches for them, with
+    /// that server's signature when it has one. `not_found` for an unknown user.
+    pub async fn user_devices(&self, user: &UserId) -> Result<UserDevices, Error> {
+        self.call(client::USER_DEVICES, &[user.as_str()], None::<&()>).await
     }
 
     /// Liveness: the server process answers.

@@ -1,11 +1,13 @@
 use actix_web::{HttpResponse, web};
 use parley_specs::client_api::{DeviceInfo, DeviceList, RenameDeviceRequest};
+use parley_specs::keys_api::UserDevices;
 use parley_specs::{DeviceId, ErrorCode};
 
 use super::auth::AuthedDevice;
 use super::no_content;
 use crate::devices;
 use crate::error::ApiError;
+use crate::routes::parse_user_id;
 use crate::state::AppState;
 
 pub async fn list(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<DeviceList>, ApiError> {
@@ -32,6 +34,16 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     devices::delete(&state, &who, &parse_device_id(&path)?).await?;
     Ok(no_content())
+}
+
+/// The device key directory: any user's devices with their keys.
+pub async fn of_user(
+    state: web::Data<AppState>,
+    _who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<web::Json<UserDevices>, ApiError> {
+    let user = parse_user_id(&path)?;
+    Ok(web::Json(devices::user_devices(&state, user).await?))
 }
 
 fn parse_device_id(raw: &str) -> Result<DeviceId, ApiError> {

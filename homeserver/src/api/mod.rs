@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::UPLOAD_KEY_PACKAGES, keys::upload)
         .add(client::KEY_PACKAGE_COUNT, keys::count)
         .add(client::CLAIM_KEY_PACKAGES, keys::claim)
+        .add(client::USER_DEVICES, devices::of_user)
         .add(client::CREATE_GROUP, groups::create)
         .add(client::LIST_GROUPS, groups::list)
         .add(client::GET_GROUP, groups::get)

@@ -15,7 +15,7 @@ use parley_specs::federation_api::{
     ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
 };
 use parley_specs::groups_api::Accepted;
-use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
+use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, SignedDeviceKeys};
 use parley_specs::{ErrorCode, GroupId};
 
 pub use signed::{BodyLimits, NoBody, Signed, capture_peer_certificate, forget_old_requests_forever};
@@ -23,9 +23,9 @@ pub use signed::{BodyLimits, NoBody, Signed, capture_peer_certificate, forget_ol
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
 use crate::remote::{Remote, now_ms};
-use crate::routes::{Routes, parse_group_id};
+use crate::routes::{Routes, parse_group_id, parse_user_id};
 use crate::state::AppState;
-use crate::{follower, hub, inbox, key_packages};
+use crate::{devices, follower, hub, inbox, key_packages};
 
 /// What the federation API reaches besides `AppState`.
 pub struct FederationApi {
@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::SERVER_KEYS, server_keys)
         .add(endpoints::VERSION, version)
         .add(endpoints::CLAIM_KEY_PACKAGES, claim_key_packages)
+        .add(endpoints::USER_DEVICES, user_devices)
         .add(endpoints::SUBMIT_COMMIT, forwarded_commit)
         .add(endpoints::SUBMIT_MESSAGE, forwarded_message)
         .add(endpoints::SEND_TRANSACTION, receive_transaction)
@@ -80,6 +81,19 @@ async fn claim_key_packages(
     }
     tracing::debug!(origin = %request.origin, %user, "key packages claimed over federation");
     Ok(web::Json(key_packages::claim_local(&app.pool, user, None).await?))
+}
+
+/// Another server asks which devices (with which keys) one of our users has; answered
+/// signed by this server, so it can be checked wherever it is passed on.
+async fn user_devices(
+    request: Signed<NoBody>,
+    app: web::Data<AppState>,
+    api: web::Data<FederationApi>,
+    path: web::Path<String>,
+) -> Result<web::Json<SignedDeviceKeys>, ApiError> {
+    let user = parse_user_id(&path)?;
+    tracing::debug!(origin = %request.origin, %user, "device keys asked for over federation");
+    Ok(web::Json(devices::signed_device_keys(&app, &api.remote, user).await?))
 }
 
 async fn forwarded_commit(

@@ -98,17 +98,36 @@ pub fn member_of(credential: &openmls::prelude::Credential) -> Option<GroupMembe
     Some(GroupMember { user_id, device_id })
 }
 
-/// Every member device of the group. Fails if a leaf is not a Parley device.
-pub fn members(group: &PublicGroup) -> Result<BTreeSet<GroupMember>, ApiError> {
+/// One leaf of a group as the device key directory sees it: the device its credential
+/// names and the signature key it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub index: u32,
+    pub member: GroupMember,
+    pub signature_key: Vec<u8>,
+}
+
+/// Every leaf of the group, in leaf order. Fails if a leaf is not a Parley device.
+pub fn leaves(group: &PublicGroup) -> Result<Vec<Leaf>, ApiError> {
     group
         .members()
         .map(|m| {
-            member_of(&m.credential).ok_or_else(|| {
+            let member = member_of(&m.credential).ok_or_else(|| {
                 invalid(format!(
                     "the member at leaf {} has no Parley credential (user_id/device_id)",
                     m.index.u32()
                 ))
+            })?;
+            Ok(Leaf {
+                index: m.index.u32(),
+                member,
+                signature_key: m.signature_key,
             })
         })
         .collect()
+}
+
+/// The member devices of these leaves.
+pub fn members_of(leaves: &[Leaf]) -> BTreeSet<GroupMember> {
+    leaves.iter().map(|l| l.member.clone()).collect()
 }

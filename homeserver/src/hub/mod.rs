@@ -4,17 +4,19 @@
 //! lock, and is stored and fanned out to the member devices' inboxes in the same
 //! transaction: an accepted message is never lost, and every device sees one order.
 //! Commits are validated against the hub's public view of the group (openmls
-//! `PublicGroup`), which is updated in that transaction too.
+//! `PublicGroup`), which is updated in that transaction too, and every leaf they add or
+//! change against the device key directory (`vouch`).
 
 pub mod backfill;
 pub mod delivery;
 mod mls;
 mod public_state;
+mod vouch;
 pub mod writer;
 
 use std::collections::BTreeSet;
 
-use openmls::prelude::{ProcessedMessageContent, ProposalStore, PublicGroup, Sender};
+use openmls::prelude::{ProcessedMessageContent, ProposalStore, ProtocolMessage, PublicGroup, Sender};
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use parley_specs::endpoints::federation::{SUBMIT_COMMIT, SUBMIT_MESSAGE};
@@ -23,7 +25,7 @@ use parley_specs::groups_api::{
     Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
     SubmitCommitRequest, SubmitMessageRequest,
 };
-use parley_specs::{ErrorCode, GroupId, ServerName};
+use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -76,8 +78,11 @@ fn remote_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Remote,
 }
 
 /// A group may only gain members whose servers the hub federates with: it could not send
-/// them anything.
-fn check_federates_with(state: &AppState, added: &BTreeSet<GroupMember>) -> Result<(), ApiError> {
+/// them anything, nor ask their servers to vouch for them.
+fn check_federates_with<'a>(
+    state: &AppState,
+    added: impl IntoIterator<Item = &'a GroupMember>,
+) -> Result<(), ApiError> {
     let own = &state.config.server_name;
     for server in remote_servers(own, added) {
         if !state.remote.as_ref().is_some_and(|r| r.policy.permits(&server)) {
@@ -154,13 +159,20 @@ pub async fn create_group(
     let storage = MemoryStorage::default();
     let (group, _) = PublicGroup::from_external(&RustCrypto::default(), &storage, tree, info, ProposalStore::new())
         .map_err(|e| invalid_mls("the group info and ratchet tree do not form a valid group", e))?;
-    let members = mls::members(&group)?;
-    if members.len() != 1 || !members.contains(who) {
+    let leaves = mls::leaves(&group)?;
+    let [creator] = leaves.as_slice() else {
+        return Err(ApiError::new(
+            ErrorCode::CredentialMismatch,
+            "a new group's only member must be the device creating it",
+        ));
+    };
+    if creator.member != *who {
         return Err(ApiError::new(
             ErrorCode::CredentialMismatch,
             "a new group's only member must be the device creating it",
         ));
     }
+    let members = mls::members_of(&leaves);
     let epoch = group.group_context().epoch().as_u64();
     if epoch != 0 {
         return Err(ApiError::new(
@@ -178,6 +190,9 @@ pub async fn create_group(
             format!("group {group_id} exists"),
         ));
     }
+    // After the group's row (groups before devices): the creator's leaf carries the
+    // device's key, or binds it if this is the device's first use of one.
+    crate::devices::bind_signature_key(&tx, &who.device_id, &creator.signature_key, "the creator's leaf").await?;
     store::groups::replace_members(&tx, &group_id, &members).await?;
     tx.commit().await?;
     tracing::info!(group = %group_id, creator = %who.user_id, "group created");
@@ -199,12 +214,11 @@ pub async fn submit_commit(
 ) -> Result<Accepted, ApiError> {
     check_txn_id(&req.txn_id)?;
     check_size(state, req.commit.as_slice(), "commit")?;
-    let commit = mls::parse_commit(req.commit.as_slice(), &group_id)?;
+    mls::parse_commit(req.commit.as_slice(), &group_id)?;
     if let Some(welcome) = &req.welcome {
         check_size(state, welcome.as_slice(), "welcome")?;
         mls::check_welcome(welcome.as_slice())?;
     }
-    let sent_epoch = commit.epoch().as_u64();
     // Commits count against the same per-device budget as application messages.
     check_send_rate(state, sender)?;
     if group_id.hub() != state.config.server_name {
@@ -215,6 +229,48 @@ pub async fn submit_commit(
         return remote::forward::forward(remote_to_hub(state, &group_id)?, &group_id, SUBMIT_COMMIT, &forwarded).await;
     }
 
+    // Decided under the group's lock; when leaves of other servers' users need their
+    // device lists fetched, the lock is released, they are fetched, and it is decided
+    // again (see `vouch`). Each round fetches at least one list this request had not,
+    // so this ends.
+    let mut fetched = vouch::Fetched::default();
+    loop {
+        let commit = mls::parse_commit(req.commit.as_slice(), &group_id)?;
+        match decide_commit(state, sender, &group_id, &req, commit, &fetched).await? {
+            Decided::Accepted(accepted) => return Ok(accepted),
+            Decided::Fetch(users) => {
+                if users.iter().any(|u| fetched.has(u)) {
+                    return Err(ApiError::internal(
+                        "vouching for leaves",
+                        "a device list fetched for this commit was asked for again",
+                    ));
+                }
+                vouch::fetch(state, users, &mut fetched).await?;
+            }
+        }
+    }
+}
+
+/// What deciding a commit under the group's lock came to.
+enum Decided {
+    /// Stored and fanned out.
+    Accepted(Accepted),
+    /// Nothing was written: these users' device lists are needed first.
+    Fetch(BTreeSet<UserId>),
+}
+
+/// One transaction under the group's row lock: validates `commit` (of `req`) and its new
+/// and changed leaves, and stores and fans it out.
+async fn decide_commit(
+    state: &AppState,
+    sender: &GroupMember,
+    group_id: &GroupId,
+    req: &SubmitCommitRequest,
+    commit: ProtocolMessage,
+    fetched: &vouch::Fetched,
+) -> Result<Decided, ApiError> {
+    let group_id = group_id.clone();
+    let sent_epoch = commit.epoch().as_u64();
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let locked = store::groups::lock(&tx, &group_id)
@@ -222,7 +278,7 @@ pub async fn submit_commit(
         .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
     // Checked under the group's lock, so a retry racing its original finds it.
     if let Some(prior) = store::groups::prior_submit(&tx, &group_id, sender, &req.txn_id).await? {
-        return accepted_before(prior);
+        return accepted_before(prior).map(Decided::Accepted);
     }
     if !store::groups::is_member(&tx, &group_id, sender).await? {
         return Err(ApiError::new(
@@ -235,7 +291,7 @@ pub async fn submit_commit(
     }
 
     let mut public = PublicState::load(&store::groups::public_state(&tx, &group_id).await?, commit.group_id())?;
-    let before = mls::members(&public.group)?;
+    let leaves_before = mls::leaves(&public.group)?;
     let processed = public
         .group
         .process_message(&RustCrypto::default(), commit)
@@ -255,19 +311,29 @@ pub async fn submit_commit(
         .group
         .merge_commit(&public.storage, *staged)
         .map_err(|e| ApiError::internal("merging a commit", e))?;
-    let after = mls::members(&public.group)?;
-    if after.len() > state.config.limits.max_group_size {
+    let leaves_after = mls::leaves(&public.group)?;
+    // Leaves, not users or devices: each leaf is a member the group must serve.
+    if leaves_after.len() > state.config.limits.max_group_size {
         return Err(ApiError::new(
             ErrorCode::GroupFull,
             format!(
-                "the commit would make the group {} devices; at most {}",
-                after.len(),
+                "the commit would give the group {} leaves; at most {}",
+                leaves_after.len(),
                 state.config.limits.max_group_size
             ),
         ));
     }
+    let changed = vouch::changed(&leaves_before, &leaves_after);
+    vouch::one_leaf_per_device(&changed, &leaves_after)?;
+    check_federates_with(state, changed.iter().map(|leaf| &leaf.member))?;
+    if let vouch::Vouching::Fetch(users) = vouch::check(state, &tx, &changed, fetched).await? {
+        // Releases the group's lock before anyone goes out on the network.
+        tx.rollback().await?;
+        return Ok(Decided::Fetch(users));
+    }
+    let before = mls::members_of(&leaves_before);
+    let after = mls::members_of(&leaves_after);
     let added: BTreeSet<_> = after.difference(&before).cloned().collect();
-    check_federates_with(state, &added)?;
     match (&req.welcome, added.is_empty()) {
         (None, false) => {
             return Err(ApiError::new(
@@ -346,7 +412,7 @@ pub async fn submit_commit(
     state.metrics.messages_accepted.with_label_values(&["commit"]).inc();
     state.metrics.fanout_devices.observe(woken.len() as f64);
     tracing::debug!(group = %group_id, seq, epoch, added = added.len(), "commit accepted");
-    Ok(Accepted { group_id, seq, epoch })
+    Ok(Decided::Accepted(Accepted { group_id, seq, epoch }))
 }
 
 /// An application message of `sender` (see `submit_commit`).

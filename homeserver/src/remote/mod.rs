@@ -1,9 +1,9 @@
 //! Every call this server makes to another one. Requests are signed with this server's
 //! key and go out through `Remote::call`, which refuses servers the federation policy
 //! does not allow; the outbound queue sender, KeyPackage claims, forwarded submits,
-//! relayed receipts, delivery questions and backfill requests all use it. Key documents
-//! (public and self-signed) are fetched by `peer_keys` unsigned, only for a server whose
-//! request passed the policy or whose group this server follows.
+//! relayed receipts, delivery questions, backfill requests and device list fetches all
+//! use it. Key documents (public and self-signed) are fetched by `peer_keys` unsigned,
+//! only for a server whose request passed the policy or whose group this server follows.
 //!
 //! This module is below the domain: the hub, inboxes and key packages call it, and it
 //! imports nothing from the API handlers (`api/`, `federation/`, `admin/`).
@@ -11,6 +11,7 @@
 pub mod backfill;
 pub mod claims;
 pub mod delivery;
+pub mod device_keys;
 pub mod forward;
 mod keyring;
 pub mod ordered;
@@ -44,6 +45,8 @@ pub struct Remote {
     pub client: FederationClient,
     /// Other servers' verified key documents.
     pub peer_keys: PeerKeys,
+    /// Other servers' users' verified device lists (the device key directory).
+    pub device_keys: device_keys::DeviceKeyCache,
     /// Federation settings (the allow/deny lists in effect are `policy`'s).
     pub config: FederationConfig,
     /// Which servers this one federates with: the configuration file's lists, or those

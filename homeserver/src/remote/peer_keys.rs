@@ -84,6 +84,17 @@ pub async fn of_server(remote: &Remote, server: &ServerName) -> Result<VerifiedK
     server_keys(remote, server, now_ms(), None).await
 }
 
+/// `server`'s keys holding `key_id` valid at `signed_at_ms` (a signature `server` made),
+/// fetched when the cached ones lack it (as for a request naming a new key).
+pub async fn with_key(
+    remote: &Remote,
+    server: &ServerName,
+    key_id: &KeyId,
+    signed_at_ms: i64,
+) -> Result<VerifiedKeys, ApiError> {
+    server_keys(remote, server, now_ms(), Some((key_id, signed_at_ms))).await
+}
+
 /// `server`'s keys: cached ones if still valid and holding the `wanted` key (id, signed
 /// at), else fetched (see `REFETCH_AFTER`), else cached ones while valid.
 async fn server_keys(

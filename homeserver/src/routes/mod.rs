@@ -11,7 +11,7 @@ pub use observe::observe;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, web};
 use parley_specs::endpoints::{Endpoint, Method};
-use parley_specs::{ErrorCode, GroupId};
+use parley_specs::{ErrorCode, GroupId, UserId};
 
 use crate::error::ApiError;
 
@@ -70,4 +70,9 @@ async fn method_not_allowed() -> HttpResponse {
 /// A group id from a path, for the client and federation APIs alike.
 pub fn parse_group_id(raw: &str) -> Result<GroupId, ApiError> {
     GroupId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
+}
+
+/// A user id from a path (`400 invalid_param` if malformed).
+pub fn parse_user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))
 }

@@ -158,3 +158,69 @@ pub async fn list_with_counts(
         })
         .collect())
 }
+
+// The device key directory: each device's MLS signature key, bound once.
+
+/// The MLS signature key bound to `device`, taking the device's row lock for the rest of
+/// the transaction: `None` when there is no such device, `Some(None)` when it has no key
+/// yet.
+pub async fn signature_key_for_update(
+    db: &impl Db,
+    device: &DeviceId,
+) -> Result<Option<Option<Vec<u8>>>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT mls_signature_key FROM devices WHERE device_id = $1 FOR UPDATE")
+        .await?;
+    Ok(db.query_opt(&stmt, &[&device.as_str()]).await?.map(|row| row.get(0)))
+}
+
+/// Binds `key` to a device that has none yet; false when it had one (or does not exist).
+pub async fn bind_signature_key(db: &impl Db, device: &DeviceId, key: &[u8]) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("UPDATE devices SET mls_signature_key = $2 WHERE device_id = $1 AND mls_signature_key IS NULL")
+        .await?;
+    Ok(db.execute(&stmt, &[&device.as_str(), &key]).await? == 1)
+}
+
+/// The account's devices that have a key, with it, by device id.
+pub async fn signature_keys(
+    db: &impl Db,
+    localpart: &Localpart,
+) -> Result<Vec<(String, Vec<u8>)>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT device_id, mls_signature_key FROM devices
+             WHERE localpart = $1 AND mls_signature_key IS NOT NULL ORDER BY device_id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&localpart.as_str()])
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// A device as the directory knows it.
+pub struct DeviceKeyRow {
+    pub localpart: String,
+    pub device_id: String,
+    pub signature_key: Option<Vec<u8>>,
+}
+
+/// The owners and keys of those of `devices` that exist.
+pub async fn keys_of(db: &impl Db, devices: &[&str]) -> Result<Vec<DeviceKeyRow>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT localpart, device_id, mls_signature_key FROM devices WHERE device_id = ANY($1)")
+        .await?;
+    Ok(db
+        .query(&stmt, &[&devices])
+        .await?
+        .into_iter()
+        .map(|row| DeviceKeyRow {
+            localpart: row.get(0),
+            device_id: row.get(1),
+            signature_key: row.get(2),
+        })
+        .collect())
+}

@@ -13,7 +13,8 @@ use parley_tests::TestServer;
 
 const DASHBOARD: &str = include_str!("../../../deploy/grafana/parley-dashboard.json");
 const METRICS_SOURCE: &str = include_str!("../../../homeserver/src/metrics.rs");
-/// Documents that name metrics, which must be metrics the homeserver exports.
+/// Documents that name metrics, which must be metrics the homeserver exports. (The
+/// README names none since it was trimmed to what a newcomer needs.)
 const DOCS: &[(&str, &str)] = &[
     (
         "specs/operator-guide.md",

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use parley_federation::ServerKeyring;
+use parley_federation::client::FederationClient;
+use parley_federation::key_document::{KeyDocument, VerifiedKeys};
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::config::Config;
 use parley_homeserver::devcerts::IssuedCert;
 use parley_homeserver::remote::now_ms;
+use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::Client;
 use parley_sdk::messenger::{Event, HistoryMessage, Messenger};
 use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
@@ -19,7 +22,7 @@ use parley_specs::{Base64Bytes, DeviceId, ErrorCode, GroupId, ServerName, UserId
 use parley_tests::TestServer;
 use parley_tests::mls::TestMlsDevice;
 use parley_tests::process::ProcessServer;
-use parley_tests::server::{federating_config, free_loopback_addr, https_client};
+use parley_tests::server::{ca_file, federating_config, free_loopback_addr, https_client};
 
 // Accounts and sessions.
 
@@ -305,4 +308,55 @@ pub async fn version_from(dir: &Path, origin: &str, destination: &TestServer) ->
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
+
+// Two federating servers, and speaking as one of them.
+
+/// `a.test` and `b.test`, each reaching the other, their key and certificate files in
+/// `a_dir` and `b_dir`.
+pub struct FederatedPair {
+    pub a: TestServer,
+    pub b: TestServer,
+    pub a_dir: tempfile::TempDir,
+    pub b_dir: tempfile::TempDir,
+}
+
+pub async fn federated_pair() -> FederatedPair {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Each reaches the other, so both addresses are chosen before either starts.
+    let (a_addr, b_addr) = (free_loopback_addr(), free_loopback_addr());
+    let name = |s: &str| ServerName::parse(s).unwrap();
+    let a =
+        TestServer::spawn_federating_with("a.test", a_dir.path(), a_addr, vec![(name("b.test"), b_addr)], |_| {}).await;
+    let b =
+        TestServer::spawn_federating_with("b.test", b_dir.path(), b_addr, vec![(name("a.test"), a_addr)], |_| {}).await;
+    FederatedPair { a, b, a_dir, b_dir }
+}
+
+/// A federation client with the certificate and signing key of the federating test
+/// server `name` whose files are in `dir`, reaching `peers`: what that server (or whoever
+/// took it over) can send.
+pub fn speaking_as(name: &str, dir: &Path, peers: &[&TestServer]) -> (FederationClient, ServerKeyring) {
+    let identity = certified_key(&dir.join("tls.pem"), &dir.join("tls.key")).unwrap();
+    let peers = peers
+        .iter()
+        .map(|s| (s.server_name().clone(), s.federation_addr.unwrap()))
+        .collect();
+    let client = FederationClient::new(
+        ServerName::parse(name).unwrap(),
+        identity,
+        root_store(Some(&ca_file())).unwrap(),
+        peers,
+    )
+    .unwrap();
+    (client, keyring_in(dir))
+}
+
+/// The verified keys of the federating test server `name` whose files are in `dir`, as
+/// its key document publishes them.
+pub fn published_keys(name: &str, dir: &Path) -> VerifiedKeys {
+    let name = ServerName::parse(name).unwrap();
+    KeyDocument::signed(&name, &keyring_in(dir), now_ms(), 3_600_000)
+        .verify(&name, now_ms())
+        .unwrap()
 }

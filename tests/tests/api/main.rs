@@ -8,6 +8,7 @@ mod admin;
 mod backup;
 mod dashboard;
 mod deploy;
+mod device_keys;
 mod errors;
 mod federated_groups;
 mod federated_processes;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod baseline;
+mod commits;
 mod connections;
 mod cpu;
 mod federated;
@@ -60,6 +61,10 @@ enum Command {
     /// for receivers on the other server at a steady rate, then the catch-up of a server
     /// that was down. Ignores --server and --ca-file.
     Federated(federated::FederatedArgs),
+    /// Start two federating homeservers and time commits through the hub: self-updates,
+    /// and adds and removals of users of the hub's server and of the other one (the
+    /// device key directory's checks). Ignores --server and --ca-file.
+    Commits(commits::CommitsArgs),
     /// Start one homeserver domain as 1, 2, 3… release processes over one durable
     /// PostgreSQL and print a table of messages/s and latency per process count.
     /// Ignores --server and --ca-file.
@@ -77,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Connections(args) => connections::run(args).await,
         Command::Federated(args) => federated::run(args).await,
         Command::Scale(args) => scale::run(args).await,
+        Command::Commits(args) => commits::run(args).await,
     }
 }
 

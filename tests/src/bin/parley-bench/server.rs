@@ -190,7 +190,12 @@ impl BenchServer {
 }
 
 fn spawn(config_path: &std::path::Path) -> anyhow::Result<Child> {
-    let binary = std::env::current_exe()?.with_file_name("parley-homeserver");
+    // Another build of the homeserver, to compare versions: BENCH_PARLEY_HOMESERVER (not
+    // PARLEY_*, which the homeserver reads as configuration).
+    let binary = match std::env::var_os("BENCH_PARLEY_HOMESERVER") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("parley-homeserver"),
+    };
     if !binary.exists() {
         bail!(
             "{} is missing: cargo build --release --bin parley-homeserver",

@@ -1,0 +1,146 @@
+//! Other servers' users in the device key directory: their signed device lists, fetched
+//! from the users' own servers (`GET /federation/v1/users/{user_id}/devices`), verified
+//! with those servers' published keys and cached; and this server's signature on the
+//! lists of its own users.
+//!
+//! A device's key never changes once its server bound it, so a cached list that names a
+//! device with a key is a good answer for that device; what a cached list cannot say is
+//! whether a device it lacks exists by now, whether a listed device was deleted since,
+//! or anything after `MAX_AGE`. Callers that find a device or key the cached copy does
+//! not vouch for fetch the list again (once per request, see `hub::vouch`), never while
+//! holding a group's lock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use parley_federation::KeyId;
+use parley_federation::device_keys::{self as signing, VerifiedDeviceKeys};
+use parley_specs::endpoints::federation::USER_DEVICES;
+use parley_specs::keys_api::{SignedDeviceKeys, UserDeviceKeys};
+use parley_specs::{DeviceId, UserId};
+
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt, now_ms, peer_keys, unavailable};
+use crate::error::ApiError;
+
+/// A cached list vouches for its devices this long; after that it is fetched again
+/// before it is relied on, so a deleted device stops being vouched for within it.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+/// Lists of at most this many users are kept; beyond it the oldest half is dropped.
+const MAX_CACHED_USERS: usize = 10_000;
+
+/// Verified device lists of other servers' users.
+#[derive(Default)]
+pub struct DeviceKeyCache {
+    cache: Mutex<HashMap<UserId, Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    keys: VerifiedDeviceKeys,
+    fetched_at: Instant,
+}
+
+impl DeviceKeyCache {
+    /// The cached list of `user` if it was fetched less than `max_age` ago.
+    pub fn fresh(&self, user: &UserId, max_age: Duration) -> Option<VerifiedDeviceKeys> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(user)
+            .filter(|c| c.fetched_at.elapsed() < max_age)
+            .map(|c| c.keys.clone())
+    }
+
+    /// Whether a list of `user` fetched less than `MAX_AGE` ago names `device` with
+    /// exactly `key`. False says nothing: the list may be older, or lack a new device.
+    pub fn vouches(&self, user: &UserId, device: &DeviceId, key: &[u8]) -> bool {
+        self.fresh(user, MAX_AGE)
+            .is_some_and(|list| list.device_keys().key_of(device) == Some(key))
+    }
+
+    fn store(&self, keys: VerifiedDeviceKeys) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_USERS {
+            let mut ages: Vec<_> = cache.values().map(|c| c.fetched_at).collect();
+            ages.sort_unstable();
+            let cutoff = ages[ages.len() / 2];
+            cache.retain(|_, c| c.fetched_at > cutoff);
+        }
+        cache.insert(
+            keys.device_keys().user_id.clone(),
+            Cached {
+                keys,
+                fetched_at: Instant::now(),
+            },
+        );
+    }
+}
+
+/// `user`'s list from the cache when fetched less than `max_age` ago, else from their
+/// server (see `fetch`).
+pub async fn of_user(remote: &Remote, user: &UserId, max_age: Duration) -> Result<VerifiedDeviceKeys, ApiError> {
+    match remote.device_keys.fresh(user, max_age) {
+        Some(keys) => Ok(keys),
+        None => fetch(remote, user).await,
+    }
+}
+
+/// Fetches the list of `user`, a user of another server, from that server, checks its
+/// signature with the server's published keys, and caches it. `not_found` when the
+/// server has no such user; `remote_unavailable` when it cannot be reached or answers
+/// anything but a list of that user it signed; `server_not_allowed` for a server this
+/// one does not federate with.
+pub async fn fetch(remote: &Remote, user: &UserId) -> Result<VerifiedDeviceKeys, ApiError> {
+    let server = user.server_name();
+    if server == remote.server_name {
+        return Err(ApiError::internal(
+            "fetching device keys",
+            format!("{user} is a user of this server"),
+        ));
+    }
+    let path = USER_DEVICES.path_with(&[user.as_str()]);
+    let (status, bytes) = remote
+        .call(reqwest::Method::GET, &server, &path, Vec::new(), MAX_SMALL_ANSWER_BYTES)
+        .await?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(ApiError::not_found(&format!("user {user}")));
+    }
+    if !status.is_success() {
+        return Err(unavailable(format!(
+            "{server} refused the device list of {user} ({status}): {}",
+            excerpt(&bytes)
+        )));
+    }
+    let signed: SignedDeviceKeys = serde_json::from_slice(&bytes).map_err(|e| {
+        unavailable(format!(
+            "{server} answered for the devices of {user} with something else: {e}"
+        ))
+    })?;
+    if signed.device_keys.user_id != *user {
+        return Err(unavailable(format!(
+            "{server} answered with the devices of {} instead of {user}",
+            signed.device_keys.user_id
+        )));
+    }
+    let key_id = KeyId::parse(&signed.server_signature.key_id).map_err(|e| {
+        unavailable(format!(
+            "{server} signed the devices of {user} with a malformed key id: {e}"
+        ))
+    })?;
+    let server_keys = peer_keys::with_key(remote, &server, &key_id, signed.server_signature.signed_at_ms)
+        .await
+        .map_err(|e| unavailable(format!("cannot check the device list of {user}: {}", e.message)))?;
+    let verified = signing::verify(signed, &server_keys).map_err(|e| {
+        unavailable(format!(
+            "{server} answered with a device list that does not verify: {e}"
+        ))
+    })?;
+    remote.device_keys.store(verified.clone());
+    tracing::debug!(%user, devices = verified.device_keys().devices.len(), "device list fetched");
+    Ok(verified)
+}
+
+/// The list of one of this server's users, signed with this server's current key.
+pub fn signed(remote: &Remote, device_keys: UserDeviceKeys) -> SignedDeviceKeys {
+    signing::sign(&remote.keys.current(), device_keys, now_ms())
+}
