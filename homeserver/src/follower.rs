@@ -54,6 +54,17 @@ pub async fn receive(
             format!("{origin} is not the hub of {group}; its hub is {}", group.hub()),
         ));
     }
+    // Sequence numbers start at 1; anything else is not a hub's (and `seq - 1` below must
+    // not overflow).
+    if let Some(bad) = transaction.messages.iter().find(|m| m.message.seq < 1) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!(
+                "message {} of {} has no valid sequence number (they start at 1)",
+                bad.message.seq, bad.message.group_id
+            ),
+        ));
+    }
     let verified = verify_all(transaction.messages, keys, |e| {
         ApiError::new(ErrorCode::InvalidSignature, e.to_string())
     })

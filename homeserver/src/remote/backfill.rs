@@ -55,6 +55,9 @@ pub async fn fetch_page(remote: &Remote, group: &GroupId, after: i64) -> Result<
     if page.messages.iter().any(|m| m.message.group_id != *group) {
         return Err(unavailable(format!("{hub} backfilled messages of another group")));
     }
+    if page.messages.iter().any(|m| m.message.seq <= after) {
+        return Err(unavailable(format!("{hub} backfilled messages at or before {after}")));
+    }
     let verified = verify_all(page.messages, &keys, |e| unavailable(e.to_string())).await?;
     Ok((verified, page.last_seq))
 }

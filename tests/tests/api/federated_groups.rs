@@ -550,6 +550,15 @@ async fn a_hub_adds_no_one_from_a_server_it_does_not_federate_with_and_takes_no_
         refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
         (413, "payload_too_large".to_owned())
     );
+
+    // A sequence number no hub gives (it panicked a worker of a debug build, and was
+    // stored silently by a release build) is refused.
+    let messages = vec![hub_signature::sign(&as_a.1, ordered(&group, i64::MIN, &ben), now_ms())];
+    let path = SEND_TRANSACTION.path_with(&["seq-min"]);
+    assert_eq!(
+        refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
+        (400, "invalid_param".to_owned())
+    );
 }
 
 /// (server, delivered_up_to) of a delivery answer.
