@@ -11,15 +11,14 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine as _;
-use ed25519_dalek::{Signature, Verifier as _};
 use parley_specs::keys_api::{SIGNATURE_KEY_LEN, ServerSignature, SignedDeviceKeys, UserDeviceKeys};
-use serde_json::json;
 
-use crate::B64;
-use crate::canonical;
 use crate::key_document::VerifiedKeys;
-use crate::server_key::{KeyId, ServerKeyring};
+use crate::server_key::ServerKeyring;
+use crate::signed_object::{self, Fault, Signed};
+
+/// The name the signed list stands under (see `signed_object`).
+const NAME: &str = "device_keys";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceKeysError {
@@ -61,18 +60,14 @@ impl VerifiedDeviceKeys {
     }
 }
 
-fn signed_bytes(device_keys: &UserDeviceKeys, signed_at_ms: i64) -> Vec<u8> {
-    canonical::to_bytes(&json!({ "device_keys": device_keys, "signed_at_ms": signed_at_ms }))
-}
-
 /// Signs the directory entry of one of this server's users.
 pub fn sign(keyring: &ServerKeyring, device_keys: UserDeviceKeys, now_ms: i64) -> SignedDeviceKeys {
-    let signature = keyring.sign(&signed_bytes(&device_keys, now_ms));
+    let signed = signed_object::sign(keyring, NAME, &device_keys, now_ms);
     SignedDeviceKeys {
         server_signature: ServerSignature {
-            key_id: keyring.key_id().as_str().to_owned(),
-            signed_at_ms: now_ms,
-            signature: B64.encode(signature.to_bytes()),
+            key_id: signed.key_id,
+            signed_at_ms: signed.signed_at_ms,
+            signature: signed.signature,
         },
         device_keys,
     }
@@ -107,23 +102,20 @@ pub fn verify(signed: SignedDeviceKeys, server_keys: &VerifiedKeys) -> Result<Ve
         }
     }
     let server_signature = &signed.server_signature;
-    let key_id = KeyId::parse(&server_signature.key_id).map_err(|e| malformed(e.to_string()))?;
-    let bytes = B64
-        .decode(&server_signature.signature)
-        .map_err(|e| malformed(e.to_string()))?;
-    let signature = Signature::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
-    let key = server_keys
-        .key_for(&key_id, server_signature.signed_at_ms)
-        .ok_or_else(|| DeviceKeysError::UnknownKey {
+    let signature = Signed {
+        key_id: server_signature.key_id.clone(),
+        signed_at_ms: server_signature.signed_at_ms,
+        signature: server_signature.signature.clone(),
+    };
+    signed_object::verify(server_keys, NAME, &signed.device_keys, &signature).map_err(|fault| match fault {
+        Fault::Malformed(reason) => malformed(reason),
+        Fault::UnknownKey(key_id) => DeviceKeysError::UnknownKey {
             user: user.clone(),
             server: server.to_string(),
-            key_id: key_id.as_str().to_owned(),
-        })?;
-    key.verify(
-        &signed_bytes(&signed.device_keys, server_signature.signed_at_ms),
-        &signature,
-    )
-    .map_err(|_| DeviceKeysError::BadSignature { user })?;
+            key_id,
+        },
+        Fault::BadSignature => DeviceKeysError::BadSignature { user: user.clone() },
+    })?;
     Ok(VerifiedDeviceKeys(signed))
 }
 
@@ -232,7 +224,7 @@ mod tests {
     fn signed_bytes_differ_from_a_hub_signatures() {
         // A device list and an ordered message can never be confused: their signed
         // objects have different top-level keys.
-        let bytes = String::from_utf8(signed_bytes(&bobs_devices(), NOW)).unwrap();
+        let bytes = String::from_utf8(signed_object::signed_bytes(NAME, &bobs_devices(), NOW)).unwrap();
         assert!(bytes.starts_with(r#"{"device_keys":"#), "{bytes}");
     }
 }

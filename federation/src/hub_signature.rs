@@ -6,15 +6,14 @@
 //! published keys, that the hub gave it this sequence number in this group. The signature
 //! covers the canonical JSON of `{"message": <OrderedMessage>, "signed_at_ms": <ms>}`.
 
-use base64::Engine as _;
-use ed25519_dalek::{Signature, Verifier as _};
 use parley_specs::federation_api::{HubSignature, OrderedMessage, SignedMessage};
-use serde_json::json;
 
-use crate::B64;
-use crate::canonical;
 use crate::key_document::VerifiedKeys;
-use crate::server_key::{KeyId, ServerKeyring};
+use crate::server_key::ServerKeyring;
+use crate::signed_object::{self, Fault, Signed};
+
+/// The name the signed message stands under (see `signed_object`).
+const NAME: &str = "message";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubSignatureError {
@@ -52,18 +51,14 @@ impl VerifiedMessage {
     }
 }
 
-fn signed_bytes(message: &OrderedMessage, signed_at_ms: i64) -> Vec<u8> {
-    canonical::to_bytes(&json!({ "message": message, "signed_at_ms": signed_at_ms }))
-}
-
 /// Signs a message this server (its hub) ordered.
 pub fn sign(keyring: &ServerKeyring, message: OrderedMessage, now_ms: i64) -> SignedMessage {
-    let signature = keyring.sign(&signed_bytes(&message, now_ms));
+    let signed = signed_object::sign(keyring, NAME, &message, now_ms);
     SignedMessage {
         hub_signature: HubSignature {
-            key_id: keyring.key_id().as_str().to_owned(),
-            signed_at_ms: now_ms,
-            signature: B64.encode(signature.to_bytes()),
+            key_id: signed.key_id,
+            signed_at_ms: signed.signed_at_ms,
+            signature: signed.signature,
         },
         message,
     }
@@ -83,26 +78,21 @@ pub fn verify(signed: SignedMessage, hub_keys: &VerifiedKeys) -> Result<Verified
             signer: hub_keys.server_name.to_string(),
         });
     }
-    let malformed = |reason: String| HubSignatureError::Malformed {
-        group: group.clone(),
-        seq,
-        reason,
+    let signature = Signed {
+        key_id: hub_signature.key_id,
+        signed_at_ms: hub_signature.signed_at_ms,
+        signature: hub_signature.signature,
     };
-    let key_id = KeyId::parse(&hub_signature.key_id).map_err(|e| malformed(e.to_string()))?;
-    let bytes = B64
-        .decode(&hub_signature.signature)
-        .map_err(|e| malformed(e.to_string()))?;
-    let signature = Signature::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
-    let key = hub_keys
-        .key_for(&key_id, hub_signature.signed_at_ms)
-        .ok_or_else(|| HubSignatureError::UnknownKey {
-            group: group.clone(),
+    signed_object::verify(hub_keys, NAME, &message, &signature).map_err(|fault| match fault {
+        Fault::Malformed(reason) => HubSignatureError::Malformed { group, seq, reason },
+        Fault::UnknownKey(key_id) => HubSignatureError::UnknownKey {
+            group,
             seq,
             hub: hub.to_string(),
-            key_id: key_id.as_str().to_owned(),
-        })?;
-    key.verify(&signed_bytes(&message, hub_signature.signed_at_ms), &signature)
-        .map_err(|_| HubSignatureError::BadSignature { group, seq })?;
+            key_id,
+        },
+        Fault::BadSignature => HubSignatureError::BadSignature { group, seq },
+    })?;
     Ok(VerifiedMessage(message))
 }
 

@@ -27,6 +27,7 @@ pub mod hub_signature;
 pub mod key_document;
 pub mod request_auth;
 pub mod server_key;
+mod signed_object;
 
 pub use server_key::{KeyId, ServerKeyring};
 
