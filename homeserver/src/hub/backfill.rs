@@ -4,7 +4,7 @@
 use parley_specs::federation_api::{BackfillPage, SignedMessage};
 use parley_specs::{GroupId, ServerName};
 
-use super::not_hubbed_here;
+use super::{check_followed_by, not_followed};
 use crate::error::ApiError;
 use crate::remote::Remote;
 use crate::remote::ordered::{ordered, signed};
@@ -19,18 +19,13 @@ pub async fn page(
     after: i64,
     limit: Option<u32>,
 ) -> Result<BackfillPage, ApiError> {
-    if group.hub() != remote.server_name {
-        return Err(not_hubbed_here(group));
-    }
     let max = remote.config.max_transaction_messages;
     let limit = limit.map_or(max, |l| usize::try_from(l).unwrap_or(max).clamp(1, max));
     let db = remote.pool.get().await?;
-    let not_found = || ApiError::not_found(&format!("group {group} with members of {origin}"));
-    // Only a server with members may read the group's (encrypted) messages.
-    if !store::groups::has_members_of(&db, group, origin.as_str()).await? {
-        return Err(not_found());
-    }
-    let (_, last_seq) = store::groups::position(&db, group).await?.ok_or_else(not_found)?;
+    check_followed_by(&db, &remote.server_name, origin, group).await?;
+    let (_, last_seq) = store::groups::position(&db, group)
+        .await?
+        .ok_or_else(|| not_followed(group, origin))?;
     let stored = store::groups::messages_after(&db, group, after, i64::try_from(limit).unwrap_or(1)).await?;
     let messages = stored
         .into_iter()

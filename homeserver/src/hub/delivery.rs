@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use parley_specs::groups_api::{GroupDelivery, GroupMember, ServerDelivery};
 use parley_specs::{ErrorCode, GroupId, ServerName};
 
-use super::not_hubbed_here;
+use super::{check_followed_by, not_followed};
 use crate::error::ApiError;
 use crate::remote;
 use crate::state::AppState;
@@ -98,13 +98,9 @@ pub async fn for_member(app: &AppState, who: &GroupMember, group: GroupId) -> Re
 /// The hub's view for `origin`, a server with members in `group`.
 pub async fn for_server(app: &AppState, origin: &ServerName, group: &GroupId) -> Result<GroupDelivery, ApiError> {
     let own = &app.config.server_name;
-    if group.hub() != *own {
-        return Err(not_hubbed_here(group));
-    }
     let db = app.pool.get().await?;
-    let not_found = || ApiError::not_found(&format!("group {group} with members of {origin}"));
-    if !store::groups::has_members_of(&db, group, origin.as_str()).await? {
-        return Err(not_found());
-    }
-    hub_view(&db, own, group).await?.ok_or_else(not_found)
+    check_followed_by(&db, own, origin, group).await?;
+    hub_view(&db, own, group)
+        .await?
+        .ok_or_else(|| not_followed(group, origin))
 }

@@ -67,6 +67,27 @@ fn not_hubbed_here(group: &GroupId) -> ApiError {
     )
 }
 
+fn not_followed(group: &GroupId, origin: &ServerName) -> ApiError {
+    ApiError::not_found(&format!("group {group} with members of {origin}"))
+}
+
+/// What a follower may ask about: a group hubbed here in which `origin` has members.
+/// Other servers learn nothing, not even whether the group exists.
+async fn check_followed_by(
+    db: &impl Db,
+    own: &ServerName,
+    origin: &ServerName,
+    group: &GroupId,
+) -> Result<(), ApiError> {
+    if group.hub() != *own {
+        return Err(not_hubbed_here(group));
+    }
+    if !store::groups::has_members_of(db, group, origin.as_str()).await? {
+        return Err(not_followed(group, origin));
+    }
+    Ok(())
+}
+
 /// How a group hubbed elsewhere is reached.
 fn remote_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Remote, ApiError> {
     state.remote.as_deref().ok_or_else(|| {
