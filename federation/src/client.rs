@@ -16,7 +16,7 @@ use parley_specs::ServerName;
 use parley_specs::endpoints::federation::SERVER_KEYS;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::discovery::{Discovery, Route};
+use crate::discovery::{Discovery, Reach, Route};
 use crate::key_document::{DocumentError, KeyDocument, VerifiedKeys};
 use crate::request_auth::{RequestParts, authorization};
 use crate::server_key::ServerKeyring;
@@ -39,6 +39,9 @@ pub enum ClientError {
     Setup(String),
     #[error("{destination} cannot be reached: {reason}")]
     Unreachable { destination: String, reason: String },
+    /// Nothing was dialled: the name is not one this server reaches (see [`Reach`]).
+    #[error("{destination} is not reached: {reason}")]
+    NotReached { destination: String, reason: String },
     /// `body` is an [`excerpt`] of the answer, never all of it.
     #[error("{destination} answered {status}: {body}")]
     Refused {
@@ -76,14 +79,16 @@ impl FederationClient {
     /// `identity` is this server's certificate chain and key; peers' certificates (and
     /// the certificates their well-known documents are served with) must chain to
     /// `roots`; `peers` pins the addresses of some servers, which are then never looked
-    /// up. Other servers are found through their well-known document.
+    /// up. Other servers are found through their well-known document, and must have
+    /// addresses `reach` permits.
     pub fn new(
         origin: ServerName,
         identity: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
         roots: rustls::RootCertStore,
         peers: BTreeMap<ServerName, SocketAddr>,
+        reach: Reach,
     ) -> Result<Self, ClientError> {
-        let discovery = Discovery::new(peers, roots.clone())?;
+        let discovery = Discovery::new(peers, roots.clone(), reach)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -126,15 +131,21 @@ impl FederationClient {
 
     /// `https://<destination host>:<routed port><path>`, and the route: the certificate
     /// is checked against the server name whatever address it resolves to.
-    async fn url(&self, destination: &ServerName, path: &str) -> (String, Route) {
+    async fn url(&self, destination: &ServerName, path: &str) -> Result<(String, Route), ClientError> {
+        self.discovery
+            .check_reachable(destination)
+            .map_err(|reason| ClientError::NotReached {
+                destination: destination.to_string(),
+                reason,
+            })?;
         let route = self.discovery.route(destination).await;
         let url = format!("https://{}:{}{path}", destination.host(), route.port());
-        (url, route)
+        Ok((url, route))
     }
 
     /// Fetches and verifies `destination`'s key document.
     pub async fn fetch_keys(&self, destination: &ServerName, now_ms: i64) -> Result<VerifiedKeys, ClientError> {
-        let (url, route) = self.url(destination, SERVER_KEYS.path).await;
+        let (url, route) = self.url(destination, SERVER_KEYS.path).await?;
         let response = self.http.get(url).send().await;
         let body = self
             .success(destination, &route, response, MAX_KEY_DOCUMENT_BYTES)
@@ -166,7 +177,7 @@ impl FederationClient {
             body: &body,
         };
         let auth = authorization(keyring, &self.origin, destination, &parts, now_ms);
-        let (url, route) = self.url(destination, path_and_query).await;
+        let (url, route) = self.url(destination, path_and_query).await?;
         let mut request = self
             .http
             .request(method, url)

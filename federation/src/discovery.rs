@@ -21,10 +21,16 @@
 //! (`localhost:8001`, `localhost:8002`) and delegate to different hosts would share the
 //! most recent mapping, and a static peer's host is never remapped by a delegation.
 //! Delegation targets are DNS names or IPv4 addresses; IPv6 literals are not accepted.
+//!
+//! Only servers on the public internet are reached by name ([`Reach::PublicOnly`], the
+//! default): a server name that is an IP address, or a name (or delegation) that resolves
+//! to loopback, private, link-local or other non-public addresses, is refused before
+//! anything is dialled, unless it is a static peer. Otherwise a user could make this
+//! server probe its own network just by naming `someone@10.0.0.5:22`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +57,59 @@ pub const MAX_SUCCESS_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const FAILURE_TTL: Duration = Duration::from_secs(300);
 /// Past this many cached names, expired entries are dropped when a new name comes.
 const PRUNE_ABOVE: usize = 10_000;
+
+/// Which addresses servers found by name (not static peers) may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reach {
+    /// Public addresses only: names that are IP addresses, and names that resolve to
+    /// loopback, private, link-local, shared, multicast or unspecified addresses, are
+    /// refused.
+    #[default]
+    PublicOnly,
+    /// Any address (a federation on a private network or one machine).
+    Any,
+}
+
+impl Reach {
+    fn permits(self, ip: IpAddr) -> bool {
+        self == Reach::Any || is_public(ip)
+    }
+}
+
+/// Whether `ip` is an address on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                // Shared address space (carrier-grade NAT), 100.64.0.0/10.
+                || (a == 100 && (64..128).contains(&b))
+                // Reserved for future use, 240.0.0.0/4.
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                // Unique local fc00::/7 and link-local fe80::/10.
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                // Documentation 2001:db8::/32.
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
+}
 
 /// Where a server name's federation API listens, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +167,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 /// delegation, fallback; cached. See the module documentation.
 pub struct Discovery {
     peers: BTreeMap<ServerName, SocketAddr>,
+    reach: Reach,
     /// Fetches well-known documents: the configured roots, no client certificate, no
     /// redirects, the ordinary resolver.
     http: reqwest::Client,
@@ -117,8 +177,13 @@ pub struct Discovery {
 
 impl Discovery {
     /// `peers` pins the addresses of some servers; well-known documents must be served
-    /// with a certificate that chains to `roots`.
-    pub fn new(peers: BTreeMap<ServerName, SocketAddr>, roots: rustls::RootCertStore) -> Result<Self, ClientError> {
+    /// with a certificate that chains to `roots`; other servers must have addresses
+    /// `reach` permits.
+    pub fn new(
+        peers: BTreeMap<ServerName, SocketAddr>,
+        roots: rustls::RootCertStore,
+        reach: Reach,
+    ) -> Result<Self, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -132,14 +197,16 @@ impl Discovery {
             .connect_timeout(WELL_KNOWN_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .dns_resolver(Arc::new(Resolver::new(reach)))
             .build()
             .map_err(|e| ClientError::Setup(format!("well-known client: {}", error_chain(&e))))?;
-        let resolver = Resolver::default();
+        let resolver = Resolver::new(reach);
         for (name, addr) in &peers {
             resolver.set(name.host(), Mapping::Static(*addr));
         }
         Ok(Self {
             peers,
+            reach,
             http,
             cache: Mutex::new(HashMap::new()),
             resolver: Arc::new(resolver),
@@ -150,6 +217,22 @@ impl Discovery {
     /// to a delegated server name connects to the delegated host.
     pub(crate) fn resolver(&self) -> Arc<Resolver> {
         Arc::clone(&self.resolver)
+    }
+
+    /// Whether `name` may be dialled at all: a static peer always; otherwise not a name
+    /// that is an IP address `reach` refuses. (Names are checked again, address by
+    /// address, when they are resolved.) An IP address never goes through the resolver,
+    /// which is why this check comes first.
+    pub fn check_reachable(&self, name: &ServerName) -> Result<(), String> {
+        if self.peers.contains_key(name) {
+            return Ok(());
+        }
+        match name.host().parse::<IpAddr>() {
+            Ok(ip) if !self.reach.permits(ip) => {
+                Err(format!("{name} is a non-public IP address and not a configured peer"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Where `name`'s federation API listens. Never fails: without a usable well-known
@@ -178,7 +261,11 @@ impl Discovery {
         {
             return entry.route.clone();
         }
-        let (route, ttl) = match self.fetch(name).await {
+        let fetched = match self.check_reachable(name) {
+            Ok(()) => self.fetch(name).await,
+            Err(reason) => Err(reason),
+        };
+        let (route, ttl) = match fetched {
             Ok((host, port, ttl)) => (Route::WellKnown { host, port }, ttl),
             Err(reason) => (
                 Route::Fallback {
@@ -293,13 +380,22 @@ enum Mapping {
 }
 
 /// DNS for the federation client: a server name's host resolves to its static address
-/// or to its delegated host's addresses; any other host resolves normally.
-#[derive(Debug, Default)]
+/// or to its delegated host's addresses; any other host resolves normally. Addresses
+/// looked up (not static ones) are kept only if `reach` permits them.
+#[derive(Debug)]
 pub(crate) struct Resolver {
     mappings: RwLock<HashMap<String, Mapping>>,
+    reach: Reach,
 }
 
 impl Resolver {
+    fn new(reach: Reach) -> Self {
+        Self {
+            mappings: RwLock::default(),
+            reach,
+        }
+    }
+
     fn set(&self, host: &str, mapping: Mapping) {
         let mut mappings = self.mappings.write().unwrap_or_else(PoisonError::into_inner);
         if !matches!(mappings.get(host), Some(Mapping::Static(_))) {
@@ -325,15 +421,28 @@ impl Resolve for Resolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         let mapping = self.mapping(&host);
+        let reach = self.reach;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match mapping {
-                Some(Mapping::Static(addr)) => vec![addr],
-                Some(Mapping::Delegated { host: target, by }) => lookup(&target)
-                    .await
-                    .map_err(|e| format!("cannot resolve {target} (where {by} delegates to): {e}"))?,
-                None => lookup(&host).await.map_err(|e| format!("cannot resolve {host}: {e}"))?,
+            let (target, found) = match mapping {
+                Some(Mapping::Static(addr)) => {
+                    return Ok::<Addrs, Box<dyn std::error::Error + Send + Sync>>(Box::new(std::iter::once(addr)));
+                }
+                Some(Mapping::Delegated { host: target, by }) => {
+                    let found = lookup(&target)
+                        .await
+                        .map_err(|e| format!("cannot resolve {target} (where {by} delegates to): {e}"))?;
+                    (target, found)
+                }
+                None => {
+                    let found = lookup(&host).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
+                    (host, found)
+                }
             };
-            Ok::<Addrs, Box<dyn std::error::Error + Send + Sync>>(Box::new(addrs.into_iter()))
+            let addrs: Vec<SocketAddr> = found.into_iter().filter(|a| reach.permits(a.ip())).collect();
+            if addrs.is_empty() {
+                return Err(format!("{target} has no public address (only public servers are reached by name)").into());
+            }
+            Ok(Box::new(addrs.into_iter()))
         })
     }
 }

@@ -90,6 +90,13 @@ pub struct FederationConfig {
     /// listener answers `https://<server_name>/`. Unset: that path answers 404.
     #[serde(default)]
     pub well_known_server: Option<String>,
+    /// Whether servers found by name (not in `peers`) may have non-public addresses:
+    /// loopback, private, link-local. Off, a server name that is an IP address or that
+    /// resolves only to such addresses is refused without being dialled, so users cannot
+    /// make this server probe its own network by naming `x@10.0.0.5:22`. Turn it on for
+    /// a federation on a private network that uses well-known discovery.
+    #[serde(default)]
+    pub reach_private_addresses: bool,
     /// When set, the only servers this one federates with. Lists edited through the
     /// admin API replace both lists (see `federation::policy`).
     #[serde(default)]

@@ -11,6 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use parley_federation::client::FederationClient;
+use parley_federation::discovery::Reach;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, FederationConfig};
@@ -209,6 +210,11 @@ fn remote(
         tls::certified_key(&config.tls.cert, &config.tls.key)?,
         tls::root_store(federation.trust_roots.as_deref())?,
         federation.peers.clone(),
+        if federation.reach_private_addresses {
+            Reach::Any
+        } else {
+            Reach::PublicOnly
+        },
     )?;
     Ok(Remote {
         server_name: config.server_name.clone(),

@@ -308,6 +308,7 @@ pub async fn federating_config(
         key_document_validity_secs: 3600,
         peers: peers.into_iter().collect(),
         well_known_server: None,
+        reach_private_addresses: false,
         allow: None,
         deny: Default::default(),
         requests_per_origin_per_minute: 60_000,

@@ -62,11 +62,18 @@ impl Ca {
     }
 
     fn client(&self, peers: BTreeMap<ServerName, SocketAddr>) -> FederationClient {
-        FederationClient::new(name("origin.test"), self.issue(&["origin.test"]), self.roots(), peers).unwrap()
+        FederationClient::new(
+            name("origin.test"),
+            self.issue(&["origin.test"]),
+            self.roots(),
+            peers,
+            Reach::Any,
+        )
+        .unwrap()
     }
 
     fn discovery(&self) -> Discovery {
-        Discovery::new(BTreeMap::new(), self.roots()).unwrap()
+        Discovery::new(BTreeMap::new(), self.roots(), Reach::Any).unwrap()
     }
 }
 
@@ -563,7 +570,7 @@ fn max_age_is_clamped_and_defaults_to_an_hour() {
 
 #[tokio::test]
 async fn the_resolver_maps_only_discovered_and_static_hosts() {
-    let resolver = Resolver::default();
+    let resolver = Resolver::new(Reach::Any);
     let pinned = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 8448);
     resolver.set("static.test", Mapping::Static(pinned));
     resolver.set(
@@ -615,4 +622,70 @@ fn outbound_futures_can_be_spawned() {
         is_send(client.fetch_keys(name, 0));
         is_send(discovery.route(name));
     };
+}
+
+#[test]
+fn only_public_addresses_are_public() {
+    for private in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "0.1.2.3",
+        "255.255.255.255",
+        "240.0.0.1",
+        "224.0.0.1",
+        "192.0.2.1",
+        "::1",
+        "::",
+        "fd00::1",
+        "fe80::1",
+        "ff02::1",
+        "2001:db8::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+    ] {
+        assert!(!is_public(private.parse().unwrap()), "{private} is not public");
+    }
+    for public in [
+        "1.1.1.1",
+        "93.184.216.34",
+        "100.128.0.1",
+        "2606:4700::1111",
+        "::ffff:8.8.8.8",
+    ] {
+        assert!(is_public(public.parse().unwrap()), "{public} is public");
+    }
+}
+
+#[test]
+fn ip_address_names_are_reached_only_as_static_peers_or_when_any_address_is() {
+    let pki = Ca::new();
+    let peer = name("127.0.0.1:9000");
+    let peers = BTreeMap::from([(peer.clone(), "127.0.0.1:9000".parse().unwrap())]);
+    let public_only = Discovery::new(peers, pki.roots(), Reach::PublicOnly).unwrap();
+    assert!(public_only.check_reachable(&peer).is_ok());
+    assert!(public_only.check_reachable(&name("127.0.0.1:9001")).is_err());
+    assert!(public_only.check_reachable(&name("10.0.0.5:22")).is_err());
+    assert!(public_only.check_reachable(&name("example.org")).is_ok());
+    let any = Discovery::new(BTreeMap::new(), pki.roots(), Reach::Any).unwrap();
+    assert!(any.check_reachable(&name("127.0.0.1:9001")).is_ok());
+}
+
+#[tokio::test]
+async fn names_resolving_to_private_addresses_are_not_dialled() {
+    let resolver = Resolver::new(Reach::PublicOnly);
+    let refused = resolver.resolve("localhost".parse().unwrap()).await.err().unwrap();
+    assert!(refused.to_string().contains("no public address"), "{refused}");
+    let pinned = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8448);
+    resolver.set("static.test", Mapping::Static(pinned));
+    let addrs: Vec<_> = resolver
+        .resolve("static.test".parse().unwrap())
+        .await
+        .unwrap()
+        .collect();
+    assert_eq!(addrs, [pinned]);
 }

@@ -10,7 +10,7 @@ use parley_specs::endpoints::federation::BACKFILL;
 use parley_specs::federation_api::BackfillPage;
 
 use super::ordered::verify_all;
-use super::{Remote, excerpt, peer_keys, unavailable};
+use super::{Remote, peer_keys, refused, unavailable};
 use crate::error::ApiError;
 
 /// Groups being backfilled by this process, so a burst of transactions after one gap
@@ -44,10 +44,7 @@ pub async fn fetch_page(remote: &Remote, group: &GroupId, after: i64) -> Result<
         )
         .await?;
     if !status.is_success() {
-        return Err(unavailable(format!(
-            "{hub} refused the backfill ({status}): {}",
-            excerpt(&bytes)
-        )));
+        return Err(refused(&hub, "the backfill", status, &bytes));
     }
     let page: BackfillPage = serde_json::from_slice(&bytes)
         .map_err(|e| unavailable(format!("{hub} answered the backfill with something else: {e}")))?;

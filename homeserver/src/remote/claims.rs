@@ -4,7 +4,7 @@ use parley_specs::UserId;
 use parley_specs::endpoints::federation::CLAIM_KEY_PACKAGES;
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse};
 
-use super::{Remote, excerpt, unavailable};
+use super::{Remote, refused, unavailable};
 use crate::error::ApiError;
 
 pub async fn claim(remote: &Remote, user: &UserId) -> Result<ClaimKeyPackagesResponse, ApiError> {
@@ -24,10 +24,7 @@ pub async fn claim(remote: &Remote, user: &UserId) -> Result<ClaimKeyPackagesRes
         return Err(ApiError::not_found(&format!("user {user}")));
     }
     if !status.is_success() {
-        return Err(unavailable(format!(
-            "{destination} refused the claim ({status}): {}",
-            excerpt(&bytes)
-        )));
+        return Err(refused(&destination, "the claim", status, &bytes));
     }
     let claimed: ClaimKeyPackagesResponse = serde_json::from_slice(&bytes)
         .map_err(|e| unavailable(format!("{destination} answered the claim with something else: {e}")))?;

@@ -5,7 +5,7 @@ use parley_specs::endpoints::federation::GROUP_DELIVERY;
 use parley_specs::federation_api::FederatedGroupDelivery;
 use parley_specs::groups_api::GroupDelivery;
 
-use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt, unavailable};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, refused, unavailable};
 use crate::error::ApiError;
 
 pub async fn ask_hub(remote: &Remote, group: &GroupId) -> Result<GroupDelivery, ApiError> {
@@ -15,10 +15,7 @@ pub async fn ask_hub(remote: &Remote, group: &GroupId) -> Result<GroupDelivery, 
         .call(reqwest::Method::GET, &hub, &path, Vec::new(), MAX_SMALL_ANSWER_BYTES)
         .await?;
     if !status.is_success() {
-        return Err(unavailable(format!(
-            "{hub} refused the delivery request ({status}): {}",
-            excerpt(&bytes)
-        )));
+        return Err(refused(&hub, "the delivery request", status, &bytes));
     }
     let mut answer: FederatedGroupDelivery = serde_json::from_slice(&bytes)
         .map_err(|e| unavailable(format!("{hub} answered the delivery request with something else: {e}")))?;

@@ -20,7 +20,7 @@ use parley_specs::endpoints::federation::USER_DEVICES;
 use parley_specs::keys_api::{SignedDeviceKeys, UserDeviceKeys};
 use parley_specs::{DeviceId, UserId};
 
-use super::{MAX_SMALL_ANSWER_BYTES, Remote, excerpt, now_ms, peer_keys, unavailable};
+use super::{MAX_SMALL_ANSWER_BYTES, Remote, now_ms, peer_keys, refused, unavailable};
 use crate::error::ApiError;
 
 /// A cached list vouches for its devices this long; after that it is fetched again
@@ -106,10 +106,7 @@ pub async fn fetch(remote: &Remote, user: &UserId) -> Result<VerifiedDeviceKeys,
         return Err(ApiError::not_found(&format!("user {user}")));
     }
     if !status.is_success() {
-        return Err(unavailable(format!(
-            "{server} refused the device list of {user} ({status}): {}",
-            excerpt(&bytes)
-        )));
+        return Err(refused(&server, &format!("the device list of {user}"), status, &bytes));
     }
     let signed: SignedDeviceKeys = serde_json::from_slice(&bytes).map_err(|e| {
         unavailable(format!(

@@ -23,7 +23,7 @@ pub mod receipts;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parley_federation::client::{BodyError, FederationClient, read_capped};
+use parley_federation::client::{BodyError, ClientError, FederationClient, read_capped};
 use parley_specs::{ErrorCode, ServerName};
 
 pub use backfill::Backfills;
@@ -68,6 +68,33 @@ pub fn now_ms() -> i64 {
 
 pub fn unavailable(why: String) -> ApiError {
     ApiError::new(ErrorCode::RemoteUnavailable, why)
+}
+
+/// Why a request was not answered, as this server's users may see it: whether the name
+/// is refused, or the peer could not be reached — never how (closed port, TLS, DNS) nor
+/// what answered, which would turn federation into a scanner of whatever a user names.
+/// The details go to the log, for the operator.
+fn not_sent(destination: &ServerName, error: ClientError) -> ApiError {
+    tracing::warn!(%destination, %error, "a federation request was not sent or not answered");
+    match error {
+        ClientError::NotReached { .. } => ApiError::new(
+            ErrorCode::ServerNotAllowed,
+            format!(
+                "this server does not federate with {destination}: servers that are not configured peers \
+                 are reached only at public addresses"
+            ),
+        ),
+        _ => unavailable(format!("{destination} could not be reached")),
+    }
+}
+
+/// `destination` answered a request (`what`) with an error status: users are told the
+/// status only, the operator's log gets the start of the answer too. A peer's answer is
+/// never passed on to a user as text.
+pub fn refused(destination: &ServerName, what: &str, status: reqwest::StatusCode, answer: &[u8]) -> ApiError {
+    let answer = excerpt(answer);
+    tracing::info!(%destination, %status, %answer, what, "another server refused a request");
+    unavailable(format!("{destination} refused {what} ({status})"))
 }
 
 /// The start of an answer, for a message: enough to recognise it, never all of it, and
@@ -122,7 +149,7 @@ impl Remote {
                 now_ms(),
             )
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| not_sent(destination, e))?;
         let status = response.status();
         let bytes = read_capped(response, max_answer_bytes).await.map_err(|e| match e {
             BodyError::TooLarge { limit } => {

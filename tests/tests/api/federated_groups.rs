@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use parley_federation::ServerKeyring;
 use parley_federation::client::FederationClient;
+use parley_federation::discovery::Reach;
 use parley_federation::hub_signature;
 use parley_federation::server_key::ROTATION_OVERLAP_MS;
 use parley_homeserver::config::{Config, FederationConfig};
@@ -344,6 +345,7 @@ fn speaking_as(trio: &Trio, i: usize) -> (FederationClient, ServerKeyring) {
         identity,
         root_store(Some(&ca_file())).unwrap(),
         peers,
+        Reach::PublicOnly,
     )
     .unwrap();
     (client, keyring_in(dir))

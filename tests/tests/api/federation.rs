@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use parley_federation::ServerKeyring;
 use parley_federation::client::{FederationClient, MAX_KEY_DOCUMENT_BYTES};
+use parley_federation::discovery::Reach;
 use parley_federation::key_document::KeyDocument;
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::devcerts::{DevCa, IssuedCert};
@@ -200,7 +201,7 @@ async fn a_signed_request_from_a_peer_is_authenticated_as_its_origin() {
     let peers = [(name("b.test"), pair.b.federation_addr.unwrap())]
         .into_iter()
         .collect();
-    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers).unwrap();
+    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers, Reach::PublicOnly).unwrap();
 
     let response = client
         .send(
@@ -374,7 +375,11 @@ async fn a_server_that_is_not_a_configured_peer_is_found_through_its_well_known_
     .await;
     x_config.listen.client = x_client;
     let x = TestServer::start(x_config).await;
-    let y = TestServer::spawn_federating_with("a.test", y_dir.path(), y_fed, vec![], |_| {}).await;
+    // x is found by a name on loopback: y must be told it may reach private addresses.
+    let y = TestServer::spawn_federating_with("a.test", y_dir.path(), y_fed, vec![], |f| {
+        f.reach_private_addresses = true;
+    })
+    .await;
     let delegation: serde_json::Value = x
         .http()
         .get(x.endpoint_url(WELL_KNOWN_SERVER.path))
@@ -403,6 +408,50 @@ async fn a_server_that_is_not_a_configured_peer_is_found_through_its_well_known_
         .await
         .expect("claimed from a server found through discovery");
     assert_eq!(claimed.key_packages.len(), 1);
+}
+
+/// A user may name any server, but the homeserver reaches servers that are not configured
+/// peers only at public addresses: naming `probe@127.0.0.1:PORT` or `probe@localhost:PORT`
+/// dials nothing (it used to, and told a closed port from HTTP from TLS, echoing what
+/// answered), and the error says only that this server does not federate with it.
+#[tokio::test]
+async fn users_of_private_addresses_are_refused_without_dialling_them() {
+    let pair = pair().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dialled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dialled.clone();
+    let probe = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nPROBED-SECRET")
+                .await;
+        }
+    });
+    let (alice, _) = registered(&pair.a, "alice").await;
+    // An IP address is refused by its name; a DNS name when it resolves to no public
+    // address, so it is unreachable like a name that resolves to nothing.
+    for (user, expected) in [
+        (format!("probe@127.0.0.1:{port}"), ErrorCode::ServerNotAllowed),
+        (format!("probe@localhost:{port}"), ErrorCode::RemoteUnavailable),
+    ] {
+        let refused = alice
+            .claim_key_packages(&ClaimKeyPackagesRequest {
+                user_id: UserId::parse(&user).unwrap(),
+            })
+            .await
+            .expect_err("a private address is not reached");
+        assert_eq!(refused.code(), Some(expected), "{user}: {refused}");
+        assert!(!refused.to_string().contains("PROBED"), "{user}: {refused}");
+    }
+    probe.abort();
+    assert_eq!(
+        dialled.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing was dialled"
+    );
 }
 
 /// Each federation endpoint reads a body only up to its own limit, not the largest any
@@ -515,7 +564,7 @@ async fn a_huge_key_document_is_refused_at_its_limit() {
     let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
     let roots = parley_homeserver::tls::root_store(Some(&ca_file())).unwrap();
     let peers = [(name("evil.test"), peer.addr)].into_iter().collect();
-    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers).unwrap();
+    let client = FederationClient::new(name("a.test"), (chain, key), roots, peers, Reach::PublicOnly).unwrap();
     let refused = client
         .fetch_keys(&name("evil.test"), now_ms())
         .await

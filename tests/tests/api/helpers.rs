@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use parley_federation::ServerKeyring;
 use parley_federation::client::FederationClient;
+use parley_federation::discovery::Reach;
 use parley_federation::key_document::{KeyDocument, VerifiedKeys};
 use parley_federation::request_auth::{RequestParts, authorization};
 use parley_homeserver::config::Config;
@@ -347,6 +348,7 @@ pub fn speaking_as(name: &str, dir: &Path, peers: &[&TestServer]) -> (Federation
         identity,
         root_store(Some(&ca_file())).unwrap(),
         peers,
+        Reach::PublicOnly,
     )
     .unwrap();
     (client, keyring_in(dir))
