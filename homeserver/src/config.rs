@@ -197,6 +197,15 @@ pub struct LimitsConfig {
     /// Key package claims (one per user added to a group) allowed per account per minute.
     #[serde(default = "default_claims_per_account")]
     pub key_package_claims_per_account_per_minute: u32,
+    /// One-time KeyPackages of one device that one claimer (a user of this server, or
+    /// another server claiming for its users) gets per hour; beyond it, the device's
+    /// last-resort package. So nobody can drain a device's supply.
+    #[serde(default = "default_one_time_claims_per_claimer")]
+    pub one_time_key_packages_per_claimer_and_device_per_hour: u32,
+    /// One-time KeyPackages of one device that all claimers together get per hour;
+    /// beyond it, the device's last-resort package.
+    #[serde(default = "default_one_time_claims_per_device")]
+    pub one_time_key_packages_per_device_per_hour: u32,
     /// Messages and commits one device may submit per minute.
     #[serde(default = "default_messages_per_device")]
     pub messages_per_device_per_minute: u32,
@@ -227,6 +236,8 @@ impl Default for LimitsConfig {
             login_failures_per_account_per_hour: default_login_failures_per_account(),
             login_attempts_per_address_per_minute: default_login_per_address(),
             key_package_claims_per_account_per_minute: default_claims_per_account(),
+            one_time_key_packages_per_claimer_and_device_per_hour: default_one_time_claims_per_claimer(),
+            one_time_key_packages_per_device_per_hour: default_one_time_claims_per_device(),
             messages_per_device_per_minute: default_messages_per_device(),
             max_message_bytes: default_max_message_bytes(),
             max_group_size: default_max_group_size(),
@@ -319,6 +330,12 @@ fn default_login_per_address() -> u32 {
 }
 fn default_claims_per_account() -> u32 {
     600
+}
+fn default_one_time_claims_per_claimer() -> u32 {
+    5
+}
+fn default_one_time_claims_per_device() -> u32 {
+    30
 }
 fn default_messages_per_device() -> u32 {
     6_000

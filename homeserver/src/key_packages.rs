@@ -154,7 +154,11 @@ pub async fn claim(state: &AppState, who: &GroupMember, user: UserId) -> Result<
         .check(who.user_id.localpart().as_str())
         .map_err(ApiError::rate_limited)?;
     if user.server_name() == state.config.server_name {
-        return claim_local(&state.pool, user, Some(&who.device_id)).await;
+        let claimer = Claimer {
+            name: who.user_id.as_str(),
+            except: Some(&who.device_id),
+        };
+        return claim_local(state, user, claimer).await;
     }
     match &state.remote {
         Some(remote) => remote::claims::claim(remote, &user).await,
@@ -164,15 +168,28 @@ pub async fn claim(state: &AppState, who: &GroupMember, user: UserId) -> Result<
     }
 }
 
+/// Who claims: a user of this server (whose own device is skipped: it never needs its
+/// own package), or another server claiming for its users.
+pub struct Claimer<'a> {
+    pub name: &'a str,
+    pub except: Option<&'a DeviceId>,
+}
+
 /// One key package per device of `user`, a user of this server, consumed atomically in
-/// one transaction; `except` (the claiming device itself) is skipped.
+/// one transaction. A device's one-time packages are rationed per hour, per claimer and
+/// in all (see the limits `one_time_key_packages_per_*`): past either budget the claim
+/// gets the device's last-resort package, so nobody can drain a device's supply and
+/// leave later adds with nothing fresh, and adds keep working.
 pub async fn claim_local(
-    pool: &deadpool_postgres::Pool,
+    state: &AppState,
     user: UserId,
-    except: Option<&DeviceId>,
+    claimer: Claimer<'_>,
 ) -> Result<ClaimKeyPackagesResponse, ApiError> {
+    let limits = &state.config.limits;
+    let per_claimer = i64::from(limits.one_time_key_packages_per_claimer_and_device_per_hour);
+    let per_device = i64::from(limits.one_time_key_packages_per_device_per_hour);
     let localpart = user.localpart();
-    let mut db = pool.get().await?;
+    let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     if !store::accounts::exists(&tx, &localpart).await? {
         return Err(ApiError::not_found(&format!("user {user}")));
@@ -181,16 +198,28 @@ pub async fn claim_local(
     let mut devices_without_key_packages = Vec::new();
     for device in store::devices::list(&tx, &localpart).await? {
         let device_id = DeviceId::parse(&device.device_id).map_err(|e| ApiError::internal("stored device id", e))?;
-        // A device adding its own user's other devices never needs its own package.
-        if Some(&device_id) == except {
+        if Some(&device_id) == claimer.except {
             continue;
         }
-        match store::key_packages::claim_one(&tx, &device_id).await? {
-            Some((bytes, last_resort)) => key_packages.push(ClaimedKeyPackage {
-                device_id,
-                key_package: bytes.into(),
-                last_resort,
-            }),
+        let (by_claimer, by_all) = store::key_packages::recent_claims(&tx, &device_id, claimer.name).await?;
+        let within_budget = by_claimer < per_claimer && by_all < per_device;
+        let claimed = store::key_packages::claim_one(&tx, &device_id, within_budget).await?;
+        let kind = match &claimed {
+            Some((_, false)) => "one_time",
+            Some((_, true)) if within_budget => "last_resort",
+            Some((_, true)) => "last_resort_over_budget",
+            None => "none",
+        };
+        state.metrics.key_package_claims.with_label_values(&[kind]).inc();
+        match claimed {
+            Some((bytes, last_resort)) => {
+                store::key_packages::record_claim(&tx, &device_id, claimer.name, !last_resort).await?;
+                key_packages.push(ClaimedKeyPackage {
+                    device_id,
+                    key_package: bytes.into(),
+                    last_resort,
+                });
+            }
             None => devices_without_key_packages.push(device_id),
         }
     }

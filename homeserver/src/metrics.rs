@@ -14,6 +14,7 @@ pub struct Metrics {
     pub registered_users: IntGauge,
     pub messages_accepted: IntCounterVec,
     pub messages_rejected: IntCounterVec,
+    pub key_package_claims: IntCounterVec,
     pub fanout_devices: Histogram,
     pub push_latency: Histogram,
     pub inbox_depth: IntGauge,
@@ -89,6 +90,16 @@ impl Metrics {
         let inbox_depth = IntGauge::new("inbox_depth", "Unacknowledged inbox entries of all devices")?;
         registry.register(Box::new(messages_accepted.clone()))?;
         registry.register(Box::new(messages_rejected.clone()))?;
+        let key_package_claims = IntCounterVec::new(
+            Opts::new(
+                "key_package_claims_total",
+                "KeyPackages claimed per device, by what the claim got: one_time, last_resort \
+                 (none left), last_resort_over_budget (the claimer's or the device's hourly \
+                 budget of one-time packages was used up), none",
+            ),
+            &["package"],
+        )?;
+        registry.register(Box::new(key_package_claims.clone()))?;
         registry.register(Box::new(fanout_devices.clone()))?;
         registry.register(Box::new(push_latency.clone()))?;
         registry.register(Box::new(inbox_depth.clone()))?;
@@ -172,6 +183,7 @@ impl Metrics {
             registered_users,
             messages_accepted,
             messages_rejected,
+            key_package_claims,
             fanout_devices,
             push_latency,
             inbox_depth,

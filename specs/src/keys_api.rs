@@ -20,6 +20,13 @@ pub struct KeyPackageCount {
     pub available: i64,
     /// Whether a last-resort key package is stored (handed out when none is available).
     pub last_resort: bool,
+    /// Claims of this device's packages in the last hour, one-time and last-resort.
+    #[serde(default)]
+    pub claimed_last_hour: i64,
+    /// Of those, the claims answered with the last-resort package: none was left, or the
+    /// claimer (or everyone) had used its hourly budget of one-time packages.
+    #[serde(default)]
+    pub last_resort_claimed_last_hour: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => login(&ctx, username, password_file.as_deref(), device_name).await,
         Command::Logout { all, local } => logout(&ctx, all, local).await,
         Command::Whoami => whoami(&ctx).await,
+        Command::Keys => keys(&ctx).await,
         Command::Passwd {
             password_file,
             new_password_file,
@@ -207,6 +208,27 @@ async fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
             me.device_id,
             session.server.as_str().trim_end_matches('/')
         )
+    })
+}
+
+async fn keys(ctx: &Ctx) -> anyhow::Result<()> {
+    let (client, _) = logged_in_client(&ctx.profile)?;
+    let count = client.key_package_count().await?;
+    ctx.out.print(&count, || {
+        let mut text = format!(
+            "{} one-time KeyPackages left, {} last-resort one; {} claimed in the last hour",
+            count.available,
+            if count.last_resort { "a" } else { "no" },
+            count.claimed_last_hour
+        );
+        if count.last_resort_claimed_last_hour > 0 {
+            text.push_str(&format!(
+                " ({} of them got the last-resort package: none was left, or a claimer used up its \
+                 hourly share)",
+                count.last_resort_claimed_last_hour
+            ));
+        }
+        text
     })
 }
 

@@ -115,6 +115,10 @@ pub enum Command {
     },
     /// Show the account and device of this profile.
     Whoami,
+    /// Show this device's KeyPackages on the server (what others claim to add it to a
+    /// group): how many are left, whether a last-resort one is there, and how many were
+    /// claimed in the last hour. Messaging commands top them up.
+    Keys,
     /// Change your password; every other device of the account is logged out.
     Passwd {
         /// Read the current password from the first line of FILE (- for stdin).

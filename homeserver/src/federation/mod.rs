@@ -80,7 +80,12 @@ async fn claim_key_packages(
         return Err(ApiError::not_found(&format!("user {user} on this server")));
     }
     tracing::debug!(origin = %request.origin, %user, "key packages claimed over federation");
-    Ok(web::Json(key_packages::claim_local(&app.pool, user, None).await?))
+    // A server claims for its users: their one-time packages share its budget.
+    let claimer = key_packages::Claimer {
+        name: request.origin.as_str(),
+        except: None,
+    };
+    Ok(web::Json(key_packages::claim_local(&app, user, claimer).await?))
 }
 
 /// Another server asks which devices (with which keys) one of our users has; answered

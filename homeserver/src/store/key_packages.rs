@@ -52,32 +52,72 @@ pub async fn insert(db: &impl Db, device: &DeviceId, package: &NewKeyPackage<'_>
 pub async fn count(db: &impl Db, device: &DeviceId) -> Result<KeyPackageCount, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
-            "SELECT count(*) FILTER (WHERE NOT last_resort), bool_or(last_resort) IS TRUE
-             FROM key_packages WHERE device_id = $1 AND expires_at > now()",
+            "SELECT
+                 (SELECT count(*) FROM key_packages
+                  WHERE device_id = $1 AND NOT last_resort AND expires_at > now()),
+                 (SELECT bool_or(last_resort) IS TRUE FROM key_packages
+                  WHERE device_id = $1 AND expires_at > now()),
+                 (SELECT count(*) FROM key_package_claims
+                  WHERE device_id = $1 AND claimed_at > now() - interval '1 hour'),
+                 (SELECT count(*) FROM key_package_claims
+                  WHERE device_id = $1 AND NOT one_time AND claimed_at > now() - interval '1 hour')",
         )
         .await?;
     let row = db.query_one(&stmt, &[&device.as_str()]).await?;
     Ok(KeyPackageCount {
         available: row.get(0),
         last_resort: row.get(1),
+        claimed_last_hour: row.get(2),
+        last_resort_claimed_last_hour: row.get(3),
     })
 }
 
-/// Deletes and returns the device's oldest unexpired one-time package, or returns (and
-/// keeps) its last-resort one. `SKIP LOCKED`: a concurrent claim takes the next package
-/// instead of waiting for, and then sharing, this one.
-pub async fn claim_one(db: &impl Db, device: &DeviceId) -> Result<Option<(Vec<u8>, bool)>, tokio_postgres::Error> {
-    let take = db
+/// One-time packages of `device` claimed in the last hour: by `claimer`, and by anyone.
+pub async fn recent_claims(
+    db: &impl Db,
+    device: &DeviceId,
+    claimer: &str,
+) -> Result<(i64, i64), tokio_postgres::Error> {
+    let stmt = db
         .prepare_cached(
-            "DELETE FROM key_packages WHERE id = (
-                 SELECT id FROM key_packages
-                 WHERE device_id = $1 AND NOT last_resort AND expires_at > now()
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING key_package",
+            "SELECT count(*) FILTER (WHERE claimer = $2), count(*) FROM key_package_claims
+             WHERE device_id = $1 AND one_time AND claimed_at > now() - interval '1 hour'",
         )
         .await?;
-    if let Some(row) = db.query_opt(&take, &[&device.as_str()]).await? {
-        return Ok(Some((row.get(0), false)));
+    let row = db.query_one(&stmt, &[&device.as_str(), &claimer]).await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Records a claim of one of `device`'s packages, and forgets its claims over an hour old.
+pub async fn record_claim(
+    db: &impl Db,
+    device: &DeviceId,
+    claimer: &str,
+    one_time: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let forget = db
+        .prepare_cached(
+            "DELETE FROM key_package_claims WHERE device_id = $1 AND claimed_at <= now() - interval '1 hour'",
+        )
+        .await?;
+    db.execute(&forget, &[&device.as_str()]).await?;
+    let insert = db
+        .prepare_cached("INSERT INTO key_package_claims (device_id, claimer, one_time) VALUES ($1, $2, $3)")
+        .await?;
+    db.execute(&insert, &[&device.as_str(), &claimer, &one_time]).await?;
+    Ok(())
+}
+
+/// Deletes and returns the device's oldest unexpired one-time package (if `one_time`),
+/// or returns (and keeps) its last-resort one. `SKIP LOCKED`: a concurrent claim takes
+/// the next package instead of waiting for, and then sharing, this one.
+pub async fn claim_one(
+    db: &impl Db,
+    device: &DeviceId,
+    one_time: bool,
+) -> Result<Option<(Vec<u8>, bool)>, tokio_postgres::Error> {
+    if one_time && let Some(package) = take_one_time(db, device).await? {
+        return Ok(Some((package, false)));
     }
     let last_resort = db
         .prepare_cached(
@@ -88,6 +128,19 @@ pub async fn claim_one(db: &impl Db, device: &DeviceId) -> Result<Option<(Vec<u8
         .query_opt(&last_resort, &[&device.as_str()])
         .await?
         .map(|row| (row.get(0), true)))
+}
+
+async fn take_one_time(db: &impl Db, device: &DeviceId) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
+    let take = db
+        .prepare_cached(
+            "DELETE FROM key_packages WHERE id = (
+                 SELECT id FROM key_packages
+                 WHERE device_id = $1 AND NOT last_resort AND expires_at > now()
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING key_package",
+        )
+        .await?;
+    Ok(db.query_opt(&take, &[&device.as_str()]).await?.map(|row| row.get(0)))
 }
 
 /// Deletes every KeyPackage of the account's devices (claimable or last-resort).

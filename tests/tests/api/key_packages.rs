@@ -84,7 +84,8 @@ async fn upload_count_and_claim_one_per_device() {
 
 #[tokio::test]
 async fn concurrent_claims_never_share_a_package() {
-    let server = TestServer::spawn().await;
+    // One claimer takes all 20: its hourly share of the device's one-time packages is raised.
+    let server = TestServer::spawn_with(|c| c.limits.one_time_key_packages_per_claimer_and_device_per_hour = 100).await;
     let (carol, mls, _, carol_id) = device(&server, "carol", true).await;
     carol
         .upload_key_packages(&upload((0..20).map(|_| mls.key_package(false)).collect()))
@@ -108,6 +109,63 @@ async fn concurrent_claims_never_share_a_package() {
         );
     }
     assert_eq!(carol.key_package_count().await.expect("count").available, 0);
+}
+
+/// One account used to take a victim's 20 one-time KeyPackages in under a second, leaving
+/// later adds with the last-resort package only. Now each claimer gets a few of a device's
+/// one-time packages an hour, and everyone together a few more; past that, claims get the
+/// last-resort package (adds keep working), and the device can see it happening.
+#[tokio::test]
+async fn one_claimer_cannot_drain_a_devices_key_packages() {
+    let server = TestServer::spawn_with(|c| {
+        c.limits.one_time_key_packages_per_claimer_and_device_per_hour = 3;
+        c.limits.one_time_key_packages_per_device_per_hour = 5;
+    })
+    .await;
+    let (victim, mls, _, victim_id) = device(&server, "victim", true).await;
+    let mut packages: Vec<_> = (0..20).map(|_| mls.key_package(false)).collect();
+    packages.push(mls.key_package(true));
+    victim.upload_key_packages(&upload(packages)).await.expect("upload");
+
+    let claim_as = |claimer: Client| {
+        let user_id = victim_id.clone();
+        async move {
+            let claimed = claimer
+                .claim_key_packages(&ClaimKeyPackagesRequest { user_id })
+                .await
+                .expect("a claim is answered");
+            assert_eq!(claimed.key_packages.len(), 1);
+            claimed.key_packages[0].last_resort
+        }
+    };
+    let (attacker, _, _, _) = device(&server, "attacker", true).await;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(claim_as(attacker.clone()).await);
+    }
+    assert_eq!(
+        got,
+        [[false; 3].as_slice(), &[true; 7]].concat(),
+        "3 one-time, then last resort"
+    );
+
+    // Others still get fresh packages, up to the device's own hourly budget.
+    let (friend, _, _, _) = device(&server, "friend", true).await;
+    assert!(!claim_as(friend.clone()).await);
+    assert!(!claim_as(friend.clone()).await);
+    let (late, _, _, _) = device(&server, "late", true).await;
+    assert!(claim_as(late).await, "the device's hourly budget is used up");
+
+    let count = victim.key_package_count().await.expect("count");
+    assert_eq!(count.available, 15);
+    assert!(count.last_resort);
+    assert_eq!(count.claimed_last_hour, 13);
+    assert_eq!(count.last_resort_claimed_last_hour, 8);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("parley_key_package_claims_total{package=\"last_resort_over_budget\"} 8"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
