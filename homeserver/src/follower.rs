@@ -65,6 +65,23 @@ pub async fn receive(
             ),
         ));
     }
+    // What a hub could not have accepted is not stored either.
+    let max_bytes = app.config.limits.max_message_bytes;
+    if let Some(large) = transaction.messages.iter().find(|m| {
+        m.message.payload.as_slice().len() > max_bytes
+            || m.message
+                .welcome
+                .as_ref()
+                .is_some_and(|w| w.as_slice().len() > max_bytes)
+    }) {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "message {} of {} is larger than {max_bytes} bytes (limits.max_message_bytes)",
+                large.message.seq, large.message.group_id
+            ),
+        ));
+    }
     let verified = verify_all(transaction.messages, keys, |e| {
         ApiError::new(ErrorCode::InvalidSignature, e.to_string())
     })
@@ -129,8 +146,30 @@ async fn apply(
         messages.dedup_by_key(|m| m.seq);
     }
     let server_name = &app.config.server_name;
+    let local = |m: &&GroupMember| m.user_id.server_name() == *server_name;
+    let mut result = TransactionResult::default();
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
+    // Only groups in which devices of this server are members, as the hub's own group
+    // state says: a group starts being followed at the commit that adds the first of
+    // them. Anything else a hub sends (a group with no members here, or messages before
+    // that commit) is acknowledged as ignored and not stored.
+    let ids: Vec<&str> = groups.keys().map(String::as_str).collect();
+    let known = store::groups::members_of_many(&tx, &ids).await?;
+    groups.retain(|id, messages| {
+        let followed = known.get(id).is_some_and(|members| members.iter().any(|m| local(&m)));
+        let from = if followed {
+            0
+        } else {
+            messages
+                .iter()
+                .position(|m| m.kind == OrderedKind::Commit && m.members.iter().flatten().any(|m| local(&m)))
+                .unwrap_or(messages.len())
+        };
+        result.ignored += from as u64;
+        messages.drain(..from);
+        !messages.is_empty()
+    });
     let starts: Vec<(&str, i64, u64)> = groups
         .iter()
         .filter_map(|(id, messages)| messages.first().map(|m| (id.as_str(), m.seq - 1, m.epoch)))
@@ -143,11 +182,9 @@ async fn apply(
     )?;
     let locked: HashMap<String, _> = locked.into_iter().collect();
 
-    let mut result = TransactionResult::default();
     let mut accepted: Vec<&OrderedMessage> = Vec::new();
     // Local devices to write entries for: (message index in `accepted`, device, kind).
     let mut deliveries: Vec<(usize, GroupMember, InboxEntryKind)> = Vec::new();
-    let local = |m: &&GroupMember| m.user_id.server_name() == *server_name;
     let mut positions = Vec::new();
     let mut new_members: Vec<(&GroupId, Vec<GroupMember>)> = Vec::new();
     for (id, batch) in &groups {
@@ -239,6 +276,7 @@ async fn apply(
     let received = &app.metrics.federation_messages_received;
     received.with_label_values(&["stored"]).inc_by(result.stored);
     received.with_label_values(&["duplicate"]).inc_by(result.duplicates);
+    received.with_label_values(&["ignored"]).inc_by(result.ignored);
     if !result.backfilling.is_empty() {
         received.with_label_values(&["after_gap"]).inc();
     }

@@ -102,6 +102,10 @@ pub struct TransactionResult {
     pub stored: u64,
     /// Messages it had already stored (a retried transaction).
     pub duplicates: u64,
+    /// Messages it does not store: of groups in which it has no member devices (per the
+    /// hub's group state), or before the commit that added the first of them.
+    #[serde(default)]
+    pub ignored: u64,
     /// Groups in which it found a gap before a message and will backfill from the hub.
     pub backfilling: Vec<GroupId>,
 }

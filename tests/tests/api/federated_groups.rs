@@ -17,7 +17,7 @@ use parley_homeserver::tls::{certified_key, root_store};
 use parley_sdk::messenger::{Event, Messenger};
 use parley_specs::endpoints::federation::{BACKFILL, GROUP_DELIVERY, RECEIPTS, SEND_TRANSACTION, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{
-    DeliveryReceipt, ForwardedMessage, OrderedKind, OrderedMessage, ReceiptsRequest, Transaction,
+    DeliveryReceipt, ForwardedMessage, OrderedKind, OrderedMessage, ReceiptsRequest, Transaction, TransactionResult,
 };
 use parley_specs::groups_api::{GroupDelivery, GroupMember, SubmitMessageRequest};
 use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
@@ -561,6 +561,70 @@ async fn a_hub_adds_no_one_from_a_server_it_does_not_federate_with_and_takes_no_
         refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
         (400, "invalid_param".to_owned())
     );
+}
+
+/// A federating server used to get anything stored by a follower: messages of groups in
+/// which the follower has no member (10 × 4 MiB accepted), with no size check per
+/// message. Now a follower stores only groups where its devices are members per the hub's
+/// group state, from the commit that added the first of them, and no message larger than
+/// a hub accepts.
+#[tokio::test]
+async fn a_follower_stores_only_groups_with_members_there_and_no_oversized_message() {
+    let trio = trio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_ann, ben, group) = pair_group(&trio, dir.path()).await;
+    let as_a = speaking_as(&trio, 0);
+    let b = trio.server(1);
+    let stored_in = |group: &GroupId| {
+        let group = group.as_str().to_owned();
+        async move {
+            b.count("SELECT count(*) FROM group_messages WHERE group_id = $1", &[&group])
+                .await
+        }
+    };
+
+    // A group of a.test in which b.test has nobody: acknowledged, nothing stored.
+    let strangers = GroupId::parse("strangers@a.test").unwrap();
+    let messages = (1..=3)
+        .map(|seq| hub_signature::sign(&as_a.1, ordered(&strangers, seq, &ben), now_ms()))
+        .collect();
+    let path = SEND_TRANSACTION.path_with(&["no-members-here"]);
+    let body = serde_json::to_vec(&Transaction { messages }).unwrap();
+    let response = as_a
+        .0
+        .send(
+            &as_a.1,
+            reqwest::Method::PUT,
+            &ServerName::parse(NAMES[1]).unwrap(),
+            &path,
+            body,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let result: TransactionResult = response.json().await.unwrap();
+    assert_eq!((result.stored, result.ignored), (0, 3));
+    assert_eq!(stored_in(&strangers).await, 0);
+    let followed = b
+        .count(
+            "SELECT count(*) FROM groups WHERE group_id = $1",
+            &[&strangers.as_str()],
+        )
+        .await;
+    assert_eq!(followed, 0, "no row for a group without members here");
+
+    // One message over the hub's size limit refuses the whole transaction.
+    let before = stored_in(&group).await;
+    let mut large = ordered(&group, 100, &ben);
+    large.payload = vec![b'x'; 48 * 1024 + 1].into();
+    let messages = vec![hub_signature::sign(&as_a.1, large, now_ms())];
+    let path = SEND_TRANSACTION.path_with(&["too-large-message"]);
+    assert_eq!(
+        refusal(&as_a, reqwest::Method::PUT, 1, &path, &Transaction { messages }).await,
+        (413, "payload_too_large".to_owned())
+    );
+    assert_eq!(stored_in(&group).await, before);
 }
 
 /// (server, delivered_up_to) of a delivery answer.
