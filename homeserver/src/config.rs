@@ -143,7 +143,8 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// A libpq-style URL, e.g. `postgres://parley@127.0.0.1:5432/parley`.
+    /// A libpq-style URL, e.g. `postgres://parley@127.0.0.1:5432/parley`; TLS with its
+    /// `sslmode` and `sslrootcert` options (see `pg_tls`).
     pub url: String,
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,

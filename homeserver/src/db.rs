@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::pg_tls;
 use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
 
@@ -70,10 +70,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x5041_524c_4559; // "PARLEY"
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("invalid database url: {0}")]
-    BadUrl(tokio_postgres::Error),
+    BadUrl(String),
     #[error("cannot create the connection pool: {0}")]
     Pool(String),
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database: {}", with_causes(.0))]
     Connect(deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
@@ -84,15 +84,28 @@ pub enum DbError {
     SchemaTooNew { found: i32, expected: i32 },
 }
 
+/// An error and its causes: a TLS failure says why only in its source (an unknown
+/// issuer, a name the certificate lacks).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
-    let mut pg: tokio_postgres::Config = config.url.parse().map_err(DbError::BadUrl)?;
+    let (mut pg, tls) = pg_tls::connection_config(&config.url).map_err(DbError::BadUrl)?;
     if pg.get_application_name().is_none() {
         // Tells an operator (and tests) which process a backend in pg_stat_activity serves.
         pg.application_name(format!("parley-homeserver/{}", std::process::id()));
     }
     let manager = deadpool_postgres::Manager::from_config(
         pg,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

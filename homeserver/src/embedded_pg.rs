@@ -110,6 +110,28 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Serves TLS with this certificate chain and key, and accepts TCP connections only
+    /// over TLS from then on (`hostssl` in pg_hba.conf): for trying `sslmode=verify-full`
+    /// against a private CA. Takes effect by a reload; connections already open stay.
+    pub fn serve_tls_only(&self, cert_pem: &str, key_pem: &str) -> Result<(), PgError> {
+        let data = self.data_dir();
+        for (file, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            private_file::write(&data.join(file), pem.as_bytes())?;
+            self.give_to_postgres(&data.join(file))?;
+        }
+        let hba = data.join("pg_hba.conf");
+        std::fs::write(&hba, "hostssl all all 127.0.0.1/32 scram-sha-256\n")?;
+        self.give_to_postgres(&hba)?;
+        let conf = data.join("postgresql.conf");
+        let mut settings = std::fs::read_to_string(&conf)?;
+        settings.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, settings)?;
+        self.pg_command("pg_ctl reload", "pg_ctl", |c| {
+            c.arg("-D").arg(self.data_dir()).arg("reload");
+        })
+        .map(drop)
+    }
+
     /// Stops the cluster, waiting for a clean shutdown. Synchronous so it can run from
     /// signal and exit paths.
     pub fn stop(&self) -> Result<(), PgError> {

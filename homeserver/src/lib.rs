@@ -18,6 +18,7 @@ pub mod hub;
 pub mod inbox;
 pub mod key_packages;
 pub mod metrics;
+pub mod pg_tls;
 pub mod rate_limit;
 pub mod remote;
 pub mod routes;

@@ -419,7 +419,7 @@ fn default_values_render_a_deployment_over_external_postgresql() {
     // The URL is assembled from values and the password Secret.
     assert_eq!(
         config.database.url,
-        "postgres://parley:secret-parley-postgresql-password@postgresql:5432/parley"
+        "postgres://parley:secret-parley-postgresql-password@postgresql:5432/parley?sslmode=prefer"
     );
     assert!(
         !manifests.container()["env"]

@@ -100,7 +100,7 @@ by the Deployment and the migration Job.
       name: {{ include "parley.postgresqlPasswordSecret" . }}
       key: {{ .Values.postgresql.passwordSecret.key }}
 - name: PARLEY_DATABASE__URL
-  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s:%v/%s" .Values.postgresql.user .Values.postgresql.host .Values.postgresql.port .Values.postgresql.database | quote }}
+  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s:%v/%s?sslmode=%s%s" .Values.postgresql.user .Values.postgresql.host .Values.postgresql.port .Values.postgresql.database .Values.postgresql.tls.sslMode (ternary "&sslrootcert=/etc/parley/postgresql-ca/ca.crt" "" (not (empty .Values.postgresql.tls.caSecret))) | quote }}
 {{- end }}
 {{- if .Values.config.registration.inviteToken.existingSecret }}
 - name: PARLEY_REGISTRATION__INVITE_TOKEN

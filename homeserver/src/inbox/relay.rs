@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
@@ -46,6 +46,14 @@ pub async fn relay_forever(database_url: String, waker: Arc<InboxWaker>, metrics
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("database.url: {0}")]
+    Url(String),
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+}
+
 /// One connection's life: LISTEN, then relay both ways until it fails.
 async fn relay(
     database_url: &str,
@@ -54,8 +62,10 @@ async fn relay(
     metrics: &Metrics,
     outgoing: &mut mpsc::UnboundedReceiver<Vec<String>>,
     wait: &mut Duration,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
+) -> Result<(), RelayError> {
+    // The URL was checked when the pool was made from it.
+    let (config, tls) = crate::pg_tls::connection_config(database_url).map_err(RelayError::Url)?;
+    let (client, mut connection) = config.connect(tls).await?;
     let (notifications, mut incoming) = mpsc::unbounded_channel();
     // The connection delivers notifications only while it is polled.
     let driver = tokio::spawn(async move {

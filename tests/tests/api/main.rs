@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod backup;
 mod dashboard;
+mod database_tls;
 mod deploy;
 mod device_keys;
 mod errors;
