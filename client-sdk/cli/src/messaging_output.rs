@@ -8,8 +8,8 @@ use parley_sdk::messenger::{
     AddOutcome, DeviceKey, Event, GroupOverview, LeafSource, MemberDevice, Presence, RefusedLeaf, SafetyNumber,
     Verification, human_time, text_line,
 };
-use parley_specs::{GroupId, UserId};
 use parley_specs::groups_api::GroupMember;
+use parley_specs::{GroupId, UserId};
 
 use crate::output::printable;
 

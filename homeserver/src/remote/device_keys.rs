@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use parley_federation::KeyId;
-use parley_federation::server_key::encode_public_key;
 use parley_federation::device_keys::{self as signing, VerifiedDeviceKeys};
+use parley_federation::server_key::encode_public_key;
 use parley_specs::endpoints::federation::USER_DEVICES;
 use parley_specs::keys_api::{ServerVerifyKey, SignedDeviceKeys, UserDeviceKeys};
 use parley_specs::{DeviceId, UserId};
@@ -165,9 +165,11 @@ pub async fn signing_key(remote: &Remote, verified: &VerifiedDeviceKeys) -> Resu
     let key_id = KeyId::parse(&signature.key_id)
         .map_err(|e| unavailable(format!("{server} signed a device list with a malformed key id: {e}")))?;
     let keys = peer_keys::with_key(remote, &server, &key_id, signature.signed_at_ms).await?;
-    let key = keys
-        .key_for(&key_id, signature.signed_at_ms)
-        .ok_or_else(|| unavailable(format!("{server} no longer publishes the key {key_id} of a device list")))?;
+    let key = keys.key_for(&key_id, signature.signed_at_ms).ok_or_else(|| {
+        unavailable(format!(
+            "{server} no longer publishes the key {key_id} of a device list"
+        ))
+    })?;
     Ok(ServerVerifyKey {
         key_id: key_id.as_str().to_owned(),
         key: encode_public_key(key),

@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod backup;
+mod client_checks;
 mod dashboard;
 mod deploy;
 mod device_keys;

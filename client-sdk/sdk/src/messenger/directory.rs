@@ -188,7 +188,11 @@ impl Messenger {
         let lock = self.begin().await?;
         let removed = self.state.server_keys.remove(server).is_some();
         self.directory.lists.retain(|user, _| user.server_name() != *server);
-        let result = if removed { self.save(&lock).map(|()| true) } else { Ok(false) };
+        let result = if removed {
+            self.save(&lock).map(|()| true)
+        } else {
+            Ok(false)
+        };
         self.end(lock, result)
     }
 
@@ -204,7 +208,11 @@ impl Messenger {
         let mut to_check: Vec<(&TreeLeaf, GroupMember)> = Vec::new();
         for leaf in changed {
             let Some(device) = leaf.device() else {
-                refused.push(refusal(leaf, None, "its credential names no Parley device (user_id/device_id)"));
+                refused.push(refusal(
+                    leaf,
+                    None,
+                    "its credential names no Parley device (user_id/device_id)",
+                ));
                 continue;
             };
             if let Some(other) = tree
@@ -386,7 +394,11 @@ fn leaf_of_node(index: u32, node: &LeafNode) -> TreeLeaf {
 /// signature key) differs (as the hub decides, `hub/vouch.rs`). Leaves are placed as
 /// openmls places them (updates, removes, adds at the leftmost free leaf, then the
 /// committer's update path), so the indices the user is told are the tree's.
-pub(crate) fn leaves_after(before: &[TreeLeaf], staged: &StagedCommit, committer: &Sender) -> (Vec<TreeLeaf>, Vec<TreeLeaf>) {
+pub(crate) fn leaves_after(
+    before: &[TreeLeaf],
+    staged: &StagedCommit,
+    committer: &Sender,
+) -> (Vec<TreeLeaf>, Vec<TreeLeaf>) {
     let mut slots: BTreeMap<u32, TreeLeaf> = before.iter().map(|l| (l.index, l.clone())).collect();
     let first_free = |slots: &BTreeMap<u32, TreeLeaf>| (0u32..).find(|i| !slots.contains_key(i)).unwrap_or(u32::MAX);
     for update in staged.update_proposals() {

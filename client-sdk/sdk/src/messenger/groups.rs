@@ -252,9 +252,10 @@ impl Messenger {
         for refusal in refused {
             let at = (refusal.leaf_index - first_new) as usize;
             if let Some((member, _)) = packages.get(at) {
-                outcome
-                    .refused_key_packages
-                    .push((member.clone(), format!("the KeyPackage's leaf is refused: {}", refusal.reason)));
+                outcome.refused_key_packages.push((
+                    member.clone(),
+                    format!("the KeyPackage's leaf is refused: {}", refusal.reason),
+                ));
             }
         }
         let refused_members: Vec<GroupMember> = outcome.refused_key_packages.iter().map(|(m, _)| m.clone()).collect();

@@ -15,13 +15,13 @@ use openmls::prelude::{
     MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
     StagedWelcome,
 };
-use parley_specs::{ErrorCode, UserId};
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery};
+use parley_specs::{ErrorCode, UserId};
 use time::OffsetDateTime;
 
 use super::device::join_config;
-use super::envelope::Envelope;
 use super::directory::{leaves_after, tree_leaves};
+use super::envelope::Envelope;
 use super::events::{Event, LeafSource};
 use super::groups::{member_of, members_of, mls_group_id};
 use super::history::{Conversation, HistoryMessage};
@@ -191,7 +191,10 @@ impl Messenger {
         // Every leaf of the group enters this device's view: each must be vouched for.
         let leaves = tree_leaves(staged.members());
         let refused = self.check_leaves(&leaves, &leaves).await?;
-        let sender = staged.welcome_sender().ok().and_then(|leaf| member_of(leaf.credential()));
+        let sender = staged
+            .welcome_sender()
+            .ok()
+            .and_then(|leaf| member_of(leaf.credential()));
         if !refused.is_empty() {
             self.key_packages_used = true;
             self.undelivered.push(Event::LeafRefused {
