@@ -323,14 +323,14 @@ impl Messenger {
             (None, _) if server == self.state.user_id.server_name() => return Ok(answer.device_keys),
             _ => return Err(bad("it is not signed by the user's server".to_owned())),
         };
-        if let Some(pinned) = self.state.server_keys.get(&server) {
-            if pinned.key_id != key.key_id || pinned.key != key.key {
-                return Err(DirectoryError::ServerKeyChanged {
-                    server,
-                    key_id: key.key_id,
-                    pinned_id: pinned.key_id.clone(),
-                });
-            }
+        if let Some(pinned) = self.state.server_keys.get(&server)
+            && (pinned.key_id != key.key_id || pinned.key != key.key)
+        {
+            return Err(DirectoryError::ServerKeyChanged {
+                server,
+                key_id: key.key_id,
+                pinned_id: pinned.key_id.clone(),
+            });
         }
         let server_keys = verified_keys(&server, &key).map_err(bad)?;
         let signed = SignedDeviceKeys {
@@ -338,17 +338,12 @@ impl Messenger {
             server_signature: signature,
         };
         let verified = verify(signed, &server_keys).map_err(|e| bad(e.to_string()))?;
-        if !self.state.server_keys.contains_key(&server) {
-            // Saved with the state by the operation that checks.
-            self.state.server_keys.insert(
-                server,
-                PinnedKey {
-                    key_id: key.key_id,
-                    key: key.key,
-                    pinned_at: OffsetDateTime::now_utc(),
-                },
-            );
-        }
+        // Pinned on first use; saved with the state by the operation that checks.
+        self.state.server_keys.entry(server).or_insert_with(|| PinnedKey {
+            key_id: key.key_id,
+            key: key.key,
+            pinned_at: OffsetDateTime::now_utc(),
+        });
         Ok(verified.into_signed().device_keys)
     }
 }
