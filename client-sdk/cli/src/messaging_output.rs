@@ -373,6 +373,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_leaf_is_named_with_the_device_it_claims_and_why() {
+        let refused = Event::LeafRefused {
+            group_id: GroupId::parse("g1@a.example").expect("group"),
+            seq: 7,
+            source: LeafSource::Commit,
+            by: Some(member("mal@a.example", "M1")),
+            leaves: vec![RefusedLeaf {
+                leaf_index: 2,
+                claims: Some(member("ben@b.example", "B1")),
+                identity: "ben@b.example/B1".into(),
+                signature_key: "0123456789abcdef0123".into(),
+                reason: "b.example vouches for another signature key for this device\x1b[2J".into(),
+            }],
+        };
+        let text = event_text(&refused);
+        assert!(
+            text.starts_with("[g1@a.example] WARNING: refused change #7 by mal@a.example/M1"),
+            "{text}"
+        );
+        assert!(text.contains("closed on this device"), "{text}");
+        assert!(
+            text.contains("leaf 2 claims to be ben@b.example/B1 (key 0123456789abcdef…): b.example vouches"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "escaped: {text}");
+    }
+
+    #[test]
     fn tables_align() {
         let text = member_table(&[
             MemberDevice {

@@ -13,7 +13,7 @@ use parley_specs::groups_api::InboxEntryKind;
 use parley_specs::{DeviceId, GroupId, UserId};
 use parley_tests::mls::{TestMlsDevice, forged_key_package, key_package_from, serialize};
 
-use crate::helpers::{BehindFakeHub, member};
+use crate::helpers::{BehindFakeHub, device, federated_pair, joined, member, sync_until, user};
 
 fn group_id(name: &str) -> GroupId {
     GroupId::parse(&format!("{name}@a.test")).unwrap()
@@ -293,4 +293,48 @@ async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn with_real_federating_servers_each_new_user_costs_one_lookup_per_process() {
+    let pair = federated_pair().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = device(&pair.a, dir.path(), "alice", true).await;
+    let mut bob = device(&pair.b, dir.path(), "bob", true).await;
+
+    // alice checks bob's claimed KeyPackage: bob's list, relayed by a.test with b.test's
+    // signature and key.
+    let group = alice.create_group().await.unwrap();
+    let started = std::time::Instant::now();
+    alice.add_members(&group, &[user(&bob)]).await.expect("add bob");
+    let first_add = started.elapsed();
+    assert_eq!(alice.directory_lookups(), 1, "bob's list");
+    // bob checks the Welcome's leaves: alice's list (his own leaf needs none).
+    joined(&mut bob, &group).await;
+    assert_eq!(bob.directory_lookups(), 1, "alice's list");
+
+    // The same people again, in a second group: nothing more to look up.
+    let second = alice.create_group().await.unwrap();
+    let started = std::time::Instant::now();
+    alice.add_members(&second, &[user(&bob)]).await.expect("add bob again");
+    let second_add = started.elapsed();
+    joined(&mut bob, &second).await;
+    assert_eq!((alice.directory_lookups(), bob.directory_lookups()), (1, 1));
+
+    // Messages never look anything up.
+    alice.send_text(&group, "hello bob", None).await.expect("send");
+    sync_until(&mut bob, &group, "alice's message", |h| {
+        h.iter().any(|m| m.text == "hello bob")
+    })
+    .await;
+    assert_eq!((alice.directory_lookups(), bob.directory_lookups()), (1, 1));
+
+    // Both see the same safety number, from the directory's keys.
+    let theirs = bob.safety_number(&user(&alice)).await.expect("bob's number");
+    let ours = alice.safety_number(&user(&bob)).await.expect("alice's number");
+    assert_eq!(ours.digits, theirs.digits);
+    println!(
+        "real servers: add of a new remote user {first_add:?} (1 lookup), of a known one {second_add:?} (0); \
+         joining 1 lookup, then 0"
+    );
 }
