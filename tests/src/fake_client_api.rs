@@ -134,6 +134,18 @@ impl FakeClientApi {
     /// Serves `user`'s devices with these keys, signed by `server_key` as the user's
     /// server signs them (and with that key, as a homeserver relays it).
     pub fn set_devices(&self, user: &UserId, devices: &[(DeviceId, Vec<u8>)], server_key: &ServerKeyring) {
+        let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        self.set_devices_signed_at(user, devices, server_key, now_ms);
+    }
+
+    /// `set_devices` with the list signed at `signed_at_ms` (an old list, replayed).
+    pub fn set_devices_signed_at(
+        &self,
+        user: &UserId,
+        devices: &[(DeviceId, Vec<u8>)],
+        server_key: &ServerKeyring,
+        signed_at_ms: i64,
+    ) {
         let list = UserDeviceKeys {
             user_id: user.clone(),
             devices: devices
@@ -144,7 +156,7 @@ impl FakeClientApi {
                 })
                 .collect(),
         };
-        let signed = sign(server_key, list, OffsetDateTime::now_utc().unix_timestamp() * 1000);
+        let signed = sign(server_key, list, signed_at_ms);
         let answer = UserDevices {
             device_keys: signed.device_keys,
             server_signature: Some(signed.server_signature),

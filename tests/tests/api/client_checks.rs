@@ -291,6 +291,32 @@ async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_list_signed_days_ago_is_a_replay_and_vouches_for_nothing() {
+    let mut s = BehindFakeHub::start().await;
+    let id = group_id("replayedlist");
+    let bob = s.bob_device();
+    let two_days_ago = (time::OffsetDateTime::now_utc().unix_timestamp() - 2 * 86_400) * 1000;
+    s.fake.set_devices_signed_at(
+        &UserId::parse("bob@b.test").unwrap(),
+        &[(DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec())],
+        &s.b_key,
+        two_days_ago,
+    );
+    let (mut group, _) = s.mallory.create_group(&id);
+    let (_, welcome) = s.mallory.add(
+        &mut group,
+        &[s.alice_key_package(), key_package_from(&bob.key_package(false))],
+    );
+    s.deliver_from_mallory(InboxEntryKind::Welcome, &id, 1, welcome);
+    let events = s.alice.sync().await.expect("sync");
+    let refused = refusals(&events);
+    assert_eq!(refused.len(), 1, "{events:?}");
+    let leaf = &refused[0].1[0];
+    assert_eq!(leaf.claims, Some(member("bob@b.test", "B1")));
+    assert!(leaf.reason.contains("signed 48 hours ago"), "{}", leaf.reason);
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -17,8 +17,9 @@
 //!
 //! What this does not stop: a homeserver that lies about its own users (it signs their
 //! lists), a homeserver that relays another server's list under a forged key to a device
-//! that never saw that server's real key (trust on first use), and the replay of an older
-//! list that still names a since-revoked device. See `specs/threat-model.md`.
+//! that never saw that server's real key (trust on first use), and the replay, within a
+//! day, of an older list that still names a since-revoked device (older lists are refused).
+//! See `specs/threat-model.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -40,6 +41,10 @@ use super::{Messenger, Result};
 
 /// A cached list is relied on this long; after that it is fetched again before use.
 const MAX_AGE: Duration = Duration::from_secs(600);
+/// A list signed longer ago than this is refused: an honest homeserver relays lists it
+/// fetched minutes ago at most (and signs its own users' lists when asked), so an older
+/// one is a replay (perhaps naming a device deleted since). Generous, for clocks that are off.
+const MAX_LIST_AGE_MS: i64 = 24 * 3_600_000;
 
 /// One leaf of a group tree, as the directory checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +342,14 @@ impl Messenger {
             device_keys: answer.device_keys,
             server_signature: signature,
         };
+        let signed_at = signed.server_signature.signed_at_ms;
+        let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        if signed_at < now_ms.saturating_sub(MAX_LIST_AGE_MS) {
+            return Err(bad(format!(
+                "it was signed {} hours ago; a relayed list is fetched from the user's server within minutes",
+                (now_ms - signed_at) / 3_600_000
+            )));
+        }
         let verified = verify(signed, &server_keys).map_err(|e| bad(e.to_string()))?;
         // Pinned on first use; saved with the state by the operation that checks.
         self.state.server_keys.entry(server).or_insert_with(|| PinnedKey {
