@@ -201,6 +201,14 @@ impl Messenger {
         self.end(lock, result)
     }
 
+    /// Checks every leaf of a tree this device is about to join: a Welcome's, or, for an
+    /// external join, the group built from the GroupInfo and its tree before the external
+    /// commit is submitted (`tree_leaves(group.members())`; on a refusal, delete that
+    /// group state, submit nothing and report [`Event::LeafRefused`](super::Event)).
+    pub(crate) async fn check_tree(&mut self, leaves: &[TreeLeaf]) -> Result<Vec<RefusedLeaf>> {
+        self.check_leaves(leaves, leaves).await
+    }
+
     /// Checks `changed`, leaves entering this device's view of a group whose whole tree
     /// will be `tree` (for a Welcome, both are every leaf), against the device key
     /// directory; returns the leaves refused (none: all vouched for). Fails only when a

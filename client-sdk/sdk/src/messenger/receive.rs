@@ -190,7 +190,7 @@ impl Messenger {
         };
         // Every leaf of the group enters this device's view: each must be vouched for.
         let leaves = tree_leaves(staged.members());
-        let refused = self.check_leaves(&leaves, &leaves).await?;
+        let refused = self.check_tree(&leaves).await?;
         let sender = staged
             .welcome_sender()
             .ok()
