@@ -179,17 +179,23 @@ const CLIENT_LIST_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// `GET /client/v1/users/{user_id}/devices`: `user`'s devices with their keys, from the
 /// store for a user of this server (signed by this server when it federates), from the
-/// user's server otherwise (with that server's signature).
+/// user's server otherwise (with that server's signature); with the public key that
+/// signed, which clients pin.
 pub async fn user_devices(state: &AppState, user: UserId) -> Result<UserDevices, ApiError> {
     if user.server_name() == state.config.server_name {
         let device_keys = local_device_keys(state, &user).await?;
-        let server_signature = state
-            .remote
-            .as_deref()
-            .map(|r| remote::device_keys::signed(r, device_keys.clone()).server_signature);
+        let Some(remote) = state.remote.as_deref() else {
+            return Ok(UserDevices {
+                device_keys,
+                server_signature: None,
+                server_key: None,
+            });
+        };
+        let (signed, key) = remote::device_keys::signed_with_key(remote, device_keys);
         return Ok(UserDevices {
-            device_keys,
-            server_signature,
+            device_keys: signed.device_keys,
+            server_signature: Some(signed.server_signature),
+            server_key: Some(key),
         });
     }
     let Some(remote) = state.remote.as_deref() else {
@@ -197,12 +203,13 @@ pub async fn user_devices(state: &AppState, user: UserId) -> Result<UserDevices,
             "user {user} (this server does not federate with other servers)"
         )));
     };
-    let signed = remote::device_keys::of_user(remote, &user, CLIENT_LIST_MAX_AGE)
-        .await?
-        .into_signed();
+    let verified = remote::device_keys::of_user(remote, &user, CLIENT_LIST_MAX_AGE).await?;
+    let key = remote::device_keys::signing_key(remote, &verified).await?;
+    let signed = verified.into_signed();
     Ok(UserDevices {
         device_keys: signed.device_keys,
         server_signature: Some(signed.server_signature),
+        server_key: Some(key),
     })
 }
 

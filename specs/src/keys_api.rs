@@ -117,4 +117,21 @@ pub struct UserDevices {
     /// has no server key then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_signature: Option<ServerSignature>,
+    /// The public key that made `server_signature`, as the user's homeserver publishes it
+    /// in its key document: clients cannot reach the federation API, so this server relays
+    /// it. A client pins it per server on first use and refuses a later different one (see
+    /// `protocol.md`, "Clients check every leaf"). Present exactly when
+    /// `server_signature` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<ServerVerifyKey>,
+}
+
+/// A server's federation public key as relayed to clients with a signed device list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerVerifyKey {
+    /// The key's id (`ed25519:<id>`), as `ServerSignature::key_id` names it.
+    pub key_id: String,
+    /// Base64 (standard alphabet, unpadded) of the 32-byte Ed25519 public key.
+    pub key: String,
 }

@@ -4,12 +4,14 @@
 //! is used when set); every test gets its own database and its own homeserver on a
 //! free port, so tests run in parallel without seeing each other. `process` runs the
 //! homeserver binary instead, for tests that kill it. `fake_peer` is a federation peer
-//! that misbehaves on purpose.
+//! that misbehaves on purpose; `fake_client_api` a client API behind which a hub accepted what a real one
+//! refuses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admin;
 pub mod balancer;
+pub mod fake_client_api;
 pub mod fake_peer;
 pub mod mls;
 pub mod postgres;

@@ -255,7 +255,9 @@ fn print_event(ctx: &Ctx, event: &Event) -> anyhow::Result<()> {
 /// process for a while.
 fn worth_retrying(err: &MessengerError) -> bool {
     match err {
-        MessengerError::Api(Error::Transport { .. }) | MessengerError::StoreBusy { .. } => true,
+        MessengerError::Api(Error::Transport { .. })
+        | MessengerError::StoreBusy { .. }
+        | MessengerError::DirectoryUnavailable { .. } => true,
         MessengerError::Api(e) => matches!(
             e.code(),
             Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal)

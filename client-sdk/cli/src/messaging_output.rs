@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use parley_sdk::messenger::{
-    AddOutcome, DeviceKey, Event, GroupOverview, MemberDevice, Presence, SafetyNumber, Verification, human_time,
-    text_line,
+    AddOutcome, DeviceKey, Event, GroupOverview, LeafSource, MemberDevice, Presence, RefusedLeaf, SafetyNumber,
+    Verification, human_time, text_line,
 };
-use parley_specs::UserId;
 use parley_specs::groups_api::GroupMember;
+use parley_specs::{GroupId, UserId};
 
 use crate::output::printable;
 
@@ -68,7 +68,49 @@ pub(crate) fn event_text(event: &Event) -> String {
             }
         ),
         Event::Expired { group_id, seq } => format!("[{group_id}] #{seq} disappeared"),
+        Event::LeafRefused {
+            group_id,
+            seq,
+            source,
+            by,
+            leaves,
+        } => leaf_refused_warning(group_id, *seq, *source, by.as_ref(), leaves),
     }
+}
+
+/// The warning for a Welcome or commit refused because of leaves the device key
+/// directory does not vouch for: which leaf, which device it claims to be, and why.
+pub(crate) fn leaf_refused_warning(
+    group_id: &GroupId,
+    seq: i64,
+    source: LeafSource,
+    by: Option<&GroupMember>,
+    leaves: &[RefusedLeaf],
+) -> String {
+    let by = by.map_or("someone".to_owned(), |m| format!("{}/{}", m.user_id, m.device_id));
+    let mut text = match source {
+        LeafSource::Welcome => format!(
+            "[{group_id}] WARNING: refused to join: the invitation from {by} puts devices in the group that their own \
+             servers do not vouch for; this device did not join"
+        ),
+        LeafSource::Commit => format!(
+            "[{group_id}] WARNING: refused change #{seq} by {by}: it puts devices in the group that their own servers \
+             do not vouch for; this conversation is closed on this device (leave it and start a new one)"
+        ),
+    };
+    for leaf in leaves {
+        let claims = leaf.claims.as_ref().map_or_else(
+            || format!("\"{}\"", printable(&leaf.identity)),
+            |m| format!("{}/{}", m.user_id, m.device_id),
+        );
+        let key: String = leaf.signature_key.chars().take(16).collect();
+        text.push_str(&format!(
+            "\n  leaf {} claims to be {claims} (key {key}…): {}",
+            leaf.leaf_index,
+            printable(&leaf.reason)
+        ));
+    }
+    text
 }
 
 /// The warning for a verified contact whose devices changed.
@@ -328,6 +370,34 @@ mod tests {
         };
         assert!(event_text(&warning).starts_with("WARNING: the devices of ben@a.example changed"));
         assert!(event_text(&warning).contains("new: B3"));
+    }
+
+    #[test]
+    fn a_refused_leaf_is_named_with_the_device_it_claims_and_why() {
+        let refused = Event::LeafRefused {
+            group_id: GroupId::parse("g1@a.example").expect("group"),
+            seq: 7,
+            source: LeafSource::Commit,
+            by: Some(member("mal@a.example", "M1")),
+            leaves: vec![RefusedLeaf {
+                leaf_index: 2,
+                claims: Some(member("ben@b.example", "B1")),
+                identity: "ben@b.example/B1".into(),
+                signature_key: "0123456789abcdef0123".into(),
+                reason: "b.example vouches for another signature key for this device\x1b[2J".into(),
+            }],
+        };
+        let text = event_text(&refused);
+        assert!(
+            text.starts_with("[g1@a.example] WARNING: refused change #7 by mal@a.example/M1"),
+            "{text}"
+        );
+        assert!(text.contains("closed on this device"), "{text}");
+        assert!(
+            text.contains("leaf 2 claims to be ben@b.example/B1 (key 0123456789abcdef…): b.example vouches"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "escaped: {text}");
     }
 
     #[test]

@@ -108,6 +108,13 @@ fn messenger_hint(err: &MessengerError, profile: &str) -> Option<String> {
             format!("start a conversation first: `{parley}group create`, then `{parley}group add GROUP {user}`")
         }
         MessengerError::CannotRemoveSelf => format!("`{parley}group leave GROUP` leaves a group"),
+        MessengerError::ConversationRefused { group, .. } => format!(
+            "this device refused a change to {group} that added a device its owner's server does not vouch for; \
+             `{parley}group leave {group}` deletes it here"
+        ),
+        MessengerError::DirectoryUnavailable { .. } => {
+            "the check of a new device's key needs its owner's server; run the command again later".to_owned()
+        }
         MessengerError::VerifiedContactChanged { users } => format!(
             "`{parley}verify {}` shows the new safety number; once you compared it, `{parley}verify {} --mark` \
              verifies the new devices and unblocks sending",

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use parley_federation::KeyId;
 use parley_federation::device_keys::{self as signing, VerifiedDeviceKeys};
+use parley_federation::server_key::encode_public_key;
 use parley_specs::endpoints::federation::USER_DEVICES;
-use parley_specs::keys_api::{SignedDeviceKeys, UserDeviceKeys};
+use parley_specs::keys_api::{ServerVerifyKey, SignedDeviceKeys, UserDeviceKeys};
 use parley_specs::{DeviceId, UserId};
 
 use super::{MAX_SMALL_ANSWER_BYTES, Remote, now_ms, peer_keys, refused, unavailable};
@@ -140,4 +141,34 @@ pub async fn fetch(remote: &Remote, user: &UserId) -> Result<VerifiedDeviceKeys,
 /// The list of one of this server's users, signed with this server's current key.
 pub fn signed(remote: &Remote, device_keys: UserDeviceKeys) -> SignedDeviceKeys {
     signing::sign(&remote.keys.current(), device_keys, now_ms())
+}
+
+/// The list of one of this server's users, signed with this server's current key, and
+/// that key's public half (for a client, which cannot fetch the key document).
+pub fn signed_with_key(remote: &Remote, device_keys: UserDeviceKeys) -> (SignedDeviceKeys, ServerVerifyKey) {
+    let keyring = remote.keys.current();
+    let key = ServerVerifyKey {
+        key_id: keyring.key_id().as_str().to_owned(),
+        key: encode_public_key(&keyring.public_key()),
+    };
+    (signing::sign(&keyring, device_keys, now_ms()), key)
+}
+
+/// The public key of the server that signed `verified` (a list already checked with
+/// it), from the cached key document of that server.
+pub async fn signing_key(remote: &Remote, verified: &VerifiedDeviceKeys) -> Result<ServerVerifyKey, ApiError> {
+    let signature = &verified.signed().server_signature;
+    let server = verified.device_keys().user_id.server_name();
+    let key_id = KeyId::parse(&signature.key_id)
+        .map_err(|e| unavailable(format!("{server} signed a device list with a malformed key id: {e}")))?;
+    let keys = peer_keys::with_key(remote, &server, &key_id, signature.signed_at_ms).await?;
+    let key = keys.key_for(&key_id, signature.signed_at_ms).ok_or_else(|| {
+        unavailable(format!(
+            "{server} no longer publishes the key {key_id} of a device list"
+        ))
+    })?;
+    Ok(ServerVerifyKey {
+        key_id: key_id.as_str().to_owned(),
+        key: encode_public_key(key),
+    })
 }

@@ -362,3 +362,93 @@ pub fn published_keys(name: &str, dir: &Path) -> VerifiedKeys {
         .verify(&name, now_ms())
         .unwrap()
 }
+
+// A device behind a hub made to accept forged leaves (`FakeClientApi`).
+
+/// alice@a.test's messenger (device `ALICE1`) talking to a fake client API that serves
+/// whatever the test delivers, mallory@a.test (`M1`) as an openmls device, and the device
+/// lists of both signed by a.test's key (bob@b.test's by b.test's, see `bob_device`).
+pub struct BehindFakeHub {
+    pub fake: parley_tests::fake_client_api::FakeClientApi,
+    pub alice: Messenger,
+    pub mallory: TestMlsDevice,
+    pub a_key: ServerKeyring,
+    pub b_key: ServerKeyring,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn member(user: &str, device: &str) -> parley_specs::groups_api::GroupMember {
+    parley_specs::groups_api::GroupMember {
+        user_id: UserId::parse(user).unwrap(),
+        device_id: DeviceId::parse(device).unwrap(),
+    }
+}
+
+impl BehindFakeHub {
+    pub async fn start() -> Self {
+        let fake = parley_tests::fake_client_api::FakeClientApi::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (alice_id, mallory_id) = (member("alice@a.test", "ALICE1"), member("mallory@a.test", "M1"));
+        let mut alice = Messenger::open(
+            fake.client(),
+            alice_id.user_id.clone(),
+            alice_id.device_id.clone(),
+            dir.path().join("alice.sealed"),
+            PASSPHRASE,
+        )
+        .await
+        .unwrap();
+        alice.set_websocket_enabled(false);
+        // Publishes KeyPackages to the fake.
+        alice.sync().await.expect("first sync");
+        let mallory = TestMlsDevice::new(&mallory_id.user_id, &mallory_id.device_id);
+        let (a_key, b_key) = (ServerKeyring::generate(), ServerKeyring::generate());
+        fake.set_devices(
+            &alice_id.user_id,
+            &[(alice_id.device_id.clone(), alice.signature_key().to_vec())],
+            &a_key,
+        );
+        fake.set_devices(
+            &mallory_id.user_id,
+            &[(mallory_id.device_id.clone(), mallory.signer.public().to_vec())],
+            &a_key,
+        );
+        Self {
+            fake,
+            alice,
+            mallory,
+            a_key,
+            b_key,
+            _dir: dir,
+        }
+    }
+
+    /// bob@b.test's real device `B1`, listed with its key by b.test.
+    pub fn bob_device(&self) -> TestMlsDevice {
+        let bob = member("bob@b.test", "B1");
+        let device = TestMlsDevice::new(&bob.user_id, &bob.device_id);
+        self.fake.set_devices(
+            &bob.user_id,
+            &[(bob.device_id, device.signer.public().to_vec())],
+            &self.b_key,
+        );
+        device
+    }
+
+    /// A KeyPackage alice's device uploaded.
+    pub fn alice_key_package(&self) -> openmls::prelude::KeyPackage {
+        parley_tests::mls::key_package_from(&self.fake.take_key_package())
+    }
+
+    /// Delivers a Welcome (or a commit, or a message) from mallory to alice's inbox.
+    pub fn deliver_from_mallory(
+        &self,
+        kind: parley_specs::groups_api::InboxEntryKind,
+        group: &GroupId,
+        seq: i64,
+        payload: Vec<u8>,
+    ) {
+        self.fake
+            .deliver(kind, group, seq, &member("mallory@a.test", "M1"), payload);
+    }
+}

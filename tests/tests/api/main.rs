@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod backup;
+mod client_checks;
 mod dashboard;
 mod database_tls;
 mod deploy;

@@ -307,6 +307,11 @@ pub struct Conversation {
     /// The disappearing-message timer of messages sent from this device.
     pub timer_secs: Option<u64>,
     pub encryption: Encryption,
+    /// Set when this device refused a change to the conversation that put a device its
+    /// owner's server does not vouch for in it: it takes no further messages. Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub refused: Option<String>,
 }
 
 /// One device's signature key.
@@ -325,6 +330,19 @@ impl From<&DeviceKey> for ContactDevice {
             signature_key: key.signature_key.clone(),
         }
     }
+}
+
+/// A leaf this device refused: the device it claims to be, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct RefusedLeafView {
+    pub leaf_index: u32,
+    /// The device its credential claims to be (absent when it names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub claims: Option<DeviceRef>,
+    /// Ed25519, hex.
+    pub signature_key: String,
+    pub reason: String,
 }
 
 /// A contact's safety number with this user, and whether they were verified.
@@ -460,6 +478,20 @@ pub enum ServerEvent {
         user_id: UserId,
         added: Vec<ContactDevice>,
         removed: Vec<ContactDevice>,
+    },
+    /// WARNING: a Welcome or a commit put devices in a conversation that their own
+    /// servers do not vouch for; this device refused it (a Welcome: not joined; a commit:
+    /// the conversation is closed here). `message` says it in words.
+    LeafRefused {
+        #[ts(as = "String")]
+        group_id: GroupId,
+        /// `welcome` or `commit`.
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        by: Option<DeviceRef>,
+        leaves: Vec<RefusedLeafView>,
+        message: String,
     },
     Sync {
         state: SyncState,

@@ -170,7 +170,9 @@ impl From<MessengerError> for ApiError {
             | MessengerError::UnknownMessage { .. }
             | MessengerError::NoSharedGroup(_)
             | MessengerError::NotInGroup { .. }) => Self::not_found(e.to_string()),
-            e @ (MessengerError::NotAMember(_) | MessengerError::CannotAdd { .. }) => Self::not_allowed(e.to_string()),
+            e @ (MessengerError::NotAMember(_)
+            | MessengerError::CannotAdd { .. }
+            | MessengerError::ConversationRefused { .. }) => Self::not_allowed(e.to_string()),
             e @ MessengerError::VerifiedContactChanged { .. } => {
                 Self::new(StatusCode::CONFLICT, "verified_contact_changed", e.to_string())
             }

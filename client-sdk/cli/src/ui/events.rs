@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use parley_sdk::Error;
-use parley_sdk::messenger::{Event, Messenger, MessengerError, Presence};
+use parley_sdk::messenger::{Event, LeafSource, Messenger, MessengerError, Presence};
 use parley_specs::ErrorCode;
 use tokio::sync::broadcast;
 
-use super::api::{ConnectionState, ContactDevice, ServerEvent};
+use super::api::{ConnectionState, ContactDevice, RefusedLeafView, ServerEvent};
 use super::delivery::Deliveries;
 use super::server::Ui;
 use super::views;
+use crate::messaging_output::leaf_refused_warning;
 
 /// How long one receive holds the messenger.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
@@ -156,6 +157,37 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
             }
             Event::Expired { group_id, seq } => {
                 out.push(ServerEvent::MessageDeleted { group_id, seq });
+            }
+            Event::LeafRefused {
+                group_id,
+                seq,
+                source,
+                by,
+                leaves,
+            } => {
+                let message = leaf_refused_warning(&group_id, seq, source, by.as_ref(), &leaves);
+                out.push(ServerEvent::LeafRefused {
+                    group_id: group_id.clone(),
+                    source: match source {
+                        LeafSource::Welcome => "welcome",
+                        LeafSource::Commit => "commit",
+                    }
+                    .to_owned(),
+                    by: by.map(Into::into),
+                    leaves: leaves
+                        .into_iter()
+                        .map(|l| RefusedLeafView {
+                            leaf_index: l.leaf_index,
+                            claims: l.claims.map(Into::into),
+                            signature_key: l.signature_key,
+                            reason: l.reason,
+                        })
+                        .collect(),
+                    message,
+                });
+                if source == LeafSource::Commit && !conversations_changed.contains(&group_id) {
+                    conversations_changed.push(group_id);
+                }
             }
             Event::LeaveAnnounced { .. } | Event::Undecryptable { .. } => {}
         }

@@ -78,6 +78,7 @@ fn declarations() -> Declarations {
         Encryption,
         Conversation,
         ContactDevice,
+        RefusedLeafView,
         Contact,
         Device,
         SearchHit,

@@ -137,6 +137,7 @@ pub(crate) async fn conversations(
                 unread: overview.unread,
                 last_message,
                 timer_secs: overview.timer_secs,
+                refused: overview.refused,
                 encryption: Encryption {
                     protocol: "MLS".to_owned(),
                     ciphersuite: CIPHERSUITE.to_owned(),

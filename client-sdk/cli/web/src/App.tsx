@@ -168,6 +168,18 @@ function Connected() {
           Can't reach your homeserver. Check your connection; messages will go out when it is back.
         </div>
       )}
+      {state.warnings.map((w, i) => (
+        <div
+          key={i}
+          role="alert"
+          className="flex items-start gap-2 bg-red-100 px-3 py-1 text-sm whitespace-pre-wrap text-red-900 dark:bg-red-950 dark:text-red-100"
+        >
+          <span className="flex-1">{w}</span>
+          <button type="button" className="btn" onClick={() => dispatch({ type: "dismiss_warning", index: i })}>
+            Dismiss
+          </button>
+        </div>
+      ))}
       {state.sync.state === "syncing" && signedIn && (
         <div className="bg-blue-50 px-3 py-1 dark:bg-slate-800">
           <Spinner label={`Syncing${state.sync.pending ? ` (${state.sync.pending} left)` : ""}…`} />

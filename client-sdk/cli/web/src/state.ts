@@ -27,6 +27,8 @@ export interface State {
   socket: SocketState;
   homeserver: { state: "online" | "unreachable"; message?: string };
   sync: SyncState;
+  /** Security warnings to show until dismissed (refused devices). */
+  warnings: string[];
 }
 
 export const initialState: State = {
@@ -40,6 +42,7 @@ export const initialState: State = {
   socket: "connecting",
   homeserver: { state: "online" },
   sync: { state: "idle" },
+  warnings: [],
 };
 
 export type Action =
@@ -54,6 +57,7 @@ export type Action =
   | { type: "read"; group_id: string }
   | { type: "socket"; state: SocketState }
   | { type: "typing_expire"; now: number }
+  | { type: "dismiss_warning"; index: number }
   | { type: "event"; event: ServerEvent; now: number };
 
 const TYPING_MS = 6000;
@@ -172,6 +176,8 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
       return { ...s, sync: { state: e.state, pending: e.pending } };
     case "connection":
       return { ...s, homeserver: { state: e.state, message: e.message } };
+    case "leaf_refused":
+      return { ...s, warnings: [...s.warnings, e.message] };
     case "verified_contact_changed": {
       // Mark the user's member entries as changed until the conversation is refreshed.
       const conversations = s.conversations.map((c) =>
@@ -253,6 +259,8 @@ export function reducer(s: State, a: Action): State {
       return { ...s, conversations: mapConv(s, a.group_id, (c) => ({ ...c, unread: 0 })) };
     case "socket":
       return { ...s, socket: a.state };
+    case "dismiss_warning":
+      return { ...s, warnings: s.warnings.filter((_, i) => i !== a.index) };
     case "typing_expire": {
       let changed = false;
       const typing: State["typing"] = {};

@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 
 use parley_specs::UserId;
+use parley_specs::mls::credential_identity;
 use time::OffsetDateTime;
 
+use super::directory::TreeLeaf;
 use super::error::MessengerError;
 use super::events::Event;
 use super::groups::member_of;
@@ -16,9 +18,17 @@ impl Messenger {
     /// The safety number of this user and `contact`, from both users' devices in the
     /// groups this device shares with the contact; and whether the contact is verified.
     /// Both people see the same number when their devices are up to date (sync first).
+    ///
+    /// The number covers exactly the keys the device key directory vouches for: a key a
+    /// shared group's tree carries that the owner's homeserver does not list for that
+    /// device is left out (such a leaf is refused when it arrives; this covers groups
+    /// joined before clients checked).
     pub async fn safety_number(&mut self, contact: &UserId) -> Result<SafetyNumber> {
         let lock = self.begin().await?;
-        let result = self.safety_number_now(contact);
+        let result = match self.vouched_shared_keys(contact).await {
+            Ok(keys) => self.safety_number_of(contact, keys),
+            Err(e) => Err(e),
+        };
         self.end(lock, result)
     }
 
@@ -27,17 +37,26 @@ impl Messenger {
     /// [`Event::VerifiedContactChanged`].
     pub async fn mark_verified(&mut self, contact: &UserId) -> Result<SafetyNumber> {
         let lock = self.begin().await?;
-        let result = match self.safety_number_now(contact) {
+        let number = match self.vouched_shared_keys(contact).await {
+            Ok(keys) => self.safety_number_of(contact, keys),
+            Err(e) => Err(e),
+        };
+        let result = match number {
             Ok(number) => {
+                let verified_at = OffsetDateTime::now_utc();
                 self.state.contacts.insert(
                     contact.clone(),
                     Contact {
                         verified_keys: number.contact_devices.iter().cloned().collect(),
-                        verified_at: OffsetDateTime::now_utc(),
+                        verified_at,
                         changed: false,
                     },
                 );
-                self.save(&lock).and_then(|()| self.safety_number_now(contact))
+                let verified = SafetyNumber {
+                    verification: Verification::Verified { verified_at },
+                    ..number
+                };
+                self.save(&lock).map(|()| verified)
             }
             Err(e) => Err(e),
         };
@@ -73,12 +92,47 @@ impl Messenger {
         Ok(verification_of(c, &theirs))
     }
 
-    fn safety_number_now(&self, contact: &UserId) -> Result<SafetyNumber> {
-        let me = &self.state.user_id;
-        if contact == me {
+    /// This user's and `contact`'s keys in shared groups that the directory vouches for.
+    async fn vouched_shared_keys(&mut self, contact: &UserId) -> Result<(BTreeSet<DeviceKey>, BTreeSet<DeviceKey>)> {
+        if contact == &self.state.user_id {
             return Err(MessengerError::OwnSafetyNumber(contact.clone()));
         }
         let (own, theirs) = self.shared_device_keys(contact)?;
+        let me = self.state.user_id.clone();
+        Ok((self.vouched(&me, own).await?, self.vouched(contact, theirs).await?))
+    }
+
+    /// The keys of `keys` (`user`'s) the device key directory vouches for.
+    async fn vouched(&mut self, user: &UserId, keys: BTreeSet<DeviceKey>) -> Result<BTreeSet<DeviceKey>> {
+        let leaves: Vec<TreeLeaf> = keys
+            .iter()
+            .zip(0u32..)
+            .map(|(key, index)| TreeLeaf {
+                index,
+                identity: credential_identity(user, &key.device_id),
+                signature_key: hex::decode(&key.signature_key).unwrap_or_default(),
+            })
+            .collect();
+        let refused: BTreeSet<u32> = self
+            .check_leaves(&leaves, &leaves)
+            .await?
+            .into_iter()
+            .map(|r| r.leaf_index)
+            .collect();
+        Ok(keys
+            .into_iter()
+            .zip(0u32..)
+            .filter(|(_, index)| !refused.contains(index))
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    fn safety_number_of(
+        &self,
+        contact: &UserId,
+        (own, theirs): (BTreeSet<DeviceKey>, BTreeSet<DeviceKey>),
+    ) -> Result<SafetyNumber> {
+        let me = &self.state.user_id;
         if theirs.is_empty() {
             return Err(MessengerError::NoSharedGroup(contact.clone()));
         }

@@ -124,6 +124,26 @@ pub enum MessengerError {
         /// The contacts whose devices changed.
         users: Vec<UserId>,
     },
+    /// A user's device list could not be fetched to check leaves (the homeserver, or the
+    /// user's server, is unreachable); nothing was refused or accepted, try again later.
+    #[error("cannot check the devices of {user} in the device key directory now, try again later: {reason}")]
+    DirectoryUnavailable {
+        /// The user.
+        user: UserId,
+        /// Why.
+        reason: String,
+    },
+    /// This device refused a commit of the group (it carried a leaf the device key
+    /// directory does not vouch for), so the conversation takes no further messages.
+    #[error(
+        "{group} is closed on this device: it refused a change that put a device the directory does not vouch          for in the group ({reason}); leave it and start a new conversation"
+    )]
+    ConversationRefused {
+        /// The group.
+        group: GroupId,
+        /// Why the commit was refused.
+        reason: String,
+    },
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {

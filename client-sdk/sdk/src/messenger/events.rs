@@ -5,6 +5,7 @@ use parley_specs::groups_api::GroupMember;
 use parley_specs::{GroupId, UserId};
 use serde::Serialize;
 
+use super::directory::RefusedLeaf;
 use super::envelope::Presence;
 use super::history::HistoryMessage;
 use super::safety::DeviceKey;
@@ -98,6 +99,23 @@ pub enum Event {
         /// The message.
         seq: i64,
     },
+    /// WARNING: a Welcome or a commit put leaves in the group that the device key
+    /// directory does not vouch for (a device whose own homeserver lists another key, no
+    /// such device, a second leaf of one device). It was refused: a Welcome is not joined;
+    /// a commit is not applied and the conversation takes no further messages (see
+    /// [`MessengerError::ConversationRefused`](super::MessengerError::ConversationRefused)).
+    LeafRefused {
+        /// The conversation.
+        group_id: GroupId,
+        /// The hub's sequence number of the commit (or of the Welcome's entry).
+        seq: i64,
+        /// What carried the leaves.
+        source: LeafSource,
+        /// The member that sent the Welcome or the commit, as its credential names it.
+        by: Option<GroupMember>,
+        /// The leaves refused, each with the device it claims to be and why.
+        leaves: Vec<RefusedLeaf>,
+    },
     /// An inbox entry could not be used (it is acknowledged anyway, so it does not block
     /// the inbox).
     Undecryptable {
@@ -108,4 +126,14 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+}
+
+/// What carried leaves this device refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeafSource {
+    /// A Welcome: the group was not joined.
+    Welcome,
+    /// A commit: it was not applied, and the conversation is closed on this device.
+    Commit,
 }

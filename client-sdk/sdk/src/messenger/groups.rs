@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use super::commits::{Change, encode};
 use super::device::{CIPHERSUITE, PAST_EPOCHS_KEPT, checked_key_package};
+use super::directory::{TreeLeaf, tree_leaves};
 use super::envelope::Envelope;
 use super::error::{MessengerError, mls};
 use super::history::Conversation;
@@ -60,6 +61,11 @@ pub struct GroupOverview {
     /// The disappearing-message timer of messages sent from this device, in seconds
     /// (see [`Messenger::set_timer`]).
     pub timer_secs: Option<u64>,
+    /// Set when this device refused a commit of the group (it put a device the device key
+    /// directory does not vouch for in it): the conversation takes no further messages.
+    /// Why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// What adding users did.
@@ -232,7 +238,34 @@ impl Messenger {
                 first_failure = Some(user.clone());
             }
         }
-        outcome.epoch = self.active_group(group_id)?.epoch().as_u64();
+        // Each KeyPackage's leaf must be its device's, as the device key directory says.
+        let group = self.active_group(group_id)?;
+        let mut tree = tree_leaves(group.members());
+        let first_new = tree.iter().map(|l| l.index + 1).max().unwrap_or(0);
+        let new: Vec<TreeLeaf> = packages
+            .iter()
+            .zip(first_new..)
+            .map(|((_, package), index)| TreeLeaf::of_leaf_node(index, package.leaf_node()))
+            .collect();
+        tree.extend(new.iter().cloned());
+        let refused = self.check_leaves(&new, &tree).await?;
+        for refusal in refused {
+            let at = (refusal.leaf_index - first_new) as usize;
+            if let Some((member, _)) = packages.get(at) {
+                outcome.refused_key_packages.push((
+                    member.clone(),
+                    format!("the KeyPackage's leaf is refused: {}", refusal.reason),
+                ));
+            }
+        }
+        let refused_members: Vec<GroupMember> = outcome.refused_key_packages.iter().map(|(m, _)| m.clone()).collect();
+        packages.retain(|(m, _)| !refused_members.contains(m));
+        if packages.is_empty()
+            && let Some((member, _)) = outcome.refused_key_packages.first()
+        {
+            first_failure.get_or_insert_with(|| member.user_id.clone());
+        }
+        outcome.epoch = group.epoch().as_u64();
         if packages.is_empty() {
             return match first_failure {
                 None => Ok(outcome),
@@ -378,6 +411,7 @@ impl Messenger {
                 last_message_at: conversation.messages.iter().map(|m| m.sent_at).max(),
                 unread: conversation.unread(&self.state.user_id, now),
                 timer_secs: conversation.timer_secs,
+                refused: conversation.refused.clone(),
             });
         }
         Ok(all)
@@ -417,6 +451,12 @@ impl Messenger {
             .conversations
             .get(group_id)
             .ok_or_else(|| MessengerError::UnknownGroup(group_id.clone()))?;
+        if let Some(reason) = &conversation.refused {
+            return Err(MessengerError::ConversationRefused {
+                group: group_id.clone(),
+                reason: reason.clone(),
+            });
+        }
         match self.load_group(group_id)? {
             Some(group) if conversation.member && group.is_active() => Ok(group),
             _ => Err(MessengerError::NotAMember(group_id.clone())),

@@ -65,6 +65,11 @@ pub(crate) struct Conversation {
     /// Messages up to this sequence number were read on this device.
     #[serde(default)]
     pub(crate) read_up_to: i64,
+    /// Set when this device refused a commit of the group (a leaf the device key
+    /// directory does not vouch for): the group's state would include that leaf, so the
+    /// conversation takes no further messages. Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refused: Option<String>,
 }
 
 impl Conversation {
@@ -76,6 +81,7 @@ impl Conversation {
             messages: Vec::new(),
             timer_secs: None,
             read_up_to: 0,
+            refused: None,
         }
     }
 

@@ -37,6 +37,7 @@ mod commits;
 mod contacts;
 mod conversations;
 mod device;
+mod directory;
 mod envelope;
 mod error;
 mod events;
@@ -55,9 +56,10 @@ use std::time::Instant;
 use parley_specs::{DeviceId, UserId};
 use time::OffsetDateTime;
 
+pub use directory::{DirectoryError, RefusedLeaf};
 pub use envelope::{Envelope, Presence};
 pub use error::MessengerError;
-pub use events::Event;
+pub use events::{Event, LeafSource};
 pub use groups::{AddOutcome, GroupOverview, LeaveOutcome, MemberDevice, RemoveOutcome};
 pub use history::{ExportFormat, HistoryMessage, human_time, text_line};
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
@@ -103,6 +105,8 @@ pub struct Messenger {
     /// Events produced inside other operations (a catch-up before a retried commit),
     /// returned by the next `sync` or `receive`.
     undelivered: Vec<Event>,
+    /// Device lists looked up by this process (see `directory.rs`).
+    directory: directory::Directory,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -165,6 +169,7 @@ impl Messenger {
                     contacts: Default::default(),
                     leave_requests: Default::default(),
                     pending_commits: Default::default(),
+                    server_keys: Default::default(),
                 };
                 let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
                 messenger.save(&lock)?;
@@ -197,6 +202,7 @@ impl Messenger {
             websocket_enabled: true,
             websocket_retry_at: None,
             undelivered: Vec::new(),
+            directory: Default::default(),
         }
     }
 

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, StagedCommit, StagedWelcome,
+    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
+    StagedWelcome,
 };
-use parley_specs::ErrorCode;
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery};
+use parley_specs::{ErrorCode, UserId};
 use time::OffsetDateTime;
 
 use super::device::join_config;
+use super::directory::{leaves_after, tree_leaves};
 use super::envelope::Envelope;
-use super::events::Event;
+use super::events::{Event, LeafSource};
 use super::groups::{member_of, members_of, mls_group_id};
 use super::history::{Conversation, HistoryMessage};
 use super::store::StoreLock;
@@ -37,6 +39,8 @@ const WEBSOCKET_RECONNECT: Duration = Duration::from_secs(1);
 /// How long to wait for more entries pushed right behind the first of a batch.
 const BATCH_GATHER: Duration = Duration::from_millis(20);
 
+/// `Err` inside: the entry is unusable (reported, acknowledged). `Err` outside: it could
+/// not be processed now (a device list could not be fetched); the batch stops unsaved.
 type EntryResult = std::result::Result<(), String>;
 
 impl Messenger {
@@ -105,7 +109,7 @@ impl Messenger {
         if !self.state.pending_commits.is_empty() {
             self.resolve_pending_commits(lock).await?;
         }
-        self.process_batch(lock, entries).map(drop)
+        self.process_batch(lock, entries).await.map(drop)
     }
 
     /// What follows processing: remove users who announced they leave, and replace the
@@ -134,14 +138,14 @@ impl Messenger {
             if page.entries.is_empty() {
                 return Ok(());
             }
-            let up_to = self.process_batch(lock, &page.entries)?;
+            let up_to = self.process_batch(lock, &page.entries).await?;
             self.client.ack_inbox(up_to).await?;
             self.acked_up_to = self.acked_up_to.max(up_to);
         }
     }
 
     /// Processes entries in inbox order and saves; returns the cursor to acknowledge.
-    fn process_batch(&mut self, lock: &StoreLock, entries: &[InboxEntry]) -> Result<i64> {
+    async fn process_batch(&mut self, lock: &StoreLock, entries: &[InboxEntry]) -> Result<i64> {
         let mut sorted: Vec<&InboxEntry> = entries.iter().collect();
         sorted.sort_by_key(|e| e.cursor);
         let mut up_to = self.state.inbox_cursor;
@@ -152,7 +156,7 @@ impl Messenger {
                 continue;
             }
             membership_seen |= entry.kind != InboxEntryKind::Receipt;
-            if let Err(reason) = self.process_entry(entry) {
+            if let Err(reason) = self.process_entry(entry).await? {
                 self.undelivered.push(Event::Undecryptable {
                     group_id: entry.group_id.clone(),
                     seq: entry.seq,
@@ -168,18 +172,45 @@ impl Messenger {
         Ok(up_to)
     }
 
-    fn process_entry(&mut self, entry: &InboxEntry) -> EntryResult {
+    async fn process_entry(&mut self, entry: &InboxEntry) -> Result<EntryResult> {
         match entry.kind {
-            InboxEntryKind::Welcome => self.process_welcome(entry),
-            InboxEntryKind::Message => self.process_group_message(entry),
+            InboxEntryKind::Welcome => self.process_welcome(entry).await,
+            InboxEntryKind::Message => self.process_group_message(entry).await,
             InboxEntryKind::Receipt => {
                 self.process_receipt(entry);
-                Ok(())
+                Ok(Ok(()))
             }
         }
     }
 
-    fn process_welcome(&mut self, entry: &InboxEntry) -> EntryResult {
+    async fn process_welcome(&mut self, entry: &InboxEntry) -> Result<EntryResult> {
+        let staged = match self.stage_welcome(entry) {
+            Ok(staged) => staged,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        // Every leaf of the group enters this device's view: each must be vouched for.
+        let leaves = tree_leaves(staged.members());
+        let refused = self.check_tree(&leaves).await?;
+        let sender = staged
+            .welcome_sender()
+            .ok()
+            .and_then(|leaf| member_of(leaf.credential()));
+        if !refused.is_empty() {
+            self.key_packages_used = true;
+            self.undelivered.push(Event::LeafRefused {
+                group_id: entry.group_id.clone(),
+                seq: entry.seq,
+                source: LeafSource::Welcome,
+                by: sender,
+                leaves: refused,
+            });
+            return Ok(Ok(()));
+        }
+        Ok(self.join_staged(entry, staged, sender.map(|m| m.user_id)))
+    }
+
+    /// The Welcome of `entry`, staged.
+    fn stage_welcome(&mut self, entry: &InboxEntry) -> std::result::Result<StagedWelcome, String> {
         let message = MlsMessageIn::tls_deserialize_exact(payload(entry)?)
             .map_err(|e| format!("the Welcome is not an MLS message: {e}"))?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
@@ -198,11 +229,10 @@ impl Messenger {
         if staged.group_context().group_id() != &mls_group_id(&entry.group_id) {
             return Err("the Welcome is for another group than its inbox entry says".into());
         }
-        let added_by = staged
-            .welcome_sender()
-            .ok()
-            .and_then(|leaf| member_of(leaf.credential()))
-            .map(|m| m.user_id);
+        Ok(staged)
+    }
+
+    fn join_staged(&mut self, entry: &InboxEntry, staged: StagedWelcome, added_by: Option<UserId>) -> EntryResult {
         let group = staged
             .into_group(&self.provider)
             .map_err(|e| format!("cannot join from this Welcome: {e}"))?;
@@ -213,6 +243,7 @@ impl Messenger {
             .entry(entry.group_id.clone())
             .or_insert_with(|| Conversation::new(now));
         conversation.member = true;
+        conversation.refused = None;
         conversation.joined_epoch = group.epoch().as_u64();
         self.key_packages_used = true;
         self.undelivered.push(Event::Joined {
@@ -223,10 +254,37 @@ impl Messenger {
         Ok(())
     }
 
-    fn process_group_message(&mut self, entry: &InboxEntry) -> EntryResult {
-        // A group this device left (or never joined): its ciphertext is of no use.
-        if !self.state.conversations.get(&entry.group_id).is_some_and(|c| c.member) {
-            return Ok(());
+    async fn process_group_message(&mut self, entry: &InboxEntry) -> Result<EntryResult> {
+        let (group, sender, committer, processed) = match self.open_group_message(entry) {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return Ok(Ok(())),
+            Err(reason) => return Ok(Err(reason)),
+        };
+        Ok(match processed {
+            ProcessedMessageContent::ApplicationMessage(app) => self.on_application(entry, sender, &app.into_bytes()),
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                self.on_commit(entry, group, sender, committer, *staged).await?
+            }
+            // The hub relays no standalone proposals (it accepts only commits).
+            _ => Ok(()),
+        })
+    }
+
+    /// Decrypts or stages a group message (`None`: not for this device's state).
+    #[allow(clippy::type_complexity)]
+    fn open_group_message(
+        &mut self,
+        entry: &InboxEntry,
+    ) -> std::result::Result<Option<(MlsGroup, GroupMember, Sender, ProcessedMessageContent)>, String> {
+        // A group this device left (or never joined), or refused a commit of (its state
+        // would include a leaf the directory does not vouch for): nothing more is read.
+        if !self
+            .state
+            .conversations
+            .get(&entry.group_id)
+            .is_some_and(|c| c.member && c.refused.is_none())
+        {
+            return Ok(None);
         }
         let mut group = self
             .load_group(&entry.group_id)
@@ -247,18 +305,14 @@ impl Messenger {
             .get(&entry.group_id)
             .map_or(0, |c| c.joined_epoch);
         if message.epoch().as_u64() < joined_epoch {
-            return Ok(());
+            return Ok(None);
         }
         let processed = group
             .process_message(&self.provider, message)
             .map_err(|e| format!("cannot decrypt or verify: {e}"))?;
         let sender = member_of(processed.credential()).ok_or("the sender's credential names no Parley device")?;
-        match processed.into_content() {
-            ProcessedMessageContent::ApplicationMessage(app) => self.on_application(entry, sender, &app.into_bytes()),
-            ProcessedMessageContent::StagedCommitMessage(staged) => self.on_commit(entry, group, sender, *staged),
-            // The hub relays no standalone proposals (it accepts only commits).
-            _ => Ok(()),
-        }
+        let committer = processed.sender().clone();
+        Ok(Some((group, sender, committer, processed.into_content())))
     }
 
     fn on_application(&mut self, entry: &InboxEntry, sender: GroupMember, plaintext: &[u8]) -> EntryResult {
@@ -326,7 +380,42 @@ impl Messenger {
         member.user_id == self.state.user_id && member.device_id == self.state.device_id
     }
 
-    fn on_commit(
+    async fn on_commit(
+        &mut self,
+        entry: &InboxEntry,
+        group: MlsGroup,
+        sender: GroupMember,
+        committer: Sender,
+        staged: StagedCommit,
+    ) -> Result<EntryResult> {
+        // Every leaf the commit adds or changes must be vouched for, before it is applied.
+        let (changed, after) = leaves_after(&tree_leaves(group.members()), &staged, &committer);
+        if !changed.is_empty() {
+            let refused = self.check_leaves(&changed, &after).await?;
+            if !refused.is_empty() {
+                let reason = refused
+                    .iter()
+                    .map(|r| format!("leaf {}: {}", r.leaf_index, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
+                    conversation.refused = Some(format!("commit #{} by {}: {reason}", entry.seq, sender.user_id));
+                }
+                self.state.leave_requests.remove(&entry.group_id);
+                self.undelivered.push(Event::LeafRefused {
+                    group_id: entry.group_id.clone(),
+                    seq: entry.seq,
+                    source: LeafSource::Commit,
+                    by: Some(sender),
+                    leaves: refused,
+                });
+                return Ok(Ok(()));
+            }
+        }
+        Ok(self.apply_commit(entry, group, sender, staged))
+    }
+
+    fn apply_commit(
         &mut self,
         entry: &InboxEntry,
         mut group: MlsGroup,

@@ -2,7 +2,8 @@
 //! people to compare out of band (read aloud, or side by side), like Signal's.
 //!
 //! Each user's half is 30 digits computed from that user's devices as seen in the MLS
-//! trees of the groups the two share: `SHA-256` iterated [`ITERATIONS`] times over
+//! trees of the groups the two share, keeping exactly the keys the device key directory
+//! vouches for (`contacts.rs`, `directory.rs`): `SHA-256` iterated [`ITERATIONS`] times over
 //! `"parley-safety-number-v1" ‖ user id ‖ sorted (credential identity, signature key)
 //! pairs` (every field length-prefixed), the first 30 bytes read as six 5-byte numbers
 //! modulo 100000. The number is the two halves in ascending order: 60 digits shown as

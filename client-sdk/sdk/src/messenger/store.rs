@@ -15,10 +15,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use parley_specs::{Base64Bytes, DeviceId, GroupId, UserId};
+use parley_specs::{Base64Bytes, DeviceId, GroupId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::commits::PendingCommit;
+use super::directory::PinnedKey;
 use super::error::MessengerError;
 use super::history::Conversation;
 use super::safety::Contact;
@@ -46,6 +47,10 @@ pub(crate) struct AppState {
     pub(crate) leave_requests: BTreeMap<GroupId, BTreeSet<UserId>>,
     /// Commits sent to a hub whose answer was not received (see `groups.rs`).
     pub(crate) pending_commits: BTreeMap<GroupId, PendingCommit>,
+    /// The key each server signed its users' device lists with when this device first
+    /// saw one (see `directory.rs`).
+    #[serde(default)]
+    pub(crate) server_keys: BTreeMap<ServerName, PinnedKey>,
 }
 
 /// The JSON sealed in the store file.
@@ -247,6 +252,7 @@ mod tests {
             contacts: BTreeMap::new(),
             leave_requests: BTreeMap::new(),
             pending_commits: BTreeMap::new(),
+            server_keys: BTreeMap::new(),
         }
     }
 

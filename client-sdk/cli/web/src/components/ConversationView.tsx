@@ -307,7 +307,15 @@ export function ConversationView({ conversation: c, onBack }: Props) {
           }}
         />
       )}
-      {c.member ? (
+      {c.refused ? (
+        <p
+          role="alert"
+          className="border-t border-red-300 bg-red-50 p-3 text-sm text-red-900 dark:border-red-800 dark:bg-red-950 dark:text-red-100"
+        >
+          This conversation is closed on this device: it refused a change that put a device in it that its owner's
+          server does not vouch for ({c.refused}). Leave it and start a new conversation.
+        </p>
+      ) : c.member ? (
         <Composer onSend={send} onTyping={typing} />
       ) : (
         <p className="border-t border-slate-200 p-3 text-sm text-slate-600 dark:border-slate-700 dark:text-slate-400">

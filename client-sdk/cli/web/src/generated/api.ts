@@ -230,7 +230,12 @@ unread: number, last_message: Message | null,
 /**
  * The disappearing-message timer of messages sent from this device.
  */
-timer_secs: number | null, encryption: Encryption, };
+timer_secs: number | null, encryption: Encryption, 
+/**
+ * Set when this device refused a change to the conversation that put a device its
+ * owner's server does not vouch for in it: it takes no further messages. Why.
+ */
+refused?: string, };
 
 /**
  * One device's signature key.
@@ -240,6 +245,19 @@ export type ContactDevice = { device_id: string,
  * Ed25519, hex.
  */
 signature_key: string, };
+
+/**
+ * A leaf this device refused: the device it claims to be, and why.
+ */
+export type RefusedLeafView = { leaf_index: number, 
+/**
+ * The device its credential claims to be (absent when it names none).
+ */
+claims?: DeviceRef, 
+/**
+ * Ed25519, hex.
+ */
+signature_key: string, reason: string, };
 
 /**
  * A contact's safety number with this user, and whether they were verified.
@@ -290,7 +308,11 @@ export type ConnectionState = "online" | "unreachable";
 /**
  * One frame of the event WebSocket (`GET /api/events`).
  */
-export type ServerEvent = { "event": "message", group_id: string, message: Message, } | { "event": "message_deleted", group_id: string, seq: number, } | { "event": "delivered", group_id: string, seq: number, to: DeviceRef, } | { "event": "delivery", group_id: string, servers: Array<ServerPosition>, } | { "event": "conversation", conversation: Conversation, } | { "event": "typing", group_id: string, user_id: string, typing: boolean, } | { "event": "presence", user_id: string, presence: Presence, } | { "event": "verified_contact_changed", user_id: string, added: Array<ContactDevice>, removed: Array<ContactDevice>, } | { "event": "sync", state: SyncState, 
+export type ServerEvent = { "event": "message", group_id: string, message: Message, } | { "event": "message_deleted", group_id: string, seq: number, } | { "event": "delivered", group_id: string, seq: number, to: DeviceRef, } | { "event": "delivery", group_id: string, servers: Array<ServerPosition>, } | { "event": "conversation", conversation: Conversation, } | { "event": "typing", group_id: string, user_id: string, typing: boolean, } | { "event": "presence", user_id: string, presence: Presence, } | { "event": "verified_contact_changed", user_id: string, added: Array<ContactDevice>, removed: Array<ContactDevice>, } | { "event": "leaf_refused", group_id: string, 
+/**
+ * `welcome` or `commit`.
+ */
+source: string, by?: DeviceRef, leaves: Array<RefusedLeafView>, message: string, } | { "event": "sync", state: SyncState, 
 /**
  * Left to process, when known (not sent yet).
  */

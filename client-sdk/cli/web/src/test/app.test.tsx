@@ -152,6 +152,31 @@ describe("App", () => {
 });
 
 describe("reducer", () => {
+  it("keeps a refused-device warning until dismissed", () => {
+    let s = reducer(initialState, {
+      type: "event",
+      now: 0,
+      event: {
+        event: "leaf_refused",
+        group_id: "g1@a.test",
+        source: "commit",
+        by: { user_id: "mallory@a.test", device_id: "M1" },
+        leaves: [
+          {
+            leaf_index: 1,
+            claims: { user_id: "bob@b.test", device_id: "B1" },
+            signature_key: "ab",
+            reason: "b.test vouches for another signature key for this device",
+          },
+        ],
+        message: "WARNING: refused change #4 by mallory@a.test/M1",
+      },
+    });
+    expect(s.warnings).toEqual(["WARNING: refused change #4 by mallory@a.test/M1"]);
+    s = reducer(s, { type: "dismiss_warning", index: 0 });
+    expect(s.warnings).toEqual([]);
+  });
+
   it("counts unread for conversations not on screen and applies delivery receipts", () => {
     let s = reducer(initialState, { type: "conversations", conversations: [conv()] });
     s = reducer(s, { type: "event", now: 0, event: { event: "message", group_id: "g1@a.test", message: msg({ seq: 5 }) } });
