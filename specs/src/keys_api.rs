@@ -14,7 +14,7 @@ pub struct UploadKeyPackagesRequest {
 }
 
 /// How many key packages of the calling device wait to be claimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPackageCount {
     /// Unclaimed, unexpired, one-time key packages.
     pub available: i64,

@@ -193,6 +193,7 @@ async fn count(state: State) -> HttpResponse {
     HttpResponse::Ok().json(KeyPackageCount {
         available: state.key_packages.len() as i64,
         last_resort: state.last_resort,
+        ..KeyPackageCount::default()
     })
 }
 
@@ -209,6 +210,7 @@ async fn upload(state: State, body: web::Json<UploadKeyPackagesRequest>) -> Http
     HttpResponse::Ok().json(KeyPackageCount {
         available: state.key_packages.len() as i64,
         last_resort: state.last_resort,
+        ..KeyPackageCount::default()
     })
 }
 
