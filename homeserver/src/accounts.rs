@@ -162,13 +162,14 @@ fn parse_login_name(state: &AppState, name: &str) -> Option<Localpart> {
     }
 }
 
-/// Every login and registration attempt counts against its address's budget, which
-/// bounds the password hashing one address can cause.
+/// Every login and registration attempt counts against its address's budget (an IPv6
+/// client's whole /64, which one host usually has), which bounds the password hashing
+/// one address can cause.
 fn limit_address(state: &AppState, client: Option<IpAddr>) -> Result<(), ApiError> {
     if let Some(ip) = client {
         state
             .login_per_address
-            .check(&ip.to_string())
+            .check(&crate::rate_limit::client_network(ip))
             .map_err(ApiError::rate_limited)?;
     }
     Ok(())

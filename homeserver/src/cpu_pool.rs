@@ -4,16 +4,31 @@
 //! its own thread; with glibc every such thread keeps its freed 19 MiB Argon2 buffer in its
 //! own malloc arena, and the cores are oversubscribed. A pool of one thread per core bounds
 //! both: hashing memory stays at cores × 19 MiB and excess requests queue.
+//!
+//! Password hashes are also the one thing strangers can ask for in bulk (a login costs
+//! them nothing), so their queue is bounded: past [`QUEUED_HASHES_PER_CORE`] per core
+//! waiting or running, a login or registration is answered `503 unavailable` with
+//! `Retry-After` at once instead of queueing for seconds, and the signature checks that
+//! share the pool never wait behind more than that.
 
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use parley_specs::ErrorCode;
 
 use crate::error::ApiError;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Password hashes waiting or running, per core, past which more are refused.
+pub const QUEUED_HASHES_PER_CORE: usize = 4;
+
 struct CpuPool {
     jobs: Mutex<mpsc::Sender<Job>>,
+    threads: usize,
+    /// Password hashes waiting or running.
+    hashes: AtomicUsize,
 }
 
 fn pool() -> &'static CpuPool {
@@ -41,6 +56,8 @@ fn pool() -> &'static CpuPool {
         }
         CpuPool {
             jobs: Mutex::new(sender),
+            threads,
+            hashes: AtomicUsize::new(0),
         }
     })
 }
@@ -60,4 +77,33 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
     result
         .await
         .map_err(|_| ApiError::internal("CPU pool", "a job was dropped"))
+}
+
+/// Counts a password hash as queued until it is dropped (done, or given up).
+struct QueuedHash(&'static CpuPool);
+
+impl Drop for QueuedHash {
+    fn drop(&mut self) {
+        self.0.hashes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs a password hash on the CPU pool, unless too many are waiting already: then
+/// `503 unavailable` with `Retry-After`, at once.
+pub async fn run_password_hash<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    let pool = pool();
+    let limit = pool.threads * QUEUED_HASHES_PER_CORE;
+    if pool.hashes.fetch_add(1, Ordering::AcqRel) >= limit {
+        pool.hashes.fetch_sub(1, Ordering::AcqRel);
+        let mut busy = ApiError::new(
+            ErrorCode::Unavailable,
+            "too many logins and registrations are being checked right now; retry in a second",
+        );
+        busy.retry_after = Some(Duration::from_secs(1));
+        return Err(busy);
+    }
+    let queued = QueuedHash(pool);
+    let result = run(work).await;
+    drop(queued);
+    result
 }

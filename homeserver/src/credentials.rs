@@ -42,7 +42,7 @@ pub fn new_device_id() -> String {
 }
 
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    crate::cpu_pool::run(move || {
+    crate::cpu_pool::run_password_hash(move || {
         let salt = new_salt()?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -55,7 +55,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// Checks `password` against a stored hash. With no stored hash (unknown user) it
 /// verifies against a fixed dummy so the answer takes as long either way.
 pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    crate::cpu_pool::run(move || {
+    crate::cpu_pool::run_password_hash(move || {
         let stored_or_dummy = stored.as_deref().unwrap_or_else(|| dummy_hash());
         let parsed = PasswordHash::new(stored_or_dummy).ok();
         let matches = parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
