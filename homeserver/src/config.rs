@@ -227,6 +227,10 @@ pub struct LimitsConfig {
     /// delivery. Each waiting reader costs one query per interval.
     #[serde(default = "default_inbox_recheck_secs")]
     pub inbox_recheck_secs: u64,
+    /// How often the database-wide gauges of `/metrics` (accounts, inbox depth, federation
+    /// queues) are read from PostgreSQL, in seconds. Scrapes never query the database.
+    #[serde(default = "default_database_gauges_secs")]
+    pub database_gauges_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -245,6 +249,7 @@ impl Default for LimitsConfig {
             past_epochs_accepted: default_past_epochs(),
             expiry_sweep_interval_secs: default_expiry_sweep_secs(),
             inbox_recheck_secs: default_inbox_recheck_secs(),
+            database_gauges_secs: default_database_gauges_secs(),
         }
     }
 }
@@ -349,6 +354,9 @@ fn default_max_group_size() -> usize {
 }
 fn default_past_epochs() -> u64 {
     3
+}
+fn default_database_gauges_secs() -> u64 {
+    15
 }
 fn default_inbox_recheck_secs() -> u64 {
     10

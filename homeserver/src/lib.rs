@@ -14,6 +14,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod federation;
 pub mod follower;
+pub mod gauges;
 pub mod hub;
 pub mod inbox;
 pub mod key_packages;

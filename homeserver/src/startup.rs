@@ -75,6 +75,11 @@ impl Application {
         tokio::spawn(writer.run());
         let mut background = vec![
             tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every)),
+            tokio::spawn(crate::gauges::refresh_forever(
+                pool.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.limits.database_gauges_secs),
+            )),
             tokio::spawn(inbox::relay::relay_forever(
                 config.database.url.clone(),
                 inbox_waker.clone(),

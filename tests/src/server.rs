@@ -351,7 +351,11 @@ fn default_config(database_url: String) -> Config {
             pool_timeout_ms: 10_000,
         },
         registration: RegistrationConfig::default(),
-        limits: LimitsConfig::default(),
+        limits: LimitsConfig {
+            // Tests read the database-wide gauges soon after changing what they count.
+            database_gauges_secs: 1,
+            ..LimitsConfig::default()
+        },
         log: LogConfig::default(),
         federation: None,
         admin: None,

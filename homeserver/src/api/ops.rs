@@ -5,7 +5,6 @@ use parley_specs::federation_api::WellKnownServer;
 use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store;
 
 /// Served when `[federation] well_known_server` is set: how other servers find this
 /// server's federation API from its name.
@@ -42,19 +41,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The database-wide gauges are refreshed on a timer (`gauges`), never by a scrape.
     state.metrics.observe_pool(state.pool.status());
-    // Counted from the database at scrape time; a failure leaves the last values.
-    if let Ok(db) = state.pool.get().await {
-        if let Ok(users) = store::accounts::count(&db).await {
-            state.metrics.registered_users.set(users);
-        }
-        if let Ok(depth) = store::inbox::depth(&db).await {
-            state.metrics.inbox_depth.set(depth);
-        }
-        if let Ok(destinations) = store::federation::queue_stats(&db).await {
-            state.metrics.observe_federation_queues(&destinations);
-        }
-    }
     match state.metrics.render() {
         Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
         Err(e) => crate::error::ApiError::internal("rendering metrics", e).error_response(),

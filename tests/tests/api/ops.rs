@@ -3,6 +3,8 @@
 use parley_specs::ErrorCode;
 use parley_tests::TestServer;
 use parley_tests::process::ProcessServer;
+use parley_tests::server::wait_until;
+use std::time::Duration;
 
 use crate::helpers::{PASSWORD, code, login_request, register_request, registered};
 
@@ -26,6 +28,12 @@ async fn metrics_count_requests_by_route_and_status() {
         .login(&login_request("rita", PASSWORD))
         .await
         .expect("login");
+    // The database-wide gauges follow within their refresh interval (1 s in tests).
+    let counted = wait_until(Duration::from_secs(30), || async {
+        server.metrics().await.contains("parley_registered_users 1")
+    })
+    .await;
+    assert!(counted, "the account gauge was never refreshed");
     let text = server.metrics().await;
     for needle in [
         r#"parley_http_requests_total{method="POST",route="/client/v1/register",status="201"} 1"#,
