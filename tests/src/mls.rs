@@ -2,10 +2,10 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, GroupId as MlsGroupId, KeyPackage,
-    KeyPackageIn, LeafNodeParameters, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupJoinConfig,
-    MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, NewSignerBundle, OpenMlsProvider, ProcessedMessageContent,
-    ProtocolVersion, StagedWelcome,
+    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, Extension, ExtensionType, Extensions,
+    GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeParameters, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup,
+    MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, NewSignerBundle, OpenMlsProvider,
+    ProcessedMessageContent, ProtocolVersion, StagedWelcome, UnknownExtension,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -58,6 +58,27 @@ impl TestMlsDevice {
             builder = builder.mark_as_last_resort().leaf_node_capabilities(capabilities);
         }
         let bundle = builder
+            .build(self.ciphersuite, &self.provider, &self.signer, self.credential.clone())
+            .expect("key package");
+        bundle.key_package().tls_serialize_detached().expect("serialize")
+    }
+}
+
+impl TestMlsDevice {
+    /// A KeyPackage with GREASE values (RFC 9420 §13.5) in its leaf's capability lists
+    /// and, with `grease_extension`, a GREASE extension (0x8A8A) in `KeyPackage.extensions`
+    /// listed in those capabilities, as clients built on mlspp send them.
+    pub fn greased_key_package(&self, grease_extension: bool) -> Vec<u8> {
+        const GREASE: u16 = 0x8A8A;
+        let mut capabilities = Capabilities::builder().with_grease(self.provider.rand());
+        let mut builder = KeyPackage::builder();
+        if grease_extension {
+            capabilities = capabilities.extensions(vec![ExtensionType::Unknown(GREASE)]);
+            let extension = Extension::Unknown(GREASE, UnknownExtension(vec![]));
+            builder = builder.key_package_extensions(Extensions::single(extension).expect("one extension"));
+        }
+        let bundle = builder
+            .leaf_node_capabilities(capabilities.build())
             .build(self.ciphersuite, &self.provider, &self.signer, self.credential.clone())
             .expect("key package");
         bundle.key_package().tls_serialize_detached().expect("serialize")

@@ -299,3 +299,30 @@ async fn a_deleted_device_takes_its_key_packages_along() {
 fn server_token(client: &Client) -> String {
     client.access_token().expect("logged in").to_owned()
 }
+
+/// A known limitation, shown as it is: openmls 0.9.2 refuses a KeyPackage whose
+/// extensions carry a GREASE value even when its capabilities list it, as RFC 9420 §13.5
+/// asks (openmls issue #2156, fixed upstream by pull request #2162, not released in
+/// 0.9.x). Clients on other MLS libraries that GREASE their extensions (mlspp) cannot
+/// publish KeyPackages here; GREASE in the capability lists alone is fine. When openmls
+/// is upgraded past the fix this test fails: then the package must be accepted, and the
+/// limitation comes out of `specs/protocol.md`.
+#[tokio::test]
+async fn a_key_package_with_a_grease_extension_is_refused_until_openmls_is_upgraded() {
+    let server = TestServer::spawn().await;
+    let (client, mls, _, _) = device(&server, "gina", true).await;
+    let refused = client
+        .upload_key_packages(&upload(vec![mls.greased_key_package(true)]))
+        .await
+        .expect_err("refused by openmls 0.9.2");
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidKeyPackage), "{refused}");
+    assert!(
+        refused.to_string().contains("not supported in the leaf's capabilities"),
+        "{refused}"
+    );
+    let accepted = client
+        .upload_key_packages(&upload(vec![mls.greased_key_package(false)]))
+        .await
+        .expect("GREASE in the capability lists is accepted");
+    assert_eq!(accepted.available, 1);
+}
