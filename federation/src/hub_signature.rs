@@ -176,7 +176,7 @@ mod tests {
     fn a_retired_key_still_verifies_what_it_signed_before_rotation() {
         let mut hub = ServerKeyring::generate();
         let signed = sign(&hub, message(), NOW - 1000);
-        hub.rotate(NOW - 500);
+        hub.rotate(NOW - 500, false);
         assert!(verify(signed.clone(), &keys_of(&hub, "a.test")).is_ok());
         let mut late = signed;
         late.hub_signature.signed_at_ms = NOW;

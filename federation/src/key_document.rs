@@ -24,6 +24,9 @@ pub struct VerifyKey {
 pub struct OldVerifyKey {
     pub key: String,
     pub expired_at_ms: i64,
+    /// The key was compromised: nothing it signed verifies, whatever its claimed time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
 }
 
 /// The document as it travels; check it with [`KeyDocument::verify`] before use.
@@ -62,6 +65,8 @@ pub struct PublishedKey {
     pub key: VerifyingKey,
     /// For a retired key: when it stopped signing.
     pub expired_at_ms: Option<i64>,
+    /// A revoked key verifies nothing.
+    pub revoked: bool,
 }
 
 /// The keys of a server, from a document whose signatures, server name and validity were
@@ -75,9 +80,13 @@ pub struct VerifiedKeys {
 
 impl VerifiedKeys {
     /// The key that checks a signature by `key_id` made at `signed_at_ms`: a current key
-    /// while the document is valid, a retired key for what it signed before it expired.
+    /// while the document is valid, a retired key for what it signed before it expired,
+    /// never a revoked key.
     pub fn key_for(&self, key_id: &KeyId, signed_at_ms: i64) -> Option<&VerifyingKey> {
         let published = self.keys.get(key_id)?;
+        if published.revoked {
+            return None;
+        }
         let usable = match published.expired_at_ms {
             Some(expired_at) => signed_at_ms < expired_at,
             None => signed_at_ms <= self.valid_until_ms,
@@ -105,6 +114,7 @@ impl KeyDocument {
                     let old = OldVerifyKey {
                         key: encode_public_key(&r.public_key),
                         expired_at_ms: r.expired_at_ms,
+                        revoked: r.revoked,
                     };
                     (r.key_id.clone(), old)
                 })
@@ -165,6 +175,7 @@ impl KeyDocument {
                 PublishedKey {
                     key,
                     expired_at_ms: None,
+                    revoked: false,
                 },
             );
         }
@@ -173,6 +184,7 @@ impl KeyDocument {
             keys.entry(key_id.clone()).or_insert(PublishedKey {
                 key,
                 expired_at_ms: Some(old.expired_at_ms),
+                revoked: old.revoked,
             });
         }
         Ok(VerifiedKeys {
@@ -228,7 +240,7 @@ mod tests {
         let mut keyring = ServerKeyring::generate();
         let old_id = keyring.key_id().clone();
         let old_key = keyring.public_key();
-        keyring.rotate(5_000);
+        keyring.rotate(5_000, false);
         let keys = KeyDocument::signed(&server("b.example"), &keyring, 6_000, DAY_MS)
             .verify(&server("b.example"), 6_000)
             .unwrap();

@@ -107,6 +107,9 @@ pub struct RetiredKey {
     pub public_key: VerifyingKey,
     /// When it stopped signing (Unix milliseconds).
     pub expired_at_ms: i64,
+    /// Compromised: nothing it signed verifies any more, whatever time the signature
+    /// claims (a thief can claim any).
+    pub revoked: bool,
 }
 
 /// The server's current signing key and its retired keys.
@@ -142,6 +145,8 @@ struct RetiredEntry {
     key_id: KeyId,
     public_key: String,
     expired_at_ms: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    revoked: bool,
 }
 
 impl ServerKeyring {
@@ -173,8 +178,9 @@ impl ServerKeyring {
 
     /// Signs with a new key from now on; the current one is retired and verifies what it
     /// signed until `old_key_expires_ms`. Give a running server's processes, which pick up
-    /// the new key file within seconds, that long: see [`ROTATION_OVERLAP_MS`].
-    pub fn rotate(&mut self, old_key_expires_ms: i64) {
+    /// the new key file within seconds, that long: see [`ROTATION_OVERLAP_MS`]. A
+    /// `revoked` key (compromised) verifies nothing any more.
+    pub fn rotate(&mut self, old_key_expires_ms: i64, revoked: bool) {
         let next = Self::generate();
         let old_id = std::mem::replace(&mut self.current_id, next.current_id);
         let old = std::mem::replace(&mut self.current, next.current);
@@ -182,6 +188,7 @@ impl ServerKeyring {
             key_id: old_id,
             public_key: old.verifying_key(),
             expired_at_ms: old_key_expires_ms,
+            revoked,
         });
     }
 
@@ -243,6 +250,7 @@ impl ServerKeyring {
                         .map_err(|e| file_error(path, format!("retired key {}: {e}", r.key_id)))?,
                     key_id: r.key_id,
                     expired_at_ms: r.expired_at_ms,
+                    revoked: r.revoked,
                 })
             })
             .collect::<Result<_, KeyError>>()?;
@@ -271,6 +279,7 @@ impl ServerKeyring {
                     key_id: r.key_id.clone(),
                     public_key: encode_public_key(&r.public_key),
                     expired_at_ms: r.expired_at_ms,
+                    revoked: r.revoked,
                 })
                 .collect(),
         };
@@ -356,7 +365,7 @@ mod tests {
         let mut keyring = ServerKeyring::generate();
         let old_id = keyring.key_id().clone();
         let old_public = keyring.public_key();
-        keyring.rotate(1_000);
+        keyring.rotate(1_000, false);
         keyring.save(&path).unwrap();
         let loaded = ServerKeyring::load(&path).unwrap();
         assert_ne!(loaded.key_id(), &old_id);
@@ -365,7 +374,8 @@ mod tests {
             &[RetiredKey {
                 key_id: old_id,
                 public_key: old_public,
-                expired_at_ms: 1_000
+                expired_at_ms: 1_000,
+                revoked: false,
             }]
         );
     }

@@ -66,7 +66,9 @@ enum KeysAction {
     Rotate {
         /// How long the old key keeps verifying: longer than it takes every process to
         /// load the new file (about a second on one host; a rolling restart when the file
-        /// comes from a Kubernetes Secret). 0 after a compromise.
+        /// comes from a Kubernetes Secret). 0 after a compromise: the old key is then
+        /// published as revoked, and nothing it signed verifies any more; the running
+        /// server tells the servers it knows within seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = ROTATION_OVERLAP_MS / 1000)]
         overlap_secs: i64,
     },
@@ -148,12 +150,23 @@ fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) 
             anyhow::bail!("--overlap-secs cannot be negative");
         }
         let retired = keyring.key_id().clone();
-        keyring.rotate(parley_homeserver::remote::now_ms() + overlap_secs.saturating_mul(1000));
-        keyring.save(&path)?;
-        println!(
-            "retired {retired} (it verifies for another {overlap_secs} s); signing with {} from now on",
-            keyring.key_id()
+        let revoked = overlap_secs == 0;
+        keyring.rotate(
+            parley_homeserver::remote::now_ms() + overlap_secs.saturating_mul(1000),
+            revoked,
         );
+        keyring.save(&path)?;
+        if revoked {
+            println!(
+                "revoked {retired}: nothing it signed verifies any more; signing with {} from now on",
+                keyring.key_id()
+            );
+        } else {
+            println!(
+                "retired {retired} (it verifies for another {overlap_secs} s); signing with {} from now on",
+                keyring.key_id()
+            );
+        }
     }
     println!("key file: {}", path.display());
     println!(
@@ -163,10 +176,14 @@ fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) 
     );
     for old in keyring.retired() {
         println!(
-            "retired:  {} {} (verifies what it signed before {} ms)",
+            "retired:  {} {} ({})",
             old.key_id,
             encode_public_key(&old.public_key),
-            old.expired_at_ms
+            if old.revoked {
+                "revoked: verifies nothing".to_owned()
+            } else {
+                format!("verifies what it signed before {} ms", old.expired_at_ms)
+            }
         );
     }
     Ok(())

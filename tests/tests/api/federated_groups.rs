@@ -481,7 +481,7 @@ async fn rotating_a_followers_key_while_messages_flow_refuses_nothing() {
     for i in 0..30 {
         if i == 10 {
             let mut rotated = ServerKeyring::load(&key_file).unwrap();
-            rotated.rotate(now_ms() + ROTATION_OVERLAP_MS);
+            rotated.rotate(now_ms() + ROTATION_OVERLAP_MS, false);
             rotated.save(&key_file).unwrap();
         }
         // ben's messages are forwarded by b.test (signed with its key) to the hub, which

@@ -103,7 +103,7 @@ async fn a_rotated_key_is_published_at_once_and_the_old_one_stays_verifiable() {
     // What `parley-homeserver keys rotate` does to the key file.
     let mut keyring = ServerKeyring::load(&key_file).unwrap();
     let rotated_at = now_ms();
-    keyring.rotate(rotated_at);
+    keyring.rotate(rotated_at, false);
     keyring.save(&key_file).unwrap();
 
     let published = parley_tests::wait_until(Duration::from_secs(30), || async {
