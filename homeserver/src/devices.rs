@@ -3,8 +3,9 @@
 //! directory: the MLS signature key bound to each device, served to clients and, signed
 //! by this server, to other servers.
 //!
-//! A device's key is bound at its first use of a key here (its first KeyPackage upload,
-//! or the first group it creates) and never changes: this server vouches for exactly one
+//! A device's key is bound when the device is created, when register or login carries
+//! it (`accounts`), else at its first use of a key here (its first KeyPackage upload, or
+//! the first group it creates), and never changes: this server vouches for exactly one
 //! key per device, which is what lets the hub and other servers tell a device's real
 //! leaves from leaves a group member made up in its name.
 

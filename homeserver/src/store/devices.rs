@@ -37,13 +37,23 @@ pub async fn insert(
     device_id: &DeviceId,
     display_name: &str,
     token_hash: &[u8],
+    signature_key: Option<&[u8]>,
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("INSERT INTO devices (device_id, localpart, display_name, token_hash) VALUES ($1, $2, $3, $4)")
+        .prepare_cached(
+            "INSERT INTO devices (device_id, localpart, display_name, token_hash, mls_signature_key)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
         .await?;
     db.execute(
         &stmt,
-        &[&device_id.as_str(), &localpart.as_str(), &display_name, &token_hash],
+        &[
+            &device_id.as_str(),
+            &localpart.as_str(),
+            &display_name,
+            &token_hash,
+            &signature_key,
+        ],
     )
     .await?;
     Ok(())
