@@ -117,9 +117,16 @@ pub async fn change_password(
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     store::accounts::set_password_hash(&tx, &who.localpart, &hash).await?;
-    let revoked = store::devices::delete_all_except(&tx, &who.localpart, Some(&who.device_id)).await?;
+    let revoked = crate::devices::revoke_in(
+        &tx,
+        state,
+        &who.localpart,
+        crate::devices::Revoke::AllExcept(Some(&who.device_id)),
+    )
+    .await?;
     tx.commit().await?;
-    tracing::info!(user = %who.user_id, revoked_devices = revoked, "password changed");
+    crate::devices::close_readers(state, &revoked);
+    tracing::info!(user = %who.user_id, revoked_devices = revoked.len(), "password changed");
     Ok(())
 }
 

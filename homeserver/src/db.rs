@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "device_keys",
         sql: include_str!("../migrations/0007_device_keys.sql"),
     },
+    // 0008 comes from another branch of issue 13.
+    Migration {
+        version: 9,
+        name: "revoked_members",
+        sql: include_str!("../migrations/0009_revoked_members.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -299,8 +299,27 @@ async fn rename_device(ctx: &Ctx, device_id: &str, name: &str) -> anyhow::Result
 async fn delete_device(ctx: &Ctx, device_id: &str) -> anyhow::Result<()> {
     let device_id = parse_device_id(device_id)?;
     let (client, session) = logged_in_client(&ctx.profile)?;
-    client.delete_device(&device_id).await?;
     let this_device = device_id == session.device_id;
+    if this_device || !Messenger::store_exists(&ctx.profile.messenger_store()) {
+        client.delete_device(&device_id).await?;
+    } else {
+        // Another device: revoked, then removed from every conversation this one shares.
+        let mut messenger = messaging::open(ctx).await?;
+        let deletion = messenger.delete_device(&device_id).await?;
+        return ctx.out.print(&deletion, || {
+            let mut text = format!(
+                "Deleted device {device_id}; its access is revoked, and it was removed from {} conversation(s).",
+                deletion.removed_from.len()
+            );
+            for (group, why) in &deletion.not_removed {
+                text.push_str(&format!(
+                    "\nwarning: could not remove it from {group} ({}); members remove it before their next message.",
+                    printable(why)
+                ));
+            }
+            text
+        });
+    }
     if this_device {
         ctx.profile.forget()?;
     }

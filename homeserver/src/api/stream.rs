@@ -44,6 +44,11 @@ async fn push(
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if mailbox.revoked() {
+            let reason = "this device was revoked; log in again";
+            let _ = session.close(Some((actix_ws::CloseCode::Policy, reason).into())).await;
+            return;
+        }
         let entries = match mailbox.take_after(cursor) {
             Some(fresh) => Ok(fresh),
             None => inbox::entries_after(&state, &who.device_id, cursor, BATCH).await,

@@ -29,7 +29,7 @@ pub fn recheck_interval(state: &AppState) -> Duration {
 
 pub mod relay;
 mod waker;
-pub use waker::{FreshEntry, InboxWaker};
+pub use waker::{FreshEntry, InboxWaker, REVOKED_MARK};
 
 pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);
@@ -48,6 +48,9 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if mailbox.revoked() {
+            return Err(revoked_device());
+        }
         let entries = {
             let db = state.pool.get().await?;
             store::inbox::read(&db, who, after, i64::from(limit)).await?
@@ -61,6 +64,14 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         let wait = (deadline - now).min(recheck_interval(state));
         let _ = tokio::time::timeout(wait, notified).await;
     }
+}
+
+/// What a reader of a device revoked while it waited gets.
+pub fn revoked_device() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownToken,
+        "this device was revoked while it waited; log in again",
+    )
 }
 
 /// Up to `limit` entries of `device`'s inbox after `cursor`, without waiting.

@@ -124,17 +124,41 @@ pub async fn delete(db: &impl Db, localpart: &Localpart, device_id: &DeviceId) -
     Ok(db.execute(&stmt, &[&localpart.as_str(), &device_id.as_str()]).await? == 1)
 }
 
-/// Deletes every device of the account except `keep` (all of them when `keep` is None).
+/// Deletes every device of the account except `keep` (all of them when `keep` is None);
+/// returns the deleted ones.
 pub async fn delete_all_except(
     db: &impl Db,
     localpart: &Localpart,
     keep: Option<&DeviceId>,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
+        .prepare_cached(
+            "DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2 RETURNING device_id",
+        )
         .await?;
-    db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
-        .await
+    Ok(db
+        .query(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// The account's devices except `keep` (all of them when `keep` is None).
+pub async fn ids_except(
+    db: &impl Db,
+    localpart: &Localpart,
+    keep: Option<&DeviceId>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT device_id FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
+        .await?;
+    Ok(db
+        .query(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// A device as the admin API shows it, with what waits for and from it.

@@ -45,6 +45,7 @@ mod history;
 mod key_packages;
 mod provider;
 mod receive;
+mod revocation;
 mod safety;
 mod send;
 mod store;
@@ -61,6 +62,7 @@ pub use events::Event;
 pub use groups::{AddOutcome, GroupOverview, LeaveOutcome, MemberDevice, RemoveOutcome};
 pub use history::{ExportFormat, HistoryMessage, human_time, text_line};
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
+pub use revocation::DeviceDeletion;
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
 
