@@ -10,7 +10,7 @@ use parley_specs::groups_api::GroupMember;
 use parley_specs::{DeviceId, ErrorCode, GroupId, UserId};
 use serde::Serialize;
 
-use super::commits::Change;
+use super::commits::{Change, Committed};
 use super::groups::member_of;
 use super::store::StoreLock;
 use super::{Messenger, Result};
@@ -80,6 +80,23 @@ impl Messenger {
             }
         }
         Ok(deletion)
+    }
+
+    /// `commit_change` of the change `make` builds; when the hub refuses it because the
+    /// group still has a revoked device's leaf, removes those first and commits it again.
+    pub(crate) async fn commit_change_past_revoked(
+        &mut self,
+        lock: &StoreLock,
+        group_id: &GroupId,
+        make: impl Fn() -> Change,
+    ) -> Result<Option<Committed>> {
+        match self.commit_change(lock, group_id, make()).await {
+            Err(e) if e.code() == Some(ErrorCode::MemberRevoked) => {
+                self.remove_revoked_devices(lock, group_id).await?;
+                self.commit_change(lock, group_id, make()).await
+            }
+            other => other,
+        }
     }
 
     /// Commits the removal of every leaf of the group (but this device's) whose user's
