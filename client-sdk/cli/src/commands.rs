@@ -306,7 +306,9 @@ async fn delete_device(ctx: &Ctx, device_id: &str) -> anyhow::Result<()> {
         // Another device: revoked, then removed from every conversation this one shares.
         let mut messenger = messaging::open(ctx).await?;
         let deletion = messenger.delete_device(&device_id).await?;
-        return ctx.out.print(&deletion, || {
+        let mut view = serde_json::to_value(&deletion)?;
+        view["ok"] = serde_json::Value::Bool(true);
+        return ctx.out.print(&view, || {
             let mut text = format!(
                 "Deleted device {device_id}; its access is revoked, and it was removed from {} conversation(s).",
                 deletion.removed_from.len()

@@ -184,10 +184,11 @@ async fn register_login_devices_logout() {
     let text = cli.ok(&["devices", "rename", &phone, "Phone"]).await;
     assert_eq!(text.trim_end(), format!("Renamed device {phone} to \"Phone\"."));
 
-    assert_eq!(
-        cli.json(&["devices", "delete", &phone]).await,
-        serde_json::json!({"ok": true})
-    );
+    // Deleted, and removed from every conversation of this device (it has none yet).
+    let deleted = cli.json(&["devices", "delete", &phone]).await;
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    assert_eq!(deleted["device_id"], phone.as_str(), "{deleted}");
+    assert_eq!(deleted["removed_from"], serde_json::json!([]), "{deleted}");
     let revoked = cli.fails(&["--profile", "phone", "whoami"]).await;
     assert!(
         revoked.starts_with("error: ") && revoked.contains("(unknown_token)\nhint: "),

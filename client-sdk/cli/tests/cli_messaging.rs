@@ -382,6 +382,51 @@ async fn a_user_who_just_registered_can_be_added_at_once() {
     );
 }
 
+#[tokio::test]
+async fn deleting_a_device_removes_it_from_the_conversations() {
+    let server = TestServer::spawn().await;
+    let alice = Person::register(&server, "alice", false).await;
+    let password = alice.home.path().join("password");
+    let ca = server.ca_file();
+    let phone = alice
+        .json(&[
+            "--server",
+            &server.url,
+            "--ca-file",
+            ca.to_str().expect("utf-8"),
+            "--profile",
+            "phone",
+            "login",
+            "alice",
+            "--password-file",
+            password.to_str().expect("utf-8"),
+        ])
+        .await["device_id"]
+        .as_str()
+        .expect("device id")
+        .to_owned();
+    let group = alice.json(&["group", "create"]).await["group_id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    // Her own user: her other device.
+    alice.ok(&["group", "add", &group, "alice"]).await;
+    assert_eq!(
+        alice.json(&["group", "members", &group]).await.as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let deleted = alice.ok(&["devices", "delete", &phone]).await;
+    assert_eq!(
+        deleted.trim_end(),
+        format!("Deleted device {phone}; its access is revoked, and it was removed from 1 conversation(s).")
+    );
+    let members = alice.json(&["group", "members", &group]).await;
+    assert_eq!(members.as_array().map(Vec::len), Some(1), "{members}");
+    // The hub took the removal: the group takes messages again.
+    alice.ok(&["send", &group, "only me now"]).await;
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
