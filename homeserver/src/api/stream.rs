@@ -39,7 +39,18 @@ async fn push(
     mut messages: actix_ws::AggregatedMessageStream,
     mut cursor: i64,
 ) {
-    let mailbox = state.inbox_waker.handle(who.device_id.as_str());
+    let mailbox = match inbox::watch(&state, &who.device_id).await {
+        Ok(mailbox) => mailbox,
+        Err(e) => {
+            let code = if e.code == parley_specs::ErrorCode::UnknownToken {
+                actix_ws::CloseCode::Policy
+            } else {
+                actix_ws::CloseCode::Again
+            };
+            let _ = session.close(Some((code, e.message).into())).await;
+            return;
+        }
+    };
     loop {
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
