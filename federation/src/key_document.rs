@@ -269,6 +269,7 @@ mod tests {
             OldVerifyKey {
                 key: encode_public_key(&intruder.public_key()),
                 expired_at_ms: DAY_MS,
+                revoked: false,
             },
         );
         assert!(matches!(swapped.verify(&name, 0), Err(DocumentError::BadSignature(_))));

@@ -6,7 +6,8 @@ use parley_specs::client_api::{
     ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
     RegisterRequest,
 };
-use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
+use parley_specs::keys_api::SIGNATURE_KEY_LEN;
+use parley_specs::{Base64Bytes, DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
 
 use crate::credentials::{hash_password, new_access_token, new_device_id, verify_password};
@@ -43,6 +44,7 @@ pub async fn register(
         Localpart::parse(&req.username).map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
     check_password_rules(&req.password)?;
     let device_name = device_name(req.device_name)?;
+    let signature_key = signature_key(req.signature_key)?;
     limit_address(state, client)?;
 
     // Cheap early answer; the insert below is what decides a race.
@@ -56,7 +58,7 @@ pub async fn register(
     if !store::accounts::insert(&tx, &localpart, &hash).await? {
         return Err(taken());
     }
-    let session = new_device(&tx, state, &localpart, &device_name).await?;
+    let session = new_device(&tx, state, &localpart, &device_name, signature_key.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(user = %session.user_id, device = %session.device_id, "registered");
     Ok(session)
@@ -66,6 +68,7 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
     let localpart = parse_login_name(state, &req.username).ok_or_else(invalid)?;
     let device_name = device_name(req.device_name)?;
+    let signature_key = signature_key(req.signature_key)?;
     limit_address(state, client)?;
     let stored = store::accounts::login_state(&state.pool.get().await?, &localpart).await?;
     let (stored, deactivated) = stored.map_or((None, false), |(hash, deactivated)| (Some(hash), deactivated));
@@ -89,7 +92,7 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
     if !store::accounts::lock_active(&tx, &localpart).await? {
         return Err(deactivated_error());
     }
-    let session = new_device(&tx, state, &localpart, &device_name).await?;
+    let session = new_device(&tx, state, &localpart, &device_name, signature_key.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(user = %session.user_id, device = %session.device_id, "logged in");
     Ok(session)
@@ -114,9 +117,16 @@ pub async fn change_password(
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     store::accounts::set_password_hash(&tx, &who.localpart, &hash).await?;
-    let revoked = store::devices::delete_all_except(&tx, &who.localpart, Some(&who.device_id)).await?;
+    let revoked = crate::devices::revoke_in(
+        &tx,
+        state,
+        &who.localpart,
+        crate::devices::Revoke::AllExcept(Some(&who.device_id)),
+    )
+    .await?;
     tx.commit().await?;
-    tracing::info!(user = %who.user_id, revoked_devices = revoked, "password changed");
+    crate::devices::close_readers(state, &revoked);
+    tracing::info!(user = %who.user_id, revoked_devices = revoked.len(), "password changed");
     Ok(())
 }
 
@@ -138,6 +148,20 @@ pub fn checked_device_name(name: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// The MLS signature key a new device brings, if any: an Ed25519 public key, 32 bytes.
+fn signature_key(key: Option<Base64Bytes>) -> Result<Option<Vec<u8>>, ApiError> {
+    match key.map(Base64Bytes::into_vec) {
+        Some(key) if key.len() != SIGNATURE_KEY_LEN => Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            format!(
+                "signature_key is {} bytes; a device's MLS signature key is an Ed25519 public key of {SIGNATURE_KEY_LEN} bytes",
+                key.len()
+            ),
+        )),
+        key => Ok(key),
+    }
 }
 
 pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
@@ -210,10 +234,12 @@ async fn new_device(
     state: &AppState,
     localpart: &Localpart,
     display_name: &str,
+    signature_key: Option<&[u8]>,
 ) -> Result<LoginResponse, ApiError> {
     let device_id = DeviceId::parse(&new_device_id()).map_err(|e| ApiError::internal("device id", e))?;
     let token = new_access_token();
-    store::devices::insert(db, localpart, &device_id, display_name, &token.hash).await?;
+    // The key is bound in the transaction that creates the device: it never has another.
+    store::devices::insert(db, localpart, &device_id, display_name, &token.hash, signature_key).await?;
     Ok(LoginResponse {
         user_id: UserId::new(localpart, &state.config.server_name),
         device_id,

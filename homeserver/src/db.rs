@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "key_package_claims",
         sql: include_str!("../migrations/0008_key_package_claims.sql"),
     },
+    Migration {
+        version: 9,
+        name: "revoked_members",
+        sql: include_str!("../migrations/0009_revoked_members.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -3,8 +3,9 @@
 //! directory: the MLS signature key bound to each device, served to clients and, signed
 //! by this server, to other servers.
 //!
-//! A device's key is bound at its first use of a key here (its first KeyPackage upload,
-//! or the first group it creates) and never changes: this server vouches for exactly one
+//! A device's key is bound when the device is created, when register or login carries
+//! it (`accounts`), else at its first use of a key here (its first KeyPackage upload, or
+//! the first group it creates), and never changes: this server vouches for exactly one
 //! key per device, which is what lets the hub and other servers tell a device's real
 //! leaves from leaves a group member made up in its name.
 
@@ -84,7 +85,7 @@ pub async fn rename(state: &AppState, who: &Device, device_id: &DeviceId, name: 
 
 /// Revokes one of the user's devices (its token stops working at once).
 pub async fn delete(state: &AppState, who: &Device, device_id: &DeviceId) -> Result<(), ApiError> {
-    if !store::devices::delete(&state.pool.get().await?, &who.localpart, device_id).await? {
+    if revoke(state, &who.localpart, Revoke::One(device_id)).await?.is_empty() {
         return Err(ApiError::not_found("device"));
     }
     Ok(())
@@ -92,14 +93,77 @@ pub async fn delete(state: &AppState, who: &Device, device_id: &DeviceId) -> Res
 
 /// Revokes the device making the request.
 pub async fn log_out(state: &AppState, who: &Device) -> Result<(), ApiError> {
-    store::devices::delete(&state.pool.get().await?, &who.localpart, &who.device_id).await?;
+    revoke(state, &who.localpart, Revoke::One(&who.device_id)).await?;
     Ok(())
 }
 
 /// Revokes every device of the user, the one making the request included.
 pub async fn log_out_everywhere(state: &AppState, who: &Device) -> Result<(), ApiError> {
-    store::devices::delete_all_except(&state.pool.get().await?, &who.localpart, None).await?;
+    revoke(state, &who.localpart, Revoke::AllExcept(None)).await?;
     Ok(())
+}
+
+// Revocation. Every way a device goes (deleted by its owner, logged out, a password
+// change or reset, an administrator) goes through `revoke_in` and then `close_readers`:
+// the device and its token are deleted, the groups hubbed here where it has a leaf are
+// marked so the hub takes nothing more for an epoch it can read (`hub::revoked`), and its
+// open inbox readers, here and on the domain's other processes, are closed at once.
+
+/// Which devices of an account to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke<'a> {
+    One(&'a DeviceId),
+    /// Every device but this one (every device when `None`).
+    AllExcept(Option<&'a DeviceId>),
+}
+
+/// Revokes devices of `localpart` inside the caller's transaction `db`: marks the groups
+/// hubbed here in which they have a leaf (locking those groups first, as every writer
+/// locks groups before devices), then deletes them. Returns the deleted devices; once the
+/// transaction is committed the caller passes them to [`close_readers`].
+pub async fn revoke_in(
+    db: &impl Db,
+    state: &AppState,
+    localpart: &Localpart,
+    which: Revoke<'_>,
+) -> Result<Vec<String>, ApiError> {
+    let user = UserId::new(localpart, &state.config.server_name);
+    let doomed: Vec<String> = match which {
+        Revoke::One(device) => vec![device.as_str().to_owned()],
+        Revoke::AllExcept(keep) => store::devices::ids_except(db, localpart, keep).await?,
+    };
+    let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    let marked = store::groups::mark_revoked(db, &user, &doomed_refs).await?;
+    let deleted = match which {
+        Revoke::One(device) => {
+            if store::devices::delete(db, localpart, device).await? {
+                doomed
+            } else {
+                Vec::new()
+            }
+        }
+        Revoke::AllExcept(keep) => store::devices::delete_all_except(db, localpart, keep).await?,
+    };
+    if !deleted.is_empty() {
+        tracing::info!(user = %user, devices = ?deleted, marked_groups = marked, "devices revoked");
+    }
+    Ok(deleted)
+}
+
+/// After the revoking transaction committed: ends the revoked devices' inbox WebSockets
+/// and long-polls, on this process and (through the wake-up relay) on the others.
+pub fn close_readers(state: &AppState, revoked: &[String]) {
+    state.inbox_waker.revoke(revoked);
+}
+
+/// Revokes devices in a transaction of its own, and closes their readers.
+pub async fn revoke(state: &AppState, localpart: &Localpart, which: Revoke<'_>) -> Result<Vec<String>, ApiError> {
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    let revoked = revoke_in(&tx, state, localpart, which).await?;
+    tx.commit().await?;
+    close_readers(state, &revoked);
+    Ok(revoked)
 }
 
 fn info(row: DeviceRow, who: &Device) -> Result<DeviceInfo, ApiError> {

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::bytes::Base64Bytes;
 use crate::ids::{DeviceId, UserId};
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -23,6 +24,12 @@ pub struct RegisterRequest {
     pub device_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_token: Option<String>,
+    /// The new device's MLS signature public key (Ed25519, 32 bytes, base64), bound to
+    /// the device in the device key directory as it is created (`invalid_param` when it
+    /// is not 32 bytes). Without it, the device's first KeyPackage upload or new group
+    /// binds its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key: Option<Base64Bytes>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -33,6 +40,12 @@ pub struct LoginRequest {
     pub password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
+    /// The new device's MLS signature public key (Ed25519, 32 bytes, base64), bound to
+    /// the device in the device key directory as it is created (`invalid_param` when it
+    /// is not 32 bytes). Without it, the device's first KeyPackage upload or new group
+    /// binds its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key: Option<Base64Bytes>,
 }
 
 /// A logged-in device: what register and login return.
@@ -110,8 +123,8 @@ macro_rules! redacted_debug {
     };
 }
 
-redacted_debug!(RegisterRequest { username, device_name } hides { password, invite_token });
-redacted_debug!(LoginRequest { username, device_name } hides { password });
+redacted_debug!(RegisterRequest { username, device_name, signature_key } hides { password, invite_token });
+redacted_debug!(LoginRequest { username, device_name, signature_key } hides { password });
 redacted_debug!(LoginResponse { user_id, device_id } hides { access_token });
 redacted_debug!(ChangePasswordRequest {} hides { current_password, new_password });
 
@@ -125,6 +138,7 @@ mod tests {
             username: "alice".into(),
             password: "hunter2hunter2".into(),
             device_name: None,
+            signature_key: None,
         };
         let session = LoginResponse {
             user_id: UserId::parse("alice@a.example").expect("id"),

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     NotAMember,
     /// The commit would make the group larger than the server allows.
     GroupFull,
+    /// The group still has a leaf of a device its owner's server revoked: the hub takes
+    /// no application message, and no commit that keeps such a leaf, until one removes it.
+    MemberRevoked,
     /// The addressed resource (device, user) does not exist or is not yours.
     NotFound,
     /// No endpoint has this path.
@@ -125,6 +128,7 @@ impl ErrorCode {
         Self::DuplicateDevice,
         Self::NotAMember,
         Self::GroupFull,
+        Self::MemberRevoked,
         Self::NotFound,
         Self::UnrecognizedEndpoint,
         Self::MethodNotAllowed,
@@ -170,6 +174,7 @@ impl ErrorCode {
             Self::DuplicateDevice => "duplicate_device",
             Self::NotAMember => "not_a_member",
             Self::GroupFull => "group_full",
+            Self::MemberRevoked => "member_revoked",
             Self::NotFound => "not_found",
             Self::UnrecognizedEndpoint => "unrecognized_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -225,6 +230,7 @@ impl ErrorCode {
             | Self::DuplicateDevice
             | Self::NotAMember
             | Self::GroupFull
+            | Self::MemberRevoked
             | Self::NotGroupHub
             | Self::SenderNotOfOrigin
             | Self::AccountDeactivated => 403,

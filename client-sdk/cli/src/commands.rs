@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use parley_sdk::messenger::{KEY_PACKAGES_TARGET, Messenger, NewDevice};
 use parley_sdk::{Client, Error, Profile, ServerCa, Session, SignIn};
 use parley_specs::client_api::{ChangePasswordRequest, LoginRequest, MAX_DEVICE_NAME_CHARS, RegisterRequest};
 use parley_specs::{DeviceId, ErrorCode};
@@ -105,21 +106,27 @@ async fn register(
         prompt: "Password for the new account",
         confirm: true,
     })?;
+    let device = new_device(ctx, password_file)?;
     let device_name = device_name.unwrap_or_else(default_device_name);
-    let session = sign_in
-        .register(&RegisterRequest {
-            username,
-            password,
-            device_name: Some(device_name.clone()),
-            invite_token,
-        })
+    let (session, messenger) = sign_in
+        .register_with_messenger(
+            &RegisterRequest {
+                username,
+                password,
+                device_name: Some(device_name.clone()),
+                invite_token,
+                signature_key: None,
+            },
+            device,
+        )
         .await?;
-    ctx.out.print(&session_view(&session), || {
+    ctx.out.print(&session_view(&session, &messenger), || {
         format!(
-            "Registered {} — this device is {} (\"{}\")",
+            "Registered {} — this device is {} (\"{}\")\n{}",
             session.user_id,
             session.device_id,
-            printable(&device_name)
+            printable(&device_name),
+            messaging_ready(&messenger)
         )
     })
 }
@@ -138,22 +145,54 @@ async fn login(
         prompt: "Password",
         confirm: false,
     })?;
+    let device = new_device(ctx, password_file)?;
     let device_name = device_name.unwrap_or_else(default_device_name);
-    let session = sign_in
-        .login(&LoginRequest {
-            username,
-            password,
-            device_name: Some(device_name.clone()),
-        })
+    let (session, messenger) = sign_in
+        .login_with_messenger(
+            &LoginRequest {
+                username,
+                password,
+                device_name: Some(device_name.clone()),
+                signature_key: None,
+            },
+            device,
+        )
         .await?;
-    ctx.out.print(&session_view(&session), || {
+    ctx.out.print(&session_view(&session, &messenger), || {
         format!(
-            "Logged in as {} — this device is {} (\"{}\")",
+            "Logged in as {} — this device is {} (\"{}\")\n{}",
             session.user_id,
             session.device_id,
-            printable(&device_name)
+            printable(&device_name),
+            messaging_ready(&messenger)
         )
     })
+}
+
+/// The new device's identity and store (register and login create both): asks for the
+/// passphrase that seals the store (`--passphrase-file`, `PARLEY_PASSPHRASE_FILE` or a
+/// prompt), before anything is sent to the server.
+fn new_device(ctx: &Ctx, password_file: Option<&Path>) -> anyhow::Result<NewDevice> {
+    let stdin = Some(Path::new("-"));
+    if password_file == stdin && ctx.passphrase_file.as_deref() == stdin {
+        bail!("--password-file and --passphrase-file cannot both read stdin");
+    }
+    let passphrase = read_password(PasswordSource {
+        file: ctx.passphrase_file.as_deref(),
+        flag: "--passphrase-file",
+        prompt: "New passphrase for this device's message store",
+        confirm: true,
+    })?;
+    Ok(NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
+}
+
+/// What register and login say about the device's messaging.
+fn messaging_ready(messenger: &Messenger) -> String {
+    format!(
+        "Created its message store {} and published its KeyPackages ({KEY_PACKAGES_TARGET} and a last-resort \
+         one): others can add you to groups now.",
+        messenger.store_path().display()
+    )
 }
 
 async fn logout(ctx: &Ctx, all: bool, local: bool) -> anyhow::Result<()> {
@@ -282,8 +321,29 @@ async fn rename_device(ctx: &Ctx, device_id: &str, name: &str) -> anyhow::Result
 async fn delete_device(ctx: &Ctx, device_id: &str) -> anyhow::Result<()> {
     let device_id = parse_device_id(device_id)?;
     let (client, session) = logged_in_client(&ctx.profile)?;
-    client.delete_device(&device_id).await?;
     let this_device = device_id == session.device_id;
+    if this_device || !Messenger::store_exists(&ctx.profile.messenger_store()) {
+        client.delete_device(&device_id).await?;
+    } else {
+        // Another device: revoked, then removed from every conversation this one shares.
+        let mut messenger = messaging::open(ctx).await?;
+        let deletion = messenger.delete_device(&device_id).await?;
+        let mut view = serde_json::to_value(&deletion)?;
+        view["ok"] = serde_json::Value::Bool(true);
+        return ctx.out.print(&view, || {
+            let mut text = format!(
+                "Deleted device {device_id}; its access is revoked, and it was removed from {} conversation(s).",
+                deletion.removed_from.len()
+            );
+            for (group, why) in &deletion.not_removed {
+                text.push_str(&format!(
+                    "\nwarning: could not remove it from {group} ({}); members remove it before their next message.",
+                    printable(why)
+                ));
+            }
+            text
+        });
+    }
     if this_device {
         ctx.profile.forget()?;
     }
@@ -359,9 +419,14 @@ pub(crate) fn logged_in_client(profile: &Profile) -> anyhow::Result<(Client, Ses
 }
 
 /// What register and login print with --json: the session without its secret token
-/// (which is saved in the profile, never printed).
-fn session_view(session: &Session) -> serde_json::Value {
-    serde_json::json!({"user_id": session.user_id, "device_id": session.device_id})
+/// (which is saved in the profile, never printed), and the device's messaging.
+fn session_view(session: &Session, messenger: &Messenger) -> serde_json::Value {
+    serde_json::json!({
+        "user_id": session.user_id,
+        "device_id": session.device_id,
+        "message_store": messenger.store_path(),
+        "key_packages_published": true,
+    })
 }
 
 fn parse_device_id(raw: &str) -> anyhow::Result<DeviceId> {

@@ -214,7 +214,7 @@ pub(crate) async fn delete(ctx: &Ctx, group: &str, seq: i64) -> anyhow::Result<(
 }
 
 /// The profile's messenger; creates its store (asking for a new passphrase) at first use.
-async fn open(ctx: &Ctx) -> anyhow::Result<Messenger> {
+pub(crate) async fn open(ctx: &Ctx) -> anyhow::Result<Messenger> {
     let (client, session) = logged_in_client(&ctx.profile)?;
     let path = ctx.profile.messenger_store();
     let new = !Messenger::store_exists(&path);

@@ -9,7 +9,12 @@ use crate::output::printable;
 
 /// The text printed on stderr for a failed command run with profile `profile`.
 pub fn explain(err: &anyhow::Error, profile: &str) -> String {
-    let messenger = err.downcast_ref::<MessengerError>();
+    let messenger = err
+        .downcast_ref::<MessengerError>()
+        .or(match err.downcast_ref::<SignInError>() {
+            Some(SignInError::Messenger(e)) => Some(e),
+            _ => None,
+        });
     let sdk = err
         .downcast_ref::<Error>()
         .or(match messenger {

@@ -37,10 +37,13 @@ impl Cli {
 
     /// Runs `parley` with a clean environment (no PARLEY_* from the caller), no terminal.
     async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        // Register and login create the device's message store, sealed with this.
+        let passphrase = self.password_file("passphrase", "the message store passphrase");
         let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PARLEY_PASSPHRASE_FILE", passphrase)
             .arg("--home")
             .arg(self.home.path())
             .args(args)
@@ -124,7 +127,9 @@ async fn register_login_devices_logout() {
         out.starts_with("Registered alice@test.parley — this device is "),
         "{out}"
     );
-    assert!(out.trim_end().ends_with("(\"laptop\")"), "{out}");
+    let (first_line, messaging) = out.split_once('\n').expect("two lines");
+    assert!(first_line.ends_with("(\"laptop\")"), "{out}");
+    assert!(messaging.contains("published its KeyPackages"), "{out}");
 
     // The session file is private, holds the token and the absolute CA path; the token
     // is never printed.
@@ -179,10 +184,11 @@ async fn register_login_devices_logout() {
     let text = cli.ok(&["devices", "rename", &phone, "Phone"]).await;
     assert_eq!(text.trim_end(), format!("Renamed device {phone} to \"Phone\"."));
 
-    assert_eq!(
-        cli.json(&["devices", "delete", &phone]).await,
-        serde_json::json!({"ok": true})
-    );
+    // Deleted, and removed from every conversation of this device (it has none yet).
+    let deleted = cli.json(&["devices", "delete", &phone]).await;
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    assert_eq!(deleted["device_id"], phone.as_str(), "{deleted}");
+    assert_eq!(deleted["removed_from"], serde_json::json!([]), "{deleted}");
     let revoked = cli.fails(&["--profile", "phone", "whoami"]).await;
     assert!(
         revoked.starts_with("error: ") && revoked.contains("(unknown_token)\nhint: "),

@@ -48,7 +48,7 @@ impl Person {
             args,
         };
         let ca = server.ca_file();
-        person
+        let registered = person
             .ok(&[
                 "--server",
                 &server.url,
@@ -60,6 +60,7 @@ impl Person {
                 &password,
             ])
             .await;
+        assert!(registered.contains("published its KeyPackages"), "{registered}");
         person
     }
 
@@ -296,37 +297,134 @@ async fn two_people_talk_verify_and_part() {
 }
 
 #[tokio::test]
-async fn the_passphrase_is_never_an_argument_and_is_asked_for() {
+async fn the_passphrase_is_never_an_argument_and_is_asked_for_at_sign_in() {
     let server = TestServer::spawn().await;
-    let ann = Person::register(&server, "cid", false).await;
-    // Without --passphrase-file and without a terminal: a clear error, no store created.
-    let out = {
+    let home = tempfile::tempdir().expect("tempdir");
+    let write = |file: &str, text: &str| {
+        let path = home.path().join(file);
+        std::fs::write(&path, format!("{text}\n")).expect("write");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let password = write("password", PASSWORD);
+    let short = write("short", "abc");
+    let ca = server.ca_file();
+    let run = |extra: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .arg("--home")
-            .arg(ann.home.path())
-            .args(["group", "list"])
+            .arg(home.path())
+            .args(["--server", &server.url, "--ca-file", ca.to_str().expect("utf-8")])
+            .args(extra)
+            .args(["register", "cid", "--password-file", &password])
             .stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || command.output().expect("run"))
-            .await
-            .expect("join")
+        async move {
+            tokio::task::spawn_blocking(move || command.output().expect("run"))
+                .await
+                .expect("join")
+        }
     };
+    let store = home.path().join("profiles/default/messenger.sealed");
+    let session = home.path().join("profiles/default/session.json");
+    // Without --passphrase-file and without a terminal: a clear error before anything is
+    // sent, no store and no session.
+    let out = run(&[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--passphrase-file"), "{stderr}");
-    assert!(!ann.store().exists());
-    // A short passphrase is refused for a new store.
-    let short = ann.home.path().join("short");
-    std::fs::write(&short, "abc\n").expect("write");
-    let err = ann
-        .fails(&["group", "list", "--passphrase-file", short.to_str().expect("utf-8")])
-        .await;
-    assert!(err.contains("passphrase is too short"), "{err}");
+    assert!(!store.exists() && !session.exists());
+    // A short passphrase is refused for the new store, before the account is made.
+    let out = run(&["--passphrase-file", &short]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("passphrase is too short"), "{stderr}");
+    assert!(!store.exists() && !session.exists());
     // There is no --passphrase option.
-    let usage = ann.run(&["group", "list", "--passphrase", PASSPHRASE]).await;
+    let usage = run(&["--passphrase", PASSPHRASE]).await;
     assert_eq!(usage.status.code(), Some(2));
+    // With one, the account is made (the name was not taken by the refusals above).
+    let passphrase = write("passphrase", PASSPHRASE);
+    let out = run(&["--passphrase-file", &passphrase]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&store), 0o600);
+}
+
+#[tokio::test]
+async fn a_user_who_just_registered_can_be_added_at_once() {
+    let server = TestServer::spawn().await;
+    let alice = Person::register(&server, "alice", false).await;
+    let group = alice.json(&["group", "create"]).await["group_id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    // Bob registers, and does nothing else: his device published its KeyPackages.
+    let bob = Person::register(&server, "bob", true).await;
+    let added = alice.ok(&["group", "add", &group, "bob"]).await;
+    assert_eq!(
+        added.trim_end(),
+        format!("Added {} (1 device) to {group}.", bob.user_id)
+    );
+    alice.ok(&["send", &group, "welcome, bob"]).await;
+    let news = bob.json(&["sync"]).await;
+    let events = news.as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "joined" && e["group_id"] == group.as_str()),
+        "{news}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "message" && e["message"]["text"] == "welcome, bob"),
+        "{news}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_device_removes_it_from_the_conversations() {
+    let server = TestServer::spawn().await;
+    let alice = Person::register(&server, "alice", false).await;
+    let password = alice.home.path().join("password");
+    let ca = server.ca_file();
+    let phone = alice
+        .json(&[
+            "--server",
+            &server.url,
+            "--ca-file",
+            ca.to_str().expect("utf-8"),
+            "--profile",
+            "phone",
+            "login",
+            "alice",
+            "--password-file",
+            password.to_str().expect("utf-8"),
+        ])
+        .await["device_id"]
+        .as_str()
+        .expect("device id")
+        .to_owned();
+    let group = alice.json(&["group", "create"]).await["group_id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    // Her own user: her other device.
+    alice.ok(&["group", "add", &group, "alice"]).await;
+    assert_eq!(
+        alice.json(&["group", "members", &group]).await.as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let deleted = alice.ok(&["devices", "delete", &phone]).await;
+    assert_eq!(
+        deleted.trim_end(),
+        format!("Deleted device {phone}; its access is revoked, and it was removed from 1 conversation(s).")
+    );
+    let members = alice.json(&["group", "members", &group]).await;
+    assert_eq!(members.as_array().map(Vec::len), Some(1), "{members}");
+    // The hub took the removal: the group takes messages again.
+    alice.ok(&["send", &group, "only me now"]).await;
 }
 
 fn mode(path: &std::path::Path) -> u32 {

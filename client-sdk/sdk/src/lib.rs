@@ -19,6 +19,7 @@
 //!         username: "alice".into(),
 //!         password: "a long password".into(),
 //!         device_name: Some("my bot".into()),
+//!         signature_key: None,
 //!     })
 //!     .await?;
 //! client.set_session(&session);

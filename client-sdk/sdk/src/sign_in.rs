@@ -1,12 +1,18 @@
 //! Signing a profile in: registering an account or logging in to one as a new device,
 //! and saving the session in the profile. The one flow behind `parley register`,
 //! `parley login` and the web app's sign-in.
+//!
+//! A device that will message signs in with a [`NewDevice`]: its MLS signature key is
+//! made first and sent with the request, so its homeserver binds the key to the device
+//! as it creates it; then the device's message store is created and its KeyPackages are
+//! published at once, so that others can add the new device to groups right away.
 
 use std::path::PathBuf;
 
 use parley_specs::client_api::{LoginRequest, LoginResponse, RegisterRequest};
 use url::Url;
 
+use crate::messenger::{Messenger, MessengerError, NewDevice};
 use crate::profile::{Profile, ProfileError, Session, trust};
 use crate::{Client, Error};
 
@@ -36,6 +42,11 @@ pub enum SignInError {
     /// is on the account without anyone holding its token.
     #[error("logged in, but the session could not be saved: {0}")]
     SessionNotSaved(ProfileError),
+    /// The device is signed in and its session saved, but its message store could not be
+    /// created or its KeyPackages not published (the next messaging operation publishes
+    /// them when the store exists).
+    #[error("signed in, but the device's messaging was not set up: {0}")]
+    Messenger(MessengerError),
 }
 
 /// A sign-in under way: the server and CA are settled (and checked, before any password
@@ -78,6 +89,39 @@ impl SignIn<'_> {
         self.save(response)
     }
 
+    /// [`SignIn::register`] for a device that messages: `device`'s signature key is bound
+    /// to the new device by the server, its store is created, and its KeyPackages are
+    /// published. Returns the saved session and the device's messenger.
+    pub async fn register_with_messenger(
+        self,
+        request: &RegisterRequest,
+        device: NewDevice,
+    ) -> Result<(Session, Messenger), SignInError> {
+        let request = RegisterRequest {
+            signature_key: Some(device.signature_key().to_vec().into()),
+            ..request.clone()
+        };
+        let response = self.client.register(&request).await?;
+        let session = self.save(response)?;
+        set_up_messaging(session, device).await
+    }
+
+    /// [`SignIn::login`] for a device that messages (see
+    /// [`SignIn::register_with_messenger`]).
+    pub async fn login_with_messenger(
+        self,
+        request: &LoginRequest,
+        device: NewDevice,
+    ) -> Result<(Session, Messenger), SignInError> {
+        let request = LoginRequest {
+            signature_key: Some(device.signature_key().to_vec().into()),
+            ..request.clone()
+        };
+        let response = self.client.login(&request).await?;
+        let session = self.save(response)?;
+        set_up_messaging(session, device).await
+    }
+
     fn save(self, response: LoginResponse) -> Result<Session, SignInError> {
         let session = Session {
             server: self.client.base_url().clone(),
@@ -89,4 +133,15 @@ impl SignIn<'_> {
         self.profile.save(&session).map_err(SignInError::SessionNotSaved)?;
         Ok(session)
     }
+}
+
+/// Creates the signed-in device's store and publishes its KeyPackages.
+async fn set_up_messaging(session: Session, device: NewDevice) -> Result<(Session, Messenger), SignInError> {
+    let client = session.client()?;
+    let mut messenger = device
+        .create(client, session.user_id.clone(), session.device_id.clone())
+        .await
+        .map_err(SignInError::Messenger)?;
+    messenger.top_up_key_packages().await.map_err(SignInError::Messenger)?;
+    Ok((session, messenger))
 }

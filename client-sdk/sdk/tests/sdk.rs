@@ -48,6 +48,7 @@ async fn error_bodies_and_retry_after() {
         username: "a".into(),
         password: "p".into(),
         device_name: None,
+        signature_key: None,
     };
 
     let limited = client.login(&login).await.expect_err("rate limited");

@@ -10,6 +10,7 @@ use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use super::AdminState;
 use crate::accounts::check_password_rules;
 use crate::credentials::hash_password;
+use crate::devices::{self as domain, Revoke};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{self, accounts::AccountRow};
@@ -95,8 +96,10 @@ pub async fn deactivate(
         return Err(ApiError::not_found(&format!("user {localpart}")));
     }
     let deleted_key_packages = store::key_packages::delete_of_account(&tx, &localpart).await?;
-    let revoked_devices = store::devices::delete_all_except(&tx, &localpart, None).await?;
+    let revoked = domain::revoke_in(&tx, app, &localpart, Revoke::AllExcept(None)).await?;
     tx.commit().await?;
+    domain::close_readers(app, &revoked);
+    let revoked_devices = revoked.len() as u64;
     tracing::info!(user = %localpart, revoked_devices, deleted_key_packages, "account deactivated by an administrator");
     Ok(web::Json(DeactivateResponse {
         user: load(app, &localpart).await?,
@@ -136,8 +139,10 @@ pub async fn reset_password(
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     store::accounts::set_password_hash(&tx, &localpart, &hash).await?;
-    let revoked_devices = store::devices::delete_all_except(&tx, &localpart, None).await?;
+    let revoked = domain::revoke_in(&tx, app, &localpart, Revoke::AllExcept(None)).await?;
     tx.commit().await?;
+    domain::close_readers(app, &revoked);
+    let revoked_devices = revoked.len() as u64;
     tracing::info!(user = %localpart, revoked_devices, "password reset by an administrator");
     Ok(web::Json(ResetPasswordResponse { revoked_devices }))
 }
@@ -182,7 +187,10 @@ pub async fn revoke_device(
     let (user, device) = path.into_inner();
     let localpart = localpart(app, &user)?;
     let device_id = DeviceId::parse(&device).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))?;
-    if !store::devices::delete(&app.pool.get().await?, &localpart, &device_id).await? {
+    if domain::revoke(app, &localpart, Revoke::One(&device_id))
+        .await?
+        .is_empty()
+    {
         return Err(ApiError::not_found(&format!("device {device_id} of {localpart}")));
     }
     tracing::info!(user = %localpart, device = %device_id, "device revoked by an administrator");

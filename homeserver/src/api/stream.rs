@@ -39,11 +39,27 @@ async fn push(
     mut messages: actix_ws::AggregatedMessageStream,
     mut cursor: i64,
 ) {
-    let mailbox = state.inbox_waker.handle(who.device_id.as_str());
+    let mailbox = match inbox::watch(&state, &who.device_id).await {
+        Ok(mailbox) => mailbox,
+        Err(e) => {
+            let code = if e.code == parley_specs::ErrorCode::UnknownToken {
+                actix_ws::CloseCode::Policy
+            } else {
+                actix_ws::CloseCode::Again
+            };
+            let _ = session.close(Some((code, e.message).into())).await;
+            return;
+        }
+    };
     loop {
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if mailbox.revoked() {
+            let reason = "this device was revoked; log in again";
+            let _ = session.close(Some((actix_ws::CloseCode::Policy, reason).into())).await;
+            return;
+        }
         let entries = match mailbox.take_after(cursor) {
             Some(fresh) => Ok(fresh),
             None => inbox::entries_after(&state, &who.device_id, cursor, BATCH).await,

@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod delivery;
 mod mls;
 mod public_state;
+mod revoked;
 mod vouch;
 pub mod writer;
 
@@ -354,6 +355,7 @@ async fn decide_commit(
     }
     let before = mls::members_of(&leaves_before);
     let after = mls::members_of(&leaves_after);
+    revoked::check_commit(&tx, &group_id, &locked, &after).await?;
     let added: BTreeSet<_> = after.difference(&before).cloned().collect();
     match (&req.welcome, added.is_empty()) {
         (None, false) => {

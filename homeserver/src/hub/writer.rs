@@ -410,8 +410,12 @@ fn refusal(
             format!("this device is not a member of {}", s.group_id),
         ));
     }
-    if s.epoch > group.epoch || group.epoch - s.epoch > rules.past_epochs_accepted {
+    if s.epoch > group.epoch || group.epoch - s.epoch > rules.past_epochs_accepted || s.epoch < group.min_epoch {
         return Some(ApiError::wrong_epoch(s.epoch, group.epoch));
+    }
+    // Read with the group's row: no query of its own.
+    if !group.revoked.is_empty() {
+        return Some(super::revoked::refusal(&s.group_id, &group.revoked));
     }
     None
 }

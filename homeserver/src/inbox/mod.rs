@@ -29,7 +29,7 @@ pub fn recheck_interval(state: &AppState) -> Duration {
 
 pub mod relay;
 mod waker;
-pub use waker::{FreshEntry, InboxWaker};
+pub use waker::{FreshEntry, InboxWaker, Mailbox, REVOKED_MARK};
 
 pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);
@@ -42,12 +42,15 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
-    let mailbox = state.inbox_waker.handle(who.as_str());
+    let mailbox = watch(state, who).await?;
     loop {
         // Registered before the query, so an entry committed meanwhile still wakes us.
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if mailbox.revoked() {
+            return Err(revoked_device());
+        }
         let entries = {
             let db = state.pool.get().await?;
             store::inbox::read(&db, who, after, i64::from(limit)).await?
@@ -61,6 +64,25 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         let wait = (deadline - now).min(recheck_interval(state));
         let _ = tokio::time::timeout(wait, notified).await;
     }
+}
+
+/// The mailbox a reader of `device` waits on, once the device is known to be there: a
+/// revocation committed before the mailbox was held is seen here, one committed after it
+/// reaches the mailbox (`InboxWaker::revoke`), so a reader never misses its device's end.
+pub async fn watch(state: &AppState, device: &DeviceId) -> Result<std::sync::Arc<Mailbox>, ApiError> {
+    let mailbox = state.inbox_waker.handle(device.as_str());
+    if !store::devices::exists(&state.pool.get().await?, device).await? {
+        return Err(revoked_device());
+    }
+    Ok(mailbox)
+}
+
+/// What a reader of a device revoked while it waited gets.
+pub fn revoked_device() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownToken,
+        "this device was revoked while it waited; log in again",
+    )
 }
 
 /// Up to `limit` entries of `device`'s inbox after `cursor`, without waiting.

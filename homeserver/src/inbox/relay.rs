@@ -8,6 +8,10 @@
 //! takes a global lock from NOTIFY to commit). A notification lost in a crash between
 //! commit and NOTIFY, or while the connection is down, only delays: readers re-check
 //! the database every `limits.inbox_recheck_secs`, and everyone is woken after a reconnect.
+//!
+//! A revoked device travels on the same channel as `!<device>`: every process ends its
+//! readers of that device at once (a lost notification leaves the reader open until its
+//! next database read finds the device gone, within `limits.inbox_recheck_secs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use crate::inbox::InboxWaker;
+use crate::inbox::REVOKED_MARK;
 use crate::metrics::Metrics;
 
 const CHANNEL: &str = "parley_inbox";
@@ -100,7 +105,12 @@ async fn relay(
                 };
                 if let Some(devices) = devices_from_others(&payload?, origin) {
                     metrics.wakeup_notifications.with_label_values(&["received"]).inc();
-                    waker.wake_here(&devices);
+                    let (revoked, woken): (Vec<String>, Vec<String>) =
+                        devices.into_iter().partition(|d| d.starts_with(REVOKED_MARK));
+                    let revoked: Vec<String> =
+                        revoked.iter().map(|d| d.trim_start_matches(REVOKED_MARK).to_owned()).collect();
+                    waker.wake_here(&woken);
+                    waker.revoke_here(&revoked);
                 }
             }
             Some(mut devices) = outgoing.recv() => {

@@ -11,11 +11,16 @@
 //! `inbox::relay`), which wake their own readers of those devices.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use parley_specs::groups_api::InboxEntry;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
+
+/// Before a device id in an announcement (and so in the relay's notifications): the
+/// device was revoked, rather than given entries. Device ids are letters and digits.
+pub const REVOKED_MARK: char = '!';
 
 /// Entries kept per device for its readers; past this the oldest go (and are read from
 /// the database instead), so a stalled reader costs bounded memory.
@@ -26,11 +31,18 @@ const MAX_FRESH: usize = 128;
 pub struct Mailbox {
     notify: Notify,
     fresh: Mutex<VecDeque<InboxEntry>>,
+    /// The device was revoked: its readers must stop at once.
+    revoked: AtomicBool,
 }
 
 impl Mailbox {
     pub fn notify(&self) -> &Notify {
         &self.notify
+    }
+
+    /// Whether the device was revoked while its reader waited; the reader ends.
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
     }
 
     fn fresh(&self) -> MutexGuard<'_, VecDeque<InboxEntry>> {
@@ -108,6 +120,23 @@ impl InboxWaker {
         let mut mailboxes = self.mailboxes();
         for device in devices {
             if let Some(mailbox) = held(&mut mailboxes, device) {
+                mailbox.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Ends the readers of these revoked devices, here and on the other processes.
+    pub fn revoke(&self, devices: &[String]) {
+        self.revoke_here(devices);
+        self.announce(devices.iter().map(|d| format!("{REVOKED_MARK}{d}")).collect());
+    }
+
+    /// Ends the readers of these revoked devices on this process only.
+    pub fn revoke_here(&self, devices: &[String]) {
+        let mut mailboxes = self.mailboxes();
+        for device in devices {
+            if let Some(mailbox) = held(&mut mailboxes, device) {
+                mailbox.revoked.store(true, Ordering::Release);
                 mailbox.notify.notify_waiters();
             }
         }

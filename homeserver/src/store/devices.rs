@@ -37,13 +37,23 @@ pub async fn insert(
     device_id: &DeviceId,
     display_name: &str,
     token_hash: &[u8],
+    signature_key: Option<&[u8]>,
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("INSERT INTO devices (device_id, localpart, display_name, token_hash) VALUES ($1, $2, $3, $4)")
+        .prepare_cached(
+            "INSERT INTO devices (device_id, localpart, display_name, token_hash, mls_signature_key)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
         .await?;
     db.execute(
         &stmt,
-        &[&device_id.as_str(), &localpart.as_str(), &display_name, &token_hash],
+        &[
+            &device_id.as_str(),
+            &localpart.as_str(),
+            &display_name,
+            &token_hash,
+            &signature_key,
+        ],
     )
     .await?;
     Ok(())
@@ -114,17 +124,41 @@ pub async fn delete(db: &impl Db, localpart: &Localpart, device_id: &DeviceId) -
     Ok(db.execute(&stmt, &[&localpart.as_str(), &device_id.as_str()]).await? == 1)
 }
 
-/// Deletes every device of the account except `keep` (all of them when `keep` is None).
+/// Deletes every device of the account except `keep` (all of them when `keep` is None);
+/// returns the deleted ones.
 pub async fn delete_all_except(
     db: &impl Db,
     localpart: &Localpart,
     keep: Option<&DeviceId>,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
+        .prepare_cached(
+            "DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2 RETURNING device_id",
+        )
         .await?;
-    db.execute(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
-        .await
+    Ok(db
+        .query(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// The account's devices except `keep` (all of them when `keep` is None).
+pub async fn ids_except(
+    db: &impl Db,
+    localpart: &Localpart,
+    keep: Option<&DeviceId>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT device_id FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2")
+        .await?;
+    Ok(db
+        .query(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// A device as the admin API shows it, with what waits for and from it.
@@ -223,4 +257,10 @@ pub async fn keys_of(db: &impl Db, devices: &[&str]) -> Result<Vec<DeviceKeyRow>
             signature_key: row.get(2),
         })
         .collect())
+}
+
+/// Whether the device exists (was not revoked).
+pub async fn exists(db: &impl Db, device: &DeviceId) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db.prepare_cached("SELECT 1 FROM devices WHERE device_id = $1").await?;
+    Ok(db.query_opt(&stmt, &[&device.as_str()]).await?.is_some())
 }

@@ -12,6 +12,15 @@ pub const KIND_APPLICATION: i16 = 2;
 pub struct LockedGroup {
     pub epoch: u64,
     pub last_seq: i64,
+    /// Revoked devices of this server that still have a leaf (`revoked_members`).
+    pub revoked: Vec<GroupMember>,
+    /// No application message for an epoch before this one (`min_epoch`).
+    pub min_epoch: u64,
+}
+
+/// The devices of a `revoked_members` value.
+fn revoked_from(value: Option<serde_json::Value>) -> Vec<GroupMember> {
+    value.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
 }
 
 /// What a previous submit with the same transaction id got.
@@ -76,11 +85,13 @@ pub async fn insert(db: &impl Db, group: &GroupId, epoch: u64, state: &[u8]) -> 
 /// Locks the group's row for the rest of the transaction: the hub's ordering point.
 pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("SELECT epoch, last_seq FROM groups WHERE group_id = $1 FOR UPDATE")
+        .prepare_cached("SELECT epoch, last_seq, revoked_members, min_epoch FROM groups WHERE group_id = $1 FOR UPDATE")
         .await?;
     Ok(db.query_opt(&stmt, &[&group.as_str()]).await?.map(|row| LockedGroup {
         epoch: to_u64(row.get(0)),
         last_seq: row.get(1),
+        revoked: revoked_from(row.get(2)),
+        min_epoch: to_u64(row.get(3)),
     }))
 }
 
@@ -89,7 +100,8 @@ pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, 
 pub async fn lock_many(db: &impl Db, groups: &[&str]) -> Result<Vec<(String, LockedGroup)>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
-            "SELECT group_id, epoch, last_seq FROM groups WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
+            "SELECT group_id, epoch, last_seq, revoked_members, min_epoch FROM groups
+             WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
         )
         .await?;
     Ok(db
@@ -100,6 +112,8 @@ pub async fn lock_many(db: &impl Db, groups: &[&str]) -> Result<Vec<(String, Loc
             let locked = LockedGroup {
                 epoch: to_u64(row.get(1)),
                 last_seq: row.get(2),
+                revoked: revoked_from(row.get(3)),
+                min_epoch: to_u64(row.get(4)),
             };
             (row.get(0), locked)
         })
@@ -428,4 +442,35 @@ pub async fn has_members_of(db: &impl Db, group: &GroupId, server: &str) -> Resu
         .prepare_cached("SELECT 1 FROM group_members WHERE group_id = $1 AND split_part(user_id, '@', 2) = $2 LIMIT 1")
         .await?;
     Ok(db.query_opt(&stmt, &[&group.as_str(), &server]).await?.is_some())
+}
+
+/// Marks the groups hubbed here (they have a public state) in which `user`'s `devices`
+/// have a leaf: their `revoked_members` gain those devices. Locks the groups in id order
+/// (groups before devices, as every writer); the caller revokes the devices in the same
+/// transaction. Returns how many groups were marked.
+pub async fn mark_revoked(db: &impl Db, user: &UserId, devices: &[&str]) -> Result<u64, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "WITH hit AS (
+                 SELECT g.group_id FROM groups g
+                 WHERE g.public_state IS NOT NULL AND g.group_id IN (
+                     SELECT group_id FROM group_members WHERE user_id = $1 AND device_id = ANY($2))
+                 ORDER BY g.group_id FOR UPDATE OF g)
+             UPDATE groups g SET revoked_members = COALESCE(g.revoked_members, '[]'::jsonb) || (
+                 SELECT jsonb_agg(jsonb_build_object('user_id', m.user_id, 'device_id', m.device_id))
+                 FROM group_members m WHERE m.group_id = g.group_id AND m.user_id = $1 AND m.device_id = ANY($2))
+             FROM hit WHERE g.group_id = hit.group_id",
+        )
+        .await?;
+    db.execute(&stmt, &[&user.as_str(), &devices]).await
+}
+
+/// Clears a locked group's revoked devices (a commit removed them) and takes application
+/// messages only from `min_epoch` on.
+pub async fn clear_revoked(db: &impl Db, group: &GroupId, min_epoch: u64) -> Result<(), tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("UPDATE groups SET revoked_members = NULL, min_epoch = $2 WHERE group_id = $1")
+        .await?;
+    db.execute(&stmt, &[&group.as_str(), &to_i64(min_epoch)]).await?;
+    Ok(())
 }

@@ -6,6 +6,7 @@
 use openmls::prelude::{KeyPackage, MlsGroup};
 use parley_federation::device_keys;
 use parley_sdk::Client;
+use parley_specs::client_api::{LoginRequest, RegisterRequest};
 use parley_specs::endpoints::federation::USER_DEVICES;
 use parley_specs::groups_api::SubmitCommitRequest;
 use parley_specs::keys_api::{
@@ -17,7 +18,9 @@ use parley_tests::mls::{TestMlsDevice, forged_key_package, key_package_from};
 use parley_tests::server::free_loopback_addr;
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::helpers::{code, federated_pair, logged_in, published_keys, registered, speaking_as};
+use crate::helpers::{
+    PASSWORD, code, federated_pair, logged_in, login_request, published_keys, register_request, registered, speaking_as,
+};
 
 /// A device with its own MLS identity, whose KeyPackages are on its server (which bound
 /// its key), and the group it created, if any.
@@ -467,4 +470,68 @@ async fn the_directory_serves_own_users_and_other_servers_users_with_their_serve
         let body: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(body["error"], error, "{user}");
     }
+}
+
+#[tokio::test]
+async fn register_and_login_bind_the_key_they_carry_at_once() {
+    let server = TestServer::spawn().await;
+    let key = |b: u8| Some(Base64Bytes::from(vec![b; 32]));
+    let request = RegisterRequest {
+        signature_key: key(7),
+        ..register_request("kira")
+    };
+    let mut client = server.sdk();
+    let session = client.register(&request).await.expect("register with a key");
+    client.set_session(&session);
+    let listed = client.user_devices(&session.user_id).await.expect("directory");
+    let [entry] = listed.device_keys.devices.as_slice() else {
+        panic!("one device: {listed:?}");
+    };
+    assert_eq!(
+        (&entry.device_id, entry.signature_key.as_slice()),
+        (&session.device_id, &[7u8; 32][..])
+    );
+    // The key is bound: a KeyPackage with another key is refused.
+    let other = TestMlsDevice::new(&session.user_id, &session.device_id);
+    let upload = UploadKeyPackagesRequest {
+        key_packages: vec![other.key_package(false).into()],
+    };
+    assert_eq!(
+        code(client.upload_key_packages(&upload).await),
+        ErrorCode::SignatureKeyMismatch
+    );
+
+    // Login binds too; a key that is not 32 bytes is refused before anything is created.
+    let login = LoginRequest {
+        signature_key: key(9),
+        ..login_request("kira", PASSWORD)
+    };
+    let phone = server.sdk().login(&login).await.expect("login with a key");
+    let listed = client.user_devices(&session.user_id).await.expect("directory");
+    assert!(
+        listed
+            .device_keys
+            .devices
+            .iter()
+            .any(|d| d.device_id == phone.device_id && d.signature_key.as_slice() == [9u8; 32]),
+        "{listed:?}"
+    );
+    for bad in [vec![1u8; 31], vec![1u8; 33], Vec::new()] {
+        let short = LoginRequest {
+            signature_key: Some(bad.clone().into()),
+            ..login_request("kira", PASSWORD)
+        };
+        assert_eq!(
+            code(server.sdk().login(&short).await),
+            ErrorCode::InvalidParam,
+            "{}",
+            bad.len()
+        );
+        let register = RegisterRequest {
+            signature_key: Some(bad.into()),
+            ..register_request("lena")
+        };
+        assert_eq!(code(server.sdk().register(&register).await), ErrorCode::InvalidParam);
+    }
+    assert_eq!(client.devices().await.expect("devices").devices.len(), 2);
 }

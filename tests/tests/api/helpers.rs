@@ -35,6 +35,7 @@ pub fn register_request(username: &str) -> RegisterRequest {
         password: PASSWORD.into(),
         device_name: Some("laptop".into()),
         invite_token: None,
+        signature_key: None,
     }
 }
 
@@ -43,6 +44,7 @@ pub fn login_request(username: &str, password: &str) -> LoginRequest {
         username: username.into(),
         password: password.into(),
         device_name: Some("phone".into()),
+        signature_key: None,
     }
 }
 

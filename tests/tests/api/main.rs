@@ -21,6 +21,7 @@ mod key_packages;
 mod messenger;
 mod ops;
 mod restart;
+mod revocation;
 mod routes;
 mod scale_out;
 mod ui;

@@ -22,7 +22,7 @@ pub struct SignInRequest {
     pub server: String,
     pub username: String,
     pub password: String,
-    /// Opens this profile's sealed store, or creates it (at least 12 characters then).
+    /// Seals the new device's store (at least 12 characters).
     pub passphrase: String,
     /// The CA certificate (PEM) of a private or development homeserver.
     #[serde(default)]

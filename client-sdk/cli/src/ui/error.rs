@@ -145,6 +145,9 @@ impl From<SignInError> for ApiError {
             SignInError::SessionNotSaved(e) => {
                 Self::server_error(format!("Signed in, but the session could not be saved: {e}"))
             }
+            SignInError::Messenger(e) => {
+                Self::server_error(format!("Signed in, but this device's messaging was not set up: {e}"))
+            }
         }
     }
 }

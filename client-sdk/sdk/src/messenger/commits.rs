@@ -46,6 +46,8 @@ impl PendingCommit {
 pub(crate) enum Change {
     Add(Vec<(GroupMember, KeyPackage)>),
     Remove(BTreeSet<UserId>),
+    /// These devices' leaves (a revoked device: its user stays).
+    RemoveDevices(BTreeSet<GroupMember>),
 }
 
 /// A commit made for a change, ready to submit.
@@ -141,13 +143,17 @@ impl Messenger {
                     affected: fresh.into_iter().map(|(m, _)| m.clone()).collect(),
                 }))
             }
-            Change::Remove(users) => {
+            Change::Remove(_) | Change::RemoveDevices(_) => {
                 let own = group.own_leaf_index();
                 let targets: Vec<(LeafNodeIndex, GroupMember)> = group
                     .members()
                     .filter(|m| m.index != own)
                     .filter_map(|m| member_of(&m.credential).map(|gm| (m.index, gm)))
-                    .filter(|(_, gm)| users.contains(&gm.user_id))
+                    .filter(|(_, gm)| match change {
+                        Change::Remove(users) => users.contains(&gm.user_id),
+                        Change::RemoveDevices(devices) => devices.contains(gm),
+                        Change::Add(_) => false,
+                    })
                     .collect();
                 if targets.is_empty() {
                     return Ok(None);

@@ -41,15 +41,20 @@ impl std::fmt::Debug for DeviceIdentity {
     }
 }
 
+/// A new signature key pair for a device.
+pub(crate) fn new_signer() -> Result<SignatureKeyPair, MessengerError> {
+    SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls("generating a signature key"))
+}
+
 impl DeviceIdentity {
-    /// A new signature key for `user`'s `device`, kept in the provider's storage.
-    pub(crate) fn generate(
+    /// The identity of `user`'s `device` with the key pair `signer` (see `new_signer`),
+    /// which is kept in the provider's storage.
+    pub(crate) fn with_stored_signer(
         provider: &DeviceProvider,
+        signer: SignatureKeyPair,
         user: &UserId,
         device: &DeviceId,
     ) -> Result<Self, MessengerError> {
-        let signer =
-            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls("generating a signature key"))?;
         signer
             .store(provider.storage())
             .map_err(mls("storing the signature key"))?;

@@ -381,6 +381,7 @@ fn verified_keys(server: &ServerName, key: &ServerVerifyKey) -> std::result::Res
             PublishedKey {
                 key: public,
                 expired_at_ms: None,
+                revoked: false,
             },
         )]),
     })

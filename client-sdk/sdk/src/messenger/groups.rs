@@ -275,7 +275,8 @@ impl Messenger {
                 }),
             };
         }
-        if let Some(committed) = self.commit_change(lock, group_id, Change::Add(packages)).await? {
+        let add = || Change::Add(packages.clone());
+        if let Some(committed) = self.commit_change_past_revoked(lock, group_id, add).await? {
             outcome.added = committed.affected;
             outcome.epoch = committed.accepted.epoch;
         }
@@ -317,8 +318,8 @@ impl Messenger {
                 });
             }
         }
-        let change = Change::Remove(users.iter().cloned().collect());
-        Ok(match self.commit_change(lock, group_id, change).await? {
+        let change = || Change::Remove(users.iter().cloned().collect());
+        Ok(match self.commit_change_past_revoked(lock, group_id, change).await? {
             Some(committed) => RemoveOutcome {
                 group_id: group_id.clone(),
                 removed: committed.affected,

@@ -46,6 +46,7 @@ mod history;
 mod key_packages;
 mod provider;
 mod receive;
+mod revocation;
 mod safety;
 mod send;
 mod store;
@@ -63,6 +64,7 @@ pub use events::{Event, LeafSource};
 pub use groups::{AddOutcome, GroupOverview, LeaveOutcome, MemberDevice, RemoveOutcome};
 pub use history::{ExportFormat, HistoryMessage, human_time, text_line};
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
+pub use revocation::DeviceDeletion;
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
 
@@ -156,26 +158,38 @@ impl Messenger {
             }
             Some(ReadOutcome::Unchanged) => Err(MessengerError::store(store.path(), "unexpected store read")),
             None => {
-                if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-                    return Err(MessengerError::WeakPassphrase(MIN_PASSPHRASE_CHARS));
-                }
-                let identity = DeviceIdentity::generate(&provider, &user, &device)?;
-                let state = AppState {
-                    signature_key: identity.signer.public().to_vec().into(),
-                    user_id: user,
-                    device_id: device,
-                    inbox_cursor: 0,
-                    conversations: Default::default(),
-                    contacts: Default::default(),
-                    leave_requests: Default::default(),
-                    pending_commits: Default::default(),
-                    server_keys: Default::default(),
-                };
-                let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
-                messenger.save(&lock)?;
-                Ok(messenger)
+                check_new_passphrase(passphrase)?;
+                let signer = device::new_signer()?;
+                Self::create(client, store, &lock, provider, signer, user, device)
             }
         }
+    }
+
+    /// Writes a new store for `device` of `user` with the signature key pair `signer`.
+    fn create(
+        client: Client,
+        store: Store,
+        lock: &StoreLock,
+        provider: DeviceProvider,
+        signer: openmls_basic_credential::SignatureKeyPair,
+        user: UserId,
+        device: DeviceId,
+    ) -> Result<Self> {
+        let identity = DeviceIdentity::with_stored_signer(&provider, signer, &user, &device)?;
+        let state = AppState {
+            signature_key: identity.signer.public().to_vec().into(),
+            user_id: user,
+            device_id: device,
+            inbox_cursor: 0,
+            conversations: Default::default(),
+            contacts: Default::default(),
+            leave_requests: Default::default(),
+            pending_commits: Default::default(),
+            server_keys: Default::default(),
+        };
+        let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
+        messenger.save(lock)?;
+        Ok(messenger)
     }
 
     fn assemble(
@@ -292,6 +306,83 @@ impl Messenger {
         self.generation = next;
         Ok(())
     }
+}
+
+fn check_new_passphrase(passphrase: &str) -> Result<()> {
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(MessengerError::WeakPassphrase(MIN_PASSPHRASE_CHARS));
+    }
+    Ok(())
+}
+
+/// A device about to be signed in, with the store it will have. Its MLS identity (the
+/// signature key pair) is made before the homeserver is asked, so that the request
+/// carries the public key and the server binds it to the device in the transaction that
+/// creates it ([`crate::SignIn::register_with_messenger`]). [`NewDevice::create`] then
+/// writes the store for the (user, device) the server answered.
+pub struct NewDevice {
+    store: Store,
+    signer: openmls_basic_credential::SignatureKeyPair,
+}
+
+impl std::fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewDevice")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NewDevice {
+    /// A new identity, and the store to create at `store_path` sealed with `passphrase`
+    /// (at least [`MIN_PASSPHRASE_CHARS`] characters).
+    pub fn new(store_path: impl Into<PathBuf>, passphrase: &str) -> Result<Self> {
+        let path = store_path.into();
+        check_new_passphrase(passphrase)?;
+        Ok(Self {
+            store: Store::new(path, passphrase.as_bytes()),
+            signer: device::new_signer()?,
+        })
+    }
+
+    /// The device's MLS signature public key (Ed25519, 32 bytes), for the sign-in request.
+    pub fn signature_key(&self) -> &[u8] {
+        self.signer.public()
+    }
+
+    /// Creates the store for `device` of `user` (the device the homeserver created with
+    /// [`NewDevice::signature_key`]; `client` logged in as it). A store already at the
+    /// path belongs to an earlier device (a store belongs to one device): it is set aside
+    /// ([`set_aside_store`]). Touches no network.
+    pub async fn create(self, client: Client, user: UserId, device: DeviceId) -> Result<Messenger> {
+        let lock = self.store.lock().await?;
+        set_aside_store(self.store.path())?;
+        Messenger::create(
+            client,
+            self.store,
+            &lock,
+            DeviceProvider::default(),
+            self.signer,
+            user,
+            device,
+        )
+    }
+}
+
+/// Moves a store left by an earlier device of a profile out of the way (renamed beside
+/// it with `.replaced-<unix time>`, never deleted: its history stays readable with its
+/// passphrase); returns where it went, `None` when there was none.
+pub fn set_aside_store(path: &Path) -> Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let seconds = OffsetDateTime::now_utc().unix_timestamp();
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".replaced-{seconds}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)
+        .map_err(|e| MessengerError::store(path, format!("cannot move it aside to {}: {e}", aside.display())))?;
+    Ok(Some(aside))
 }
 
 fn check_owner(path: &Path, app: &AppState, user: &UserId, device: &DeviceId) -> Result<()> {

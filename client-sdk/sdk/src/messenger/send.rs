@@ -216,6 +216,15 @@ impl Messenger {
                 Err(err) if err.code() == Some(ErrorCode::WrongEpoch) => {
                     self.catch_up(lock, group_id, current_epoch(&err)).await?;
                 }
+                // A device of the group was revoked: nothing more goes to an epoch it can
+                // read. Remove it, then send again.
+                Err(err) if err.code() == Some(ErrorCode::MemberRevoked) => {
+                    if self.remove_revoked_devices(lock, group_id).await? == 0 {
+                        // Another member removed it meanwhile, or the directory is not
+                        // up to date yet: catch up and try again.
+                        self.catch_up(lock, group_id, None).await?;
+                    }
+                }
                 Err(err) => return Err(err.into()),
             }
         }

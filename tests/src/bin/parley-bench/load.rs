@@ -97,6 +97,7 @@ pub async fn register(server: &Target, trust: &Trust, name: &str) -> anyhow::Res
         password: "benchmark password".into(),
         device_name: None,
         invite_token: None,
+        signature_key: None,
     };
     let session = client.register(&req).await?;
     let client = client.with_access_token(session.access_token);

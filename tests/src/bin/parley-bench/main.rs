@@ -100,6 +100,7 @@ async fn accounts(client: Arc<Client>, count: usize, concurrency: usize) -> anyh
             password: PASSWORD.into(),
             device_name: None,
             invite_token: None,
+            signature_key: None,
         };
         client.register(&req).await.map(drop)
     })
@@ -111,6 +112,7 @@ async fn accounts(client: Arc<Client>, count: usize, concurrency: usize) -> anyh
             username: name,
             password: PASSWORD.into(),
             device_name: None,
+            signature_key: None,
         };
         client.login(&req).await.map(drop)
     })

@@ -53,12 +53,18 @@ pub(super) async fn devices(ui: Data) -> Answer<Vec<Device>> {
     ))
 }
 
-/// Revokes a device at the homeserver; this one signs the profile out.
+/// Revokes a device at the homeserver and removes it from this device's conversations
+/// (when the store is unlocked); this one signs the profile out.
 pub(super) async fn delete_device(ui: Data, path: web::Path<String>) -> Answer<Empty> {
     let device_id = DeviceId::parse(&path).map_err(|e| ApiError::invalid_input(format!("Invalid device id: {e}")))?;
     let mut state = ui.state.lock().await;
     let session = state.session.clone().ok_or_else(ApiError::not_signed_in)?;
-    session.client()?.delete_device(&device_id).await?;
+    match state.messenger.as_mut() {
+        Some(m) if device_id != session.device_id => {
+            m.delete_device(&device_id).await?;
+        }
+        _ => session.client()?.delete_device(&device_id).await?,
+    }
     if device_id == session.device_id {
         forget(&ui, &mut state)?;
     }

@@ -2,7 +2,7 @@
 //! out.
 
 use actix_web::web;
-use parley_sdk::messenger::{Messenger, MessengerError};
+use parley_sdk::messenger::{Messenger, MessengerError, NewDevice};
 use parley_sdk::{Error, ServerCa};
 use parley_specs::ErrorCode;
 use parley_specs::client_api::{LoginRequest, RegisterRequest};
@@ -64,9 +64,8 @@ async fn sign_in(ui: &Ui, body: SignInRequest, register: bool) -> Answer<Session
         .trim()
         .parse()
         .map_err(|e| ApiError::invalid_input(format!("Invalid server address: {e}")))?;
-    if !Messenger::store_exists(&ui.profile.messenger_store())
-        && body.passphrase.chars().count() < MIN_NEW_PASSPHRASE_CHARS
-    {
+    // Signing in makes a new device, with a new store.
+    if body.passphrase.chars().count() < MIN_NEW_PASSPHRASE_CHARS {
         return Err(ApiError::invalid_input(format!(
             "Choose a passphrase of at least {MIN_NEW_PASSPHRASE_CHARS} characters: it protects your keys and \
              messages on this computer."
@@ -79,26 +78,37 @@ async fn sign_in(ui: &Ui, body: SignInRequest, register: bool) -> Answer<Session
     let sign_in = ui.profile.sign_in(server, ca)?;
     let username = body.username.trim().to_owned();
     let device_name = Some(body.device_name.unwrap_or_else(|| DEFAULT_DEVICE_NAME.to_owned()));
-    let session = if register {
+    // The device's key goes with the request; its store is created and its KeyPackages
+    // published as it is signed in (an earlier device's store is set aside, not deleted).
+    let device = NewDevice::new(ui.profile.messenger_store(), &body.passphrase)?;
+    let (session, messenger) = if register {
         sign_in
-            .register(&RegisterRequest {
-                username,
-                password: body.password,
-                device_name,
-                invite_token: body.invite_token,
-            })
+            .register_with_messenger(
+                &RegisterRequest {
+                    username,
+                    password: body.password,
+                    device_name,
+                    invite_token: body.invite_token,
+                    signature_key: None,
+                },
+                device,
+            )
             .await?
     } else {
         sign_in
-            .login(&LoginRequest {
-                username,
-                password: body.password,
-                device_name,
-            })
+            .login_with_messenger(
+                &LoginRequest {
+                    username,
+                    password: body.password,
+                    device_name,
+                    signature_key: None,
+                },
+                device,
+            )
             .await?
     };
     state.session = Some(session);
-    open_store(ui, &mut state, &body.passphrase).await?;
+    first_sync(ui, &mut state, messenger).await?;
     Ok(web::Json(status(&state)))
 }
 
@@ -134,7 +144,7 @@ async fn open_store(ui: &Ui, state: &mut MutexGuard<'_, Signed>, passphrase: &st
             passphrase,
         )
     };
-    let mut messenger = match open(session.client()?).await {
+    let messenger = match open(session.client()?).await {
         Err(MessengerError::StoreOfAnotherDevice { store_device, .. }) => {
             // A store left by an earlier device of this profile: kept aside, not deleted.
             let aside = path.with_extension(format!("sealed.{store_device}"));
@@ -144,6 +154,11 @@ async fn open_store(ui: &Ui, state: &mut MutexGuard<'_, Signed>, passphrase: &st
         }
         other => other?,
     };
+    first_sync(ui, state, messenger).await
+}
+
+/// The first sync of an opened store; the messenger is the session's from then on.
+async fn first_sync(ui: &Ui, state: &mut MutexGuard<'_, Signed>, mut messenger: Messenger) -> Result<(), ApiError> {
     let sync = |state| ServerEvent::Sync { state, pending: None };
     ui.hub.send(&sync(SyncState::Syncing));
     match messenger.sync().await {

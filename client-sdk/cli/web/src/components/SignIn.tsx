@@ -27,7 +27,7 @@ export function validateSignIn(f: SignInRequest, mode: Mode, privateCa: boolean)
   if (!f.password) return "Enter your password.";
   if (mode === "register" && f.password.length < 10) return "Choose a password of at least 10 characters.";
   if (!f.passphrase) return "Enter the store passphrase (it protects this device's keys).";
-  if (mode === "register" && f.passphrase.length < 12)
+  if (f.passphrase.length < 12)
     return "Choose a store passphrase of at least 12 characters.";
   if (privateCa && !/-----BEGIN CERTIFICATE-----/.test(f.ca_pem || ""))
     return "Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE-----…).";
@@ -141,7 +141,7 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
             onChange={(e) => setPassphrase(e.target.value)}
           />
           <p id="si-phrase-help" className="mt-1 text-xs text-slate-600 dark:text-slate-400">
-            Seals this device's keys on disk. At least 12 characters for a new store.
+            Seals this new device's keys on disk. At least 12 characters.
           </p>
         </div>
         <div className="flex items-center gap-2">

@@ -10,7 +10,7 @@ export type SignInRequest = {
  */
 server: string, username: string, password: string, 
 /**
- * Opens this profile's sealed store, or creates it (at least 12 characters then).
+ * Seals the new device's store (at least 12 characters).
  */
 passphrase: string, 
 /**
