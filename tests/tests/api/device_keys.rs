@@ -296,11 +296,12 @@ async fn a_leaf_of_a_made_up_server_is_refused_and_nothing_is_queued_for_it() {
     let mut alice = Member::new(&server, "alice", true, 1).await;
     let group = alice.create_group(&server).await;
 
-    // A loopback port nobody listens on: a server that cannot be asked to vouch.
+    // A loopback port nobody listens on: a server that cannot be asked to vouch (and, an
+    // IP address that is not a configured peer, is not even dialled).
     let nowhere = format!("x@127.0.0.1:{}", free_loopback_addr().port());
     let ghost = forged_key_package(&UserId::parse(&nowhere).unwrap(), &DeviceId::parse("GHOST").unwrap());
     let refused = alice.add(&group, &[ghost]).await;
-    assert_eq!(code(refused), ErrorCode::RemoteUnavailable);
+    assert_eq!(code(refused), ErrorCode::ServerNotAllowed);
     assert_eq!(alice.group_state(&group).await, (0, 1), "the group is unchanged");
     assert_eq!(server.count("SELECT count(*) FROM federation_queue", &[]).await, 0);
     assert_eq!(
