@@ -102,6 +102,7 @@ impl Application {
                 )));
                 background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
                 background.push(tokio::spawn(remote::outbound::send_forever(remote.clone())));
+                background.push(tokio::spawn(remote::key_notice::announce_forever(remote.clone())));
                 let api = FederationApi {
                     remote,
                     requests_per_origin: RateLimiter::per_minute(federation_config.requests_per_origin_per_minute),

@@ -206,6 +206,10 @@ pub mod federation {
     /// The server of devices that acknowledged messages sends delivery receipts to the
     /// server of the messages' senders (best effort; at most `MAX_RECEIPTS_PER_REQUEST`).
     pub const RECEIPTS: Endpoint = endpoint(Post, "/federation/v1/receipts", ServerSignature, false);
+    /// The origin rotated its signing key (signed with the new one, no body): the
+    /// receiver fetches its key document again now, so a revoked key stops verifying at
+    /// once rather than when the cached document expires.
+    pub const KEYS_CHANGED: Endpoint = endpoint(Post, "/federation/v1/keys/changed", ServerSignature, false);
 
     pub const ALL: &[Endpoint] = &[
         SERVER_KEYS,
@@ -218,6 +222,7 @@ pub mod federation {
         BACKFILL,
         GROUP_DELIVERY,
         RECEIPTS,
+        KEYS_CHANGED,
     ];
 }
 

@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::BACKFILL, backfill)
         .add(endpoints::GROUP_DELIVERY, group_delivery)
         .add(endpoints::RECEIPTS, receive_receipts)
+        .add(endpoints::KEYS_CHANGED, keys_changed)
         .register(cfg);
 }
 
@@ -68,6 +69,13 @@ async fn version(request: Signed<NoBody>, api: web::Data<FederationApi>) -> web:
         version: env!("CARGO_PKG_VERSION").to_owned(),
         origin: request.origin,
     })
+}
+
+/// Another server rotated its key: its document is fetched again (at most every few
+/// seconds), so a key it revoked stops verifying here at once.
+async fn keys_changed(request: Signed<NoBody>, api: web::Data<FederationApi>) -> Result<HttpResponse, ApiError> {
+    crate::remote::peer_keys::refresh(&api.remote, &request.origin).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Another server claims KeyPackages of one of our users for one of its members.

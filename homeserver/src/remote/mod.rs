@@ -13,6 +13,7 @@ pub mod claims;
 pub mod delivery;
 pub mod device_keys;
 pub mod forward;
+pub mod key_notice;
 mod keyring;
 pub mod ordered;
 pub mod outbound;

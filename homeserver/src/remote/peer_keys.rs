@@ -64,6 +64,13 @@ impl PeerKeys {
         );
     }
 
+    /// The servers whose keys are cached: those that sent requests here, or whose
+    /// signatures were checked.
+    pub fn servers(&self) -> Vec<ServerName> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.keys().cloned().collect()
+    }
+
     /// Remembers that a fetch for `wanted` found nothing new.
     fn looked_for(&self, server: &ServerName, wanted: &KeyId) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,6 +89,26 @@ pub async fn of_request(remote: &Remote, signed: &SignedRequest, now: i64) -> Re
 /// `server`'s keys, from the cache while they are valid.
 pub async fn of_server(remote: &Remote, server: &ServerName) -> Result<VerifiedKeys, ApiError> {
     server_keys(remote, server, now_ms(), None).await
+}
+
+/// Fetches `server`'s key document again, unless it was fetched moments ago (a request
+/// signed with a new key fetches it before its handler runs).
+pub async fn refresh(remote: &Remote, server: &ServerName) -> Result<(), ApiError> {
+    if remote
+        .peer_keys
+        .cached(server)
+        .is_some_and(|c| c.fetched_at.elapsed() < REFETCH_AFTER)
+    {
+        return Ok(());
+    }
+    let keys = remote.client.fetch_keys(server, now_ms()).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::RemoteUnavailable,
+            format!("cannot fetch the keys of {server}: {e}"),
+        )
+    })?;
+    remote.peer_keys.store(keys, None);
+    Ok(())
 }
 
 /// `server`'s keys holding `key_id` valid at `signed_at_ms` (a signature `server` made),

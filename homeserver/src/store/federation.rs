@@ -169,6 +169,14 @@ pub struct QueueStats {
     pub last_error: Option<String>,
 }
 
+/// Every server group messages were ever queued for.
+pub async fn destinations(db: &impl Db) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT destination FROM federation_destinations")
+        .await?;
+    Ok(db.query(&stmt, &[]).await?.into_iter().map(|row| row.get(0)).collect())
+}
+
 pub async fn queue_stats(db: &impl Db) -> Result<Vec<QueueStats>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(

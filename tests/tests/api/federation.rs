@@ -126,6 +126,41 @@ async fn a_rotated_key_is_published_at_once_and_the_old_one_stays_verifiable() {
     );
 }
 
+/// A stolen key: after `keys rotate --overlap-secs 0`, a peer that had cached the old key
+/// document used to accept requests signed with the old key until that document expired
+/// (a week by default). Now the old key is published as revoked, the server tells the
+/// servers it knows that its key changed, and they stop accepting the stolen key within
+/// seconds.
+#[tokio::test]
+async fn a_key_revoked_after_a_compromise_stops_verifying_at_peers_within_seconds() {
+    let pair = pair().await;
+    let identity = pair.a_identity();
+    let stolen = pair.a_keyring();
+    let (status, _) = pair
+        .call_b(&identity, Some(pair.a_signs(&stolen, "b.test", now_ms())))
+        .await;
+    assert_eq!(status, 200, "b fetched and cached a's keys");
+
+    // What `parley-homeserver keys rotate --overlap-secs 0` does to the key file.
+    let mut keyring = pair.a_keyring();
+    keyring.rotate(now_ms(), true);
+    keyring.save(&pair.a_dir.join("server.key")).unwrap();
+
+    let refused = parley_tests::wait_until(Duration::from_secs(30), || async {
+        let (status, _) = pair
+            .call_b(&identity, Some(pair.a_signs(&stolen, "b.test", now_ms())))
+            .await;
+        status == 401
+    })
+    .await;
+    assert!(refused, "b still accepts requests signed with a's revoked key");
+    // A request signed with a's new key is accepted.
+    let (status, _) = pair
+        .call_b(&identity, Some(pair.a_signs(&keyring, "b.test", now_ms())))
+        .await;
+    assert_eq!(status, 200);
+}
+
 /// Two federating servers, `a.test` and `b.test`; `b` reaches `a` to fetch its keys.
 struct Pair {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
