@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "device_keys",
         sql: include_str!("../migrations/0007_device_keys.sql"),
     },
+    Migration {
+        version: 8,
+        name: "group_info",
+        sql: include_str!("../migrations/0008_group_info.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -173,6 +173,23 @@ impl TestMlsDevice {
         serialize(bundle.commit())
     }
 
+    /// The GroupInfo (without the ratchet tree) of the epoch `group`'s pending commit
+    /// creates, signed by this device: what the hub takes with the commit. Made by
+    /// merging the commit on a copy of the stored state, which is then put back.
+    pub fn pending_group_info(&self, group: &MlsGroup) -> Vec<u8> {
+        let storage = self.provider.storage();
+        let snapshot = storage.values.read().expect("storage").clone();
+        let mut merged = MlsGroup::load(storage, group.group_id())
+            .expect("load")
+            .expect("the group is stored");
+        merged.merge_pending_commit(&self.provider).expect("merge a copy");
+        let info = merged
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .expect("group info");
+        *storage.values.write().expect("storage") = snapshot;
+        serialize(&info)
+    }
+
     /// Forgets a commit the hub refused, so the group can commit again.
     pub fn discard_pending(&self, group: &mut MlsGroup) {
         group

@@ -5,9 +5,13 @@ use std::collections::BTreeSet;
 
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    BasicCredential, ContentType, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage, PublicGroup, RatchetTreeIn,
+    BasicCredential, ContentType, MlsMessageBodyIn, MlsMessageIn, ProposalStore, ProtocolMessage, PublicGroup,
+    RatchetTreeIn,
 };
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
 use parley_specs::groups_api::GroupMember;
 use parley_specs::mls::parse_credential_identity;
 use parley_specs::{ErrorCode, GroupId};
@@ -85,6 +89,52 @@ pub fn parse_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiError> {
         MlsMessageBodyIn::GroupInfo(info) => Ok(info),
         _ => Err(invalid("group_info is not an MLS GroupInfo")),
     }
+}
+
+/// A GroupInfo as the hub keeps it: without the ratchet tree (the hub serves its own),
+/// with the external public key (so a user's new device can join by external commit).
+pub fn parse_stored_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiError> {
+    let info = parse_group_info(bytes)?;
+    if info.extensions().ratchet_tree().is_some() {
+        return Err(invalid(
+            "group_info must not carry the ratchet-tree extension; the hub serves the tree itself",
+        ));
+    }
+    if info.extensions().external_pub().is_none() {
+        return Err(invalid("group_info lacks the external_pub extension"));
+    }
+    Ok(info)
+}
+
+/// Checks that `bytes` is a GroupInfo of exactly the state `group` is in: it parses as
+/// one (see `parse_stored_group_info`), its signature verifies with the key of the leaf
+/// it names as signer in the hub's own tree, and its group context (group id, epoch,
+/// tree hash, transcript hash, extensions) is the hub's.
+pub fn check_group_info(bytes: &[u8], group: &PublicGroup) -> Result<(), ApiError> {
+    let info = parse_stored_group_info(bytes)?;
+    let tree: RatchetTreeIn = group.export_ratchet_tree().into();
+    let (theirs, _) = PublicGroup::from_external(
+        &RustCrypto::default(),
+        &MemoryStorage::default(),
+        tree,
+        info,
+        ProposalStore::new(),
+    )
+    .map_err(|e| invalid(format!("group_info does not describe the group the commit leaves: {e}")))?;
+    if theirs.group_context() != group.group_context() {
+        return Err(invalid(
+            "group_info does not describe the group the commit leaves (another group context)",
+        ));
+    }
+    Ok(())
+}
+
+/// The hub's ratchet tree of `group`, TLS-serialized.
+pub fn export_tree(group: &PublicGroup) -> Result<Vec<u8>, ApiError> {
+    group
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .map_err(|e| ApiError::internal("encoding the ratchet tree", e))
 }
 
 pub fn parse_ratchet_tree(bytes: &[u8]) -> Result<RatchetTreeIn, ApiError> {

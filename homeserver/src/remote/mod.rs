@@ -1,8 +1,8 @@
 //! Every call this server makes to another one. Requests are signed with this server's
 //! key and go out through `Remote::call`, which refuses servers the federation policy
 //! does not allow; the outbound queue sender, KeyPackage claims, forwarded submits,
-//! relayed receipts, delivery questions, backfill requests and device list fetches all
-//! use it. Key documents (public and self-signed) are fetched by `peer_keys` unsigned,
+//! relayed receipts, delivery questions, backfill requests, device list fetches and
+//! group info requests all use it. Key documents (public and self-signed) are fetched by `peer_keys` unsigned,
 //! only for a server whose request passed the policy or whose group this server follows.
 //!
 //! This module is below the domain: the hub, inboxes and key packages call it, and it
@@ -13,6 +13,7 @@ pub mod claims;
 pub mod delivery;
 pub mod device_keys;
 pub mod forward;
+pub mod group_info;
 mod keyring;
 pub mod ordered;
 pub mod outbound;

@@ -122,6 +122,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
             }
             Event::Joined { group_id, .. }
             | Event::MembersChanged { group_id, .. }
+            | Event::DeviceAdded { group_id, .. }
             | Event::Removed { group_id, .. } => {
                 if !conversations_changed.contains(&group_id) {
                     conversations_changed.push(group_id);
@@ -157,7 +158,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
             Event::Expired { group_id, seq } => {
                 out.push(ServerEvent::MessageDeleted { group_id, seq });
             }
-            Event::LeaveAnnounced { .. } | Event::Undecryptable { .. } => {}
+            Event::LeaveAnnounced { .. } | Event::Undecryptable { .. } | Event::JoinFailed { .. } => {}
         }
     }
     for group_id in conversations_changed {

@@ -13,6 +13,7 @@
 //!   produced is saved;
 //! - keeps a searchable, exportable history in the hub's order, deleting expired
 //!   messages, and deletes messages or whole conversations on request;
+//! - joins, from a new device, the conversations its user is in (external commits);
 //! - computes safety numbers and warns when a verified contact's devices change.
 //!
 //! Several processes may share one store: every operation locks it, re-reads it when
@@ -42,6 +43,7 @@ mod error;
 mod events;
 mod groups;
 mod history;
+mod join;
 mod key_packages;
 mod provider;
 mod receive;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, StagedCommit, StagedWelcome,
+    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
+    StagedWelcome,
 };
 use parley_specs::ErrorCode;
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery};
@@ -253,8 +254,12 @@ impl Messenger {
             .process_message(&self.provider, message)
             .map_err(|e| format!("cannot decrypt or verify: {e}"))?;
         let sender = member_of(processed.credential()).ok_or("the sender's credential names no Parley device")?;
+        let external = matches!(processed.sender(), Sender::NewMemberCommit);
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => self.on_application(entry, sender, &app.into_bytes()),
+            ProcessedMessageContent::StagedCommitMessage(staged) if external => {
+                self.on_external_join(entry, group, sender, *staged)
+            }
             ProcessedMessageContent::StagedCommitMessage(staged) => self.on_commit(entry, group, sender, *staged),
             // The hub relays no standalone proposals (it accepts only commits).
             _ => Ok(()),
@@ -370,6 +375,47 @@ impl Messenger {
                 removed,
             });
         }
+        Ok(())
+    }
+
+    /// An external commit: a device joined by itself. Accepted only when it adds that
+    /// device's leaf and nothing else, for a user who has a device in the group already
+    /// (what the hub checks too); otherwise refused here, and the user is told.
+    fn on_external_join(
+        &mut self,
+        entry: &InboxEntry,
+        mut group: MlsGroup,
+        joiner: GroupMember,
+        staged: StagedCommit,
+    ) -> EntryResult {
+        let before = members_of(&group);
+        if !before.iter().any(|m| m.user_id == joiner.user_id) {
+            return Err(format!(
+                "refused a device that joined by itself: {} has no device in the group, so {}/{} may not join \
+                 without being added",
+                joiner.user_id, joiner.user_id, joiner.device_id
+            ));
+        }
+        if staged.self_removed() {
+            return Err("refused a device that joined by itself and removed this device".into());
+        }
+        if staged.remove_proposals().next().is_some()
+            || staged.add_proposals().next().is_some()
+            || staged.update_proposals().next().is_some()
+        {
+            return Err(format!(
+                "refused a device that joined by itself: {}/{} did more than add its own leaf",
+                joiner.user_id, joiner.device_id
+            ));
+        }
+        group
+            .merge_staged_commit(&self.provider, staged)
+            .map_err(|e| format!("cannot apply the commit: {e}"))?;
+        self.undelivered.push(Event::DeviceAdded {
+            group_id: entry.group_id.clone(),
+            user: joiner.user_id.clone(),
+            device: joiner,
+        });
         Ok(())
     }
 
