@@ -629,9 +629,35 @@ async fn bad_submissions_get_their_error_and_change_nothing() {
         let bundle = group
             .self_update(&mls.provider, &mls.signer, LeafNodeParameters::default())
             .expect("update");
-        commit(serialize(bundle.commit()))
+        SubmitCommitRequest {
+            group_info: mls.pending_group_info(group).into(),
+            ..commit(serialize(bundle.commit()))
+        }
     };
     let a_commit = update(&mut a);
+    // A GroupInfo that is not of the state the commit leaves (here: of the epoch before).
+    let old_info = {
+        let (mls, group) = (&a.mls, a.group.as_ref().expect("group"));
+        let info = group
+            .export_group_info(
+                openmls::prelude::OpenMlsProvider::crypto(&mls.provider),
+                &mls.signer,
+                false,
+            )
+            .expect("group info");
+        serialize(&info)
+    };
+    let wrong_info = SubmitCommitRequest {
+        txn_id: txn(),
+        group_info: old_info.into(),
+        ..a_commit.clone()
+    };
+    let err = a
+        .client
+        .submit_commit(&group_id, &wrong_info)
+        .await
+        .expect_err("wrong group info");
+    assert_eq!(err.code(), Some(ErrorCode::InvalidMlsMessage), "{err}");
     a.client.submit_commit(&group_id, &a_commit).await.expect("a's commit");
     a.merge_pending();
     let stale = update(&mut b);
