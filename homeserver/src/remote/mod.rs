@@ -2,8 +2,9 @@
 //! key and go out through `Remote::call`, which refuses servers the federation policy
 //! does not allow; the outbound queue sender, KeyPackage claims, forwarded submits,
 //! relayed receipts, delivery questions, backfill requests, device list fetches and
-//! group info requests all use it. Key documents (public and self-signed) are fetched by `peer_keys` unsigned,
-//! only for a server whose request passed the policy or whose group this server follows.
+//! group info requests all use it. Key documents (public and self-signed) are fetched by
+//! `peer_keys` unsigned, only for a server whose request passed the policy or whose group
+//! this server follows.
 //!
 //! This module is below the domain: the hub, inboxes and key packages call it, and it
 //! imports nothing from the API handlers (`api/`, `federation/`, `admin/`).

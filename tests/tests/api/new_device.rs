@@ -70,9 +70,15 @@ async fn a_new_device_joins_its_users_conversations_while_every_other_device_is_
 
     // One group hubbed on bob's server, one on ann's.
     let on_b = bob_m.create_group().await.expect("create on b");
-    bob_m.add_members(&on_b, &[ann.user.clone()]).await.expect("add ann");
+    bob_m
+        .add_members(&on_b, std::slice::from_ref(&ann.user))
+        .await
+        .expect("add ann");
     let on_a = ann_m.create_group().await.expect("create on a");
-    ann_m.add_members(&on_a, &[bob.user.clone()]).await.expect("add bob");
+    ann_m
+        .add_members(&on_a, std::slice::from_ref(&bob.user))
+        .await
+        .expect("add bob");
     joined(&mut ann_m, &on_b).await;
     joined(&mut bob_m, &on_a).await;
     for group in [&on_a, &on_b] {
