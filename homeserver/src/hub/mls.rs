@@ -7,10 +7,9 @@ use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    BasicCredential, ContentType, MlsMessageBodyIn, MlsMessageIn, ProposalStore, ProtocolMessage, PublicGroup,
-    RatchetTreeIn,
+    BasicCredential, ContentType, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, OpenMlsSignaturePublicKey,
+    ProtocolMessage, PublicGroup, RatchetTreeIn, Verifiable as _,
 };
-use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use parley_specs::groups_api::GroupMember;
 use parley_specs::mls::parse_credential_identity;
@@ -106,26 +105,36 @@ pub fn parse_stored_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiE
     Ok(info)
 }
 
-/// Checks that `bytes` is a GroupInfo of exactly the state `group` is in: it parses as
-/// one (see `parse_stored_group_info`), its signature verifies with the key of the leaf
-/// it names as signer in the hub's own tree, and its group context (group id, epoch,
-/// tree hash, transcript hash, extensions) is the hub's.
-pub fn check_group_info(bytes: &[u8], group: &PublicGroup) -> Result<(), ApiError> {
+/// Checks that `bytes` is a GroupInfo of exactly the state `group` is in, signed by
+/// `committer`: it parses as one (see `parse_stored_group_info`), its group context
+/// (group id, epoch, tree hash, transcript hashes, extensions) is the hub's, the signer
+/// it names is the committer's leaf in the hub's tree, and its signature verifies with
+/// that leaf's key. One signature check: the tree itself is the hub's, checked already.
+pub fn check_group_info(bytes: &[u8], group: &PublicGroup, committer: &GroupMember) -> Result<(), ApiError> {
     let info = parse_stored_group_info(bytes)?;
-    let tree: RatchetTreeIn = group.export_ratchet_tree().into();
-    let (theirs, _) = PublicGroup::from_external(
-        &RustCrypto::default(),
-        &MemoryStorage::default(),
-        tree,
-        info,
-        ProposalStore::new(),
-    )
-    .map_err(|e| invalid(format!("group_info does not describe the group the commit leaves: {e}")))?;
-    if theirs.group_context() != group.group_context() {
+    if info.group_context() != group.group_context() {
         return Err(invalid(
-            "group_info does not describe the group the commit leaves (another group context)",
+            "group_info does not describe the group as the commit leaves it (another group context)",
         ));
     }
+    // GroupInfoTBS ends with the signer's leaf index (uint32).
+    let tbs = info
+        .unsigned_payload()
+        .map_err(|e| invalid(format!("group_info does not encode: {e}")))?;
+    let signer = tbs
+        .last_chunk::<4>()
+        .map(|b| u32::from_be_bytes(*b))
+        .ok_or_else(|| invalid("group_info names no signer"))?;
+    let leaf = group
+        .leaf(LeafNodeIndex::new(signer))
+        .filter(|leaf| member_of(leaf.credential()).as_ref() == Some(committer))
+        .ok_or_else(|| invalid("group_info is not signed by the committer's leaf"))?;
+    let key = OpenMlsSignaturePublicKey::from_signature_key(
+        leaf.signature_key().clone(),
+        group.ciphersuite().signature_algorithm(),
+    );
+    info.verify(&RustCrypto::default(), &key)
+        .map_err(|e| invalid(format!("group_info's signature does not verify: {e}")))?;
     Ok(())
 }
 

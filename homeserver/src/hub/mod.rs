@@ -380,7 +380,7 @@ async fn decide_commit(
         return Ok(Decided::Fetch(users));
     }
     // The GroupInfo a new device will join from must be this very state's.
-    mls::check_group_info(req.group_info.as_slice(), &public.group)?;
+    mls::check_group_info(req.group_info.as_slice(), &public.group, sender)?;
     let before = mls::members_of(&leaves_before);
     let after = mls::members_of(&leaves_after);
     // Devices added by a member, which join from the Welcome (an external joiner is the
