@@ -1,7 +1,8 @@
 //! A client built on a second MLS implementation (AWS's `mls-rs`) speaks to the hub: its
 //! KeyPackage is uploaded and claimed like any device's, it is added with a Welcome that
 //! lacks the ratchet-tree extension, fetches the tree from the hub's group-info endpoint,
-//! joins, and sends and receives through the hub.
+//! joins, and sends and receives through the hub. An SDK device added with the same
+//! Welcome fetches the tree the same way.
 
 use mls_rs::client_builder::MlsConfig;
 use mls_rs::identity::SigningIdentity;
@@ -17,7 +18,10 @@ use parley_specs::{DeviceId, GroupId, UserId};
 use parley_tests::TestServer;
 use parley_tests::mls::{CIPHERSUITE, Processed, TestMlsDevice, key_package_from, serialize};
 
-use crate::helpers::signed_in;
+use crate::helpers::{device, joined, signed_in, sync_until};
+
+const HELLO: &[u8] = br#"{"type":"text","body":"hello from openmls"}"#;
+const REPLY: &[u8] = br#"{"type":"text","body":"hello from mls-rs"}"#;
 
 /// The profile's ciphersuite, MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, in mls-rs.
 const MLS_RS_SUITE: CipherSuite = CipherSuite::CURVE25519_AES128;
@@ -82,18 +86,23 @@ async fn an_mls_rs_client_joins_from_a_welcome_without_the_tree_and_talks_throug
         })
         .await
         .expect("create");
-    let claimed = ann_api
-        .claim_key_packages(&ClaimKeyPackagesRequest {
-            user_id: rs_session.user_id.clone(),
-        })
-        .await
-        .expect("claim");
-    let packages: Vec<_> = claimed
-        .key_packages
-        .iter()
-        .map(|k| key_package_from(k.key_package.as_slice()))
-        .collect();
-    assert_eq!(packages.len(), 1);
+    // An SDK device is added with the same tree-less Welcome: it fetches the tree too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sam = device(&server, dir.path(), "sam", true).await;
+    let mut packages = Vec::new();
+    for user in [&rs_session.user_id, sam.user_id()] {
+        let claimed = ann_api
+            .claim_key_packages(&ClaimKeyPackagesRequest { user_id: user.clone() })
+            .await
+            .expect("claim");
+        packages.extend(
+            claimed
+                .key_packages
+                .iter()
+                .map(|k| key_package_from(k.key_package.as_slice())),
+        );
+    }
+    assert_eq!(packages.len(), 2);
     let (commit, welcome) = ann.add(&mut group, &packages);
     let add = SubmitCommitRequest {
         txn_id: "add-rusty".into(),
@@ -119,7 +128,8 @@ async fn an_mls_rs_client_joins_from_a_welcome_without_the_tree_and_talks_throug
     rs_api.ack_inbox(entry.cursor).await.expect("ack");
 
     // ann -> mls-rs.
-    let hello = ann.encrypt(&mut group, b"hello from openmls");
+    // Parley's application messages are JSON envelopes (see protocol.md).
+    let hello = ann.encrypt(&mut group, HELLO);
     ann_api
         .submit_message(
             &group_id,
@@ -137,13 +147,19 @@ async fn an_mls_rs_client_joins_from_a_welcome_without_the_tree_and_talks_throug
         .process_incoming_message(MlsMessage::from_bytes(entry.payload.as_ref().unwrap().as_slice()).unwrap())
         .expect("mls-rs decrypts");
     match received {
-        mls_rs::group::ReceivedMessage::ApplicationMessage(m) => assert_eq!(m.data(), b"hello from openmls"),
+        mls_rs::group::ReceivedMessage::ApplicationMessage(m) => assert_eq!(m.data(), HELLO),
         other => panic!("expected an application message, got {other:?}"),
     }
 
+    joined(&mut sam, &group_id).await;
+    sync_until(&mut sam, &group_id, "ann's message", |h| {
+        h.iter().any(|m| m.text == "hello from openmls")
+    })
+    .await;
+
     // mls-rs -> ann.
     let reply = rs_group
-        .encrypt_application_message(b"hello from mls-rs", Vec::new())
+        .encrypt_application_message(REPLY, Vec::new())
         .expect("encrypt")
         .to_bytes()
         .expect("encode");
@@ -162,5 +178,29 @@ async fn an_mls_rs_client_joins_from_a_welcome_without_the_tree_and_talks_throug
     let entry = inbox.entries.last().expect("the reply");
     assert_eq!(entry.sender.device_id, rs_session.device_id);
     let got = ann.process(&mut group, entry.payload.as_ref().unwrap().as_slice());
-    assert_eq!(got, Processed::Application(b"hello from mls-rs".to_vec()));
+    assert_eq!(got, Processed::Application(REPLY.to_vec()));
+    // The SDK device reads mls-rs's message too, and its own text reaches mls-rs.
+    sync_until(&mut sam, &group_id, "mls-rs's message", |h| {
+        h.iter().any(|m| m.text == "hello from mls-rs")
+    })
+    .await;
+    let sent = sam
+        .send_text(&group_id, "hello from the sdk", None)
+        .await
+        .expect("send");
+    let inbox = rs_api.read_inbox(&InboxQuery::default()).await.expect("inbox");
+    let entry = inbox
+        .entries
+        .iter()
+        .find(|e| e.seq == sent.seq)
+        .expect("the SDK's message reached mls-rs");
+    let received = rs_group
+        .process_incoming_message(MlsMessage::from_bytes(entry.payload.as_ref().unwrap().as_slice()).unwrap())
+        .expect("mls-rs decrypts the SDK's message");
+    match received {
+        mls_rs::group::ReceivedMessage::ApplicationMessage(m) => {
+            assert!(String::from_utf8_lossy(m.data()).contains("hello from the sdk"));
+        }
+        other => panic!("expected an application message, got {other:?}"),
+    }
 }

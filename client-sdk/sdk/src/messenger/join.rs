@@ -7,8 +7,8 @@
 //! the join: MLS gives a joiner no keys of earlier epochs.
 
 use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, RatchetTreeIn};
-use parley_specs::groups_api::SubmitCommitRequest;
+use openmls::prelude::{MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedWelcome, RatchetTreeIn};
+use parley_specs::groups_api::{InboxEntry, InboxEntryKind, SubmitCommitRequest};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
 
@@ -161,5 +161,39 @@ impl Messenger {
             members: members.into_iter().collect(),
         });
         self.save(lock)
+    }
+
+    /// Fetches from the hub the ratchet tree of each new Welcome in `entries` that lacks
+    /// the ratchet-tree extension (another client may send such Welcomes), for
+    /// `process_welcome` to join with. Best effort: the hub serves the group's current
+    /// tree, so a Welcome to an epoch the group has left since cannot be joined this way
+    /// (and is reported as undecryptable, like any Welcome that cannot be joined).
+    pub(crate) async fn fetch_welcome_trees(&mut self, entries: &[InboxEntry]) {
+        for entry in entries {
+            if entry.kind != InboxEntryKind::Welcome || entry.cursor <= self.state.inbox_cursor {
+                continue;
+            }
+            let Some(MlsMessageBodyIn::Welcome(welcome)) = entry
+                .payload
+                .as_ref()
+                .and_then(|p| MlsMessageIn::tls_deserialize_exact(p.as_slice()).ok())
+                .map(MlsMessageIn::extract)
+            else {
+                continue;
+            };
+            // Opening the Welcome consumes its KeyPackage: look, then put the state back.
+            let snapshot = self.provider.export();
+            let lacks_tree = ProcessedWelcome::new_from_welcome(&self.provider, &join_config(), welcome)
+                .is_ok_and(|p| p.unverified_group_info().extensions().ratchet_tree().is_none());
+            self.provider.import(snapshot);
+            if !lacks_tree {
+                continue;
+            }
+            if let Ok(info) = self.client.group_info(&entry.group_id).await
+                && let Ok(tree) = RatchetTreeIn::tls_deserialize_exact(info.ratchet_tree.as_slice())
+            {
+                self.welcome_trees.insert(entry.cursor, tree);
+            }
+        }
     }
 }

@@ -105,6 +105,8 @@ pub struct Messenger {
     /// Events produced inside other operations (a catch-up before a retried commit),
     /// returned by the next `sync` or `receive`.
     undelivered: Vec<Event>,
+    /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
+    welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -199,6 +201,7 @@ impl Messenger {
             websocket_enabled: true,
             websocket_retry_at: None,
             undelivered: Vec::new(),
+            welcome_trees: Default::default(),
         }
     }
 

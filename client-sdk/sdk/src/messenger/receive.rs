@@ -106,6 +106,7 @@ impl Messenger {
         if !self.state.pending_commits.is_empty() {
             self.resolve_pending_commits(lock).await?;
         }
+        self.fetch_welcome_trees(entries).await;
         self.process_batch(lock, entries).map(drop)
     }
 
@@ -135,6 +136,7 @@ impl Messenger {
             if page.entries.is_empty() {
                 return Ok(());
             }
+            self.fetch_welcome_trees(&page.entries).await;
             let up_to = self.process_batch(lock, &page.entries)?;
             self.client.ack_inbox(up_to).await?;
             self.acked_up_to = self.acked_up_to.max(up_to);
@@ -194,7 +196,8 @@ impl Messenger {
             old.delete(self.provider.storage())
                 .map_err(|e| format!("cannot delete the former group state: {e}"))?;
         }
-        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+        let tree = self.welcome_trees.remove(&entry.cursor);
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, tree)
             .map_err(|e| format!("cannot join from this Welcome: {e}"))?;
         if staged.group_context().group_id() != &mls_group_id(&entry.group_id) {
             return Err("the Welcome is for another group than its inbox entry says".into());
