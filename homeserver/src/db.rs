@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "revoked_members",
         sql: include_str!("../migrations/0009_revoked_members.sql"),
     },
+    Migration {
+        version: 10,
+        name: "group_info",
+        sql: include_str!("../migrations/0010_group_info.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -212,7 +212,11 @@ async fn apply(
                 epoch = message.epoch + 1;
                 if let Some(after) = &message.members {
                     let before: BTreeSet<&GroupMember> = current.iter().collect();
-                    let added = after.iter().filter(local).filter(|m| !before.contains(m));
+                    // An external joiner (the sender) has its state already: no Welcome.
+                    let added = after
+                        .iter()
+                        .filter(local)
+                        .filter(|m| !before.contains(m) && **m != message.sender);
                     deliveries.extend(added.map(|m| (index, m.clone(), InboxEntryKind::Welcome)));
                     current = after.clone();
                     membership_changed = Some(&message.group_id);

@@ -116,6 +116,10 @@ pub mod client {
     /// How far each server with members has stored the group's messages; a follower asks
     /// the hub (see the federation endpoint of the same name).
     pub const GROUP_DELIVERY: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}/delivery", AccessToken, false);
+    /// The group's current GroupInfo (as its last committer signed it) and the hub's
+    /// ratchet tree: for member devices (a Welcome without the tree) and for any device of
+    /// a user with a member device (an external join). A follower asks the hub.
+    pub const GROUP_INFO: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}/group-info", AccessToken, false);
     pub const READ_INBOX: Endpoint = endpoint(Get, "/client/v1/inbox", AccessToken, false);
     pub const ACK_INBOX: Endpoint = endpoint(Post, "/client/v1/inbox/ack", AccessToken, false);
     /// A WebSocket: the server pushes inbox entries as JSON text frames.
@@ -141,6 +145,7 @@ pub mod client {
         SUBMIT_COMMIT,
         SUBMIT_MESSAGE,
         GROUP_DELIVERY,
+        GROUP_INFO,
         READ_INBOX,
         ACK_INBOX,
         INBOX_STREAM,
@@ -206,6 +211,15 @@ pub mod federation {
     /// The server of devices that acknowledged messages sends delivery receipts to the
     /// server of the messages' senders (best effort; at most `MAX_RECEIPTS_PER_REQUEST`).
     pub const RECEIPTS: Endpoint = endpoint(Post, "/federation/v1/receipts", ServerSignature, false);
+    /// The server of a user with a member device asks the hub for the group's GroupInfo
+    /// and ratchet tree on behalf of one of that user's devices (answered only for users
+    /// of the origin who have a member device; else `not_found`).
+    pub const GROUP_INFO: Endpoint = endpoint(
+        Post,
+        "/federation/v1/groups/{group_id}/group-info",
+        ServerSignature,
+        false,
+    );
     /// The origin rotated its signing key (signed with the new one, no body): the
     /// receiver fetches its key document again now, so a revoked key stops verifying at
     /// once rather than when the cached document expires.
@@ -222,6 +236,7 @@ pub mod federation {
         BACKFILL,
         GROUP_DELIVERY,
         RECEIPTS,
+        GROUP_INFO,
         KEYS_CHANGED,
     ];
 }

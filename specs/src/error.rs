@@ -44,6 +44,10 @@ pub enum ErrorCode {
     DeviceNotVouched,
     /// A commit would give one device more than one leaf.
     DuplicateDevice,
+    /// An external commit (an MLS `new_member_commit`) the hub does not accept: only a
+    /// device that is not a member, of a user with a member device, may join that way,
+    /// adding its own leaf and nothing else, removing nobody.
+    ExternalJoinRefused,
     /// The device is not a member of the group (any more).
     NotAMember,
     /// The commit would make the group larger than the server allows.
@@ -126,6 +130,7 @@ impl ErrorCode {
         Self::SignatureKeyMismatch,
         Self::DeviceNotVouched,
         Self::DuplicateDevice,
+        Self::ExternalJoinRefused,
         Self::NotAMember,
         Self::GroupFull,
         Self::MemberRevoked,
@@ -172,6 +177,7 @@ impl ErrorCode {
             Self::SignatureKeyMismatch => "signature_key_mismatch",
             Self::DeviceNotVouched => "device_not_vouched",
             Self::DuplicateDevice => "duplicate_device",
+            Self::ExternalJoinRefused => "external_join_refused",
             Self::NotAMember => "not_a_member",
             Self::GroupFull => "group_full",
             Self::MemberRevoked => "member_revoked",
@@ -228,6 +234,7 @@ impl ErrorCode {
             | Self::SignatureKeyMismatch
             | Self::DeviceNotVouched
             | Self::DuplicateDevice
+            | Self::ExternalJoinRefused
             | Self::NotAMember
             | Self::GroupFull
             | Self::MemberRevoked

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::groups_api::{GroupMember, SubmitCommitRequest, SubmitMessageRequest};
-use crate::{Base64Bytes, GroupId, ServerName};
+use crate::{Base64Bytes, GroupId, ServerName, UserId};
 
 /// Answer of `GET /federation/v1/version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,15 @@ pub struct ForwardedCommit {
 pub struct ForwardedMessage {
     pub sender: GroupMember,
     pub message: SubmitMessageRequest,
+}
+
+/// Body of `POST /federation/v1/groups/{group_id}/group-info`: the origin asks for a
+/// device of its user `user_id`, who must have a member device in the group. The answer
+/// is a `groups_api::GroupInfoResponse`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupInfoRequest {
+    pub user_id: UserId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,8 +45,26 @@ pub struct GroupList {
     pub groups: Vec<GroupSummary>,
 }
 
+/// Query of `GET /client/v1/groups`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupListQuery {
+    /// `device` (the default): the groups this device is a member of. `user`: the groups
+    /// in which another device of this device's user is a member and this device is not
+    /// (the ones it can join by external commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<GroupListOf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupListOf {
+    Device,
+    User,
+}
+
 /// A commit (as a PublicMessage) for the group's current epoch, with the Welcome for the
-/// members it adds.
+/// members it adds and the GroupInfo of the epoch it creates.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitCommitRequest {
@@ -55,6 +73,26 @@ pub struct SubmitCommitRequest {
     pub commit: Base64Bytes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub welcome: Option<Base64Bytes>,
+    /// An MLSMessage carrying the GroupInfo of the epoch this commit creates, signed by
+    /// the committer, without the ratchet-tree extension (the hub serves its own tree),
+    /// with the external-pub extension (so that a user's new device can join by external
+    /// commit). The hub checks that it describes the group as the commit leaves it.
+    pub group_info: Base64Bytes,
+}
+
+/// Answer of `GET /client/v1/groups/{group_id}/group-info` (and of the federation
+/// endpoint of the same name): what a device needs to join the group's current epoch by
+/// external commit, or to join from a Welcome without the ratchet-tree extension.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupInfoResponse {
+    pub group_id: GroupId,
+    pub epoch: u64,
+    /// An MLSMessage carrying the GroupInfo of `epoch`, signed by its committer (or the
+    /// group's creator), without the ratchet-tree extension.
+    pub group_info: Base64Bytes,
+    /// The TLS-serialized ratchet tree of `epoch`, as the hub's public state has it.
+    pub ratchet_tree: Base64Bytes,
 }
 
 /// An application message (a PrivateMessage).

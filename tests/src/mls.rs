@@ -5,7 +5,7 @@ use openmls::prelude::{
     BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, Extension, ExtensionType, Extensions,
     GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeParameters, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup,
     MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, NewSignerBundle, OpenMlsProvider,
-    ProcessedMessageContent, ProtocolVersion, StagedWelcome, UnknownExtension,
+    ProcessedMessageContent, ProtocolVersion, RatchetTreeIn, StagedWelcome, UnknownExtension,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -111,6 +111,54 @@ pub fn key_package_from(bytes: &[u8]) -> KeyPackage {
         .expect("key package is valid")
 }
 
+/// An external commit and what comes with it.
+pub struct ExternalJoin {
+    /// The joiner's group, the commit merged.
+    pub group: MlsGroup,
+    /// The commit, as the hub takes it.
+    pub commit: Vec<u8>,
+    /// The GroupInfo of the epoch it creates, as the hub takes it.
+    pub group_info: Vec<u8>,
+}
+
+/// An MLS external commit joining the group of `group_info` (an MLSMessage) with the
+/// ratchet tree `tree`, as `credential` signed by `signer` (openmls adds a Remove of any
+/// leaf with the same signature key).
+pub fn external_join(
+    provider: &OpenMlsRustCrypto,
+    signer: &SignatureKeyPair,
+    credential: CredentialWithKey,
+    group_info: &[u8],
+    tree: &[u8],
+) -> ExternalJoin {
+    let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
+        .expect("group info parses")
+        .extract()
+    else {
+        panic!("not a group info");
+    };
+    let tree = RatchetTreeIn::tls_deserialize_exact(tree).expect("tree parses");
+    let (group, bundle) = MlsGroup::external_commit_builder()
+        .with_ratchet_tree(tree)
+        .with_config(join_config())
+        .build_group(provider, info, credential)
+        .expect("external commit builder")
+        .load_psks(provider.storage())
+        .expect("psks")
+        .build(provider.rand(), provider.crypto(), signer, |_| true)
+        .expect("external commit")
+        .finalize(provider)
+        .expect("finalize");
+    let new_info = group
+        .export_group_info(provider.crypto(), signer, false)
+        .expect("group info");
+    ExternalJoin {
+        commit: serialize(bundle.commit()),
+        group_info: serialize(&new_info),
+        group,
+    }
+}
+
 /// What processing one message did to a group.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Processed {
@@ -192,6 +240,28 @@ impl TestMlsDevice {
             )
             .expect("self update with another credential");
         serialize(bundle.commit())
+    }
+
+    /// The GroupInfo (without the ratchet tree) of the epoch `group`'s pending commit
+    /// creates, signed by this device: what the hub takes with the commit. Made by
+    /// merging the commit on a copy of the stored state, which is then put back.
+    pub fn pending_group_info(&self, group: &MlsGroup) -> Vec<u8> {
+        let storage = self.provider.storage();
+        let snapshot = storage.values.read().expect("storage").clone();
+        let mut merged = MlsGroup::load(storage, group.group_id())
+            .expect("load")
+            .expect("the group is stored");
+        merged.merge_pending_commit(&self.provider).expect("merge a copy");
+        let info = merged
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .expect("group info");
+        *storage.values.write().expect("storage") = snapshot;
+        serialize(&info)
+    }
+
+    /// Joins by external commit from the hub's GroupInfo and tree (see `external_join`).
+    pub fn external_join(&self, group_info: &[u8], tree: &[u8]) -> ExternalJoin {
+        external_join(&self.provider, &self.signer, self.credential.clone(), group_info, tree)
     }
 
     /// Forgets a commit the hub refused, so the group can commit again.

@@ -42,6 +42,16 @@ pub(crate) fn event_text(event: &Event) -> String {
             }
             format!("[{group_id}] {by} {}", parts.join(" and "))
         }
+        Event::DeviceAdded { group_id, user, device } => format!(
+            "[{group_id}] {user} added a device ({}) by joining with it",
+            device.device_id
+        ),
+        Event::JoinFailed { group_id, reason } => {
+            format!(
+                "[{group_id}] could not join this conversation of yours: {}",
+                printable(reason)
+            )
+        }
         Event::Removed { group_id, by } => format!(
             "[{group_id}] {} removed this device; the history stays readable here",
             by.as_ref().map_or("someone".to_owned(), ToString::to_string)

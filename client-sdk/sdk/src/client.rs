@@ -9,8 +9,8 @@ use parley_specs::client_api::{
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
 use parley_specs::groups_api::{
-    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupList, GroupSummary, InboxPage, InboxQuery,
-    SubmitCommitRequest, SubmitMessageRequest,
+    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupSummary, InboxPage,
+    InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
 };
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
@@ -298,6 +298,21 @@ impl Client {
     /// The groups this device is a member of.
     pub async fn list_groups(&self) -> Result<GroupList, Error> {
         self.call(client::LIST_GROUPS, &[], None::<&()>).await
+    }
+
+    /// The groups in which another device of this device's user is a member and this
+    /// one is not: the ones it can join by itself (see [`Self::group_info`]).
+    pub async fn list_joinable_groups(&self) -> Result<GroupList, Error> {
+        let query = [("of", "user".to_owned())];
+        self.call_with_query(client::LIST_GROUPS, &[], &query, None::<&()>)
+            .await
+    }
+
+    /// The group's current GroupInfo and ratchet tree, from its hub: for a member device
+    /// (joining from a Welcome without the tree) or any device of a user with a member
+    /// device (joining by external commit).
+    pub async fn group_info(&self, group: &GroupId) -> Result<GroupInfoResponse, Error> {
+        self.call(client::GROUP_INFO, &[group.as_str()], None::<&()>).await
     }
 
     /// The hub's public view of a group this device is in.

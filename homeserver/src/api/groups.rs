@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use parley_specs::groups_api::{
-    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupList, GroupSummary, InboxPage, InboxQuery,
-    SubmitCommitRequest, SubmitMessageRequest,
+    Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupListQuery,
+    GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
 };
 
 use super::auth::AuthedDevice;
@@ -32,8 +32,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(summary))
 }
 
-pub async fn list(state: web::Data<AppState>, who: AuthedDevice) -> Result<web::Json<GroupList>, ApiError> {
-    Ok(web::Json(hub::list_groups(&state, &who.member()).await?))
+pub async fn list(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    query: web::Query<GroupListQuery>,
+) -> Result<web::Json<GroupList>, ApiError> {
+    Ok(web::Json(
+        hub::list_groups(&state, &who.member(), query.into_inner()).await?,
+    ))
 }
 
 pub async fn get(
@@ -80,6 +86,17 @@ pub async fn delivery(
     let group = parse_group_id(&path)?;
     Ok(web::Json(
         hub::delivery::for_member(&state, &who.member(), group).await?,
+    ))
+}
+
+pub async fn group_info(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<web::Json<GroupInfoResponse>, ApiError> {
+    let group = parse_group_id(&path)?;
+    Ok(web::Json(
+        hub::group_info::for_device(&state, &who.member(), group).await?,
     ))
 }
 

@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::SUBMIT_COMMIT, groups::commit)
         .add(client::SUBMIT_MESSAGE, groups::message)
         .add(client::GROUP_DELIVERY, groups::delivery)
+        .add(client::GROUP_INFO, groups::group_info)
         .add(client::READ_INBOX, groups::read_inbox)
         .add(client::ACK_INBOX, groups::ack_inbox)
         .add(client::INBOX_STREAM, stream::inbox_stream)

@@ -12,9 +12,9 @@ use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::{
     BackfillPage, BackfillQuery, FederatedGroupDelivery, FederationVersion, ForwardedCommit, ForwardedMessage,
-    ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
+    GroupInfoRequest, ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
 };
-use parley_specs::groups_api::Accepted;
+use parley_specs::groups_api::{Accepted, GroupInfoResponse};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, SignedDeviceKeys};
 use parley_specs::{ErrorCode, GroupId};
 
@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::BACKFILL, backfill)
         .add(endpoints::GROUP_DELIVERY, group_delivery)
         .add(endpoints::RECEIPTS, receive_receipts)
+        .add(endpoints::GROUP_INFO, group_info)
         .add(endpoints::KEYS_CHANGED, keys_changed)
         .register(cfg);
 }
@@ -166,6 +167,19 @@ async fn group_delivery(
     let group: GroupId = parse_group_id(&path)?;
     Ok(web::Json(
         hub::delivery::for_server(&app, &request.origin, &group).await?,
+    ))
+}
+
+/// The GroupInfo and ratchet tree of a group hubbed here, for a device of the origin's
+/// user who has a member device in it.
+async fn group_info(
+    request: Signed<GroupInfoRequest>,
+    app: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<web::Json<GroupInfoResponse>, ApiError> {
+    let group: GroupId = parse_group_id(&path)?;
+    Ok(web::Json(
+        hub::group_info::for_server(&app, &request.origin, group, &request.body.user_id).await?,
     ))
 }
 

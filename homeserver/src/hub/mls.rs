@@ -5,9 +5,12 @@ use std::collections::BTreeSet;
 
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    BasicCredential, ContentType, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage, PublicGroup, RatchetTreeIn,
+    BasicCredential, ContentType, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, OpenMlsSignaturePublicKey,
+    ProtocolMessage, PublicGroup, RatchetTreeIn, Verifiable as _,
 };
+use openmls_rust_crypto::RustCrypto;
 use parley_specs::groups_api::GroupMember;
 use parley_specs::mls::parse_credential_identity;
 use parley_specs::{ErrorCode, GroupId};
@@ -85,6 +88,62 @@ pub fn parse_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiError> {
         MlsMessageBodyIn::GroupInfo(info) => Ok(info),
         _ => Err(invalid("group_info is not an MLS GroupInfo")),
     }
+}
+
+/// A GroupInfo as the hub keeps it: without the ratchet tree (the hub serves its own),
+/// with the external public key (so a user's new device can join by external commit).
+pub fn parse_stored_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, ApiError> {
+    let info = parse_group_info(bytes)?;
+    if info.extensions().ratchet_tree().is_some() {
+        return Err(invalid(
+            "group_info must not carry the ratchet-tree extension; the hub serves the tree itself",
+        ));
+    }
+    if info.extensions().external_pub().is_none() {
+        return Err(invalid("group_info lacks the external_pub extension"));
+    }
+    Ok(info)
+}
+
+/// Checks that `bytes` is a GroupInfo of exactly the state `group` is in, signed by
+/// `committer`: it parses as one (see `parse_stored_group_info`), its group context
+/// (group id, epoch, tree hash, transcript hashes, extensions) is the hub's, the signer
+/// it names is the committer's leaf in the hub's tree, and its signature verifies with
+/// that leaf's key. One signature check: the tree itself is the hub's, checked already.
+pub fn check_group_info(bytes: &[u8], group: &PublicGroup, committer: &GroupMember) -> Result<(), ApiError> {
+    let info = parse_stored_group_info(bytes)?;
+    if info.group_context() != group.group_context() {
+        return Err(invalid(
+            "group_info does not describe the group as the commit leaves it (another group context)",
+        ));
+    }
+    // GroupInfoTBS ends with the signer's leaf index (uint32).
+    let tbs = info
+        .unsigned_payload()
+        .map_err(|e| invalid(format!("group_info does not encode: {e}")))?;
+    let signer = tbs
+        .last_chunk::<4>()
+        .map(|b| u32::from_be_bytes(*b))
+        .ok_or_else(|| invalid("group_info names no signer"))?;
+    let leaf = group
+        .leaf(LeafNodeIndex::new(signer))
+        .filter(|leaf| member_of(leaf.credential()).as_ref() == Some(committer))
+        .ok_or_else(|| invalid("group_info is not signed by the committer's leaf"))?;
+    let key = OpenMlsSignaturePublicKey::from_signature_key(
+        leaf.signature_key().clone(),
+        group.ciphersuite().signature_algorithm(),
+    );
+    info.verify(&RustCrypto::default(), &key)
+        .map_err(|e| invalid(format!("group_info's signature does not verify: {e}")))?;
+    Ok(())
+}
+
+/// The hub's ratchet tree of `group`, TLS-serialized.
+pub fn export_tree(group: &PublicGroup) -> Result<Vec<u8>, ApiError> {
+    group
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .map_err(|e| ApiError::internal("encoding the ratchet tree", e))
 }
 
 pub fn parse_ratchet_tree(bytes: &[u8]) -> Result<RatchetTreeIn, ApiError> {

@@ -9,6 +9,7 @@
 
 pub mod backfill;
 pub mod delivery;
+pub mod group_info;
 mod mls;
 mod public_state;
 mod revoked;
@@ -23,8 +24,8 @@ use openmls_rust_crypto::RustCrypto;
 use parley_specs::endpoints::federation::{SUBMIT_COMMIT, SUBMIT_MESSAGE};
 use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage};
 use parley_specs::groups_api::{
-    Accepted, CreateGroupRequest, GroupList, GroupMember, GroupSummary, InboxEntryKind, MAX_TXN_ID_LEN,
-    SubmitCommitRequest, SubmitMessageRequest,
+    Accepted, CreateGroupRequest, GroupList, GroupListOf, GroupListQuery, GroupMember, GroupSummary, InboxEntryKind,
+    MAX_TXN_ID_LEN, SubmitCommitRequest, SubmitMessageRequest,
 };
 use parley_specs::{ErrorCode, GroupId, ServerName, UserId};
 use time::OffsetDateTime;
@@ -158,7 +159,7 @@ pub async fn create_group(
     req: CreateGroupRequest,
 ) -> Result<GroupSummary, ApiError> {
     check_size(state, req.group_info.as_slice(), "group info")?;
-    let info = mls::parse_group_info(req.group_info.as_slice())?;
+    let info = mls::parse_stored_group_info(req.group_info.as_slice())?;
     let tree = mls::parse_ratchet_tree(req.ratchet_tree.as_slice())?;
     let group_id = std::str::from_utf8(info.group_id().as_slice())
         .ok()
@@ -206,7 +207,7 @@ pub async fn create_group(
 
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    if !store::groups::insert(&tx, &group_id, epoch, &bytes).await? {
+    if !store::groups::insert(&tx, &group_id, epoch, &bytes, req.group_info.as_slice()).await? {
         return Err(ApiError::new(
             ErrorCode::GroupExists,
             format!("group {group_id} exists"),
@@ -241,6 +242,8 @@ pub async fn submit_commit(
         check_size(state, welcome.as_slice(), "welcome")?;
         mls::check_welcome(welcome.as_slice())?;
     }
+    // Checked against the group after the commit (a retry finds its first answer first).
+    check_size(state, req.group_info.as_slice(), "group info")?;
     // Commits count against the same per-device budget as application messages.
     check_send_rate(state, sender)?;
     if group_id.hub() != state.config.server_name {
@@ -302,11 +305,29 @@ async fn decide_commit(
     if let Some(prior) = store::groups::prior_submit(&tx, &group_id, sender, &req.txn_id).await? {
         return accepted_before(prior).map(Decided::Accepted);
     }
-    if !store::groups::is_member(&tx, &group_id, sender).await? {
-        return Err(ApiError::new(
-            ErrorCode::NotAMember,
-            format!("this device is not a member of {group_id}"),
-        ));
+    // An external commit (`new_member_commit`) is how a user's new device joins: only
+    // by a device that is not a member, of a user who has a member device.
+    let external = commit.is_external();
+    let is_member = store::groups::is_member(&tx, &group_id, sender).await?;
+    match (is_member, external) {
+        (true, false) => {}
+        (false, false) => {
+            return Err(ApiError::new(
+                ErrorCode::NotAMember,
+                format!("this device is not a member of {group_id}"),
+            ));
+        }
+        (true, true) => {
+            return Err(external_join_refused("this device is a member already"));
+        }
+        (false, true) => {
+            if !store::groups::has_user(&tx, &group_id, &sender.user_id).await? {
+                return Err(external_join_refused(&format!(
+                    "{} has no member device in the group; only a member user's devices may join by themselves",
+                    sender.user_id
+                )));
+            }
+        }
     }
     if sent_epoch != locked.epoch {
         return Err(ApiError::wrong_epoch(sent_epoch, locked.epoch));
@@ -318,9 +339,12 @@ async fn decide_commit(
         .group
         .process_message(&RustCrypto::default(), commit)
         .map_err(|e| invalid_mls("the hub refuses the commit", e))?;
-    if !matches!(processed.sender(), Sender::Member(_))
-        || mls::member_of(processed.credential()).as_ref() != Some(sender)
-    {
+    let expected_sender = if external {
+        matches!(processed.sender(), Sender::NewMemberCommit)
+    } else {
+        matches!(processed.sender(), Sender::Member(_))
+    };
+    if !expected_sender || mls::member_of(processed.credential()).as_ref() != Some(sender) {
         return Err(ApiError::new(
             ErrorCode::CredentialMismatch,
             "the commit is not signed by the sending device's own leaf",
@@ -334,6 +358,9 @@ async fn decide_commit(
         .merge_commit(&public.storage, *staged)
         .map_err(|e| ApiError::internal("merging a commit", e))?;
     let leaves_after = mls::leaves(&public.group)?;
+    if external {
+        check_external_join(sender, &leaves_before, &leaves_after)?;
+    }
     // Leaves, not users or devices: each leaf is a member the group must serve.
     if leaves_after.len() > state.config.limits.max_group_size {
         return Err(ApiError::new(
@@ -353,10 +380,14 @@ async fn decide_commit(
         tx.rollback().await?;
         return Ok(Decided::Fetch(users));
     }
+    // The GroupInfo a new device will join from must be this very state's.
+    mls::check_group_info(req.group_info.as_slice(), &public.group, sender)?;
     let before = mls::members_of(&leaves_before);
     let after = mls::members_of(&leaves_after);
     revoked::check_commit(&tx, &group_id, &locked, &after).await?;
-    let added: BTreeSet<_> = after.difference(&before).cloned().collect();
+    // Devices added by a member, which join from the Welcome (an external joiner is the
+    // sender itself and has its group state already).
+    let added: BTreeSet<_> = after.difference(&before).filter(|m| *m != sender).cloned().collect();
     match (&req.welcome, added.is_empty()) {
         (None, false) => {
             return Err(ApiError::new(
@@ -375,7 +406,15 @@ async fn decide_commit(
     let epoch = public.group.group_context().epoch().as_u64();
     let seq = locked.last_seq + 1;
 
-    store::groups::set_state(&tx, &group_id, epoch, seq, &public.serialize()?).await?;
+    store::groups::set_state(
+        &tx,
+        &group_id,
+        epoch,
+        seq,
+        &public.serialize()?,
+        req.group_info.as_slice(),
+    )
+    .await?;
     store::groups::replace_members(&tx, &group_id, &after).await?;
     let inserted = store::groups::insert_messages(
         &tx,
@@ -436,6 +475,34 @@ async fn decide_commit(
     state.metrics.fanout_devices.observe(woken.len() as f64);
     tracing::debug!(group = %group_id, seq, epoch, added = added.len(), "commit accepted");
     Ok(Decided::Accepted(Accepted { group_id, seq, epoch }))
+}
+
+fn external_join_refused(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::ExternalJoinRefused, format!("external join refused: {why}"))
+}
+
+/// What an external join may do: add the joining device's own leaf and nothing else.
+/// Its leaf is vouched for like every new leaf, afterwards.
+fn check_external_join(sender: &GroupMember, before: &[mls::Leaf], after: &[mls::Leaf]) -> Result<(), ApiError> {
+    // Every leaf stays where it was, naming the same device with the same key (a Remove
+    // whose leaf the joiner then takes shows up here too).
+    if let Some(gone) = before.iter().find(|old| {
+        !after
+            .iter()
+            .any(|l| l.index == old.index && l.member == old.member && l.signature_key == old.signature_key)
+    }) {
+        return Err(external_join_refused(&format!(
+            "it removes leaf {} ({}/{}); joining removes nobody",
+            gone.index, gone.member.user_id, gone.member.device_id
+        )));
+    }
+    let changed = vouch::changed(before, after);
+    match changed.as_slice() {
+        [own] if own.member == *sender => Ok(()),
+        _ => Err(external_join_refused(
+            "the only leaf an external join may add or change is the joining device's own",
+        )),
+    }
 }
 
 /// An application message of `sender` (see `submit_commit`).
@@ -560,10 +627,17 @@ pub async fn get_group(state: &AppState, who: &GroupMember, group_id: GroupId) -
     })
 }
 
-pub async fn list_groups(state: &AppState, who: &GroupMember) -> Result<GroupList, ApiError> {
+/// The groups `who` is a member of, or (`of=user`) those another device of its user is
+/// a member of and it is not: the ones it can join by external commit. Groups hubbed
+/// elsewhere are answered from this server's follower state.
+pub async fn list_groups(state: &AppState, who: &GroupMember, query: GroupListQuery) -> Result<GroupList, ApiError> {
     let db = state.pool.get().await?;
+    let ids = match query.of.unwrap_or(GroupListOf::Device) {
+        GroupListOf::Device => store::groups::of_device(&db, who).await?,
+        GroupListOf::User => store::groups::joinable_by(&db, who).await?,
+    };
     let mut groups = Vec::new();
-    for id in store::groups::of_device(&db, who).await? {
+    for id in ids {
         let group_id = GroupId::parse(&id).map_err(|e| ApiError::internal("stored group id", e))?;
         if let Some((epoch, last_seq)) = store::groups::position(&db, &group_id).await? {
             let members = store::groups::members(&db, &group_id).await?;

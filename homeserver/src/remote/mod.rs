@@ -1,9 +1,10 @@
 //! Every call this server makes to another one. Requests are signed with this server's
 //! key and go out through `Remote::call`, which refuses servers the federation policy
 //! does not allow; the outbound queue sender, KeyPackage claims, forwarded submits,
-//! relayed receipts, delivery questions, backfill requests and device list fetches all
-//! use it. Key documents (public and self-signed) are fetched by `peer_keys` unsigned,
-//! only for a server whose request passed the policy or whose group this server follows.
+//! relayed receipts, delivery questions, backfill requests, device list fetches and
+//! group info requests all use it. Key documents (public and self-signed) are fetched by
+//! `peer_keys` unsigned, only for a server whose request passed the policy or whose group
+//! this server follows.
 //!
 //! This module is below the domain: the hub, inboxes and key packages call it, and it
 //! imports nothing from the API handlers (`api/`, `federation/`, `admin/`).
@@ -13,6 +14,7 @@ pub mod claims;
 pub mod delivery;
 pub mod device_keys;
 pub mod forward;
+pub mod group_info;
 pub mod key_notice;
 mod keyring;
 pub mod ordered;

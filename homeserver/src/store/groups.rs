@@ -73,13 +73,71 @@ fn to_u64(n: i64) -> u64 {
 }
 
 /// False when a group with this id exists.
-pub async fn insert(db: &impl Db, group: &GroupId, epoch: u64, state: &[u8]) -> Result<bool, tokio_postgres::Error> {
+pub async fn insert(
+    db: &impl Db,
+    group: &GroupId,
+    epoch: u64,
+    state: &[u8],
+    group_info: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO groups (group_id, epoch, public_state) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING",
+            "INSERT INTO groups (group_id, epoch, public_state, group_info) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (group_id) DO NOTHING",
         )
         .await?;
-    Ok(db.execute(&stmt, &[&group.as_str(), &to_i64(epoch), &state]).await? == 1)
+    Ok(db
+        .execute(&stmt, &[&group.as_str(), &to_i64(epoch), &state, &group_info])
+        .await?
+        == 1)
+}
+
+/// A hubbed group's current epoch, public state and GroupInfo (read together, so they
+/// describe one epoch); `None` for a group that is not hubbed here.
+pub struct GroupInfoRow {
+    pub epoch: u64,
+    pub public_state: Vec<u8>,
+    pub group_info: Option<Vec<u8>>,
+}
+
+pub async fn group_info(db: &impl Db, group: &GroupId) -> Result<Option<GroupInfoRow>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT epoch, public_state, group_info FROM groups WHERE group_id = $1 AND public_state IS NOT NULL",
+        )
+        .await?;
+    Ok(db.query_opt(&stmt, &[&group.as_str()]).await?.map(|row| GroupInfoRow {
+        epoch: to_u64(row.get(0)),
+        public_state: row.get(1),
+        group_info: row.get(2),
+    }))
+}
+
+/// Whether any device of `user` is a member of the group.
+pub async fn has_user(db: &impl Db, group: &GroupId, user: &UserId) -> Result<bool, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2 LIMIT 1")
+        .await?;
+    Ok(db.query_opt(&stmt, &[&group.as_str(), &user.as_str()]).await?.is_some())
+}
+
+/// Groups (hubbed here or followed) in which another device of `who`'s user is a member
+/// and `who` is not.
+pub async fn joinable_by(db: &impl Db, who: &GroupMember) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT DISTINCT m.group_id FROM group_members m
+             WHERE m.user_id = $1 AND NOT EXISTS (
+                 SELECT 1 FROM group_members s WHERE s.group_id = m.group_id AND s.user_id = $1 AND s.device_id = $2)
+             ORDER BY m.group_id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&who.user_id.as_str(), &who.device_id.as_str()])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Locks the group's row for the rest of the transaction: the hub's ordering point.
@@ -139,19 +197,25 @@ pub async fn public_state(db: &impl Db, group: &GroupId) -> Result<Vec<u8>, toki
     Ok(db.query_one(&stmt, &[&group.as_str()]).await?.get(0))
 }
 
-/// Records an accepted commit: the new epoch, sequence number and public state.
+/// Records an accepted commit: the new epoch, sequence number, public state and GroupInfo.
 pub async fn set_state(
     db: &impl Db,
     group: &GroupId,
     epoch: u64,
     last_seq: i64,
     state: &[u8],
+    group_info: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("UPDATE groups SET epoch = $2, last_seq = $3, public_state = $4 WHERE group_id = $1")
+        .prepare_cached(
+            "UPDATE groups SET epoch = $2, last_seq = $3, public_state = $4, group_info = $5 WHERE group_id = $1",
+        )
         .await?;
-    db.execute(&stmt, &[&group.as_str(), &to_i64(epoch), &last_seq, &state])
-        .await?;
+    db.execute(
+        &stmt,
+        &[&group.as_str(), &to_i64(epoch), &last_seq, &state, &group_info],
+    )
+    .await?;
     Ok(())
 }
 

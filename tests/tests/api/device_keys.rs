@@ -84,10 +84,12 @@ impl Member {
         commit: Vec<u8>,
         welcome: Option<Vec<u8>>,
     ) -> Result<(), parley_sdk::Error> {
+        let group_info = self.mls.pending_group_info(self.group.as_ref().expect("in a group"));
         let request = SubmitCommitRequest {
             txn_id: random(),
             commit: commit.into(),
             welcome: welcome.map(Into::into),
+            group_info: group_info.into(),
         };
         let result = self.client.submit_commit(group_id, &request).await;
         let group = self.group.as_mut().expect("in a group");

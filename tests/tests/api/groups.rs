@@ -145,6 +145,7 @@ impl Device {
             txn_id: txn(),
             commit: serialize(&commit).into(),
             welcome: Some(serialize(&welcome).into()),
+            group_info: mls.pending_group_info(group).into(),
         };
         self.client
             .submit_commit(group_id, &req)
@@ -242,6 +243,7 @@ async fn concurrent_commits_one_wins_the_other_catches_up() {
             txn_id: txn(),
             commit: serialize(bundle.commit()).into(),
             welcome: None,
+            group_info: mls.pending_group_info(group).into(),
         }
     };
     let (ca, cb) = (commit_of(&mut a), commit_of(&mut b));
@@ -313,6 +315,7 @@ async fn a_removed_member_reads_nothing_more_and_cannot_send() {
         txn_id: txn(),
         commit: serialize(&commit).into(),
         welcome: None,
+        group_info: mls.pending_group_info(group).into(),
     };
     a.client.submit_commit(&group_id, &req).await.expect("removal accepted");
     a.merge_pending();
@@ -567,6 +570,7 @@ async fn bad_submissions_get_their_error_and_change_nothing() {
         txn_id: txn(),
         commit: bytes.into(),
         welcome: None,
+        group_info: Vec::new().into(),
     };
     let cases: Vec<(&str, Result<_, parley_sdk::Error>, ErrorCode)> = vec![
         (
@@ -625,9 +629,35 @@ async fn bad_submissions_get_their_error_and_change_nothing() {
         let bundle = group
             .self_update(&mls.provider, &mls.signer, LeafNodeParameters::default())
             .expect("update");
-        commit(serialize(bundle.commit()))
+        SubmitCommitRequest {
+            group_info: mls.pending_group_info(group).into(),
+            ..commit(serialize(bundle.commit()))
+        }
     };
     let a_commit = update(&mut a);
+    // A GroupInfo that is not of the state the commit leaves (here: of the epoch before).
+    let old_info = {
+        let (mls, group) = (&a.mls, a.group.as_ref().expect("group"));
+        let info = group
+            .export_group_info(
+                openmls::prelude::OpenMlsProvider::crypto(&mls.provider),
+                &mls.signer,
+                false,
+            )
+            .expect("group info");
+        serialize(&info)
+    };
+    let wrong_info = SubmitCommitRequest {
+        txn_id: txn(),
+        group_info: old_info.into(),
+        ..a_commit.clone()
+    };
+    let err = a
+        .client
+        .submit_commit(&group_id, &wrong_info)
+        .await
+        .expect_err("wrong group info");
+    assert_eq!(err.code(), Some(ErrorCode::InvalidMlsMessage), "{err}");
     a.client.submit_commit(&group_id, &a_commit).await.expect("a's commit");
     a.merge_pending();
     let stale = update(&mut b);
@@ -748,6 +778,7 @@ async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
     let packages = a.claim(&c.user).await;
     let (mls, group) = (&a.mls, a.group.as_mut().expect("group"));
     let (commit, welcome, _) = group.add_members(&mls.provider, &mls.signer, &packages).expect("add");
+    let group_info = mls.pending_group_info(group);
     group
         .clear_pending_commit(openmls::prelude::OpenMlsProvider::storage(&mls.provider))
         .expect("clear");
@@ -755,6 +786,7 @@ async fn sends_are_rate_limited_per_device_and_groups_have_a_size_limit() {
         txn_id: txn(),
         commit: serialize(&commit).into(),
         welcome: Some(serialize(&welcome).into()),
+        group_info: group_info.into(),
     };
     let err = a.client.submit_commit(&group_id, &req).await.expect_err("too big");
     assert_eq!(err.code(), Some(ErrorCode::GroupFull));

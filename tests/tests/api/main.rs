@@ -19,6 +19,8 @@ mod groups;
 mod helpers;
 mod key_packages;
 mod messenger;
+mod mls_interop;
+mod new_device;
 mod ops;
 mod restart;
 mod revocation;

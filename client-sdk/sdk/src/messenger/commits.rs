@@ -30,6 +30,10 @@ pub(crate) struct PendingCommit {
     commit: Base64Bytes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome: Option<Base64Bytes>,
+    /// The GroupInfo of the epoch the commit creates (empty in stores of versions that
+    /// did not send one: the hub then answers a retry from its record, or refuses).
+    #[serde(default)]
+    group_info: Base64Bytes,
 }
 
 impl PendingCommit {
@@ -38,6 +42,7 @@ impl PendingCommit {
             txn_id: self.txn_id.clone(),
             commit: self.commit.clone(),
             welcome: self.welcome.clone(),
+            group_info: self.group_info.clone(),
         }
     }
 }
@@ -90,10 +95,12 @@ impl Messenger {
             let Some(staged) = self.stage(&mut group, &change)? else {
                 return Ok(None);
             };
+            let group_info = self.pending_group_info(group_id)?;
             let pending = PendingCommit {
                 txn_id: new_txn_id(),
                 commit: staged.commit.into(),
                 welcome: staged.welcome.map(Into::into),
+                group_info: group_info.into(),
             };
             // Saved before it is sent: if the answer is lost, the next operation resubmits
             // it with the same transaction id and learns whether it was accepted.
@@ -169,6 +176,28 @@ impl Messenger {
                 }))
             }
         }
+    }
+
+    /// The GroupInfo (without the ratchet tree) of the epoch the group's pending commit
+    /// creates, signed by this device, as the hub takes it with the commit. openmls makes
+    /// it only from a merged state: the commit is merged on a copy of the stored state,
+    /// which is then put back as it was.
+    fn pending_group_info(&self, group_id: &GroupId) -> Result<Vec<u8>> {
+        let snapshot = self.provider.export();
+        let result = (|| {
+            let mut merged = self
+                .load_group(group_id)?
+                .ok_or_else(|| MessengerError::UnknownGroup(group_id.clone()))?;
+            merged
+                .merge_pending_commit(&self.provider)
+                .map_err(mls("applying the commit to a copy"))?;
+            let info = merged
+                .export_group_info(self.provider.crypto(), &self.identity.signer, false)
+                .map_err(mls("exporting the group info"))?;
+            encode(&info)
+        })();
+        self.provider.import(snapshot);
+        result
     }
 
     /// Applies (accepted) or drops (refused) the group's pending commit, and saves.

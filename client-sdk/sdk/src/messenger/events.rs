@@ -41,6 +41,25 @@ pub enum Event {
         /// Devices removed.
         removed: Vec<GroupMember>,
     },
+    /// A member user added a device of theirs to a group by themselves (an external
+    /// join: "alice added a device"). For a verified contact a
+    /// [`Event::VerifiedContactChanged`] warning follows.
+    DeviceAdded {
+        /// The conversation.
+        group_id: GroupId,
+        /// The user, who had a device in the group already.
+        user: UserId,
+        /// The new device.
+        device: GroupMember,
+    },
+    /// This device could not join a conversation of its user (see
+    /// [`Messenger::join_own_conversations`](super::Messenger::join_own_conversations)).
+    JoinFailed {
+        /// The conversation.
+        group_id: GroupId,
+        /// Why.
+        reason: String,
+    },
     /// This device was removed from a group; its history stays readable.
     Removed {
         /// The conversation.

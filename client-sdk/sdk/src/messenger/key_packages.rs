@@ -46,13 +46,15 @@ impl Messenger {
     }
 
     /// What every operation that talks to the homeserver does first: settle commits whose
-    /// answer was lost, and (once per process) check the KeyPackage supply.
+    /// answer was lost, and (once per process) check the KeyPackage supply and join the
+    /// conversations of this user that this device is not in yet.
     pub(crate) async fn prepare_online(&mut self, lock: &StoreLock) -> Result<()> {
         if !self.state.pending_commits.is_empty() {
             self.resolve_pending_commits(lock).await?;
         }
         if !self.online_checked {
             self.top_up_locked(lock).await?;
+            self.join_own_locked(lock).await?;
             self.online_checked = true;
         }
         Ok(())

@@ -13,6 +13,7 @@
 //!   produced is saved;
 //! - keeps a searchable, exportable history in the hub's order, deleting expired
 //!   messages, and deletes messages or whole conversations on request;
+//! - joins, from a new device, the conversations its user is in (external commits);
 //! - computes safety numbers and warns when a verified contact's devices change.
 //!
 //! Several processes may share one store: every operation locks it, re-reads it when
@@ -43,6 +44,7 @@ mod error;
 mod events;
 mod groups;
 mod history;
+mod join;
 mod key_packages;
 mod provider;
 mod receive;
@@ -109,6 +111,8 @@ pub struct Messenger {
     undelivered: Vec<Event>,
     /// Device lists looked up by this process (see `directory.rs`).
     directory: directory::Directory,
+    /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
+    welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -217,6 +221,7 @@ impl Messenger {
             websocket_retry_at: None,
             undelivered: Vec::new(),
             directory: Default::default(),
+            welcome_trees: Default::default(),
         }
     }
 

@@ -109,6 +109,7 @@ impl Messenger {
         if !self.state.pending_commits.is_empty() {
             self.resolve_pending_commits(lock).await?;
         }
+        self.fetch_welcome_trees(entries).await;
         self.process_batch(lock, entries).await.map(drop)
     }
 
@@ -138,6 +139,7 @@ impl Messenger {
             if page.entries.is_empty() {
                 return Ok(());
             }
+            self.fetch_welcome_trees(&page.entries).await;
             let up_to = self.process_batch(lock, &page.entries).await?;
             self.client.ack_inbox(up_to).await?;
             self.acked_up_to = self.acked_up_to.max(up_to);
@@ -224,7 +226,8 @@ impl Messenger {
             old.delete(self.provider.storage())
                 .map_err(|e| format!("cannot delete the former group state: {e}"))?;
         }
-        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+        let tree = self.welcome_trees.remove(&entry.cursor);
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, tree)
             .map_err(|e| format!("cannot join from this Welcome: {e}"))?;
         if staged.group_context().group_id() != &mls_group_id(&entry.group_id) {
             return Err("the Welcome is for another group than its inbox entry says".into());
@@ -388,6 +391,15 @@ impl Messenger {
         committer: Sender,
         staged: StagedCommit,
     ) -> Result<EntryResult> {
+        let external = matches!(committer, Sender::NewMemberCommit);
+        if external && let Err(reason) = external_join_allowed(&group, &sender, &staged) {
+            // The hub accepted what this device refuses: its state would part from the
+            // group's, so the conversation reads nothing more.
+            if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
+                conversation.refused = Some(format!("commit #{}: {reason}", entry.seq));
+            }
+            return Ok(Err(reason));
+        }
         // Every leaf the commit adds or changes must be vouched for, before it is applied.
         let (changed, after) = leaves_after(&tree_leaves(group.members()), &staged, &committer);
         if !changed.is_empty() {
@@ -412,7 +424,11 @@ impl Messenger {
                 return Ok(Ok(()));
             }
         }
-        Ok(self.apply_commit(entry, group, sender, staged))
+        Ok(if external {
+            self.apply_external_join(entry, group, sender, staged)
+        } else {
+            self.apply_commit(entry, group, sender, staged)
+        })
     }
 
     fn apply_commit(
@@ -459,6 +475,26 @@ impl Messenger {
                 removed,
             });
         }
+        Ok(())
+    }
+
+    /// Applies an external commit that `external_join_allowed` and the leaf checks let
+    /// through: the joiner's user added a device.
+    fn apply_external_join(
+        &mut self,
+        entry: &InboxEntry,
+        mut group: MlsGroup,
+        joiner: GroupMember,
+        staged: StagedCommit,
+    ) -> EntryResult {
+        group
+            .merge_staged_commit(&self.provider, staged)
+            .map_err(|e| format!("cannot apply the commit: {e}"))?;
+        self.undelivered.push(Event::DeviceAdded {
+            group_id: entry.group_id.clone(),
+            user: joiner.user_id.clone(),
+            device: joiner,
+        });
         Ok(())
     }
 
@@ -568,4 +604,34 @@ fn payload(entry: &InboxEntry) -> std::result::Result<&[u8], String> {
         .as_ref()
         .map(|p| p.as_slice())
         .ok_or_else(|| "the entry has no payload".to_owned())
+}
+
+/// An external commit (a device joined by itself) is accepted only when it adds that
+/// device's leaf and nothing else, for a user who has a device in the group already —
+/// what the hub checks too; otherwise it is refused here, and the user is told.
+fn external_join_allowed(
+    group: &MlsGroup,
+    joiner: &GroupMember,
+    staged: &StagedCommit,
+) -> std::result::Result<(), String> {
+    if !members_of(group).iter().any(|m| m.user_id == joiner.user_id) {
+        return Err(format!(
+            "refused a device that joined by itself: {} has no device in the group, so {}/{} may not join \
+             without being added",
+            joiner.user_id, joiner.user_id, joiner.device_id
+        ));
+    }
+    if staged.self_removed() {
+        return Err("refused a device that joined by itself and removed this device".into());
+    }
+    if staged.remove_proposals().next().is_some()
+        || staged.add_proposals().next().is_some()
+        || staged.update_proposals().next().is_some()
+    {
+        return Err(format!(
+            "refused a device that joined by itself: {}/{} did more than add its own leaf",
+            joiner.user_id, joiner.device_id
+        ));
+    }
+    Ok(())
 }

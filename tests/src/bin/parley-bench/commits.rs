@@ -55,6 +55,7 @@ impl Hub {
             txn_id: txn(),
             commit: commit.into(),
             welcome: welcome.map(Into::into),
+            group_info: self.mls.pending_group_info(&self.group).into(),
         };
         let started = Instant::now();
         self.client.submit_commit(&self.id, &req).await?;

@@ -144,6 +144,7 @@ pub async fn setup_group(
         txn_id: txn(),
         commit: serialize(&commit).into(),
         welcome: Some(serialize(&welcome).into()),
+        group_info: mls.pending_group_info(&group).into(),
     };
     sender.submit_commit(&id, &req).await?;
     group.merge_pending_commit(&mls.provider)?;
