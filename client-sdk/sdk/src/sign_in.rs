@@ -107,7 +107,8 @@ impl SignIn<'_> {
     }
 
     /// [`SignIn::login`] for a device that messages (see
-    /// [`SignIn::register_with_messenger`]).
+    /// [`SignIn::register_with_messenger`]); the device also joins, by itself, every
+    /// conversation its user is in.
     pub async fn login_with_messenger(
         self,
         request: &LoginRequest,
@@ -119,7 +120,14 @@ impl SignIn<'_> {
         };
         let response = self.client.login(&request).await?;
         let session = self.save(response)?;
-        set_up_messaging(session, device).await
+        let (session, mut messenger) = set_up_messaging(session, device).await?;
+        // A new device of an existing account joins its conversations now (the events
+        // saying so come with the messenger's next sync).
+        messenger
+            .join_own_conversations()
+            .await
+            .map_err(SignInError::Messenger)?;
+        Ok((session, messenger))
     }
 
     fn save(self, response: LoginResponse) -> Result<Session, SignInError> {
