@@ -79,6 +79,11 @@ impl FakeClientApi {
                 .route(client::READ_INBOX.path, web::get().to(read_inbox))
                 .route(client::ACK_INBOX.path, web::post().to(ack))
                 .route(client::USER_DEVICES.path, web::get().to(user_devices))
+                // The user's conversations its device is not in (`?of=user`): none here.
+                .route(
+                    client::LIST_GROUPS.path,
+                    web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"groups": []})) }),
+                )
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "message": "not served"}))
                 }))
