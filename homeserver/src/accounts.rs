@@ -52,7 +52,7 @@ pub async fn register(
     if store::accounts::exists(&state.pool.get().await?, &localpart).await? {
         return Err(taken());
     }
-    let hash = hash_password(req.password).await?;
+    let hash = hash_password(&state.password_hashes, req.password).await?;
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     if !store::accounts::insert(&tx, &localpart, &hash).await? {
@@ -113,7 +113,7 @@ pub async fn change_password(
             "the current password is wrong",
         ));
     }
-    let hash = hash_password(req.new_password).await?;
+    let hash = hash_password(&state.password_hashes, req.new_password).await?;
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     store::accounts::set_password_hash(&tx, &who.localpart, &hash).await?;
@@ -218,7 +218,7 @@ async fn check_password(
     let verdict = if password.len() > MAX_PASSWORD_BYTES {
         Ok(false)
     } else {
-        verify_password(password, stored).await
+        verify_password(&state.password_hashes, password, stored).await
     };
     let outcome = match verdict {
         Ok(true) => LoginOutcome::RightPassword,

@@ -231,6 +231,9 @@ pub struct LimitsConfig {
     /// queues) are read from PostgreSQL, in seconds. Scrapes never query the database.
     #[serde(default = "default_database_gauges_secs")]
     pub database_gauges_secs: u64,
+    /// Inbox WebSockets one device may hold open on one process; past it, `429`.
+    #[serde(default = "default_streams_per_device")]
+    pub inbox_streams_per_device: usize,
 }
 
 impl Default for LimitsConfig {
@@ -250,6 +253,7 @@ impl Default for LimitsConfig {
             expiry_sweep_interval_secs: default_expiry_sweep_secs(),
             inbox_recheck_secs: default_inbox_recheck_secs(),
             database_gauges_secs: default_database_gauges_secs(),
+            inbox_streams_per_device: default_streams_per_device(),
         }
     }
 }
@@ -354,6 +358,9 @@ fn default_max_group_size() -> usize {
 }
 fn default_past_epochs() -> u64 {
     3
+}
+fn default_streams_per_device() -> usize {
+    8
 }
 fn default_database_gauges_secs() -> u64 {
     15

@@ -27,8 +27,6 @@ pub const QUEUED_HASHES_PER_CORE: usize = 4;
 struct CpuPool {
     jobs: Mutex<mpsc::Sender<Job>>,
     threads: usize,
-    /// Password hashes waiting or running.
-    hashes: AtomicUsize,
 }
 
 fn pool() -> &'static CpuPool {
@@ -57,7 +55,6 @@ fn pool() -> &'static CpuPool {
         CpuPool {
             jobs: Mutex::new(sender),
             threads,
-            hashes: AtomicUsize::new(0),
         }
     })
 }
@@ -79,31 +76,39 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
         .map_err(|_| ApiError::internal("CPU pool", "a job was dropped"))
 }
 
-/// Counts a password hash as queued until it is dropped (done, or given up).
-struct QueuedHash(&'static CpuPool);
+/// The password hashes one server waits for (its logins, registrations and password
+/// changes), bounded: past [`QUEUED_HASHES_PER_CORE`] per core waiting or running, more
+/// are refused at once. One per server (`AppState`), so servers sharing a process (tests)
+/// do not shed each other's work.
+#[derive(Default)]
+pub struct PasswordHashes {
+    queued: AtomicUsize,
+}
 
-impl Drop for QueuedHash {
+/// Counts a password hash as queued until it is dropped (done, or given up).
+struct QueuedHash<'a>(&'a AtomicUsize);
+
+impl Drop for QueuedHash<'_> {
     fn drop(&mut self) {
-        self.0.hashes.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Runs a password hash on the CPU pool, unless too many are waiting already: then
-/// `503 unavailable` with `Retry-After`, at once.
-pub async fn run_password_hash<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    let pool = pool();
-    let limit = pool.threads * QUEUED_HASHES_PER_CORE;
-    if pool.hashes.fetch_add(1, Ordering::AcqRel) >= limit {
-        pool.hashes.fetch_sub(1, Ordering::AcqRel);
-        let mut busy = ApiError::new(
-            ErrorCode::Unavailable,
-            "too many logins and registrations are being checked right now; retry in a second",
-        );
-        busy.retry_after = Some(Duration::from_secs(1));
-        return Err(busy);
+impl PasswordHashes {
+    /// Runs a password hash on the CPU pool, unless too many are waiting already: then
+    /// `503 unavailable` with `Retry-After`, at once.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let limit = pool().threads * QUEUED_HASHES_PER_CORE;
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let mut busy = ApiError::new(
+                ErrorCode::Unavailable,
+                "too many logins and registrations are being checked right now; retry in a second",
+            );
+            busy.retry_after = Some(Duration::from_secs(1));
+            return Err(busy);
+        }
+        let _queued = QueuedHash(&self.queued);
+        run(work).await
     }
-    let queued = QueuedHash(pool);
-    let result = run(work).await;
-    drop(queued);
-    result
 }

@@ -14,6 +14,7 @@ use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
+use crate::cpu_pool::PasswordHashes;
 use crate::error::ApiError;
 
 /// Prefix that lets secret scanners recognize a leaked Parley token.
@@ -41,27 +42,34 @@ pub fn new_device_id() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 12).to_ascii_uppercase()
 }
 
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    crate::cpu_pool::run_password_hash(move || {
-        let salt = new_salt()?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await?
-    .map_err(|e| ApiError::internal("password hashing failed", e))
+pub async fn hash_password(hashes: &PasswordHashes, password: String) -> Result<String, ApiError> {
+    hashes
+        .run(move || {
+            let salt = new_salt()?;
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| ApiError::internal("password hashing failed", e))
 }
 
 /// Checks `password` against a stored hash. With no stored hash (unknown user) it
 /// verifies against a fixed dummy so the answer takes as long either way.
-pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    crate::cpu_pool::run_password_hash(move || {
-        let stored_or_dummy = stored.as_deref().unwrap_or_else(|| dummy_hash());
-        let parsed = PasswordHash::new(stored_or_dummy).ok();
-        let matches = parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
-        matches && stored.is_some()
-    })
-    .await
+pub async fn verify_password(
+    hashes: &PasswordHashes,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    hashes
+        .run(move || {
+            let stored_or_dummy = stored.as_deref().unwrap_or_else(|| dummy_hash());
+            let parsed = PasswordHash::new(stored_or_dummy).ok();
+            let matches =
+                parsed.is_some_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
+            matches && stored.is_some()
+        })
+        .await
 }
 
 fn new_salt() -> Result<SaltString, argon2::password_hash::Error> {
@@ -89,19 +97,29 @@ mod tests {
 
     #[tokio::test]
     async fn password_round_trip() {
-        let hash = hash_password("correct horse battery".into()).await.expect("hash");
+        let hash = hash_password(&PasswordHashes::default(), "correct horse battery".into())
+            .await
+            .expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(
-            verify_password("correct horse battery".into(), Some(hash.clone()))
+            verify_password(
+                &PasswordHashes::default(),
+                "correct horse battery".into(),
+                Some(hash.clone())
+            )
+            .await
+            .expect("ok")
+        );
+        assert!(
+            !verify_password(&PasswordHashes::default(), "wrong horse battery".into(), Some(hash))
                 .await
                 .expect("ok")
         );
         assert!(
-            !verify_password("wrong horse battery".into(), Some(hash))
+            !verify_password(&PasswordHashes::default(), "anything at all".into(), None)
                 .await
                 .expect("ok")
         );
-        assert!(!verify_password("anything at all".into(), None).await.expect("ok"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 
 use crate::config::Config;
+use crate::cpu_pool::PasswordHashes;
 use crate::hub::writer::MessageWriter;
 use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub login_per_address: RateLimiter,
     pub claims_per_account: RateLimiter,
     pub sends_per_device: RateLimiter,
+    /// Password hashes waiting for the CPU pool, bounded (see `cpu_pool`).
+    pub password_hashes: PasswordHashes,
     pub inbox_waker: Arc<InboxWaker>,
     pub message_writer: MessageWriter,
     /// Talking to other servers, when federation is enabled.
@@ -40,6 +43,7 @@ impl AppState {
         let limits = &config.limits;
         Self {
             login_failures: LoginThrottle::new(limits),
+            password_hashes: PasswordHashes::default(),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),
             claims_per_account: RateLimiter::per_minute(limits.key_package_claims_per_account_per_minute),
             sends_per_device: RateLimiter::per_minute(limits.messages_per_device_per_minute),

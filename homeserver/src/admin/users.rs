@@ -135,7 +135,7 @@ pub async fn reset_password(
     if !store::accounts::exists(&app.pool.get().await?, &localpart).await? {
         return Err(ApiError::not_found(&format!("user {localpart}")));
     }
-    let hash = hash_password(password).await?;
+    let hash = hash_password(&state.app.password_hashes, password).await?;
     let mut db = app.pool.get().await?;
     let tx = db.transaction().await?;
     store::accounts::set_password_hash(&tx, &localpart, &hash).await?;

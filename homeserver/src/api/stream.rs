@@ -21,6 +21,16 @@ pub async fn inbox_stream(
     body: web::Payload,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // One device has few reasons to hold many sockets; each costs memory and wake-ups.
+    let max = state.config.limits.inbox_streams_per_device;
+    let Some(slot) = state.inbox_waker.handle(who.device_id.as_str()).open_stream(max) else {
+        let mut busy = ApiError::new(
+            parley_specs::ErrorCode::RateLimited,
+            format!("this device has {max} inbox streams open already (limits.inbox_streams_per_device)"),
+        );
+        busy.retry_after = Some(std::time::Duration::from_secs(10));
+        return Err(busy.into());
+    };
     let (response, session, messages) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::new(
             parley_specs::ErrorCode::InvalidParam,
@@ -28,7 +38,7 @@ pub async fn inbox_stream(
         )
     })?;
     let messages = messages.aggregate_continuations().max_continuation_size(64 * 1024);
-    actix_web::rt::spawn(push(state.into_inner(), who, session, messages, query.after));
+    actix_web::rt::spawn(push(state.into_inner(), who, session, messages, query.after, slot));
     Ok(response)
 }
 
@@ -38,6 +48,8 @@ async fn push(
     mut session: Session,
     mut messages: actix_ws::AggregatedMessageStream,
     mut cursor: i64,
+    // Held while the socket is open.
+    _slot: inbox::StreamSlot,
 ) {
     let mailbox = match inbox::watch(&state, &who.device_id).await {
         Ok(mailbox) => mailbox,

@@ -29,7 +29,7 @@ pub fn recheck_interval(state: &AppState) -> Duration {
 
 pub mod relay;
 mod waker;
-pub use waker::{FreshEntry, InboxWaker, Mailbox, REVOKED_MARK};
+pub use waker::{FreshEntry, InboxWaker, Mailbox, REVOKED_MARK, StreamSlot};
 
 pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);

@@ -11,7 +11,7 @@
 //! `inbox::relay`), which wake their own readers of those devices.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use parley_specs::groups_api::InboxEntry;
@@ -33,9 +33,29 @@ pub struct Mailbox {
     fresh: Mutex<VecDeque<InboxEntry>>,
     /// The device was revoked: its readers must stop at once.
     revoked: AtomicBool,
+    /// Inbox WebSockets of the device open on this process.
+    streams: AtomicUsize,
+}
+
+/// An open inbox WebSocket of a device, counted until dropped.
+pub struct StreamSlot(Arc<Mailbox>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Mailbox {
+    /// Counts one more WebSocket of the device, unless it has `max` open already.
+    pub fn open_stream(self: &Arc<Self>, max: usize) -> Option<StreamSlot> {
+        if self.streams.fetch_add(1, Ordering::AcqRel) >= max {
+            self.streams.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(StreamSlot(self.clone()))
+    }
+
     pub fn notify(&self) -> &Notify {
         &self.notify
     }

@@ -452,8 +452,8 @@ async fn no_input_causes_a_server_error() {
 /// legitimate login took 3.4 s instead of 21 ms. Hashes that would wait are now refused
 /// at once with `503 unavailable` and `Retry-After`, and the owner gets in on a retry.
 ///
-/// A process of its own: the hashing pool is the process's, shared by every server of a
-/// test binary, whose other tests must not be shed.
+/// A process of its own, so that its flood does not slow the other tests' servers, which
+/// share this test binary's hashing threads.
 #[tokio::test]
 async fn a_flood_of_logins_is_shed_with_retry_after_instead_of_queued() {
     let dir = tempfile::tempdir().unwrap();

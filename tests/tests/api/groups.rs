@@ -833,3 +833,24 @@ async fn a_long_poll_may_outlast_the_clients_request_timeout() {
     assert!(page.entries.is_empty());
     assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
 }
+
+/// 200 WebSockets used to be accepted for one device. A device now holds at most
+/// `limits.inbox_streams_per_device` on a process; one more gets `429`, and a closed one
+/// frees its place.
+#[tokio::test]
+async fn a_device_holds_a_bounded_number_of_inbox_streams() {
+    let server = TestServer::spawn_with(|c| c.limits.inbox_streams_per_device = 3).await;
+    let (client, _) = crate::helpers::registered(&server, "sam").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(client.inbox_stream(0).await.expect("within the limit"));
+    }
+    let refused = client.inbox_stream(0).await.expect_err("over the limit");
+    assert_eq!(refused.code(), Some(ErrorCode::RateLimited), "{refused}");
+    drop(open.pop());
+    let reopened = parley_tests::wait_until(std::time::Duration::from_secs(30), || async {
+        client.inbox_stream(0).await.is_ok()
+    })
+    .await;
+    assert!(reopened, "a closed stream frees its place");
+}
