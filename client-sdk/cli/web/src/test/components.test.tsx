@@ -78,7 +78,7 @@ describe("SignIn", () => {
   it("shows a wrong password in plain words and keeps the input for Retry", async () => {
     const { client, user } = setup();
     client.login.mockRejectedValueOnce(new ApiError("wrong_password", "wrong password", 401));
-    await fill(user, { "Server URL": "https://a.test", Username: "ann", Password: "wrong pass!", "Store passphrase": "p" });
+    await fill(user, { "Server URL": "https://a.test", Username: "ann", Password: "wrong pass!", "Store passphrase": "0123456789ab" });
     await user.click(screen.getByRole("button", { name: "Sign in" }));
     expect(await screen.findByRole("alert")).toHaveTextContent("Wrong username or password.");
     expect(screen.getByLabelText("Username")).toHaveValue("ann");
