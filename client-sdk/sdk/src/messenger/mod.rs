@@ -255,6 +255,15 @@ impl Messenger {
         &self.client
     }
 
+    /// The conversations this device is a member of.
+    fn member_groups(&self) -> Vec<parley_specs::GroupId> {
+        let conversations = self.state.conversations.iter();
+        conversations
+            .filter(|(_, c)| c.member)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Locks the store and brings the in-memory state up to date with it; deletes
     /// expired messages. Every operation starts here and ends with [`Self::end`].
     async fn begin(&mut self) -> Result<StoreLock> {

@@ -52,13 +52,7 @@ impl Messenger {
             return Ok(deletion);
         }
         self.prepare_online(lock).await?;
-        let groups: Vec<GroupId> = self
-            .state
-            .conversations
-            .iter()
-            .filter(|(_, c)| c.member)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let groups = self.member_groups();
         for group_id in groups {
             let Ok(group) = self.active_group(&group_id) else {
                 continue;

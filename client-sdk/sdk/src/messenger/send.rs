@@ -148,13 +148,7 @@ impl Messenger {
     }
 
     async fn send_presence_locked(&mut self, lock: &StoreLock, presence: Presence) -> Result<usize> {
-        let groups: Vec<GroupId> = self
-            .state
-            .conversations
-            .iter()
-            .filter(|(_, c)| c.member)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let groups = self.member_groups();
         let mut sent = 0;
         for group_id in groups {
             match self
