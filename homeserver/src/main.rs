@@ -25,11 +25,15 @@ enum Command {
     /// Run the homeserver with a configuration file (see deploy/homeserver.example.toml).
     /// Every key can be overridden by PARLEY_* environment variables, e.g. PARLEY_DATABASE__URL.
     Serve {
+        /// The configuration file (TOML; every key is commented in
+        /// deploy/homeserver.example.toml).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
     /// Apply pending database migrations and exit.
     Migrate {
+        /// The configuration file whose [database] is migrated (PARLEY_* variables apply
+        /// as for `serve`).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
