@@ -107,6 +107,12 @@ pub struct FederationConfig {
     /// Authenticated requests one other server may make per minute; beyond: 429.
     #[serde(default = "default_requests_per_origin")]
     pub requests_per_origin_per_minute: u32,
+    /// Questions one user's devices may have this server put to other servers' hubs per
+    /// minute (how far a group was delivered, a group's GroupInfo): they spend this
+    /// server's `requests_per_origin_per_minute` at those hubs, which one user must not
+    /// use up. Beyond: 429.
+    #[serde(default = "default_hub_questions_per_user")]
+    pub hub_questions_per_user_per_minute: u32,
     /// Messages in one transaction to another server, at most; larger ones are refused (413).
     #[serde(default = "default_max_transaction_messages")]
     pub max_transaction_messages: usize,
@@ -297,6 +303,9 @@ fn default_key_document_validity_secs() -> u64 {
     7 * 24 * 3600
 }
 
+fn default_hub_questions_per_user() -> u32 {
+    600
+}
 fn default_requests_per_origin() -> u32 {
     60_000
 }

@@ -234,6 +234,7 @@ fn remote(
         metrics,
         outbound: Default::default(),
         backfills: Default::default(),
+        hub_questions: RateLimiter::per_minute(federation.hub_questions_per_user_per_minute),
     })
 }
 

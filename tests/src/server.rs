@@ -312,6 +312,7 @@ pub async fn federating_config(
         allow: None,
         deny: Default::default(),
         requests_per_origin_per_minute: 60_000,
+        hub_questions_per_user_per_minute: 600,
         max_transaction_messages: 200,
         max_transaction_bytes: 8 * 1024 * 1024,
         retry_initial_ms: 100,

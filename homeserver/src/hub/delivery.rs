@@ -73,7 +73,10 @@ pub async fn for_member(app: &AppState, who: &GroupMember, group: GroupId) -> Re
     let own_position = store::groups::position(&db, &group).await?.map_or(0, |(_, seq)| seq);
     drop(db);
     let asked = match app.remote.as_ref() {
-        Some(remote) => remote::delivery::ask_hub(remote, &group).await,
+        Some(remote) => {
+            remote.check_hub_question(&who.user_id)?;
+            remote::delivery::ask_hub(remote, &group).await
+        }
         None => Err(remote::unavailable(format!(
             "this server does not federate with {}",
             group.hub()

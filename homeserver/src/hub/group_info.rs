@@ -24,6 +24,7 @@ use crate::store;
 pub async fn for_device(state: &AppState, who: &GroupMember, group: GroupId) -> Result<GroupInfoResponse, ApiError> {
     if group.hub() != state.config.server_name {
         let remote = remote_to_hub(state, &group)?;
+        remote.check_hub_question(&who.user_id)?;
         return remote::group_info::ask_hub(remote, &group, &who.user_id).await;
     }
     hubbed_here(state, &who.user_id, group).await

@@ -38,6 +38,7 @@ pub use policy::FederationPolicy;
 use crate::config::FederationConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// What talking to other servers needs; one per process, shared by the federation API,
 /// the domain and the outbound sender.
@@ -60,6 +61,16 @@ pub struct Remote {
     pub outbound: OutboundKicks,
     /// Groups this process is backfilling.
     pub backfills: Backfills,
+    /// Questions put to other servers' hubs, per user of this server.
+    pub hub_questions: RateLimiter,
+}
+
+impl Remote {
+    /// Counts a question `user`'s device has this server put to another server's hub
+    /// (`hub_questions_per_user_per_minute`).
+    pub fn check_hub_question(&self, user: &parley_specs::UserId) -> Result<(), ApiError> {
+        self.hub_questions.check(user.as_str()).map_err(ApiError::rate_limited)
+    }
 }
 
 /// Milliseconds since the Unix epoch, as signed requests and ordered messages carry them.

@@ -627,6 +627,26 @@ async fn a_follower_stores_only_groups_with_members_there_and_no_oversized_messa
     assert_eq!(stored_in(&group).await, before);
 }
 
+/// One user on a follower could spend his whole server's budget at a hub by asking how far
+/// a group was delivered, again and again. Each user now has a share of those questions;
+/// beyond it, `429` (and the hub is not asked).
+#[tokio::test]
+async fn a_user_cannot_spend_his_servers_budget_at_a_hub() {
+    let trio = trio_with(|i, federation| {
+        if i == 1 {
+            federation.hub_questions_per_user_per_minute = 5;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_ann, ben, group) = pair_group(&trio, dir.path()).await;
+    for _ in 0..5 {
+        ben.client().group_delivery(&group).await.expect("within the share");
+    }
+    assert_eq!(code(ben.client().group_delivery(&group).await), ErrorCode::RateLimited);
+    assert_eq!(code(ben.client().group_info(&group).await), ErrorCode::RateLimited);
+}
+
 /// (server, delivered_up_to) of a delivery answer.
 fn positions(delivery: &GroupDelivery) -> Vec<(String, i64)> {
     delivery
