@@ -134,16 +134,8 @@ pub async fn revoke_in(
     };
     let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
     let marked = store::groups::mark_revoked(db, &user, &doomed_refs).await?;
-    let deleted = match which {
-        Revoke::One(device) => {
-            if store::devices::delete(db, localpart, device).await? {
-                doomed
-            } else {
-                Vec::new()
-            }
-        }
-        Revoke::AllExcept(keep) => store::devices::delete_all_except(db, localpart, keep).await?,
-    };
+    // The very devices the groups were marked for, whatever logs in meanwhile.
+    let deleted = store::devices::delete_many(db, localpart, &doomed_refs).await?;
     if !deleted.is_empty() {
         tracing::info!(user = %user, devices = ?deleted, marked_groups = marked, "devices revoked");
     }

@@ -93,7 +93,7 @@ pub fn split_options(url: &str) -> Result<TlsOptions, String> {
                 let mut kept = Vec::new();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    let value = percent_decode(value);
+                    let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
                     if !take(key, &value)? {
                         kept.push(pair);
                     }
@@ -121,30 +121,6 @@ pub fn split_options(url: &str) -> Result<TlsOptions, String> {
         mode: mode.unwrap_or(Mode::Prefer),
         root_cert,
     })
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The connection settings and TLS connector of a libpq-style URL.

@@ -116,28 +116,17 @@ pub async fn rename(
         .map(DeviceRow::from))
 }
 
-/// Deletes one device of this account (revoking its token); false when there was none.
-pub async fn delete(db: &impl Db, localpart: &Localpart, device_id: &DeviceId) -> Result<bool, tokio_postgres::Error> {
-    let stmt = db
-        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = $2")
-        .await?;
-    Ok(db.execute(&stmt, &[&localpart.as_str(), &device_id.as_str()]).await? == 1)
-}
-
-/// Deletes every device of the account except `keep` (all of them when `keep` is None);
-/// returns the deleted ones.
-pub async fn delete_all_except(
+/// Deletes these devices of the account; returns the ones that were there.
+pub async fn delete_many(
     db: &impl Db,
     localpart: &Localpart,
-    keep: Option<&DeviceId>,
+    ids: &[&str],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached(
-            "DELETE FROM devices WHERE localpart = $1 AND device_id IS DISTINCT FROM $2 RETURNING device_id",
-        )
+        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = ANY($2) RETURNING device_id")
         .await?;
     Ok(db
-        .query(&stmt, &[&localpart.as_str(), &keep.map(DeviceId::as_str)])
+        .query(&stmt, &[&localpart.as_str(), &ids])
         .await?
         .iter()
         .map(|row| row.get(0))

@@ -121,16 +121,8 @@ async fn the_homeserver_reaches_postgresql_over_tls_checked_as_sslmode_says() {
     let mut config = test_config().await;
     config.database.url = pg.verified("verify-full", "localhost", &pg.ca_file);
     let server = TestServer::start(config).await;
-    let ready: serde_json::Value = server
-        .http()
-        .get(server.endpoint_url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["ready"], true, "{ready}");
+    let ready = server.sdk().ready().await.expect("/ready answers");
+    assert!(ready.ready, "{ready:?}");
     // Its cross-process wake-ups listen on a TLS connection of their own.
     let relayed = wait_until(Duration::from_secs(30), || async {
         server.metrics().await.contains("parley_wakeup_relay_connected 1")

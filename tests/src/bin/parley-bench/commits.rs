@@ -25,7 +25,7 @@ use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::load::{Target, register, txn};
-use crate::server::{BenchServer, Federation, free_addr};
+use crate::server::BenchServer;
 use crate::stats::Latencies;
 
 #[derive(clap::Args, Clone)]
@@ -98,27 +98,7 @@ impl Hub {
 pub async fn run(args: CommitsArgs) -> anyhow::Result<()> {
     eprintln!("starting two federating homeservers, each with a durable PostgreSQL ...");
     let ca = DevCa::generate("Parley bench commits CA")?;
-    let (a_fed, b_fed) = (free_addr()?, free_addr()?);
-    let a = BenchServer::start_with(
-        args.pool,
-        &ca,
-        Some(Federation {
-            name: "a.bench".into(),
-            listen: a_fed,
-            peers: vec![("b.bench".into(), b_fed)],
-        }),
-    )
-    .await?;
-    let b = BenchServer::start_with(
-        args.pool,
-        &ca,
-        Some(Federation {
-            name: "b.bench".into(),
-            listen: b_fed,
-            peers: vec![("a.bench".into(), a_fed)],
-        }),
-    )
-    .await?;
+    let (a, b) = BenchServer::start_federating_pair(args.pool, &ca).await?;
     let trust = Trust::CaPem(a.ca_pem.clone());
     let (on_a, on_b) = (a.target(), b.target());
     let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();

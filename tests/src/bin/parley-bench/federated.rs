@@ -16,7 +16,7 @@ use parley_specs::groups_api::InboxEntryKind;
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::load::{BenchGroup, OnAccepted, send_all, setup_group};
-use crate::server::{BenchServer, Federation, free_addr};
+use crate::server::BenchServer;
 use crate::stats::Latencies;
 
 #[derive(clap::Args, Clone)]
@@ -72,27 +72,7 @@ impl Timeline {
 pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
     eprintln!("starting two durable PostgreSQL clusters and two federating release homeservers ...");
     let ca = DevCa::generate("Parley bench federation CA")?;
-    let (a_fed, b_fed) = (free_addr()?, free_addr()?);
-    let a = BenchServer::start_with(
-        args.pool,
-        &ca,
-        Some(Federation {
-            name: "a.bench".into(),
-            listen: a_fed,
-            peers: vec![("b.bench".into(), b_fed)],
-        }),
-    )
-    .await?;
-    let mut b = BenchServer::start_with(
-        args.pool,
-        &ca,
-        Some(Federation {
-            name: "b.bench".into(),
-            listen: b_fed,
-            peers: vec![("a.bench".into(), a_fed)],
-        }),
-    )
-    .await?;
+    let (a, mut b) = BenchServer::start_federating_pair(args.pool, &ca).await?;
     let trust = Trust::CaPem(ca.cert_pem().into_bytes());
     let prefix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_ascii_lowercase();
     let per_group_backlog = args.backlog.div_ceil(args.groups.max(1));

@@ -45,6 +45,19 @@ impl BenchServer {
         Self::start_with(pool_size, &ca, None).await
     }
 
+    /// `a.bench` and `b.bench`, each with its own durable PostgreSQL, peers of each other.
+    pub async fn start_federating_pair(pool_size: usize, ca: &DevCa) -> anyhow::Result<(Self, Self)> {
+        let (a_fed, b_fed) = (free_addr()?, free_addr()?);
+        let federation = |name: &str, listen, peer: &str, peer_addr| Federation {
+            name: name.into(),
+            listen,
+            peers: vec![(peer.into(), peer_addr)],
+        };
+        let a = Self::start_with(pool_size, ca, Some(federation("a.bench", a_fed, "b.bench", b_fed))).await?;
+        let b = Self::start_with(pool_size, ca, Some(federation("b.bench", b_fed, "a.bench", a_fed))).await?;
+        Ok((a, b))
+    }
+
     pub async fn start_with(pool_size: usize, ca: &DevCa, federation: Option<Federation>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("parley-bench").tempdir_in("/tmp")?;
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
