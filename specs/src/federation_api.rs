@@ -72,10 +72,18 @@ pub struct OrderedMessage {
     pub sender: GroupMember,
     pub payload: Base64Bytes,
     /// With a commit that adds members: their Welcome.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::optional::not_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub welcome: Option<Base64Bytes>,
     /// With a commit: every member device of the group after it.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::optional::not_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub members: Option<Vec<GroupMember>>,
     #[serde(deserialize_with = "crate::ints::i64")]
     pub sent_at_ms: i64,

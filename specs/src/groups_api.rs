@@ -71,7 +71,11 @@ pub struct SubmitCommitRequest {
     /// Chosen by the client; a retry with the same id returns the first answer.
     pub txn_id: String,
     pub commit: Base64Bytes,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::optional::not_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub welcome: Option<Base64Bytes>,
     /// An MLSMessage carrying the GroupInfo of the epoch this commit creates, signed by
     /// the committer, without the ratchet-tree extension (the hub serves its own tree),

@@ -85,9 +85,8 @@ impl ServerName {
         };
         // Digits only, no leading zero (`u16::from_str` would take `+80` and `080`): one
         // spelling per port, as the OpenAPI documents' pattern has it.
-        let port_ok = port.is_none_or(|p| {
-            p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0') && p.parse::<u16>().is_ok()
-        });
+        let port_ok = port
+            .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0') && p.parse::<u16>().is_ok());
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63

@@ -78,13 +78,18 @@ mod tests {
     }
 
     fn parse(json: &str) -> Result<(i64, u64, Option<i64>), String> {
-        serde_json::from_str::<S>(json).map(|s| (s.a, s.b, s.c)).map_err(|e| e.to_string())
+        serde_json::from_str::<S>(json)
+            .map(|s| (s.a, s.b, s.c))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn whole_numbers_in_any_notation() {
         assert_eq!(parse(r#"{"a": 842.0, "b": 3, "c": -1.0}"#), Ok((842, 3, Some(-1))));
-        assert_eq!(parse(r#"{"a": -9223372036854775808, "b": 9223372036854775807}"#), Ok((i64::MIN, i64::MAX as u64, None)));
+        assert_eq!(
+            parse(r#"{"a": -9223372036854775808, "b": 9223372036854775807}"#),
+            Ok((i64::MIN, i64::MAX as u64, None))
+        );
         assert_eq!(parse(r#"{"a": 1e3, "b": 0.0}"#), Ok((1000, 0, None)));
     }
 

@@ -177,9 +177,8 @@ async fn forward(req: HttpRequest, body: web::Bytes, forwarder: web::Data<Forwar
         Ok(response) => response,
         Err(error) => return HttpResponse::BadGateway().body(format!("signing proxy: {error}")),
     };
-    let mut answer = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(response.status().as_u16()).expect("status"),
-    );
+    let mut answer =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(response.status().as_u16()).expect("status"));
     for (name, value) in response.headers() {
         if !HOP_HEADERS.contains(&name.as_str()) {
             answer.append_header((name.as_str(), value.as_bytes()));

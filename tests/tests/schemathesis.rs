@@ -29,12 +29,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parley_federation::server_key::ServerKeyring;
 use parley_homeserver::devcerts::IssuedCert;
 use parley_specs::ServerName;
-use parley_specs::client_api::RegisterRequest;
+use parley_specs::client_api::{LoginRequest, RegisterRequest};
 use parley_tests::TestServer;
 use parley_tests::admin::enable_admin;
 use parley_tests::server::{ca_file, federating_config, free_loopback_addr};
@@ -43,10 +43,11 @@ use parley_tests::signing_proxy::{SIGN_AS_PEER, SigningProxy};
 /// Fixed, so every run sends the same requests.
 const SEED: &str = "20261206";
 /// Test cases per operation and phase: what fits in about two minutes here.
-const MAX_EXAMPLES: &str = "12";
+const MAX_EXAMPLES: &str = "35";
 const HOME: &str = "home.parley";
 const PEER: &str = "peer.parley";
 const ADMIN: &str = "admin.parley";
+const PASSWORD: &str = "correct horse battery staple";
 
 const HINT: &str = "install with `bash .ci/run` (it puts a pinned schemathesis in a virtualenv under \
      ~/.cache/parley-ci), or `python3 -m pip install schemathesis`, or set SCHEMATHESIS=/path/to/schemathesis";
@@ -81,7 +82,10 @@ fn schemathesis() -> Option<PathBuf> {
         .map(|dir| dir.join("schemathesis"))
         .find(|candidate| candidate.is_file());
     if found.is_none() {
-        assert!(!in_ci(), "schemathesis not found although CI=true (.ci/run installs it); {HINT}");
+        assert!(
+            !in_ci(),
+            "schemathesis not found although CI=true (.ci/run installs it); {HINT}"
+        );
         eprintln!("skipped: schemathesis not found; {HINT}");
     }
     found
@@ -97,6 +101,8 @@ struct Report {
     failures: BTreeMap<String, u64>,
     /// Answers with a 5xx status.
     server_errors: u64,
+    /// Answers by status code.
+    statuses: BTreeMap<u64, u64>,
     /// Errors of the run itself (schema not loaded, network), by message.
     errors: Vec<String>,
     /// A few failures, for the message: check, method and path, status.
@@ -114,7 +120,8 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: {} requests over {} operations in {:.1} s, {} server errors, {} failed checks {:?}, {} errors",
+            "{}: {} requests over {} operations in {:.1} s, {} server errors, {} failed checks {:?}, {} errors; \
+             answers by status {:?}",
             self.document,
             self.requests,
             self.operations,
@@ -122,7 +129,8 @@ impl std::fmt::Display for Report {
             self.server_errors,
             self.failed(),
             self.failures,
-            self.errors.len()
+            self.errors.len(),
+            self.statuses
         )
     }
 }
@@ -150,8 +158,11 @@ fn parse_report(document: &str, ndjson: &str, seconds: f64) -> Report {
                 let interactions = recorder["interactions"].as_object().cloned().unwrap_or_default();
                 for interaction in interactions.values() {
                     report.requests += 1;
-                    if interaction["response"]["status_code"].as_u64().is_some_and(|s| s >= 500) {
-                        report.server_errors += 1;
+                    if let Some(status) = interaction["response"]["status_code"].as_u64() {
+                        *report.statuses.entry(status).or_default() += 1;
+                        if status >= 500 {
+                            report.server_errors += 1;
+                        }
                     }
                 }
                 let checks = recorder["checks"].as_object().cloned().unwrap_or_default();
@@ -186,11 +197,29 @@ fn parse_report(document: &str, ndjson: &str, seconds: f64) -> Report {
     report
 }
 
-/// Runs schemathesis on `spec` against `url` and reads its report.
-async fn fuzz(tool: &Path, dir: &Path, spec: &str, url: &str, headers: &[String]) -> Report {
+/// The client API's operations that end the session they are called with (or every
+/// session of the account): fuzzed last, with a session of their own, so that the other
+/// operations are not answered `401` for most of the run.
+const SESSION_ENDING: &[&str] = &["logout", "logoutAll", "changePassword", "deleteDevice"];
+/// Not fuzzed: the inbox WebSocket. A successful request switches the connection to the
+/// WebSocket protocol (101), which an HTTP fuzzer cannot speak; its handshake and frames
+/// have tests of their own (`tests/tests/api/groups.rs`, `revocation.rs`).
+const NOT_HTTP: &[&str] = &["inboxStream"];
+
+/// Runs schemathesis on `spec` against `url` and reads its report, named `name`; `extra`
+/// are more arguments (which operations).
+async fn fuzz(
+    tool: &Path,
+    dir: &Path,
+    name: &str,
+    spec: &str,
+    url: &str,
+    headers: &[String],
+    extra: &[String],
+) -> Report {
     let spec_path = repo_root().join("specs/openapi").join(spec);
-    let report_path = dir.join(format!("{spec}.ndjson"));
-    let output_path = dir.join(format!("{spec}.txt"));
+    let report_path = dir.join(format!("{name}.ndjson"));
+    let output_path = dir.join(format!("{name}.txt"));
     let mut command = tokio::process::Command::new(tool);
     command
         .arg("--config-file")
@@ -221,15 +250,16 @@ async fn fuzz(tool: &Path, dir: &Path, spec: &str, url: &str, headers: &[String]
     for header in headers {
         command.args(["--header", header]);
     }
+    command.args(extra);
     let started = Instant::now();
     let status = command.status().await.expect("run schemathesis");
     let seconds = started.elapsed().as_secs_f64();
     let ndjson = std::fs::read_to_string(&report_path).unwrap_or_default();
-    let report = parse_report(spec, &ndjson, seconds);
+    let report = parse_report(name, &ndjson, seconds);
     let output = std::fs::read_to_string(&output_path).unwrap_or_default();
     eprintln!("{report}");
     if !status.success() || report.failed() > 0 || report.server_errors > 0 || !report.errors.is_empty() {
-        eprintln!("--- schemathesis output ({spec}, exit {status}) ---\n{output}\n--- end ---");
+        eprintln!("--- schemathesis output ({name}, exit {status}) ---\n{output}\n--- end ---");
         for example in &report.examples {
             eprintln!("  {example}");
         }
@@ -264,8 +294,15 @@ fn destinations(metrics: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_hold_under_schemathesis() {
     let Some(tool) = schemathesis() else { return };
-    let version = std::process::Command::new(&tool).arg("--version").output().expect("schemathesis --version");
-    eprintln!("{} at {}", String::from_utf8_lossy(&version.stdout).trim(), tool.display());
+    let version = std::process::Command::new(&tool)
+        .arg("--version")
+        .output()
+        .expect("schemathesis --version");
+    eprintln!(
+        "{} at {}",
+        String::from_utf8_lossy(&version.stdout).trim(),
+        tool.display()
+    );
     let started = Instant::now();
 
     let (home_dir, peer_dir, admin_dir, work) = (
@@ -310,13 +347,24 @@ async fn openapi_documents_hold_under_schemathesis() {
         .sdk()
         .register(&RegisterRequest {
             username: "fuzzer".into(),
-            password: "correct horse battery staple".into(),
+            password: PASSWORD.into(),
             device_name: Some("schemathesis".into()),
             invite_token: None,
             signature_key: None,
         })
         .await
         .expect("register");
+    // A second device, for the operations that end sessions.
+    let second = home
+        .sdk()
+        .login(&LoginRequest {
+            username: "fuzzer".into(),
+            password: PASSWORD.into(),
+            device_name: Some("schemathesis, session-ending operations".into()),
+            signature_key: None,
+        })
+        .await
+        .expect("login");
 
     let proxy = SigningProxy::start(
         peer_name.clone(),
@@ -326,34 +374,63 @@ async fn openapi_documents_hold_under_schemathesis() {
         home.federation_addr.unwrap(),
     );
 
+    let operations = |flag: &str| -> Vec<String> {
+        SESSION_ENDING
+            .iter()
+            .flat_map(|id| [flag.to_owned(), (*id).to_owned()])
+            .collect()
+    };
     let client = fuzz(
         &tool,
         work.path(),
         "client-api.yaml",
+        "client-api.yaml",
         &home.url,
         &[format!("Authorization: Bearer {}", session.access_token)],
+        &[
+            operations("--exclude-operation-id"),
+            NOT_HTTP
+                .iter()
+                .flat_map(|id| ["--exclude-operation-id".to_owned(), (*id).to_owned()])
+                .collect(),
+        ]
+        .concat(),
+    )
+    .await;
+    let client_sessions = fuzz(
+        &tool,
+        work.path(),
+        "client-api.yaml (session-ending operations)",
+        "client-api.yaml",
+        &home.url,
+        &[format!("Authorization: Bearer {}", second.access_token)],
+        &operations("--include-operation-id"),
     )
     .await;
     let federation = fuzz(
         &tool,
         work.path(),
         "federation-api.yaml",
+        "federation-api.yaml",
         &proxy.url,
         &[format!("Authorization: {SIGN_AS_PEER}")],
+        &[],
     )
     .await;
     let admin_report = fuzz(
         &tool,
         work.path(),
         "admin-api.yaml",
+        "admin-api.yaml",
         &format!("http://{}", admin.admin_addr.unwrap()),
         &[format!("Authorization: Bearer {admin_token}")],
+        &[],
     )
     .await;
     eprintln!(
         "schemathesis: {} requests in {:.1} s in all (seed {SEED}, {MAX_EXAMPLES} examples per operation and phase); \
          the proxy signed {} of {} federation requests as {PEER}",
-        client.requests + federation.requests + admin_report.requests,
+        client.requests + client_sessions.requests + federation.requests + admin_report.requests,
         started.elapsed().as_secs_f64(),
         proxy.signed(),
         proxy.forwarded(),
@@ -361,12 +438,26 @@ async fn openapi_documents_hold_under_schemathesis() {
 
     // Nothing but the static loopback peer was ever a destination of the home server.
     let named = destinations(&home.metrics().await);
+    eprintln!("destinations in the home server's metrics: {named:?}");
     assert!(
         named.iter().all(|d| d == PEER),
         "the home server had destinations other than its peer: {named:?}"
     );
+    // Nor did any server queue anything for another server (the outbound sender's only
+    // source of destinations).
+    let sql = "SELECT count(*) FROM federation_destinations WHERE destination <> $1";
+    assert_eq!(
+        home.count(sql, &[&PEER]).await,
+        0,
+        "the home server queued for a stranger"
+    );
+    assert_eq!(
+        admin.count(sql, &[&PEER]).await,
+        0,
+        "the admin API's server queued for someone"
+    );
 
-    for report in [&client, &federation, &admin_report] {
+    for report in [&client, &client_sessions, &federation, &admin_report] {
         assert!(report.requests > 0, "{report}: no requests were made");
         assert!(report.errors.is_empty(), "{report}: {:?}", report.errors);
         assert_eq!(report.server_errors, 0, "{report}");

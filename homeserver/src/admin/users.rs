@@ -70,7 +70,11 @@ pub async fn list(state: web::Data<AdminState>, query: web::Query<UserQuery>) ->
     }
     // PostgreSQL text cannot hold NUL: such a string matches no localpart anyway, but
     // must be refused here rather than fail in the database.
-    if [search, query.after.as_deref()].into_iter().flatten().any(|s| s.contains('\0')) {
+    if [search, query.after.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
         return Err(ApiError::new(
             ErrorCode::InvalidParam,
             "search and after cannot contain NUL characters",
