@@ -44,6 +44,16 @@ use parley_tests::signing_proxy::{SIGN_AS_PEER, SigningProxy};
 const SEED: &str = "20261206";
 /// Test cases per operation and phase: what fits in about two minutes here.
 const MAX_EXAMPLES: &str = "35";
+
+/// `SEED`, or `PARLEY_SCHEMATHESIS_SEED` to explore with another one.
+fn seed() -> String {
+    std::env::var("PARLEY_SCHEMATHESIS_SEED").unwrap_or_else(|_| SEED.to_owned())
+}
+
+/// `MAX_EXAMPLES`, or `PARLEY_SCHEMATHESIS_EXAMPLES` for a longer (or shorter) run.
+fn max_examples() -> String {
+    std::env::var("PARLEY_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| MAX_EXAMPLES.to_owned())
+}
 const HOME: &str = "home.parley";
 const PEER: &str = "peer.parley";
 const ADMIN: &str = "admin.parley";
@@ -227,7 +237,7 @@ async fn fuzz(
         .arg("run")
         .arg(&spec_path)
         .args(["--url", url])
-        .args(["--seed", SEED, "--max-examples", MAX_EXAMPLES, "--workers", "1"])
+        .args(["--seed", &seed(), "--max-examples", &max_examples(), "--workers", "1"])
         // `positive_data_acceptance` as schemathesis has it, except for the refusals of
         // binary content JSON Schema cannot describe (see tests/schemathesis/parley_hooks.py).
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
@@ -435,10 +445,12 @@ async fn openapi_documents_hold_under_schemathesis() {
     )
     .await;
     eprintln!(
-        "schemathesis: {} requests in {:.1} s in all (seed {SEED}, {MAX_EXAMPLES} examples per operation and phase); \
+        "schemathesis: {} requests in {:.1} s in all (seed {}, {} examples per operation and phase); \
          the proxy signed {} of {} federation requests as {PEER}",
         client.requests + client_sessions.requests + federation.requests + admin_report.requests,
         started.elapsed().as_secs_f64(),
+        seed(),
+        max_examples(),
         proxy.signed(),
         proxy.forwarded(),
     );
