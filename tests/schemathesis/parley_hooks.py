@@ -9,6 +9,10 @@ the same check, except that a schema-valid request may be refused with one of th
   the group in the path.
 - 421 `not_hubbed_here` (federation API): the group id is well formed but its hub is
   another server; which server a document is served by is not part of the document.
+- 400 `bad_json`/`invalid_param` for a user or group id whose server name is longer than
+  253 characters: the documents say so, and their patterns check every label, but a
+  pattern cannot bound the length of one part of a string without a lookahead, which
+  the generator handles too slowly for a bounded run.
 
 Any other refusal of a schema-valid request (`bad_json`, `invalid_param`, ...) is a
 failure: the document must say precisely what the server takes.
@@ -31,6 +35,28 @@ BEYOND_SCHEMA = frozenset(
 )
 
 
+MAX_SERVER_NAME = 253
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _names_a_too_long_server(case):
+    for part in (case.path_parameters, case.query, case.body):
+        for text in _strings(part):
+            if "@" in text and len(text.rsplit("@", 1)[1]) > MAX_SERVER_NAME:
+                return True
+    return False
+
+
 def _error_code(response):
     try:
         body = json.loads(response.content)
@@ -44,7 +70,10 @@ def positive_data_acceptance_beyond_schema(ctx, response, case):
     try:
         return builtin(ctx, response, case)
     except Failure:
-        if (response.status_code, _error_code(response)) in BEYOND_SCHEMA:
+        code = _error_code(response)
+        if (response.status_code, code) in BEYOND_SCHEMA:
+            return None
+        if response.status_code == 400 and code in ("bad_json", "invalid_param") and _names_a_too_long_server(case):
             return None
         raise
 
