@@ -252,6 +252,8 @@ async fn fuzz(
         .env("SCHEMATHESIS_HOOKS", "parley_hooks")
         .env("PYTHONPATH", repo_root().join("tests/schemathesis"))
         .env("NO_COLOR", "1")
+        // No __pycache__ beside the hooks in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&output_path).unwrap())
