@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use parley_specs::client_api::{
-    ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
     RegisterRequest,
 };
 use parley_specs::keys_api::SIGNATURE_KEY_LEN;
@@ -130,24 +130,40 @@ pub async fn change_password(
     Ok(())
 }
 
-/// The name for a new device: the one asked for, or a default.
+/// The name for a new device: the one asked for (at most 100 characters as sent, no
+/// control characters), trimmed; absent or blank, a default.
 pub fn device_name(name: Option<String>) -> Result<String, ApiError> {
-    match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
-        Some(name) => checked_device_name(&name),
+    match name {
+        Some(name) if !name.trim().is_empty() => checked_device_name(&name),
+        Some(name) => valid_device_name(&name).map(|()| DEFAULT_DEVICE_NAME.to_owned()),
         None => Ok(DEFAULT_DEVICE_NAME.to_owned()),
     }
 }
 
-/// A device name as given for a rename: 1 to 100 characters, no control characters.
+/// A device name as given for a rename: at most 100 characters as sent, no control
+/// characters, not blank; stored trimmed. The rules are on the name as sent, so the
+/// OpenAPI documents state them exactly (`maxLength`, `pattern`).
 pub fn checked_device_name(name: &str) -> Result<String, ApiError> {
+    valid_device_name(name)?;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParam,
-            format!("a device name has 1 to {MAX_DEVICE_NAME_CHARS} characters, without control characters"),
-        ));
+    if name.is_empty() {
+        return Err(device_name_refused());
     }
     Ok(name.to_owned())
+}
+
+fn valid_device_name(name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(device_name_refused());
+    }
+    Ok(())
+}
+
+fn device_name_refused() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParam,
+        format!("a device name has 1 to {MAX_DEVICE_NAME_CHARS} characters, not all blank, without control characters"),
+    )
 }
 
 /// The MLS signature key a new device brings, if any: an Ed25519 public key, 32 bytes.
@@ -165,12 +181,11 @@ fn signature_key(key: Option<Base64Bytes>) -> Result<Option<Vec<u8>>, ApiError> 
 }
 
 pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
         return Err(ApiError::new(
             ErrorCode::WeakPassword,
-            format!(
-                "a password needs at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
-            ),
+            format!("a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
         ));
     }
     Ok(())
@@ -215,7 +230,7 @@ async fn check_password(
         .login_failures
         .begin(account.as_str(), client)
         .map_err(ApiError::rate_limited)?;
-    let verdict = if password.len() > MAX_PASSWORD_BYTES {
+    let verdict = if password.chars().count() > MAX_PASSWORD_CHARS {
         Ok(false)
     } else {
         verify_password(&state.password_hashes, password, stored).await

@@ -11,8 +11,10 @@ use crate::bytes::Base64Bytes;
 use crate::ids::{DeviceId, UserId};
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
-/// Bounds the work an attacker can make Argon2id do per request.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Bounds the work an attacker can make Argon2id do per request (at most 4 KiB of UTF-8).
+/// Counted in characters, as JSON Schema's `maxLength` counts, so the OpenAPI document
+/// states the rule exactly.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -20,15 +22,27 @@ pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 pub struct RegisterRequest {
     pub username: String,
     pub password: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub device_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub invite_token: Option<String>,
     /// The new device's MLS signature public key (Ed25519, 32 bytes, base64), bound to
     /// the device in the device key directory as it is created (`invalid_param` when it
     /// is not 32 bytes). Without it, the device's first KeyPackage upload or new group
     /// binds its key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub signature_key: Option<Base64Bytes>,
 }
 
@@ -38,13 +52,21 @@ pub struct LoginRequest {
     /// The localpart (`alice`) or the full user id (`alice@a.example`).
     pub username: String,
     pub password: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub device_name: Option<String>,
     /// The new device's MLS signature public key (Ed25519, 32 bytes, base64), bound to
     /// the device in the device key directory as it is created (`invalid_param` when it
     /// is not 32 bytes). Without it, the device's first KeyPackage upload or new group
     /// binds its key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub signature_key: Option<Base64Bytes>,
 }
 

@@ -63,20 +63,35 @@ pub enum OrderedKind {
 #[serde(deny_unknown_fields)]
 pub struct OrderedMessage {
     pub group_id: GroupId,
+    #[serde(deserialize_with = "crate::ints::i64")]
     pub seq: i64,
     /// The epoch the message was sent in (a commit moves the group to the next one).
+    #[serde(deserialize_with = "crate::ints::u64")]
     pub epoch: u64,
     pub kind: OrderedKind,
     pub sender: GroupMember,
     pub payload: Base64Bytes,
     /// With a commit that adds members: their Welcome.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub welcome: Option<Base64Bytes>,
     /// With a commit: every member device of the group after it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub members: Option<Vec<GroupMember>>,
+    #[serde(deserialize_with = "crate::ints::i64")]
     pub sent_at_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::ints::option_i64"
+    )]
     pub expires_at_ms: Option<i64>,
 }
 
@@ -85,6 +100,7 @@ pub struct OrderedMessage {
 #[serde(deny_unknown_fields)]
 pub struct HubSignature {
     pub key_id: String,
+    #[serde(deserialize_with = "crate::ints::i64")]
     pub signed_at_ms: i64,
     /// Base64 (standard alphabet, unpadded) of the 64-byte signature.
     pub signature: String,
@@ -152,6 +168,7 @@ pub const MAX_RECEIPTS_PER_REQUEST: usize = 500;
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReceipt {
     pub group_id: GroupId,
+    #[serde(deserialize_with = "crate::ints::i64")]
     pub seq: i64,
     pub sender: GroupMember,
     pub receiver: GroupMember,

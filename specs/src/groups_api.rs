@@ -71,7 +71,11 @@ pub struct SubmitCommitRequest {
     /// Chosen by the client; a retry with the same id returns the first answer.
     pub txn_id: String,
     pub commit: Base64Bytes,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
     pub welcome: Option<Base64Bytes>,
     /// An MLSMessage carrying the GroupInfo of the epoch this commit creates, signed by
     /// the committer, without the ratchet-tree extension (the hub serves its own tree),
@@ -105,7 +109,8 @@ pub struct SubmitMessageRequest {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "crate::optional::rfc3339"
     )]
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -188,6 +193,7 @@ pub struct StreamQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
+    #[serde(deserialize_with = "crate::ints::i64")]
     pub up_to: i64,
 }
 

@@ -83,7 +83,10 @@ impl ServerName {
             Some((host, port)) => (host, Some(port)),
             None => (s, None),
         };
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n != 0));
+        // Digits only, no leading zero (`u16::from_str` would take `+80` and `080`): one
+        // spelling per port, as the OpenAPI documents' pattern has it.
+        let port_ok = port
+            .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0') && p.parse::<u16>().is_ok());
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
@@ -91,7 +94,8 @@ impl ServerName {
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
-        let host_ok = !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok);
+        // At most 253 characters in all, port included (a DNS name has at most 253).
+        let host_ok = !host.is_empty() && s.len() <= 253 && host.split('.').all(label_ok);
         if port_ok && host_ok {
             Ok(Self(s.to_ascii_lowercase()))
         } else {
@@ -209,6 +213,9 @@ mod tests {
             "a.example:0",
             "a.example:99999",
             "a_b.example",
+            "a.example:+80",
+            "a.example:080",
+            "a-.example",
         ] {
             assert_eq!(ServerName::parse(bad), Err(IdError::InvalidServerName), "{bad}");
         }

@@ -13,8 +13,10 @@ pub mod error;
 pub mod federation_api;
 pub mod groups_api;
 pub mod ids;
+pub mod ints;
 pub mod keys_api;
 pub mod mls;
+pub mod optional;
 
 pub use bytes::Base64Bytes;
 pub use error::{ErrorBody, ErrorCode};

@@ -17,5 +17,6 @@ pub mod mls;
 pub mod postgres;
 pub mod process;
 pub mod server;
+pub mod signing_proxy;
 
 pub use server::{TestServer, wait_until};

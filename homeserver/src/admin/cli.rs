@@ -13,7 +13,7 @@ use parley_specs::admin_api::{
     AdminDeviceList, AdminUser, DeactivateResponse, Destination, DestinationList, PolicyLists, PolicySource,
     PolicyView, ResetPasswordRequest, ResetPasswordResponse, ServerStats, UserList, UserQuery,
 };
-use parley_specs::client_api::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use parley_specs::client_api::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use parley_specs::endpoints::{Endpoint, Method, admin as endpoints};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -375,8 +375,9 @@ fn password_from_file(path: &Path) -> anyhow::Result<String> {
 fn prompt_new_password() -> anyhow::Result<String> {
     let password = rpassword::prompt_password(format!("New password (at least {MIN_PASSWORD_CHARS} characters): "))
         .context("cannot read the password from the terminal (use --password-file FILE)")?;
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
-        bail!("a password needs at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)");
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        bail!("a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters");
     }
     let again = rpassword::prompt_password("Repeat it: ").context("cannot read the password from the terminal")?;
     if again != password {

@@ -68,6 +68,18 @@ pub async fn list(state: web::Data<AdminState>, query: web::Query<UserQuery>) ->
             format!("search has at most {MAX_SEARCH_CHARS} characters"),
         ));
     }
+    // PostgreSQL text cannot hold NUL: such a string matches no localpart anyway, but
+    // must be refused here rather than fail in the database.
+    if [search, query.after.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            "search and after cannot contain NUL characters",
+        ));
+    }
     let rows = store::accounts::list(&app.pool.get().await?, search, query.after.as_deref(), i64::from(limit)).await?;
     let next_after = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.localpart.clone()))

@@ -16,16 +16,18 @@ use parley_specs::{ErrorCode, GroupId, UserId};
 use crate::error::ApiError;
 
 /// One actix resource per path, holding a route per declared method; any other
-/// method on that path answers 405 in the API's error format.
+/// method on that path answers 405 in the API's error format, with an `Allow` header
+/// listing the path's methods (RFC 9110 §15.5.6).
 #[derive(Default)]
 pub struct Routes {
-    resources: Vec<(&'static str, Resource)>,
+    resources: Vec<(&'static str, Vec<Method>, Resource)>,
 }
 
 impl Routes {
     pub fn register(self, cfg: &mut web::ServiceConfig) {
-        for (_, resource) in self.resources {
-            cfg.service(resource);
+        for (_, methods, resource) in self.resources {
+            let allow = methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            cfg.service(resource.default_service(web::to(move || method_not_allowed(allow.clone()))));
         }
     }
 
@@ -35,17 +37,18 @@ impl Routes {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        let index = match self.resources.iter().position(|(path, _)| *path == endpoint.path) {
+        let index = match self.resources.iter().position(|(path, _, _)| *path == endpoint.path) {
             Some(index) => index,
             None => {
-                let resource = web::resource(endpoint.path).default_service(web::to(method_not_allowed));
-                self.resources.push((endpoint.path, resource));
+                self.resources
+                    .push((endpoint.path, Vec::new(), web::resource(endpoint.path)));
                 self.resources.len() - 1
             }
         };
-        let (path, resource) = self.resources.remove(index);
+        let (path, mut methods, resource) = self.resources.remove(index);
         let route = web::method(actix_method(endpoint.method)).to(handler);
-        self.resources.insert(index, (path, resource.route(route)));
+        methods.push(endpoint.method);
+        self.resources.insert(index, (path, methods, resource.route(route)));
         self
     }
 }
@@ -59,12 +62,16 @@ fn actix_method(method: Method) -> actix_web::http::Method {
     }
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(
+async fn method_not_allowed(allow: String) -> HttpResponse {
+    let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        "this endpoint does not accept that HTTP method",
+        format!("this endpoint accepts only {allow}"),
     )
-    .error_response()
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// A group id from a path, for the client and federation APIs alike.

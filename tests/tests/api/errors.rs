@@ -239,6 +239,39 @@ async fn unknown_paths_and_methods() {
     );
 }
 
+/// A 405 names the methods the path has in `Allow` (RFC 9110 §15.5.6), whatever the
+/// refused method: one the API uses elsewhere or one it never uses.
+#[tokio::test]
+async fn method_not_allowed_names_the_allowed_methods() {
+    let server = TestServer::spawn().await;
+    let http = server.http();
+    let device_path = client::RENAME_DEVICE.path_with(&["ABC123"]);
+    for (method, path, allowed) in [
+        ("DELETE", ops::HEALTH.path.to_owned(), "GET"),
+        ("GET", client::REGISTER.path.to_owned(), "POST"),
+        ("TRACE", client::REGISTER.path.to_owned(), "POST"),
+        ("PATCH", device_path.clone(), "PUT, DELETE"),
+        ("POST", device_path, "PUT, DELETE"),
+    ] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                server.endpoint_url(&path),
+            )
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let body: ErrorBody = response.json().await.expect("an error body");
+        assert_eq!(
+            (status.as_u16(), body.error, allow.as_deref()),
+            (405, ErrorCode::MethodNotAllowed, Some(allowed)),
+            "{method} {path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn taken_usernames_get_409() {
     let server = TestServer::spawn().await;
