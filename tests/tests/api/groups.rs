@@ -343,8 +343,53 @@ async fn a_removed_member_reads_nothing_more_and_cannot_send() {
     );
     assert_eq!(
         b.client.get_group(&group_id).await.expect_err("hidden").code(),
-        Some(ErrorCode::NotFound)
+        Some(ErrorCode::NotAMember)
     );
+}
+
+/// A non-member gets one answer from every group endpoint, whether the group exists or
+/// not: reads and submissions alike tell it nothing about which groups exist.
+#[tokio::test]
+async fn a_non_member_cannot_tell_an_existing_group_from_an_unknown_one() {
+    let server = TestServer::spawn().await;
+    let (mut a, _b, existing) = pair(&server, "noor", "omar").await;
+    let outsider = Device::new(&server, "piet", true).await;
+    let unknown = new_group_id(&server);
+    for group in [&existing, &unknown] {
+        // Well-formed MLS for that group id, from a group of the outsider's own.
+        let (mut own, _) = outsider.mls.create_group(group);
+        let message = SubmitMessageRequest {
+            txn_id: txn(),
+            message: outsider.mls.encrypt(&mut own, b"let me in").into(),
+            expires_at: None,
+        };
+        let bundle = own
+            .self_update(
+                &outsider.mls.provider,
+                &outsider.mls.signer,
+                LeafNodeParameters::default(),
+            )
+            .expect("self update");
+        let commit = SubmitCommitRequest {
+            txn_id: txn(),
+            commit: serialize(bundle.commit()).into(),
+            welcome: None,
+            group_info: outsider.mls.pending_group_info(&own).into(),
+        };
+        let client = &outsider.client;
+        let answers = [
+            ("get", client.get_group(group).await.map(drop)),
+            ("message", client.submit_message(group, &message).await.map(drop)),
+            ("commit", client.submit_commit(group, &commit).await.map(drop)),
+            ("delivery", client.group_delivery(group).await.map(drop)),
+        ];
+        for (what, answer) in answers {
+            let err = answer.expect_err(what);
+            assert_eq!(err.code(), Some(ErrorCode::NotAMember), "{what} on {group}: {err}");
+        }
+    }
+    // The members' group is unchanged.
+    a.send(&existing, "still here").await;
 }
 
 /// Two devices in a group: `a` created it and added `b`.
