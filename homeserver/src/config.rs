@@ -228,9 +228,10 @@ pub struct LimitsConfig {
     /// How often expired (disappearing) messages are deleted, in seconds.
     #[serde(default = "default_expiry_sweep_secs")]
     pub expiry_sweep_interval_secs: u64,
-    /// How often a waiting inbox reader (long-poll or WebSocket) looks at the database
-    /// without being woken, in seconds: the longest a lost cross-process wake-up delays a
-    /// delivery. Each waiting reader costs one query per interval.
+    /// How often each process checks, in one query for all its waiting inbox readers
+    /// (long-polls and WebSockets), whether any of their devices has entries a lost
+    /// cross-process wake-up did not announce, in seconds: the longest such a loss delays
+    /// a delivery. Waiting readers themselves never poll the database.
     #[serde(default = "default_inbox_recheck_secs")]
     pub inbox_recheck_secs: u64,
     /// How often the database-wide gauges of `/metrics` (accounts, inbox depth, federation

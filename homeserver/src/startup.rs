@@ -80,6 +80,12 @@ impl Application {
                 metrics.clone(),
                 Duration::from_secs(config.limits.database_gauges_secs),
             )),
+            tokio::spawn(inbox::recheck_forever(
+                pool.clone(),
+                inbox_waker.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.limits.inbox_recheck_secs.max(1)),
+            )),
             tokio::spawn(inbox::relay::relay_forever(
                 config.database.url.clone(),
                 inbox_waker.clone(),
