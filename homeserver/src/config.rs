@@ -28,6 +28,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "federation",
     "admin",
+    "metrics",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -50,6 +51,20 @@ pub struct Config {
     /// The operator's admin API; absent, there is none.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `/metrics` is served on the client port, which faces the network, so it needs a token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A file holding the bearer token a scraper must send (`Authorization: Bearer
+    /// <token>`; at least 32 visible ASCII characters, readable by its owner only). Unset,
+    /// `/metrics` answers 404 to everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The admin API listens on its own address, never on the client listener. On a loopback
