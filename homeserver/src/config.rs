@@ -150,6 +150,13 @@ pub struct ListenConfig {
     /// Worker threads serving HTTP; 0 means one per CPU core.
     #[serde(default)]
     pub workers: usize,
+    /// Reverse proxies or load balancers in front of this server (addresses or ranges,
+    /// e.g. `10.0.0.0/8`). A request whose TCP peer is one of them comes from the address
+    /// its `X-Forwarded-For` names: the rightmost entry that is not itself one of them.
+    /// Empty (the default): the TCP peer is the client and the header is ignored, so no
+    /// client can pick its own address for the per-address limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -356,6 +356,7 @@ fn default_config(database_url: String) -> Config {
         listen: ListenConfig {
             client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             workers: 2,
+            trusted_proxies: Vec::new(),
         },
         tls: TlsConfig {
             cert: pki.cert.clone(),
