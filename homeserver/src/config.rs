@@ -28,6 +28,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "federation",
     "admin",
+    "metrics",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -50,6 +51,20 @@ pub struct Config {
     /// The operator's admin API; absent, there is none.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `/metrics` is served on the client port, which faces the network, so it needs a token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A file holding the bearer token a scraper must send (`Authorization: Bearer
+    /// <token>`; at least 32 visible ASCII characters, readable by its owner only). Unset,
+    /// `/metrics` answers 404 to everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The admin API listens on its own address, never on the client listener. On a loopback
@@ -135,6 +150,13 @@ pub struct ListenConfig {
     /// Worker threads serving HTTP; 0 means one per CPU core.
     #[serde(default)]
     pub workers: usize,
+    /// Reverse proxies or load balancers in front of this server (addresses or ranges,
+    /// e.g. `10.0.0.0/8`). A request whose TCP peer is one of them comes from the address
+    /// its `X-Forwarded-For` names: the rightmost entry that is not itself one of them.
+    /// Empty (the default): the TCP peer is the client and the header is ignored, so no
+    /// client can pick its own address for the per-address limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,9 +250,10 @@ pub struct LimitsConfig {
     /// How often expired (disappearing) messages are deleted, in seconds.
     #[serde(default = "default_expiry_sweep_secs")]
     pub expiry_sweep_interval_secs: u64,
-    /// How often a waiting inbox reader (long-poll or WebSocket) looks at the database
-    /// without being woken, in seconds: the longest a lost cross-process wake-up delays a
-    /// delivery. Each waiting reader costs one query per interval.
+    /// How often each process checks, in one query for all its waiting inbox readers
+    /// (long-polls and WebSockets), whether any of their devices has entries a lost
+    /// cross-process wake-up did not announce, in seconds: the longest such a loss delays
+    /// a delivery. Waiting readers themselves never poll the database.
     #[serde(default = "default_inbox_recheck_secs")]
     pub inbox_recheck_secs: u64,
     /// How often the database-wide gauges of `/metrics` (accounts, inbox depth, federation

@@ -28,6 +28,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod token_file;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,8 +1,8 @@
 //! Prometheus metrics of one homeserver process.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -26,6 +26,8 @@ pub struct Metrics {
     pub federation_send_failures: IntCounterVec,
     pub federation_messages_received: IntCounterVec,
     pub wakeup_notifications: IntCounterVec,
+    pub inbox_rechecks: IntCounter,
+    pub inbox_recheck_wakeups: IntCounter,
     pub wakeup_relay_connected: IntGauge,
 }
 
@@ -173,6 +175,16 @@ impl Metrics {
             "1 while this process listens for other processes' inbox wake-ups; 0: their deliveries wait for the periodic re-check",
         )?;
         registry.register(Box::new(wakeup_notifications.clone()))?;
+        let inbox_rechecks = IntCounter::new(
+            "inbox_rechecks_total",
+            "Rounds of the periodic inbox re-check (one query for all devices with a reader on this process)",
+        )?;
+        let inbox_recheck_wakeups = IntCounter::new(
+            "inbox_recheck_wakeups_total",
+            "Devices whose readers the periodic re-check woke because a wake-up for their entries was lost",
+        )?;
+        registry.register(Box::new(inbox_rechecks.clone()))?;
+        registry.register(Box::new(inbox_recheck_wakeups.clone()))?;
         registry.register(Box::new(wakeup_relay_connected.clone()))?;
         Ok(Self {
             registry,
@@ -195,6 +207,8 @@ impl Metrics {
             federation_send_failures,
             federation_messages_received,
             wakeup_notifications,
+            inbox_rechecks,
+            inbox_recheck_wakeups,
             wakeup_relay_connected,
         })
     }

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::remote::{self, FederationPolicy, KeyringFile, Remote};
 use crate::state::AppState;
+use crate::token_file::TokenHash;
 use crate::{api, db, routes, tls};
 
 pub struct Application {
@@ -80,20 +81,33 @@ impl Application {
                 metrics.clone(),
                 Duration::from_secs(config.limits.database_gauges_secs),
             )),
+            tokio::spawn(inbox::recheck_forever(
+                pool.clone(),
+                inbox_waker.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.limits.inbox_recheck_secs.max(1)),
+            )),
             tokio::spawn(inbox::relay::relay_forever(
                 config.database.url.clone(),
                 inbox_waker.clone(),
                 metrics.clone(),
             )),
         ];
-        let state = web::Data::new(AppState::new(
-            config,
-            pool.clone(),
-            metrics,
-            remote.clone(),
-            inbox_waker,
-            message_writer,
-        ));
+        let metrics_token = match &config.metrics.token_file {
+            Some(path) => Some(anyhow::Context::context(TokenHash::load(path), "[metrics] token_file")?),
+            None => None,
+        };
+        let state = web::Data::new(
+            AppState::new(
+                config,
+                pool.clone(),
+                metrics,
+                remote.clone(),
+                inbox_waker,
+                message_writer,
+            )
+            .with_metrics_token(metrics_token),
+        );
         let federation = match (&state.config.federation, remote) {
             (Some(federation_config), Some(remote)) => {
                 background.push(tokio::spawn(remote::policy::reload_forever(

@@ -11,6 +11,7 @@ use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::remote::Remote;
+use crate::token_file::TokenHash;
 
 pub struct AppState {
     pub config: Config,
@@ -28,6 +29,8 @@ pub struct AppState {
     pub message_writer: MessageWriter,
     /// Talking to other servers, when federation is enabled.
     pub remote: Option<Arc<Remote>>,
+    /// The token `/metrics` needs (`[metrics] token_file`); unset, it is not served.
+    pub metrics_token: Option<TokenHash>,
 }
 
 impl AppState {
@@ -53,6 +56,12 @@ impl AppState {
             config,
             pool,
             metrics,
+            metrics_token: None,
         }
+    }
+
+    /// With `/metrics` served to holders of this token.
+    pub fn with_metrics_token(self, metrics_token: Option<TokenHash>) -> Self {
+        Self { metrics_token, ..self }
     }
 }

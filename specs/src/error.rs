@@ -106,6 +106,7 @@ pub enum ErrorCode {
     AccountDeactivated,
     /// Admin API: the admin token is missing or wrong.
     InvalidAdminToken,
+    InvalidMetricsToken,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -157,6 +158,7 @@ impl ErrorCode {
         Self::SenderNotOfOrigin,
         Self::AccountDeactivated,
         Self::InvalidAdminToken,
+        Self::InvalidMetricsToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -204,6 +206,7 @@ impl ErrorCode {
             Self::SenderNotOfOrigin => "sender_not_of_origin",
             Self::AccountDeactivated => "account_deactivated",
             Self::InvalidAdminToken => "invalid_admin_token",
+            Self::InvalidMetricsToken => "invalid_metrics_token",
             Self::Unknown => "unknown",
         }
     }
@@ -225,7 +228,8 @@ impl ErrorCode {
             | Self::InvalidSignature
             | Self::StaleRequest
             | Self::ReplayedRequest
-            | Self::InvalidAdminToken => 401,
+            | Self::InvalidAdminToken
+            | Self::InvalidMetricsToken => 401,
             Self::CertificateMismatch
             | Self::ServerNotAllowed
             | Self::RegistrationClosed

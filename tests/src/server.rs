@@ -9,7 +9,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
 use parley_homeserver::config::{
-    Config, DatabaseConfig, FederationConfig, LimitsConfig, ListenConfig, LogConfig, RegistrationConfig, TlsConfig,
+    Config, DatabaseConfig, FederationConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig, RegistrationConfig,
+    TlsConfig,
 };
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
@@ -26,6 +27,9 @@ struct TestPki {
     ca_file: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// `[metrics] token_file` of every test server, and the token in it.
+    metrics_token_file: PathBuf,
+    metrics_token: String,
 }
 
 fn pki() -> &'static TestPki {
@@ -40,7 +44,12 @@ fn pki() -> &'static TestPki {
         std::fs::write(&ca_file, ca.cert_pem()).expect("write");
         std::fs::write(&cert, issued.cert_pem).expect("write");
         std::fs::write(&key, issued.key_pem).expect("write");
+        let metrics_token_file = dir.path().join("metrics.token");
+        parley_homeserver::token_file::create_if_missing(&metrics_token_file).expect("metrics token");
+        let metrics_token = parley_homeserver::token_file::load(&metrics_token_file).expect("metrics token");
         TestPki {
+            metrics_token_file,
+            metrics_token,
             ca_pem: ca.cert_pem(),
             ca,
             ca_file,
@@ -264,7 +273,13 @@ impl TestServer {
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let url = self.endpoint_url(parley_specs::endpoints::ops::METRICS.path);
-        let response = self.http().get(url).send().await.expect("GET /metrics");
+        let response = self
+            .http()
+            .get(url)
+            .bearer_auth(metrics_token())
+            .send()
+            .await
+            .expect("GET /metrics");
         response.text().await.expect("metrics text")
     }
 
@@ -341,6 +356,7 @@ fn default_config(database_url: String) -> Config {
         listen: ListenConfig {
             client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             workers: 2,
+            trusted_proxies: Vec::new(),
         },
         tls: TlsConfig {
             cert: pki.cert.clone(),
@@ -360,7 +376,15 @@ fn default_config(database_url: String) -> Config {
         log: LogConfig::default(),
         federation: None,
         admin: None,
+        metrics: MetricsConfig {
+            token_file: Some(pki.metrics_token_file.clone()),
+        },
     }
+}
+
+/// The token test servers want for `/metrics`.
+pub fn metrics_token() -> &'static str {
+    &pki().metrics_token
 }
 
 /// Polls `condition` until it holds or `deadline` passes; returns whether it held.

@@ -525,6 +525,9 @@ fn full_values_render_every_option() {
         "admin-token-secret",
         "parley-admin-token",
     );
+    // The ServiceMonitor's token, which /metrics needs: copied the same way.
+    let metrics_token = config.metrics.token_file.as_ref().expect("[metrics] token_file");
+    assert_private_file(&manifests, metrics_token, "metrics-token-secret", "parley-metrics");
     let ports: Vec<String> = seq(&manifests.container()["ports"])
         .iter()
         .map(|p| s(&p["name"]))
@@ -598,7 +601,18 @@ fn full_values_render_every_option() {
     assert_eq!(endpoint["path"], "/metrics");
     assert_eq!(endpoint["tlsConfig"]["serverName"], "chat.example.net");
     assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["name"], "federation-ca");
-    let allowed: BTreeSet<&str> = ["port", "scheme", "path", "interval", "scrapeTimeout", "tlsConfig"].into();
+    assert_eq!(endpoint["bearerTokenSecret"]["name"], "parley-metrics");
+    assert_eq!(endpoint["bearerTokenSecret"]["key"], "token");
+    let allowed: BTreeSet<&str> = [
+        "port",
+        "scheme",
+        "path",
+        "bearerTokenSecret",
+        "interval",
+        "scrapeTimeout",
+        "tlsConfig",
+    ]
+    .into();
     for key in endpoint.as_mapping().unwrap().keys() {
         assert!(
             allowed.contains(key.as_str().unwrap()),

@@ -40,6 +40,11 @@ expiry_sweep_interval_secs = {{ int64 $c.limits.expirySweepIntervalSecs }}
 [log]
 format = {{ $c.log.format | toJson }}
 level = {{ $c.log.level | toJson }}
+{{- if include "parley.metricsEnabled" . }}
+
+[metrics]
+token_file = {{ include "parley.metricsTokenPath" . | toJson }}
+{{- end }}
 {{- if .Values.admin.enabled }}
 
 [admin]

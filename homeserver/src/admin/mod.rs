@@ -6,7 +6,7 @@
 pub mod cli;
 mod federation;
 mod stats;
-pub mod token;
+pub use crate::token_file as token;
 mod users;
 
 use std::net::{SocketAddr, TcpListener};
@@ -14,20 +14,18 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use parley_specs::ErrorCode;
 use parley_specs::endpoints::admin as endpoints;
-use subtle::ConstantTimeEq;
 
 use crate::config::{AdminConfig, Config};
-use crate::credentials::token_hash;
 use crate::error::ApiError;
 use crate::remote::FederationPolicy;
 use crate::routes::{self, Routes};
 use crate::state::AppState;
 use crate::tls;
+use crate::token_file::{Bearer, TokenHash};
 
 /// Largest admin request body (a password, or the policy lists).
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -36,17 +34,16 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct AdminState {
     pub app: web::Data<AppState>,
     pub policy: Arc<FederationPolicy>,
-    token_hash: [u8; 32],
+    token: TokenHash,
 }
 
 impl AdminState {
     /// Reads the token file (refusing one others may read); keeps only the token's hash.
     pub fn new(app: web::Data<AppState>, admin: &AdminConfig, policy: Arc<FederationPolicy>) -> anyhow::Result<Self> {
-        let token = token::load(&admin.token_file)?;
         Ok(Self {
             app,
             policy,
-            token_hash: token_hash(&token),
+            token: TokenHash::load(&admin.token_file)?,
         })
     }
 
@@ -57,21 +54,10 @@ impl AdminState {
                 format!("{why}: send `Authorization: Bearer <the token in [admin] token_file>`"),
             )
         };
-        let value = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| refused("no admin token"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| refused("no admin token"))?;
-        if bool::from(token_hash(token).ct_eq(&self.token_hash)) {
-            Ok(())
-        } else {
-            Err(refused("wrong admin token"))
+        match self.token.presented_in(req.headers()) {
+            Bearer::Right => Ok(()),
+            Bearer::Missing => Err(refused("no admin token")),
+            Bearer::Wrong => Err(refused("wrong admin token")),
         }
     }
 }

@@ -1,27 +1,28 @@
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use parley_specs::client_api::{ChangePasswordRequest, LoginRequest, RegisterRequest, WhoAmIResponse};
 
 use super::auth::AuthedDevice;
 use super::no_content;
 use crate::error::ApiError;
+use crate::routes::ClientAddr;
 use crate::state::AppState;
 use crate::{accounts, devices};
 
 pub async fn register(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    client: ClientAddr,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = accounts::register(&state, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
+    let session = accounts::register(&state, body.into_inner(), client.0).await?;
     Ok(HttpResponse::Created().json(session))
 }
 
 pub async fn login(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    client: ClientAddr,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = accounts::login(&state, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
+    let session = accounts::login(&state, body.into_inner(), client.0).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 
@@ -44,10 +45,10 @@ pub async fn whoami(who: AuthedDevice) -> web::Json<WhoAmIResponse> {
 
 pub async fn change_password(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    client: ClientAddr,
     who: AuthedDevice,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts::change_password(&state, &who, body.into_inner(), req.peer_addr().map(|a| a.ip())).await?;
+    accounts::change_password(&state, &who, body.into_inner(), client.0).await?;
     Ok(no_content())
 }

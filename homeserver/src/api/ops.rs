@@ -1,10 +1,12 @@
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use parley_specs::ErrorCode;
 use parley_specs::client_api::{HealthResponse, ReadyResponse};
 use parley_specs::federation_api::WellKnownServer;
 
 use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::token_file::Bearer;
 
 /// Served when `[federation] well_known_server` is set: how other servers find this
 /// server's federation API from its name.
@@ -40,7 +42,22 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Only for holders of the `[metrics] token_file` token: the figures tell an outsider how
+/// busy the server is and who it federates with.
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some(token) = &state.metrics_token else {
+        return ApiError::not_found("/metrics (set [metrics] token_file to serve it)").error_response();
+    };
+    match token.presented_in(req.headers()) {
+        Bearer::Right => {}
+        Bearer::Missing | Bearer::Wrong => {
+            return ApiError::new(
+                ErrorCode::InvalidMetricsToken,
+                "send `Authorization: Bearer <the token in [metrics] token_file>`",
+            )
+            .error_response();
+        }
+    }
     // The database-wide gauges are refreshed on a timer (`gauges`), never by a scrape.
     state.metrics.observe_pool(state.pool.status());
     match state.metrics.render() {

@@ -94,13 +94,14 @@ async fn push(
                 return; // the client went away
             }
             cursor = entry.cursor;
+            mailbox.saw(cursor);
         }
         if entries.len() as i64 >= BATCH {
             continue;
         }
         tokio::select! {
+            // Woken by a write (or by `inbox::recheck_forever`, if a wake-up was lost).
             _ = &mut notified => {}
-            _ = tokio::time::sleep(inbox::recheck_interval(&state)) => {}
             message = messages.next() => match message {
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     if session.pong(&bytes).await.is_err() {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use parley_specs::groups_api::{GroupDelivery, GroupMember, ServerDelivery};
-use parley_specs::{ErrorCode, GroupId, ServerName};
+use parley_specs::{GroupId, ServerName};
 
 use super::{check_followed_by, not_followed};
 use crate::error::ApiError;
@@ -60,10 +60,7 @@ pub async fn for_member(app: &AppState, who: &GroupMember, group: GroupId) -> Re
     let db = app.pool.get().await?;
     // Non-members (and callers naming a group unknown here) learn nothing.
     if !store::groups::is_member(&db, &group, who).await? {
-        return Err(ApiError::new(
-            ErrorCode::NotAMember,
-            format!("this device is not a member of {group}"),
-        ));
+        return Err(super::not_a_member(&group));
     }
     if group.hub() == *own {
         return hub_view(&db, own, &group)

@@ -300,7 +300,7 @@ async fn decide_commit(
     let tx = db.transaction().await?;
     let locked = store::groups::lock(&tx, &group_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(&format!("group {group_id}")))?;
+        .ok_or_else(|| not_a_member(&group_id))?;
     // Checked under the group's lock, so a retry racing its original finds it.
     if let Some(prior) = store::groups::prior_submit(&tx, &group_id, sender, &req.txn_id).await? {
         return accepted_before(prior).map(Decided::Accepted);
@@ -311,12 +311,7 @@ async fn decide_commit(
     let is_member = store::groups::is_member(&tx, &group_id, sender).await?;
     match (is_member, external) {
         (true, false) => {}
-        (false, false) => {
-            return Err(ApiError::new(
-                ErrorCode::NotAMember,
-                format!("this device is not a member of {group_id}"),
-            ));
-        }
+        (false, false) => return Err(not_a_member(&group_id)),
         (true, true) => {
             return Err(external_join_refused("this device is a member already"));
         }
@@ -477,6 +472,12 @@ async fn decide_commit(
     Ok(Decided::Accepted(Accepted { group_id, seq, epoch }))
 }
 
+/// The one answer to a device that is not a member of a group, whether or not the group
+/// exists here: no group endpoint tells a non-member which groups exist.
+pub(crate) fn not_a_member(group: &GroupId) -> ApiError {
+    ApiError::new(ErrorCode::NotAMember, format!("this device is not a member of {group}"))
+}
+
 fn external_join_refused(why: &str) -> ApiError {
     ApiError::new(ErrorCode::ExternalJoinRefused, format!("external join refused: {why}"))
 }
@@ -612,12 +613,13 @@ fn accepted_before(prior: store::groups::PriorSubmit) -> Result<Accepted, ApiErr
 
 pub async fn get_group(state: &AppState, who: &GroupMember, group_id: GroupId) -> Result<GroupSummary, ApiError> {
     let db = state.pool.get().await?;
-    let not_found = || ApiError::not_found(&format!("group {group_id}"));
     // Non-members learn nothing, not even that the group exists.
     if !store::groups::is_member(&db, &group_id, who).await? {
-        return Err(not_found());
+        return Err(not_a_member(&group_id));
     }
-    let (epoch, last_seq) = store::groups::position(&db, &group_id).await?.ok_or_else(not_found)?;
+    let (epoch, last_seq) = store::groups::position(&db, &group_id)
+        .await?
+        .ok_or_else(|| not_a_member(&group_id))?;
     let members = store::groups::members(&db, &group_id).await?;
     Ok(GroupSummary {
         group_id,

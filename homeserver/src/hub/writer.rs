@@ -385,7 +385,7 @@ fn decide(
         return Decision::Answer(accepted_before(first.clone()).map(|accepted| Written { accepted, fanout: None }));
     }
     let Some(group) = groups.get_mut(s.group_id.as_str()) else {
-        return Decision::Answer(Err(ApiError::not_found(&format!("group {}", s.group_id))));
+        return Decision::Answer(Err(super::not_a_member(&s.group_id)));
     };
     if let Some(refused) = refusal(rules, group, members, s) {
         return Decision::Answer(Err(refused));
@@ -405,10 +405,7 @@ fn refusal(
 ) -> Option<ApiError> {
     let is_member = members.get(s.group_id.as_str()).is_some_and(|m| m.contains(&s.sender));
     if !is_member {
-        return Some(ApiError::new(
-            ErrorCode::NotAMember,
-            format!("this device is not a member of {}", s.group_id),
-        ));
+        return Some(super::not_a_member(&s.group_id));
     }
     if s.epoch > group.epoch || group.epoch - s.epoch > rules.past_epochs_accepted || s.epoch < group.min_epoch {
         return Some(ApiError::wrong_epoch(s.epoch, group.epoch));

@@ -19,14 +19,6 @@ use crate::store::inbox::{NewEntry, Recipient};
 
 const DEFAULT_LIMIT: u32 = 100;
 
-/// How often a waiting reader looks at the database even without a wake-up
-/// (`limits.inbox_recheck_secs`). Writes wake readers at once, on this process directly
-/// and on the others through `relay`; this bounds the delay when a cross-process wake-up
-/// is lost.
-pub fn recheck_interval(state: &AppState) -> Duration {
-    Duration::from_secs(state.config.limits.inbox_recheck_secs.max(1))
-}
-
 pub mod relay;
 mod waker;
 pub use waker::{FreshEntry, InboxWaker, Mailbox, REVOKED_MARK, StreamSlot};
@@ -58,11 +50,15 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         let now = tokio::time::Instant::now();
         if !entries.is_empty() || now >= deadline {
             let next_cursor = entries.last().map_or(after, |e| e.cursor);
+            // What was read, not the reader's own `after`, which may lie ahead.
+            if let Some(last) = entries.last() {
+                mailbox.saw(last.cursor);
+            }
             observe_push_latency(state, &entries);
             return Ok(InboxPage { entries, next_cursor });
         }
-        let wait = (deadline - now).min(recheck_interval(state));
-        let _ = tokio::time::timeout(wait, notified).await;
+        // Woken by a write (or by `recheck_forever`, if a wake-up was lost).
+        let _ = tokio::time::timeout(deadline - now, notified).await;
     }
 }
 
@@ -71,9 +67,13 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
 /// reaches the mailbox (`InboxWaker::revoke`), so a reader never misses its device's end.
 pub async fn watch(state: &AppState, device: &DeviceId) -> Result<std::sync::Arc<Mailbox>, ApiError> {
     let mailbox = state.inbox_waker.handle(device.as_str());
-    if !store::devices::exists(&state.pool.get().await?, device).await? {
+    let db = state.pool.get().await?;
+    let positions = store::inbox::last_positions(&db, &[device.as_str().to_owned()]).await?;
+    // The reader reads everything up to here next: the re-check need not wake it for it.
+    let Some(position) = positions.first().and_then(|(_, position)| *position) else {
         return Err(revoked_device());
-    }
+    };
+    mailbox.saw(position);
     Ok(mailbox)
 }
 
@@ -256,6 +256,46 @@ pub async fn receive_remote_receipts(
         skipped: u64::try_from(total.saturating_sub(accepted + early.len())).unwrap_or(u64::MAX),
         early,
     })
+}
+
+/// The safety net for lost wake-ups (a process that crashed between its commit and its
+/// NOTIFY, a notification dropped while the relay reconnected): every `interval`, one
+/// query reads the last inbox position of every device with a reader on this process;
+/// readers of devices with entries they were never woken for are woken, and readers of
+/// devices that are gone are ended. Waiting readers themselves never poll, so an idle
+/// connection costs no queries.
+pub async fn recheck_forever(
+    pool: deadpool_postgres::Pool,
+    waker: std::sync::Arc<InboxWaker>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    interval: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let watched = waker.watched();
+        if watched.is_empty() {
+            continue;
+        }
+        let positions = match pool.get().await {
+            Ok(db) => store::inbox::last_positions(&db, &watched)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(ApiError::from(e)),
+        };
+        match positions {
+            Ok(positions) => {
+                let woken = waker.catch_up(&positions);
+                metrics.inbox_rechecks.inc();
+                metrics.inbox_recheck_wakeups.inc_by(woken as u64);
+                if woken > 0 {
+                    tracing::info!(woken, "inbox re-check woke readers that missed a wake-up");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "inbox re-check failed; trying again next interval"),
+        }
+    }
 }
 
 /// Deletes expired messages and inbox entries now and every `interval`. Safe on every

@@ -6,12 +6,13 @@
 //! entries are committed, from one dedicated connection, outside the writing
 //! transaction: a NOTIFY inside it would serialize the commits of all writers (PostgreSQL
 //! takes a global lock from NOTIFY to commit). A notification lost in a crash between
-//! commit and NOTIFY, or while the connection is down, only delays: readers re-check
-//! the database every `limits.inbox_recheck_secs`, and everyone is woken after a reconnect.
+//! commit and NOTIFY, or while the connection is down, only delays: every
+//! `limits.inbox_recheck_secs` each process checks all its readers' devices in one query
+//! (`inbox::recheck_forever`), and everyone is woken after a reconnect.
 //!
 //! A revoked device travels on the same channel as `!<device>`: every process ends its
-//! readers of that device at once (a lost notification leaves the reader open until its
-//! next database read finds the device gone, within `limits.inbox_recheck_secs`).
+//! readers of that device at once (a lost notification leaves the reader open until the
+//! next re-check finds the device gone, within `limits.inbox_recheck_secs`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //! `inbox::relay`), which wake their own readers of those devices.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use parley_specs::groups_api::InboxEntry;
@@ -35,6 +35,10 @@ pub struct Mailbox {
     revoked: AtomicBool,
     /// Inbox WebSockets of the device open on this process.
     streams: AtomicUsize,
+    /// The highest inbox position this process knows the device to have: its readers
+    /// have read, or been woken for, everything up to it. The periodic re-check wakes
+    /// them only when the database has more (a wake-up was lost).
+    known: AtomicI64,
 }
 
 /// An open inbox WebSocket of a device, counted until dropped.
@@ -58,6 +62,11 @@ impl Mailbox {
 
     pub fn notify(&self) -> &Notify {
         &self.notify
+    }
+
+    /// A reader has read the device's entries up to `cursor`.
+    pub fn saw(&self, cursor: i64) {
+        self.known.fetch_max(cursor, Ordering::AcqRel);
     }
 
     /// Whether the device was revoked while its reader waited; the reader ends.
@@ -170,6 +179,37 @@ impl InboxWaker {
         }
     }
 
+    /// The devices with a reader on this process.
+    pub fn watched(&self) -> Vec<String> {
+        let mut mailboxes = self.mailboxes();
+        mailboxes.retain(|_, mailbox| Arc::strong_count(mailbox) > 1);
+        mailboxes.keys().cloned().collect()
+    }
+
+    /// Given the database's last inbox position of watched devices (`None`: the device
+    /// is gone), wakes the readers of those with entries this process was never told of
+    /// and ends the readers of those gone. Returns how many devices were woken.
+    pub fn catch_up(&self, positions: &[(String, Option<i64>)]) -> usize {
+        let mut woken = 0;
+        let mut gone = Vec::new();
+        for (device, position) in positions {
+            match position {
+                None => gone.push(device.clone()),
+                Some(position) => {
+                    let Some(mailbox) = held(&mut self.mailboxes(), device) else {
+                        continue;
+                    };
+                    if mailbox.known.fetch_max(*position, Ordering::AcqRel) < *position {
+                        mailbox.notify.notify_waiters();
+                        woken += 1;
+                    }
+                }
+            }
+        }
+        self.revoke_here(&gone);
+        woken
+    }
+
     /// Hands committed entries to the readers of their devices and wakes them (and
     /// those of the other processes). Entries of one device must come in cursor order.
     pub fn deliver(&self, entries: Vec<FreshEntry>) {
@@ -187,6 +227,7 @@ impl InboxWaker {
             if fresh.len() == MAX_FRESH {
                 fresh.pop_front();
             }
+            mailbox.saw(entry.cursor);
             fresh.push_back(entry);
             drop(fresh);
             woken.push(mailbox);

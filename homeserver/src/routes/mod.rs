@@ -3,9 +3,11 @@
 //! server, SDK and OpenAPI document; extractor settings that answer malformed input in
 //! the API's error format; request metrics; and parsing of path values.
 
+mod client_addr;
 mod extract;
 mod observe;
 
+pub use client_addr::ClientAddr;
 pub use extract::{json_config, path_config, query_config};
 pub use observe::observe;
 

@@ -247,9 +247,3 @@ pub async fn keys_of(db: &impl Db, devices: &[&str]) -> Result<Vec<DeviceKeyRow>
         })
         .collect())
 }
-
-/// Whether the device exists (was not revoked).
-pub async fn exists(db: &impl Db, device: &DeviceId) -> Result<bool, tokio_postgres::Error> {
-    let stmt = db.prepare_cached("SELECT 1 FROM devices WHERE device_id = $1").await?;
-    Ok(db.query_opt(&stmt, &[&device.as_str()]).await?.is_some())
-}

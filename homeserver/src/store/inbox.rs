@@ -211,6 +211,26 @@ pub async fn last_position(db: &impl Db, device: &DeviceId) -> Result<i64, tokio
     Ok(db.query_opt(&stmt, &[&device.as_str()]).await?.map_or(0, |r| r.get(0)))
 }
 
+/// The highest position handed out to each of these devices; `None` for a device that
+/// no longer exists. One query for any number of devices.
+pub async fn last_positions(
+    db: &impl Db,
+    devices: &[String],
+) -> Result<Vec<(String, Option<i64>)>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT w.device_id, d.inbox_position FROM unnest($1::text[]) AS w(device_id)
+             LEFT JOIN devices d ON d.device_id = w.device_id",
+        )
+        .await?;
+    Ok(db
+        .query(&stmt, &[&devices])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 pub async fn delete_expired(db: &impl Db) -> Result<u64, tokio_postgres::Error> {
     let stmt = db.prepare_cached("DELETE FROM inbox WHERE expires_at <= now()").await?;
     db.execute(&stmt, &[]).await

@@ -415,6 +415,48 @@ async fn login_and_registration_are_rate_limited_per_address() {
     );
 }
 
+/// Behind a reverse proxy every client arrives from the proxy's address. With the proxy
+/// in `[listen] trusted_proxies`, the per-address limits count the address it forwards in
+/// `X-Forwarded-For`; from anyone else the header is ignored, so a client cannot spread
+/// its attempts over addresses it makes up.
+#[tokio::test]
+async fn per_address_limits_count_the_client_a_trusted_proxy_names_and_ignore_anyone_elses_header() {
+    let server = TestServer::spawn_with(|c| {
+        c.limits.login_attempts_per_address_per_minute = 2;
+        c.listen.trusted_proxies = vec!["127.0.0.5/32".parse().expect("net")];
+    })
+    .await;
+    let attempt = |from: [u8; 4], forwarded: &'static str| {
+        let request = https_client_from(from.into())
+            .post(server.endpoint_url(client::LOGIN.path))
+            .header("x-forwarded-for", forwarded)
+            .json(&login_request("nobody", "wrong password!"));
+        async move { request.send().await.expect("login request").status().as_u16() }
+    };
+    let proxy = [127, 0, 0, 5];
+    assert_eq!(attempt(proxy, "203.0.113.1").await, 401);
+    assert_eq!(attempt(proxy, "198.51.100.9, 203.0.113.1").await, 401);
+    assert_eq!(
+        attempt(proxy, "203.0.113.1").await,
+        429,
+        "that client's budget is spent"
+    );
+    assert_eq!(
+        attempt(proxy, "203.0.113.2").await,
+        401,
+        "another client behind the proxy"
+    );
+
+    let stranger = [127, 0, 0, 6];
+    assert_eq!(attempt(stranger, "198.51.100.1").await, 401);
+    assert_eq!(attempt(stranger, "198.51.100.2").await, 401);
+    assert_eq!(
+        attempt(stranger, "198.51.100.3").await,
+        429,
+        "a header from an untrusted peer is ignored"
+    );
+}
+
 #[tokio::test]
 async fn a_lost_database_gives_503_not_500() {
     let server = TestServer::spawn().await;

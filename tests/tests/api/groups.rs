@@ -343,8 +343,53 @@ async fn a_removed_member_reads_nothing_more_and_cannot_send() {
     );
     assert_eq!(
         b.client.get_group(&group_id).await.expect_err("hidden").code(),
-        Some(ErrorCode::NotFound)
+        Some(ErrorCode::NotAMember)
     );
+}
+
+/// A non-member gets one answer from every group endpoint, whether the group exists or
+/// not: reads and submissions alike tell it nothing about which groups exist.
+#[tokio::test]
+async fn a_non_member_cannot_tell_an_existing_group_from_an_unknown_one() {
+    let server = TestServer::spawn().await;
+    let (mut a, _b, existing) = pair(&server, "noor", "omar").await;
+    let outsider = Device::new(&server, "piet", true).await;
+    let unknown = new_group_id(&server);
+    for group in [&existing, &unknown] {
+        // Well-formed MLS for that group id, from a group of the outsider's own.
+        let (mut own, _) = outsider.mls.create_group(group);
+        let message = SubmitMessageRequest {
+            txn_id: txn(),
+            message: outsider.mls.encrypt(&mut own, b"let me in").into(),
+            expires_at: None,
+        };
+        let bundle = own
+            .self_update(
+                &outsider.mls.provider,
+                &outsider.mls.signer,
+                LeafNodeParameters::default(),
+            )
+            .expect("self update");
+        let commit = SubmitCommitRequest {
+            txn_id: txn(),
+            commit: serialize(bundle.commit()).into(),
+            welcome: None,
+            group_info: outsider.mls.pending_group_info(&own).into(),
+        };
+        let client = &outsider.client;
+        let answers = [
+            ("get", client.get_group(group).await.map(drop)),
+            ("message", client.submit_message(group, &message).await.map(drop)),
+            ("commit", client.submit_commit(group, &commit).await.map(drop)),
+            ("delivery", client.group_delivery(group).await.map(drop)),
+        ];
+        for (what, answer) in answers {
+            let err = answer.expect_err(what);
+            assert_eq!(err.code(), Some(ErrorCode::NotAMember), "{what} on {group}: {err}");
+        }
+    }
+    // The members' group is unchanged.
+    a.send(&existing, "still here").await;
 }
 
 /// Two devices in a group: `a` created it and added `b`.
@@ -853,4 +898,89 @@ async fn a_device_holds_a_bounded_number_of_inbox_streams() {
     })
     .await;
     assert!(reopened, "a closed stream frees its place");
+}
+
+/// Idle inbox WebSockets wait for wake-ups and never read the database by themselves; the
+/// safety net for a lost wake-up (here: an entry written with no notification at all, as
+/// by a process that crashed between its commit and its NOTIFY) is the process's periodic
+/// re-check, one query for all its readers, which wakes the one reader concerned.
+#[tokio::test]
+async fn idle_inbox_streams_cost_no_queries_and_a_lost_wake_up_is_caught_up() {
+    const STREAMS_PER_DEVICE: usize = 7;
+    let server = TestServer::spawn_with(|c| c.limits.inbox_recheck_secs = 1).await;
+    let (mut a, b, group_id) = pair(&server, "idris", "jana").await;
+    let mut streams = Vec::new();
+    for device in [&a, &b] {
+        for _ in 0..STREAMS_PER_DEVICE {
+            streams.push(device.client.inbox_stream(i64::MAX / 2).await.expect("connect"));
+        }
+    }
+    let mut watched = b.client.inbox_stream(b.cursor).await.expect("connect");
+    let rechecks = || async {
+        let metrics = server.metrics().await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("parley_inbox_rechecks_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Reads of inboxes go through the inbox's primary key: count them while the streams
+    // sit idle through three re-check rounds.
+    let inbox_reads = || async {
+        server
+            .count(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'inbox_pkey'",
+                &[],
+            )
+            .await
+    };
+    // PostgreSQL publishes a connection's statistics up to 10 s after its queries: let
+    // those of the setup (and of each stream's first read) arrive before counting.
+    let rounds_after = |n: f64| async move {
+        let from = rechecks().await;
+        let ran = parley_tests::wait_until(std::time::Duration::from_secs(60), || async {
+            rechecks().await >= from + n
+        })
+        .await;
+        assert!(ran, "the re-check runs every second");
+    };
+    rounds_after(11.0).await;
+    let reads_before = inbox_reads().await;
+    rounds_after(3.0).await;
+    // Three rounds of per-stream polling would be 45 reads, visible within 10 s.
+    let reads_during = parley_tests::wait_until(std::time::Duration::from_secs(11), || async {
+        inbox_reads().await - reads_before >= streams.len() as i64
+    })
+    .await;
+    let reads = inbox_reads().await - reads_before;
+    assert!(
+        !reads_during,
+        "{} idle streams read the inbox {reads} times in three re-check rounds",
+        streams.len() + 1
+    );
+
+    // An entry whose wake-up was lost: a message of the group put in b's inbox by hand.
+    let seq = a.send(&group_id, "first").await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), watched.next())
+        .await
+        .expect("pushed")
+        .expect("open")
+        .expect("entry");
+    assert_eq!(first.seq, seq);
+    let db = server.db().await;
+    db.execute(
+        "WITH p AS (UPDATE devices SET inbox_position = inbox_position + 1 WHERE device_id = $1
+                    RETURNING inbox_position)
+         INSERT INTO inbox (device_id, position, kind, group_id, seq) SELECT $1, inbox_position, 1, $2, $3 FROM p",
+        &[&b.id.as_str(), &group_id.as_str(), &seq],
+    )
+    .await
+    .expect("write without a wake-up");
+    let caught_up = tokio::time::timeout(std::time::Duration::from_secs(30), watched.next())
+        .await
+        .expect("caught up by the re-check")
+        .expect("open")
+        .expect("entry");
+    assert_eq!((caught_up.seq, caught_up.cursor), (seq, first.cursor + 1));
+    drop(streams);
 }

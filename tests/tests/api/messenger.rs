@@ -439,7 +439,7 @@ async fn leaving_asks_the_others_to_remove_and_deletes_the_conversation() {
     cat.sync().await.expect("sync");
     assert!(cat.groups().await.expect("groups").is_empty());
     let refused = cat.client().get_group(&group).await.expect_err("not a member");
-    assert_eq!(refused.code(), Some(ErrorCode::NotFound));
+    assert_eq!(refused.code(), Some(ErrorCode::NotAMember));
 }
 
 #[tokio::test]

@@ -18,6 +18,47 @@ async fn health_and_ready() {
     assert_eq!(ready.schema_version, Some(ready.expected_schema_version));
 }
 
+/// `/metrics` faces the network on the client port: it answers only with the token of
+/// `[metrics] token_file`, and a server without one serves no metrics at all.
+#[tokio::test]
+async fn metrics_need_the_metrics_token() {
+    let server = TestServer::spawn().await;
+    let url = server.endpoint_url(parley_specs::endpoints::ops::METRICS.path);
+    let get = |token: Option<&str>| {
+        let request = server.http().get(&url);
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.expect("GET /metrics") }
+    };
+    for token in [None, Some("ptok_not-the-token-but-long-enough-to-be-one"), Some("")] {
+        let refused = get(token).await;
+        assert_eq!(refused.status(), 401, "{token:?}");
+        let body: parley_specs::ErrorBody = refused.json().await.expect("error body");
+        assert_eq!(body.error, ErrorCode::InvalidMetricsToken);
+    }
+    let served = get(Some(parley_tests::server::metrics_token())).await;
+    assert_eq!(served.status(), 200);
+    assert!(
+        served
+            .text()
+            .await
+            .expect("text")
+            .contains("parley_http_requests_total")
+    );
+
+    let without = TestServer::spawn_with(|c| c.metrics.token_file = None).await;
+    let refused = without
+        .http()
+        .get(without.endpoint_url(parley_specs::endpoints::ops::METRICS.path))
+        .bearer_auth(parley_tests::server::metrics_token())
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(refused.status(), 404);
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let server = TestServer::spawn().await;

@@ -215,7 +215,13 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
 /// (count, mean seconds) of the transactions `server` sent, from its metrics.
 async fn transactions_sent(server: &BenchServer) -> anyhow::Result<(f64, f64)> {
     let http = parley_tests::server::https_client_trusting(&String::from_utf8_lossy(&server.ca_pem), None);
-    let text = http.get(format!("{}/metrics", server.url)).send().await?.text().await?;
+    let text = http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&server.metrics_token)
+        .send()
+        .await?
+        .text()
+        .await?;
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())

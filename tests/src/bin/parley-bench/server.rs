@@ -17,6 +17,8 @@ pub struct BenchServer {
     pub ca_pem: Vec<u8>,
     pub database_url: String,
     pub server_name: String,
+    /// What `/metrics` wants (`[metrics] token_file`).
+    pub metrics_token: String,
     config_path: PathBuf,
     child: Option<Child>,
     /// More processes of the same homeserver (same database and keys), on their own ports.
@@ -78,6 +80,9 @@ impl BenchServer {
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca.cert_pem())?;
         let database_url = cluster.url("parley");
+        let metrics_token_file = dir.path().join("metrics.token");
+        parley_homeserver::token_file::create_if_missing(&metrics_token_file)?;
+        let metrics_token = parley_homeserver::token_file::load(&metrics_token_file)?;
         let mut config = serde_json::json!({
             "server_name": server_name,
             "listen": { "client": format!("127.0.0.1:{port}") },
@@ -92,6 +97,7 @@ impl BenchServer {
                 "max_body_bytes": 1_048_576,
             },
             "log": { "level": "warn" },
+            "metrics": { "token_file": metrics_token_file },
         });
         if let Some(federation) = &federation {
             let peers: serde_json::Map<String, serde_json::Value> = federation
@@ -117,6 +123,7 @@ impl BenchServer {
             ca_pem: ca.cert_pem().into_bytes(),
             database_url,
             server_name,
+            metrics_token,
             config_path,
             child: None,
             replicas: Vec::new(),

@@ -1,5 +1,7 @@
-//! The admin bearer token: a file readable by its owner only. The server keeps only its
-//! SHA-256; `parley-homeserver admin` reads the file to send it.
+//! Bearer tokens kept in files readable by their owner only: the admin API's
+//! (`[admin] token_file`) and the metrics scraper's (`[metrics] token_file`). The server
+//! keeps only a token's SHA-256 and compares in constant time; `parley-homeserver admin`
+//! reads the admin file to send it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -7,20 +9,21 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use subtle::ConstantTimeEq;
 
 use parley_private_file as private_file;
 
-/// Shorter tokens are refused: the token is the only thing guarding the admin API.
+/// Shorter tokens are refused: a token is the only thing guarding what it opens.
 pub const MIN_TOKEN_CHARS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read the admin token file {path}: {source}")]
+    #[error("cannot read the token file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("the admin token file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it")]
+    #[error("the token file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it")]
     Permissions { path: String, mode: u32 },
     #[error(
-        "the admin token file {path} must hold one token of at least {MIN_TOKEN_CHARS} visible ASCII characters (e.g. `openssl rand -base64 33`)"
+        "the token file {path} must hold one token of at least {MIN_TOKEN_CHARS} visible ASCII characters (e.g. `openssl rand -base64 33`)"
     )]
     Invalid { path: String },
 }
@@ -54,7 +57,43 @@ pub fn load(path: &Path) -> Result<String, TokenError> {
 pub fn generate() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("padm_{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("ptok_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A loaded token, of which only the hash is kept.
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Loads the token file (see [`load`]).
+    pub fn load(path: &Path) -> Result<Self, TokenError> {
+        Ok(Self(crate::credentials::token_hash(&load(path)?)))
+    }
+
+    /// Whether the request carries `Authorization: Bearer <this token>`.
+    pub fn presented_in(&self, headers: &actix_web::http::header::HeaderMap) -> Bearer {
+        let Some(token) = headers
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+        else {
+            return Bearer::Missing;
+        };
+        if bool::from(crate::credentials::token_hash(token).ct_eq(&self.0)) {
+            Bearer::Right
+        } else {
+            Bearer::Wrong
+        }
+    }
+}
+
+/// What a request's `Authorization` header held.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bearer {
+    Missing,
+    Wrong,
+    Right,
 }
 
 /// Creates the token file (mode 0600) with a new token unless it exists.
