@@ -385,12 +385,36 @@ async fn login_and_registration_are_rate_limited_per_address() {
 #[tokio::test]
 async fn a_lost_database_gives_503_not_500() {
     let server = TestServer::spawn().await;
-    let (client, _) = registered(&server, "pat").await;
+    let (_, session) = registered(&server, "pat").await;
     parley_tests::postgres::drop_database(&server.config.database.url).await;
-    assert_eq!(code(client.whoami().await), ErrorCode::Unavailable);
+    // A stable code and a Retry-After, which the SDK honours a bounded number of times.
+    let (status, body, retry_after) = raw(
+        &server,
+        Method::Get,
+        client::WHOAMI.path,
+        Some(&session.access_token),
+        None,
+    )
+    .await;
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(body.map(|b| b.error), Some(ErrorCode::DatabaseUnavailable));
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let retrying = parley_sdk::Client::builder(
+        server.url.parse().unwrap(),
+        parley_sdk::Trust::CaPem(parley_tests::server::ca_pem().into_bytes()),
+    )
+    .retry_unavailable(parley_sdk::RetryPolicy {
+        max_attempts: 2,
+        max_total: std::time::Duration::from_secs(10),
+    })
+    .access_token(session.access_token.clone())
+    .build()
+    .unwrap();
+    assert_eq!(code(retrying.whoami().await), ErrorCode::DatabaseUnavailable);
+    // Login is never repeated by the SDK (a first attempt may have made a device).
     assert_eq!(
         code(server.sdk().login(&login_request("pat", PASSWORD)).await),
-        ErrorCode::Unavailable
+        ErrorCode::DatabaseUnavailable
     );
     let ready = server
         .http()
