@@ -232,10 +232,7 @@ pub async fn readiness(pool: &Pool, wait: Duration) -> Result<(i32, bool), DbErr
     };
     let check = async {
         let client = pool.timeout_get(&timeouts).await.map_err(DbError::Connect)?;
-        let writable: bool = client
-            .query_one("SELECT NOT pg_is_in_recovery()", &[])
-            .await?
-            .get(0);
+        let writable: bool = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await?.get(0);
         if !writable {
             discard_idle_connections();
         }

@@ -53,8 +53,9 @@ impl ApiError {
     pub fn database_unavailable() -> Self {
         Self {
             code: ErrorCode::DatabaseUnavailable,
-            message: "no writable database is reachable right now (e.g. a failover is under way); retry after Retry-After"
-                .into(),
+            message:
+                "no writable database is reachable right now (e.g. a failover is under way); retry after Retry-After"
+                    .into(),
             retry_after: Some(DATABASE_RETRY_AFTER),
             current_epoch: None,
         }

@@ -14,10 +14,10 @@
 //! | `verify-full` | always | chained, and valid for the host name in the URL |
 
 use std::path::PathBuf;
-use std::time::Duration;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

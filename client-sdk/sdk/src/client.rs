@@ -701,10 +701,20 @@ mod tests {
 
     #[test]
     fn only_requests_safe_to_repeat_are_retried() {
-        for endpoint in [client::WHOAMI, client::READ_INBOX, client::SUBMIT_MESSAGE, client::SUBMIT_COMMIT] {
+        for endpoint in [
+            client::WHOAMI,
+            client::READ_INBOX,
+            client::SUBMIT_MESSAGE,
+            client::SUBMIT_COMMIT,
+        ] {
             assert!(retry_safe(endpoint), "{}", endpoint.path);
         }
-        for endpoint in [client::REGISTER, client::LOGIN, client::CLAIM_KEY_PACKAGES, client::DELETE_DEVICE] {
+        for endpoint in [
+            client::REGISTER,
+            client::LOGIN,
+            client::CLAIM_KEY_PACKAGES,
+            client::DELETE_DEVICE,
+        ] {
             assert!(!retry_safe(endpoint), "{}", endpoint.path);
         }
     }

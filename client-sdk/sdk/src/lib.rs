@@ -41,7 +41,8 @@ mod stream;
 mod tls;
 
 pub use client::{
-    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_POLICY, RetryPolicy, retry_safe,
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_POLICY, RetryPolicy,
+    retry_safe,
 };
 pub use error::Error;
 pub use parley_specs as specs;
