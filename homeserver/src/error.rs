@@ -101,7 +101,14 @@ impl ResponseError for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         tracing::warn!(error = %err, "no database connection");
-        Self::database_unavailable()
+        match err {
+            // Every connection is busy: the server is overloaded, the database is fine.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => Self {
+                retry_after: Some(DATABASE_RETRY_AFTER),
+                ..Self::new(ErrorCode::Unavailable, "every database connection is busy; retry later")
+            },
+            _ => Self::database_unavailable(),
+        }
     }
 }
 
