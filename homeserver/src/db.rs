@@ -232,7 +232,11 @@ pub async fn readiness(pool: &Pool, wait: Duration) -> Result<(i32, bool), DbErr
     };
     let check = async {
         let client = pool.timeout_get(&timeouts).await.map_err(DbError::Connect)?;
-        let writable: bool = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await?.get(0);
+        // Off on a primary; on on a standby (in recovery) or a read-only database.
+        let writable: bool = client
+            .query_one("SELECT current_setting('transaction_read_only') = 'off'", &[])
+            .await?
+            .get(0);
         if !writable {
             discard_idle_connections();
         }

@@ -27,7 +27,8 @@ pub async fn health() -> web::Json<HealthResponse> {
 /// How long `/ready` waits for the database before saying it is not ready.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
-/// Ready when the database answers, takes writes (a primary, not a standby) and carries
+/// Ready when the database answers, takes writes (a primary, not a standby or a read-only
+/// database) and carries
 /// exactly the schema this binary expects. Answers within `READY_WAIT` however the
 /// database behaves (e.g. during a failover: not ready).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {

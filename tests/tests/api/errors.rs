@@ -432,6 +432,41 @@ async fn a_lost_database_gives_503_not_500() {
     assert_eq!(health.status().as_u16(), 200, "the process itself is up");
 }
 
+/// A database that stops taking writes (as a primary demoted to a standby behind a proxy
+/// does): writes answer `503 database_unavailable`, `/ready` says not ready, and the
+/// read-only connections are not kept: once writes are possible again, requests succeed
+/// without a restart.
+#[tokio::test]
+async fn a_read_only_database_gives_503_and_its_connections_are_not_kept() {
+    let server = TestServer::spawn().await;
+    let (client, _) = registered(&server, "ria").await;
+    let url = server.config.database.url.clone();
+    parley_tests::postgres::set_read_only(&url, true).await;
+    let body = serde_json::to_vec(&register_request("rob")).unwrap();
+    let (status, error, retry_after) = raw(&server, Method::Post, client::REGISTER.path, None, Some(body)).await;
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(error.map(|e| e.error), Some(ErrorCode::DatabaseUnavailable));
+    assert!(retry_after.is_some());
+    let ready = server.sdk().ready().await;
+    assert_eq!(
+        ready.map_err(|e| e.status()).err(),
+        Some(Some(503)),
+        "not ready on a read-only database"
+    );
+
+    parley_tests::postgres::set_read_only(&url, false).await;
+    // The pool opened read-only connections meanwhile; they are dropped, not reused.
+    let recovered = parley_tests::wait_until(std::time::Duration::from_secs(30), || async {
+        server.sdk().register(&register_request("rob")).await.is_ok()
+    })
+    .await;
+    assert!(recovered, "writes did not succeed again after the database took them");
+    for _ in 0..20 {
+        client.whoami().await.expect("reads and writes go on");
+    }
+    assert!(server.sdk().ready().await.expect("ready again").ready);
+}
+
 /// Random and hostile bodies on every endpoint: always a JSON error, never a 5xx.
 #[tokio::test]
 async fn no_input_causes_a_server_error() {
