@@ -119,7 +119,8 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Connections opened before this instant are not handed out again (see `discard_idle`).
+/// Connections opened before this instant are not handed out again (see
+/// `discard_idle_connections`). One per process, like the pool it serves.
 static DISCARD_BEFORE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Drops, at their next checkout, the idle connections opened until now: one of them was

@@ -28,9 +28,8 @@ pub async fn health() -> web::Json<HealthResponse> {
 const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// Ready when the database answers, takes writes (a primary, not a standby or a read-only
-/// database) and carries
-/// exactly the schema this binary expects. Answers within `READY_WAIT` however the
-/// database behaves (e.g. during a failover: not ready).
+/// database) and carries exactly the schema this binary expects. Answers within
+/// `READY_WAIT` however the database behaves (e.g. during a failover: not ready).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let expected = db::expected_schema_version();
     let wait = READY_WAIT.min(Duration::from_millis(state.config.database.pool_timeout_ms.max(1)));
