@@ -2,11 +2,23 @@
 //!
 //! Migrations are plain SQL files applied in order, all pending ones in one transaction,
 //! under an advisory lock so several processes starting at once do not race.
+//!
+//! **High availability.** `database.url` may name several hosts (`host=a,b port=5432,5433
+//! target_session_attrs=read-write`, or `postgres://a:5432,b:5433/db?target_session_attrs=read-write`):
+//! a new connection goes to whichever of them accepts writes (with several hosts,
+//! `read-write` is the default here). After a failover the pool finds the new primary by
+//! itself: a connection whose server went away is closed and never handed out again
+//! (`RecyclingMethod::Fast` checks that), and a connection found on a read-only server
+//! (SQLSTATE 25006: the old primary came back as a standby behind a proxy) makes every
+//! idle connection opened before it be dropped at its next checkout. Connecting and
+//! waiting for a connection are bounded (`pool_timeout_ms`, `connect_timeout`), so while
+//! no primary is reachable requests answer `503 database_unavailable` quickly.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::pg_tls;
-use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{HookError, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use crate::config::DatabaseConfig;
 
@@ -107,6 +119,44 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Connections opened before this instant are not handed out again (see
+/// `discard_idle_connections`). One per process, like the pool it serves.
+static DISCARD_BEFORE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Drops, at their next checkout, the idle connections opened until now: one of them was
+/// found on a server that no longer takes writes, and so may the others be.
+pub fn discard_idle_connections() {
+    let mut before = DISCARD_BEFORE.lock().unwrap_or_else(|p| p.into_inner());
+    *before = Some(Instant::now());
+}
+
+fn opened_before_discard(created: Instant) -> bool {
+    let before = DISCARD_BEFORE.lock().unwrap_or_else(|p| p.into_inner());
+    before.is_some_and(|at| created <= at)
+}
+
+/// Whether a query failed because the database server cannot serve this connection (it
+/// went away, is shutting down or restarting, or is a read-only standby), not because of
+/// the query: the answer is `503 database_unavailable`, and a retry may succeed.
+pub fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    let Some(code) = err.code() else {
+        // No SQLSTATE: an I/O error on the connection, or a server that did not answer.
+        return err.as_db_error().is_none();
+    };
+    let code = code.code();
+    if code == "25006" {
+        // read_only_sql_transaction: this connection is on a standby.
+        discard_idle_connections();
+        return true;
+    }
+    // Class 08: connection exception; 57P01-57P03: admin or crash shutdown, cannot
+    // connect now (a failover stops or restarts the server).
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
 pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
     let (mut pg, tls) = pg_tls::connection_config(&config.url).map_err(DbError::BadUrl)?;
     if pg.get_application_name().is_none() {
@@ -127,6 +177,13 @@ pub fn create_pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
         .wait_timeout(timeout)
         .create_timeout(timeout)
         .recycle_timeout(timeout)
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
+            if opened_before_discard(metrics.created) {
+                Err(HookError::message("opened before a failover was noticed"))
+            } else {
+                Ok(())
+            }
+        }))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }
@@ -166,9 +223,38 @@ pub async fn migrate(pool: &Pool) -> Result<i32, DbError> {
     Ok(expected)
 }
 
+/// What `/ready` reports: the schema version, and whether the server the pool reaches
+/// takes writes. Bounded by `wait` however the database behaves.
+pub async fn readiness(pool: &Pool, wait: Duration) -> Result<(i32, bool), DbError> {
+    let timeouts = deadpool_postgres::Timeouts {
+        wait: Some(wait),
+        create: Some(wait),
+        recycle: Some(wait),
+    };
+    let check = async {
+        let client = pool.timeout_get(&timeouts).await.map_err(DbError::Connect)?;
+        // Off on a primary; on on a standby (in recovery) or a read-only database.
+        let writable: bool = client
+            .query_one("SELECT current_setting('transaction_read_only') = 'off'", &[])
+            .await?
+            .get(0);
+        if !writable {
+            discard_idle_connections();
+        }
+        Ok::<_, DbError>((schema_version_on(&client).await?, writable))
+    };
+    tokio::time::timeout(wait, check)
+        .await
+        .unwrap_or_else(|_| Err(DbError::Pool(format!("no answer from the database within {wait:?}"))))
+}
+
 /// The latest applied migration, or 0 on an empty database.
 pub async fn schema_version(pool: &Pool) -> Result<i32, DbError> {
     let client = pool.get().await.map_err(DbError::Connect)?;
+    schema_version_on(&client).await
+}
+
+async fn schema_version_on(client: &deadpool_postgres::Client) -> Result<i32, DbError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?
@@ -176,7 +262,7 @@ pub async fn schema_version(pool: &Pool) -> Result<i32, DbError> {
     if !exists {
         return Ok(0);
     }
-    Ok(current_version(&client).await?)
+    Ok(current_version(client).await?)
 }
 
 async fn current_version(client: &impl deadpool_postgres::GenericClient) -> Result<i32, tokio_postgres::Error> {

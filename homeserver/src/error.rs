@@ -8,6 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use parley_specs::{ErrorBody, ErrorCode};
 
+/// What `503 database_unavailable` asks clients to wait: a failover takes seconds.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
@@ -43,6 +46,19 @@ impl ApiError {
             ErrorCode::Internal,
             "internal server error; the server logged the cause",
         )
+    }
+
+    /// No writable database is reachable (e.g. during a failover): `503` with
+    /// `Retry-After`, which the SDK honours for requests that are safe to repeat.
+    pub fn database_unavailable() -> Self {
+        Self {
+            code: ErrorCode::DatabaseUnavailable,
+            message:
+                "no writable database is reachable right now (e.g. a failover is under way); retry after Retry-After"
+                    .into(),
+            retry_after: Some(DATABASE_RETRY_AFTER),
+            current_epoch: None,
+        }
     }
 
     pub fn wrong_epoch(sent: u64, current: u64) -> Self {
@@ -85,15 +101,22 @@ impl ResponseError for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         tracing::warn!(error = %err, "no database connection");
-        Self::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
+        match err {
+            // Every connection is busy: the server is overloaded, the database is fine.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => Self {
+                retry_after: Some(DATABASE_RETRY_AFTER),
+                ..Self::new(ErrorCode::Unavailable, "every database connection is busy; retry later")
+            },
+            _ => Self::database_unavailable(),
+        }
     }
 }
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(err: tokio_postgres::Error) -> Self {
-        if err.is_closed() || err.as_db_error().is_none() && err.code().is_none() {
+        if crate::db::is_unavailable(&err) {
             tracing::warn!(error = %err, "database connection failed");
-            return Self::new(ErrorCode::Unavailable, "the database is unavailable; retry later");
+            return Self::database_unavailable();
         }
         // The outer error only says "db error"; the server's own message says what failed.
         let detail = err.as_db_error().map_or_else(|| err.to_string(), ToString::to_string);

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -123,11 +124,29 @@ pub fn split_options(url: &str) -> Result<TlsOptions, String> {
     })
 }
 
-/// The connection settings and TLS connector of a libpq-style URL.
+/// How long opening a connection to one host may take, unless the URL says (`connect_timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the connection is given up, unless
+/// the URL says (`tcp_user_timeout`): a primary that vanished from the network is noticed
+/// in this time, not after the kernel's many minutes.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The connection settings and TLS connector of a libpq-style URL. Bounded connects by
+/// default, and with several hosts (an HA cluster) only a server that takes writes.
 pub fn connection_config(url: &str) -> Result<(tokio_postgres::Config, PgTls), String> {
     let options = split_options(url)?;
     let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| format!("{e}"))?;
     config.ssl_mode(options.mode.ssl_mode());
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+    }
+    if config.get_hosts().len() > 1 {
+        // A homeserver writes: of several hosts, only the primary will do.
+        config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    }
     Ok((config, PgTls::new(&options)?))
 }
 

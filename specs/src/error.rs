@@ -74,6 +74,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The server cannot reach its database or is shutting down; retry later.
     Unavailable,
+    /// No writable (primary) database is reachable right now, e.g. during a PostgreSQL
+    /// failover; retry after `Retry-After`. Nothing of the request was kept, or (for a
+    /// submit whose answer was lost) a retry with the same `txn_id` finds it.
+    DatabaseUnavailable,
     /// A fault in the server itself, logged there; never caused by client input.
     Internal,
     /// Federation: the request carries no `Parley-Federation` signature.
@@ -144,6 +148,7 @@ impl ErrorCode {
         Self::PayloadTooLarge,
         Self::RateLimited,
         Self::Unavailable,
+        Self::DatabaseUnavailable,
         Self::Internal,
         Self::MissingSignature,
         Self::InvalidSignature,
@@ -192,6 +197,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal => "internal",
             Self::MissingSignature => "missing_signature",
             Self::InvalidSignature => "invalid_signature",
@@ -252,7 +258,7 @@ impl ErrorCode {
             Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
             Self::RemoteUnavailable => 502,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::DatabaseUnavailable => 503,
             Self::Internal | Self::Unknown => 500,
         }
     }
@@ -269,7 +275,8 @@ impl std::fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub error: ErrorCode,
     pub message: String,
-    /// With `rate_limited`: milliseconds until a retry may succeed (also in `Retry-After`).
+    /// With `rate_limited` (and the 503 codes): milliseconds until a retry may succeed
+    /// (also in `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// With `wrong_epoch`: the group's current epoch.

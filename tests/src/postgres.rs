@@ -113,3 +113,32 @@ pub async fn drop_database(url: &str) {
     drop(client);
     let _ = conn.await;
 }
+
+/// Makes a test database refuse writes (`default_transaction_read_only`), as a standby
+/// does, or take them again; ends its connections so that new ones get the setting.
+pub async fn set_read_only(url: &str, read_only: bool) {
+    let config: tokio_postgres::Config = url.parse().expect("url");
+    let name = config.get_dbname().expect("database name").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect as admin");
+    let conn = tokio::spawn(conn);
+    let value = if read_only { "on" } else { "off" };
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" SET default_transaction_read_only = {value}"
+        ))
+        .await
+        .expect("ALTER DATABASE");
+    if read_only {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .expect("end the database's connections");
+    }
+    drop(client);
+    let _ = conn.await;
+}

@@ -344,6 +344,12 @@ pub async fn test_config() -> Config {
     default_config(fresh_database().await)
 }
 
+/// The configuration `TestServer::spawn` starts with, on the database at `database_url`
+/// (e.g. an HA cluster's connection string).
+pub fn config_on(database_url: String) -> Config {
+    default_config(database_url)
+}
+
 /// The CA every test server's certificate comes from, as PEM.
 pub fn ca_pem() -> String {
     pki().ca_pem.clone()

@@ -454,6 +454,26 @@ fn default_values_render_a_deployment_over_external_postgresql() {
 }
 
 #[test]
+fn an_ha_cluster_s_nodes_become_a_multi_host_url_for_the_primary_only() {
+    let Some(helm) = helm() else { return };
+    let set = "postgresql.hosts={pg-a.db:5432,pg-b.db:5433}";
+    let manifests = Manifests::parse(&render(&helm, &["--set", set]));
+    let config = assert_consistent(&manifests);
+    assert_eq!(
+        config.database.url,
+        "postgres://parley:secret-parley-postgresql-password@pg-a.db:5432,pg-b.db:5433/parley?sslmode=prefer&target_session_attrs=read-write"
+    );
+    // The homeserver reads it as two hosts, keeping only a server that takes writes.
+    let (pg, _) = parley_homeserver::pg_tls::connection_config(&config.database.url).unwrap();
+    assert_eq!(pg.get_hosts().len(), 2);
+    assert_eq!(pg.get_ports(), &[5432, 5433]);
+    assert_eq!(
+        pg.get_target_session_attrs(),
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    );
+}
+
+#[test]
 fn full_values_render_every_option() {
     let Some(helm) = helm() else { return };
     let args = full_values_args();

@@ -260,7 +260,9 @@ fn worth_retrying(err: &MessengerError) -> bool {
         | MessengerError::DirectoryUnavailable { .. } => true,
         MessengerError::Api(e) => matches!(
             e.code(),
-            Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal)
+            Some(
+                ErrorCode::Unavailable | ErrorCode::DatabaseUnavailable | ErrorCode::RateLimited | ErrorCode::Internal
+            )
         ),
         _ => false,
     }

@@ -144,7 +144,9 @@ fn api_hint(err: &Error, profile: &str) -> Option<String> {
             parley(profile)
         ),
         ErrorCode::RateLimited => retry(),
-        ErrorCode::Unavailable => format!("the server is temporarily unavailable; {}", retry()),
+        ErrorCode::Unavailable | ErrorCode::DatabaseUnavailable => {
+            format!("the server is temporarily unavailable; {}", retry())
+        }
         ErrorCode::InvalidInviteToken => {
             "this server needs an invite token: ask its operator and pass --invite-token".to_owned()
         }

@@ -32,6 +32,54 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Responses larger than this are refused (as [`Error::Decode`]) instead of buffered.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// A `Retry-After` shorter than this is waited this long (no busy loop on `0`).
+const MIN_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// How a [`Client`] repeats a request that the server answered with `503` and a
+/// `Retry-After` (`database_unavailable` during a database failover, `unavailable` while
+/// it sheds load), waiting as the server asks.
+///
+/// Only requests that are safe to repeat are retried: every `GET`, and the submits of
+/// commits and messages, whose `txn_id` makes the hub answer a repeat with what the first
+/// one got instead of storing it twice; acknowledgements, KeyPackage uploads and device
+/// renames, which are idempotent. Registration, login, claims and the other `POST`s are
+/// never repeated by the SDK (the first attempt may have taken effect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included; `1` never retries.
+    pub max_attempts: u32,
+    /// No retry is made whose wait would end later than this after the first attempt
+    /// began: the error is returned instead.
+    pub max_total: Duration,
+}
+
+impl RetryPolicy {
+    /// Never retries.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        max_total: Duration::ZERO,
+    };
+}
+
+/// The default: up to 20 attempts within 30 s, enough to ride out a PostgreSQL failover
+/// (Patroni's default `ttl` is 30 s; promotion usually takes well under that).
+pub const DEFAULT_RETRY_POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 20,
+    max_total: Duration::from_secs(30),
+};
+
+/// Whether the SDK may send `endpoint` again after a `503` (see [`RetryPolicy`]).
+pub fn retry_safe(endpoint: Endpoint) -> bool {
+    endpoint.method == Method::Get
+        || [
+            client::SUBMIT_MESSAGE,
+            client::SUBMIT_COMMIT,
+            client::ACK_INBOX,
+            client::UPLOAD_KEY_PACKAGES,
+            client::RENAME_DEVICE,
+        ]
+        .contains(&endpoint)
+}
 
 /// A connection to one homeserver's client API, optionally acting as one logged-in device.
 ///
@@ -48,6 +96,7 @@ pub struct Client {
     websocket_tls: std::sync::Arc<rustls::ClientConfig>,
     /// The per-request timeout; a long-poll adds its own wait to it.
     timeout: Duration,
+    retry: RetryPolicy,
     base: Url,
     access_token: Option<String>,
 }
@@ -67,6 +116,7 @@ pub struct ClientBuilder {
     trust: Trust,
     connect_timeout: Duration,
     timeout: Duration,
+    retry: RetryPolicy,
     access_token: Option<String>,
 }
 
@@ -77,6 +127,7 @@ impl fmt::Debug for ClientBuilder {
             .field("trust", &self.trust)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
             .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -93,6 +144,13 @@ impl ClientBuilder {
     /// Time allowed for a whole request (default [`DEFAULT_REQUEST_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How requests answered `503` with `Retry-After` are repeated
+    /// (default [`DEFAULT_RETRY_POLICY`]; [`RetryPolicy::NONE`] turns it off).
+    pub fn retry_unavailable(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -125,6 +183,7 @@ impl ClientBuilder {
             http,
             websocket_tls: std::sync::Arc::new(websocket_tls),
             timeout: self.timeout,
+            retry: self.retry,
             base,
             access_token: self.access_token,
         })
@@ -146,6 +205,7 @@ impl Client {
             trust,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            retry: DEFAULT_RETRY_POLICY,
             access_token: None,
         }
     }
@@ -412,8 +472,37 @@ impl Client {
         url
     }
 
-    /// Sends one request; returns its URL and the body of a successful response.
+    /// Sends a request, repeating it as the retry policy allows when the server answers
+    /// `503` with `Retry-After`; returns its URL and the body of a successful response.
     async fn send<B: Serialize>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<(Url, Vec<u8>), Error> {
+        let started = tokio::time::Instant::now();
+        let mut attempts = 1;
+        loop {
+            let err = match self.send_once(endpoint, params, query, body).await {
+                Err(err @ Error::Api { status: 503, .. }) => err,
+                other => return other,
+            };
+            let Some(wait) = err.retry_after() else {
+                return Err(err);
+            };
+            let wait = wait.max(MIN_RETRY_WAIT);
+            let in_budget = started.elapsed() + wait <= self.retry.max_total;
+            if attempts >= self.retry.max_attempts || !in_budget || !retry_safe(endpoint) {
+                return Err(err);
+            }
+            attempts += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends one request; returns its URL and the body of a successful response.
+    async fn send_once<B: Serialize>(
         &self,
         endpoint: Endpoint,
         params: &[&str],
@@ -608,6 +697,26 @@ mod tests {
             Client::builder(Url::parse("https://x.example")?, Trust::SystemRoots).access_token("pat_very_secret");
         assert!(!format!("{builder:?}").contains("pat_very_secret"));
         Ok(())
+    }
+
+    #[test]
+    fn only_requests_safe_to_repeat_are_retried() {
+        for endpoint in [
+            client::WHOAMI,
+            client::READ_INBOX,
+            client::SUBMIT_MESSAGE,
+            client::SUBMIT_COMMIT,
+        ] {
+            assert!(retry_safe(endpoint), "{}", endpoint.path);
+        }
+        for endpoint in [
+            client::REGISTER,
+            client::LOGIN,
+            client::CLAIM_KEY_PACKAGES,
+            client::DELETE_DEVICE,
+        ] {
+            assert!(!retry_safe(endpoint), "{}", endpoint.path);
+        }
     }
 
     #[tokio::test]

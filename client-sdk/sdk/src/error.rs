@@ -89,7 +89,8 @@ impl Error {
         }
     }
 
-    /// How long the server asked the client to wait (`rate_limited`, `unavailable`).
+    /// How long the server asked the client to wait (`rate_limited`, `unavailable`,
+    /// `database_unavailable`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Api { retry_after, .. } => *retry_after,

@@ -40,7 +40,10 @@ mod sign_in;
 mod stream;
 mod tls;
 
-pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_POLICY, RetryPolicy,
+    retry_safe,
+};
 pub use error::Error;
 pub use parley_specs as specs;
 pub use profile::{Profile, ProfileError, Session};

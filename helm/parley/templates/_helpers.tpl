@@ -105,8 +105,15 @@ by the Deployment and the migration Job.
     secretKeyRef:
       name: {{ include "parley.postgresqlPasswordSecret" . }}
       key: {{ .Values.postgresql.passwordSecret.key }}
+{{- /* An HA cluster: every node, and only the primary will do. */}}
+{{- $hosts := printf "%s:%v" .Values.postgresql.host .Values.postgresql.port }}
+{{- $primaryOnly := "" }}
+{{- if .Values.postgresql.hosts }}
+{{- $hosts = join "," .Values.postgresql.hosts }}
+{{- $primaryOnly = "&target_session_attrs=read-write" }}
+{{- end }}
 - name: PARLEY_DATABASE__URL
-  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s:%v/%s?sslmode=%s%s" .Values.postgresql.user .Values.postgresql.host .Values.postgresql.port .Values.postgresql.database .Values.postgresql.tls.sslMode (ternary "&sslrootcert=/etc/parley/postgresql-ca/ca.crt" "" (not (empty .Values.postgresql.tls.caSecret))) | quote }}
+  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s/%s?sslmode=%s%s%s" .Values.postgresql.user $hosts .Values.postgresql.database .Values.postgresql.tls.sslMode $primaryOnly (ternary "&sslrootcert=/etc/parley/postgresql-ca/ca.crt" "" (not (empty .Values.postgresql.tls.caSecret))) | quote }}
 {{- end }}
 {{- if .Values.config.registration.inviteToken.existingSecret }}
 - name: PARLEY_REGISTRATION__INVITE_TOKEN

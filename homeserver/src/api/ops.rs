@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use parley_specs::ErrorCode;
 use parley_specs::client_api::{HealthResponse, ReadyResponse};
@@ -24,14 +26,22 @@ pub async fn health() -> web::Json<HealthResponse> {
     web::Json(HealthResponse { status: "ok".into() })
 }
 
-/// Ready when the database answers and carries exactly the schema this binary expects.
+/// How long `/ready` waits for the database before saying it is not ready.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// Ready when the database answers, takes writes (a primary, not a standby or a read-only
+/// database) and carries exactly the schema this binary expects. Answers within
+/// `READY_WAIT` however the database behaves (e.g. during a failover: not ready).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let expected = db::expected_schema_version();
-    let version = db::schema_version(&state.pool).await.ok();
-    let ready = version == Some(expected);
+    let wait = READY_WAIT.min(Duration::from_millis(state.config.database.pool_timeout_ms.max(1)));
+    let checked = db::readiness(&state.pool, wait).await.ok();
+    let version = checked.map(|(version, _)| version);
+    let writable = checked.is_some_and(|(_, writable)| writable);
+    let ready = writable && version == Some(expected);
     let body = ReadyResponse {
         ready,
-        database: version.is_some(),
+        database: writable,
         schema_version: version,
         expected_schema_version: expected,
     };

@@ -137,7 +137,9 @@ async fn write_or_split(pool: &Pool, rules: &WriterRules, waker: &InboxWaker, ba
     let batch = match write_batch(pool, rules, waker, batch).await {
         Ok(carried) => return carried,
         // Without a database, one at a time would only fail slower.
-        Err((err, batch)) if batch.len() == 1 || err.code == ErrorCode::Unavailable => {
+        Err((err, batch))
+            if batch.len() == 1 || matches!(err.code, ErrorCode::Unavailable | ErrorCode::DatabaseUnavailable) =>
+        {
             answer_all(batch, &err);
             return Vec::new();
         }

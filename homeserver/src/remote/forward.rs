@@ -37,7 +37,9 @@ pub async fn forward(
     };
     // The hub's own faults are not the client's: to the client the hub is unavailable.
     let code = match refusal.error {
-        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Unknown => ErrorCode::RemoteUnavailable,
+        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::DatabaseUnavailable | ErrorCode::Unknown => {
+            ErrorCode::RemoteUnavailable
+        }
         code => code,
     };
     Err(ApiError {

@@ -460,12 +460,36 @@ async fn per_address_limits_count_the_client_a_trusted_proxy_names_and_ignore_an
 #[tokio::test]
 async fn a_lost_database_gives_503_not_500() {
     let server = TestServer::spawn().await;
-    let (client, _) = registered(&server, "pat").await;
+    let (_, session) = registered(&server, "pat").await;
     parley_tests::postgres::drop_database(&server.config.database.url).await;
-    assert_eq!(code(client.whoami().await), ErrorCode::Unavailable);
+    // A stable code and a Retry-After, which the SDK honours a bounded number of times.
+    let (status, body, retry_after) = raw(
+        &server,
+        Method::Get,
+        client::WHOAMI.path,
+        Some(&session.access_token),
+        None,
+    )
+    .await;
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(body.map(|b| b.error), Some(ErrorCode::DatabaseUnavailable));
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let retrying = parley_sdk::Client::builder(
+        server.url.parse().unwrap(),
+        parley_sdk::Trust::CaPem(parley_tests::server::ca_pem().into_bytes()),
+    )
+    .retry_unavailable(parley_sdk::RetryPolicy {
+        max_attempts: 2,
+        max_total: std::time::Duration::from_secs(10),
+    })
+    .access_token(session.access_token.clone())
+    .build()
+    .unwrap();
+    assert_eq!(code(retrying.whoami().await), ErrorCode::DatabaseUnavailable);
+    // Login is never repeated by the SDK (a first attempt may have made a device).
     assert_eq!(
         code(server.sdk().login(&login_request("pat", PASSWORD)).await),
-        ErrorCode::Unavailable
+        ErrorCode::DatabaseUnavailable
     );
     let ready = server
         .http()
@@ -481,6 +505,41 @@ async fn a_lost_database_gives_503_not_500() {
         .await
         .expect("health");
     assert_eq!(health.status().as_u16(), 200, "the process itself is up");
+}
+
+/// A database that stops taking writes (as a primary demoted to a standby behind a proxy
+/// does): writes answer `503 database_unavailable`, `/ready` says not ready, and the
+/// read-only connections are not kept: once writes are possible again, requests succeed
+/// without a restart.
+#[tokio::test]
+async fn a_read_only_database_gives_503_and_its_connections_are_not_kept() {
+    let server = TestServer::spawn().await;
+    let (client, _) = registered(&server, "ria").await;
+    let url = server.config.database.url.clone();
+    parley_tests::postgres::set_read_only(&url, true).await;
+    let body = serde_json::to_vec(&register_request("rob")).unwrap();
+    let (status, error, retry_after) = raw(&server, Method::Post, client::REGISTER.path, None, Some(body)).await;
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(error.map(|e| e.error), Some(ErrorCode::DatabaseUnavailable));
+    assert!(retry_after.is_some());
+    let ready = server.sdk().ready().await;
+    assert_eq!(
+        ready.map_err(|e| e.status()).err(),
+        Some(Some(503)),
+        "not ready on a read-only database"
+    );
+
+    parley_tests::postgres::set_read_only(&url, false).await;
+    // The pool opened read-only connections meanwhile; they are dropped, not reused.
+    let recovered = parley_tests::wait_until(std::time::Duration::from_secs(30), || async {
+        server.sdk().register(&register_request("rob")).await.is_ok()
+    })
+    .await;
+    assert!(recovered, "writes did not succeed again after the database took them");
+    for _ in 0..20 {
+        client.whoami().await.expect("reads and writes go on");
+    }
+    assert!(server.sdk().ready().await.expect("ready again").ready);
 }
 
 /// Random and hostile bodies on every endpoint: always a JSON error, never a 5xx.
