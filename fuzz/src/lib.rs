@@ -32,9 +32,12 @@ use parley_specs::groups_api::GroupMember;
 use parley_specs::keys_api::SignedDeviceKeys;
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
 
+/// A target's body: whether the input was accepted all the way.
+pub type Body = fn(&[u8]) -> bool;
+
 /// Every target: its name (that of its libFuzzer binary and of its corpus directories)
 /// and its body.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("request_auth", request_auth),
     ("canonical_json", canonical_json),
     ("key_document", key_document),

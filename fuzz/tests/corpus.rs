@@ -4,6 +4,8 @@
 //! reaching the code behind the checks; regenerate them with `tests/seeds.rs` when the
 //! formats change).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,8 @@
 //! cargo test -p parley-fuzz --test corpus
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use openmls::prelude::tls_codec::Deserialize as _;
