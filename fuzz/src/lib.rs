@@ -29,7 +29,8 @@ use parley_homeserver::hub::public_state::{PublicState, serialize_storage};
 use parley_homeserver::key_packages;
 use parley_specs::federation_api::SignedMessage;
 use parley_specs::groups_api::GroupMember;
-use parley_specs::keys_api::SignedDeviceKeys;
+use parley_specs::keys_api::{SignedDeviceKeys, UploadKeyPackagesRequest};
+use parley_specs::mls::MAX_KEY_PACKAGES_PER_UPLOAD;
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
 
 /// A target's body: whether the input was accepted all the way.
@@ -46,6 +47,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("hub_signature", hub_signature),
     ("config", config),
     ("key_package", key_package),
+    ("key_package_upload", key_package_upload),
     ("mls_message", mls_message),
     ("mls_create_group", mls_create_group),
     ("mls_commit", mls_commit),
@@ -237,6 +239,28 @@ pub fn config(data: &[u8]) -> bool {
 /// One uploaded KeyPackage of [`OWNER_USER`]'s device, as the upload checks it.
 pub fn key_package(data: &[u8]) -> bool {
     key_packages::validate(data, &owner(), 0).is_ok()
+}
+
+/// The body of a KeyPackage upload (`POST /client/v1/keys/key-packages`): JSON with base64
+/// KeyPackages, each checked as `key_packages::upload` checks them before the database.
+pub fn key_package_upload(data: &[u8]) -> bool {
+    let Ok(request) = serde_json::from_slice::<UploadKeyPackagesRequest>(data) else {
+        return false;
+    };
+    if request.key_packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+        return false;
+    }
+    let owner = owner();
+    let Ok(valid) = request
+        .key_packages
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| key_packages::validate(raw.as_slice(), &owner, i))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    valid.windows(2).all(|w| w[0].signature_key == w[1].signature_key)
 }
 
 /// One MLS message as the hub's framing checks take it, whatever field it came in: a

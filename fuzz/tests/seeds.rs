@@ -26,7 +26,7 @@ use parley_homeserver::hub::mls;
 use parley_homeserver::hub::public_state::{PublicState, serialize_storage};
 use parley_specs::federation_api::{OrderedKind, OrderedMessage};
 use parley_specs::groups_api::GroupMember;
-use parley_specs::keys_api::{DeviceKey, UserDeviceKeys};
+use parley_specs::keys_api::{DeviceKey, UploadKeyPackagesRequest, UserDeviceKeys};
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
 use parley_tests::mls::{TestMlsDevice, key_package_from, serialize};
 
@@ -129,14 +129,22 @@ fn make_fixtures_and_seeds() {
         )],
     );
 
+    let (one_time, last_resort) = (alice_mls.key_package(false), alice_mls.key_package(true));
     seeds(
         "key_package",
         &[
-            ("valid-one-time", alice_mls.key_package(false)),
-            ("valid-last-resort", alice_mls.key_package(true)),
+            ("valid-one-time", one_time.clone()),
+            ("valid-last-resort", last_resort.clone()),
             // Refused by openmls 0.9.2 (issue 15, item 15), a seed all the same.
             ("greased", alice_mls.greased_key_package(true)),
         ],
+    );
+    let upload = UploadKeyPackagesRequest {
+        key_packages: vec![one_time.into(), last_resort.into()],
+    };
+    seeds(
+        "key_package_upload",
+        &[("valid-two-packages", serde_json::to_vec(&upload).unwrap())],
     );
 
     let example = std::fs::read(root().join("../deploy/homeserver.example.toml")).unwrap();
