@@ -18,4 +18,17 @@ mod tests {
         let value: Value = serde_json::from_str(r#"{ "b": 1, "a": {"d": [1, 2], "c": "x"} }"#).unwrap();
         assert_eq!(to_bytes(&value), br#"{"a":{"c":"x","d":[1,2]},"b":1}"#);
     }
+
+    #[test]
+    fn canonical_bytes_are_a_fixed_point_for_floats_too() {
+        // Found by the canonical_json fuzz target: without exact float parsing, a number
+        // beyond i64 read back from its canonical form was another float.
+        for text in [
+            "-444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444440",
+            "[0.1, 1e300, 5e-324, 1.7976931348623157e308]",
+        ] {
+            let bytes = to_bytes(&serde_json::from_str(text).unwrap());
+            assert_eq!(to_bytes(&serde_json::from_slice(&bytes).unwrap()), bytes, "{text}");
+        }
+    }
 }

@@ -19,7 +19,7 @@
 //! [`request_auth::VerifiedRequest`], [`hub_signature::VerifiedMessage`],
 //! [`device_keys::VerifiedDeviceKeys`]) so code cannot confuse them with what arrived.
 
-mod canonical;
+pub mod canonical;
 pub mod client;
 pub mod device_keys;
 pub mod discovery;

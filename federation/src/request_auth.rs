@@ -178,7 +178,8 @@ impl SignedRequest {
                 found: self.destination.to_string(),
             });
         }
-        if (now_ms - self.timestamp_ms).abs() > MAX_CLOCK_SKEW_MS {
+        // abs_diff: any i64 a peer sends (i64::MIN overflowed `now - ts`, found by fuzzing).
+        if now_ms.abs_diff(self.timestamp_ms) > MAX_CLOCK_SKEW_MS.unsigned_abs() {
             return Err(AuthError::Stale {
                 timestamp_ms: self.timestamp_ms,
                 now_ms,
@@ -325,6 +326,22 @@ mod tests {
             request.verify(&PARTS, &name("b.example"), NOW, &keys_of(&keyring, "c.example")),
             Err(AuthError::KeysOfAnotherServer { .. })
         ));
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_a_panic() {
+        let keyring = ServerKeyring::generate();
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let header = authorization(&keyring, &name("a.example"), &name("b.example"), &PARTS, ts);
+            let request = SignedRequest::parse(Some(&header)).unwrap();
+            assert!(
+                matches!(
+                    request.check_addressing(&name("b.example"), NOW),
+                    Err(AuthError::Stale { .. })
+                ),
+                "{ts}"
+            );
+        }
     }
 
     #[test]

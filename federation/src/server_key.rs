@@ -221,25 +221,27 @@ impl ServerKeyring {
             ));
         }
         let json = fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
-        let file: KeyFile =
-            serde_json::from_slice(&json).map_err(|e| file_error(path, format!("not a server key file: {e}")))?;
+        Self::parse_key_file(&json).map_err(|reason| file_error(path, reason))
+    }
+
+    /// Parses the contents of a key file (see [`Self::load`], which also checks the
+    /// file's mode); the error says what is wrong with them.
+    pub fn parse_key_file(json: &[u8]) -> Result<Self, String> {
+        let file: KeyFile = serde_json::from_slice(json).map_err(|e| format!("not a server key file: {e}"))?;
         if file.format != KEY_FILE_FORMAT {
-            return Err(file_error(
-                path,
-                format!(
-                    "key file format {} is unknown (expected {KEY_FILE_FORMAT})",
-                    file.format
-                ),
+            return Err(format!(
+                "key file format {} is unknown (expected {KEY_FILE_FORMAT})",
+                file.format
             ));
         }
         let secret: [u8; 32] = B64
             .decode(file.secret_key.trim_end_matches('='))
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| file_error(path, "secret_key is not 32 bytes of base64"))?;
+            .ok_or("secret_key is not 32 bytes of base64")?;
         let current = SigningKey::from_bytes(&secret);
         if KeyId::of(&current.verifying_key()) != file.key_id {
-            return Err(file_error(path, "key_id does not belong to secret_key"));
+            return Err("key_id does not belong to secret_key".into());
         }
         let retired = file
             .retired
@@ -247,13 +249,13 @@ impl ServerKeyring {
             .map(|r| {
                 Ok(RetiredKey {
                     public_key: decode_public_key(&r.public_key)
-                        .map_err(|e| file_error(path, format!("retired key {}: {e}", r.key_id)))?,
+                        .map_err(|e| format!("retired key {}: {e}", r.key_id))?,
                     key_id: r.key_id,
                     expired_at_ms: r.expired_at_ms,
                     revoked: r.revoked,
                 })
             })
-            .collect::<Result<_, KeyError>>()?;
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             current,
             current_id: file.key_id,

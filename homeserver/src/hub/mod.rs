@@ -10,8 +10,8 @@
 pub mod backfill;
 pub mod delivery;
 pub mod group_info;
-mod mls;
-mod public_state;
+pub mod mls;
+pub mod public_state;
 mod revoked;
 mod vouch;
 pub mod writer;
