@@ -56,13 +56,17 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
             store::inbox::read(&db, who, after, i64::from(limit)).await?
         };
         let now = tokio::time::Instant::now();
-        if !entries.is_empty() || now >= deadline {
+        // A shutting-down process answers at once; the client polls again elsewhere.
+        if !entries.is_empty() || now >= deadline || state.inbox_waker.stopping() {
             let next_cursor = entries.last().map_or(after, |e| e.cursor);
             observe_push_latency(state, &entries);
             return Ok(InboxPage { entries, next_cursor });
         }
         let wait = (deadline - now).min(recheck_interval(state));
-        let _ = tokio::time::timeout(wait, notified).await;
+        tokio::select! {
+            _ = tokio::time::timeout(wait, notified) => {}
+            _ = state.inbox_waker.stopped() => {}
+        }
     }
 }
 

@@ -26,4 +26,5 @@ mod restart;
 mod revocation;
 mod routes;
 mod scale_out;
+mod shutdown;
 mod ui;
