@@ -52,6 +52,7 @@ enum Command {
     },
     /// Start a complete development homeserver with nothing to set up: a private
     /// PostgreSQL cluster and a development CA under --data-dir. Ctrl-C stops both.
+    /// With --domains N, N homeservers that federate with each other on loopback.
     Dev(dev::DevArgs),
     /// Manage a running server through its admin API ([admin] in the configuration):
     /// users, devices, federation queues and policy, statistics.

@@ -10,6 +10,7 @@ mod client_checks;
 mod dashboard;
 mod database_tls;
 mod deploy;
+mod dev_federation;
 mod device_keys;
 mod errors;
 mod federated_groups;
