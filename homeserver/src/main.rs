@@ -193,3 +193,18 @@ fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "../../tests/src/clap_help.rs"]
+mod clap_help;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        let missing = super::clap_help::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "without a --help description: {missing:#?}");
+    }
+}
