@@ -217,22 +217,12 @@ impl Application {
         self.connections.begin_stop();
         self.inbox_waker.stop();
         let closer = tokio::spawn(self.connections.clone().close_idle_forever());
-        let stop = |h: Option<&ServerHandle>| {
-            let h = h.cloned();
-            async move {
-                if let Some(h) = h {
-                    h.stop(true).await;
-                }
-            }
-        };
-        let federation_handle = federation.as_ref().map(|(h, _)| h.clone());
-        let admin_handle = admin.as_ref().map(|(h, _)| h.clone());
-        futures_util::future::join3(
-            stop(ended.is_none().then_some(&client_handle)),
-            stop(federation_handle.as_ref()),
-            stop(admin_handle.as_ref()),
-        )
-        .await;
+        // Every listener stops accepting at once; each then waits for its connections.
+        let mut handles: Vec<ServerHandle> = federation.iter().chain(&admin).map(|(h, _)| h.clone()).collect();
+        if ended.is_none() {
+            handles.push(client_handle);
+        }
+        futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
         let result = match ended {
             Some(ended) => ended,
             None => client.await,
