@@ -74,3 +74,48 @@ pub fn ensure_dev_tls(dir: &Path) -> anyhow::Result<DevTlsFiles> {
     private_file::write(&files.key, issued.key_pem.as_bytes())?;
     Ok(files)
 }
+
+/// The development CA and one certificate per server of `dev --domains N`.
+pub struct DevFederationTls {
+    pub ca: PathBuf,
+    /// In the order of the names given (`ca` is the same file in each).
+    pub servers: Vec<DevTlsFiles>,
+}
+
+/// Reuses the CA and the certificates under `dir` (`ca.pem`, `<label>/tls.pem` and
+/// `tls.key` for `domain<i>`), or creates them all. Each server's certificate names its
+/// server name, `localhost`, `127.0.0.1` and `::1` (DNS and IP subjectAltNames), for
+/// both TLS server and client use (federation is mutual TLS).
+pub fn ensure_dev_federation_tls(dir: &Path, server_names: &[&str]) -> anyhow::Result<DevFederationTls> {
+    let ca_file = dir.join("ca.pem");
+    let servers: Vec<DevTlsFiles> = (1..=server_names.len())
+        .map(|i| {
+            let server_dir = dir.join(format!("domain{i}"));
+            DevTlsFiles {
+                ca: ca_file.clone(),
+                cert: server_dir.join("tls.pem"),
+                key: server_dir.join("tls.key"),
+            }
+        })
+        .collect();
+    let names_file = dir.join("certificate-names");
+    let wanted = server_names.join("\n");
+    let complete = ca_file.exists()
+        && servers.iter().all(|s| s.cert.exists() && s.key.exists())
+        && std::fs::read_to_string(&names_file).is_ok_and(|n| n == wanted);
+    if !complete {
+        std::fs::create_dir_all(dir)?;
+        let ca = DevCa::generate("Parley development federation CA")?;
+        for (files, name) in servers.iter().zip(server_names) {
+            if let Some(parent) = files.cert.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let issued = ca.issue(&[name, "localhost", "127.0.0.1", "::1"])?;
+            std::fs::write(&files.cert, issued.cert_pem)?;
+            private_file::write(&files.key, issued.key_pem.as_bytes())?;
+        }
+        std::fs::write(&ca_file, ca.cert_pem())?;
+        std::fs::write(&names_file, wanted)?;
+    }
+    Ok(DevFederationTls { ca: ca_file, servers })
+}

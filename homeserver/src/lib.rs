@@ -23,6 +23,7 @@ pub mod pg_tls;
 pub mod rate_limit;
 pub mod remote;
 pub mod routes;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod store;

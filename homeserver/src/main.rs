@@ -52,6 +52,7 @@ enum Command {
     },
     /// Start a complete development homeserver with nothing to set up: a private
     /// PostgreSQL cluster and a development CA under --data-dir. Ctrl-C stops both.
+    /// With --domains N, N homeservers that federate with each other on loopback.
     Dev(dev::DevArgs),
     /// Manage a running server through its admin API ([admin] in the configuration):
     /// users, devices, federation queues and policy, statistics.
@@ -191,4 +192,19 @@ fn keys(action: KeysAction, config: Option<PathBuf>, key_file: Option<PathBuf>) 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[path = "../../tests/src/clap_help.rs"]
+mod clap_help;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        let missing = super::clap_help::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "without a --help description: {missing:#?}");
+    }
 }

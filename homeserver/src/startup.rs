@@ -21,6 +21,7 @@ use crate::inbox::{self, InboxWaker};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::remote::{self, FederationPolicy, KeyringFile, Remote};
+use crate::shutdown::{self, Connections, GRACE_PERIOD_SECS};
 use crate::state::AppState;
 use crate::token_file::TokenHash;
 use crate::{api, db, routes, tls};
@@ -31,6 +32,9 @@ pub struct Application {
     federation: Option<(SocketAddr, Server)>,
     admin: Option<(SocketAddr, Server)>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The client and federation API connections, closed when idle on shutdown.
+    connections: Arc<Connections>,
+    inbox_waker: Arc<InboxWaker>,
 }
 
 impl Application {
@@ -97,13 +101,14 @@ impl Application {
             Some(path) => Some(anyhow::Context::context(TokenHash::load(path), "[metrics] token_file")?),
             None => None,
         };
+        let connections = Arc::new(Connections::default());
         let state = web::Data::new(
             AppState::new(
                 config,
                 pool.clone(),
                 metrics,
                 remote.clone(),
-                inbox_waker,
+                inbox_waker.clone(),
                 message_writer,
             )
             .with_metrics_token(metrics_token),
@@ -132,6 +137,7 @@ impl Application {
                     web::Data::new(api),
                     state.clone(),
                     workers,
+                    connections.clone(),
                 )?)
             }
             _ => None,
@@ -143,6 +149,7 @@ impl Application {
             }
             None => None,
         };
+        let tracked = connections.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -151,11 +158,15 @@ impl Application {
                 .app_data(routes::query_config())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(from_fn(routes::observe))
+                .wrap(from_fn(shutdown::track))
                 .configure(api::configure)
                 .default_service(web::to(api::unrecognized_endpoint))
         })
+        .on_connect(move |connection, extensions| tracked.on_connect(connection, extensions))
         .workers(workers)
-        .shutdown_timeout(10)
+        .shutdown_timeout(GRACE_PERIOD_SECS)
+        // SIGTERM and SIGINT are handled by `run_until_stopped`.
+        .disable_signals()
         .listen_rustls_0_23(listener, tls_config)?
         .run();
         Ok(Self {
@@ -164,6 +175,8 @@ impl Application {
             federation,
             admin,
             background,
+            connections,
+            inbox_waker,
         })
     }
 
@@ -185,14 +198,20 @@ impl Application {
         self.addr.port()
     }
 
-    /// A handle that stops the server gracefully (also done on SIGTERM and SIGINT).
+    /// A handle that stops the client API gracefully; the rest stops with it. SIGTERM and
+    /// SIGINT stop everything promptly (see `run_until_stopped`).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Runs until the client API stops (its handle, SIGTERM or SIGINT); the federation
-    /// API stops with it.
+    /// Runs until the client API stops (its handle), or until SIGTERM or SIGINT. Then
+    /// every listener stops accepting, requests in flight finish (within the grace period,
+    /// `GRACE_PERIOD_SECS`), inbox WebSockets get a close frame, long-polls answer, idle
+    /// connections close, and the background loops stop: with nothing in flight, the
+    /// process is done in about a second (`shutdown`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let client_handle = self.server.handle();
+        let mut client = tokio::spawn(self.server);
         let federation = self.federation.map(|(_, server)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
@@ -201,18 +220,36 @@ impl Application {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
-        let result = self.server.await;
-        if let Some((handle, task)) = federation {
-            handle.stop(true).await;
+        let ended = tokio::select! {
+            ended = &mut client => Some(ended),
+            () = shutdown::stop_signal() => None,
+        };
+        let started = std::time::Instant::now();
+        if ended.is_none() {
+            tracing::info!("stopping: finishing requests in flight, closing idle connections");
+        }
+        self.connections.begin_stop();
+        self.inbox_waker.stop();
+        let closer = tokio::spawn(self.connections.clone().close_idle_forever());
+        // Every listener stops accepting at once; each then waits for its connections.
+        let mut handles: Vec<ServerHandle> = federation.iter().chain(&admin).map(|(h, _)| h.clone()).collect();
+        if ended.is_none() {
+            handles.push(client_handle);
+        }
+        futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
+        let result = match ended {
+            Some(ended) => ended,
+            None => client.await,
+        }
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        for (_, task) in federation.into_iter().chain(admin) {
             let _ = task.await;
         }
-        if let Some((handle, task)) = admin {
-            handle.stop(true).await;
-            let _ = task.await;
-        }
+        closer.abort();
         for task in &self.background {
             task.abort();
         }
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "all listeners stopped");
         result
     }
 }
@@ -259,6 +296,7 @@ fn federation_server(
     api: web::Data<FederationApi>,
     app_state: web::Data<AppState>,
     workers: usize,
+    connections: Arc<Connections>,
 ) -> anyhow::Result<(SocketAddr, Server)> {
     let tls_config =
         tls::federation_server_config(&config.tls.cert, &config.tls.key, federation.trust_roots.as_deref())?;
@@ -272,12 +310,17 @@ fn federation_server(
             .app_data(app_state.clone())
             .app_data(routes::path_config())
             .app_data(routes::query_config())
+            .wrap(from_fn(shutdown::track))
             .configure(federation::configure)
             .default_service(web::to(federation::unrecognized_endpoint))
     })
-    .on_connect(federation::capture_peer_certificate)
+    .on_connect(move |connection, extensions| {
+        federation::capture_peer_certificate(connection, extensions);
+        connections.on_connect(connection, extensions);
+    })
     .workers(workers)
-    .shutdown_timeout(10)
+    .shutdown_timeout(GRACE_PERIOD_SECS)
+    .disable_signals()
     .listen_rustls_0_23(listener, tls_config)?
     .run();
     tracing::info!(%addr, "federation API listening (mutual TLS)");

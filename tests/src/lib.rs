@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod balancer;
+pub mod clap_help;
 pub mod fake_client_api;
 pub mod fake_peer;
 pub mod mls;

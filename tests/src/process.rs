@@ -150,6 +150,23 @@ impl ProcessServer {
         assert!(status.success(), "kill -{signal} {pid}");
     }
 
+    /// Waits up to `within` for the process to exit by itself (e.g. after a SIGTERM sent
+    /// with `signal`); its exit status, or `None` if it is still running.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("wait for the process") {
+                self.child = None;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// SIGKILL: no graceful shutdown, whatever was in flight is cut off.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

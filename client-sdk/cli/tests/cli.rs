@@ -533,3 +533,10 @@ fn every_command_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn every_argument_and_subcommand_has_help_text() {
+    use clap::CommandFactory as _;
+    let missing = parley_tests::clap_help::undocumented(&parley_cli::Cli::command());
+    assert!(missing.is_empty(), "without a --help description: {missing:#?}");
+}

@@ -86,11 +86,18 @@ enum UsersAction {
         user: String,
     },
     /// Refuse the account's logins, revoke all its sessions and delete its KeyPackages.
-    Deactivate { user: String },
+    Deactivate {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
+        user: String,
+    },
     /// Let a deactivated account log in again.
-    Reactivate { user: String },
+    Reactivate {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
+        user: String,
+    },
     /// Set a new password and end every session of the account.
     ResetPassword {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
         user: String,
         /// Read the new password from this file's first line; otherwise it is asked for
         /// (never given on the command line).
@@ -102,9 +109,17 @@ enum UsersAction {
 #[derive(clap::Subcommand)]
 enum DevicesAction {
     /// The account's devices, with their unclaimed KeyPackages and inbox entries.
-    List { user: String },
+    List {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
+        user: String,
+    },
     /// Delete a device: its access token stops working at once.
-    Revoke { user: String, device: String },
+    Revoke {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
+        user: String,
+        /// The device id, as `devices list` shows it.
+        device: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -112,7 +127,10 @@ enum FederationAction {
     /// Servers this one sends to: queue depth, oldest message, failures, backoff.
     Destinations,
     /// End a server's backoff so its queue is sent now.
-    Retry { server: String },
+    Retry {
+        /// The server name, e.g. `b.example`.
+        server: String,
+    },
     /// The allow and deny lists (stored in the database once edited here).
     Policy {
         #[command(subcommand)]
@@ -142,9 +160,12 @@ enum PolicyAction {
 enum AllowEdit {
     /// Add a server (starting an allow list restricts federation to the servers on it).
     Add {
+        /// The server name, e.g. `b.example`.
         server: String,
     },
+    /// Take a server off the allow list.
     Remove {
+        /// The server name, e.g. `b.example`.
         server: String,
     },
     /// No allow list: every server that is not denied.
@@ -153,10 +174,14 @@ enum AllowEdit {
 
 #[derive(clap::Subcommand)]
 enum DenyEdit {
+    /// Refuse a server: its requests get 403 `server_not_allowed`, nothing is sent to it.
     Add {
+        /// The server name, e.g. `b.example`.
         server: String,
     },
+    /// Take a server off the deny list.
     Remove {
+        /// The server name, e.g. `b.example`.
         server: String,
     },
     /// Empty the deny list.

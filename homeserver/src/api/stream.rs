@@ -63,10 +63,17 @@ async fn push(
             return;
         }
     };
+    // A process that is shutting down says so with "going away", and the client
+    // reconnects (to another process of the domain, if there is one).
+    let away = (actix_ws::CloseCode::Away, "the server is shutting down; reconnect");
     loop {
         let notified = mailbox.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if state.inbox_waker.stopping() {
+            let _ = session.close(Some(away.into())).await;
+            return;
+        }
         if mailbox.revoked() {
             let reason = "this device was revoked; log in again";
             let _ = session.close(Some((actix_ws::CloseCode::Policy, reason).into())).await;
@@ -102,6 +109,7 @@ async fn push(
         tokio::select! {
             // Woken by a write (or by `inbox::recheck_forever`, if a wake-up was lost).
             _ = &mut notified => {}
+            _ = state.inbox_waker.stopped() => {}
             message = messages.next() => match message {
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     if session.pong(&bytes).await.is_err() {

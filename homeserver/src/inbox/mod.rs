@@ -48,7 +48,8 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
             store::inbox::read(&db, who, after, i64::from(limit)).await?
         };
         let now = tokio::time::Instant::now();
-        if !entries.is_empty() || now >= deadline {
+        // A shutting-down process answers at once; the client polls again elsewhere.
+        if !entries.is_empty() || now >= deadline || state.inbox_waker.stopping() {
             let next_cursor = entries.last().map_or(after, |e| e.cursor);
             // What was read, not the reader's own `after`, which may lie ahead.
             if let Some(last) = entries.last() {
@@ -57,8 +58,11 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
             observe_push_latency(state, &entries);
             return Ok(InboxPage { entries, next_cursor });
         }
-        // Woken by a write (or by `recheck_forever`, if a wake-up was lost).
-        let _ = tokio::time::timeout(deadline - now, notified).await;
+        // Woken by a write (or by `recheck_forever`, if a wake-up was lost), or by a stop.
+        tokio::select! {
+            _ = tokio::time::timeout(deadline - now, notified) => {}
+            _ = state.inbox_waker.stopped() => {}
+        }
     }
 }
 

@@ -109,9 +109,37 @@ pub struct InboxWaker {
     mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
     /// Devices with new entries, for the other processes; set once the relay runs.
     announcements: OnceLock<mpsc::UnboundedSender<Vec<String>>>,
+    /// The process is shutting down: streams close, long-polls answer (see `stop`).
+    stopping: AtomicBool,
+    stop: Notify,
 }
 
 impl InboxWaker {
+    /// The process is shutting down: every inbox WebSocket closes (clients reconnect,
+    /// to another process if there is one) and every long-poll answers with what it has.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+
+    /// Whether `stop` was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Resolves once `stop` has been called (at once if it was).
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.stop.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn mailboxes(&self) -> MutexGuard<'_, HashMap<String, Arc<Mailbox>>> {
         self.mailboxes.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -45,6 +45,7 @@ struct Cli {
 enum Command {
     /// Register N accounts, then log each in once; print p50/p99 latency of both.
     Accounts {
+        /// How many accounts to register.
         #[arg(long, default_value_t = 200)]
         count: usize,
         /// Requests in flight at once.
@@ -168,4 +169,15 @@ fn report(what: &str, sample: &Sample) {
         latencies.summary(),
         latencies.len() as f64 / sample.wall.as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        let missing = parley_tests::clap_help::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "without a --help description: {missing:#?}");
+    }
 }
