@@ -27,6 +27,8 @@ pub struct Metrics {
     pub federation_messages_received: IntCounterVec,
     pub wakeup_notifications: IntCounterVec,
     pub wakeup_relay_connected: IntGauge,
+    pub retention_swept_rows: IntCounterVec,
+    pub retention_passes: IntCounterVec,
 }
 
 impl Metrics {
@@ -174,6 +176,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(wakeup_notifications.clone()))?;
         registry.register(Box::new(wakeup_relay_connected.clone()))?;
+        let retention_swept_rows = IntCounterVec::new(
+            Opts::new(
+                "retention_swept_rows_total",
+                "Rows the retention sweeper deleted, by table and rule",
+            ),
+            &["table", "rule"],
+        )?;
+        let retention_passes = IntCounterVec::new(
+            Opts::new(
+                "retention_passes_total",
+                "Retention sweep passes of this process by outcome (swept, skipped: another process held the lock, failed)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(retention_swept_rows.clone()))?;
+        registry.register(Box::new(retention_passes.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -196,6 +214,8 @@ impl Metrics {
             federation_messages_received,
             wakeup_notifications,
             wakeup_relay_connected,
+            retention_swept_rows,
+            retention_passes,
         })
     }
 

@@ -360,6 +360,7 @@ fn default_config(database_url: String) -> Config {
         log: LogConfig::default(),
         federation: None,
         admin: None,
+        retention: Default::default(),
     }
 }
 

@@ -41,7 +41,12 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
             format!("limit is 1 to {MAX_INBOX_LIMIT}, timeout_ms at most {MAX_INBOX_TIMEOUT_MS}, after not negative"),
         ));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
+    // Entries the server's retention dropped unread are reported at once, never waited on.
+    let missed = crate::retention::missed(state, who, after).await?;
+    let deadline = match missed {
+        Some(_) => tokio::time::Instant::now(),
+        None => tokio::time::Instant::now() + Duration::from_millis(timeout),
+    };
     let mailbox = watch(state, who).await?;
     loop {
         // Registered before the query, so an entry committed meanwhile still wakes us.
@@ -57,9 +62,15 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         };
         let now = tokio::time::Instant::now();
         if !entries.is_empty() || now >= deadline {
-            let next_cursor = entries.last().map_or(after, |e| e.cursor);
+            let next_cursor = entries
+                .last()
+                .map_or(missed.map_or(after, |m| m.through.max(after)), |e| e.cursor);
             observe_push_latency(state, &entries);
-            return Ok(InboxPage { entries, next_cursor });
+            return Ok(InboxPage {
+                entries,
+                next_cursor,
+                missed,
+            });
         }
         let wait = (deadline - now).min(recheck_interval(state));
         let _ = tokio::time::timeout(wait, notified).await;
@@ -113,6 +124,7 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let acked = store::inbox::ack(&tx, &receiver.device_id, up_to).await?;
+    store::retention::clear_dropped(&tx, receiver.device_id.as_str(), up_to).await?;
     let receipts: Vec<DeliveryReceipt> = acked
         .iter()
         .filter_map(|message| {
