@@ -147,29 +147,26 @@ async fn sweep_locked(
         tokio::time::sleep(pause).await;
     }
 
-    // Idle devices first: the messages their entries held can go in the same pass.
+    // Idle devices first (the messages their entries held can go in the same pass), each
+    // once per pass: one that keeps receiving is emptied again at the next pass.
+    let mut after = String::new();
     loop {
         let devices =
-            store::retention::idle_devices_with_entries(&*db, ages.device_idle, IDLE_DEVICES_PER_LOOK).await?;
-        if devices.is_empty() {
-            break;
-        }
-        let mut progress = 0;
+            store::retention::idle_devices_with_entries(&*db, &after, ages.device_idle, IDLE_DEVICES_PER_LOOK).await?;
         for device in &devices {
             loop {
                 let n = store::retention::drop_idle_entries(&*db, device, ages.device_idle, limit).await?;
                 count("inbox", "device_idle", n);
                 swept.idle_inbox_entries += n;
-                progress += n;
                 if n < limit as u64 {
                     break;
                 }
                 tokio::time::sleep(pause).await;
             }
         }
-        if progress == 0 {
-            // Every one was seen again meanwhile.
-            break;
+        match devices.last() {
+            Some(last) if devices.len() as i64 >= IDLE_DEVICES_PER_LOOK => after.clone_from(last),
+            _ => break,
         }
     }
 
@@ -200,6 +197,17 @@ pub async fn missed(state: &AppState, device: &DeviceId, after: i64) -> Result<O
         .await?
         .filter(|(through, _)| *through > after)
         .map(|(through, count)| MissedEntries { through, count }))
+}
+
+/// A device acknowledged its inbox up to `up_to`: it is alive (an acknowledgement over a
+/// WebSocket open for days counts as being seen), and retention's mark of entries it
+/// missed goes once it acknowledged past them.
+pub async fn acknowledged(state: &AppState, device: &DeviceId, up_to: i64) -> Result<(), ApiError> {
+    // Often enough that a device acknowledging is never taken for an idle one.
+    let refresh_secs = (state.config.retention.device_idle_max_age_secs / 4).clamp(1, 60) as f64;
+    let db = state.pool.get().await?;
+    store::retention::acknowledged(&db, device.as_str(), up_to, refresh_secs).await?;
+    Ok(())
 }
 
 /// The admin API's storage report.

@@ -124,7 +124,6 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let acked = store::inbox::ack(&tx, &receiver.device_id, up_to).await?;
-    store::retention::clear_dropped(&tx, receiver.device_id.as_str(), up_to).await?;
     let receipts: Vec<DeliveryReceipt> = acked
         .iter()
         .filter_map(|message| {
@@ -146,6 +145,11 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
     let woken = write_receipts(&tx, own, &local).await?;
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
+    // After the commit, alone: the device's row is never locked before the senders'.
+    // Best effort: the acknowledgement itself is committed.
+    if let Err(error) = crate::retention::acknowledged(state, &receiver.device_id, up_to).await {
+        tracing::warn!(%error, "cannot record an acknowledgement for retention");
+    }
     if !for_other_servers.is_empty() {
         match &state.remote {
             Some(outgoing) => remote::receipts::relay(outgoing, for_other_servers),

@@ -202,22 +202,24 @@ async fn drop_entries_of(
     Ok(u64::try_from(dropped).unwrap_or(0))
 }
 
-/// Up to `limit` devices not seen for `idle_secs` that still have inbox entries.
+/// Up to `limit` devices after `after` (in id order) not seen for `idle_secs` that still
+/// have inbox entries.
 pub async fn idle_devices_with_entries(
     db: &impl Db,
+    after: &str,
     idle_secs: f64,
     limit: i64,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT d.device_id FROM devices d
-             WHERE d.last_seen_at < now() - $1 * interval '1 second'
+             WHERE d.device_id > $1 AND d.last_seen_at < now() - $2 * interval '1 second'
                AND EXISTS (SELECT 1 FROM inbox i WHERE i.device_id = d.device_id)
-             ORDER BY d.device_id LIMIT $2",
+             ORDER BY d.device_id LIMIT $3",
         )
         .await?;
     Ok(db
-        .query(&stmt, &[&idle_secs, &limit])
+        .query(&stmt, &[&after, &idle_secs, &limit])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -305,15 +307,26 @@ pub async fn dropped(db: &impl Db, device: &str) -> Result<Option<(i64, i64)>, t
     Ok(db.query_opt(&stmt, &[&device]).await?.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Clears the mark once the device acknowledged past the dropped entries.
-pub async fn clear_dropped(db: &impl Db, device: &str, up_to: i64) -> Result<(), tokio_postgres::Error> {
+/// A device acknowledged up to `up_to`: refreshes its `last_seen_at` when older than
+/// `refresh_secs`, and clears retention's mark once it acknowledged past the dropped
+/// entries. Writes nothing when neither applies.
+pub async fn acknowledged(
+    db: &impl Db,
+    device: &str,
+    up_to: i64,
+    refresh_secs: f64,
+) -> Result<(), tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
-            "UPDATE devices SET inbox_dropped_through = NULL, inbox_dropped_count = 0
-             WHERE device_id = $1 AND inbox_dropped_through <= $2",
+            "UPDATE devices
+             SET last_seen_at = greatest(last_seen_at, now()),
+                 inbox_dropped_through = CASE WHEN inbox_dropped_through <= $2 THEN NULL ELSE inbox_dropped_through END,
+                 inbox_dropped_count = CASE WHEN inbox_dropped_through <= $2 THEN 0 ELSE inbox_dropped_count END
+             WHERE device_id = $1
+               AND (last_seen_at < now() - $3 * interval '1 second' OR inbox_dropped_through <= $2)",
         )
         .await?;
-    db.execute(&stmt, &[&device, &up_to]).await?;
+    db.execute(&stmt, &[&device, &up_to, &refresh_secs]).await?;
     Ok(())
 }
 
