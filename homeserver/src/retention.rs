@@ -202,11 +202,15 @@ pub async fn missed(state: &AppState, device: &DeviceId, after: i64) -> Result<O
 /// A device acknowledged its inbox up to `up_to`: it is alive (an acknowledgement over a
 /// WebSocket open for days counts as being seen), and retention's mark of entries it
 /// missed goes once it acknowledged past them.
-pub async fn acknowledged(state: &AppState, device: &DeviceId, up_to: i64) -> Result<(), ApiError> {
+pub async fn acknowledged(
+    state: &AppState,
+    db: &impl store::Db,
+    device: &DeviceId,
+    up_to: i64,
+) -> Result<(), ApiError> {
     // Often enough that a device acknowledging is never taken for an idle one.
     let refresh_secs = (state.config.retention.device_idle_max_age_secs / 4).clamp(1, 60) as f64;
-    let db = state.pool.get().await?;
-    store::retention::acknowledged(&db, device.as_str(), up_to, refresh_secs).await?;
+    store::retention::acknowledged(db, device.as_str(), up_to, refresh_secs).await?;
     Ok(())
 }
 

@@ -146,8 +146,8 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
     // After the commit, alone: the device's row is never locked before the senders'.
-    // Best effort: the acknowledgement itself is committed.
-    if let Err(error) = crate::retention::acknowledged(state, &receiver.device_id, up_to).await {
+    // Best effort, on the same connection: the acknowledgement itself is committed.
+    if let Err(error) = crate::retention::acknowledged(state, &db, &receiver.device_id, up_to).await {
         tracing::warn!(%error, "cannot record an acknowledgement for retention");
     }
     if !for_other_servers.is_empty() {

@@ -61,6 +61,10 @@ pub struct SoakArgs {
     /// [retention] batch_size.
     #[arg(long, default_value_t = 5000)]
     batch_size: i64,
+    /// Stop sending after this many seconds even if --messages were not all sent (the
+    /// summary covers what was sent).
+    #[arg(long)]
+    max_secs: Option<u64>,
     /// Ciphertexts prepared per conversation, sent again and again with new transaction ids.
     #[arg(long, default_value_t = 8)]
     prepared: usize,
@@ -155,6 +159,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let groups = Arc::new(groups);
     let started = Instant::now();
+    if let Some(max_secs) = args.max_secs {
+        let next = next.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(max_secs)).await;
+            next.store(u64::MAX / 2, Ordering::Relaxed);
+        });
+    }
     let mut senders = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (groups, sent, next, total) = (groups.clone(), sent.clone(), next.clone(), args.messages);
