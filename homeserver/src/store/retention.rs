@@ -1,4 +1,4 @@
-//! SQL of the retention sweeper (`crate::retention`) and of the admin API's storage
+//! SQL of the retention sweeper (the domain module `retention`) and of the admin API's storage
 //! report. Every delete takes at most `limit` rows, so no statement holds many row locks
 //! or runs long; the sweeper repeats them until a batch comes back short.
 
