@@ -29,6 +29,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "federation",
     "admin",
     "metrics",
+    "retention",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -54,6 +55,9 @@ pub struct Config {
     /// Who may read `/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// How long what only grows is kept (see `retention`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// `/metrics` is served on the client port, which faces the network, so it needs a token.
@@ -65,6 +69,79 @@ pub struct MetricsConfig {
     /// `/metrics` answers 404 to everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// What the retention sweeper deletes, and how fast. Every age is in seconds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Off, nothing is swept (disappearing messages and replay records still expire).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often a sweep pass starts, in seconds. One process of a domain sweeps at a time.
+    #[serde(default = "default_retention_sweep_secs")]
+    pub sweep_interval_secs: u64,
+    /// Rows deleted per statement: each batch is its own short transaction.
+    #[serde(default = "default_retention_batch")]
+    pub batch_size: i64,
+    /// Pause between two batches, in milliseconds, to leave the database to the traffic.
+    #[serde(default = "default_retention_pause_ms")]
+    pub batch_pause_ms: u64,
+    /// A message is kept at least this long, even once every device and member server
+    /// has it: retried submits stay recognised and late delivery receipts find it.
+    #[serde(default = "default_message_min_age")]
+    pub message_min_age_secs: u64,
+    /// A message is deleted after this long even if a member server never acknowledged
+    /// it or a device never read it (those devices are told they missed messages).
+    #[serde(default = "default_message_max_age")]
+    pub message_max_age_secs: u64,
+    /// Inbox entries of a device not seen for this long are dropped; it is told it missed
+    /// messages when it returns.
+    #[serde(default = "default_device_idle_max_age")]
+    pub device_idle_max_age_secs: u64,
+    /// Delivery receipts waiting in an inbox are dropped once their message is this old.
+    #[serde(default = "default_receipt_max_age")]
+    pub receipt_max_age_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep_interval_secs: default_retention_sweep_secs(),
+            batch_size: default_retention_batch(),
+            batch_pause_ms: default_retention_pause_ms(),
+            message_min_age_secs: default_message_min_age(),
+            message_max_age_secs: default_message_max_age(),
+            device_idle_max_age_secs: default_device_idle_max_age(),
+            receipt_max_age_secs: default_receipt_max_age(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_retention_sweep_secs() -> u64 {
+    60
+}
+fn default_retention_batch() -> i64 {
+    1000
+}
+fn default_retention_pause_ms() -> u64 {
+    10
+}
+fn default_message_min_age() -> u64 {
+    3600
+}
+fn default_message_max_age() -> u64 {
+    90 * 24 * 3600
+}
+fn default_device_idle_max_age() -> u64 {
+    30 * 24 * 3600
+}
+fn default_receipt_max_age() -> u64 {
+    7 * 24 * 3600
 }
 
 /// The admin API listens on its own address, never on the client listener. On a loopback

@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "group_info",
         sql: include_str!("../migrations/0010_group_info.sql"),
     },
+    Migration {
+        version: 11,
+        name: "retention",
+        sql: include_str!("../migrations/0011_retention.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pg_tls;
 pub mod rate_limit;
 pub mod remote;
+pub mod retention;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub inbox_rechecks: IntCounter,
     pub inbox_recheck_wakeups: IntCounter,
     pub wakeup_relay_connected: IntGauge,
+    pub retention_swept_rows: IntCounterVec,
+    pub retention_passes: IntCounterVec,
 }
 
 impl Metrics {
@@ -186,6 +188,22 @@ impl Metrics {
         registry.register(Box::new(inbox_rechecks.clone()))?;
         registry.register(Box::new(inbox_recheck_wakeups.clone()))?;
         registry.register(Box::new(wakeup_relay_connected.clone()))?;
+        let retention_swept_rows = IntCounterVec::new(
+            Opts::new(
+                "retention_swept_rows_total",
+                "Rows the retention sweeper deleted, by table and rule",
+            ),
+            &["table", "rule"],
+        )?;
+        let retention_passes = IntCounterVec::new(
+            Opts::new(
+                "retention_passes_total",
+                "Retention sweep passes of this process by outcome (swept, skipped: another process held the lock, failed)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(retention_swept_rows.clone()))?;
+        registry.register(Box::new(retention_passes.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -210,6 +228,8 @@ impl Metrics {
             inbox_rechecks,
             inbox_recheck_wakeups,
             wakeup_relay_connected,
+            retention_swept_rows,
+            retention_passes,
         })
     }
 

@@ -80,6 +80,11 @@ impl Application {
         tokio::spawn(writer.run());
         let mut background = vec![
             tokio::spawn(inbox::sweep_expired_forever(pool.clone(), sweep_every)),
+            tokio::spawn(crate::retention::sweep_forever(
+                pool.clone(),
+                config.retention.clone(),
+                metrics.clone(),
+            )),
             tokio::spawn(crate::gauges::refresh_forever(
                 pool.clone(),
                 metrics.clone(),
@@ -119,7 +124,10 @@ impl Application {
                     policy.clone(),
                     pool.clone(),
                 )));
-                background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
+                if !state.config.retention.enabled {
+                    // Otherwise the retention sweeper forgets them, in batches.
+                    background.push(tokio::spawn(federation::forget_old_requests_forever(pool)));
+                }
                 background.push(tokio::spawn(remote::outbound::send_forever(remote.clone())));
                 background.push(tokio::spawn(remote::key_notice::announce_forever(remote.clone())));
                 let api = FederationApi {

@@ -8,7 +8,15 @@
 use std::path::{Path, PathBuf};
 
 const HANDLERS: &[&str] = &["api", "federation", "admin", "startup", "dev"];
-const DOMAIN: &[&str] = &["accounts", "devices", "hub", "inbox", "key_packages", "follower"];
+const DOMAIN: &[&str] = &[
+    "accounts",
+    "devices",
+    "hub",
+    "inbox",
+    "key_packages",
+    "follower",
+    "retention",
+];
 
 /// The modules (first path segment under `crate::`) a source file names.
 fn imported_modules(source: &str) -> Vec<String> {

@@ -169,3 +169,84 @@ pub struct ServerStats {
     pub database_size_bytes: i64,
     pub schema_version: i32,
 }
+
+/// `GET /admin/v1/storage`: what the database holds, what retention still has to delete,
+/// and the oldest undelivered entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageReport {
+    /// `pg_database_size` of the homeserver's database.
+    pub database_size_bytes: i64,
+    /// Every table, biggest first.
+    pub tables: Vec<TableSize>,
+    /// Rows past their retention still waiting for the sweeper.
+    pub retention_backlog: RetentionBacklog,
+    /// Whether the retention sweeper runs (`[retention] enabled`).
+    pub retention_enabled: bool,
+    /// The outbound federation queue, per destination, oldest first.
+    pub peers: Vec<PeerBacklog>,
+    /// Local devices' inboxes.
+    pub inbox: InboxBacklog,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSize {
+    pub table: String,
+    /// PostgreSQL's estimate (kept by autovacuum and ANALYZE); 0 before the first analyze.
+    pub rows_estimate: i64,
+    /// On disk, with indexes and TOAST.
+    pub bytes: i64,
+}
+
+/// Rows the retention rules delete that are still there (the sweeper takes them in
+/// batches at each pass).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionBacklog {
+    /// Stored messages every local device and member server has (older than the minimum
+    /// age), or older than the maximum age.
+    pub messages: i64,
+    /// Inbox entries of devices idle longer than the maximum idle age.
+    pub idle_device_inbox_entries: i64,
+    /// Delivery receipts waiting in inboxes for messages older than the receipt age.
+    pub receipts: i64,
+    /// One-time KeyPackages past their expiry.
+    pub expired_key_packages: i64,
+    /// KeyPackage claim records older than an hour.
+    pub key_package_claims: i64,
+    /// Federation replay records older than the replay window.
+    pub replay_records: i64,
+}
+
+/// Messages waiting to be sent to one other server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerBacklog {
+    pub server: String,
+    pub queued: i64,
+    /// When the oldest waiting message was queued; absent when nothing waits.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub oldest_enqueued_at: Option<OffsetDateTime>,
+    /// Consecutive failed sends.
+    pub failures: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxBacklog {
+    /// Entries not yet acknowledged (PostgreSQL's estimate).
+    pub entries_estimate: i64,
+    /// Devices with at least one entry waiting.
+    pub devices_with_entries: i64,
+    /// The entry whose message is the oldest; absent when every inbox is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_entry: Option<OldestInboxEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldestInboxEntry {
+    pub localpart: String,
+    pub device_id: String,
+    pub group_id: String,
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+}

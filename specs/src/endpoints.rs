@@ -282,6 +282,9 @@ pub mod admin {
     pub const RESET_POLICY: Endpoint = endpoint(Delete, "/admin/v1/federation/policy", AdminToken, false);
     /// Counts of users, devices, groups, messages, queues; database size and schema version.
     pub const STATS: Endpoint = endpoint(Get, "/admin/v1/stats", AdminToken, false);
+    /// Table sizes, the retention backlog, and the oldest undelivered entry per other
+    /// server and in local inboxes.
+    pub const STORAGE: Endpoint = endpoint(Get, "/admin/v1/storage", AdminToken, false);
 
     pub const ALL: &[Endpoint] = &[
         LIST_USERS,
@@ -297,6 +300,7 @@ pub mod admin {
         SET_POLICY,
         RESET_POLICY,
         STATS,
+        STORAGE,
     ];
 }
 

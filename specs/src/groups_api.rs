@@ -176,8 +176,24 @@ pub struct InboxQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboxPage {
     pub entries: Vec<InboxEntry>,
-    /// Pass as `after` next time; equals `after` when there was nothing new.
+    /// Pass as `after` next time; equals `after` when there was nothing new (or, with
+    /// `missed`, `missed.through` when nothing newer is left).
     pub next_cursor: i64,
+    /// Set when the server's retention dropped entries after `after` before this device
+    /// read them (it was idle too long, or the messages outlived the server's longest
+    /// retention): those messages are lost to this device. Reported until the device
+    /// acknowledges up to `through` or past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<MissedEntries>,
+}
+
+/// Inbox entries the server dropped unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedEntries {
+    /// The highest cursor dropped: every entry up to it is gone.
+    pub through: i64,
+    /// How many messages and Welcomes were dropped (receipts are not counted).
+    pub count: i64,
 }
 
 /// Query of the inbox WebSocket: push entries after this cursor.

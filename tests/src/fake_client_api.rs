@@ -231,7 +231,11 @@ async fn read_inbox(state: State, query: web::Query<InboxQuery>) -> HttpResponse
         .cloned()
         .collect();
     let next_cursor = entries.last().map_or(after, |e| e.cursor);
-    HttpResponse::Ok().json(InboxPage { entries, next_cursor })
+    HttpResponse::Ok().json(InboxPage {
+        entries,
+        next_cursor,
+        missed: None,
+    })
 }
 
 async fn ack(state: State, body: web::Json<AckRequest>) -> HttpResponse {

@@ -385,6 +385,7 @@ fn default_config(database_url: String) -> Config {
         metrics: MetricsConfig {
             token_file: Some(pki.metrics_token_file.clone()),
         },
+        retention: Default::default(),
     }
 }
 

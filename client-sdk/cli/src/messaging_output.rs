@@ -78,6 +78,9 @@ pub(crate) fn event_text(event: &Event) -> String {
             }
         ),
         Event::Expired { group_id, seq } => format!("[{group_id}] #{seq} disappeared"),
+        Event::MissedMessages { count } => format!(
+            "the server dropped {count} message(s) for this device while it was away (kept too long unread); they are lost here"
+        ),
         Event::LeafRefused {
             group_id,
             seq,

@@ -11,7 +11,7 @@ use parley_specs::ErrorCode;
 use parley_specs::ServerName;
 use parley_specs::admin_api::{
     AdminDeviceList, AdminUser, DeactivateResponse, Destination, DestinationList, PolicyLists, PolicySource,
-    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ServerStats, UserList, UserQuery,
+    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ServerStats, StorageReport, UserList, UserQuery,
 };
 use parley_specs::client_api::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use parley_specs::endpoints::{Endpoint, Method, admin as endpoints};
@@ -64,6 +64,9 @@ enum AdminCommand {
     },
     /// Counts of users, devices, groups, messages and queues; database size and schema.
     Stats,
+    /// Table sizes, rows past their retention still waiting for the sweeper, and the
+    /// oldest undelivered entry per other server and in local inboxes.
+    Storage,
 }
 
 #[derive(clap::Subcommand)]
@@ -199,6 +202,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Stats => {
             let (raw, stats) = client.call::<ServerStats>(endpoints::STATS, &[], None).await?;
             output(json, &raw, || print_stats(&stats));
+            Ok(())
+        }
+        AdminCommand::Storage => {
+            let (raw, report) = client.call::<StorageReport>(endpoints::STORAGE, &[], None).await?;
+            output(json, &raw, || print_storage(&report));
             Ok(())
         }
     }
@@ -526,6 +534,78 @@ fn print_policy(view: &PolicyView) {
     println!("deny:   {}", names(&view.deny));
     if !view.federation_enabled {
         println!("note:   this server has no [federation] section; the lists apply once it has");
+    }
+}
+
+/// Text stored from elsewhere (a peer's error message), without control characters.
+fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+fn print_storage(r: &StorageReport) {
+    let mib = |b: i64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    println!("database size {}", mib(r.database_size_bytes));
+    table(
+        &["TABLE", "ROWS (ESTIMATE)", "SIZE"],
+        r.tables
+            .iter()
+            .map(|t| vec![t.table.clone(), t.rows_estimate.to_string(), mib(t.bytes)])
+            .collect(),
+    );
+    let b = &r.retention_backlog;
+    println!();
+    println!(
+        "retention backlog (rows past retention, waiting for the sweeper){}:",
+        if r.retention_enabled {
+            ""
+        } else {
+            " - the sweeper is OFF ([retention] enabled = false)"
+        }
+    );
+    let rows = [
+        ("messages", b.messages),
+        ("inbox entries of idle devices", b.idle_device_inbox_entries),
+        ("old delivery receipts", b.receipts),
+        ("expired KeyPackages", b.expired_key_packages),
+        ("KeyPackage claim records", b.key_package_claims),
+        ("federation replay records", b.replay_records),
+    ];
+    for (name, value) in rows {
+        println!("  {name:<30} {value}");
+    }
+    println!();
+    let oldest = r.inbox.oldest_entry.as_ref().map_or("none".to_owned(), |e| {
+        format!(
+            "{} (device {} of {}, {} #{})",
+            when(e.sent_at),
+            clean(&e.device_id),
+            clean(&e.localpart),
+            clean(&e.group_id),
+            e.seq
+        )
+    });
+    println!(
+        "local inboxes: ~{} entries on {} devices; oldest undelivered: {oldest}",
+        r.inbox.entries_estimate, r.inbox.devices_with_entries
+    );
+    if r.peers.is_empty() {
+        println!("outbound federation: no destinations");
+    } else {
+        table(
+            &["DESTINATION", "QUEUED", "OLDEST UNDELIVERED", "FAILURES", "LAST ERROR"],
+            r.peers
+                .iter()
+                .map(|p| {
+                    vec![
+                        clean(&p.server),
+                        p.queued.to_string(),
+                        p.oldest_enqueued_at.map_or("-".to_owned(), when),
+                        p.failures.to_string(),
+                        p.last_error.as_deref().map_or("-".to_owned(), clean),
+                    ]
+                })
+                .collect(),
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod cli;
 mod federation;
 mod stats;
+mod storage;
 pub use crate::token_file as token;
 mod users;
 
@@ -96,6 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::SET_POLICY, federation::set_policy)
         .add(endpoints::RESET_POLICY, federation::reset_policy)
         .add(endpoints::STATS, stats::stats)
+        .add(endpoints::STORAGE, storage::storage)
         .register(cfg);
 }
 

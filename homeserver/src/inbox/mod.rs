@@ -33,7 +33,12 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
             format!("limit is 1 to {MAX_INBOX_LIMIT}, timeout_ms at most {MAX_INBOX_TIMEOUT_MS}, after not negative"),
         ));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
+    // Entries the server's retention dropped unread are reported at once, never waited on.
+    let missed = crate::retention::missed(state, who, after).await?;
+    let deadline = match missed {
+        Some(_) => tokio::time::Instant::now(),
+        None => tokio::time::Instant::now() + Duration::from_millis(timeout),
+    };
     let mailbox = watch(state, who).await?;
     loop {
         // Registered before the query, so an entry committed meanwhile still wakes us.
@@ -50,13 +55,19 @@ pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result
         let now = tokio::time::Instant::now();
         // A shutting-down process answers at once; the client polls again elsewhere.
         if !entries.is_empty() || now >= deadline || state.inbox_waker.stopping() {
-            let next_cursor = entries.last().map_or(after, |e| e.cursor);
+            let next_cursor = entries
+                .last()
+                .map_or(missed.map_or(after, |m| m.through.max(after)), |e| e.cursor);
             // What was read, not the reader's own `after`, which may lie ahead.
             if let Some(last) = entries.last() {
                 mailbox.saw(last.cursor);
             }
             observe_push_latency(state, &entries);
-            return Ok(InboxPage { entries, next_cursor });
+            return Ok(InboxPage {
+                entries,
+                next_cursor,
+                missed,
+            });
         }
         // Woken by a write (or by `recheck_forever`, if a wake-up was lost), or by a stop.
         tokio::select! {
@@ -138,6 +149,11 @@ pub async fn ack(state: &AppState, receiver: &GroupMember, up_to: i64) -> Result
     let woken = write_receipts(&tx, own, &local).await?;
     tx.commit().await?;
     state.inbox_waker.wake(&woken);
+    // After the commit, alone: the device's row is never locked before the senders'.
+    // Best effort, on the same connection: the acknowledgement itself is committed.
+    if let Err(error) = crate::retention::acknowledged(state, &db, &receiver.device_id, up_to).await {
+        tracing::warn!(%error, "cannot record an acknowledgement for retention");
+    }
     if !for_other_servers.is_empty() {
         match &state.remote {
             Some(outgoing) => remote::receipts::relay(outgoing, for_other_servers),

@@ -9,6 +9,7 @@ pub mod federation;
 pub mod groups;
 pub mod inbox;
 pub mod key_packages;
+pub mod retention;
 
 pub use deadpool_postgres::GenericClient as Db;
 

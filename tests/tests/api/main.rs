@@ -24,6 +24,7 @@ mod mls_interop;
 mod new_device;
 mod ops;
 mod restart;
+mod retention;
 mod revocation;
 mod routes;
 mod scale_out;

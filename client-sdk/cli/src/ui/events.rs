@@ -190,7 +190,10 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                     conversations_changed.push(group_id);
                 }
             }
-            Event::LeaveAnnounced { .. } | Event::Undecryptable { .. } | Event::JoinFailed { .. } => {}
+            Event::LeaveAnnounced { .. }
+            | Event::Undecryptable { .. }
+            | Event::JoinFailed { .. }
+            | Event::MissedMessages { .. } => {}
         }
     }
     for group_id in conversations_changed {

@@ -135,6 +135,14 @@ pub enum Event {
         /// The leaves refused, each with the device it claims to be and why.
         leaves: Vec<RefusedLeaf>,
     },
+    /// The server dropped inbox entries of this device before it read them: it was
+    /// offline longer than the server keeps an idle device's inbox, or the messages
+    /// outlived the server's longest retention. Those messages are lost to this device;
+    /// conversations whose commits were among them may need this device re-added.
+    MissedMessages {
+        /// How many messages and Welcomes were dropped.
+        count: i64,
+    },
     /// An inbox entry could not be used (it is acknowledged anyway, so it does not block
     /// the inbox).
     Undecryptable {

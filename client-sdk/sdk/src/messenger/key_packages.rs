@@ -55,6 +55,7 @@ impl Messenger {
         if !self.online_checked {
             self.top_up_locked(lock).await?;
             self.join_own_locked(lock).await?;
+            self.check_missed(lock).await?;
             self.online_checked = true;
         }
         Ok(())

@@ -113,6 +113,8 @@ pub struct Messenger {
     directory: directory::Directory,
     /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
     welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
+    /// The highest `missed.through` reported as [`Event::MissedMessages`] by this process.
+    missed_reported: i64,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -222,6 +224,7 @@ impl Messenger {
             undelivered: Vec::new(),
             directory: Default::default(),
             welcome_trees: Default::default(),
+            missed_reported: 0,
         }
     }
 

@@ -15,7 +15,7 @@ use openmls::prelude::{
     MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
     StagedWelcome,
 };
-use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery};
+use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery, MissedEntries};
 use parley_specs::{ErrorCode, UserId};
 use time::OffsetDateTime;
 
@@ -136,7 +136,9 @@ impl Messenger {
             };
             wait = None;
             let page = self.client.read_inbox(&query).await?;
+            self.note_missed(page.missed);
             if page.entries.is_empty() {
+                self.skip_missed(lock, page.missed)?;
                 return Ok(());
             }
             self.fetch_welcome_trees(&page.entries).await;
@@ -537,6 +539,7 @@ impl Messenger {
                 timeout_ms: Some(wait.min(LONG_POLL_MAX).as_millis() as u64),
             };
             let page = self.client.read_inbox(&query).await?;
+            self.note_missed(page.missed);
             self.received.extend(page.entries);
             return Ok(());
         };
@@ -559,6 +562,49 @@ impl Messenger {
     }
 
     /// Acknowledges entries up to `up_to`, on the WebSocket when connected.
+    /// Reports entries the server dropped unread, once per process.
+    fn note_missed(&mut self, missed: Option<MissedEntries>) {
+        if let Some(missed) = missed
+            && missed.through > self.missed_reported
+            && missed.through > self.state.inbox_cursor
+        {
+            self.missed_reported = missed.through;
+            self.undelivered.push(Event::MissedMessages { count: missed.count });
+        }
+    }
+
+    /// With nothing left to read, moves the cursor past entries the server dropped, so
+    /// that acknowledging it clears the server's mark.
+    fn skip_missed(&mut self, lock: &StoreLock, missed: Option<MissedEntries>) -> Result<()> {
+        if let Some(missed) = missed
+            && missed.through > self.state.inbox_cursor
+        {
+            self.state.inbox_cursor = missed.through;
+            self.save(lock)?;
+        }
+        Ok(())
+    }
+
+    /// On a device's first time online in this process: whether the server dropped
+    /// entries while it was away (the WebSocket does not say).
+    pub(crate) async fn check_missed(&mut self, lock: &StoreLock) -> Result<()> {
+        let query = InboxQuery {
+            after: Some(self.state.inbox_cursor),
+            limit: Some(1),
+            timeout_ms: None,
+        };
+        let page = self.client.read_inbox(&query).await?;
+        self.note_missed(page.missed);
+        if page.entries.is_empty() {
+            self.skip_missed(lock, page.missed)?;
+            if self.acked_up_to < self.state.inbox_cursor && page.missed.is_some() {
+                self.client.ack_inbox(self.state.inbox_cursor).await?;
+                self.acked_up_to = self.state.inbox_cursor;
+            }
+        }
+        Ok(())
+    }
+
     async fn acknowledge(&mut self, up_to: i64) -> Result<()> {
         let on_socket = match self.stream.as_mut() {
             Some(stream) => stream.ack(up_to).await.is_ok(),

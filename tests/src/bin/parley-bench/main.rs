@@ -14,6 +14,7 @@ mod load;
 mod messages;
 mod scale;
 mod server;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -70,6 +71,11 @@ enum Command {
     /// PostgreSQL and print a table of messages/s and latency per process count.
     /// Ignores --server and --ca-file.
     Scale(scale::ScaleArgs),
+    /// Start a release homeserver with short retention settings and send millions of
+    /// messages (1:1 and groups, some devices never reading); print the database size
+    /// every --report-every messages, bytes per stored message and the steady-state size.
+    /// Ignores --server and --ca-file.
+    Soak(soak::SoakArgs),
 }
 
 #[tokio::main]
@@ -84,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Federated(args) => federated::run(args).await,
         Command::Scale(args) => scale::run(args).await,
         Command::Commits(args) => commits::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     }
 }
 

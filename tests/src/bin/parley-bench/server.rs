@@ -61,6 +61,16 @@ impl BenchServer {
     }
 
     pub async fn start_with(pool_size: usize, ca: &DevCa, federation: Option<Federation>) -> anyhow::Result<Self> {
+        Self::start_configured(pool_size, ca, federation, |_| {}).await
+    }
+
+    /// As `start_with`, with `adjust` applied to the configuration (as JSON) before it is written.
+    pub async fn start_configured(
+        pool_size: usize,
+        ca: &DevCa,
+        federation: Option<Federation>,
+        adjust: impl FnOnce(&mut serde_json::Value),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("parley-bench").tempdir_in("/tmp")?;
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let pg_root = dir.path().join("postgres");
@@ -115,6 +125,7 @@ impl BenchServer {
                 "retry_max_secs": 600,
             });
         }
+        adjust(&mut config);
         let config = toml::Table::try_from(config)?;
         let config_path: PathBuf = dir.path().join("homeserver.toml");
         std::fs::write(&config_path, toml::to_string(&config)?)?;
