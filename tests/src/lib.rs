@@ -21,5 +21,6 @@ pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod signing_proxy;
+pub mod tools;
 
 pub use server::{TestServer, wait_until};

@@ -229,16 +229,8 @@ impl PatroniCluster {
 
     /// Creates `name` on the primary (it reaches the standby by replication).
     pub async fn create_database(&self, name: &str) {
-        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect to the primary");
-        let conn = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("CREATE DATABASE");
-        drop(client);
-        let _ = conn.await;
+        let primary = self.url("postgres").parse().expect("the cluster's URL");
+        crate::postgres::batch_execute(&primary, &format!("CREATE DATABASE \"{name}\"")).await;
     }
 
     /// The index of the node whose REST API says it is the primary.

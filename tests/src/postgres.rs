@@ -62,17 +62,7 @@ pub async fn fresh_database() -> String {
             cluster.url(&name)
         }
         Server::External(config) => {
-            let (client, conn) = config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .expect("connect to DATABASE_URL");
-            let conn = tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .expect("CREATE DATABASE");
-            drop(client);
-            let _ = conn.await;
+            batch_execute(config, &format!("CREATE DATABASE \"{name}\"")).await;
             let mut config = config.clone();
             config.dbname(&name);
             external_url(&config)
@@ -97,48 +87,41 @@ fn external_url(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// Runs `sql` (one or more statements) on the database `config` names, over a
+/// connection of its own.
+pub async fn batch_execute(config: &tokio_postgres::Config, sql: &str) {
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = conn.await;
+}
+
+/// The server of test database `url` as its maintenance database (`postgres`), and the
+/// test database's name.
+fn maintenance(url: &str) -> (tokio_postgres::Config, String) {
+    let mut config: tokio_postgres::Config = url.parse().expect("url");
+    let name = config.get_dbname().expect("database name").to_owned();
+    config.dbname("postgres");
+    (config, name)
+}
+
 /// Drops a test database out from under its server (`WITH (FORCE)` ends its connections),
 /// to see how the server behaves without its database.
 pub async fn drop_database(url: &str) {
-    let config: tokio_postgres::Config = url.parse().expect("url");
-    let name = config.get_dbname().expect("database name").to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect as admin");
-    let conn = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .expect("DROP DATABASE");
-    drop(client);
-    let _ = conn.await;
+    let (admin, name) = maintenance(url);
+    batch_execute(&admin, &format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await;
 }
 
 /// Makes a test database refuse writes (`default_transaction_read_only`), as a standby
 /// does, or take them again; ends its connections so that new ones get the setting.
 pub async fn set_read_only(url: &str, read_only: bool) {
-    let config: tokio_postgres::Config = url.parse().expect("url");
-    let name = config.get_dbname().expect("database name").to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.expect("connect as admin");
-    let conn = tokio::spawn(conn);
+    let (admin, name) = maintenance(url);
     let value = if read_only { "on" } else { "off" };
-    client
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{name}\" SET default_transaction_read_only = {value}"
-        ))
-        .await
-        .expect("ALTER DATABASE");
+    let mut sql = format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = {value};");
     if read_only {
-        client
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&name],
-            )
-            .await
-            .expect("end the database's connections");
+        // Test database names are letters, digits and `_` (`fresh_database`).
+        sql += &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';");
     }
-    drop(client);
-    let _ = conn.await;
+    batch_execute(&admin, &sql).await;
 }

