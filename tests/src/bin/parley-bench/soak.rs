@@ -32,6 +32,7 @@ pub struct SoakArgs {
     /// Group conversations, of --group-size devices each.
     #[arg(long, default_value_t = 6)]
     groups: usize,
+    /// Devices in each group conversation (at least 2).
     #[arg(long, default_value_t = 8)]
     group_size: usize,
     /// Every Nth receiving device never reads its inbox (never connects again).
