@@ -119,50 +119,37 @@ async fn sweep_locked(
     };
     let mut swept = Swept::default();
 
-    loop {
-        let n = store::retention::sweep_seen_requests(&*db, REPLAY_WINDOW_MS, limit).await?;
-        count("federation_seen_requests", "replay_window", n);
-        swept.replay_records += n;
-        if n < limit as u64 {
-            break;
-        }
-        tokio::time::sleep(pause).await;
-    }
-    loop {
-        let n = store::retention::sweep_old_claims(&*db, limit).await?;
-        count("key_package_claims", "older_than_an_hour", n);
-        swept.key_package_claims += n;
-        if n < limit as u64 {
-            break;
-        }
-        tokio::time::sleep(pause).await;
-    }
-    loop {
-        let n = store::retention::sweep_expired_key_packages(&*db, limit).await?;
-        count("key_packages", "expired", n);
-        swept.key_packages += n;
-        if n < limit as u64 {
-            break;
-        }
-        tokio::time::sleep(pause).await;
-    }
+    let client: &deadpool_postgres::Client = db;
+    let n = in_batches(limit, pause, || {
+        store::retention::sweep_seen_requests(client, REPLAY_WINDOW_MS, limit)
+    })
+    .await?;
+    count("federation_seen_requests", "replay_window", n);
+    swept.replay_records += n;
+    let n = in_batches(limit, pause, || store::retention::sweep_old_claims(client, limit)).await?;
+    count("key_package_claims", "older_than_an_hour", n);
+    swept.key_package_claims += n;
+    let n = in_batches(limit, pause, || {
+        store::retention::sweep_expired_key_packages(client, limit)
+    })
+    .await?;
+    count("key_packages", "expired", n);
+    swept.key_packages += n;
 
     // Idle devices first (the messages their entries held can go in the same pass), each
     // once per pass: one that keeps receiving is emptied again at the next pass.
     let mut after = String::new();
     loop {
         let devices =
-            store::retention::idle_devices_with_entries(&*db, &after, ages.device_idle, IDLE_DEVICES_PER_LOOK).await?;
+            store::retention::idle_devices_with_entries(client, &after, ages.device_idle, IDLE_DEVICES_PER_LOOK)
+                .await?;
         for device in &devices {
-            loop {
-                let n = store::retention::drop_idle_entries(&*db, device, ages.device_idle, limit).await?;
-                count("inbox", "device_idle", n);
-                swept.idle_inbox_entries += n;
-                if n < limit as u64 {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-            }
+            let n = in_batches(limit, pause, || {
+                store::retention::drop_idle_entries(client, device, ages.device_idle, limit)
+            })
+            .await?;
+            count("inbox", "device_idle", n);
+            swept.idle_inbox_entries += n;
         }
         match devices.last() {
             Some(last) if devices.len() as i64 >= IDLE_DEVICES_PER_LOOK => after.clone_from(last),
@@ -188,6 +175,24 @@ async fn sweep_locked(
         tokio::time::sleep(pause).await;
     }
     Ok(swept)
+}
+
+/// Runs `batch` (a statement deleting at most `limit` rows) until it deletes fewer,
+/// pausing between batches so the traffic gets the database; returns the rows deleted.
+async fn in_batches<F, Fut>(limit: i64, pause: Duration, mut batch: F) -> Result<u64, tokio_postgres::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
+{
+    let mut deleted = 0;
+    loop {
+        let n = batch().await?;
+        deleted += n;
+        if n < limit as u64 {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Entries retention dropped unread after `after`, if any (see `InboxPage::missed`).

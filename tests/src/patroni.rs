@@ -205,13 +205,7 @@ impl PatroniCluster {
             patronis = patronis.join(" "),
             dir = self.dir.display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Patroni watchdog")
+        crate::postgres::detached_shell(&script, "the Patroni watchdog")
     }
 
     /// A connection string naming every node, for the primary only:

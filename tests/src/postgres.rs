@@ -41,13 +41,19 @@ fn stop_when_we_exit(cluster: &PgCluster, root: &std::path::Path) {
     );
     // Deliberately never waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
+    detached_shell(&script, "the PostgreSQL watchdog");
+}
+
+/// Starts `script` under `sh` with no standard streams: a watchdog that cleans up after
+/// this process once it is gone, whatever way it ends.
+pub fn detached_shell(script: &str, what: &str) -> std::process::Child {
     Command::new("sh")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("cannot start the PostgreSQL watchdog");
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
 }
 
 /// Creates an empty database for one test and returns its URL.

@@ -288,6 +288,21 @@ impl TestServer {
         self.db().await.query_one(sql, params).await.expect(sql).get(0)
     }
 
+    /// The sequence numbers of `group`'s messages stored here, in order.
+    pub async fn stored_seqs(&self, group: &parley_specs::GroupId) -> Vec<i64> {
+        self.db()
+            .await
+            .query(
+                "SELECT seq FROM group_messages WHERE group_id = $1 ORDER BY seq",
+                &[&group.as_str()],
+            )
+            .await
+            .expect("stored seqs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// A direct connection to this server's database, to check what was stored.
     pub async fn db(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.config.database.url, tokio_postgres::NoTls)

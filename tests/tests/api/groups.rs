@@ -527,17 +527,7 @@ async fn concurrent_sends_to_several_groups_keep_each_groups_order_without_gaps(
     let (_, outsider) = tokio::join!(sends, outsider);
     assert_eq!(crate::helpers::code(outsider), ErrorCode::NotAMember);
     for group in [&first, &second] {
-        let db = server.db().await;
-        let seqs: Vec<i64> = db
-            .query(
-                "SELECT seq FROM group_messages WHERE group_id = $1 ORDER BY seq",
-                &[&group.as_str()],
-            )
-            .await
-            .expect("seqs")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let seqs = server.stored_seqs(group).await;
         let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
         assert_eq!(seqs, expected, "no gaps in {group}");
         assert_eq!(seqs.len(), 2 * PER_SENDER + 1, "the add commit and every message");

@@ -214,16 +214,7 @@ async fn a_message_not_yet_acknowledged_by_a_member_server_is_kept_until_the_max
         ..rules()
     };
     sweep(&server, &rules).await;
-    let seqs: Vec<i64> = db
-        .query(
-            "SELECT seq FROM group_messages WHERE group_id = $1 ORDER BY seq",
-            &[&group.as_str()],
-        )
-        .await
-        .expect("seqs")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let seqs = server.stored_seqs(&group).await;
     assert_eq!(
         seqs,
         [waiting],
