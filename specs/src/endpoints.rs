@@ -340,6 +340,16 @@ pub mod local_ui {
         LaunchSecret,
         false,
     );
+    /// A new text for an own message (an edit, for everyone).
+    pub const EDIT_MESSAGE: Endpoint =
+        endpoint(Put, "/api/conversations/{group_id}/messages/{seq}", LaunchSecret, false);
+    /// Adds this user's reaction to a message, or takes it back.
+    pub const REACT: Endpoint = endpoint(
+        Post,
+        "/api/conversations/{group_id}/messages/{seq}/reactions",
+        LaunchSecret,
+        false,
+    );
     pub const SET_TIMER: Endpoint = endpoint(Put, "/api/conversations/{group_id}/timer", LaunchSecret, false);
     pub const MARK_READ: Endpoint = endpoint(Post, "/api/conversations/{group_id}/read", LaunchSecret, false);
     pub const TYPING: Endpoint = endpoint(Post, "/api/conversations/{group_id}/typing", LaunchSecret, false);
@@ -375,6 +385,8 @@ pub mod local_ui {
         LIST_MESSAGES,
         SEND_MESSAGE,
         DELETE_MESSAGE,
+        EDIT_MESSAGE,
+        REACT,
         SET_TIMER,
         MARK_READ,
         TYPING,

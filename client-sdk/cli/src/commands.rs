@@ -60,12 +60,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
         Command::Group(command) => messaging::group(&ctx, command).await,
         Command::Send { group, text, expires } => messaging::send(&ctx, &group, &text, expires.as_deref()).await,
+        Command::Reply {
+            group,
+            seq,
+            text,
+            expires,
+        } => messaging::reply(&ctx, &group, seq, &text, expires.as_deref()).await,
+        Command::React {
+            group,
+            seq,
+            emoji,
+            remove,
+        } => messaging::react(&ctx, &group, seq, &emoji, remove).await,
+        Command::Edit { group, seq, text } => messaging::edit(&ctx, &group, seq, &text).await,
         Command::Listen => messaging::listen(&ctx).await,
         Command::Sync => messaging::sync(&ctx).await,
         Command::History { group, search } => messaging::history(&ctx, &group, search.as_deref()).await,
         Command::Export { group, format } => messaging::export(&ctx, &group, format).await,
         Command::Verify { user, mark } => messaging::verify(&ctx, &user, mark).await,
-        Command::Delete { group, seq } => messaging::delete(&ctx, &group, seq).await,
+        Command::Delete {
+            group,
+            seq,
+            for_everyone,
+        } => messaging::delete(&ctx, &group, seq, for_everyone).await,
         Command::Ui { port, no_open: _ } => ui(ctx, port).await,
     }
 }

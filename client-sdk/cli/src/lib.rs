@@ -145,6 +145,40 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
     },
+    /// Reply to a message: send TEXT quoting message SEQ.
+    Reply {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The number of the message answered, as shown by `parley history` (#N).
+        seq: i64,
+        /// The text; - reads it from stdin.
+        text: String,
+        /// Make it a disappearing message, deleted everywhere after DURATION (e.g. 30s,
+        /// 10m, 2h, 7d, 1h30m).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// React to a message with an emoji; the same emoji again takes it back.
+    React {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The number of the message, as shown by `parley history` (#N).
+        seq: i64,
+        /// The reaction, e.g. 👍 (at most 32 bytes, no spaces).
+        emoji: String,
+        /// Only take your reaction back (never add it).
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Replace the text of one of your messages, for everyone; it shows as edited.
+    Edit {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The number of your message, as shown by `parley history` (#N).
+        seq: i64,
+        /// The new text; - reads it from stdin.
+        text: String,
+    },
     /// Print incoming messages and events as they arrive, until Ctrl-C (one JSON object
     /// per line with --json).
     Listen,
@@ -187,12 +221,17 @@ pub enum Command {
         #[arg(long)]
         no_open: bool,
     },
-    /// Delete one message from this device's history, for real.
+    /// Delete one message from this device's history, for real; with --for-everyone,
+    /// one of your messages from every member's history.
     Delete {
         /// The group (its id, or the start of it).
         group: String,
         /// The message's number, as shown by `parley history` (#N).
         seq: i64,
+        /// Delete your message for every member of the group, not only on this device
+        /// (the other devices remove it when they receive the request).
+        #[arg(long)]
+        for_everyone: bool,
     },
 }
 

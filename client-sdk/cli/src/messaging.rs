@@ -1,9 +1,10 @@
-//! The messaging commands: `group …`, `send`, `listen`, `sync`, `history`, `export`,
-//! `verify`, `delete`. Each opens the profile's message store (its passphrase from
+//! The messaging commands: `group …`, `send`, `reply`, `react`, `edit`, `listen`,
+//! `sync`, `history`, `export`, `verify`, `delete`. Each opens the profile's message store (its passphrase from
 //! `--passphrase-file`, `PARLEY_PASSPHRASE_FILE` or a prompt), does its work through the
 //! SDK's [`Messenger`], and prints the result.
 //!
-//! Commands that change something (`group create|add|remove|leave`, `send`) first
+//! Commands that change something (`group create|add|remove|leave`, `send`, `reply`,
+//! `react`, `edit`, `delete --for-everyone`) first
 //! process the inbox, so they act on the group as it is. `group list|members`,
 //! `history`, `export` and `delete` read this device's store only (offline); `parley
 //! sync` or a running `parley listen` fetches what is new.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use parley_sdk::Error;
-use parley_sdk::messenger::{Event, ExportFormat, MAX_TEXT_BYTES, Messenger, MessengerError, text_line};
+use parley_sdk::messenger::{Event, ExportFormat, MAX_TEXT_BYTES, Messenger, MessengerError, history_text};
 use parley_specs::{ErrorCode, GroupId, UserId};
 
 use crate::commands::{Ctx, logged_in_client};
@@ -167,7 +168,7 @@ pub(crate) async fn history(ctx: &Ctx, group: &str, search: Option<&str>) -> any
                 None => format!("No messages in {group_id} on this device."),
             }
         } else {
-            messages.iter().map(text_line).collect::<Vec<_>>().join("\n")
+            history_text(&messages)
         }
     })
 }
@@ -204,8 +205,80 @@ pub(crate) async fn verify(ctx: &Ctx, user: &str, mark: bool) -> anyhow::Result<
     ctx.out.print(&number, || safety_text(&number, mark))
 }
 
-pub(crate) async fn delete(ctx: &Ctx, group: &str, seq: i64) -> anyhow::Result<()> {
+pub(crate) async fn reply(ctx: &Ctx, group: &str, seq: i64, text: &str, expires: Option<&str>) -> anyhow::Result<()> {
+    let expires_in = expires.map(parse_duration).transpose()?;
+    let text = text_argument(ctx, text)?;
     let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let sent = messenger.send_reply(&group_id, seq, &text, expires_in).await?;
+    ctx.out.print(&sent, || {
+        let mut line = format!("Sent #{} to {group_id}, replying to #{seq}.", sent.seq);
+        if let Some(at) = sent.expires_at {
+            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
+        }
+        line
+    })
+}
+
+pub(crate) async fn react(ctx: &Ctx, group: &str, seq: i64, emoji: &str, remove: bool) -> anyhow::Result<()> {
+    // Refused before the passphrase is asked for.
+    parley_sdk::messenger::check_emoji(emoji).map_err(MessengerError::InvalidReaction)?;
+    let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let sent = if remove {
+        messenger.react(&group_id, seq, emoji, true).await?
+    } else {
+        messenger.toggle_reaction(&group_id, seq, emoji).await?
+    };
+    let me = messenger.user_id().clone();
+    let reacted = sent.message.as_ref().is_some_and(|m| m.reacted(&me, emoji));
+    ctx.out.print(&sent, || {
+        let emoji = printable(emoji);
+        if reacted {
+            format!("Reacted {emoji} to #{seq} in {group_id}.")
+        } else {
+            format!("Took your {emoji} back from #{seq} in {group_id}.")
+        }
+    })
+}
+
+pub(crate) async fn edit(ctx: &Ctx, group: &str, seq: i64, text: &str) -> anyhow::Result<()> {
+    let text = text_argument(ctx, text)?;
+    let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let sent = messenger.edit_message(&group_id, seq, &text).await?;
+    ctx.out.print(&sent, || {
+        format!("Edited #{seq} in {group_id} for everyone (sent as #{}).", sent.seq)
+    })
+}
+
+/// A message text argument: itself, or stdin for `-`.
+fn text_argument(ctx: &Ctx, text: &str) -> anyhow::Result<String> {
+    if text != "-" {
+        return Ok(text.to_owned());
+    }
+    if ctx.passphrase_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("the message and --passphrase-file cannot both read stdin");
+    }
+    read_stdin_text()
+}
+
+pub(crate) async fn delete(ctx: &Ctx, group: &str, seq: i64, for_everyone: bool) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    if for_everyone {
+        sync_quietly(&mut messenger).await?;
+        let group_id = resolve_group(&mut messenger, group).await?;
+        let sent = messenger.delete_for_everyone(&group_id, seq).await?;
+        return ctx.out.print(&sent, || {
+            format!(
+                "Deleted message #{seq} of {group_id} for everyone: removed here, and every member's devices remove                  it when they receive the request (#{}).",
+                sent.seq
+            )
+        });
+    }
     let group_id = resolve_group(&mut messenger, group).await?;
     messenger.delete_message(&group_id, seq).await?;
     ctx.out.ok(|| {

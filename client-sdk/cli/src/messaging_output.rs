@@ -16,7 +16,22 @@ use crate::output::printable;
 /// One event as a line (or a few) of text.
 pub(crate) fn event_text(event: &Event) -> String {
     match event {
-        Event::Message { group_id, message } => format!("[{group_id}] {}", text_line(message)),
+        Event::Message { group_id, message } => match message.reply_to {
+            Some(to) => format!("[{group_id}] (reply to #{to}) {}", text_line(message)),
+            None => format!("[{group_id}] {}", text_line(message)),
+        },
+        Event::MessageChanged { group_id, message, by } => {
+            format!("[{group_id}] {by} changed #{}: {}", message.seq, text_line(message))
+        }
+        Event::DeletedForEveryone { group_id, seq, by } => {
+            format!("[{group_id}] {by} deleted #{seq} for everyone")
+        }
+        Event::ActionRefused {
+            group_id,
+            seq,
+            by,
+            reason,
+        } => format!("[{group_id}] warning: refused #{seq} from {by}: {}", printable(reason)),
         Event::Joined {
             group_id,
             added_by,
@@ -357,6 +372,9 @@ mod tests {
                 text: "hi \x1b[2J".into(),
                 expires_at: None,
                 delivered_to: Default::default(),
+                reply_to: None,
+                reactions: Default::default(),
+                edited_at: None,
             },
         };
         assert_eq!(

@@ -233,6 +233,7 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
     let text = serde_json::to_vec(&parley_sdk::messenger::Envelope::Text {
         body: "hello".into(),
         expires_at: None,
+        reply_to: None,
     })
     .unwrap();
     let message = s.mallory.encrypt(&mut group, &text);

@@ -19,6 +19,7 @@ mod federation;
 mod groups;
 mod helpers;
 mod key_packages;
+mod message_actions;
 mod messenger;
 mod mls_interop;
 mod new_device;

@@ -63,6 +63,31 @@ pub struct AddMembersRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct SendMessageRequest {
     pub text: String,
+    /// Sends it as a reply to this message of the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub reply_to: Option<i64>,
+}
+
+/// `POST /api/conversations/{group_id}/messages/{seq}/reactions`: adds this user's
+/// reaction, or takes it back when it is there.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct ReactRequest {
+    pub emoji: String,
+}
+
+/// `PUT /api/conversations/{group_id}/messages/{seq}`: a new text for an own message.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct EditMessageRequest {
+    pub text: String,
+}
+
+/// The query of `DELETE /api/conversations/{group_id}/messages/{seq}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteMessageQuery {
+    /// Delete an own message from every member's history, not only this device's.
+    #[serde(default)]
+    pub for_everyone: bool,
 }
 
 /// `PUT /api/conversations/{group_id}/timer`.
@@ -273,6 +298,27 @@ pub struct Message {
     #[ts(as = "Option<String>")]
     pub expires_at: Option<OffsetDateTime>,
     pub delivery: Delivery,
+    /// The message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub reply_to: Option<i64>,
+    /// Reactions, most used first.
+    pub reactions: Vec<Reaction>,
+    /// When its sender last edited it (`null`: never).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[ts(as = "Option<String>")]
+    pub edited_at: Option<OffsetDateTime>,
+}
+
+/// One emoji on a message and who reacted with it.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: usize,
+    /// This user is among them.
+    pub mine: bool,
+    #[ts(as = "Vec<String>")]
+    pub users: Vec<UserId>,
 }
 
 /// How a conversation is encrypted.

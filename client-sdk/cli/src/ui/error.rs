@@ -165,7 +165,10 @@ impl From<MessengerError> for ApiError {
             MessengerError::WeakPassphrase(n) => {
                 Self::invalid_input(format!("The passphrase is too short: use at least {n} characters."))
             }
-            e @ MessengerError::TextTooLong { .. } => Self::invalid_input(e.to_string()),
+            e @ (MessengerError::TextTooLong { .. } | MessengerError::InvalidReaction(_)) => {
+                Self::invalid_input(e.to_string())
+            }
+            e @ MessengerError::NotYourMessage { .. } => Self::not_allowed(e.to_string()),
             e @ (MessengerError::OwnSafetyNumber(_) | MessengerError::CannotRemoveSelf) => {
                 Self::invalid_input(e.to_string())
             }

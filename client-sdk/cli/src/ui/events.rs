@@ -121,6 +121,15 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                 let message = views::message(&me, &message, others, &positions);
                 out.push(ServerEvent::Message { group_id, message });
             }
+            Event::MessageChanged { group_id, message, .. } => {
+                let others = views::other_devices(m, &group_id).await;
+                let positions = deliveries.positions(&group_id);
+                let message = views::message(&me, &message, others, &positions);
+                out.push(ServerEvent::Message { group_id, message });
+            }
+            Event::DeletedForEveryone { group_id, seq, .. } => {
+                out.push(ServerEvent::MessageDeleted { group_id, seq });
+            }
             Event::Joined { group_id, .. }
             | Event::MembersChanged { group_id, .. }
             | Event::DeviceAdded { group_id, .. }
@@ -191,6 +200,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                 }
             }
             Event::LeaveAnnounced { .. }
+            | Event::ActionRefused { .. }
             | Event::Undecryptable { .. }
             | Event::JoinFailed { .. }
             | Event::MissedMessages { .. } => {}

@@ -7,8 +7,8 @@ use parley_specs::groups_api::ServerDelivery;
 use parley_specs::{GroupId, UserId};
 
 use super::api::{
-    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, Member, Message, ServerReceived,
-    VerificationState,
+    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, Member, Message, Reaction,
+    ServerReceived, VerificationState,
 };
 use super::delivery::Deliveries;
 
@@ -38,6 +38,9 @@ pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, ser
         sent_at: m.sent_at,
         text: m.text.clone(),
         expires_at: m.expires_at,
+        reply_to: m.reply_to,
+        reactions: reactions(me, m),
+        edited_at: m.edited_at,
         delivery: Delivery {
             state: if delivered {
                 DeliveryState::Delivered
@@ -57,6 +60,22 @@ pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, ser
             }),
         },
     }
+}
+
+/// The message's reactions, most used first.
+fn reactions(me: &UserId, m: &HistoryMessage) -> Vec<Reaction> {
+    let mut out: Vec<Reaction> = m
+        .reactions
+        .iter()
+        .map(|(emoji, users)| Reaction {
+            emoji: emoji.clone(),
+            count: users.len(),
+            mine: users.contains(me),
+            users: users.iter().cloned().collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
+    out
 }
 
 /// How many devices other than this one are in the group (0 when not a member).

@@ -5,6 +5,13 @@
 //! - `{"type":"text","body":"…","expires_at":"2026-01-02T03:04:05Z"}` — a text message;
 //!   `expires_at` (optional) repeats the submit's expiry under the sender's signature, so
 //!   a server cannot make a disappearing message permanent by dropping it.
+//!   `reply_to` (optional) is the hub's sequence number of the message it answers.
+//! - `{"type":"reaction","target":12,"emoji":"👍"}` — the sender's user reacts to message
+//!   #12 (`"remove":true` takes the reaction back).
+//! - `{"type":"edit","target":12,"body":"…"}` — the sender's user replaces the text of its
+//!   own message #12.
+//! - `{"type":"delete","target":12}` — the sender's user deletes its own message #12 for
+//!   everyone.
 //! - `{"type":"leave"}` — the sender's user leaves the group and asks the other members'
 //!   devices to remove all of its devices (MLS does not let a member remove itself).
 //! - `{"type":"typing","typing":true}` — the sender is typing (or stopped); not kept.
@@ -28,6 +35,31 @@ pub enum Envelope {
             with = "time::serde::rfc3339::option"
         )]
         expires_at: Option<OffsetDateTime>,
+        /// The message this one answers (its sequence number).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
+    /// A reaction to a message, or (with `remove`) taking one back.
+    Reaction {
+        /// The message reacted to (its sequence number).
+        target: i64,
+        /// The reaction: an emoji (at most [`MAX_EMOJI_BYTES`], no spaces or controls).
+        emoji: String,
+        /// Takes the sender user's reaction `emoji` back.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
+    },
+    /// A new text for a message of the sender's user.
+    Edit {
+        /// The message edited (its sequence number).
+        target: i64,
+        /// The new text.
+        body: String,
+    },
+    /// Deletes a message of the sender's user for everyone.
+    Delete {
+        /// The message deleted (its sequence number).
+        target: i64,
     },
     /// The sender's user leaves the group.
     Leave,
@@ -57,6 +89,27 @@ pub enum Presence {
     Away,
 }
 
+/// Longest reaction, in bytes (an emoji with modifiers and joiners fits easily).
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// Whether `emoji` may be a reaction: 1 to [`MAX_EMOJI_BYTES`] bytes, without white space
+/// or control characters. `Err` says why not.
+pub fn check_emoji(emoji: &str) -> Result<(), String> {
+    if emoji.is_empty() {
+        return Err("a reaction cannot be empty".into());
+    }
+    if emoji.len() > MAX_EMOJI_BYTES {
+        return Err(format!(
+            "a reaction is at most {MAX_EMOJI_BYTES} bytes; this one is {}",
+            emoji.len()
+        ));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a reaction cannot contain spaces or control characters".into());
+    }
+    Ok(())
+}
+
 impl Envelope {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         // Serializing this enum to JSON cannot fail (string keys, no maps with other keys).
@@ -80,11 +133,13 @@ mod tests {
         let text = Envelope::Text {
             body: "hi".into(),
             expires_at: None,
+            reply_to: None,
         };
         assert_eq!(text.to_bytes(), br#"{"type":"text","body":"hi"}"#);
         let expiring = Envelope::Text {
             body: "bye".into(),
             expires_at: Some(datetime!(2026-01-02 03:04:05 UTC)),
+            reply_to: None,
         };
         assert_eq!(
             String::from_utf8(expiring.to_bytes()).expect("utf-8"),
@@ -93,7 +148,7 @@ mod tests {
         assert_eq!(Envelope::parse(&expiring.to_bytes()), Some(expiring));
         assert_eq!(Envelope::Leave.to_bytes(), br#"{"type":"leave"}"#);
         assert_eq!(
-            Envelope::parse(br#"{"type":"reaction","emoji":"+1"}"#),
+            Envelope::parse(br#"{"type":"sticker","pack":"cats"}"#),
             Some(Envelope::Unknown)
         );
         let typing = Envelope::Typing { typing: true };
@@ -110,6 +165,64 @@ mod tests {
             "an unknown presence is not an envelope"
         );
         assert_eq!(Envelope::parse(b"not json"), None);
+        assert_eq!(
+            Envelope::parse(br#"{"type":"reaction","emoji":"+1"}"#),
+            None,
+            "no target"
+        );
+    }
+
+    #[test]
+    fn replies_reactions_edits_and_deletes() {
+        let round_trip = |envelope: Envelope, wire: &str| {
+            assert_eq!(String::from_utf8(envelope.to_bytes()).expect("utf-8"), wire);
+            assert_eq!(Envelope::parse(wire.as_bytes()), Some(envelope));
+        };
+        round_trip(
+            Envelope::Text {
+                body: "yes".into(),
+                expires_at: None,
+                reply_to: Some(7),
+            },
+            r#"{"type":"text","body":"yes","reply_to":7}"#,
+        );
+        round_trip(
+            Envelope::Reaction {
+                target: 7,
+                emoji: "👍".into(),
+                remove: false,
+            },
+            r#"{"type":"reaction","target":7,"emoji":"👍"}"#,
+        );
+        round_trip(
+            Envelope::Reaction {
+                target: 7,
+                emoji: "👍".into(),
+                remove: true,
+            },
+            r#"{"type":"reaction","target":7,"emoji":"👍","remove":true}"#,
+        );
+        round_trip(
+            Envelope::Edit {
+                target: 7,
+                body: "fixed".into(),
+            },
+            r#"{"type":"edit","target":7,"body":"fixed"}"#,
+        );
+        round_trip(Envelope::Delete { target: 7 }, r#"{"type":"delete","target":7}"#);
+        assert_eq!(Envelope::parse(br#"{"type":"edit","target":"7","body":"x"}"#), None);
+        assert_eq!(Envelope::parse(br#"{"type":"delete"}"#), None);
+    }
+
+    #[test]
+    fn emoji_rules() {
+        assert!(check_emoji("👍").is_ok());
+        assert!(check_emoji("👩\u{200d}👩\u{200d}👧").is_ok());
+        assert!(check_emoji("+1").is_ok());
+        assert!(check_emoji("").is_err());
+        assert!(check_emoji("a b").is_err());
+        assert!(check_emoji("\u{1b}[2J").is_err());
+        assert!(check_emoji(&"👍".repeat(9)).is_err(), "36 bytes");
         assert_eq!(Envelope::parse(br#"{"body":"no type"}"#), None);
     }
 }

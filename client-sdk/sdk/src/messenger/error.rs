@@ -144,6 +144,22 @@ pub enum MessengerError {
         /// Why the commit was refused.
         reason: String,
     },
+    /// Only the user who sent a message may edit it or delete it for everyone.
+    #[error("#{seq} in {group} was sent by {sender}: only its sender may {action} it")]
+    NotYourMessage {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        seq: i64,
+        /// Who sent it.
+        sender: UserId,
+        /// `edit` or `delete for everyone`.
+        action: &'static str,
+    },
+    /// A reaction breaks the rules (empty, too long, spaces or control characters, too
+    /// many on one message).
+    #[error("invalid reaction: {0}")]
+    InvalidReaction(String),
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {

@@ -21,6 +21,38 @@ pub enum Event {
         /// The message.
         message: HistoryMessage,
     },
+    /// A message in the history changed: a reaction was added or taken back, or its
+    /// sender edited it. `message` is the message as it is now.
+    MessageChanged {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message changed.
+        message: HistoryMessage,
+        /// Who changed it.
+        by: UserId,
+    },
+    /// The sender of a message deleted it for everyone: it is gone from this device's
+    /// history.
+    DeletedForEveryone {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message deleted.
+        seq: i64,
+        /// Who deleted it.
+        by: UserId,
+    },
+    /// A member sent an edit or a delete-for-everyone of a message it may not change (not
+    /// its own), or a reaction that breaks the rules; it was not applied.
+    ActionRefused {
+        /// The conversation.
+        group_id: GroupId,
+        /// The hub's sequence number of the refused message.
+        seq: i64,
+        /// Who sent it.
+        by: UserId,
+        /// Why it was refused.
+        reason: String,
+    },
     /// This device was added to a group.
     Joined {
         /// The conversation.

@@ -2,7 +2,7 @@
 //! order, searchable, exportable; expired messages are deleted, and any message can be
 //! deleted for real (the store is rewritten without it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{DeviceId, GroupId, UserId};
@@ -34,7 +34,24 @@ pub struct HistoryMessage {
     /// For messages of this account: the devices that acknowledged receiving it.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub delivered_to: BTreeSet<GroupMember>,
+    /// The message this one answers (its sequence number; it may be gone since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    /// Reactions: each emoji with the users who reacted with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, BTreeSet<UserId>>,
+    /// When the sender last edited the text (the hub's time of the edit); `None` when
+    /// never edited. Earlier versions are not kept.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub edited_at: Option<OffsetDateTime>,
 }
+
+/// Most distinct reactions one user may have on one message.
+pub const MAX_REACTIONS_PER_USER: usize = 20;
 
 impl HistoryMessage {
     /// Whether the message has expired at `now`.
@@ -45,6 +62,51 @@ impl HistoryMessage {
     fn matches(&self, needle_lowercase: &str) -> bool {
         self.text.to_lowercase().contains(needle_lowercase)
     }
+
+    /// Adds (or with `remove`, takes back) `user`'s reaction `emoji`; returns whether
+    /// anything changed. `Err` when the user has too many reactions on the message.
+    pub(crate) fn react(&mut self, user: &UserId, emoji: &str, remove: bool) -> Result<bool, String> {
+        if remove {
+            let Some(users) = self.reactions.get_mut(emoji) else {
+                return Ok(false);
+            };
+            let changed = users.remove(user);
+            if users.is_empty() {
+                self.reactions.remove(emoji);
+            }
+            return Ok(changed);
+        }
+        if self.reacted(user, emoji) {
+            return Ok(false);
+        }
+        let own = self.reactions.values().filter(|users| users.contains(user)).count();
+        if own >= MAX_REACTIONS_PER_USER {
+            return Err(format!(
+                "{user} has {MAX_REACTIONS_PER_USER} reactions on #{} already",
+                self.seq
+            ));
+        }
+        self.reactions.entry(emoji.to_owned()).or_default().insert(user.clone());
+        Ok(true)
+    }
+
+    /// Whether `user` reacted with `emoji`.
+    pub fn reacted(&self, user: &UserId, emoji: &str) -> bool {
+        self.reactions.get(emoji).is_some_and(|users| users.contains(user))
+    }
+}
+
+/// Who may delete message `target` for everyone: the user who sent it.
+///
+/// Hook for roles: when groups have admins, an admin may too — pass the group's admins
+/// here and accept them as well. Edits stay the sender's alone.
+pub(crate) fn may_delete_for_everyone(target: &HistoryMessage, by: &UserId) -> bool {
+    &target.sender == by
+}
+
+/// Who may edit message `target`: the user who sent it (from any of their devices).
+pub(crate) fn may_edit(target: &HistoryMessage, by: &UserId) -> bool {
+    &target.sender == by
 }
 
 /// One conversation (MLS group) on this device.
@@ -96,6 +158,11 @@ impl Conversation {
     pub(crate) fn message_mut(&mut self, seq: i64) -> Option<&mut HistoryMessage> {
         let at = self.messages.binary_search_by_key(&seq, |m| m.seq).ok()?;
         self.messages.get_mut(at)
+    }
+
+    /// Message `seq` when it is in the history and not expired at `now`.
+    pub(crate) fn live_message_mut(&mut self, seq: i64, now: OffsetDateTime) -> Option<&mut HistoryMessage> {
+        self.message_mut(seq).filter(|m| !m.expired(now))
     }
 
     /// Deletes the messages expired at `now`; returns their sequence numbers.
@@ -185,14 +252,69 @@ pub fn text_line(message: &HistoryMessage) -> String {
         message.seq,
         message.sender
     );
+    if message.edited_at.is_some() {
+        line.push_str("  (edited)");
+    }
     if let Some(expires_at) = message.expires_at {
         line = format!("{line}  (disappears at {})", human_time(expires_at));
+    }
+    if let Some(reactions) = reactions_text(message) {
+        line.push_str("  [");
+        line.push_str(&reactions);
+        line.push(']');
     }
     for more in lines {
         line.push_str("\n    ");
         line.push_str(&more);
     }
     line
+}
+
+/// The lines of a history: each message as [`text_line`] shows it, a reply preceded by
+/// the first line of the message it answers (`  > bob@b.example: …`), when still there.
+pub fn history_text(messages: &[HistoryMessage]) -> String {
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        if let Some(target) = message.reply_to {
+            let quoted = match messages.binary_search_by_key(&target, |m| m.seq) {
+                Ok(at) => {
+                    let original = &messages[at];
+                    let first = safe_text(&original.text).next().unwrap_or_default();
+                    format!("  > #{target} {}: {}", original.sender, shorten(&first, 60))
+                }
+                Err(_) => format!("  > #{target} (no longer on this device)"),
+            };
+            out.push(quoted);
+        }
+        out.push(text_line(message));
+    }
+    out.join("\n")
+}
+
+/// `👍 2, ❤ 1`: each reaction with how many users reacted with it (most first).
+fn reactions_text(message: &HistoryMessage) -> Option<String> {
+    if message.reactions.is_empty() {
+        return None;
+    }
+    let mut counts: Vec<(&String, usize)> = message.reactions.iter().map(|(e, u)| (e, u.len())).collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    Some(
+        counts
+            .iter()
+            .map(|(emoji, n)| format!("{} {n}", safe_text(emoji).next().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max).collect();
+    cut.push('…');
+    cut
 }
 
 /// The text's lines with control characters (terminal escapes) replaced by U+FFFD.
@@ -233,7 +355,44 @@ mod tests {
             text: text.to_owned(),
             expires_at,
             delivered_to: BTreeSet::new(),
+            reply_to: None,
+            reactions: BTreeMap::new(),
+            edited_at: None,
         }
+    }
+
+    #[test]
+    fn reactions_replies_and_edits_are_shown() {
+        let ann = UserId::parse("ann@a.example").expect("user");
+        let ben = UserId::parse("ben@b.example").expect("user");
+        let mut first = message(1, "Lunch at noon?", None);
+        assert_eq!(first.react(&ann, "👍", false), Ok(true));
+        assert_eq!(first.react(&ben, "👍", false), Ok(true));
+        assert_eq!(first.react(&ben, "👍", false), Ok(false), "once per user");
+        assert_eq!(first.react(&ben, "🎉", false), Ok(true));
+        assert_eq!(first.react(&ben, "🎉", true), Ok(true));
+        assert_eq!(first.react(&ben, "🎉", true), Ok(false));
+        assert!(!first.reactions.contains_key("🎉"), "an emoji nobody uses is gone");
+        for i in 0..MAX_REACTIONS_PER_USER - 1 {
+            assert_eq!(first.react(&ann, &format!("e{i}"), false), Ok(true));
+        }
+        assert!(first.react(&ann, "one-too-many", false).is_err());
+        for i in 0..MAX_REACTIONS_PER_USER - 1 {
+            assert_eq!(first.react(&ann, &format!("e{i}"), true), Ok(true));
+        }
+        let mut reply = message(2, "Yes!", None);
+        reply.reply_to = Some(1);
+        reply.edited_at = Some(datetime!(2026-01-02 03:05:00 UTC));
+        let mut orphan = message(3, "and you?", None);
+        orphan.reply_to = Some(99);
+        assert_eq!(
+            history_text(&[first, reply, orphan]),
+            "2026-01-02 03:04:05 UTC  #1  ann@a.example: Lunch at noon?  [👍 2]\n  \
+             > #1 ann@a.example: Lunch at noon?\n\
+             2026-01-02 03:04:05 UTC  #2  ann@a.example: Yes!  (edited)\n  \
+             > #99 (no longer on this device)\n\
+             2026-01-02 03:04:05 UTC  #3  ann@a.example: and you?"
+        );
     }
 
     #[test]

@@ -323,7 +323,11 @@ impl Messenger {
     fn on_application(&mut self, entry: &InboxEntry, sender: GroupMember, plaintext: &[u8]) -> EntryResult {
         let envelope = Envelope::parse(plaintext).ok_or("the decrypted message is not a Parley envelope")?;
         match envelope {
-            Envelope::Text { body, expires_at } => {
+            Envelope::Text {
+                body,
+                expires_at,
+                reply_to,
+            } => {
                 let message = HistoryMessage {
                     seq: entry.seq,
                     sender: sender.user_id,
@@ -333,6 +337,9 @@ impl Messenger {
                     // The earlier of the signed expiry and the server's.
                     expires_at: [expires_at, entry.expires_at].into_iter().flatten().min(),
                     delivered_to: Default::default(),
+                    reply_to,
+                    reactions: Default::default(),
+                    edited_at: None,
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());
@@ -344,6 +351,9 @@ impl Messenger {
                     group_id: entry.group_id.clone(),
                     message,
                 });
+            }
+            action @ (Envelope::Reaction { .. } | Envelope::Edit { .. } | Envelope::Delete { .. }) => {
+                self.apply_received_action(entry, &sender, action);
             }
             Envelope::Leave => {
                 // This user's own devices leave it to the other members to remove them.

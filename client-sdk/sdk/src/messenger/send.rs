@@ -68,7 +68,36 @@ impl Messenger {
             });
         }
         let lock = self.begin().await?;
-        let result = self.send_text_locked(&lock, group_id, text, expires_in).await;
+        let result = self.send_text_locked(&lock, group_id, text, expires_in, None).await;
+        self.end(lock, result)
+    }
+
+    /// Sends `text` as a reply to message `reply_to` of the group's history (which must be
+    /// on this device: otherwise [`MessengerError::UnknownMessage`] and nothing is sent).
+    /// The reply carries only the sequence number, never the quoted text, so deleting or
+    /// expiring the original removes its text from the reply's view too. Otherwise as
+    /// [`Messenger::send_text`].
+    pub async fn send_reply(
+        &mut self,
+        group_id: &GroupId,
+        reply_to: i64,
+        text: &str,
+        expires_in: Option<Duration>,
+    ) -> Result<SentMessage> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(MessengerError::TextTooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let lock = self.begin().await?;
+        let result = match self.live_target(group_id, reply_to) {
+            Ok(_) => {
+                self.send_text_locked(&lock, group_id, text, expires_in, Some(reply_to))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.end(lock, result)
     }
 
@@ -78,8 +107,13 @@ impl Messenger {
         group_id: &GroupId,
         text: &str,
         expires_in: Option<Duration>,
+        reply_to: Option<i64>,
     ) -> Result<SentMessage> {
         self.prepare_online(lock).await?;
+        if let Some(target) = reply_to {
+            // Still there after catching up (it may have expired or been deleted).
+            self.live_target(group_id, target)?;
+        }
         let blocked = self.changed_contacts_in(group_id)?;
         if !blocked.is_empty() {
             // Keep the flags the check may have just raised.
@@ -106,6 +140,7 @@ impl Messenger {
         let envelope = Envelope::Text {
             body: text.to_owned(),
             expires_at,
+            reply_to,
         };
         let accepted = self.send_envelope(lock, group_id, &envelope, expires_at).await?;
         let message = HistoryMessage {
@@ -116,6 +151,9 @@ impl Messenger {
             text: text.to_owned(),
             expires_at,
             delivered_to: Default::default(),
+            reply_to,
+            reactions: Default::default(),
+            edited_at: None,
         };
         if let Some(conversation) = self.state.conversations.get_mut(group_id) {
             conversation.record(message);
@@ -172,7 +210,7 @@ impl Messenger {
 
     /// The members of the group who were verified and whose devices changed since
     /// (checked now), and whose change the user did not accept.
-    fn changed_contacts_in(&mut self, group_id: &GroupId) -> Result<Vec<UserId>> {
+    pub(crate) fn changed_contacts_in(&mut self, group_id: &GroupId) -> Result<Vec<UserId>> {
         self.check_verified_contacts()?;
         let group = self.active_group(group_id)?;
         let mut users: Vec<UserId> = super::groups::members_of(&group)

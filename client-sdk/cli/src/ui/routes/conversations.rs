@@ -11,8 +11,9 @@ use parley_specs::GroupId;
 
 use super::{Answer, Data, group, messenger, user};
 use crate::ui::api::{
-    AddMembersRequest, Conversation, CreateConversationRequest, Empty, ExportFileFormat, ExportQuery, MarkReadRequest,
-    Message, MessagesQuery, SearchHit, SearchQuery, SendMessageRequest, ServerEvent, SetTimerRequest, TypingRequest,
+    AddMembersRequest, Conversation, CreateConversationRequest, DeleteMessageQuery, EditMessageRequest, Empty,
+    ExportFileFormat, ExportQuery, MarkReadRequest, Message, MessagesQuery, ReactRequest, SearchHit, SearchQuery,
+    SendMessageRequest, ServerEvent, SetTimerRequest, TypingRequest,
 };
 use crate::ui::error::ApiError;
 use crate::ui::server::Ui;
@@ -135,13 +136,21 @@ pub(super) async fn send(ui: Data, path: web::Path<String>, body: web::Json<Send
     }
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
-    let sent = m.send_text(&group_id, &body.text, None).await?;
+    let sent = match body.reply_to {
+        Some(to) => m.send_reply(&group_id, to, &body.text, None).await?,
+        None => m.send_text(&group_id, &body.text, None).await?,
+    };
+    ui.deliveries.own_message(&group_id, sent.seq);
+    message_reply(&ui, m, group_id, sent.seq).await
+}
+
+/// Message `seq` as the answer, also pushed to the event streams.
+async fn message_reply(ui: &Ui, m: &mut Messenger, group_id: GroupId, seq: i64) -> Answer<Message> {
     let history = m.history(&group_id, None).await?;
     let others = views::other_devices(m, &group_id).await;
     let me = m.user_id().clone();
-    ui.deliveries.own_message(&group_id, sent.seq);
     let positions = ui.deliveries.positions(&group_id);
-    let message = match history.iter().find(|msg| msg.seq == sent.seq) {
+    let message = match history.iter().find(|msg| msg.seq == seq) {
         Some(msg) => views::message(&me, msg, others, &positions),
         None => {
             return Err(ApiError::server_error(
@@ -156,12 +165,48 @@ pub(super) async fn send(ui: Data, path: web::Path<String>, body: web::Json<Send
     Ok(web::Json(message))
 }
 
-pub(super) async fn delete_message(ui: Data, path: web::Path<(String, i64)>) -> Answer<Empty> {
+pub(super) async fn react(ui: Data, path: web::Path<(String, i64)>, body: web::Json<ReactRequest>) -> Answer<Message> {
+    let (raw_group, seq) = path.into_inner();
+    let group_id = group(&raw_group)?;
+    parley_sdk::messenger::check_emoji(&body.emoji).map_err(|e| ApiError::invalid_input(format!("{e}.")))?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.toggle_reaction(&group_id, seq, &body.emoji).await?;
+    message_reply(&ui, m, group_id, seq).await
+}
+
+pub(super) async fn edit_message(
+    ui: Data,
+    path: web::Path<(String, i64)>,
+    body: web::Json<EditMessageRequest>,
+) -> Answer<Message> {
+    let (raw_group, seq) = path.into_inner();
+    let group_id = group(&raw_group)?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::invalid_input(
+            "The new text is empty; delete the message instead.",
+        ));
+    }
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    m.edit_message(&group_id, seq, &body.text).await?;
+    message_reply(&ui, m, group_id, seq).await
+}
+
+pub(super) async fn delete_message(
+    ui: Data,
+    path: web::Path<(String, i64)>,
+    query: web::Query<DeleteMessageQuery>,
+) -> Answer<Empty> {
     let (raw_group, seq) = path.into_inner();
     let group_id = group(&raw_group)?;
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
-    m.delete_message(&group_id, seq).await?;
+    if query.for_everyone {
+        m.delete_for_everyone(&group_id, seq).await?;
+    } else {
+        m.delete_message(&group_id, seq).await?;
+    }
     ui.hub.send(&ServerEvent::MessageDeleted { group_id, seq });
     Ok(web::Json(Empty {}))
 }

@@ -48,7 +48,22 @@ users: Array<string>, };
 /**
  * `POST /api/conversations/{group_id}/messages`.
  */
-export type SendMessageRequest = { text: string, };
+export type SendMessageRequest = { text: string, 
+/**
+ * Sends it as a reply to this message of the conversation.
+ */
+reply_to?: number, };
+
+/**
+ * `POST /api/conversations/{group_id}/messages/{seq}/reactions`: adds this user's
+ * reaction, or takes it back when it is there.
+ */
+export type ReactRequest = { emoji: string, };
+
+/**
+ * `PUT /api/conversations/{group_id}/messages/{seq}`: a new text for an own message.
+ */
+export type EditMessageRequest = { text: string, };
 
 /**
  * `PUT /api/conversations/{group_id}/timer`.
@@ -184,7 +199,28 @@ mine: boolean, sent_at: string, text: string,
 /**
  * A disappearing message is deleted everywhere at this time.
  */
-expires_at: string | null, delivery: Delivery, };
+expires_at: string | null, delivery: Delivery, 
+/**
+ * The message this one answers.
+ */
+reply_to?: number, 
+/**
+ * Reactions, most used first.
+ */
+reactions: Array<Reaction>, 
+/**
+ * When its sender last edited it (`null`: never).
+ */
+edited_at: string | null, };
+
+/**
+ * One emoji on a message and who reacted with it.
+ */
+export type Reaction = { emoji: string, count: number, 
+/**
+ * This user is among them.
+ */
+mine: boolean, users: Array<string>, };
 
 /**
  * How a conversation is encrypted.
