@@ -1,5 +1,5 @@
-//! The messaging commands of the `parley` binary (`group`, `send`, `listen`, `sync`,
-//! `history`, `export`, `verify`, `delete`) against a real homeserver on a real
+//! The messaging commands of the `parley` binary (`group`, `send`, `reply`, `react`,
+//! `edit`, `listen`, `sync`, `history`, `export`, `verify`, `delete`) against a real homeserver on a real
 //! PostgreSQL, between two people each with their own CLI home.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -294,6 +294,102 @@ async fn two_people_talk_verify_and_part() {
     assert!(left.starts_with(&format!("Left {group}")), "{left}");
     let gone = ann.fails(&["history", &group]).await;
     assert!(gone.contains("no conversation"), "{gone}");
+}
+
+#[tokio::test]
+async fn replies_reactions_edits_and_deletes_for_everyone() {
+    let server = TestServer::spawn().await;
+    let ann = Person::register(&server, "ann", false).await;
+    let ben = Person::register(&server, "ben", false).await;
+    ben.ok(&["sync"]).await;
+    let group = ann.json(&["group", "create"]).await["group_id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    ann.ok(&["group", "add", &group, "ben"]).await;
+    let question = ann.json(&["send", &group, "Lunch at noon?"]).await["seq"]
+        .as_i64()
+        .expect("seq");
+    let q = question.to_string();
+    ben.ok(&["sync"]).await;
+
+    // Ben replies and reacts; the same emoji again takes it back.
+    let replied = ben.ok(&["reply", &group, &q, "Yes, see you"]).await;
+    assert!(
+        replied.starts_with("Sent #") && replied.contains(&format!("replying to #{question}")),
+        "{replied}"
+    );
+    let reacted = ben.ok(&["react", &group, &q, "👍"]).await;
+    assert_eq!(reacted.trim_end(), format!("Reacted 👍 to #{question} in {group}."));
+    let back = ben.ok(&["react", &group, &q, "👍"]).await;
+    assert_eq!(
+        back.trim_end(),
+        format!("Took your 👍 back from #{question} in {group}.")
+    );
+    ben.ok(&["react", &group, &q, "👍"]).await;
+    ben.ok(&["react", &group, &q, "🎉"]).await;
+    ben.ok(&["react", &group, &q, "🎉", "--remove"]).await;
+
+    // Ann sees the reply quoted and the reaction counted.
+    let news = ann.ok(&["sync"]).await;
+    assert!(news.contains(&format!("(reply to #{question})")), "{news}");
+    let history = ann.ok(&["history", &group]).await;
+    assert!(
+        history.contains(&format!("#{question}  {}: Lunch at noon?  [👍 1]", ann.user_id)),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("  > #{question} {}: Lunch at noon?\n", ann.user_id)),
+        "{history}"
+    );
+
+    // Ann edits her question; Ben's history --json shows all of it.
+    let edited = ann.ok(&["edit", &group, &q, "Lunch at one?"]).await;
+    assert!(
+        edited.starts_with(&format!("Edited #{question} in {group} for everyone")),
+        "{edited}"
+    );
+    ben.ok(&["sync"]).await;
+    let messages = ben.json(&["history", &group]).await;
+    let original = &messages[0];
+    assert_eq!(original["seq"], question);
+    assert_eq!(original["text"], "Lunch at one?");
+    assert!(original["edited_at"].is_string(), "{original}");
+    assert_eq!(original["reactions"], serde_json::json!({ "👍": [ben.user_id] }));
+    assert_eq!(messages[1]["reply_to"], question);
+    assert!(
+        ben.ok(&["history", &group])
+            .await
+            .contains("Lunch at one?  (edited)  [👍 1]")
+    );
+
+    // What Ben may not do, each a clear error with nothing sent.
+    let err = ben.fails(&["edit", &group, &q, "Lunch never"]).await;
+    assert!(err.contains("only its sender may edit it"), "{err}");
+    let err = ben.fails(&["delete", &group, &q, "--for-everyone"]).await;
+    assert!(err.contains("only its sender may delete it for everyone"), "{err}");
+    let err = ben.fails(&["react", &group, "9999", "👍"]).await;
+    assert!(err.contains("no message #9999 in the history of"), "{err}");
+    let err = ben.fails(&["react", &group, &q, "two words"]).await;
+    assert!(err.contains("invalid reaction"), "{err}");
+    let err = ben.fails(&["reply", &group, "9999", "to nothing"]).await;
+    assert!(err.contains("no message #9999"), "{err}");
+    assert_eq!(ann.ok(&["sync"]).await.trim_end(), "Nothing new.", "nothing was sent");
+
+    // Ann deletes it for everyone: gone from Ben's history, his reply stays.
+    let deleted = ann.ok(&["delete", &group, &q, "--for-everyone"]).await;
+    assert!(deleted.contains("for everyone"), "{deleted}");
+    let news = ben.ok(&["sync"]).await;
+    assert!(news.contains(&format!("deleted #{question} for everyone")), "{news}");
+    let messages = ben.json(&["history", &group]).await;
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+    assert_eq!(messages[0]["reply_to"], question);
+    let history = ben.ok(&["history", &group]).await;
+    assert!(
+        history.contains(&format!("  > #{question} (no longer on this device)")),
+        "{history}"
+    );
+    assert!(!history.contains("Lunch"), "{history}");
 }
 
 #[tokio::test]

@@ -145,7 +145,7 @@ pub enum MessengerError {
         reason: String,
     },
     /// Only the user who sent a message may edit it or delete it for everyone.
-    #[error("#{seq} in {group} was sent by {sender}: only its sender may {action} it")]
+    #[error("#{seq} in {group} was sent by {sender}: only its sender may {action}")]
     NotYourMessage {
         /// The group.
         group: GroupId,
@@ -153,7 +153,7 @@ pub enum MessengerError {
         seq: i64,
         /// Who sent it.
         sender: UserId,
-        /// `edit` or `delete for everyone`.
+        /// `edit it` or `delete it for everyone`.
         action: &'static str,
     },
     /// A reaction breaks the rules (empty, too long, spaces or control characters, too

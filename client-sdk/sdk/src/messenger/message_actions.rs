@@ -209,8 +209,8 @@ impl Messenger {
                     .react(me, emoji, *remove)
                     .map_err(MessengerError::InvalidReaction)?;
             }
-            Action::Edit { .. } if !may_edit(message, me) => return Err(refused("edit")),
-            Action::Delete if !may_delete_for_everyone(message, me) => return Err(refused("delete for everyone")),
+            Action::Edit { .. } if !may_edit(message, me) => return Err(refused("edit it")),
+            Action::Delete if !may_delete_for_everyone(message, me) => return Err(refused("delete it for everyone")),
             Action::Edit { .. } | Action::Delete => {}
         }
         Ok(())
