@@ -9,6 +9,7 @@ import type {
   Conversation,
   CreateConversationRequest,
   Device,
+  EditMessageRequest,
   Empty,
   ErrorBody,
   ExportFileFormat,
@@ -16,6 +17,7 @@ import type {
   Message,
   Presence,
   PresenceRequest,
+  ReactRequest,
   SearchHit,
   SendMessageRequest,
   ServerEvent,
@@ -36,6 +38,7 @@ export type {
   Member,
   Message,
   Presence,
+  Reaction,
   SearchHit,
   ServerEvent,
   ServerPosition,
@@ -218,10 +221,21 @@ export const api = {
       "GET",
       `${conv(id)}/messages${search ? `?search=${enc(search)}` : ""}`,
     ),
-  sendMessage: (id: string, text: string) =>
-    request<Message>("POST", `${conv(id)}/messages`, { text } satisfies SendMessageRequest),
-  deleteMessage: (id: string, seq: number) =>
-    request<Empty>("DELETE", `${conv(id)}/messages/${seq}`),
+  /** With `reply_to`, a reply to that message. */
+  sendMessage: (id: string, text: string, reply_to?: number) =>
+    request<Message>(
+      "POST",
+      `${conv(id)}/messages`,
+      (reply_to === undefined ? { text } : { text, reply_to }) satisfies SendMessageRequest,
+    ),
+  /** Deletes from this device; with `forEveryone`, an own message from every member's. */
+  deleteMessage: (id: string, seq: number, forEveryone = false) =>
+    request<Empty>("DELETE", `${conv(id)}/messages/${seq}${forEveryone ? "?for_everyone=true" : ""}`),
+  /** Adds this user's reaction, or takes it back when it is there. */
+  react: (id: string, seq: number, emoji: string) =>
+    request<Message>("POST", `${conv(id)}/messages/${seq}/reactions`, { emoji } satisfies ReactRequest),
+  editMessage: (id: string, seq: number, text: string) =>
+    request<Message>("PUT", `${conv(id)}/messages/${seq}`, { text } satisfies EditMessageRequest),
   setTimer: (id: string, timer_secs: number | null) =>
     request<Conversation>("PUT", `${conv(id)}/timer`, { timer_secs } satisfies SetTimerRequest),
   markRead: (id: string, up_to: number) =>

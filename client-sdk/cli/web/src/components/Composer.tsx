@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { FormEvent, KeyboardEvent } from "react";
 import { ApiError, plainWords } from "../api";
+import type { Message } from "../api";
 
 interface Props {
   /** Resolves when sent; throws (an ApiError) when not. */
@@ -8,11 +9,14 @@ interface Props {
   onTyping?: (typing: boolean) => void;
   disabled?: boolean;
   disabledReason?: string;
+  /** The message being replied to (shown above the field), if any. */
+  replyTo?: Message | null;
+  onCancelReply?: () => void;
 }
 
 const TYPING_REFRESH_MS = 3000;
 
-export function Composer({ onSend, onTyping, disabled, disabledReason }: Props) {
+export function Composer({ onSend, onTyping, disabled, disabledReason, replyTo, onCancelReply }: Props) {
   const [text, setText] = useState("");
   const [sending, setSending] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -33,6 +37,10 @@ export function Composer({ onSend, onTyping, disabled, disabledReason }: Props) 
   }
 
   useEffect(() => () => typing(false), []); // eslint-disable-line react-hooks/exhaustive-deps
+
+  useEffect(() => {
+    if (replyTo) inputRef.current?.focus();
+  }, [replyTo]);
 
   async function send() {
     const body = text.trim();
@@ -78,6 +86,20 @@ export function Composer({ onSend, onTyping, disabled, disabledReason }: Props) 
           <span>Not sent — {error}</span>
           <button type="button" className="btn" onClick={() => void send()} disabled={sending}>
             Retry
+          </button>
+        </div>
+      )}
+      {replyTo && (
+        <div
+          role="status"
+          aria-label="Replying to"
+          className="mb-2 flex items-start gap-2 rounded-md border-l-4 border-blue-500 bg-slate-50 p-2 text-sm dark:bg-slate-800"
+        >
+          <span className="min-w-0 flex-1 truncate">
+            Replying to <span className="font-medium">{replyTo.sender}</span>: {replyTo.text}
+          </span>
+          <button type="button" className="btn py-0" onClick={onCancelReply} aria-label="Cancel reply">
+            ×
           </button>
         </div>
       )}

@@ -98,6 +98,7 @@ export function ConversationView({ conversation: c, onBack }: Props) {
   const messages: Message[] | undefined = state.messages[gid];
   const [loadError, setLoadError] = useState<string | null>(null);
   const [blocked, setBlocked] = useState(false);
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
   const logRef = useRef<HTMLDivElement>(null);
   const others = otherMembers(c, me);
   const title = conversationTitle(c, me);
@@ -117,6 +118,7 @@ export function ConversationView({ conversation: c, onBack }: Props) {
 
   useEffect(() => {
     setBlocked(false);
+    setReplyTo(null);
     void load();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [gid]);
@@ -143,8 +145,9 @@ export function ConversationView({ conversation: c, onBack }: Props) {
 
   async function send(text: string) {
     try {
-      const m = await api.sendMessage(gid, text);
+      const m = await api.sendMessage(gid, text, replyTo?.seq);
       dispatch({ type: "message", group_id: gid, message: m });
+      setReplyTo(null);
     } catch (e) {
       if (e instanceof ApiError && e.code === "verified_contact_changed") {
         setBlocked(true);
@@ -286,12 +289,33 @@ export function ConversationView({ conversation: c, onBack }: Props) {
             key={m.seq}
             message={m}
             now={now}
+            quoted={m.reply_to != null ? visible.find((q) => q.seq === m.reply_to) ?? null : undefined}
             onDelete={(seq) =>
               void run("Delete message", async () => {
                 await api.deleteMessage(gid, seq);
                 dispatch({ type: "message_deleted", group_id: gid, seq });
               })
             }
+            {...(c.member && !c.refused
+              ? {
+                  onReact: (seq: number, emoji: string) =>
+                    void run("React", async () => {
+                      const next = await api.react(gid, seq, emoji);
+                      dispatch({ type: "message", group_id: gid, message: next });
+                    }),
+                  onReply: (target: Message) => setReplyTo(target),
+                  onEdit: async (seq: number, text: string) => {
+                    const next = await api.editMessage(gid, seq, text);
+                    dispatch({ type: "message", group_id: gid, message: next });
+                  },
+                  onDeleteForEveryone: (seq: number) =>
+                    void run("Delete for everyone", async () => {
+                      await api.deleteMessage(gid, seq, true);
+                      dispatch({ type: "message_deleted", group_id: gid, seq });
+                      if (replyTo?.seq === seq) setReplyTo(null);
+                    }),
+                }
+              : {})}
           />
         ))}
       </div>
@@ -316,7 +340,7 @@ export function ConversationView({ conversation: c, onBack }: Props) {
           server does not vouch for ({c.refused}). Leave it and start a new conversation.
         </p>
       ) : c.member ? (
-        <Composer onSend={send} onTyping={typing} />
+        <Composer onSend={send} onTyping={typing} replyTo={replyTo} onCancelReply={() => setReplyTo(null)} />
       ) : (
         <p className="border-t border-slate-200 p-3 text-sm text-slate-600 dark:border-slate-700 dark:text-slate-400">
           You left this conversation. You can still read, export or delete its history.

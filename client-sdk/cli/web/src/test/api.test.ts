@@ -67,6 +67,23 @@ describe("requests", () => {
     expect(fetchMock.mock.calls[1][1].headers["Content-Type"]).toBe("application/json");
   });
 
+  it("replies, reacts, edits and deletes for everyone at their paths", async () => {
+    fetchMock.mockImplementation(async () => jsonResponse({}));
+    const calls = () => fetchMock.mock.calls.map((c) => [c[1].method, c[0], c[1].body]);
+    await api.sendMessage("g1@a.test", "yes", 3);
+    await api.react("g1@a.test", 3, "👍");
+    await api.editMessage("g1@a.test", 3, "fixed");
+    await api.deleteMessage("g1@a.test", 3, true);
+    await api.deleteMessage("g1@a.test", 4);
+    expect(calls()).toEqual([
+      ["POST", "/api/conversations/g1%40a.test/messages", JSON.stringify({ text: "yes", reply_to: 3 })],
+      ["POST", "/api/conversations/g1%40a.test/messages/3/reactions", JSON.stringify({ emoji: "👍" })],
+      ["PUT", "/api/conversations/g1%40a.test/messages/3", JSON.stringify({ text: "fixed" })],
+      ["DELETE", "/api/conversations/g1%40a.test/messages/3?for_everyone=true", undefined],
+      ["DELETE", "/api/conversations/g1%40a.test/messages/4", undefined],
+    ]);
+  });
+
   it("turns an error body into a typed ApiError", async () => {
     fetchMock.mockResolvedValue(jsonResponse({ error: "wrong_password", message: "bad" }, 401));
     const err = await api.login({ server: "https://a", username: "u", password: "p", passphrase: "q" }).catch((e) => e);

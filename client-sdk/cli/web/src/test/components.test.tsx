@@ -229,6 +229,112 @@ describe("MessageItem", () => {
     expect(a).not.toHaveTextContent("waiting");
   });
 
+  it("shows a reply's quote, an edited mark and reaction counts; reacting toggles", async () => {
+    const onReact = vi.fn();
+    render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        quoted={msg({ seq: 2, sender: "ann@a.test", text: "Lunch at noon?" })}
+        onReact={onReact}
+        message={msg({
+          seq: 3,
+          text: "Yes!",
+          reply_to: 2,
+          edited_at: "2026-11-30T10:01:00Z",
+          reactions: [
+            { emoji: "👍", count: 2, mine: true, users: ["ann@a.test", "carol@c.test"] },
+            { emoji: "🎉", count: 1, mine: false, users: ["carol@c.test"] },
+          ],
+        })}
+      />,
+    );
+    const a = screen.getByRole("article");
+    const quote = within(a).getByLabelText("In reply to");
+    expect(quote).toHaveTextContent("ann@a.test");
+    expect(quote).toHaveTextContent("Lunch at noon?");
+    expect(a).toHaveTextContent("(edited)");
+    const mine = within(a).getByRole("button", { name: "👍 2" });
+    expect(mine).toHaveAttribute("aria-pressed", "true");
+    expect(mine).toHaveAttribute("title", "ann@a.test, carol@c.test");
+    expect(within(a).getByRole("button", { name: "🎉 1" })).toHaveAttribute("aria-pressed", "false");
+    await userEvent.click(mine);
+    expect(onReact).toHaveBeenCalledWith(3, "👍");
+    // The picker offers a few emoji.
+    await userEvent.click(within(a).getByRole("button", { name: "React" }));
+    await userEvent.click(within(a).getByRole("button", { name: "React with ❤️" }));
+    expect(onReact).toHaveBeenLastCalledWith(3, "❤️");
+    expect(within(a).queryByRole("group", { name: "Pick a reaction" })).toBeNull();
+  });
+
+  it("says when the quoted message is gone, and offers no actions without handlers", () => {
+    render(<MessageItem now={Date.now()} onDelete={() => undefined} quoted={null} message={msg({ reply_to: 9 })} />);
+    const a = screen.getByRole("article");
+    expect(within(a).getByLabelText("In reply to")).toHaveTextContent("Message no longer here");
+    expect(within(a).queryByRole("button", { name: "React" })).toBeNull();
+    expect(within(a).queryByRole("button", { name: "Reply" })).toBeNull();
+  });
+
+  it("edits and deletes for everyone only own messages; replies to any", async () => {
+    const onEdit = vi.fn().mockResolvedValue(undefined);
+    const onDeleteForEveryone = vi.fn();
+    const onReply = vi.fn();
+    const theirs = msg({ seq: 4, text: "theirs" });
+    const { unmount } = render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        message={theirs}
+        onEdit={onEdit}
+        onReply={onReply}
+        onDeleteForEveryone={onDeleteForEveryone}
+      />,
+    );
+    let a = screen.getByRole("article");
+    expect(within(a).queryByRole("button", { name: "Edit message" })).toBeNull();
+    expect(within(a).queryByRole("button", { name: "Delete for everyone" })).toBeNull();
+    await userEvent.click(within(a).getByRole("button", { name: "Reply" }));
+    expect(onReply).toHaveBeenCalledWith(theirs);
+    unmount();
+
+    render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        message={msg({ seq: 5, mine: true, sender: "ann@a.test", text: "typo" })}
+        onEdit={onEdit}
+        onDeleteForEveryone={onDeleteForEveryone}
+      />,
+    );
+    a = screen.getByRole("article");
+    await userEvent.click(within(a).getByRole("button", { name: "Edit message" }));
+    const field = within(a).getByLabelText("New text");
+    await userEvent.clear(field);
+    await userEvent.type(field, "fixed");
+    await userEvent.click(within(a).getByRole("button", { name: "Save" }));
+    expect(onEdit).toHaveBeenCalledWith(5, "fixed");
+    expect(within(a).queryByLabelText("New text")).toBeNull();
+    await userEvent.click(within(a).getByRole("button", { name: "Delete for everyone" }));
+    expect(onDeleteForEveryone).toHaveBeenCalledWith(5);
+  });
+
+  it("keeps the editor open with the reason when an edit fails", async () => {
+    const onEdit = vi.fn().mockRejectedValue(new ApiError("not_allowed", "", 403));
+    render(
+      <MessageItem
+        now={Date.now()}
+        onDelete={() => undefined}
+        message={msg({ seq: 5, mine: true, text: "typo" })}
+        onEdit={onEdit}
+      />,
+    );
+    const a = screen.getByRole("article");
+    await userEvent.click(within(a).getByRole("button", { name: "Edit message" }));
+    await userEvent.click(within(a).getByRole("button", { name: "Save" }));
+    expect(within(a).getByRole("alert")).toHaveTextContent("Not edited — You're not allowed to do that.");
+    expect(within(a).getByLabelText("New text")).toBeInTheDocument();
+  });
+
   it("formats durations", () => {
     expect(shortDuration(4200)).toBe("5 s");
     expect(shortDuration(5 * 60_000)).toBe("5 min");
@@ -268,6 +374,20 @@ describe("Composer", () => {
     expect(onSend).toHaveBeenLastCalledWith("important");
     expect(box).toHaveValue("");
     expect(screen.queryByRole("alert")).not.toBeInTheDocument();
+  });
+
+  it("shows what is replied to, and cancels the reply", async () => {
+    const onCancelReply = vi.fn();
+    render(
+      <Composer
+        onSend={vi.fn().mockResolvedValue(undefined)}
+        replyTo={msg({ seq: 2, sender: "bob@b.test", text: "Lunch?" })}
+        onCancelReply={onCancelReply}
+      />,
+    );
+    expect(screen.getByLabelText("Replying to")).toHaveTextContent("Replying to bob@b.test: Lunch?");
+    await userEvent.click(screen.getByRole("button", { name: "Cancel reply" }));
+    expect(onCancelReply).toHaveBeenCalled();
   });
 
   it("reports typing", async () => {

@@ -10,6 +10,8 @@ export function msg(over: Partial<Message> = {}): Message {
     text: "hello",
     expires_at: null,
     delivery: { state: "sent", delivered_to: [], devices: 2 },
+    reactions: [],
+    edited_at: null,
     ...over,
   };
 }
