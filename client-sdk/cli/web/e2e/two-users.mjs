@@ -389,6 +389,34 @@ async function run() {
       await screenshot(ann, '03-conversation');
     });
 
+    await step('react, reply and edit, seen on the other side', async () => {
+      // bob reacts to ann's question; ann sees the count.
+      const question = 'Shall we compare safety numbers?';
+      const onBob = bob.message(question).first();
+      await onBob.getByRole('button', { name: 'React', exact: true }).click();
+      await onBob.getByRole('button', { name: 'React with 👍', exact: true }).click();
+      await visible(onBob.getByRole('button', { name: '👍 1', exact: true }), 'bob: reaction "👍 1" on his side');
+      await visible(ann.message(question).first().getByRole('button', { name: '👍 1', exact: true }),
+        'ann: reaction "👍 1" on her question', DELIVERY_MS);
+      // ann replies to bob's message; bob sees the quote.
+      const quoted = 'Hi Ann! Bob here, from b.test';
+      await ann.message(quoted).first().getByRole('button', { name: 'Reply', exact: true }).click();
+      await visible(ann.page.getByRole('status', { name: 'Replying to' }).filter({ hasText: quoted }),
+        'ann: "Replying to" bar naming bob\'s message');
+      const reply = 'Nice to meet you';
+      await send(ann, reply);
+      const onBobReply = bob.message(reply).filter({ has: bob.page.getByLabel('In reply to') });
+      await visible(onBobReply.filter({ hasText: quoted }), 'bob: the reply with its quote of his message', DELIVERY_MS);
+      // ann edits her reply; bob sees the new text, marked edited.
+      const mine = ann.message(reply).filter({ has: ann.page.getByLabel('In reply to') }).first();
+      await mine.getByRole('button', { name: 'Edit message', exact: true }).click();
+      await mine.getByLabel('New text').fill('Nice to meet you, Bob');
+      await mine.getByRole('button', { name: 'Save', exact: true }).click();
+      await visible(bob.message('Nice to meet you, Bob').filter({ hasText: '(edited)' }),
+        'bob: the edited reply marked "(edited)"', DELIVERY_MS);
+      await screenshot(bob, '03b-reactions-and-replies');
+    });
+
     await step('both verify the safety number', async () => {
       const annProfile = await openProfile(ann, bob);
       const bobProfile = await openProfile(bob, ann);
