@@ -231,18 +231,17 @@ impl Messenger {
                 let Some(message) = conversation.live_message_mut(target, now) else {
                     return;
                 };
-                let outcome = match check_emoji(&emoji).and_then(|()| message.react(by, &emoji, remove)) {
+                match check_emoji(&emoji).and_then(|()| message.react(by, &emoji, remove)) {
                     Ok(true) => Ok(Some(message.clone())),
                     Ok(false) => Ok(None),
                     Err(reason) => Err(format!("a reaction to #{target}: {reason}")),
-                };
-                outcome
+                }
             }
             Envelope::Edit { target, body } => {
                 let Some(message) = conversation.live_message_mut(target, now) else {
                     return;
                 };
-                let outcome = if !may_edit(message, by) {
+                if !may_edit(message, by) {
                     Err(format!(
                         "an edit of #{target}, which {} sent: only its sender may edit it",
                         message.sender
@@ -253,8 +252,7 @@ impl Messenger {
                     message.text = body;
                     message.edited_at = Some(entry.sent_at);
                     Ok(Some(message.clone()))
-                };
-                outcome
+                }
             }
             Envelope::Delete { target } => {
                 let Some(message) = conversation.live_message_mut(target, now) else {
