@@ -307,8 +307,87 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
     let exported: Value = export.json().await.expect("export json");
     assert_eq!(exported["messages"].as_array().map(Vec::len), Some(2));
 
-    // Deleting a message for real.
+    // Reactions, replies and edits through the local API, pushed to the other side.
     let first = sent["seq"].as_i64().expect("seq");
+    let reacted = ben
+        .ok(
+            Method::POST,
+            &path(&group, &format!("/messages/{first}/reactions")),
+            Some(json!({"emoji": "👍"})),
+        )
+        .await;
+    assert_eq!(
+        reacted["reactions"],
+        json!([{"emoji": "👍", "count": 1, "mine": true, "users": [ben_id]}])
+    );
+    let seen = next_event(&mut ann_events, "ben's reaction", |e| {
+        e["event"] == "message" && e["message"]["seq"] == first && e["message"]["reactions"][0]["count"] == 1
+    })
+    .await;
+    assert_eq!(seen["message"]["reactions"][0]["mine"], false);
+    let reply = ben
+        .ok(
+            Method::POST,
+            &path(&group, "/messages"),
+            Some(json!({"text": "re: hello", "reply_to": first})),
+        )
+        .await;
+    assert_eq!(reply["reply_to"], first);
+    next_event(&mut ann_events, "ben's reply", |e| {
+        e["event"] == "message" && e["message"]["reply_to"] == first
+    })
+    .await;
+    let edited = ann
+        .ok(
+            Method::PUT,
+            &path(&group, &format!("/messages/{first}")),
+            Some(json!({"text": "hello again ben"})),
+        )
+        .await;
+    assert!(edited["edited_at"].is_string(), "{edited}");
+    next_event(&mut ben_events, "ann's edit", |e| {
+        e["event"] == "message" && e["message"]["text"] == "hello again ben" && e["message"]["edited_at"].is_string()
+    })
+    .await;
+    // What is refused, with nothing sent.
+    let (status, body) = ben
+        .call(
+            Method::PUT,
+            &path(&group, &format!("/messages/{first}")),
+            Some(json!({"text": "not mine to edit"})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("not_allowed")), "{body}");
+    let (status, body) = ben
+        .call(
+            Method::DELETE,
+            &path(&group, &format!("/messages/{first}?for_everyone=true")),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("not_allowed")), "{body}");
+    let (status, body) = ben
+        .call(
+            Method::POST,
+            &path(&group, "/messages/9999/reactions"),
+            Some(json!({"emoji": "👍"})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("no message #9999")),
+        "{body}"
+    );
+    let (status, body) = ben
+        .call(
+            Method::POST,
+            &path(&group, &format!("/messages/{first}/reactions")),
+            Some(json!({"emoji": "two words"})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_input")), "{body}");
+
+    // Deleting a message for real.
     ann.ok(Method::DELETE, &path(&group, &format!("/messages/{first}")), None)
         .await;
     let history = ann.ok(Method::GET, &path(&group, "/messages"), None).await;
