@@ -321,7 +321,7 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
         json!([{"emoji": "👍", "count": 1, "mine": true, "users": [ben_id]}])
     );
     let seen = next_event(&mut ann_events, "ben's reaction", |e| {
-        e["event"] == "message" && e["message"]["seq"] == first && e["message"]["reactions"][0]["count"] == 1
+        e["event"] == "message_changed" && e["message"]["seq"] == first && e["message"]["reactions"][0]["count"] == 1
     })
     .await;
     assert_eq!(seen["message"]["reactions"][0]["mine"], false);
@@ -346,7 +346,9 @@ async fn the_local_ui_is_protected_and_two_users_talk_through_it() {
         .await;
     assert!(edited["edited_at"].is_string(), "{edited}");
     next_event(&mut ben_events, "ann's edit", |e| {
-        e["event"] == "message" && e["message"]["text"] == "hello again ben" && e["message"]["edited_at"].is_string()
+        e["event"] == "message_changed"
+            && e["message"]["text"] == "hello again ben"
+            && e["message"]["edited_at"].is_string()
     })
     .await;
     // What is refused, with nothing sent.

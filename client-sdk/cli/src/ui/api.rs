@@ -482,7 +482,22 @@ pub enum ServerEvent {
         group_id: GroupId,
         message: Message,
     },
-    /// A message was deleted from this device (by hand, or it expired).
+    /// A message already in the conversation changed: a reaction, or an edit by its sender
+    /// (from any tab or member). Replace it by `seq`; it is not new (no unread count).
+    MessageChanged {
+        #[ts(as = "String")]
+        group_id: GroupId,
+        message: Message,
+    },
+    /// WARNING: a member sent an edit or delete of a message that is not theirs (or a
+    /// reaction breaking the rules); this device refused it. `message` says it in words.
+    ActionRefused {
+        #[ts(as = "String")]
+        group_id: GroupId,
+        message: String,
+    },
+    /// A message was deleted from this device (by hand, it expired, or its sender deleted
+    /// it for everyone).
     MessageDeleted {
         #[ts(as = "String")]
         group_id: GroupId,

@@ -15,7 +15,7 @@ use super::api::{ConnectionState, ContactDevice, RefusedLeafView, ServerEvent};
 use super::delivery::Deliveries;
 use super::server::Ui;
 use super::views;
-use crate::messaging_output::leaf_refused_warning;
+use crate::messaging_output::{event_text, leaf_refused_warning};
 
 /// How long one receive holds the messenger.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
@@ -125,7 +125,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                 let others = views::other_devices(m, &group_id).await;
                 let positions = deliveries.positions(&group_id);
                 let message = views::message(&me, &message, others, &positions);
-                out.push(ServerEvent::Message { group_id, message });
+                out.push(ServerEvent::MessageChanged { group_id, message });
             }
             Event::DeletedForEveryone { group_id, seq, .. } => {
                 out.push(ServerEvent::MessageDeleted { group_id, seq });
@@ -199,8 +199,13 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                     conversations_changed.push(group_id);
                 }
             }
+            event @ Event::ActionRefused { .. } => {
+                let message = event_text(&event);
+                if let Event::ActionRefused { group_id, .. } = event {
+                    out.push(ServerEvent::ActionRefused { group_id, message });
+                }
+            }
             Event::LeaveAnnounced { .. }
-            | Event::ActionRefused { .. }
             | Event::Undecryptable { .. }
             | Event::JoinFailed { .. }
             | Event::MissedMessages { .. } => {}

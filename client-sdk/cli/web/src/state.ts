@@ -177,7 +177,20 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
     case "connection":
       return { ...s, homeserver: { state: e.state, message: e.message } };
     case "leaf_refused":
+    case "action_refused":
       return { ...s, warnings: [...s.warnings, e.message] };
+    case "message_changed": {
+      // A reaction or an edit: replaces the message where it is shown; never unread.
+      const { group_id, message } = e;
+      const loaded = s.messages[group_id];
+      const messages = loaded
+        ? { ...s.messages, [group_id]: loaded.map((m) => (m.seq === message.seq ? message : m)) }
+        : s.messages;
+      const conversations = s.conversations.map((c) =>
+        c.group_id === group_id && c.last_message?.seq === message.seq ? { ...c, last_message: message } : c,
+      );
+      return { ...s, messages, conversations };
+    }
     case "verified_contact_changed": {
       // Mark the user's member entries as changed until the conversation is refreshed.
       const conversations = s.conversations.map((c) =>

@@ -141,11 +141,12 @@ pub(super) async fn send(ui: Data, path: web::Path<String>, body: web::Json<Send
         None => m.send_text(&group_id, &body.text, None).await?,
     };
     ui.deliveries.own_message(&group_id, sent.seq);
-    message_reply(&ui, m, group_id, sent.seq).await
+    message_reply(&ui, m, group_id, sent.seq, false).await
 }
 
-/// Message `seq` as the answer, also pushed to the event streams.
-async fn message_reply(ui: &Ui, m: &mut Messenger, group_id: GroupId, seq: i64) -> Answer<Message> {
+/// Message `seq` as the answer, also pushed to the event streams (as a new message, or
+/// as a `changed` one).
+async fn message_reply(ui: &Ui, m: &mut Messenger, group_id: GroupId, seq: i64, changed: bool) -> Answer<Message> {
     let history = m.history(&group_id, None).await?;
     let others = views::other_devices(m, &group_id).await;
     let me = m.user_id().clone();
@@ -158,9 +159,16 @@ async fn message_reply(ui: &Ui, m: &mut Messenger, group_id: GroupId, seq: i64) 
             ));
         }
     };
-    ui.hub.send(&ServerEvent::Message {
-        group_id,
-        message: message.clone(),
+    ui.hub.send(&if changed {
+        ServerEvent::MessageChanged {
+            group_id,
+            message: message.clone(),
+        }
+    } else {
+        ServerEvent::Message {
+            group_id,
+            message: message.clone(),
+        }
     });
     Ok(web::Json(message))
 }
@@ -172,7 +180,7 @@ pub(super) async fn react(ui: Data, path: web::Path<(String, i64)>, body: web::J
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
     m.toggle_reaction(&group_id, seq, &body.emoji).await?;
-    message_reply(&ui, m, group_id, seq).await
+    message_reply(&ui, m, group_id, seq, true).await
 }
 
 pub(super) async fn edit_message(
@@ -190,7 +198,7 @@ pub(super) async fn edit_message(
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
     m.edit_message(&group_id, seq, &body.text).await?;
-    message_reply(&ui, m, group_id, seq).await
+    message_reply(&ui, m, group_id, seq, true).await
 }
 
 pub(super) async fn delete_message(

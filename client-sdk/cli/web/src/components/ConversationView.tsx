@@ -301,12 +301,12 @@ export function ConversationView({ conversation: c, onBack }: Props) {
                   onReact: (seq: number, emoji: string) =>
                     void run("React", async () => {
                       const next = await api.react(gid, seq, emoji);
-                      dispatch({ type: "message", group_id: gid, message: next });
+                      dispatch({ type: "event", now: Date.now(), event: { event: "message_changed", group_id: gid, message: next } });
                     }),
                   onReply: (target: Message) => setReplyTo(target),
                   onEdit: async (seq: number, text: string) => {
                     const next = await api.editMessage(gid, seq, text);
-                    dispatch({ type: "message", group_id: gid, message: next });
+                    dispatch({ type: "event", now: Date.now(), event: { event: "message_changed", group_id: gid, message: next } });
                   },
                   onDeleteForEveryone: (seq: number) =>
                     void run("Delete for everyone", async () => {

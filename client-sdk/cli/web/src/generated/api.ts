@@ -344,7 +344,7 @@ export type ConnectionState = "online" | "unreachable";
 /**
  * One frame of the event WebSocket (`GET /api/events`).
  */
-export type ServerEvent = { "event": "message", group_id: string, message: Message, } | { "event": "message_deleted", group_id: string, seq: number, } | { "event": "delivered", group_id: string, seq: number, to: DeviceRef, } | { "event": "delivery", group_id: string, servers: Array<ServerPosition>, } | { "event": "conversation", conversation: Conversation, } | { "event": "typing", group_id: string, user_id: string, typing: boolean, } | { "event": "presence", user_id: string, presence: Presence, } | { "event": "verified_contact_changed", user_id: string, added: Array<ContactDevice>, removed: Array<ContactDevice>, } | { "event": "leaf_refused", group_id: string, 
+export type ServerEvent = { "event": "message", group_id: string, message: Message, } | { "event": "message_changed", group_id: string, message: Message, } | { "event": "action_refused", group_id: string, message: string, } | { "event": "message_deleted", group_id: string, seq: number, } | { "event": "delivered", group_id: string, seq: number, to: DeviceRef, } | { "event": "delivery", group_id: string, servers: Array<ServerPosition>, } | { "event": "conversation", conversation: Conversation, } | { "event": "typing", group_id: string, user_id: string, typing: boolean, } | { "event": "presence", user_id: string, presence: Presence, } | { "event": "verified_contact_changed", user_id: string, added: Array<ContactDevice>, removed: Array<ContactDevice>, } | { "event": "leaf_refused", group_id: string, 
 /**
  * `welcome` or `commit`.
  */

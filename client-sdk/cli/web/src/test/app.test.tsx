@@ -177,6 +177,35 @@ describe("reducer", () => {
     expect(s.warnings).toEqual([]);
   });
 
+  it("applies a changed message in place without counting it unread; warns of a refused edit", () => {
+    let s = reducer(initialState, { type: "conversations", conversations: [conv({ last_message: msg({ seq: 5 }) })] });
+    s = reducer(s, { type: "messages", group_id: "g1@a.test", messages: [msg({ seq: 4 }), msg({ seq: 5 })] });
+    const changed = msg({
+      seq: 5,
+      text: "edited",
+      edited_at: "2026-11-30T10:02:00Z",
+      reactions: [{ emoji: "👍", count: 1, mine: false, users: ["carol@c.test"] }],
+    });
+    s = reducer(s, { type: "event", now: 0, event: { event: "message_changed", group_id: "g1@a.test", message: changed } });
+    expect(s.messages["g1@a.test"].map((m) => m.text)).toEqual(["hello", "edited"]);
+    expect(s.messages["g1@a.test"][1].reactions[0].emoji).toBe("👍");
+    expect(s.conversations[0].last_message?.text).toBe("edited");
+    expect(s.conversations[0].unread).toBe(0);
+    // A change to a message of a conversation not loaded adds nothing.
+    s = reducer(s, {
+      type: "event",
+      now: 0,
+      event: { event: "message_changed", group_id: "g2@a.test", message: msg({ seq: 9 }) },
+    });
+    expect(s.messages["g2@a.test"]).toBeUndefined();
+    s = reducer(s, {
+      type: "event",
+      now: 0,
+      event: { event: "action_refused", group_id: "g1@a.test", message: "[g1@a.test] warning: refused #6 from mallory@a.test" },
+    });
+    expect(s.warnings).toEqual(["[g1@a.test] warning: refused #6 from mallory@a.test"]);
+  });
+
   it("counts unread for conversations not on screen and applies delivery receipts", () => {
     let s = reducer(initialState, { type: "conversations", conversations: [conv()] });
     s = reducer(s, { type: "event", now: 0, event: { event: "message", group_id: "g1@a.test", message: msg({ seq: 5 }) } });
