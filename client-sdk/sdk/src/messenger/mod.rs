@@ -49,6 +49,7 @@ mod key_packages;
 mod provider;
 mod receive;
 mod revocation;
+mod roles;
 mod safety;
 mod send;
 mod store;
@@ -67,6 +68,7 @@ pub use groups::{AddOutcome, GroupOverview, LeaveOutcome, MemberDevice, RemoveOu
 pub use history::{ExportFormat, HistoryMessage, human_time, text_line};
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
 pub use revocation::DeviceDeletion;
+pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TOPIC_CHARS};
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
 
@@ -113,6 +115,8 @@ pub struct Messenger {
     directory: directory::Directory,
     /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
     welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
+    /// The metadata key of the Welcome being joined (see `roles.rs`).
+    welcome_key: Option<Vec<u8>>,
     /// The highest `missed.through` reported as [`Event::MissedMessages`] by this process.
     missed_reported: i64,
 }
@@ -192,6 +196,8 @@ impl Messenger {
             leave_requests: Default::default(),
             pending_commits: Default::default(),
             server_keys: Default::default(),
+            group_keys: Default::default(),
+            announced_leaves: Default::default(),
         };
         let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
         messenger.save(lock)?;
@@ -224,6 +230,7 @@ impl Messenger {
             undelivered: Vec::new(),
             directory: Default::default(),
             welcome_trees: Default::default(),
+            welcome_key: None,
             missed_reported: 0,
         }
     }
