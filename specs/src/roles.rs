@@ -126,7 +126,11 @@ pub fn check_commit(
                 PolicyViolation::NotAdmin(format!("{committer} is not an admin and the commit removes the roles"))
             });
         }
-        Some(None) => return Err(PolicyViolation::Invalid("the group policy extension does not parse".into())),
+        Some(None) => {
+            return Err(PolicyViolation::Invalid(
+                "the group policy extension does not parse".into(),
+            ));
+        }
         Some(Some(after)) => after,
     };
     let users_after: BTreeSet<&UserId> = leaves_after.iter().map(|(_, m)| &m.user_id).collect();
@@ -145,7 +149,8 @@ pub fn check_commit(
     if is_admin {
         return Ok(());
     }
-    let not_admin = |what: String| PolicyViolation::NotAdmin(format!("{committer} is not an admin of the group and {what}"));
+    let not_admin =
+        |what: String| PolicyViolation::NotAdmin(format!("{committer} is not an admin of the group and {what}"));
     for (index, member) in leaves_before {
         let kept = leaves_after.iter().any(|(i, m)| i == index && m == member);
         if !kept && member.user_id != *committer && !may_remove(member) {
@@ -158,7 +163,10 @@ pub fn check_commit(
     for (index, member) in leaves_after {
         let existed = leaves_before.iter().any(|(i, m)| i == index && m == member);
         if !existed && member.user_id != *committer {
-            return Err(not_admin(format!("the commit adds {}/{}", member.user_id, member.device_id)));
+            return Err(not_admin(format!(
+                "the commit adds {}/{}",
+                member.user_id, member.device_id
+            )));
         }
     }
     if after.meta != before.meta {
@@ -202,14 +210,24 @@ mod tests {
         ];
         let never = |_: &GroupMember| false;
         // An admin adds; a member may not.
-        assert_eq!(check_commit(Some(&before), Some(Some(&before)), &alice, &two, &three, &never), Ok(()));
+        assert_eq!(
+            check_commit(Some(&before), Some(Some(&before)), &alice, &two, &three, &never),
+            Ok(())
+        );
         assert!(matches!(
             check_commit(Some(&before), Some(Some(&before)), &bob, &two, &three, &never),
             Err(PolicyViolation::NotAdmin(_))
         ));
         // A member adds their own device.
-        let own = [leaf(0, "alice@a.example", "A1"), leaf(1, "bob@b.example", "B1"), leaf(2, "bob@b.example", "B2")];
-        assert_eq!(check_commit(Some(&before), Some(Some(&before)), &bob, &two, &own, &never), Ok(()));
+        let own = [
+            leaf(0, "alice@a.example", "A1"),
+            leaf(1, "bob@b.example", "B1"),
+            leaf(2, "bob@b.example", "B2"),
+        ];
+        assert_eq!(
+            check_commit(Some(&before), Some(Some(&before)), &bob, &two, &own, &never),
+            Ok(())
+        );
         // The last admin removed: the role passes to the lowest leaf.
         let without_alice = [leaf(1, "bob@b.example", "B1"), leaf(2, "carol@c.example", "C1")];
         let may = |m: &GroupMember| m.user_id == alice;
@@ -233,7 +251,10 @@ mod tests {
             ..before.clone()
         };
         assert!(check_commit(Some(&before), Some(Some(&renamed)), &bob, &two, &two, &never).is_err());
-        assert_eq!(check_commit(Some(&before), Some(Some(&renamed)), &alice, &two, &two, &never), Ok(()));
+        assert_eq!(
+            check_commit(Some(&before), Some(Some(&renamed)), &alice, &two, &two, &never),
+            Ok(())
+        );
         // Without a policy before, anything goes; the policy cannot be dropped.
         assert_eq!(check_commit(None, None, &bob, &two, &three, &never), Ok(()));
         assert!(check_commit(Some(&before), None, &alice, &two, &two, &never).is_err());

@@ -11,8 +11,8 @@ use actix_web::{HttpResponse, web};
 use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::{
-    BackfillPage, BackfillQuery, FederatedGroupDelivery, FederationVersion, ForwardedCommit, ForwardedLeave, ForwardedMessage,
-    GroupInfoRequest, ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
+    BackfillPage, BackfillQuery, FederatedGroupDelivery, FederationVersion, ForwardedCommit, ForwardedLeave,
+    ForwardedMessage, GroupInfoRequest, ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
 };
 use parley_specs::groups_api::{Accepted, GroupInfoResponse, LeftGroup};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, SignedDeviceKeys};

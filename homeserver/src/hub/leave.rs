@@ -28,7 +28,10 @@ pub async fn leave_group(state: &AppState, who: &GroupMember, group_id: GroupId)
         let left: LeftGroup =
             remote::forward::forward_for(remote_to_hub(state, &group_id)?, &group_id, LEAVE_GROUP, &forwarded).await?;
         if left.group_id != group_id {
-            return Err(ApiError::new(ErrorCode::RemoteUnavailable, "the hub answered for another group"));
+            return Err(ApiError::new(
+                ErrorCode::RemoteUnavailable,
+                "the hub answered for another group",
+            ));
         }
         // As a follower: no more inbox entries of the group for the leaver's devices.
         record(state, who, &group_id).await?;

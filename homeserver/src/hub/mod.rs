@@ -361,7 +361,9 @@ async fn decide_commit(
     if external {
         check_external_join(sender, &leaves_before, &leaves_after)?;
         if policy_after != policy_before {
-            return Err(external_join_refused("an external join may not change the group policy"));
+            return Err(external_join_refused(
+                "an external join may not change the group policy",
+            ));
         }
     } else {
         roles::check(
@@ -456,7 +458,13 @@ async fn decide_commit(
     }
     // The members of the old epoch (removed ones included) get the commit; the new ones
     // start from the Welcome instead. Other servers with members in either get it too.
-    let existing = local(state, before.iter().filter(|m| *m != sender));
+    // Users who left get nothing more, not even their removal (`leave`).
+    let existing = local(
+        state,
+        before
+            .iter()
+            .filter(|m| *m != sender && !locked.leaving.iter().any(|u| u.as_str() == m.user_id.as_str())),
+    );
     let entries: Vec<_> = existing
         .into_iter()
         .map(|r| r.entry(InboxEntryKind::Message, &group_id, seq))

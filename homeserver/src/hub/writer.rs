@@ -287,8 +287,12 @@ async fn decide_and_write(
             let servers = remote_servers(&rules.server_name, group_members.clone());
             queued.extend(servers.into_iter().map(|server| (server, s.group_id.as_str(), *seq)));
         }
-        let leaving = groups.get(s.group_id.as_str()).map(|g| g.leaving.as_slice()).unwrap_or_default();
-        let others = group_members.filter(|m| **m != s.sender && !leaving.iter().any(|u| u.as_str() == m.user_id.as_str()));
+        let leaving = groups
+            .get(s.group_id.as_str())
+            .map(|g| g.leaving.as_slice())
+            .unwrap_or_default();
+        let others =
+            group_members.filter(|m| **m != s.sender && !leaving.iter().any(|u| u.as_str() == m.user_id.as_str()));
         entries.extend(
             local_recipients(&rules.server_name, others)
                 .into_iter()

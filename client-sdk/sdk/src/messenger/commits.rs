@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::error::{MessengerError, mls};
 use super::groups::{member_of, members_of};
 use super::roles::{self, PolicyEdit};
-use parley_specs::roles::carried_admins;
 use super::store::StoreLock;
 use super::{Messenger, Result, new_txn_id};
 use crate::Error;
+use parley_specs::roles::carried_admins;
 
 /// Commits tried before giving up when other members keep committing first.
 const MAX_COMMIT_ATTEMPTS: usize = 5;

@@ -3,8 +3,8 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, KeyPackageIn,
-    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroupJoinConfig, OpenMlsProvider, ProtocolVersion,
+    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+    MlsGroupJoinConfig, OpenMlsProvider, ProtocolVersion,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use parley_specs::mls::{credential_identity, parse_credential_identity};

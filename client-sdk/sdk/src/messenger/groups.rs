@@ -24,10 +24,10 @@ use super::envelope::Envelope;
 use super::error::{MessengerError, mls};
 use super::history::Conversation;
 use super::roles::{self, GroupSettings};
-use parley_specs::roles::GroupPolicy;
 use super::store::StoreLock;
 use super::{Messenger, Result};
 use crate::Error;
+use parley_specs::roles::GroupPolicy;
 
 /// A device in a group, as the group's MLS tree shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
-    ProcessedWelcome, StagedWelcome,
+    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, ProcessedWelcome, Sender,
+    StagedCommit, StagedWelcome,
 };
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery, MissedEntries};
 use parley_specs::roles::GROUP_KEY_EXTENSION_TYPE;
@@ -431,7 +431,10 @@ impl Messenger {
                 conversation.refused = Some(format!("commit #{} by {}: {reason}", entry.seq, sender.user_id));
             }
             self.state.leave_requests.remove(&entry.group_id);
-            return Ok(Err(format!("refused commit #{} by {}: {reason}", entry.seq, sender.user_id)));
+            return Ok(Err(format!(
+                "refused commit #{} by {}: {reason}",
+                entry.seq, sender.user_id
+            )));
         }
         if !changed.is_empty() {
             let refused = self.check_leaves(&changed, &after).await?;

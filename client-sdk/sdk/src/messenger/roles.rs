@@ -95,7 +95,8 @@ pub struct GroupMeta {
 }
 
 fn cipher(key: &[u8]) -> Result<XChaCha20Poly1305> {
-    XChaCha20Poly1305::new_from_slice(key).map_err(|_| MessengerError::Mls("the group's metadata key is not 32 bytes".into()))
+    XChaCha20Poly1305::new_from_slice(key)
+        .map_err(|_| MessengerError::Mls("the group's metadata key is not 32 bytes".into()))
 }
 
 fn aad(group: &GroupId) -> Vec<u8> {
@@ -111,7 +112,13 @@ pub(crate) fn seal_meta(key: &[u8], group: &GroupId, meta: &GroupMeta) -> Result
     let mut nonce = [0u8; 24];
     rand::rng().fill_bytes(&mut nonce);
     let sealed = cipher(key)?
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad(group) })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad(group),
+            },
+        )
         .map_err(|_| MessengerError::Mls("encrypting the group's name".into()))?;
     Ok([nonce.as_slice(), &sealed].concat())
 }
@@ -121,7 +128,13 @@ pub(crate) fn open_meta(key: &[u8], group: &GroupId, sealed: &[u8]) -> Option<Gr
     let (nonce, body) = sealed.split_at_checked(24)?;
     let plain = cipher(key)
         .ok()?
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: &aad(group) })
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: body,
+                aad: &aad(group),
+            },
+        )
         .ok()?;
     serde_json::from_slice(&plain).ok()
 }
@@ -217,7 +230,9 @@ impl Messenger {
     /// The name, topic and roles of a group.
     pub async fn group_settings(&mut self, group_id: &GroupId) -> Result<GroupSettings> {
         let lock = self.begin().await?;
-        let result = self.active_group(group_id).map(|group| self.settings_of(group_id, &group));
+        let result = self
+            .active_group(group_id)
+            .map(|group| self.settings_of(group_id, &group));
         self.end(lock, result)
     }
 
@@ -306,13 +321,21 @@ impl Messenger {
         let (leaves_before, leaves_after) = (indexed(&before_leaves), indexed(after));
         // Removed leaves of other users whom no signed leave names: removable by a member
         // only if the directory no longer vouches for them.
-        let announced = self.state.announced_leaves.get(&entry.group_id).cloned().unwrap_or_default();
+        let announced = self
+            .state
+            .announced_leaves
+            .get(&entry.group_id)
+            .cloned()
+            .unwrap_or_default();
         let mut unvouched = BTreeSet::new();
         if !before.is_admin(&sender.user_id) {
             let gone: Vec<TreeLeaf> = before_leaves
                 .iter()
                 .filter(|l| !after.iter().any(|a| a.index == l.index && a.identity == l.identity))
-                .filter(|l| l.device().is_some_and(|d| d.user_id != sender.user_id && !announced.contains(&d.user_id)))
+                .filter(|l| {
+                    l.device()
+                        .is_some_and(|d| d.user_id != sender.user_id && !announced.contains(&d.user_id))
+                })
                 .cloned()
                 .collect();
             if !gone.is_empty() {
@@ -322,8 +345,7 @@ impl Messenger {
             }
         }
         let may_remove = |m: &GroupMember| {
-            announced.contains(&m.user_id)
-                || leaves_before.iter().any(|(i, d)| d == m && unvouched.contains(i))
+            announced.contains(&m.user_id) || leaves_before.iter().any(|(i, d)| d == m && unvouched.contains(i))
         };
         Ok(check_commit(
             Some(&before),
