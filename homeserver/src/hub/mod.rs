@@ -365,16 +365,6 @@ async fn decide_commit(
                 "an external join may not change the group policy",
             ));
         }
-    } else {
-        roles::check(
-            policy_before,
-            policy_after,
-            &sender.user_id,
-            &leaves_before,
-            &leaves_after,
-            &locked.leaving,
-            &locked.revoked,
-        )?;
     }
     // Leaves, not users or devices: each leaf is a member the group must serve.
     if leaves_after.len() > state.config.limits.max_group_size {
@@ -390,6 +380,18 @@ async fn decide_commit(
     let changed = vouch::changed(&leaves_before, &leaves_after);
     vouch::one_leaf_per_device(&changed, &leaves_after)?;
     check_federates_with(state, changed.iter().map(|leaf| &leaf.member))?;
+    // Roles: what a member who is not an admin may not do (external joins: above).
+    if !external {
+        roles::check(
+            policy_before,
+            policy_after,
+            &sender.user_id,
+            &leaves_before,
+            &leaves_after,
+            &locked.leaving,
+            &locked.revoked,
+        )?;
+    }
     if let vouch::Vouching::Fetch(users) = vouch::check(state, &tx, &changed, fetched).await? {
         // Releases the group's lock before anyone goes out on the network.
         tx.rollback().await?;
