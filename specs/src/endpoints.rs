@@ -340,6 +340,10 @@ pub mod local_ui {
         false,
     );
     pub const LEAVE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/leave", LaunchSecret, false);
+    /// Renames the group and/or sets its topic (admins only).
+    pub const UPDATE_SETTINGS: Endpoint = endpoint(Put, "/api/conversations/{group_id}/settings", LaunchSecret, false);
+    /// Promotes or demotes a member (admins only).
+    pub const SET_ADMIN: Endpoint = endpoint(Post, "/api/conversations/{group_id}/admins", LaunchSecret, false);
     pub const LIST_MESSAGES: Endpoint = endpoint(Get, "/api/conversations/{group_id}/messages", LaunchSecret, false);
     pub const SEND_MESSAGE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/messages", LaunchSecret, false);
     pub const DELETE_MESSAGE: Endpoint = endpoint(
@@ -380,6 +384,8 @@ pub mod local_ui {
         ADD_MEMBERS,
         REMOVE_MEMBER,
         LEAVE,
+        UPDATE_SETTINGS,
+        SET_ADMIN,
         LIST_MESSAGES,
         SEND_MESSAGE,
         DELETE_MESSAGE,
