@@ -26,6 +26,16 @@ pub(crate) fn event_text(event: &Event) -> String {
             added_by.as_ref().map_or("someone".to_owned(), ToString::to_string),
             users_and_devices(members)
         ),
+        Event::SettingsChanged { group_id, by, settings } => {
+            let by = by.as_ref().map_or("someone".to_owned(), ToString::to_string);
+            let admins: Vec<String> = settings.admins.iter().map(ToString::to_string).collect();
+            format!(
+                "[{group_id}] {by} changed the group: name \"{}\", topic \"{}\", admins {}",
+                printable(&settings.name),
+                printable(&settings.topic),
+                admins.join(", ")
+            )
+        }
         Event::MembersChanged {
             group_id,
             by,

@@ -500,9 +500,11 @@ async function run() {
       await visible(settings.getByText('You are an admin.'), 'ann: "You are an admin."');
       await settings.getByRole('textbox', { name: 'Name' }).fill(name);
       await settings.getByRole('button', { name: 'Save' }).click();
-      await visible(ann.page.getByRole('heading', { name: new RegExp(`^${escapeRe(name)}`) }), `ann: heading "${name}"`, 30_000);
+      await gone(settings.getByText('Saving…'), 'ann: "Saving…"', 30_000);
       await screenshot(ann, '09a-group-settings');
+      // The dialog is modal: the page behind it is hidden from the accessibility tree.
       await closeDialogs(ann);
+      await visible(ann.page.getByRole('heading', { name: new RegExp(`^${escapeRe(name)}`) }), `ann: heading "${name}"`, 30_000);
       await visible(bob.page.getByRole('heading', { name: new RegExp(`^${escapeRe(name)}`) }), `bob: heading "${name}"`, 30_000);
       // Bob is a member, not an admin: he sees the name and cannot change it.
       await bob.page.getByRole('button', { name: 'Settings', exact: true }).click();

@@ -473,6 +473,7 @@ impl Messenger {
         staged: StagedCommit,
     ) -> EntryResult {
         let before = members_of(&group);
+        let policy_before = super::roles::policy_of(&group);
         let removes_this_device = staged.self_removed();
         group
             .merge_staged_commit(&self.provider, staged)
@@ -492,6 +493,13 @@ impl Messenger {
             return Ok(());
         }
         let after = members_of(&group);
+        if super::roles::policy_of(&group) != policy_before {
+            self.undelivered.push(Event::SettingsChanged {
+                group_id: entry.group_id.clone(),
+                by: Some(sender.user_id.clone()),
+                settings: self.settings_of(&entry.group_id, &group),
+            });
+        }
         let added: Vec<_> = after.difference(&before).cloned().collect();
         let removed: Vec<_> = before.difference(&after).cloned().collect();
         if !added.is_empty() || !removed.is_empty() {

@@ -149,7 +149,7 @@ pub(crate) enum PolicyEdit {
 }
 
 /// A group's name, topic and roles, as this device sees them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupSettings {
     /// The group.
     pub group_id: GroupId,
