@@ -315,7 +315,7 @@ pub struct Conversation {
     /// The group's name, topic and roles (absent once removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
-    pub settings: Option<GroupSettingsView>,
+    pub settings: Option<Box<GroupSettingsView>>,
 }
 
 /// A group's name, topic and admins (encrypted in the group: servers never see them).

@@ -138,12 +138,14 @@ pub(crate) async fn conversations(
                 last_message,
                 timer_secs: overview.timer_secs,
                 refused: overview.refused,
-                settings: overview.settings.map(|s| GroupSettingsView {
-                    name: s.name,
-                    topic: s.topic,
-                    name_known: s.name_known,
-                    admins: s.admins.iter().map(ToString::to_string).collect(),
-                    is_admin: s.is_admin,
+                settings: overview.settings.map(|s| {
+                    Box::new(GroupSettingsView {
+                        name: s.name,
+                        topic: s.topic,
+                        name_known: s.name_known,
+                        admins: s.admins.iter().map(ToString::to_string).collect(),
+                        is_admin: s.is_admin,
+                    })
                 }),
                 encryption: Encryption {
                     protocol: "MLS".to_owned(),
