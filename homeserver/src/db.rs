@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0011_retention.sql"),
     },
+    Migration {
+        version: 14,
+        name: "group_leavers",
+        sql: include_str!("../migrations/0014_group_leavers.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

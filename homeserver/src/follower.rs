@@ -187,6 +187,7 @@ async fn apply(
     let mut deliveries: Vec<(usize, GroupMember, InboxEntryKind)> = Vec::new();
     let mut positions = Vec::new();
     let mut new_members: Vec<(&GroupId, Vec<GroupMember>)> = Vec::new();
+    let mut leaving_now: Vec<(&GroupId, Vec<String>)> = Vec::new();
     for (id, batch) in &groups {
         let Some(group) = locked.get(id) else { continue };
         let mut last_seq = group.last_seq;
@@ -206,7 +207,11 @@ async fn apply(
             accepted.push(message);
             result.stored += 1;
             last_seq = message.seq;
-            let others = current.iter().filter(local).filter(|m| **m != message.sender);
+            // Users of this server who left get nothing more of the group (`hub::leave`).
+            let others = current
+                .iter()
+                .filter(local)
+                .filter(|m| **m != message.sender && !group.leaving.iter().any(|u| u.as_str() == m.user_id.as_str()));
             deliveries.extend(others.map(|m| (index, m.clone(), InboxEntryKind::Message)));
             if message.kind == OrderedKind::Commit {
                 epoch = message.epoch + 1;
@@ -227,6 +232,15 @@ async fn apply(
             positions.push((id.as_str(), epoch, last_seq));
         }
         if let Some(group_id) = membership_changed {
+            if !group.leaving.is_empty() {
+                let still: Vec<String> = group
+                    .leaving
+                    .iter()
+                    .filter(|u| current.iter().any(|m| m.user_id.as_str() == u.as_str()))
+                    .cloned()
+                    .collect();
+                leaving_now.push((group_id, still));
+            }
             new_members.push((group_id, current));
         }
     }
@@ -269,6 +283,9 @@ async fn apply(
         .collect();
     for (group_id, members) in &new_members {
         store::groups::replace_members(&tx, group_id, &members.iter().cloned().collect()).await?;
+    }
+    for (group_id, leaving) in &leaving_now {
+        store::groups::set_leaving(&tx, group_id, leaving).await?;
     }
     let (_, _, appended) = tokio::try_join!(
         store::groups::insert_messages(&tx, &messages),

@@ -120,6 +120,10 @@ pub mod client {
     /// ratchet tree: for member devices (a Welcome without the tree) and for any device of
     /// a user with a member device (an external join). A follower asks the hub.
     pub const GROUP_INFO: Endpoint = endpoint(Get, "/client/v1/groups/{group_id}/group-info", AccessToken, false);
+    /// The calling device's user leaves the group, with every other member offline: the
+    /// hub records it, takes no more messages from that user's devices, stops delivering
+    /// to them, and takes no commit that keeps their leaves. A follower forwards it.
+    pub const LEAVE_GROUP: Endpoint = endpoint(Post, "/client/v1/groups/{group_id}/leave", AccessToken, false);
     pub const READ_INBOX: Endpoint = endpoint(Get, "/client/v1/inbox", AccessToken, false);
     pub const ACK_INBOX: Endpoint = endpoint(Post, "/client/v1/inbox/ack", AccessToken, false);
     /// A WebSocket: the server pushes inbox entries as JSON text frames.
@@ -146,6 +150,7 @@ pub mod client {
         SUBMIT_MESSAGE,
         GROUP_DELIVERY,
         GROUP_INFO,
+        LEAVE_GROUP,
         READ_INBOX,
         ACK_INBOX,
         INBOX_STREAM,
@@ -220,6 +225,8 @@ pub mod federation {
         ServerSignature,
         false,
     );
+    /// A follower forwards its user's leave (see the client endpoint of the same name).
+    pub const LEAVE_GROUP: Endpoint = endpoint(Post, "/federation/v1/groups/{group_id}/leave", ServerSignature, false);
     /// The origin rotated its signing key (signed with the new one, no body): the
     /// receiver fetches its key document again now, so a revoked key stops verifying at
     /// once rather than when the cached document expires.
@@ -237,6 +244,7 @@ pub mod federation {
         GROUP_DELIVERY,
         RECEIPTS,
         GROUP_INFO,
+        LEAVE_GROUP,
         KEYS_CHANGED,
     ];
 }
@@ -332,6 +340,10 @@ pub mod local_ui {
         false,
     );
     pub const LEAVE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/leave", LaunchSecret, false);
+    /// Renames the group and/or sets its topic (admins only).
+    pub const UPDATE_SETTINGS: Endpoint = endpoint(Put, "/api/conversations/{group_id}/settings", LaunchSecret, false);
+    /// Promotes or demotes a member (admins only).
+    pub const SET_ADMIN: Endpoint = endpoint(Post, "/api/conversations/{group_id}/admins", LaunchSecret, false);
     pub const LIST_MESSAGES: Endpoint = endpoint(Get, "/api/conversations/{group_id}/messages", LaunchSecret, false);
     pub const SEND_MESSAGE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/messages", LaunchSecret, false);
     pub const DELETE_MESSAGE: Endpoint = endpoint(
@@ -382,6 +394,8 @@ pub mod local_ui {
         ADD_MEMBERS,
         REMOVE_MEMBER,
         LEAVE,
+        UPDATE_SETTINGS,
+        SET_ADMIN,
         LIST_MESSAGES,
         SEND_MESSAGE,
         DELETE_MESSAGE,

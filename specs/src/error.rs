@@ -55,6 +55,12 @@ pub enum ErrorCode {
     /// The group still has a leaf of a device its owner's server revoked: the hub takes
     /// no application message, and no commit that keeps such a leaf, until one removes it.
     MemberRevoked,
+    /// A commit by a member who is not an admin of the group (its group policy
+    /// extension) adds or removes other users' devices, or changes roles, name or topic.
+    NotGroupAdmin,
+    /// A user of the group left it (`POST .../leave`): the hub takes no commit that keeps
+    /// their leaves; commit their removal first.
+    MemberLeft,
     /// The addressed resource (device, user) does not exist or is not yours.
     NotFound,
     /// No endpoint has this path.
@@ -139,6 +145,8 @@ impl ErrorCode {
         Self::NotAMember,
         Self::GroupFull,
         Self::MemberRevoked,
+        Self::NotGroupAdmin,
+        Self::MemberLeft,
         Self::NotFound,
         Self::UnrecognizedEndpoint,
         Self::MethodNotAllowed,
@@ -188,6 +196,8 @@ impl ErrorCode {
             Self::NotAMember => "not_a_member",
             Self::GroupFull => "group_full",
             Self::MemberRevoked => "member_revoked",
+            Self::NotGroupAdmin => "not_group_admin",
+            Self::MemberLeft => "member_left",
             Self::NotFound => "not_found",
             Self::UnrecognizedEndpoint => "unrecognized_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -248,6 +258,8 @@ impl ErrorCode {
             | Self::NotAMember
             | Self::GroupFull
             | Self::MemberRevoked
+            | Self::NotGroupAdmin
+            | Self::MemberLeft
             | Self::NotGroupHub
             | Self::SenderNotOfOrigin
             | Self::AccountDeactivated => 403,

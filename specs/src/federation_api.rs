@@ -33,6 +33,13 @@ pub struct ForwardedCommit {
     pub commit: SubmitCommitRequest,
 }
 
+/// A leave a follower forwards to the hub for a device of one of its users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedLeave {
+    pub sender: GroupMember,
+}
+
 /// An application message a follower forwards to the hub for one of its users' devices.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

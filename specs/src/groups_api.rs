@@ -40,6 +40,14 @@ pub struct GroupSummary {
     pub members: Vec<GroupMember>,
 }
 
+/// The answer to `POST /client/v1/groups/{group_id}/leave` (and its federation twin):
+/// the users whose leave the hub holds until a commit removes them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeftGroup {
+    pub group_id: GroupId,
+    pub leaving: Vec<UserId>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupList {
     pub groups: Vec<GroupSummary>,

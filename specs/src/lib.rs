@@ -17,6 +17,7 @@ pub mod ints;
 pub mod keys_api;
 pub mod mls;
 pub mod optional;
+pub mod roles;
 
 pub use bytes::Base64Bytes;
 pub use error::{ErrorBody, ErrorCode};

@@ -4,7 +4,8 @@
 //! through `playwright-core`: both register, ann creates a conversation with bob, messages
 //! go both ways, both compare and verify the safety number, a disappearing message
 //! vanishes, and a second device of bob (logged in here with the CLI when the script asks)
-//! makes ann's app warn and pause sending until she acknowledges it.
+//! makes ann's app warn and pause sending until she acknowledges it; ann names the group
+//! in its settings panel and bob sees the name (and that only admins may change it).
 //!
 //! Screenshots and logs go to `target/e2e-artifacts/`. Without node, Chromium, the npm
 //! packages of `client-sdk/cli/web`, the `parley` binary or the built web app the test says

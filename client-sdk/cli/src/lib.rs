@@ -256,8 +256,9 @@ pub enum GroupCommand {
         #[arg(required = true, value_name = "USER")]
         users: Vec<String>,
     },
-    /// Leave a group: ask the other members to remove your devices, and delete the
-    /// conversation and its history from this device.
+    /// Leave a group: tell its hub and the other members (who remove your devices, even
+    /// if none is online now), and delete the conversation and its history from this
+    /// device.
     Leave {
         /// The group (its id, or the start of it).
         group: String,
@@ -269,6 +270,39 @@ pub enum GroupCommand {
     },
     /// List the conversations on this device.
     List,
+    /// Give a group a name (admins only; encrypted: servers never see it).
+    Rename {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The new name (at most 100 characters; "" clears it).
+        name: String,
+    },
+    /// Set a group's topic (admins only; encrypted: servers never see it).
+    Topic {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The new topic (at most 500 characters; "" clears it).
+        topic: String,
+    },
+    /// Show a group's name, topic and admins.
+    Admins {
+        /// The group (its id, or the start of it).
+        group: String,
+    },
+    /// Make a member an admin (admins only).
+    Promote {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`: a member of the group.
+        user: String,
+    },
+    /// Take the admin role from a member (admins only; the last admin cannot be demoted).
+    Demote {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// `bob` (on your server) or `bob@chat.example.org`.
+        user: String,
+    },
 }
 
 /// `parley export --format`.

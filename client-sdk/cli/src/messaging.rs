@@ -18,7 +18,9 @@ use parley_sdk::messenger::{Event, ExportFormat, MAX_TEXT_BYTES, Messenger, Mess
 use parley_specs::{ErrorCode, GroupId, UserId};
 
 use crate::commands::{Ctx, logged_in_client};
-use crate::messaging_output::{add_summary, event_text, group_table, member_table, safety_text, users_and_devices};
+use crate::messaging_output::{
+    add_summary, event_text, group_table, member_table, safety_text, settings_text, users_and_devices,
+};
 use crate::output::printable;
 use crate::password::{PasswordSource, read_password};
 use crate::{ExportFormatArg, GroupCommand};
@@ -68,8 +70,8 @@ pub(crate) async fn group(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()
                 );
                 if outcome.announced {
                     text.push_str(
-                        " The other members' devices remove your devices from the group when they next \
-                         connect.",
+                        " The hub delivers nothing more of it to your devices; the other members' devices \
+                         remove yours from the group when they next connect.",
                     );
                 }
                 text
@@ -83,6 +85,44 @@ pub(crate) async fn group(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()
         GroupCommand::List => {
             let groups = messenger.groups().await?;
             ctx.out.print(&groups, || group_table(&groups))
+        }
+        GroupCommand::Rename { group, name } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let settings = messenger.rename_group(&group_id, &name).await?;
+            ctx.out
+                .print(&settings, || format!("Renamed {group_id} to \"{}\".", settings.name))
+        }
+        GroupCommand::Topic { group, topic } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let settings = messenger.set_topic(&group_id, &topic).await?;
+            ctx.out.print(&settings, || {
+                format!("Set the topic of {group_id} to \"{}\".", settings.topic)
+            })
+        }
+        GroupCommand::Admins { group } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let settings = messenger.group_settings(&group_id).await?;
+            ctx.out.print(&settings, || settings_text(&settings))
+        }
+        GroupCommand::Promote { group, user } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let users = parse_users(messenger.user_id(), std::slice::from_ref(&user))?;
+            let settings = messenger.promote(&group_id, &users[0]).await?;
+            ctx.out
+                .print(&settings, || format!("{} is now an admin of {group_id}.", users[0]))
+        }
+        GroupCommand::Demote { group, user } => {
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let users = parse_users(messenger.user_id(), std::slice::from_ref(&user))?;
+            let settings = messenger.demote(&group_id, &users[0]).await?;
+            ctx.out.print(&settings, || {
+                format!("{} is no longer an admin of {group_id}.", users[0])
+            })
         }
     }
 }
@@ -161,15 +201,28 @@ pub(crate) async fn history(ctx: &Ctx, group: &str, search: Option<&str>) -> any
     let mut messenger = open(ctx).await?;
     let group_id = resolve_group(&mut messenger, group).await?;
     let messages = messenger.history(&group_id, search).await?;
-    ctx.out.print(&messages, || {
-        if messages.is_empty() {
-            match search {
-                Some(word) => format!("No message of {group_id} contains \"{}\".", printable(word)),
-                None => format!("No messages in {group_id} on this device."),
-            }
-        } else {
-            history_text(&messages)
+    // The name and topic head the human output (`parley group admins` shows them in JSON).
+    let heading = match messenger.group_settings(&group_id).await {
+        Ok(s) if !s.name.is_empty() || !s.topic.is_empty() => {
+            let topic = if s.topic.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", printable(&s.topic))
+            };
+            format!("# {}{topic}\n", printable(&s.name))
         }
+        _ => String::new(),
+    };
+    ctx.out.print(&messages, || {
+        heading.clone()
+            + &if messages.is_empty() {
+                match search {
+                    Some(word) => format!("No message of {group_id} contains \"{}\".", printable(word)),
+                    None => format!("No messages in {group_id} on this device."),
+                }
+            } else {
+                history_text(&messages)
+            }
     })
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use parley_sdk::messenger::{
-    AddOutcome, DeviceKey, Event, GroupOverview, LeafSource, MemberDevice, Presence, RefusedLeaf, SafetyNumber,
-    Verification, human_time, text_line,
+    AddOutcome, DeviceKey, Event, GroupOverview, GroupSettings, LeafSource, MemberDevice, Presence, RefusedLeaf,
+    SafetyNumber, Verification, human_time, text_line,
 };
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{GroupId, UserId};
@@ -41,6 +41,16 @@ pub(crate) fn event_text(event: &Event) -> String {
             added_by.as_ref().map_or("someone".to_owned(), ToString::to_string),
             users_and_devices(members)
         ),
+        Event::SettingsChanged { group_id, by, settings } => {
+            let by = by.as_ref().map_or("someone".to_owned(), ToString::to_string);
+            let admins: Vec<String> = settings.admins.iter().map(ToString::to_string).collect();
+            format!(
+                "[{group_id}] {by} changed the group: name \"{}\", topic \"{}\", admins {}",
+                printable(&settings.name),
+                printable(&settings.topic),
+                admins.join(", ")
+            )
+        }
         Event::MembersChanged {
             group_id,
             by,
@@ -231,6 +241,7 @@ pub(crate) fn group_table(groups: &[GroupOverview]) -> String {
         .map(|g| {
             vec![
                 g.group_id.to_string(),
+                g.settings.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
                 if g.member {
                     users_and_devices(&g.members)
                 } else {
@@ -241,7 +252,34 @@ pub(crate) fn group_table(groups: &[GroupOverview]) -> String {
             ]
         })
         .collect();
-    table(&["GROUP", "MEMBERS", "MESSAGES", "LAST MESSAGE"], rows)
+    table(&["GROUP", "NAME", "MEMBERS", "MESSAGES", "LAST MESSAGE"], rows)
+}
+
+/// A group's name, topic and admins.
+pub(crate) fn settings_text(settings: &GroupSettings) -> String {
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            "(none)".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut text = format!(
+        "Group {}\nName:   {}\nTopic:  {}\n",
+        settings.group_id,
+        or_none(&settings.name),
+        or_none(&settings.topic)
+    );
+    if !settings.name_known {
+        text.push_str("(this device does not have the group's name key yet)\n");
+    }
+    if settings.admins.is_empty() {
+        text.push_str("Admins: (a group without roles: every member may change it)");
+    } else {
+        let admins: Vec<String> = settings.admins.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("Admins: {}", admins.join(", ")));
+    }
+    text
 }
 
 /// A group's devices; `*` marks this one.

@@ -393,6 +393,12 @@ impl Client {
         self.call(client::SUBMIT_COMMIT, &[group.as_str()], Some(req)).await
     }
 
+    /// This device's user leaves the group: the hub stops delivering it to their devices
+    /// and takes no commit that keeps them (see `protocol.md`, "Leaving a group").
+    pub async fn leave_group(&self, group: &GroupId) -> Result<parley_specs::groups_api::LeftGroup, Error> {
+        self.call(client::LEAVE_GROUP, &[group.as_str()], None::<&()>).await
+    }
+
     /// Submits an application message. Retrying with the same `txn_id` is safe.
     pub async fn submit_message(&self, group: &GroupId, req: &SubmitMessageRequest) -> Result<Accepted, Error> {
         self.call(client::SUBMIT_MESSAGE, &[group.as_str()], Some(req)).await

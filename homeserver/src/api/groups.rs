@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use parley_specs::groups_api::{
     Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupListQuery,
-    GroupSummary, InboxPage, InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
+    GroupSummary, InboxPage, InboxQuery, LeftGroup, SubmitCommitRequest, SubmitMessageRequest,
 };
 
 use super::auth::AuthedDevice;
@@ -49,6 +49,16 @@ pub async fn get(
 ) -> Result<web::Json<GroupSummary>, ApiError> {
     Ok(web::Json(
         hub::get_group(&state, &who.member(), parse_group_id(&path)?).await?,
+    ))
+}
+
+pub async fn leave(
+    state: web::Data<AppState>,
+    who: AuthedDevice,
+    path: web::Path<String>,
+) -> Result<web::Json<LeftGroup>, ApiError> {
+    Ok(web::Json(
+        hub::leave::leave_group(&state, &who.member(), parse_group_id(&path)?).await?,
     ))
 }
 

@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::LIST_GROUPS, groups::list)
         .add(client::GET_GROUP, groups::get)
         .add(client::SUBMIT_COMMIT, groups::commit)
+        .add(client::LEAVE_GROUP, groups::leave)
         .add(client::SUBMIT_MESSAGE, groups::message)
         .add(client::GROUP_DELIVERY, groups::delivery)
         .add(client::GROUP_INFO, groups::group_info)

@@ -11,10 +11,10 @@ use actix_web::{HttpResponse, web};
 use parley_federation::key_document::KeyDocument;
 use parley_specs::endpoints::federation as endpoints;
 use parley_specs::federation_api::{
-    BackfillPage, BackfillQuery, FederatedGroupDelivery, FederationVersion, ForwardedCommit, ForwardedMessage,
-    GroupInfoRequest, ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
+    BackfillPage, BackfillQuery, FederatedGroupDelivery, FederationVersion, ForwardedCommit, ForwardedLeave,
+    ForwardedMessage, GroupInfoRequest, ReceiptsRequest, ReceiptsResult, Transaction, TransactionResult,
 };
-use parley_specs::groups_api::{Accepted, GroupInfoResponse};
+use parley_specs::groups_api::{Accepted, GroupInfoResponse, LeftGroup};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, SignedDeviceKeys};
 use parley_specs::{ErrorCode, GroupId};
 
@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::CLAIM_KEY_PACKAGES, claim_key_packages)
         .add(endpoints::USER_DEVICES, user_devices)
         .add(endpoints::SUBMIT_COMMIT, forwarded_commit)
+        .add(endpoints::LEAVE_GROUP, forwarded_leave)
         .add(endpoints::SUBMIT_MESSAGE, forwarded_message)
         .add(endpoints::SEND_TRANSACTION, receive_transaction)
         .add(endpoints::BACKFILL, backfill)
@@ -118,6 +119,17 @@ async fn forwarded_commit(
     let group = parse_group_id(&path)?;
     Ok(web::Json(
         hub::submit_forwarded_commit(&app, &request.origin, group, request.body).await?,
+    ))
+}
+
+async fn forwarded_leave(
+    request: Signed<ForwardedLeave>,
+    app: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<web::Json<LeftGroup>, ApiError> {
+    let group = parse_group_id(&path)?;
+    Ok(web::Json(
+        hub::leave::leave_forwarded(&app, &request.origin, group, request.body).await?,
     ))
 }
 

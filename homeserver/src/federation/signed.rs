@@ -17,7 +17,9 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt as _;
 use parley_federation::key_document::VerifiedKeys;
 use parley_federation::request_auth::{AuthError, MAX_CLOCK_SKEW_MS, RequestParts, SignedRequest};
-use parley_specs::federation_api::{ForwardedCommit, ForwardedMessage, GroupInfoRequest, ReceiptsRequest, Transaction};
+use parley_specs::federation_api::{
+    ForwardedCommit, ForwardedLeave, ForwardedMessage, GroupInfoRequest, ReceiptsRequest, Transaction,
+};
 use parley_specs::keys_api::ClaimKeyPackagesRequest;
 use parley_specs::{ErrorCode, ServerName};
 use rustls::pki_types::CertificateDer;
@@ -106,6 +108,7 @@ json_body!(ClaimKeyPackagesRequest, BodyLimit::Small, "claim request");
 json_body!(ReceiptsRequest, BodyLimit::Small, "receipts request");
 json_body!(GroupInfoRequest, BodyLimit::Small, "group info request");
 json_body!(ForwardedCommit, BodyLimit::Submit, "submit");
+json_body!(ForwardedLeave, BodyLimit::Small, "leave");
 json_body!(ForwardedMessage, BodyLimit::Submit, "submit");
 json_body!(Transaction, BodyLimit::Transaction, "transaction");
 

@@ -10,9 +10,11 @@
 pub mod backfill;
 pub mod delivery;
 pub mod group_info;
+pub mod leave;
 pub mod mls;
 pub mod public_state;
 mod revoked;
+pub mod roles;
 mod vouch;
 pub mod writer;
 
@@ -91,7 +93,7 @@ async fn check_followed_by(
 }
 
 /// How a group hubbed elsewhere is reached.
-fn remote_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Remote, ApiError> {
+pub(crate) fn remote_to_hub<'a>(state: &'a AppState, group: &GroupId) -> Result<&'a Remote, ApiError> {
     state.remote.as_deref().ok_or_else(|| {
         ApiError::not_found(&format!(
             "group {group} (it is hubbed on {} and this server does not federate)",
@@ -195,6 +197,7 @@ pub async fn create_group(
             "a new group's only member must be the device creating it",
         ));
     }
+    roles::check_new(&group, &who.user_id)?;
     let members = mls::members_of(&leaves);
     let epoch = group.group_context().epoch().as_u64();
     if epoch != 0 {
@@ -330,6 +333,7 @@ async fn decide_commit(
 
     let mut public = PublicState::load(&store::groups::public_state(&tx, &group_id).await?, commit.group_id())?;
     let leaves_before = mls::leaves(&public.group)?;
+    let policy_before = roles::policy(&public.group);
     let processed = public
         .group
         .process_message(&RustCrypto::default(), commit)
@@ -353,8 +357,14 @@ async fn decide_commit(
         .merge_commit(&public.storage, *staged)
         .map_err(|e| ApiError::internal("merging a commit", e))?;
     let leaves_after = mls::leaves(&public.group)?;
+    let policy_after = roles::policy(&public.group);
     if external {
         check_external_join(sender, &leaves_before, &leaves_after)?;
+        if policy_after != policy_before {
+            return Err(external_join_refused(
+                "an external join may not change the group policy",
+            ));
+        }
     }
     // Leaves, not users or devices: each leaf is a member the group must serve.
     if leaves_after.len() > state.config.limits.max_group_size {
@@ -370,6 +380,18 @@ async fn decide_commit(
     let changed = vouch::changed(&leaves_before, &leaves_after);
     vouch::one_leaf_per_device(&changed, &leaves_after)?;
     check_federates_with(state, changed.iter().map(|leaf| &leaf.member))?;
+    // Roles: what a member who is not an admin may not do (external joins: above).
+    if !external {
+        roles::check(
+            policy_before,
+            policy_after,
+            &sender.user_id,
+            &leaves_before,
+            &leaves_after,
+            &locked.leaving,
+            &locked.revoked,
+        )?;
+    }
     if let vouch::Vouching::Fetch(users) = vouch::check(state, &tx, &changed, fetched).await? {
         // Releases the group's lock before anyone goes out on the network.
         tx.rollback().await?;
@@ -380,6 +402,7 @@ async fn decide_commit(
     let before = mls::members_of(&leaves_before);
     let after = mls::members_of(&leaves_after);
     revoked::check_commit(&tx, &group_id, &locked, &after).await?;
+    leave::check_commit(&tx, &group_id, &locked.leaving, &after).await?;
     // Devices added by a member, which join from the Welcome (an external joiner is the
     // sender itself and has its group state already).
     let added: BTreeSet<_> = after.difference(&before).filter(|m| *m != sender).cloned().collect();
@@ -437,7 +460,13 @@ async fn decide_commit(
     }
     // The members of the old epoch (removed ones included) get the commit; the new ones
     // start from the Welcome instead. Other servers with members in either get it too.
-    let existing = local(state, before.iter().filter(|m| *m != sender));
+    // Users who left get nothing more, not even their removal (`leave`).
+    let existing = local(
+        state,
+        before
+            .iter()
+            .filter(|m| *m != sender && !locked.leaving.iter().any(|u| u.as_str() == m.user_id.as_str())),
+    );
     let entries: Vec<_> = existing
         .into_iter()
         .map(|r| r.entry(InboxEntryKind::Message, &group_id, seq))
@@ -574,7 +603,7 @@ pub async fn submit_forwarded_message(
 }
 
 /// A server forwards submits of its own users only, and only to the group's hub.
-fn check_forwarded(
+pub(crate) fn check_forwarded(
     state: &AppState,
     origin: &ServerName,
     group: &GroupId,

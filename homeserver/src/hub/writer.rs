@@ -287,7 +287,12 @@ async fn decide_and_write(
             let servers = remote_servers(&rules.server_name, group_members.clone());
             queued.extend(servers.into_iter().map(|server| (server, s.group_id.as_str(), *seq)));
         }
-        let others = group_members.filter(|m| **m != s.sender);
+        let leaving = groups
+            .get(s.group_id.as_str())
+            .map(|g| g.leaving.as_slice())
+            .unwrap_or_default();
+        let others =
+            group_members.filter(|m| **m != s.sender && !leaving.iter().any(|u| u.as_str() == m.user_id.as_str()));
         entries.extend(
             local_recipients(&rules.server_name, others)
                 .into_iter()
@@ -406,7 +411,8 @@ fn refusal(
     s: &Submission,
 ) -> Option<ApiError> {
     let is_member = members.get(s.group_id.as_str()).is_some_and(|m| m.contains(&s.sender));
-    if !is_member {
+    // A user who left sends nothing more (see `hub::leave`).
+    if !is_member || group.leaving.iter().any(|u| u.as_str() == s.sender.user_id.as_str()) {
         return Some(super::not_a_member(&s.group_id));
     }
     if s.epoch > group.epoch || group.epoch - s.epoch > rules.past_epochs_accepted || s.epoch < group.min_epoch {

@@ -18,6 +18,21 @@ pub async fn forward(
     endpoint: Endpoint,
     body: &impl serde::Serialize,
 ) -> Result<Accepted, ApiError> {
+    let accepted: Accepted = forward_for(remote, group, endpoint, body).await?;
+    if accepted.group_id != *group {
+        return Err(unavailable(format!("{} answered for another group", group.hub())));
+    }
+    Ok(accepted)
+}
+
+/// Forwards a request about a group hubbed elsewhere (`endpoint` with its body) to the
+/// group's hub and returns its answer, `T`, or its refusal as the client should see it.
+pub async fn forward_for<T: serde::de::DeserializeOwned>(
+    remote: &Remote,
+    group: &GroupId,
+    endpoint: Endpoint,
+    body: &impl serde::Serialize,
+) -> Result<T, ApiError> {
     let hub = group.hub();
     let path = endpoint.path_with(&[group.as_str()]);
     let body = serde_json::to_vec(body).map_err(|e| ApiError::internal("encoding a forwarded submit", e))?;
@@ -25,12 +40,8 @@ pub async fn forward(
         .call(reqwest::Method::POST, &hub, &path, body, MAX_SMALL_ANSWER_BYTES)
         .await?;
     if status.is_success() {
-        let accepted: Accepted = serde_json::from_slice(&bytes)
-            .map_err(|e| unavailable(format!("{hub} answered the submit with something else: {e}")))?;
-        if accepted.group_id != *group {
-            return Err(unavailable(format!("{hub} answered for another group")));
-        }
-        return Ok(accepted);
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| unavailable(format!("{hub} answered the request with something else: {e}")));
     }
     let Ok(refusal) = serde_json::from_slice::<ErrorBody>(&bytes) else {
         return Err(unavailable(format!("{hub} answered {status} without an error body")));

@@ -16,6 +16,8 @@ pub struct LockedGroup {
     pub revoked: Vec<GroupMember>,
     /// No application message for an epoch before this one (`min_epoch`).
     pub min_epoch: u64,
+    /// Users who left and whose leaves no commit removed yet (`leaving_users`).
+    pub leaving: Vec<String>,
 }
 
 /// The devices of a `revoked_members` value.
@@ -143,13 +145,15 @@ pub async fn joinable_by(db: &impl Db, who: &GroupMember) -> Result<Vec<String>,
 /// Locks the group's row for the rest of the transaction: the hub's ordering point.
 pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("SELECT epoch, last_seq, revoked_members, min_epoch FROM groups WHERE group_id = $1 FOR UPDATE")
+        .prepare_cached("SELECT epoch, last_seq, revoked_members, min_epoch, leaving_users FROM groups WHERE group_id = $1 FOR UPDATE",
+        )
         .await?;
     Ok(db.query_opt(&stmt, &[&group.as_str()]).await?.map(|row| LockedGroup {
         epoch: to_u64(row.get(0)),
         last_seq: row.get(1),
         revoked: revoked_from(row.get(2)),
         min_epoch: to_u64(row.get(3)),
+        leaving: row.get(4),
     }))
 }
 
@@ -158,7 +162,7 @@ pub async fn lock(db: &impl Db, group: &GroupId) -> Result<Option<LockedGroup>, 
 pub async fn lock_many(db: &impl Db, groups: &[&str]) -> Result<Vec<(String, LockedGroup)>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
-            "SELECT group_id, epoch, last_seq, revoked_members, min_epoch FROM groups
+            "SELECT group_id, epoch, last_seq, revoked_members, min_epoch, leaving_users FROM groups
              WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
         )
         .await?;
@@ -172,6 +176,7 @@ pub async fn lock_many(db: &impl Db, groups: &[&str]) -> Result<Vec<(String, Loc
                 last_seq: row.get(2),
                 revoked: revoked_from(row.get(3)),
                 min_epoch: to_u64(row.get(4)),
+                leaving: row.get(5),
             };
             (row.get(0), locked)
         })
@@ -536,5 +541,14 @@ pub async fn clear_revoked(db: &impl Db, group: &GroupId, min_epoch: u64) -> Res
         .prepare_cached("UPDATE groups SET revoked_members = NULL, min_epoch = $2 WHERE group_id = $1")
         .await?;
     db.execute(&stmt, &[&group.as_str(), &to_i64(min_epoch)]).await?;
+    Ok(())
+}
+
+/// Sets a locked group's users who left and are not removed yet (`leaving_users`).
+pub async fn set_leaving(db: &impl Db, group: &GroupId, users: &[String]) -> Result<(), tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("UPDATE groups SET leaving_users = $2 WHERE group_id = $1")
+        .await?;
+    db.execute(&stmt, &[&group.as_str(), &users]).await?;
     Ok(())
 }

@@ -106,7 +106,10 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
         );
     }
 
-    // A follower removes cat@c.test; c.test stores the removal and nothing after it.
+    // A follower removes cat@c.test (made an admin first: removing others is for
+    // admins); c.test stores the removal and nothing after it.
+    let ben = user(&devices[2]);
+    devices[0].promote(&group, &ben).await.expect("promote ben");
     let cat = user(&devices[4]);
     let removed = devices[2]
         .remove_members(&group, &[cat])
@@ -169,6 +172,23 @@ async fn a_group_across_three_servers_is_read_by_every_device_in_hub_order() {
     );
 }
 
+/// Receives until `m`'s copy of `group` is at `epoch`.
+async fn sync_until_epoch(m: &mut Messenger, group: &GroupId, epoch: u64) {
+    let deadline = tokio::time::Instant::now() + DELIVERY;
+    loop {
+        m.receive(Duration::from_millis(500)).await.expect("receive");
+        let overview = m.groups().await.expect("groups");
+        if overview.iter().any(|g| &g.group_id == group && g.epoch >= Some(epoch)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never reached epoch {epoch}",
+            m.user_id()
+        );
+    }
+}
+
 /// ann@a.test and ben@b.test in a group hubbed on a.test, both devices joined.
 async fn pair_group(trio: &Trio, dir: &Path) -> (Messenger, Messenger, GroupId) {
     let mut ann = device(trio.server(0), dir, "ann", true).await;
@@ -184,14 +204,17 @@ async fn a_followers_commit_racing_a_hub_local_commit_catches_up_and_retries() {
     let trio = trio().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut ann, mut ben, group) = pair_group(&trio, dir.path()).await;
+    // Adding is for admins (the creator is one): ann makes ben one too.
+    ann.promote(&group, &user(&ben)).await.expect("promote ben");
+    sync_until_epoch(&mut ben, &group, 2).await;
     let dan = device(trio.server(0), dir.path(), "dan", true).await;
     let eve = device(trio.server(1), dir.path(), "eve", true).await;
-    // Both commit for epoch 1 at once: one wins, the other gets 409 wrong_epoch (relayed
+    // Both commit for epoch 2 at once: one wins, the other gets 409 wrong_epoch (relayed
     // from the hub for ben), catches up on the winner's commit and commits again.
     let (dan, eve) = ([user(&dan)], [user(&eve)]);
     let (by_ann, by_ben) = tokio::join!(ann.add_members(&group, &dan), ben.add_members(&group, &eve));
     let epochs = BTreeSet::from([by_ann.expect("ann's add").epoch, by_ben.expect("ben's add").epoch]);
-    assert_eq!(epochs, BTreeSet::from([2, 3]), "one commit per epoch");
+    assert_eq!(epochs, BTreeSet::from([3, 4]), "one commit per epoch");
     let everyone: BTreeSet<String> = ["ann@a.test", "ben@b.test", "dan@a.test", "eve@b.test"]
         .map(str::to_owned)
         .into();

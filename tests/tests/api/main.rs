@@ -27,6 +27,7 @@ mod ops;
 mod restart;
 mod retention;
 mod revocation;
+mod roles;
 mod routes;
 mod scale_out;
 mod shutdown;

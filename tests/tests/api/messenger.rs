@@ -116,9 +116,11 @@ async fn concurrent_adds_converge() {
     let mut dan = device(&server, dir.path(), "gil", true).await;
     let group = ann.create_group().await.expect("create");
     ann.add_members(&group, &[user(&ben)]).await.expect("add ben");
+    // Adding is for admins (the creator is one): ann makes ben one too.
+    ann.promote(&group, &user(&ben)).await.expect("promote ben");
     ben.sync().await.expect("join");
 
-    // Both commit for epoch 1: one wins, the other catches up and retries.
+    // Both commit for epoch 2: one wins, the other catches up and retries.
     let (cat_id, dan_id) = (user(&cat), user(&dan));
     let (by_ann, by_ben) = tokio::join!(
         ann.add_members(&group, std::slice::from_ref(&cat_id)),
@@ -126,7 +128,7 @@ async fn concurrent_adds_converge() {
     );
     let (by_ann, by_ben) = (by_ann.expect("ann's add"), by_ben.expect("ben's add"));
     assert_eq!(by_ann.added.len() + by_ben.added.len(), 2);
-    assert_eq!(BTreeSet::from([by_ann.epoch, by_ben.epoch]), BTreeSet::from([2, 3]));
+    assert_eq!(BTreeSet::from([by_ann.epoch, by_ben.epoch]), BTreeSet::from([3, 4]));
     for d in [&mut ann, &mut ben, &mut cat, &mut dan] {
         d.sync().await.expect("sync");
     }
@@ -137,7 +139,7 @@ async fn concurrent_adds_converge() {
     }
     for d in [&mut ann, &mut ben, &mut cat, &mut dan] {
         let overview = d.groups().await.expect("groups");
-        assert_eq!(overview[0].epoch, Some(3), "{}", d.user_id());
+        assert_eq!(overview[0].epoch, Some(4), "{}", d.user_id());
     }
     // And messages flow to everyone.
     let seq = dan.send_text(&group, "hello all", None).await.expect("send").seq;

@@ -358,6 +358,44 @@ pub struct Conversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub refused: Option<String>,
+    /// The group's name, topic and roles (absent once removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub settings: Option<Box<GroupSettingsView>>,
+}
+
+/// A group's name, topic and admins (encrypted in the group: servers never see them).
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct GroupSettingsView {
+    /// The name ("" when none).
+    pub name: String,
+    /// The topic ("" when none).
+    pub topic: String,
+    /// Whether this device can read the name and topic.
+    pub name_known: bool,
+    /// The admins' user ids; empty for a group made without roles.
+    pub admins: Vec<String>,
+    /// Whether this user is an admin (may rename, set the topic, add, remove, promote).
+    pub is_admin: bool,
+}
+
+/// `PUT /api/conversations/{group_id}/settings`: what to change (absent: unchanged).
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct UpdateSettingsRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub topic: Option<String>,
+}
+
+/// `POST /api/conversations/{group_id}/admins`: promote (`admin: true`) or demote a member.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct SetAdminRequest {
+    /// `bob` (on this user's server) or `bob@chat.example.org`.
+    pub user: String,
+    pub admin: bool,
 }
 
 /// One device's signature key.

@@ -132,6 +132,7 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
             }
             Event::Joined { group_id, .. }
             | Event::MembersChanged { group_id, .. }
+            | Event::SettingsChanged { group_id, .. }
             | Event::DeviceAdded { group_id, .. }
             | Event::Removed { group_id, .. } => {
                 if !conversations_changed.contains(&group_id) {

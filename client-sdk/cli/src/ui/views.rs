@@ -7,7 +7,7 @@ use parley_specs::groups_api::ServerDelivery;
 use parley_specs::{GroupId, UserId};
 
 use super::api::{
-    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, Member, Message, Reaction,
+    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, GroupSettingsView, Member, Message, Reaction,
     ServerReceived, VerificationState,
 };
 use super::delivery::Deliveries;
@@ -157,6 +157,15 @@ pub(crate) async fn conversations(
                 last_message,
                 timer_secs: overview.timer_secs,
                 refused: overview.refused,
+                settings: overview.settings.map(|s| {
+                    Box::new(GroupSettingsView {
+                        name: s.name,
+                        topic: s.topic,
+                        name_known: s.name_known,
+                        admins: s.admins.iter().map(ToString::to_string).collect(),
+                        is_admin: s.is_admin,
+                    })
+                }),
                 encryption: Encryption {
                     protocol: "MLS".to_owned(),
                     ciphersuite: CIPHERSUITE.to_owned(),

@@ -520,6 +520,27 @@ async function run() {
       await gone(ann.page.getByRole('alert').filter({ hasText: 'Sending is paused' }), 'ann: alert "Sending is paused"', 10_000);
     });
 
+    await step('ann names the group in its settings and bob sees the name', async () => {
+      const name = 'Weekend plans';
+      await ann.page.getByRole('button', { name: 'Settings', exact: true }).click();
+      const settings = ann.dialog('Group settings');
+      await visible(settings, 'ann: dialog "Group settings"');
+      await visible(settings.getByText('You are an admin.'), 'ann: "You are an admin."');
+      await settings.getByRole('textbox', { name: 'Name' }).fill(name);
+      await settings.getByRole('button', { name: 'Save' }).click();
+      await gone(settings.getByText('Saving…'), 'ann: "Saving…"', 30_000);
+      await screenshot(ann, '09a-group-settings');
+      // The dialog is modal: the page behind it is hidden from the accessibility tree.
+      await closeDialogs(ann);
+      await visible(ann.page.getByRole('heading', { name: new RegExp(`^${escapeRe(name)}`) }), `ann: heading "${name}"`, 30_000);
+      await visible(bob.page.getByRole('heading', { name: new RegExp(`^${escapeRe(name)}`) }), `bob: heading "${name}"`, 30_000);
+      // Bob is a member, not an admin: he sees the name and cannot change it.
+      await bob.page.getByRole('button', { name: 'Settings', exact: true }).click();
+      const his = bob.dialog('Group settings');
+      await visible(his.getByText('Only admins can change them.'), 'bob: "Only admins can change them."');
+      await closeDialogs(bob);
+    });
+
     await step('phone width', async () => {
       await ann.page.setViewportSize(PHONE);
       await visible(ann.page.getByRole('textbox', { name: 'Message' }), 'ann at 390x844: textbox "Message"');

@@ -14,6 +14,7 @@ import {
   MembersDialog,
   NewConversationDialog,
 } from "./components/Dialogs";
+import { GroupSettingsDialog } from "./components/GroupSettings";
 import { ProfileDialog } from "./components/Profile";
 import { SearchBox, SearchResults } from "./components/Search";
 import { SignIn, Unlock } from "./components/SignIn";
@@ -314,6 +315,11 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
         (() => {
           const c = state.conversations.find((x) => x.group_id === dialog.group_id);
           return c ? <MembersDialog conversation={c} /> : null;
+        })()}
+      {dialog?.kind === "settings" &&
+        (() => {
+          const c = state.conversations.find((x) => x.group_id === dialog.group_id);
+          return c ? <GroupSettingsDialog conversation={c} /> : null;
         })()}
       {dialog?.kind === "delete" && <ConfirmDeleteDialog group_id={dialog.group_id} />}
       {dialog?.kind === "devices" && <DevicesDialog />}

@@ -22,10 +22,12 @@ import type {
   SendMessageRequest,
   ServerEvent,
   SessionStatus,
+  SetAdminRequest,
   SetTimerRequest,
   SignInRequest,
   TypingRequest,
   UnlockRequest,
+  UpdateSettingsRequest,
 } from "./generated/api";
 
 export type {
@@ -216,6 +218,9 @@ export const api = {
   removeMember: (id: string, user: string) =>
     request<Conversation>("DELETE", `${conv(id)}/members/${enc(user)}`),
   leave: (id: string) => request<Empty>("POST", `${conv(id)}/leave`, {}),
+  updateSettings: (id: string, b: UpdateSettingsRequest) => request<Conversation>("PUT", `${conv(id)}/settings`, b),
+  setAdmin: (id: string, user: string, admin: boolean) =>
+    request<Conversation>("POST", `${conv(id)}/admins`, { user, admin } satisfies SetAdminRequest),
   messages: (id: string, search?: string) =>
     request<Message[]>(
       "GET",

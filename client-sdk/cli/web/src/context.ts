@@ -6,6 +6,7 @@ export type DialogState =
   | { kind: "new" }
   | { kind: "add"; group_id: string }
   | { kind: "members"; group_id: string }
+  | { kind: "settings"; group_id: string }
   | { kind: "profile"; user_id: string }
   | { kind: "devices" }
   | { kind: "delete"; group_id: string };

@@ -23,8 +23,10 @@ export function otherMembers(c: Conversation, me?: string): string[] {
 
 export function conversationTitle(c: Conversation, me?: string): string {
   const others = otherMembers(c, me);
-  if (others.length > 0) return others.join(", ");
-  return c.member ? "Only you" : "Left conversation";
+  const people = others.length > 0 ? others.join(", ") : c.member ? "Only you" : "Left conversation";
+  // A named group shows its name first (the people stay in the title, so it still says who).
+  const name = c.settings?.name;
+  return name ? `${name} — ${people}` : people;
 }
 
 /** One state per user: changed if any device says so, verified if all do. */

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{MessengerError, mls};
 use super::groups::{member_of, members_of};
+use super::roles::{self, PolicyEdit};
 use super::store::StoreLock;
 use super::{Messenger, Result, new_txn_id};
 use crate::Error;
+use parley_specs::roles::carried_admins;
 
 /// Commits tried before giving up when other members keep committing first.
 const MAX_COMMIT_ATTEMPTS: usize = 5;
@@ -53,6 +55,8 @@ pub(crate) enum Change {
     Remove(BTreeSet<UserId>),
     /// These devices' leaves (a revoked device: its user stays).
     RemoveDevices(BTreeSet<GroupMember>),
+    /// The group policy: name, topic, roles (see `roles.rs`).
+    Policy(PolicyEdit),
 }
 
 /// A commit made for a change, ready to submit.
@@ -92,7 +96,7 @@ impl Messenger {
     ) -> Result<Option<Committed>> {
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let mut group = self.active_group(group_id)?;
-            let Some(staged) = self.stage(&mut group, &change)? else {
+            let Some(staged) = self.stage(group_id, &mut group, &change)? else {
                 return Ok(None);
             };
             let group_info = self.pending_group_info(group_id)?;
@@ -118,6 +122,12 @@ impl Messenger {
                     self.conclude_commit(lock, group_id, &mut group, false)?;
                     self.catch_up(lock, group_id, current_epoch(&err)).await?;
                 }
+                // A user left and this device has not seen their `leave` message yet:
+                // read it, and the next attempt removes them too.
+                Err(err) if err.code() == Some(ErrorCode::MemberLeft) => {
+                    self.conclude_commit(lock, group_id, &mut group, false)?;
+                    self.catch_up(lock, group_id, None).await?;
+                }
                 Err(err @ Error::Api { .. }) => {
                     self.conclude_commit(lock, group_id, &mut group, false)?;
                     return Err(err.into());
@@ -132,50 +142,112 @@ impl Messenger {
     }
 
     /// Makes the commit for `change` as the group is now; `None` when nothing is left to do.
-    fn stage(&self, group: &mut MlsGroup, change: &Change) -> Result<Option<Staged>> {
+    /// Every commit also removes the users who announced they leave (the hub takes no
+    /// commit that keeps them, `member_left`) and keeps the group policy's admins to
+    /// members (`parley_specs::roles::carried_admins`: when the last admin goes, the role
+    /// passes to the user of the lowest-indexed remaining leaf); a commit that adds
+    /// devices carries the group's metadata key to them inside the Welcome.
+    fn stage(&self, group_id: &GroupId, group: &mut MlsGroup, change: &Change) -> Result<Option<Staged>> {
         let current = members_of(group);
-        match change {
-            Change::Add(packages) => {
-                let fresh: Vec<_> = packages.iter().filter(|(m, _)| !current.contains(m)).collect();
-                if fresh.is_empty() {
-                    return Ok(None);
-                }
-                let key_packages: Vec<KeyPackage> = fresh.iter().map(|(_, p)| p.clone()).collect();
-                let (commit, welcome, _) = group
-                    .add_members(&self.provider, &self.identity.signer, &key_packages)
-                    .map_err(mls("adding members"))?;
-                Ok(Some(Staged {
-                    commit: encode(&commit)?,
-                    welcome: Some(encode(&welcome)?),
-                    affected: fresh.into_iter().map(|(m, _)| m.clone()).collect(),
-                }))
-            }
-            Change::Remove(_) | Change::RemoveDevices(_) => {
-                let own = group.own_leaf_index();
-                let targets: Vec<(LeafNodeIndex, GroupMember)> = group
+        let own = group.own_leaf_index();
+        let leavers = self.state.leave_requests.get(group_id);
+        let fresh: Vec<&(GroupMember, KeyPackage)> = match change {
+            Change::Add(packages) => packages.iter().filter(|(m, _)| !current.contains(m)).collect(),
+            _ => Vec::new(),
+        };
+        let removals: Vec<(LeafNodeIndex, GroupMember)> = group
+            .members()
+            .filter(|m| m.index != own)
+            .filter_map(|m| member_of(&m.credential).map(|gm| (m.index, gm)))
+            .filter(|(_, gm)| {
+                let asked = match change {
+                    Change::Remove(users) => users.contains(&gm.user_id),
+                    Change::RemoveDevices(devices) => devices.contains(gm),
+                    Change::Add(_) | Change::Policy(_) => false,
+                };
+                asked || leavers.is_some_and(|users| users.contains(&gm.user_id))
+            })
+            .collect();
+        let removed_indexes: BTreeSet<LeafNodeIndex> = removals.iter().map(|(i, _)| *i).collect();
+        let policy_before = roles::policy_of(group);
+        let policy_after = match &policy_before {
+            None => None,
+            Some(policy) => {
+                let mut next = match change {
+                    Change::Policy(edit) => self.edited_policy(group_id, group, policy, edit)?,
+                    _ => policy.clone(),
+                };
+                let leaves_after: Vec<(u32, GroupMember)> = group
                     .members()
-                    .filter(|m| m.index != own)
-                    .filter_map(|m| member_of(&m.credential).map(|gm| (m.index, gm)))
-                    .filter(|(_, gm)| match change {
-                        Change::Remove(users) => users.contains(&gm.user_id),
-                        Change::RemoveDevices(devices) => devices.contains(gm),
-                        Change::Add(_) => false,
-                    })
+                    .filter(|m| !removed_indexes.contains(&m.index))
+                    .filter_map(|m| member_of(&m.credential).map(|gm| (m.index.u32(), gm)))
                     .collect();
-                if targets.is_empty() {
-                    return Ok(None);
-                }
-                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(index, _)| *index).collect();
-                let (commit, welcome, _) = group
-                    .remove_members(&self.provider, &self.identity.signer, &leaves)
-                    .map_err(mls("removing members"))?;
-                Ok(Some(Staged {
-                    commit: encode(&commit)?,
-                    welcome: welcome.as_ref().map(encode).transpose()?,
-                    affected: targets.into_iter().map(|(_, m)| m).collect(),
-                }))
+                next.admins = carried_admins(&next.admins, &leaves_after);
+                Some(next)
             }
+        };
+        let policy_changes = policy_after != policy_before;
+        let asked_something = match change {
+            Change::Add(_) => !fresh.is_empty(),
+            Change::Remove(_) | Change::RemoveDevices(_) => removals.iter().any(|(_, gm)| match change {
+                Change::Remove(users) => users.contains(&gm.user_id),
+                Change::RemoveDevices(devices) => devices.contains(gm),
+                _ => false,
+            }),
+            Change::Policy(_) => policy_changes,
+        };
+        if !asked_something {
+            return Ok(None);
         }
+        let mut builder = group
+            .commit_builder()
+            .propose_adds(fresh.iter().map(|(_, p)| p.clone()))
+            .propose_removals(removed_indexes.iter().copied());
+        if policy_changes && let Some(policy) = &policy_after {
+            builder = builder
+                .propose_group_context_extensions(roles::context_extensions(policy)?)
+                .map_err(mls("changing the group policy"))?;
+        }
+        let mut builder = builder
+            .load_psks(self.provider.storage())
+            .map_err(mls("making the commit"))?;
+        if !fresh.is_empty()
+            && let Some(key) = self.state.group_keys.get(group_id)
+        {
+            builder = builder
+                .create_group_info_with_extensions([roles::key_extension(key.as_slice())])
+                .map_err(mls("adding the group key to the Welcome"))?;
+        }
+        let bundle = builder
+            .build(
+                self.provider.rand(),
+                self.provider.crypto(),
+                &self.identity.signer,
+                |_| true,
+            )
+            .map_err(mls("making the commit"))?
+            .stage_commit(&self.provider)
+            .map_err(mls("making the commit"))?;
+        let (commit, welcome, _) = bundle.into_messages();
+        let affected = match change {
+            Change::Add(_) => fresh.iter().map(|(m, _)| m.clone()).collect(),
+            Change::Remove(users) => removals
+                .iter()
+                .filter(|(_, gm)| users.contains(&gm.user_id))
+                .map(|(_, gm)| gm.clone())
+                .collect(),
+            Change::RemoveDevices(devices) => removals
+                .iter()
+                .filter(|(_, gm)| devices.contains(gm))
+                .map(|(_, gm)| gm.clone())
+                .collect(),
+            Change::Policy(_) => Vec::new(),
+        };
+        Ok(Some(Staged {
+            commit: encode(&commit)?,
+            welcome: welcome.as_ref().map(encode).transpose()?,
+            affected,
+        }))
     }
 
     /// The GroupInfo (without the ratchet tree) of the epoch the group's pending commit

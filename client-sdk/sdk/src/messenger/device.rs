@@ -3,8 +3,8 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, KeyPackage, KeyPackageIn,
-    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroupJoinConfig, OpenMlsProvider, ProtocolVersion,
+    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+    MlsGroupJoinConfig, OpenMlsProvider, ProtocolVersion,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use parley_specs::mls::{credential_identity, parse_credential_identity};
@@ -84,11 +84,11 @@ impl DeviceIdentity {
     /// A fresh TLS-serialized KeyPackage; its private keys stay in the provider's storage.
     /// A last-resort package is handed out when a device has no other left, and reused.
     pub(crate) fn key_package(&self, provider: &DeviceProvider, last_resort: bool) -> Result<Vec<u8>, MessengerError> {
-        let mut builder = KeyPackage::builder();
+        // A leaf must declare every extension its key package carries, and the group
+        // policy extension every group requires (`roles.rs`).
+        let mut builder = KeyPackage::builder().leaf_node_capabilities(super::roles::capabilities(last_resort));
         if last_resort {
-            // A leaf must declare every extension its key package carries.
-            let capabilities = Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
-            builder = builder.mark_as_last_resort().leaf_node_capabilities(capabilities);
+            builder = builder.mark_as_last_resort();
         }
         let bundle = builder
             .build(CIPHERSUITE, provider, &self.signer, self.credential.clone())

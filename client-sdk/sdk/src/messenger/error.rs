@@ -168,6 +168,16 @@ pub enum MessengerError {
         /// The limit.
         max: usize,
     },
+    /// The group was made without roles (no group policy): it has no name, topic or
+    /// admins to change.
+    #[error("{0} was made without roles: it has no name, topic or admins to change")]
+    NoRoles(GroupId),
+    /// Demoting the last admin would leave the group without one.
+    #[error("the last admin of {0} cannot be demoted (promote someone else first, or leave: the role passes on)")]
+    LastAdmin(GroupId),
+    /// Input outside its rules (a group name, a topic).
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 impl MessengerError {

@@ -73,6 +73,15 @@ pub enum Event {
         /// Devices removed.
         removed: Vec<GroupMember>,
     },
+    /// An admin changed a group's name, topic or admins (or the admin role passed on).
+    SettingsChanged {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who committed the change.
+        by: Option<UserId>,
+        /// The group's name, topic and admins afterwards.
+        settings: super::GroupSettings,
+    },
     /// A member user added a device of theirs to a group by themselves (an external
     /// join: "alice added a device"). For a verified contact a
     /// [`Event::VerifiedContactChanged`] warning follows.

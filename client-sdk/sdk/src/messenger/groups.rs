@@ -23,9 +23,11 @@ use super::directory::{TreeLeaf, tree_leaves};
 use super::envelope::Envelope;
 use super::error::{MessengerError, mls};
 use super::history::Conversation;
+use super::roles::{self, GroupSettings};
 use super::store::StoreLock;
 use super::{Messenger, Result};
 use crate::Error;
+use parley_specs::roles::GroupPolicy;
 
 /// A device in a group, as the group's MLS tree shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +68,9 @@ pub struct GroupOverview {
     /// Why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The group's name, topic and admins (absent once removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<GroupSettings>,
 }
 
 /// What adding users did.
@@ -136,8 +141,12 @@ impl Messenger {
     async fn create_group_locked(&mut self, lock: &StoreLock) -> Result<GroupId> {
         self.prepare_online(lock).await?;
         let id = GroupId::parse(&format!("{}@{}", random_local_part(), self.state.user_id.server_name()))?;
+        // The creator is the group's one admin; every leaf must support the policy.
+        let policy = GroupPolicy::new(self.state.user_id.clone());
         let group = MlsGroup::builder()
             .with_group_id(mls_group_id(&id))
+            .with_capabilities(roles::capabilities(false))
+            .with_group_context_extensions(roles::context_extensions(&policy)?)
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
@@ -159,6 +168,7 @@ impl Messenger {
         self.state
             .conversations
             .insert(id.clone(), Conversation::new(OffsetDateTime::now_utc()));
+        self.state.group_keys.insert(id.clone(), roles::new_key().into());
         self.save(lock)?;
         Ok(id)
     }
@@ -362,6 +372,15 @@ impl Messenger {
                 Err(e) if e.code() == Some(ErrorCode::NotAMember) || matches!(e, MessengerError::NotAMember(_)) => {}
                 Err(e) => return Err(e),
             }
+            // The hub records the leave: it stops delivering the group to this user's
+            // devices, and the next commit, whoever makes it, removes them.
+            if announced {
+                match self.client.leave_group(group_id).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(ErrorCode::NotAMember) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         let messages_deleted = self.forget_group(group_id)?;
         self.save(lock)?;
@@ -380,6 +399,8 @@ impl Messenger {
                 .map_err(mls("deleting the group state"))?;
         }
         self.state.leave_requests.remove(group_id);
+        self.state.announced_leaves.remove(group_id);
+        self.state.group_keys.remove(group_id);
         self.state.pending_commits.remove(group_id);
         Ok(self
             .state
@@ -413,6 +434,10 @@ impl Messenger {
                 unread: conversation.unread(&self.state.user_id, now),
                 timer_secs: conversation.timer_secs,
                 refused: conversation.refused.clone(),
+                settings: group
+                    .as_ref()
+                    .filter(|_| conversation.refused.is_none())
+                    .map(|g| self.settings_of(group_id, g)),
             });
         }
         Ok(all)

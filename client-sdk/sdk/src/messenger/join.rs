@@ -7,7 +7,9 @@
 //! the join: MLS gives a joiner no keys of earlier epochs.
 
 use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedWelcome, RatchetTreeIn};
+use openmls::prelude::{
+    LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedWelcome, RatchetTreeIn,
+};
 use parley_specs::groups_api::{InboxEntry, InboxEntryKind, SubmitCommitRequest};
 use parley_specs::{ErrorCode, GroupId};
 use time::OffsetDateTime;
@@ -107,6 +109,11 @@ impl Messenger {
             .with_config(join_config())
             .build_group(&self.provider, group_info, self.identity.credential.clone())
             .map_err(mls("joining from the hub's GroupInfo"))?
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(super::roles::capabilities(false))
+                    .build(),
+            )
             .load_psks(self.provider.storage())
             .map_err(mls("joining from the hub's GroupInfo"))?
             .build(

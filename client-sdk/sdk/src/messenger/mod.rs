@@ -50,6 +50,7 @@ mod message_actions;
 mod provider;
 mod receive;
 mod revocation;
+mod roles;
 mod safety;
 mod send;
 mod store;
@@ -69,6 +70,7 @@ pub use history::{ExportFormat, HistoryMessage, MAX_REACTIONS_PER_USER, history_
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
 pub use message_actions::SentAction;
 pub use revocation::DeviceDeletion;
+pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TOPIC_CHARS};
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
 
@@ -115,6 +117,8 @@ pub struct Messenger {
     directory: directory::Directory,
     /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
     welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
+    /// The metadata key of the Welcome being joined (see `roles.rs`).
+    welcome_key: Option<Vec<u8>>,
     /// The highest `missed.through` reported as [`Event::MissedMessages`] by this process.
     missed_reported: i64,
 }
@@ -194,6 +198,8 @@ impl Messenger {
             leave_requests: Default::default(),
             pending_commits: Default::default(),
             server_keys: Default::default(),
+            group_keys: Default::default(),
+            announced_leaves: Default::default(),
         };
         let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
         messenger.save(lock)?;
@@ -226,6 +232,7 @@ impl Messenger {
             undelivered: Vec::new(),
             directory: Default::default(),
             welcome_trees: Default::default(),
+            welcome_key: None,
             missed_reported: 0,
         }
     }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, Sender, StagedCommit,
-    StagedWelcome,
+    MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, ProcessedMessageContent, ProcessedWelcome, Sender,
+    StagedCommit, StagedWelcome,
 };
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery, MissedEntries};
+use parley_specs::roles::GROUP_KEY_EXTENSION_TYPE;
 use parley_specs::{ErrorCode, UserId};
 use time::OffsetDateTime;
 
@@ -229,8 +230,19 @@ impl Messenger {
                 .map_err(|e| format!("cannot delete the former group state: {e}"))?;
         }
         let tree = self.welcome_trees.remove(&entry.cursor);
-        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, tree)
+        let processed = ProcessedWelcome::new_from_welcome(&self.provider, &join_config(), welcome)
             .map_err(|e| format!("cannot join from this Welcome: {e}"))?;
+        // The group's metadata key, inside the Welcome's GroupInfo (encrypted to this
+        // device; its signature is checked as the Welcome is staged).
+        let key = processed
+            .unverified_group_info()
+            .extensions()
+            .unknown(GROUP_KEY_EXTENSION_TYPE)
+            .map(|ext| ext.0.clone());
+        let staged = processed
+            .into_staged_welcome(&self.provider, tree)
+            .map_err(|e| format!("cannot join from this Welcome: {e}"))?;
+        self.welcome_key = key;
         if staged.group_context().group_id() != &mls_group_id(&entry.group_id) {
             return Err("the Welcome is for another group than its inbox entry says".into());
         }
@@ -250,6 +262,9 @@ impl Messenger {
         conversation.member = true;
         conversation.refused = None;
         conversation.joined_epoch = group.epoch().as_u64();
+        let key = self.welcome_key.take();
+        self.state.announced_leaves.remove(&entry.group_id);
+        self.keep_group_key(&entry.group_id, key);
         self.key_packages_used = true;
         self.undelivered.push(Event::Joined {
             group_id: entry.group_id.clone(),
@@ -363,6 +378,11 @@ impl Messenger {
                         .entry(entry.group_id.clone())
                         .or_default()
                         .insert(sender.user_id.clone());
+                    self.state
+                        .announced_leaves
+                        .entry(entry.group_id.clone())
+                        .or_default()
+                        .insert(sender.user_id.clone());
                 }
                 self.undelivered.push(Event::LeaveAnnounced {
                     group_id: entry.group_id.clone(),
@@ -414,6 +434,18 @@ impl Messenger {
         }
         // Every leaf the commit adds or changes must be vouched for, before it is applied.
         let (changed, after) = leaves_after(&tree_leaves(group.members()), &staged, &committer);
+        // And a member commit must keep to the group policy, as the hub checks it: a
+        // hub that let a forbidden one through does not get it applied here.
+        if !external && let Err(reason) = self.policy_allows(entry, &group, &sender, &staged, &after).await? {
+            if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
+                conversation.refused = Some(format!("commit #{} by {}: {reason}", entry.seq, sender.user_id));
+            }
+            self.state.leave_requests.remove(&entry.group_id);
+            return Ok(Err(format!(
+                "refused commit #{} by {}: {reason}",
+                entry.seq, sender.user_id
+            )));
+        }
         if !changed.is_empty() {
             let refused = self.check_leaves(&changed, &after).await?;
             if !refused.is_empty() {
@@ -451,6 +483,7 @@ impl Messenger {
         staged: StagedCommit,
     ) -> EntryResult {
         let before = members_of(&group);
+        let policy_before = super::roles::policy_of(&group);
         let removes_this_device = staged.self_removed();
         group
             .merge_staged_commit(&self.provider, staged)
@@ -470,9 +503,19 @@ impl Messenger {
             return Ok(());
         }
         let after = members_of(&group);
+        if super::roles::policy_of(&group) != policy_before {
+            self.undelivered.push(Event::SettingsChanged {
+                group_id: entry.group_id.clone(),
+                by: Some(sender.user_id.clone()),
+                settings: self.settings_of(&entry.group_id, &group),
+            });
+        }
         let added: Vec<_> = after.difference(&before).cloned().collect();
         let removed: Vec<_> = before.difference(&after).cloned().collect();
         if !added.is_empty() || !removed.is_empty() {
+            if let Some(users) = self.state.announced_leaves.get_mut(&entry.group_id) {
+                users.retain(|u| after.iter().any(|m| &m.user_id == u));
+            }
             // Users who asked to leave and are gone need nothing more.
             if let Some(users) = self.state.leave_requests.get_mut(&entry.group_id) {
                 users.retain(|u| after.iter().any(|m| &m.user_id == u));

@@ -51,6 +51,13 @@ pub(crate) struct AppState {
     /// saw one (see `directory.rs`).
     #[serde(default)]
     pub(crate) server_keys: BTreeMap<ServerName, PinnedKey>,
+    /// Each group's metadata key (its name and topic are encrypted under it; see `roles.rs`).
+    #[serde(default)]
+    pub(crate) group_keys: BTreeMap<GroupId, Base64Bytes>,
+    /// Users whose signed `leave` message this device saw, per group: a member who is not
+    /// an admin may commit their removal (see `roles.rs`).
+    #[serde(default)]
+    pub(crate) announced_leaves: BTreeMap<GroupId, BTreeSet<UserId>>,
 }
 
 /// The JSON sealed in the store file.
@@ -253,6 +260,8 @@ mod tests {
             leave_requests: BTreeMap::new(),
             pending_commits: BTreeMap::new(),
             server_keys: BTreeMap::new(),
+            group_keys: BTreeMap::new(),
+            announced_leaves: BTreeMap::new(),
         }
     }
 

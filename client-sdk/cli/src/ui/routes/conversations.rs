@@ -13,7 +13,7 @@ use super::{Answer, Data, group, messenger, user};
 use crate::ui::api::{
     AddMembersRequest, Conversation, CreateConversationRequest, DeleteMessageQuery, EditMessageRequest, Empty,
     ExportFileFormat, ExportQuery, MarkReadRequest, Message, MessagesQuery, ReactRequest, SearchHit, SearchQuery,
-    SendMessageRequest, ServerEvent, SetTimerRequest, TypingRequest,
+    SendMessageRequest, ServerEvent, SetAdminRequest, SetTimerRequest, TypingRequest, UpdateSettingsRequest,
 };
 use crate::ui::error::ApiError;
 use crate::ui::server::Ui;
@@ -97,6 +97,45 @@ pub(super) async fn remove_member(ui: Data, path: web::Path<(String, String)>) -
     let m = messenger(&mut state)?;
     let target = user(m.user_id(), &raw_user)?;
     m.remove_members(&group_id, &[target]).await?;
+    conversation_reply(&ui, m, &group_id).await
+}
+
+/// Renames the group and/or sets its topic (admins only).
+pub(super) async fn update_settings(
+    ui: Data,
+    path: web::Path<String>,
+    body: web::Json<UpdateSettingsRequest>,
+) -> Answer<Conversation> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    if body.name.is_none() && body.topic.is_none() {
+        return Err(ApiError::invalid_input("Give a name or a topic."));
+    }
+    if let Some(name) = &body.name {
+        m.rename_group(&group_id, name).await?;
+    }
+    if let Some(topic) = &body.topic {
+        m.set_topic(&group_id, topic).await?;
+    }
+    conversation_reply(&ui, m, &group_id).await
+}
+
+/// Promotes or demotes a member (admins only).
+pub(super) async fn set_admin(
+    ui: Data,
+    path: web::Path<String>,
+    body: web::Json<SetAdminRequest>,
+) -> Answer<Conversation> {
+    let group_id = group(&path)?;
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let target = user(m.user_id(), &body.user)?;
+    if body.admin {
+        m.promote(&group_id, &target).await?;
+    } else {
+        m.demote(&group_id, &target).await?;
+    }
     conversation_reply(&ui, m, &group_id).await
 }
 

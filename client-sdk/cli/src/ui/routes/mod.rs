@@ -38,6 +38,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, ADD_MEMBERS, conversations::add_members);
     route(cfg, REMOVE_MEMBER, conversations::remove_member);
     route(cfg, LEAVE, conversations::leave);
+    route(cfg, UPDATE_SETTINGS, conversations::update_settings);
+    route(cfg, SET_ADMIN, conversations::set_admin);
     route(cfg, LIST_MESSAGES, conversations::messages);
     route(cfg, SEND_MESSAGE, conversations::send);
     route(cfg, DELETE_MESSAGE, conversations::delete_message);

@@ -235,6 +235,9 @@ export function ConversationView({ conversation: c, onBack }: Props) {
               <button type="button" className="btn" onClick={() => openDialog({ kind: "members", group_id: gid })}>
                 Members
               </button>
+              <button type="button" className="btn" onClick={() => openDialog({ kind: "settings", group_id: gid })}>
+                Settings
+              </button>
             </>
           )}
           <button

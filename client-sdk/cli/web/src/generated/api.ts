@@ -75,6 +75,45 @@ export type SetTimerRequest = {
 timer_secs: number | null, };
 
 /**
+ * `PUT /api/conversations/{group_id}/settings`: what to change (absent: unchanged).
+ */
+export type UpdateSettingsRequest = { name?: string, topic?: string, };
+
+/**
+ * `POST /api/conversations/{group_id}/admins`: promote (`admin: true`) or demote a member.
+ */
+export type SetAdminRequest = { 
+/**
+ * `bob` (on this user's server) or `bob@chat.example.org`.
+ */
+user: string, admin: boolean, };
+
+/**
+ * A group's name, topic and admins (encrypted in the group: servers never see them).
+ */
+export type GroupSettingsView = { 
+/**
+ * The name ("" when none).
+ */
+name: string, 
+/**
+ * The topic ("" when none).
+ */
+topic: string, 
+/**
+ * Whether this device can read the name and topic.
+ */
+name_known: boolean, 
+/**
+ * The admins' user ids; empty for a group made without roles.
+ */
+admins: Array<string>, 
+/**
+ * Whether this user is an admin (may rename, set the topic, add, remove, promote).
+ */
+is_admin: boolean, };
+
+/**
  * `POST /api/conversations/{group_id}/read`.
  */
 export type MarkReadRequest = { 
@@ -271,7 +310,11 @@ timer_secs: number | null, encryption: Encryption,
  * Set when this device refused a change to the conversation that put a device its
  * owner's server does not vouch for in it: it takes no further messages. Why.
  */
-refused?: string, };
+refused?: string, 
+/**
+ * The group's name, topic and roles (absent once removed).
+ */
+settings?: GroupSettingsView, };
 
 /**
  * One device's signature key.
