@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0011_retention.sql"),
     },
+    Migration {
+        version: 15,
+        name: "files",
+        sql: include_str!("../migrations/0015_files.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
