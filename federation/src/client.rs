@@ -171,8 +171,16 @@ impl FederationClient {
         body: Vec<u8>,
         now_ms: i64,
     ) -> Result<reqwest::Response, ClientError> {
-        self.send_within(keyring, method, destination, path_and_query, body, now_ms, REQUEST_TIMEOUT)
-            .await
+        self.send_within(
+            keyring,
+            method,
+            destination,
+            path_and_query,
+            body,
+            now_ms,
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// [`FederationClient::send`] with another time allowed for the whole exchange (a

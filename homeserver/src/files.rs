@@ -85,7 +85,11 @@ fn io_fault(context: &str, e: io::Error) -> ApiError {
 }
 
 /// Starts an upload for a file posted in a group `who` is a member of.
-pub async fn create_upload(app: &AppState, who: &GroupMember, req: CreateUploadRequest) -> Result<UploadState, ApiError> {
+pub async fn create_upload(
+    app: &AppState,
+    who: &GroupMember,
+    req: CreateUploadRequest,
+) -> Result<UploadState, ApiError> {
     let config = &app.config.files;
     let limit = max_ciphertext_bytes(config.max_file_bytes);
     if req.size > limit {
@@ -171,7 +175,11 @@ where
                         format!(
                             "the upload is at offset {}{}; continue from there",
                             row.received,
-                            if row.complete { " and complete" } else { " (or another request is writing it)" }
+                            if row.complete {
+                                " and complete"
+                            } else {
+                                " (or another request is writing it)"
+                            }
                         ),
                     ),
                     _ => unknown(blob_id),
@@ -218,7 +226,10 @@ where
         };
         writer.flush().await.map_err(|e| io_fault("writing a blob", e))?;
         drop(writer);
-        app.blobs.sync(blob_id).await.map_err(|e| io_fault("syncing a blob", e))?;
+        app.blobs
+            .sync(blob_id)
+            .await
+            .map_err(|e| io_fault("syncing a blob", e))?;
         result
     }
     .await;
@@ -324,7 +335,9 @@ pub async fn download(app: &AppState, who: &GroupMember, server: &str, blob_id: 
         return local_blob(app, &row).await;
     }
     let Some(remote) = app.remote.as_ref() else {
-        return Err(remote::unavailable(format!("this server does not federate with {origin}")));
+        return Err(remote::unavailable(format!(
+            "this server does not federate with {origin}"
+        )));
     };
     let response = remote::blobs::fetch(remote, &origin, blob_id).await?;
     let size = response.content_length();

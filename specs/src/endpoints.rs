@@ -135,8 +135,7 @@ pub mod client {
     /// upload's current offset.
     pub const PUT_UPLOAD: Endpoint = endpoint(Put, "/client/v1/uploads/{blob_id}", AccessToken, false);
     /// Ends an upload whose every byte arrived: the blob can be downloaded from then on.
-    pub const COMPLETE_UPLOAD: Endpoint =
-        endpoint(Post, "/client/v1/uploads/{blob_id}/complete", AccessToken, false);
+    pub const COMPLETE_UPLOAD: Endpoint = endpoint(Post, "/client/v1/uploads/{blob_id}/complete", AccessToken, false);
     /// Deletes a blob of this user (e.g. its message was deleted for everyone).
     pub const DELETE_UPLOAD: Endpoint = endpoint(Delete, "/client/v1/uploads/{blob_id}", AccessToken, false);
     /// A blob's ciphertext, streamed: from this server's store when `{server}` is this

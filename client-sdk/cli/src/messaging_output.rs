@@ -357,6 +357,7 @@ mod tests {
                 text: "hi \x1b[2J".into(),
                 expires_at: None,
                 delivered_to: Default::default(),
+                attachment: None,
             },
         };
         assert_eq!(

@@ -34,8 +34,11 @@ const COLUMNS: &str = "blob_id, owner_user, group_id, size, received, complete";
 /// Bytes of blobs `owner` holds (complete or not). Takes a transaction-scoped lock on
 /// the owner first, so two uploads of one user are counted one after the other.
 pub async fn lock_owner_usage(db: &impl Db, owner: &str) -> Result<i64, tokio_postgres::Error> {
-    db.execute("SELECT pg_advisory_xact_lock(hashtext('parley_blobs:' || $1))", &[&owner])
-        .await?;
+    db.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('parley_blobs:' || $1))",
+        &[&owner],
+    )
+    .await?;
     let stmt = db
         .prepare_cached("SELECT COALESCE(sum(size), 0)::BIGINT FROM blobs WHERE owner_user = $1")
         .await?;

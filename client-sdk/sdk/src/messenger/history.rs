@@ -34,6 +34,10 @@ pub struct HistoryMessage {
     /// For messages of this account: the devices that acknowledged receiving it.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub delivered_to: BTreeSet<GroupMember>,
+    /// An encrypted file sent with the message (its text is then the file's text, or
+    /// empty); `Messenger::download_file` fetches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<super::envelope::FileAttachment>,
 }
 
 impl HistoryMessage {
@@ -44,6 +48,10 @@ impl HistoryMessage {
 
     fn matches(&self, needle_lowercase: &str) -> bool {
         self.text.to_lowercase().contains(needle_lowercase)
+            || self
+                .attachment
+                .as_ref()
+                .is_some_and(|a| a.name.to_lowercase().contains(needle_lowercase))
     }
 }
 
@@ -185,6 +193,11 @@ pub fn text_line(message: &HistoryMessage) -> String {
         message.seq,
         message.sender
     );
+    if let Some(file) = &message.attachment {
+        let name: String = safe_text(&file.name).collect::<Vec<_>>().join(" ");
+        let kind: String = safe_text(&file.media_type).collect::<Vec<_>>().join(" ");
+        line = format!("{line}  [file: {name}, {} bytes, {kind}]", file.size);
+    }
     if let Some(expires_at) = message.expires_at {
         line = format!("{line}  (disappears at {})", human_time(expires_at));
     }

@@ -333,6 +333,29 @@ impl Messenger {
                     // The earlier of the signed expiry and the server's.
                     expires_at: [expires_at, entry.expires_at].into_iter().flatten().min(),
                     delivered_to: Default::default(),
+                    attachment: None,
+                };
+                if message.expired(OffsetDateTime::now_utc()) {
+                    return Ok(());
+                }
+                if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
+                    conversation.record(message.clone());
+                }
+                self.undelivered.push(Event::Message {
+                    group_id: entry.group_id.clone(),
+                    message,
+                });
+            }
+            Envelope::File(file) => {
+                let message = HistoryMessage {
+                    seq: entry.seq,
+                    sender: sender.user_id,
+                    sender_device: sender.device_id,
+                    sent_at: entry.sent_at,
+                    text: file.text.clone().unwrap_or_default(),
+                    expires_at: [file.expires_at, entry.expires_at].into_iter().flatten().min(),
+                    delivered_to: Default::default(),
+                    attachment: Some(file),
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());

@@ -116,6 +116,7 @@ impl Messenger {
             text: text.to_owned(),
             expires_at,
             delivered_to: Default::default(),
+            attachment: None,
         };
         if let Some(conversation) = self.state.conversations.get_mut(group_id) {
             conversation.record(message);
@@ -172,7 +173,7 @@ impl Messenger {
 
     /// The members of the group who were verified and whose devices changed since
     /// (checked now), and whose change the user did not accept.
-    fn changed_contacts_in(&mut self, group_id: &GroupId) -> Result<Vec<UserId>> {
+    pub(crate) fn changed_contacts_in(&mut self, group_id: &GroupId) -> Result<Vec<UserId>> {
         self.check_verified_contacts()?;
         let group = self.active_group(group_id)?;
         let mut users: Vec<UserId> = super::groups::members_of(&group)
