@@ -367,6 +367,15 @@ pub mod local_ui {
         LaunchSecret,
         false,
     );
+    /// Sends the body (a file's bytes, `?name=&text=`) to the group, encrypted.
+    pub const SEND_FILE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/files", LaunchSecret, false);
+    /// The file of a message, downloaded, checked and decrypted (for previews and saving).
+    pub const GET_FILE: Endpoint = endpoint(
+        Get,
+        "/api/conversations/{group_id}/messages/{seq}/file",
+        LaunchSecret,
+        false,
+    );
     pub const SET_TIMER: Endpoint = endpoint(Put, "/api/conversations/{group_id}/timer", LaunchSecret, false);
     pub const MARK_READ: Endpoint = endpoint(Post, "/api/conversations/{group_id}/read", LaunchSecret, false);
     pub const TYPING: Endpoint = endpoint(Post, "/api/conversations/{group_id}/typing", LaunchSecret, false);
@@ -402,6 +411,8 @@ pub mod local_ui {
         LIST_MESSAGES,
         SEND_MESSAGE,
         DELETE_MESSAGE,
+        SEND_FILE,
+        GET_FILE,
         SET_TIMER,
         MARK_READ,
         TYPING,

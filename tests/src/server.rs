@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
 use parley_homeserver::config::{
-    Config, DatabaseConfig, FederationConfig, FilesConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig, RegistrationConfig,
-    TlsConfig,
+    Config, DatabaseConfig, FederationConfig, FilesConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig,
+    RegistrationConfig, TlsConfig,
 };
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};

@@ -92,7 +92,7 @@ pub async fn start_writing(
 ) -> Result<Option<BlobRow>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(&format!(
-            "UPDATE blobs SET writing_until = now() + make_interval(secs => $4) \
+            "UPDATE blobs SET writing_until = now() + make_interval(secs => $4::float8) \
              WHERE blob_id = $1 AND owner_user = $2 AND received = $3 AND NOT complete \
                AND (writing_until IS NULL OR writing_until < now()) \
              RETURNING {COLUMNS}"
@@ -142,9 +142,9 @@ pub async fn due_for_deletion(
         .prepare_cached(
             "SELECT blob_id FROM blobs \
              WHERE expires_at <= now() \
-                OR ($1 > 0 AND created_at <= now() - make_interval(secs => $1)) \
-                OR (NOT complete AND created_at <= now() - make_interval(secs => $2)) \
-             LIMIT $3",
+                OR ($1::float8 > 0 AND created_at <= now() - make_interval(secs => $1::float8)) \
+                OR (NOT complete AND created_at <= now() - make_interval(secs => $2::float8)) \
+             LIMIT $3::int8",
         )
         .await?;
     Ok(db

@@ -149,9 +149,15 @@ async fn a_100_mib_file_reaches_b_and_c_and_disappears_everywhere_when_it_expire
     for (config, dir) in configs.into_iter().zip(&dirs) {
         servers.push(ProcessServer::start(config, dir.path()).await);
     }
-    let mut ann = ProcessDevice::register(&servers[0], stores.path(), "ann").await.messenger;
-    let mut ben = ProcessDevice::register(&servers[1], stores.path(), "ben").await.messenger;
-    let mut cat = ProcessDevice::register(&servers[2], stores.path(), "cat").await.messenger;
+    let mut ann = ProcessDevice::register(&servers[0], stores.path(), "ann")
+        .await
+        .messenger;
+    let mut ben = ProcessDevice::register(&servers[1], stores.path(), "ben")
+        .await
+        .messenger;
+    let mut cat = ProcessDevice::register(&servers[2], stores.path(), "cat")
+        .await
+        .messenger;
     let group = ann.create_group().await.expect("create");
     ann.add_members(&group, &[ben.user_id().clone(), cat.user_id().clone()])
         .await
@@ -162,19 +168,16 @@ async fn a_100_mib_file_reaches_b_and_c_and_disappears_everywhere_when_it_expire
     let size = 100 * 1024 * 1024;
     let original = work.path().join("big.bin");
     let expected = write_test_file(&original, size);
-    let before: Vec<u64> = servers.iter().map(|s| peak_rss_kib(s.pid().expect("running"))).collect();
+    let before: Vec<u64> = servers
+        .iter()
+        .map(|s| peak_rss_kib(s.pid().expect("running")))
+        .collect();
 
     // c.test is down while the file is uploaded and sent.
     servers[2].kill();
     let started = Instant::now();
     let sent = ann
-        .send_file(
-            &group,
-            &original,
-            Some(CAPTION),
-            Some(EXPIRES_IN),
-            &mut no_progress(),
-        )
+        .send_file(&group, &original, Some(CAPTION), Some(EXPIRES_IN), &mut no_progress())
         .await
         .expect("upload and send");
     let uploaded_in = started.elapsed();
@@ -198,13 +201,20 @@ async fn a_100_mib_file_reaches_b_and_c_and_disappears_everywhere_when_it_expire
         assert_eq!(sha256_of(&target), expected, "{out} is the file sent");
         std::fs::remove_file(&target).expect("remove the copy");
     }
-    let peaks: Vec<u64> = servers.iter().map(|s| peak_rss_kib(s.pid().expect("running"))).collect();
+    let peaks: Vec<u64> = servers
+        .iter()
+        .map(|s| peak_rss_kib(s.pid().expect("running")))
+        .collect();
     println!(
         "100 MiB file: upload to a.test {uploaded_in:?}; download through b.test {:?}, through c.test {:?}",
         received[0], received[1]
     );
     for ((name, before), peak) in ["a.test", "b.test", "c.test"].iter().zip(&before).zip(&peaks) {
-        println!("peak RSS of {name}: {} MiB (before the transfer: {} MiB)", peak / 1024, before / 1024);
+        println!(
+            "peak RSS of {name}: {} MiB (before the transfer: {} MiB)",
+            peak / 1024,
+            before / 1024
+        );
     }
     // c.test was restarted: its peak is that of the new process, which served cat's download.
     for peak in &peaks {
@@ -225,8 +235,16 @@ async fn a_100_mib_file_reaches_b_and_c_and_disappears_everywhere_when_it_expire
     assert_eq!(blob_files.len(), 1, "the blob is in a.test's store");
     let mut places: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_owned()).collect();
     places.push(dumps.clone());
-    assert_eq!(grep(FILE_MARKER, &places), Vec::<String>::new(), "file plaintext on a server");
-    assert_eq!(grep(CAPTION.as_bytes(), &places), Vec::<String>::new(), "message text on a server");
+    assert_eq!(
+        grep(FILE_MARKER, &places),
+        Vec::<String>::new(),
+        "file plaintext on a server"
+    );
+    assert_eq!(
+        grep(CAPTION.as_bytes(), &places),
+        Vec::<String>::new(),
+        "message text on a server"
+    );
     let dump = std::fs::read_to_string(dumps.join("0.sql")).unwrap();
     assert!(dump.contains("blobs"), "the dump has the blobs table");
 
@@ -295,7 +313,9 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
     let amy = device(&a, stores.path(), "amy", true).await;
     let mut ben = device(&b, stores.path(), "ben", true).await;
     let shared = ann.create_group().await.expect("create");
-    ann.add_members(&shared, &[ben.user_id().clone()]).await.expect("add ben");
+    ann.add_members(&shared, &[ben.user_id().clone()])
+        .await
+        .expect("add ben");
     joined(&mut ben, &shared).await;
     let alone = ann.create_group().await.expect("a group of ann alone");
 
@@ -305,7 +325,10 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
         size: 2 * 1024 * 1024,
         expires_at: None,
     };
-    assert_eq!(code(ann.client().create_upload(&too_large).await), ErrorCode::FileTooLarge);
+    assert_eq!(
+        code(ann.client().create_upload(&too_large).await),
+        ErrorCode::FileTooLarge
+    );
     assert_eq!(ErrorCode::FileTooLarge.http_status(), 413);
     // Not a member of the group named: 403 not_a_member.
     let not_member = CreateUploadRequest {
@@ -313,7 +336,10 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
         size: 10,
         expires_at: None,
     };
-    assert_eq!(code(amy.client().create_upload(&not_member).await), ErrorCode::NotAMember);
+    assert_eq!(
+        code(amy.client().create_upload(&not_member).await),
+        ErrorCode::NotAMember
+    );
 
     // Resumable upload: a PUT at the wrong offset and an early complete are refused, the
     // state says where to continue.
@@ -327,13 +353,20 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
         .await
         .expect("create an upload");
     let id = upload.blob_id.clone();
-    let state = ann.client().put_upload(&id, 0, vec![1u8; 600]).await.expect("first part");
+    let state = ann
+        .client()
+        .put_upload(&id, 0, vec![1u8; 600])
+        .await
+        .expect("first part");
     assert_eq!(state.offset, 600);
     assert_eq!(
         code(ann.client().put_upload(&id, 0, vec![1u8; 400]).await),
         ErrorCode::UploadOffsetMismatch
     );
-    assert_eq!(code(ann.client().complete_upload(&id).await), ErrorCode::UploadOffsetMismatch);
+    assert_eq!(
+        code(ann.client().complete_upload(&id).await),
+        ErrorCode::UploadOffsetMismatch
+    );
     assert_eq!(ann.client().upload_state(&id).await.expect("state").offset, 600);
     assert_eq!(
         code(ann.client().put_upload(&id, 600, vec![1u8; 401]).await),
@@ -366,15 +399,30 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
     // Unknown blobs: 404 unknown_blob, locally and through federation.
     let nobody = "A".repeat(43);
     assert_eq!(
-        code(ann.client().download_blob("a.test", &nobody, Duration::from_secs(30)).await.map(drop)),
+        code(
+            ann.client()
+                .download_blob("a.test", &nobody, Duration::from_secs(30))
+                .await
+                .map(drop)
+        ),
         ErrorCode::UnknownBlob
     );
     assert_eq!(
-        code(ben.client().download_blob("a.test", &nobody, Duration::from_secs(30)).await.map(drop)),
+        code(
+            ben.client()
+                .download_blob("a.test", &nobody, Duration::from_secs(30))
+                .await
+                .map(drop)
+        ),
         ErrorCode::UnknownBlob
     );
     assert_eq!(
-        code(ann.client().download_blob("a.test", "not-an-id", Duration::from_secs(30)).await.map(drop)),
+        code(
+            ann.client()
+                .download_blob("a.test", "not-an-id", Duration::from_secs(30))
+                .await
+                .map(drop)
+        ),
         ErrorCode::InvalidParam
     );
 
@@ -382,13 +430,27 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
     // b.test (403 blob_forbidden), and amy (no device in it) too.
     let secret = send_small_file(&mut ann, &alone, work.path(), "alone.txt", b"only for ann").await;
     let history = ann.history(&alone, None).await.expect("history");
-    let file = history.iter().find(|m| m.seq == secret).and_then(|m| m.attachment.clone()).unwrap();
+    let file = history
+        .iter()
+        .find(|m| m.seq == secret)
+        .and_then(|m| m.attachment.clone())
+        .unwrap();
     assert_eq!(
-        code(ben.client().download_blob("a.test", &file.blob_id, Duration::from_secs(30)).await.map(drop)),
+        code(
+            ben.client()
+                .download_blob("a.test", &file.blob_id, Duration::from_secs(30))
+                .await
+                .map(drop)
+        ),
         ErrorCode::BlobForbidden
     );
     assert_eq!(
-        code(amy.client().download_blob("a.test", &file.blob_id, Duration::from_secs(30)).await.map(drop)),
+        code(
+            amy.client()
+                .download_blob("a.test", &file.blob_id, Duration::from_secs(30))
+                .await
+                .map(drop)
+        ),
         ErrorCode::BlobForbidden
     );
     assert_eq!(ErrorCode::BlobForbidden.http_status(), 403);
@@ -425,6 +487,30 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
     assert!(matches!(err, MessengerError::FileRefused(_)), "{err}");
     assert_eq!(err.code(), Some(ErrorCode::FileHashMismatch));
     assert!(!target.exists() && !work.path().join("tampered.txt.part").exists());
+    // A disappearing file goes from the blob store when its message expires.
+    let path = work.path().join("brief.txt");
+    std::fs::write(&path, b"gone soon").unwrap();
+    let brief = ann
+        .send_file(&shared, &path, None, Some(Duration::from_secs(2)), &mut no_progress())
+        .await
+        .expect("send a disappearing file")
+        .seq;
+    let brief_id = ann
+        .history(&shared, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.seq == brief)
+        .and_then(|m| m.attachment)
+        .unwrap()
+        .blob_id;
+    assert!(files_under(&a.config.files.dir).iter().any(|p| blob_id(p) == brief_id));
+    let swept = parley_tests::wait_until(DELIVERY, || async {
+        !files_under(&a.config.files.dir).iter().any(|p| blob_id(p) == brief_id)
+    })
+    .await;
+    assert!(swept, "the expired file's blob is deleted");
+    assert_eq!(code(ann.client().upload_state(&brief_id).await), ErrorCode::UnknownBlob);
     // Text-only messages have no file.
     let text = ann.send_text(&shared, "no file here", None).await.unwrap().seq;
     sync_until(&mut ben, &shared, "the text", |h| h.iter().any(|m| m.seq == text)).await;

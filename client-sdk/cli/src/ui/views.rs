@@ -38,6 +38,11 @@ pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, ser
         sent_at: m.sent_at,
         text: m.text.clone(),
         expires_at: m.expires_at,
+        attachment: m.attachment.as_ref().map(|a| crate::ui::api::Attachment {
+            name: a.name.clone(),
+            size: a.size,
+            media_type: a.media_type.clone(),
+        }),
         delivery: Delivery {
             state: if delivered {
                 DeliveryState::Delivered

@@ -41,6 +41,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, LIST_MESSAGES, conversations::messages);
     route(cfg, SEND_MESSAGE, conversations::send);
     route(cfg, DELETE_MESSAGE, conversations::delete_message);
+    route(cfg, SEND_FILE, conversations::send_file);
+    route(cfg, GET_FILE, conversations::get_file);
     route(cfg, SET_TIMER, conversations::set_timer);
     route(cfg, MARK_READ, conversations::mark_read);
     route(cfg, TYPING, conversations::typing);
