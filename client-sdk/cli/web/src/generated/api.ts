@@ -51,6 +51,19 @@ users: Array<string>, };
 export type SendMessageRequest = { text: string, };
 
 /**
+ * Query of `POST /api/conversations/{group_id}/files`.
+ */
+export type SendFileQuery = { 
+/**
+ * The file's name.
+ */
+name: string, 
+/**
+ * Text sent with it.
+ */
+text?: string, };
+
+/**
  * `PUT /api/conversations/{group_id}/timer`.
  */
 export type SetTimerRequest = { 
@@ -170,6 +183,15 @@ devices: number,
 servers?: Array<ServerReceived>, };
 
 /**
+ * A message's file, as the web app shows it (its key stays in the local process).
+ */
+export type Attachment = { name: string, 
+/**
+ * Bytes.
+ */
+size: number, media_type: string, };
+
+/**
  * A message of a conversation.
  */
 export type Message = { 
@@ -184,7 +206,11 @@ mine: boolean, sent_at: string, text: string,
 /**
  * A disappearing message is deleted everywhere at this time.
  */
-expires_at: string | null, delivery: Delivery, };
+expires_at: string | null, delivery: Delivery, 
+/**
+ * An encrypted file sent with the message.
+ */
+attachment?: Attachment, };
 
 /**
  * How a conversation is encrypted.
