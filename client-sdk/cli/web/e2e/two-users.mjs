@@ -396,7 +396,7 @@ async function run() {
         'base64',
       );
       await ann.page.getByRole('textbox', { name: 'Message' }).fill('A picture for Bob');
-      await ann.page.getByLabel('File to send').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
+      await ann.page.getByLabel('File to attach').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
       for (const user of [ann, bob]) {
         const preview = user.messages.getByRole('img', { name: 'Preview of dot.png' });
         await visible(preview, `${user.name}: image "Preview of dot.png"`, 60_000);

@@ -132,7 +132,7 @@ export function Composer({ onSend, onSendFile, onTyping, disabled, disabledReaso
               ref={fileRef}
               type="file"
               className="sr-only"
-              aria-label="File to send"
+              aria-label="File to attach"
               data-testid="attach-input"
               disabled={sending || disabled}
               onChange={(e) => {
