@@ -246,6 +246,7 @@ mod tests {
             text: text.to_owned(),
             expires_at,
             delivered_to: BTreeSet::new(),
+            attachment: None,
         }
     }
 
