@@ -119,7 +119,7 @@ fn progress_line(ctx: &Ctx, what: String) -> impl FnMut(u64, u64) + Send {
         if !shown {
             return;
         }
-        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         if last == Some(percent) {
             return;
         }

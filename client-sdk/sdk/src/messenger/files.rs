@@ -142,7 +142,7 @@ impl Messenger {
                 text: text.unwrap_or_default().to_owned(),
                 expires_at,
                 delivered_to: Default::default(),
-                attachment: Some(attachment),
+                attachment: Some(Box::new(attachment)),
             };
             if let Some(conversation) = self.state.conversations.get_mut(group_id) {
                 conversation.record(message);
@@ -266,7 +266,7 @@ impl Messenger {
                     })
             })
             .and_then(|m| {
-                m.attachment.ok_or_else(|| MessengerError::NoFile {
+                m.attachment.map(|a| *a).ok_or_else(|| MessengerError::NoFile {
                     group: group_id.clone(),
                     seq,
                 })

@@ -37,7 +37,7 @@ pub struct HistoryMessage {
     /// An encrypted file sent with the message (its text is then the file's text, or
     /// empty); `Messenger::download_file` fetches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<super::envelope::FileAttachment>,
+    pub attachment: Option<Box<super::envelope::FileAttachment>>,
 }
 
 impl HistoryMessage {

@@ -355,7 +355,7 @@ impl Messenger {
                     text: file.text.clone().unwrap_or_default(),
                     expires_at: [file.expires_at, entry.expires_at].into_iter().flatten().min(),
                     delivered_to: Default::default(),
-                    attachment: Some(file),
+                    attachment: Some(Box::new(file)),
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());
