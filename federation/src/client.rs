@@ -171,6 +171,31 @@ impl FederationClient {
         body: Vec<u8>,
         now_ms: i64,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_within(
+            keyring,
+            method,
+            destination,
+            path_and_query,
+            body,
+            now_ms,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// [`FederationClient::send`] with another time allowed for the whole exchange (a
+    /// large body streamed in its answer, such as a blob).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_within(
+        &self,
+        keyring: &ServerKeyring,
+        method: reqwest::Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: Vec<u8>,
+        now_ms: i64,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
         let parts = RequestParts {
             method: method.as_str(),
             path_and_query,
@@ -181,6 +206,7 @@ impl FederationClient {
         let mut request = self
             .http
             .request(method, url)
+            .timeout(timeout)
             .header(reqwest::header::AUTHORIZATION, auth);
         if !body.is_empty() {
             request = request

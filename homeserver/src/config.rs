@@ -30,6 +30,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
     "metrics",
     "retention",
+    "files",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,6 +59,68 @@ pub struct Config {
     /// How long what only grows is kept (see `retention`).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Encrypted files: where their ciphertext is stored, and how much of it.
+    #[serde(default)]
+    pub files: FilesConfig,
+}
+
+/// Encrypted files (blobs): devices upload ciphertext only; see `files.rs`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The directory of the filesystem blob store (created when missing; owner-only).
+    #[serde(default = "default_files_dir")]
+    pub dir: PathBuf,
+    /// Largest file a user may upload, in bytes: 100 MiB by default. Its ciphertext may
+    /// be larger by the encryption's overhead (at most `max_file_bytes / 1024 + 64`
+    /// bytes more: 16 bytes per chunk of at least 16 KiB).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Bytes of blobs (uploaded or being uploaded) each user of this server may hold.
+    #[serde(default = "default_user_quota_bytes")]
+    pub user_quota_bytes: u64,
+    /// An upload not completed this long after it started is deleted, in seconds.
+    #[serde(default = "default_incomplete_upload_max_age")]
+    pub incomplete_upload_max_age_secs: u64,
+    /// Every blob is deleted this long after its upload, in seconds, whatever its
+    /// message's timer (0: never by age). Expiring messages' blobs go when they expire.
+    #[serde(default = "default_blob_max_age")]
+    pub max_age_secs: u64,
+    /// How often expired, old and abandoned blobs are looked for, in seconds.
+    #[serde(default = "default_blob_sweep_secs")]
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_files_dir(),
+            max_file_bytes: default_max_file_bytes(),
+            user_quota_bytes: default_user_quota_bytes(),
+            incomplete_upload_max_age_secs: default_incomplete_upload_max_age(),
+            max_age_secs: default_blob_max_age(),
+            sweep_interval_secs: default_blob_sweep_secs(),
+        }
+    }
+}
+
+fn default_files_dir() -> PathBuf {
+    PathBuf::from("/var/lib/parley/blobs")
+}
+fn default_max_file_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_user_quota_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_incomplete_upload_max_age() -> u64 {
+    24 * 3600
+}
+fn default_blob_max_age() -> u64 {
+    90 * 24 * 3600
+}
+fn default_blob_sweep_secs() -> u64 {
+    5
 }
 
 /// `/metrics` is served on the client port, which faces the network, so it needs a token.

@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "group_leavers",
         sql: include_str!("../migrations/0014_group_leavers.sql"),
     },
+    Migration {
+        version: 15,
+        name: "files",
+        sql: include_str!("../migrations/0015_files.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

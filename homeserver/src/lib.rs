@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod blob_store;
 pub mod config;
 pub mod cpu_pool;
 pub mod credentials;
@@ -13,6 +14,7 @@ pub mod devices;
 pub mod embedded_pg;
 pub mod error;
 pub mod federation;
+pub mod files;
 pub mod follower;
 pub mod gauges;
 pub mod hub;

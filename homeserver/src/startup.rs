@@ -118,6 +118,11 @@ impl Application {
             )
             .with_metrics_token(metrics_token),
         );
+        background.push(tokio::spawn(crate::files::sweep_forever(
+            pool.clone(),
+            state.blobs.clone(),
+            state.config.files.clone(),
+        )));
         let federation = match (&state.config.federation, remote) {
             (Some(federation_config), Some(remote)) => {
                 background.push(tokio::spawn(remote::policy::reload_forever(

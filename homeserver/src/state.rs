@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+use crate::blob_store::{BlobStore, FsBlobStore};
 use crate::config::Config;
 use crate::cpu_pool::PasswordHashes;
 use crate::hub::writer::MessageWriter;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub remote: Option<Arc<Remote>>,
     /// The token `/metrics` needs (`[metrics] token_file`); unset, it is not served.
     pub metrics_token: Option<TokenHash>,
+    /// Encrypted files' ciphertext (`[files]`).
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
     ) -> Self {
         let limits = &config.limits;
         Self {
+            blobs: Arc::new(FsBlobStore::new(config.files.dir.clone())),
             login_failures: LoginThrottle::new(limits),
             password_hashes: PasswordHashes::default(),
             login_per_address: RateLimiter::per_minute(limits.login_attempts_per_address_per_minute),

@@ -16,6 +16,7 @@ const DOMAIN: &[&str] = &[
     "key_packages",
     "follower",
     "retention",
+    "files",
 ];
 
 /// The modules (first path segment under `crate::`) a source file names.

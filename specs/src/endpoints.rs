@@ -129,6 +129,23 @@ pub mod client {
     /// A WebSocket: the server pushes inbox entries as JSON text frames.
     pub const INBOX_STREAM: Endpoint = endpoint(Get, "/client/v1/inbox/stream", AccessToken, false);
 
+    /// Starts a resumable upload of an encrypted file's ciphertext (`size` bytes) for a
+    /// group the device is a member of; refused over `[files] max_file_bytes` or the
+    /// user's quota.
+    pub const CREATE_UPLOAD: Endpoint = endpoint(Post, "/client/v1/uploads", AccessToken, true);
+    /// Where an upload of this device's user stands: the offset to continue from.
+    pub const GET_UPLOAD: Endpoint = endpoint(Get, "/client/v1/uploads/{blob_id}", AccessToken, false);
+    /// Appends the body (`application/octet-stream`) at `?offset=`, which must be the
+    /// upload's current offset.
+    pub const PUT_UPLOAD: Endpoint = endpoint(Put, "/client/v1/uploads/{blob_id}", AccessToken, false);
+    /// Ends an upload whose every byte arrived: the blob can be downloaded from then on.
+    pub const COMPLETE_UPLOAD: Endpoint = endpoint(Post, "/client/v1/uploads/{blob_id}/complete", AccessToken, false);
+    /// Deletes a blob of this user (e.g. its message was deleted for everyone).
+    pub const DELETE_UPLOAD: Endpoint = endpoint(Delete, "/client/v1/uploads/{blob_id}", AccessToken, false);
+    /// A blob's ciphertext, streamed: from this server's store when `{server}` is this
+    /// server, else fetched from `{server}` over federation.
+    pub const DOWNLOAD_BLOB: Endpoint = endpoint(Get, "/client/v1/blobs/{server}/{blob_id}", AccessToken, false);
+
     pub const ALL: &[Endpoint] = &[
         REGISTER,
         LOGIN,
@@ -154,6 +171,12 @@ pub mod client {
         READ_INBOX,
         ACK_INBOX,
         INBOX_STREAM,
+        CREATE_UPLOAD,
+        GET_UPLOAD,
+        PUT_UPLOAD,
+        COMPLETE_UPLOAD,
+        DELETE_UPLOAD,
+        DOWNLOAD_BLOB,
     ];
 }
 
@@ -231,6 +254,9 @@ pub mod federation {
     /// receiver fetches its key document again now, so a revoked key stops verifying at
     /// once rather than when the cached document expires.
     pub const KEYS_CHANGED: Endpoint = endpoint(Post, "/federation/v1/keys/changed", ServerSignature, false);
+    /// A blob uploaded to this server, streamed to a server with members in the group it
+    /// was posted in (else `403 blob_forbidden`).
+    pub const FETCH_BLOB: Endpoint = endpoint(Get, "/federation/v1/blobs/{blob_id}", ServerSignature, false);
 
     pub const ALL: &[Endpoint] = &[
         SERVER_KEYS,
@@ -246,6 +272,7 @@ pub mod federation {
         GROUP_INFO,
         LEAVE_GROUP,
         KEYS_CHANGED,
+        FETCH_BLOB,
     ];
 }
 
@@ -362,6 +389,15 @@ pub mod local_ui {
         LaunchSecret,
         false,
     );
+    /// Sends the body (a file's bytes, `?name=&text=`) to the group, encrypted.
+    pub const SEND_FILE: Endpoint = endpoint(Post, "/api/conversations/{group_id}/files", LaunchSecret, false);
+    /// The file of a message, downloaded, checked and decrypted (for previews and saving).
+    pub const GET_FILE: Endpoint = endpoint(
+        Get,
+        "/api/conversations/{group_id}/messages/{seq}/file",
+        LaunchSecret,
+        false,
+    );
     pub const SET_TIMER: Endpoint = endpoint(Put, "/api/conversations/{group_id}/timer", LaunchSecret, false);
     pub const MARK_READ: Endpoint = endpoint(Post, "/api/conversations/{group_id}/read", LaunchSecret, false);
     pub const TYPING: Endpoint = endpoint(Post, "/api/conversations/{group_id}/typing", LaunchSecret, false);
@@ -401,6 +437,8 @@ pub mod local_ui {
         DELETE_MESSAGE,
         EDIT_MESSAGE,
         REACT,
+        SEND_FILE,
+        GET_FILE,
         SET_TIMER,
         MARK_READ,
         TYPING,

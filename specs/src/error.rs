@@ -117,6 +117,21 @@ pub enum ErrorCode {
     /// Admin API: the admin token is missing or wrong.
     InvalidAdminToken,
     InvalidMetricsToken,
+    /// The file is larger than the server's `[files] max_file_bytes`.
+    FileTooLarge,
+    /// The upload would take the user past their storage quota (`[files] user_quota_bytes`).
+    QuotaExceeded,
+    /// No blob with this id exists (any more) on its origin server, or it is not complete.
+    UnknownBlob,
+    /// The blob's group has no member on the asking server (or, on the origin, the asking
+    /// user has no device in it).
+    BlobForbidden,
+    /// The upload is at another offset than the one the `PUT` names (ask where it stands
+    /// and continue from there), or is not complete yet.
+    UploadOffsetMismatch,
+    /// Client-side, never sent by a server: a downloaded file's ciphertext does not match
+    /// the hash its message carries, or a chunk does not decrypt.
+    FileHashMismatch,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -172,6 +187,11 @@ impl ErrorCode {
         Self::AccountDeactivated,
         Self::InvalidAdminToken,
         Self::InvalidMetricsToken,
+        Self::FileTooLarge,
+        Self::QuotaExceeded,
+        Self::UnknownBlob,
+        Self::BlobForbidden,
+        Self::UploadOffsetMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -223,6 +243,12 @@ impl ErrorCode {
             Self::AccountDeactivated => "account_deactivated",
             Self::InvalidAdminToken => "invalid_admin_token",
             Self::InvalidMetricsToken => "invalid_metrics_token",
+            Self::FileTooLarge => "file_too_large",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::UnknownBlob => "unknown_blob",
+            Self::BlobForbidden => "blob_forbidden",
+            Self::UploadOffsetMismatch => "upload_offset_mismatch",
+            Self::FileHashMismatch => "file_hash_mismatch",
             Self::Unknown => "unknown",
         }
     }
@@ -262,11 +288,14 @@ impl ErrorCode {
             | Self::MemberLeft
             | Self::NotGroupHub
             | Self::SenderNotOfOrigin
-            | Self::AccountDeactivated => 403,
-            Self::NotFound | Self::UnrecognizedEndpoint => 404,
+            | Self::AccountDeactivated
+            | Self::BlobForbidden => 403,
+            Self::NotFound | Self::UnrecognizedEndpoint | Self::UnknownBlob => 404,
             Self::MethodNotAllowed => 405,
-            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
-            Self::PayloadTooLarge => 413,
+            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch | Self::UploadOffsetMismatch => 409,
+            Self::PayloadTooLarge | Self::FileTooLarge => 413,
+            Self::FileHashMismatch => 422,
+            Self::QuotaExceeded => 507,
             Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
             Self::RemoteUnavailable => 502,

@@ -11,6 +11,7 @@ pub mod client_api;
 pub mod endpoints;
 pub mod error;
 pub mod federation_api;
+pub mod files_api;
 pub mod groups_api;
 pub mod ids;
 pub mod ints;

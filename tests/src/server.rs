@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
 use parley_homeserver::config::{
-    Config, DatabaseConfig, FederationConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig, RegistrationConfig,
-    TlsConfig,
+    Config, DatabaseConfig, FederationConfig, FilesConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig,
+    RegistrationConfig, TlsConfig,
 };
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
@@ -331,6 +331,7 @@ pub async fn federating_config(
     let mut config = default_config(fresh_database().await);
     config.server_name = ServerName::parse(name).expect("server name");
     config.tls = TlsConfig { cert, key };
+    config.files.dir = dir.join("blobs");
     let mut federation = FederationConfig {
         listen,
         signing_key: dir.join("server.key"),
@@ -401,7 +402,18 @@ fn default_config(database_url: String) -> Config {
             token_file: Some(pki.metrics_token_file.clone()),
         },
         retention: Default::default(),
+        files: FilesConfig {
+            // Each server its own store; federating servers keep theirs in their directory.
+            dir: std::env::temp_dir().join(format!("parley-test-blobs-{}", rand_suffix())),
+            sweep_interval_secs: 1,
+            ..FilesConfig::default()
+        },
     }
+}
+
+fn rand_suffix() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 12)
 }
 
 /// The token test servers want for `/metrics`.

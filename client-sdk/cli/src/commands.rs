@@ -59,7 +59,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::Rename { device_id, name }) => rename_device(&ctx, &device_id, &name).await,
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
         Command::Group(command) => messaging::group(&ctx, command).await,
-        Command::Send { group, text, expires } => messaging::send(&ctx, &group, &text, expires.as_deref()).await,
+        Command::Send {
+            group,
+            text,
+            file: Some(file),
+            expires,
+        } => messaging::send_file(&ctx, &group, text.as_deref(), &file, expires.as_deref()).await,
+        Command::Send {
+            group, text, expires, ..
+        } => messaging::send(&ctx, &group, text.as_deref().unwrap_or_default(), expires.as_deref()).await,
+        Command::Download { group, seq, out } => messaging::download(&ctx, &group, seq, out.as_deref()).await,
         Command::Reply {
             group,
             seq,

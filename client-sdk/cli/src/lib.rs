@@ -134,12 +134,17 @@ pub enum Command {
     /// Create groups, add or remove members, leave, list.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Send a text message to a group (end-to-end encrypted).
+    /// Send a text message or a file to a group (end-to-end encrypted).
     Send {
         /// The group (its id, or the start of it).
         group: String,
-        /// The text; - reads it from stdin.
-        text: String,
+        /// The text (optional with --file); - reads it from stdin.
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file, encrypted on this device (with the text, if any). Shows the
+        /// upload's progress on a terminal.
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
         /// Make it a disappearing message, deleted everywhere after DURATION (e.g. 30s,
         /// 10m, 2h, 7d, 1h30m).
         #[arg(long, value_name = "DURATION")]
@@ -220,6 +225,18 @@ pub enum Command {
         /// Do not try to open a browser (the default: the address is printed).
         #[arg(long)]
         no_open: bool,
+    },
+    /// Download the file of a message, check it and decrypt it (progress shown on a
+    /// terminal).
+    Download {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// The message's number, as shown by `parley history` (#N).
+        seq: i64,
+        /// Where to write the file (default: its name, in the current directory; an
+        /// existing directory: its name there).
+        #[arg(long, value_name = "PATH")]
+        out: Option<std::path::PathBuf>,
     },
     /// Delete one message from this device's history, for real; with --for-everyone,
     /// one of your messages from every member's history.

@@ -150,6 +150,109 @@ pub(crate) async fn send(ctx: &Ctx, group: &str, text: &str, expires: Option<&st
     })
 }
 
+/// A progress line on stderr, rewritten in place, when stderr is a terminal and the
+/// output is for people; nothing otherwise.
+fn progress_line(ctx: &Ctx, what: String) -> impl FnMut(u64, u64) + Send {
+    use std::io::{IsTerminal, Write};
+    let shown = !ctx.out.json && std::io::stderr().is_terminal();
+    let mut last = None;
+    move |done: u64, total: u64| {
+        if !shown {
+            return;
+        }
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        if last == Some(percent) {
+            return;
+        }
+        last = Some(percent);
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r{what}: {percent:>3}% ({:.1} of {:.1} MiB)",
+            mib(done),
+            mib(total)
+        );
+        if done >= total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+pub(crate) async fn send_file(
+    ctx: &Ctx,
+    group: &str,
+    text: Option<&str>,
+    file: &std::path::Path,
+    expires: Option<&str>,
+) -> anyhow::Result<()> {
+    let expires_in = expires.map(parse_duration).transpose()?;
+    if text == Some("-") && ctx.passphrase_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("the message and --passphrase-file cannot both read stdin");
+    }
+    let text = match text {
+        Some("-") => Some(read_stdin_text()?),
+        other => other.map(str::to_owned),
+    };
+    let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let mut progress = progress_line(ctx, format!("Uploading {}", file.display()));
+    let sent = messenger
+        .send_file(&group_id, file, text.as_deref(), expires_in, &mut progress)
+        .await?;
+    ctx.out.print(&sent, || {
+        let mut line = format!("Sent #{} (file {}) to {group_id}.", sent.seq, file.display());
+        if let Some(at) = sent.expires_at {
+            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
+        }
+        line
+    })
+}
+
+pub(crate) async fn download(ctx: &Ctx, group: &str, seq: i64, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    sync_quietly(&mut messenger).await?;
+    let group_id = resolve_group(&mut messenger, group).await?;
+    let attachment = messenger
+        .history(&group_id, None)
+        .await?
+        .into_iter()
+        .find(|m| m.seq == seq)
+        .and_then(|m| m.attachment)
+        .ok_or_else(|| anyhow::anyhow!("message #{seq} of {group_id} has no file (see `parley history`)"))?;
+    // Only the file name the sender gave, never a path of theirs.
+    let name = std::path::Path::new(&attachment.name)
+        .file_name()
+        .map(std::path::PathBuf::from)
+        .filter(|n| n.as_os_str() != ".." && n.as_os_str() != ".")
+        .unwrap_or_else(|| std::path::PathBuf::from("download"));
+    let target = match out {
+        Some(path) if path.is_dir() => path.join(&name),
+        Some(path) => path.to_owned(),
+        None => name,
+    };
+    let mut progress = progress_line(ctx, format!("Downloading {}", target.display()));
+    let file = messenger.download_file(&group_id, seq, &target, &mut progress).await?;
+    #[derive(serde::Serialize)]
+    struct Downloaded<'a> {
+        path: &'a std::path::Path,
+        size: u64,
+        media_type: &'a str,
+        sha256: &'a str,
+    }
+    let report = Downloaded {
+        path: &target,
+        size: file.size,
+        media_type: &file.media_type,
+        sha256: &file.sha256,
+    };
+    ctx.out.print(&report, || {
+        format!("Saved {} ({} bytes, {}).", target.display(), file.size, file.media_type)
+    })
+}
+
 pub(crate) async fn listen(ctx: &Ctx) -> anyhow::Result<()> {
     let mut messenger = open(ctx).await?;
     eprintln!(

@@ -413,6 +413,7 @@ mod tests {
                 reply_to: None,
                 reactions: Default::default(),
                 edited_at: None,
+                attachment: None,
             },
         };
         assert_eq!(

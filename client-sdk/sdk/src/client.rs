@@ -8,6 +8,7 @@ use parley_specs::client_api::{
     RegisterRequest, RenameDeviceRequest, WhoAmIResponse,
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
+use parley_specs::files_api::{CreateUploadRequest, UploadState};
 use parley_specs::groups_api::{
     Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupSummary, InboxPage,
     InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
@@ -432,6 +433,108 @@ impl Client {
         url.query_pairs_mut().append_pair("after", &after.to_string());
         let _ = url.set_scheme("wss");
         InboxStream::connect(&url, token, self.websocket_tls.clone()).await
+    }
+
+    /// Starts a resumable upload of an encrypted file's ciphertext.
+    pub async fn create_upload(&self, req: &CreateUploadRequest) -> Result<UploadState, Error> {
+        self.call(client::CREATE_UPLOAD, &[], Some(req)).await
+    }
+
+    /// Where an upload stands (the offset to continue from).
+    pub async fn upload_state(&self, blob_id: &str) -> Result<UploadState, Error> {
+        self.call(client::GET_UPLOAD, &[blob_id], None::<&()>).await
+    }
+
+    /// Appends `bytes` to the upload at `offset`, its current offset.
+    pub async fn put_upload(&self, blob_id: &str, offset: u64, bytes: Vec<u8>) -> Result<UploadState, Error> {
+        let timeout = self.timeout + Duration::from_secs(bytes.len() as u64 / (256 * 1024));
+        let query = [("offset", offset.to_string())];
+        let (url, response) = self
+            .send_raw(client::PUT_UPLOAD, &[blob_id], &query, Some(bytes), timeout)
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// Completes an upload whose every byte was sent.
+    pub async fn complete_upload(&self, blob_id: &str) -> Result<UploadState, Error> {
+        self.call(client::COMPLETE_UPLOAD, &[blob_id], None::<&()>).await
+    }
+
+    /// Deletes a blob this user uploaded.
+    pub async fn delete_upload(&self, blob_id: &str) -> Result<(), Error> {
+        self.call_no_content(client::DELETE_UPLOAD, &[blob_id], None::<&()>)
+            .await
+    }
+
+    /// Opens a blob's download (through this server, which fetches it from `server`
+    /// when it is another): the answer's body is the ciphertext, for the caller to read
+    /// in pieces (`reqwest::Response::chunk`), within `timeout`.
+    pub async fn download_blob(
+        &self,
+        server: &str,
+        blob_id: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Error> {
+        self.send_raw(client::DOWNLOAD_BLOB, &[server, blob_id], &[], None, timeout)
+            .await
+            .map(|(_, response)| response)
+    }
+
+    /// Sends one request with an optional `application/octet-stream` body and returns a
+    /// successful answer with its body unread.
+    async fn send_raw(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(Url, reqwest::Response), Error> {
+        let mut url = self.url_for(endpoint, params);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let method = match endpoint.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let token = self.access_token.as_deref().ok_or(Error::NotLoggedIn)?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::MalformedToken)?;
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .timeout(timeout)
+            .header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+        }
+        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok((url, response));
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Err(Error::from_response(status.as_u16(), retry_after, &bytes))
     }
 
     async fn call<B: Serialize, R: DeserializeOwned>(

@@ -33,6 +33,7 @@
 
 mod client;
 mod error;
+pub mod files;
 pub mod messenger;
 mod profile;
 pub mod sealed;

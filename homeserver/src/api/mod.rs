@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod devices;
+mod files;
 mod groups;
 mod keys;
 mod ops;
@@ -43,6 +44,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::READ_INBOX, groups::read_inbox)
         .add(client::ACK_INBOX, groups::ack_inbox)
         .add(client::INBOX_STREAM, stream::inbox_stream)
+        .add(client::CREATE_UPLOAD, files::create)
+        .add(client::GET_UPLOAD, files::get)
+        .add(client::PUT_UPLOAD, files::put)
+        .add(client::COMPLETE_UPLOAD, files::complete)
+        .add(client::DELETE_UPLOAD, files::delete)
+        .add(client::DOWNLOAD_BLOB, files::download)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics)

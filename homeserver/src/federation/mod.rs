@@ -25,7 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::remote::{Remote, now_ms};
 use crate::routes::{Routes, parse_group_id, parse_user_id};
 use crate::state::AppState;
-use crate::{devices, follower, hub, inbox, key_packages};
+use crate::{devices, files, follower, hub, inbox, key_packages};
 
 /// What the federation API reaches besides `AppState`.
 pub struct FederationApi {
@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::RECEIPTS, receive_receipts)
         .add(endpoints::GROUP_INFO, group_info)
         .add(endpoints::KEYS_CHANGED, keys_changed)
+        .add(endpoints::FETCH_BLOB, fetch_blob)
         .register(cfg);
 }
 
@@ -193,6 +194,21 @@ async fn group_info(
     Ok(web::Json(
         hub::group_info::for_server(&app, &request.origin, group, &request.body.user_id).await?,
     ))
+}
+
+/// A blob uploaded here, for a server with members in its group, streamed.
+async fn fetch_blob(
+    request: Signed<NoBody>,
+    app: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let download = files::serve_to_server(&app, &request.origin, &path).await?;
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/octet-stream");
+    if let Some(size) = download.size {
+        response.no_chunking(size);
+    }
+    Ok(response.streaming(download.body))
 }
 
 /// Receipts of the origin's devices for messages sent by users of this server.

@@ -10,6 +10,7 @@
 //! imports nothing from the API handlers (`api/`, `federation/`, `admin/`).
 
 pub mod backfill;
+pub mod blobs;
 pub mod claims;
 pub mod delivery;
 pub mod device_keys;
@@ -88,7 +89,7 @@ pub fn unavailable(why: String) -> ApiError {
 /// is refused, or the peer could not be reached — never how (closed port, TLS, DNS) nor
 /// what answered, which would turn federation into a scanner of whatever a user names.
 /// The details go to the log, for the operator.
-fn not_sent(destination: &ServerName, error: ClientError) -> ApiError {
+pub(crate) fn not_sent(destination: &ServerName, error: ClientError) -> ApiError {
     tracing::warn!(%destination, %error, "a federation request was not sent or not answered");
     match error {
         ClientError::NotReached { .. } => ApiError::new(

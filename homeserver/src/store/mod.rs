@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod devices;
 pub mod federation;
+pub mod files;
 pub mod groups;
 pub mod inbox;
 pub mod key_packages;

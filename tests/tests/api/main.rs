@@ -16,6 +16,7 @@ mod errors;
 mod federated_groups;
 mod federated_processes;
 mod federation;
+mod files;
 mod groups;
 mod helpers;
 mod key_packages;

@@ -11,7 +11,7 @@ async fn every_declared_endpoint_is_routed() {
     let server = TestServer::spawn().await;
     let http = server.http();
     for endpoint in client::ALL.iter().chain(ops::ALL) {
-        let url = server.endpoint_url(&endpoint.path_with(&["ABCDEF"]));
+        let url = server.endpoint_url(&endpoint.path_with(&["ABCDEF", "ABCDEF"]));
         assert_routed(&http, endpoint, url).await;
     }
 }

@@ -319,6 +319,30 @@ pub struct Reaction {
     pub mine: bool,
     #[ts(as = "Vec<String>")]
     pub users: Vec<UserId>,
+    /// An encrypted file sent with the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub attachment: Option<Attachment>,
+}
+
+/// A message's file, as the web app shows it (its key stays in the local process).
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct Attachment {
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Query of `POST /api/conversations/{group_id}/files`.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct SendFileQuery {
+    /// The file's name.
+    pub name: String,
+    /// Text sent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub text: Option<String>,
 }
 
 /// How a conversation is encrypted.

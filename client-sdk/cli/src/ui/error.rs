@@ -172,7 +172,11 @@ impl From<MessengerError> for ApiError {
             e @ (MessengerError::OwnSafetyNumber(_) | MessengerError::CannotRemoveSelf) => {
                 Self::invalid_input(e.to_string())
             }
+            e @ MessengerError::FileRefused(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "file_hash_mismatch", e.to_string())
+            }
             e @ (MessengerError::UnknownGroup(_)
+            | MessengerError::NoFile { .. }
             | MessengerError::UnknownMessage { .. }
             | MessengerError::NoSharedGroup(_)
             | MessengerError::NotInGroup { .. }) => Self::not_found(e.to_string()),

@@ -41,6 +41,11 @@ pub(crate) fn message(me: &UserId, m: &HistoryMessage, other_devices: usize, ser
         reply_to: m.reply_to,
         reactions: reactions(me, m),
         edited_at: m.edited_at,
+        attachment: m.attachment.as_ref().map(|a| crate::ui::api::Attachment {
+            name: a.name.clone(),
+            size: a.size,
+            media_type: a.media_type.clone(),
+        }),
         delivery: Delivery {
             state: if delivered {
                 DeliveryState::Delivered

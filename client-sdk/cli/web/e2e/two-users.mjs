@@ -417,6 +417,25 @@ async function run() {
       await screenshot(bob, '03b-reactions-and-replies');
     });
 
+    await step('ann attaches an image; bob sees its preview', async () => {
+      // A 1x1 PNG, encrypted by ann's parley ui, uploaded to a.test, fetched by b.test.
+      const png = Buffer.from(
+        'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==',
+        'base64',
+      );
+      await ann.page.getByRole('textbox', { name: 'Message' }).fill('A picture for Bob');
+      await ann.page.getByLabel('File to attach').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
+      for (const user of [ann, bob]) {
+        const preview = user.messages.getByRole('img', { name: 'Preview of dot.png' });
+        await visible(preview, `${user.name}: image "Preview of dot.png"`, 60_000);
+        const width = await until(`${user.name}: the preview's natural width`,
+          () => preview.evaluate((img) => img.naturalWidth), (w) => w === 1, 20_000);
+        log(`${user.name}: preview of dot.png shown (${width}px wide)`);
+        await visible(user.message('A picture for Bob').first(), `${user.name}: the picture's text`);
+      }
+      await screenshot(bob, '03b-image-preview');
+    });
+
     await step('both verify the safety number', async () => {
       const annProfile = await openProfile(ann, bob);
       const bobProfile = await openProfile(bob, ann);

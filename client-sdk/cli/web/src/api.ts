@@ -31,6 +31,7 @@ import type {
 } from "./generated/api";
 
 export type {
+  Attachment,
   Contact,
   ContactDevice,
   Conversation,
@@ -255,6 +256,49 @@ export const api = {
     return { blob: await res.blob(), filename };
   },
   search: (q: string) => request<SearchHit[]>("GET", `/api/search?q=${enc(q)}`),
+
+  /**
+   * Sends a file (encrypted by the local process, then uploaded): `onProgress` hears the
+   * fraction of the file handed to the local process.
+   */
+  sendFile: (id: string, file: Blob, name: string, text: string | undefined, onProgress?: (fraction: number) => void) =>
+    new Promise<Message>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      const query = `name=${enc(name)}${text ? `&text=${enc(text)}` : ""}`;
+      xhr.open("POST", `${conv(id)}/files?${query}`);
+      if (secret) xhr.setRequestHeader("Authorization", `Bearer ${secret}`);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable && onProgress) onProgress(e.total ? e.loaded / e.total : 1);
+      };
+      xhr.onerror = () => reject(new ApiError(LOCAL_UNREACHABLE, "Parley on this computer stopped.", 0));
+      xhr.onload = () => {
+        let data: unknown = null;
+        try {
+          data = JSON.parse(xhr.responseText);
+        } catch {
+          /* not JSON */
+        }
+        if (xhr.status >= 200 && xhr.status < 300) {
+          resolve(data as Message);
+        } else {
+          const body = (data ?? {}) as Partial<ErrorBody>;
+          reject(
+            new ApiError(
+              typeof body.error === "string" ? body.error : `http_${xhr.status}`,
+              typeof body.message === "string" ? body.message : xhr.statusText,
+              xhr.status,
+            ),
+          );
+        }
+      };
+      xhr.send(file);
+    }),
+  /** A message's file, downloaded, checked and decrypted by the local process. */
+  file: async (id: string, seq: number): Promise<Blob> => {
+    const res = await send("GET", `${conv(id)}/messages/${seq}/file`);
+    return res.blob();
+  },
 
   contact: (user: string) => request<Contact>("GET", `/api/contacts/${enc(user)}`),
   verify: (user: string) => request<Contact>("POST", `/api/contacts/${enc(user)}/verify`, {}),

@@ -104,7 +104,7 @@ impl Messenger {
         self.end(lock, result)
     }
 
-    fn conversation(&self, group_id: &GroupId) -> Result<&Conversation> {
+    pub(crate) fn conversation(&self, group_id: &GroupId) -> Result<&Conversation> {
         self.state
             .conversations
             .get(group_id)

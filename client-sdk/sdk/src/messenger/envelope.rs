@@ -16,6 +16,9 @@
 //!   devices to remove all of its devices (MLS does not let a member remove itself).
 //! - `{"type":"typing","typing":true}` — the sender is typing (or stopped); not kept.
 //! - `{"type":"presence","presence":"online"|"away"}` — the sender's presence; not kept.
+//! - `{"type":"file","server":"a.example","blob_id":"…","key":"…","sha256":"…","size":n,
+//!   "chunk_size":n,"media_type":"image/png","name":"cat.png","text":"…","expires_at":"…"}`
+//!   — an encrypted file ([`FileAttachment`]), with optional text.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -74,9 +77,43 @@ pub enum Envelope {
         /// Online or away.
         presence: Presence,
     },
+    /// An encrypted file, with optional text.
+    File(FileAttachment),
     /// A type this version does not know (ignored).
     #[serde(other)]
     Unknown,
+}
+
+/// A file sent to a group: where its ciphertext is and how to decrypt and check it
+/// (`crate::files` describes the encryption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAttachment {
+    /// The server it was uploaded to (its origin).
+    pub server: parley_specs::ServerName,
+    /// Its id there.
+    pub blob_id: String,
+    /// The file's key, unpadded base64url (32 bytes).
+    pub key: String,
+    /// SHA-256 of the whole ciphertext, hex.
+    pub sha256: String,
+    /// The file's size in bytes (of the plaintext).
+    pub size: u64,
+    /// Plaintext bytes per encrypted chunk.
+    pub chunk_size: u32,
+    /// Its media type as the sender's device guessed it (e.g. `image/png`).
+    pub media_type: String,
+    /// Its file name, without any directory.
+    pub name: String,
+    /// Text sent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// When it disappears (the submit's expiry under the sender's signature).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Whether a user is at their device, as their client announces it.
@@ -164,6 +201,21 @@ mod tests {
             None,
             "an unknown presence is not an envelope"
         );
+        let file = Envelope::File(FileAttachment {
+            server: parley_specs::ServerName::parse("a.example").expect("name"),
+            blob_id: "b".repeat(43),
+            key: "k".repeat(43),
+            sha256: "00".repeat(32),
+            size: 5,
+            chunk_size: 65536,
+            media_type: "text/plain".into(),
+            name: "a.txt".into(),
+            text: None,
+            expires_at: None,
+        });
+        let json = String::from_utf8(file.to_bytes()).expect("utf-8");
+        assert!(json.starts_with(r#"{"type":"file","server":"a.example","#), "{json}");
+        assert_eq!(Envelope::parse(json.as_bytes()), Some(file));
         assert_eq!(Envelope::parse(b"not json"), None);
         assert_eq!(
             Envelope::parse(br#"{"type":"reaction","emoji":"+1"}"#),

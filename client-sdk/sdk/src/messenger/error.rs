@@ -160,6 +160,27 @@ pub enum MessengerError {
     /// many on one message).
     #[error("invalid reaction: {0}")]
     InvalidReaction(String),
+    /// A local file could not be read or written.
+    #[error("{}: {reason}", path.display())]
+    FileIo {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The message has no file attached.
+    #[error("message #{seq} of {group} has no file")]
+    NoFile {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        seq: i64,
+    },
+    /// A downloaded file was refused (code `file_hash_mismatch`): its ciphertext does not
+    /// match the hash or length its message carries, or a chunk does not decrypt. Nothing
+    /// was written where the file was to go.
+    #[error("the downloaded file was refused: {0}")]
+    FileRefused(String),
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {
@@ -185,6 +206,7 @@ impl MessengerError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Api(e) => e.code(),
+            Self::FileRefused(_) => Some(ErrorCode::FileHashMismatch),
             _ => None,
         }
     }

@@ -48,6 +48,10 @@ pub struct HistoryMessage {
         with = "time::serde::rfc3339::option"
     )]
     pub edited_at: Option<OffsetDateTime>,
+    /// An encrypted file sent with the message (its text is then the file's text, or
+    /// empty); `Messenger::download_file` fetches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<super::envelope::FileAttachment>>,
 }
 
 /// Most distinct reactions one user may have on one message.
@@ -61,6 +65,10 @@ impl HistoryMessage {
 
     fn matches(&self, needle_lowercase: &str) -> bool {
         self.text.to_lowercase().contains(needle_lowercase)
+            || self
+                .attachment
+                .as_ref()
+                .is_some_and(|a| a.name.to_lowercase().contains(needle_lowercase))
     }
 
     /// Adds (or with `remove`, takes back) `user`'s reaction `emoji`; returns whether
@@ -255,6 +263,11 @@ pub fn text_line(message: &HistoryMessage) -> String {
     if message.edited_at.is_some() {
         line.push_str("  (edited)");
     }
+    if let Some(file) = &message.attachment {
+        let name: String = safe_text(&file.name).collect::<Vec<_>>().join(" ");
+        let kind: String = safe_text(&file.media_type).collect::<Vec<_>>().join(" ");
+        line = format!("{line}  [file: {name}, {} bytes, {kind}]", file.size);
+    }
     if let Some(expires_at) = message.expires_at {
         line = format!("{line}  (disappears at {})", human_time(expires_at));
     }
@@ -358,6 +371,7 @@ mod tests {
             reply_to: None,
             reactions: BTreeMap::new(),
             edited_at: None,
+            attachment: None,
         }
     }
 

@@ -355,6 +355,32 @@ impl Messenger {
                     reply_to,
                     reactions: Default::default(),
                     edited_at: None,
+                    attachment: None,
+                };
+                if message.expired(OffsetDateTime::now_utc()) {
+                    return Ok(());
+                }
+                if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
+                    conversation.record(message.clone());
+                }
+                self.undelivered.push(Event::Message {
+                    group_id: entry.group_id.clone(),
+                    message,
+                });
+            }
+            Envelope::File(file) => {
+                let message = HistoryMessage {
+                    seq: entry.seq,
+                    sender: sender.user_id,
+                    sender_device: sender.device_id,
+                    sent_at: entry.sent_at,
+                    text: file.text.clone().unwrap_or_default(),
+                    expires_at: [file.expires_at, entry.expires_at].into_iter().flatten().min(),
+                    delivered_to: Default::default(),
+                    attachment: Some(Box::new(file)),
+                    reply_to: None,
+                    reactions: Default::default(),
+                    edited_at: None,
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());

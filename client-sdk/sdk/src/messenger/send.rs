@@ -154,6 +154,7 @@ impl Messenger {
             reply_to,
             reactions: Default::default(),
             edited_at: None,
+            attachment: None,
         };
         if let Some(conversation) = self.state.conversations.get_mut(group_id) {
             conversation.record(message);

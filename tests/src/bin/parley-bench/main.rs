@@ -10,6 +10,7 @@ mod commits;
 mod connections;
 mod cpu;
 mod federated;
+mod files;
 mod load;
 mod messages;
 mod scale;
@@ -76,6 +77,10 @@ enum Command {
     /// every --report-every messages, bytes per stored message and the steady-state size.
     /// Ignores --server and --ca-file.
     Soak(soak::SoakArgs),
+    /// Start two federating homeservers; send a file (100 MiB) from a user of one to a
+    /// user of the other, encrypted; print upload and download MB/s next to a plain `cp`
+    /// of the same file, and the homeservers' peak RSS. Ignores --server and --ca-file.
+    Files(files::FilesArgs),
 }
 
 #[tokio::main]
@@ -91,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Scale(args) => scale::run(args).await,
         Command::Commits(args) => commits::run(args).await,
         Command::Soak(args) => soak::run(args).await,
+        Command::Files(args) => files::run(args).await,
     }
 }
 

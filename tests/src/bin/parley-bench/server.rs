@@ -108,6 +108,7 @@ impl BenchServer {
             },
             "log": { "level": "warn" },
             "metrics": { "token_file": metrics_token_file },
+            "files": { "dir": dir.path().join("blobs") },
         });
         if let Some(federation) = &federation {
             let peers: serde_json::Map<String, serde_json::Value> = federation
@@ -205,6 +206,15 @@ impl BenchServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Peak resident memory of the homeserver process since it started (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// Resident memory of the homeserver process, from /proc.

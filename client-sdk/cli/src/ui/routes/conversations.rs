@@ -13,7 +13,8 @@ use super::{Answer, Data, group, messenger, user};
 use crate::ui::api::{
     AddMembersRequest, Conversation, CreateConversationRequest, DeleteMessageQuery, EditMessageRequest, Empty,
     ExportFileFormat, ExportQuery, MarkReadRequest, Message, MessagesQuery, ReactRequest, SearchHit, SearchQuery,
-    SendMessageRequest, ServerEvent, SetAdminRequest, SetTimerRequest, TypingRequest, UpdateSettingsRequest,
+    SendFileQuery, SendMessageRequest, ServerEvent, SetAdminRequest, SetTimerRequest, TypingRequest,
+    UpdateSettingsRequest,
 };
 use crate::ui::error::ApiError;
 use crate::ui::server::Ui;
@@ -210,6 +211,96 @@ async fn message_reply(ui: &Ui, m: &mut Messenger, group_id: GroupId, seq: i64, 
         }
     });
     Ok(web::Json(message))
+}
+
+/// Largest file the web app may send (the homeserver's default limit).
+const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The file in the body, written to a private temporary file as it arrives, then
+/// encrypted, uploaded and sent like `parley send --file`.
+pub(super) async fn send_file(
+    ui: Data,
+    path: web::Path<String>,
+    query: web::Query<SendFileQuery>,
+    mut body: web::Payload,
+) -> Answer<Message> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let group_id = group(&path)?;
+    let name = std::path::Path::new(&query.name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty() && n != ".." && n != ".")
+        .ok_or_else(|| ApiError::invalid_input("The file needs a name."))?;
+    let dir = tempfile::tempdir().map_err(|e| ApiError::server_error(format!("a temporary directory: {e}")))?;
+    let file_path = dir.path().join(&name);
+    let mut file = tokio::fs::File::create(&file_path)
+        .await
+        .map_err(|e| ApiError::server_error(format!("a temporary file: {e}")))?;
+    let mut size = 0u64;
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| ApiError::invalid_input(format!("The upload broke off: {e}")))?;
+        size += piece.len() as u64;
+        if size > MAX_FILE_BYTES {
+            return Err(ApiError::invalid_input("The file is larger than 100 MiB."));
+        }
+        file.write_all(&piece)
+            .await
+            .map_err(|e| ApiError::server_error(format!("a temporary file: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::server_error(format!("a temporary file: {e}")))?;
+    drop(file);
+    let text = query.text.as_deref().filter(|t| !t.trim().is_empty());
+    let mut state = ui.state.lock().await;
+    let m = messenger(&mut state)?;
+    let sent = m.send_file(&group_id, &file_path, text, None, &mut |_, _| {}).await?;
+    let history = m.history(&group_id, None).await?;
+    let others = views::other_devices(m, &group_id).await;
+    let me = m.user_id().clone();
+    ui.deliveries.own_message(&group_id, sent.seq);
+    let positions = ui.deliveries.positions(&group_id);
+    let message = match history.iter().find(|msg| msg.seq == sent.seq) {
+        Some(msg) => views::message(&me, msg, others, &positions),
+        None => {
+            return Err(ApiError::server_error(
+                "the file was sent but is missing from the history",
+            ));
+        }
+    };
+    ui.hub.send(&ServerEvent::Message {
+        group_id,
+        message: message.clone(),
+    });
+    Ok(web::Json(message))
+}
+
+/// The file of a message, downloaded, checked and decrypted into a private temporary
+/// file, then answered.
+pub(super) async fn get_file(ui: Data, path: web::Path<(String, i64)>) -> Result<HttpResponse, ApiError> {
+    let (raw_group, seq) = path.into_inner();
+    let group_id = group(&raw_group)?;
+    let dir = tempfile::tempdir().map_err(|e| ApiError::server_error(format!("a temporary directory: {e}")))?;
+    let target = dir.path().join("file");
+    let attachment = {
+        let mut state = ui.state.lock().await;
+        let m = messenger(&mut state)?;
+        m.download_file(&group_id, seq, &target, &mut |_, _| {}).await?
+    };
+    let bytes = tokio::fs::read(&target)
+        .await
+        .map_err(|e| ApiError::server_error(format!("the downloaded file: {e}")))?;
+    let previewable = ["image/png", "image/jpeg", "image/gif", "image/webp"].contains(&attachment.media_type.as_str());
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if previewable {
+        response.content_type(attachment.media_type.as_str());
+    } else {
+        response.content_type("application/octet-stream");
+        response.insert_header(header::ContentDisposition::attachment(attachment.name.clone()));
+    }
+    Ok(response.body(bytes))
 }
 
 pub(super) async fn react(ui: Data, path: web::Path<(String, i64)>, body: web::Json<ReactRequest>) -> Answer<Message> {

@@ -45,6 +45,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, DELETE_MESSAGE, conversations::delete_message);
     route(cfg, EDIT_MESSAGE, conversations::edit_message);
     route(cfg, REACT, conversations::react);
+    route(cfg, SEND_FILE, conversations::send_file);
+    route(cfg, GET_FILE, conversations::get_file);
     route(cfg, SET_TIMER, conversations::set_timer);
     route(cfg, MARK_READ, conversations::mark_read);
     route(cfg, TYPING, conversations::typing);

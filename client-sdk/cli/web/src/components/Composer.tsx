@@ -6,6 +6,8 @@ import type { Message } from "../api";
 interface Props {
   /** Resolves when sent; throws (an ApiError) when not. */
   onSend: (text: string) => Promise<void>;
+  /** Sends a file with the text typed so far; `onProgress` takes a fraction. */
+  onSendFile?: (file: File, text: string, onProgress: (fraction: number) => void) => Promise<void>;
   onTyping?: (typing: boolean) => void;
   disabled?: boolean;
   disabledReason?: string;
@@ -16,8 +18,10 @@ interface Props {
 
 const TYPING_REFRESH_MS = 3000;
 
-export function Composer({ onSend, onTyping, disabled, disabledReason, replyTo, onCancelReply }: Props) {
+export function Composer({ onSend, onSendFile, onTyping, disabled, disabledReason, replyTo, onCancelReply }: Props) {
   const [text, setText] = useState("");
+  const [progress, setProgress] = useState<number | null>(null);
+  const fileRef = useRef<HTMLInputElement>(null);
   const [sending, setSending] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const lastTyping = useRef(0);
@@ -61,6 +65,23 @@ export function Composer({ onSend, onTyping, disabled, disabledReason, replyTo, 
     } finally {
       setSending(false);
       inputRef.current?.focus();
+    }
+  }
+
+  async function attach(file: File) {
+    if (!onSendFile || sending || disabled) return;
+    setSending(true);
+    setError(null);
+    setProgress(0);
+    try {
+      await onSendFile(file, text.trim(), (f) => setProgress(f));
+      setText("");
+    } catch (e) {
+      setError(plainWords(e));
+    } finally {
+      setSending(false);
+      setProgress(null);
+      if (fileRef.current) fileRef.current.value = "";
     }
   }
 
@@ -127,11 +148,50 @@ export function Composer({ onSend, onTyping, disabled, disabledReason, replyTo, 
         <span id="composer-help" className="sr-only">
           Enter sends, Shift+Enter starts a new line.
         </span>
+        {onSendFile && (
+          <>
+            <input
+              ref={fileRef}
+              type="file"
+              className="sr-only"
+              aria-label="File to attach"
+              data-testid="attach-input"
+              disabled={sending || disabled}
+              onChange={(e) => {
+                const f = e.target.files?.[0];
+                if (f) void attach(f);
+              }}
+            />
+            <button
+              type="button"
+              className="btn"
+              disabled={sending || disabled}
+              onClick={() => fileRef.current?.click()}
+              aria-label="Attach a file"
+              title="Attach a file (encrypted on this computer)"
+            >
+              Attach
+            </button>
+          </>
+        )}
         <button type="submit" className="btn-primary" disabled={sending || disabled || !text.trim()}>
           Send
         </button>
       </div>
-      {sending && (
+      {sending && progress !== null && (
+        <div className="mt-1 flex items-center gap-2 text-xs text-slate-600 dark:text-slate-400">
+          <progress
+            aria-label="Upload progress"
+            className="h-2 flex-1"
+            max={100}
+            value={Math.round(progress * 100)}
+          />
+          <span role="status">
+            {progress < 1 ? `Uploading ${Math.round(progress * 100)}%` : "Encrypting and sending…"}
+          </span>
+        </div>
+      )}
+      {sending && progress === null && (
         <p role="status" className="mt-1 text-xs text-slate-600 dark:text-slate-400">
           Sending…
         </p>

@@ -160,6 +160,11 @@ export function ConversationView({ conversation: c, onBack }: Props) {
     }
   }
 
+  async function sendFile(file: File, text: string, onProgress: (fraction: number) => void) {
+    const m = await api.sendFile(gid, file, file.name, text || undefined, onProgress);
+    dispatch({ type: "message", group_id: gid, message: m });
+  }
+
   function typing(on: boolean) {
     if (!c.member) return;
     api.typing(gid, on).catch(() => undefined);
@@ -290,6 +295,7 @@ export function ConversationView({ conversation: c, onBack }: Props) {
         {visible.map((m) => (
           <MessageItem
             key={m.seq}
+            groupId={gid}
             message={m}
             now={now}
             quoted={m.reply_to != null ? visible.find((q) => q.seq === m.reply_to) ?? null : undefined}
@@ -343,7 +349,13 @@ export function ConversationView({ conversation: c, onBack }: Props) {
           server does not vouch for ({c.refused}). Leave it and start a new conversation.
         </p>
       ) : c.member ? (
-        <Composer onSend={send} onTyping={typing} replyTo={replyTo} onCancelReply={() => setReplyTo(null)} />
+        <Composer
+          onSend={send}
+          onSendFile={sendFile}
+          onTyping={typing}
+          replyTo={replyTo}
+          onCancelReply={() => setReplyTo(null)}
+        />
       ) : (
         <p className="border-t border-slate-200 p-3 text-sm text-slate-600 dark:border-slate-700 dark:text-slate-400">
           You left this conversation. You can still read, export or delete its history.

@@ -1,13 +1,14 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import type { FormEvent } from "react";
-import type { Message } from "../api";
-import { plainWords } from "../api";
+import { api, plainWords } from "../api";
+import type { Attachment, Message } from "../api";
 import { deliveryText, deliveryTitle, disappearsText, serversText, timeText } from "../format";
 
 /** The reactions offered in one click. */
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 
 interface Props {
+  groupId?: string;
   message: Message;
   now: number;
   onDelete: (seq: number) => void;
@@ -21,10 +22,68 @@ interface Props {
   onDeleteForEveryone?: (seq: number) => void;
 }
 
+const PREVIEWABLE = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+function sizeText(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** A message's file: an image preview, or a button that saves it. */
+function FileView({ groupId, seq, file }: { groupId: string; seq: number; file: Attachment }) {
+  const preview = PREVIEWABLE.includes(file.media_type);
+  const [url, setUrl] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!preview) return;
+    let revoked = false;
+    let made: string | null = null;
+    api
+      .file(groupId, seq)
+      .then((blob) => {
+        if (revoked) return;
+        made = URL.createObjectURL(blob);
+        setUrl(made);
+      })
+      .catch((e) => setError(plainWords(e)));
+    return () => {
+      revoked = true;
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [groupId, seq, preview]);
+
+  async function save() {
+    try {
+      const blob = await api.file(groupId, seq);
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = file.name;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    } catch (e) {
+      setError(plainWords(e));
+    }
+  }
+
+  return (
+    <div className="mb-1 flex flex-col gap-1">
+      {preview && url && (
+        <img src={url} alt={`Preview of ${file.name}`} className="max-h-64 max-w-full rounded" />
+      )}
+      <button type="button" className="text-left underline underline-offset-2" onClick={() => void save()}>
+        {`${file.name} (${sizeText(file.size)})`}
+      </button>
+      {error && <span role="alert" className="text-xs">{`File not available: ${error}`}</span>}
+    </div>
+  );
+}
+
 const linkButton =
   "rounded px-1 text-slate-500 underline-offset-2 hover:underline focus:outline-none focus-visible:ring-2 focus-visible:ring-blue-500";
 
 export function MessageItem({
+  groupId,
   message: m,
   now,
   onDelete,
@@ -81,6 +140,7 @@ export function MessageItem({
             )}
           </blockquote>
         )}
+        {m.attachment && groupId && <FileView groupId={groupId} seq={m.seq} file={m.attachment} />}
         {editing ? (
           <form onSubmit={(e) => void saveEdit(e)} className="flex flex-col gap-1">
             <label htmlFor={`edit-${m.seq}`} className="sr-only">
@@ -116,7 +176,7 @@ export function MessageItem({
             </div>
           </form>
         ) : (
-          <p className="whitespace-pre-wrap break-words">{m.text}</p>
+          m.text && <p className="whitespace-pre-wrap break-words">{m.text}</p>
         )}
       </div>
       {m.reactions.length > 0 && (

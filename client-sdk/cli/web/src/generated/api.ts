@@ -66,6 +66,19 @@ export type ReactRequest = { emoji: string, };
 export type EditMessageRequest = { text: string, };
 
 /**
+ * Query of `POST /api/conversations/{group_id}/files`.
+ */
+export type SendFileQuery = { 
+/**
+ * The file's name.
+ */
+name: string, 
+/**
+ * Text sent with it.
+ */
+text?: string, };
+
+/**
  * `PUT /api/conversations/{group_id}/timer`.
  */
 export type SetTimerRequest = { 
@@ -224,6 +237,15 @@ devices: number,
 servers?: Array<ServerReceived>, };
 
 /**
+ * A message's file, as the web app shows it (its key stays in the local process).
+ */
+export type Attachment = { name: string, 
+/**
+ * Bytes.
+ */
+size: number, media_type: string, };
+
+/**
  * A message of a conversation.
  */
 export type Message = { 
@@ -260,6 +282,9 @@ export type Reaction = { emoji: string, count: number,
  * This user is among them.
  */
 mine: boolean, users: Array<string>, };
+ * An encrypted file sent with the message.
+ */
+attachment?: Attachment, };
 
 /**
  * How a conversation is encrypted.
