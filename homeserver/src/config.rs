@@ -30,6 +30,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
     "metrics",
     "retention",
+    "second_factor",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,6 +59,32 @@ pub struct Config {
     /// How long what only grows is kept (see `retention`).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Where the key sealing TOTP secrets lives (see `second_factor`).
+    #[serde(default)]
+    pub second_factor: SecondFactorConfig,
+}
+
+/// The second factor's key file: outside the database, so that a dump of it alone does
+/// not reveal TOTP secrets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorConfig {
+    /// The 32-byte key that seals TOTP secrets, created (mode 0600) on first start if
+    /// missing. Unset: `second-factor.key` beside `[federation] signing_key`; with neither,
+    /// accounts cannot enrol a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The second factor's key file in effect (see [`SecondFactorConfig`]).
+    pub fn second_factor_key_file(&self) -> Option<PathBuf> {
+        self.second_factor.key_file.clone().or_else(|| {
+            self.federation
+                .as_ref()
+                .map(|f| f.signing_key.with_file_name("second-factor.key"))
+        })
+    }
 }
 
 /// `/metrics` is served on the client port, which faces the network, so it needs a token.

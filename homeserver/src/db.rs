@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0011_retention.sql"),
     },
+    Migration {
+        version: 12,
+        name: "second_factor",
+        sql: include_str!("../migrations/0012_second_factor.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

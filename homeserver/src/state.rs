@@ -11,6 +11,7 @@ use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::remote::Remote;
+use crate::second_factor::SealingKey;
 use crate::token_file::TokenHash;
 
 pub struct AppState {
@@ -31,6 +32,9 @@ pub struct AppState {
     pub remote: Option<Arc<Remote>>,
     /// The token `/metrics` needs (`[metrics] token_file`); unset, it is not served.
     pub metrics_token: Option<TokenHash>,
+    /// Seals TOTP secrets (`second_factor::sealing`); `None` when no key file is
+    /// configured, and then enrolment answers `second_factor_unavailable`.
+    pub second_factor_key: Option<Arc<SealingKey>>,
 }
 
 impl AppState {
@@ -57,11 +61,20 @@ impl AppState {
             pool,
             metrics,
             metrics_token: None,
+            second_factor_key: None,
         }
     }
 
     /// With `/metrics` served to holders of this token.
     pub fn with_metrics_token(self, metrics_token: Option<TokenHash>) -> Self {
         Self { metrics_token, ..self }
+    }
+
+    /// With TOTP secrets sealed by this key.
+    pub fn with_second_factor_key(self, second_factor_key: Option<Arc<SealingKey>>) -> Self {
+        Self {
+            second_factor_key,
+            ..self
+        }
     }
 }

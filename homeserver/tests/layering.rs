@@ -16,6 +16,7 @@ const DOMAIN: &[&str] = &[
     "key_packages",
     "follower",
     "retention",
+    "second_factor",
 ];
 
 /// The modules (first path segment under `crate::`) a source file names.

@@ -97,6 +97,11 @@ pub mod client {
     pub const LOGOUT_ALL: Endpoint = endpoint(Post, "/client/v1/logout/all", AccessToken, false);
     pub const WHOAMI: Endpoint = endpoint(Get, "/client/v1/account/whoami", AccessToken, false);
     pub const CHANGE_PASSWORD: Endpoint = endpoint(Post, "/client/v1/account/password", AccessToken, true);
+    /// Second factor (TOTP): its state, starting and confirming an enrolment, disabling.
+    pub const SECOND_FACTOR_STATUS: Endpoint = endpoint(Get, "/client/v1/account/2fa", AccessToken, false);
+    pub const SECOND_FACTOR_ENROLL: Endpoint = endpoint(Post, "/client/v1/account/2fa/enroll", AccessToken, false);
+    pub const SECOND_FACTOR_CONFIRM: Endpoint = endpoint(Post, "/client/v1/account/2fa/confirm", AccessToken, true);
+    pub const SECOND_FACTOR_DISABLE: Endpoint = endpoint(Post, "/client/v1/account/2fa/disable", AccessToken, true);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/client/v1/devices", AccessToken, false);
     pub const RENAME_DEVICE: Endpoint = endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
@@ -132,6 +137,10 @@ pub mod client {
         LOGOUT_ALL,
         WHOAMI,
         CHANGE_PASSWORD,
+        SECOND_FACTOR_STATUS,
+        SECOND_FACTOR_ENROLL,
+        SECOND_FACTOR_CONFIRM,
+        SECOND_FACTOR_DISABLE,
         LIST_DEVICES,
         RENAME_DEVICE,
         DELETE_DEVICE,
@@ -257,6 +266,10 @@ pub mod admin {
     /// Sets a new password and revokes every session of the account.
     pub const RESET_PASSWORD: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/password", AdminToken, false);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}/devices", AdminToken, false);
+    /// Turns the account's second factor off (secret and recovery codes deleted), for a
+    /// user who lost both; the next login needs the password only.
+    pub const RESET_SECOND_FACTOR: Endpoint =
+        endpoint(Post, "/admin/v1/users/{user_id}/2fa/reset", AdminToken, false);
     /// Deletes the device, revoking its token at once (as when its user deletes it).
     pub const REVOKE_DEVICE: Endpoint = endpoint(
         Delete,
@@ -293,6 +306,7 @@ pub mod admin {
         REACTIVATE_USER,
         RESET_PASSWORD,
         LIST_DEVICES,
+        RESET_SECOND_FACTOR,
         REVOKE_DEVICE,
         LIST_DESTINATIONS,
         RETRY_DESTINATION,

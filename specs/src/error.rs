@@ -111,6 +111,19 @@ pub enum ErrorCode {
     /// Admin API: the admin token is missing or wrong.
     InvalidAdminToken,
     InvalidMetricsToken,
+    /// Login: the password is right but the account has a second factor and the request
+    /// carries no `second_factor` code; ask the user for one and log in again.
+    SecondFactorRequired,
+    /// A second-factor code (TOTP or recovery) is wrong, already used, or outside the
+    /// ±1-step window. At login it counts as a failed attempt.
+    InvalidSecondFactor,
+    /// Second factor: enrolment asked for while one is already enabled.
+    SecondFactorEnabled,
+    /// Second factor: confirming with no pending enrolment, or disabling with none enabled.
+    SecondFactorNotEnabled,
+    /// Second factor: this server has no key to seal TOTP secrets with (neither
+    /// `[second_factor] key_file` nor `[federation] signing_key` is configured).
+    SecondFactorUnavailable,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -164,6 +177,11 @@ impl ErrorCode {
         Self::AccountDeactivated,
         Self::InvalidAdminToken,
         Self::InvalidMetricsToken,
+        Self::SecondFactorRequired,
+        Self::InvalidSecondFactor,
+        Self::SecondFactorEnabled,
+        Self::SecondFactorNotEnabled,
+        Self::SecondFactorUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -213,6 +231,11 @@ impl ErrorCode {
             Self::AccountDeactivated => "account_deactivated",
             Self::InvalidAdminToken => "invalid_admin_token",
             Self::InvalidMetricsToken => "invalid_metrics_token",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::InvalidSecondFactor => "invalid_second_factor",
+            Self::SecondFactorEnabled => "second_factor_enabled",
+            Self::SecondFactorNotEnabled => "second_factor_not_enabled",
+            Self::SecondFactorUnavailable => "second_factor_unavailable",
             Self::Unknown => "unknown",
         }
     }
@@ -235,7 +258,9 @@ impl ErrorCode {
             | Self::StaleRequest
             | Self::ReplayedRequest
             | Self::InvalidAdminToken
-            | Self::InvalidMetricsToken => 401,
+            | Self::InvalidMetricsToken
+            | Self::SecondFactorRequired
+            | Self::InvalidSecondFactor => 401,
             Self::CertificateMismatch
             | Self::ServerNotAllowed
             | Self::RegistrationClosed
@@ -253,10 +278,15 @@ impl ErrorCode {
             | Self::AccountDeactivated => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
-            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
+            Self::UsernameTaken
+            | Self::GroupExists
+            | Self::WrongEpoch
+            | Self::SecondFactorEnabled
+            | Self::SecondFactorNotEnabled => 409,
             Self::PayloadTooLarge => 413,
             Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
+            Self::SecondFactorUnavailable => 501,
             Self::RemoteUnavailable => 502,
             Self::Unavailable | Self::DatabaseUnavailable => 503,
             Self::Internal | Self::Unknown => 500,
