@@ -30,6 +30,13 @@ use crate::store;
 
 pub use sealing::{KeyFileError, SealingKey};
 
+/// What the `otpauth://` URI's label and issuer escape: all but RFC 3986's unreserved.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Recovery codes made at confirmation.
 pub const RECOVERY_CODES: usize = 10;
 /// Random bytes per recovery code: 80 bits, written as 16 base32 characters.
@@ -80,7 +87,7 @@ pub async fn enroll(state: &AppState, who: &Device) -> Result<SecondFactorEnroll
     }
     let secret = totp::base32_encode(&secret);
     let issuer = state.config.server_name.as_str();
-    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, URI_COMPONENT).to_string();
     let issuer_param = encode(issuer);
     let label = format!("{issuer_param}:{}", encode(who.user_id.as_str()));
     let otpauth_uri = format!(

@@ -27,6 +27,7 @@ mod restart;
 mod retention;
 mod revocation;
 mod routes;
+mod second_factor;
 mod scale_out;
 mod shutdown;
 mod ui;
