@@ -113,15 +113,22 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     check_password_rules(&req.new_password)?;
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
-    check_credentials(state, &who.localpart, client, req.current_password, stored, |right| async move {
-        match right {
-            true => Ok(LoginOutcome::RightPassword),
-            false => Err(ApiError::new(
-                ErrorCode::InvalidCredentials,
-                "the current password is wrong",
-            )),
-        }
-    })
+    check_credentials(
+        state,
+        &who.localpart,
+        client,
+        req.current_password,
+        stored,
+        |right| async move {
+            match right {
+                true => Ok(LoginOutcome::RightPassword),
+                false => Err(ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "the current password is wrong",
+                )),
+            }
+        },
+    )
     .await?;
     let hash = hash_password(&state.password_hashes, req.new_password).await?;
     let mut db = state.pool.get().await?;
@@ -300,19 +307,26 @@ pub async fn disable_second_factor(
 ) -> Result<(), ApiError> {
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
     let code = req.code;
-    check_credentials(state, &who.localpart, client, req.password, stored, |right| async move {
-        if !right {
-            return Err(ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong"));
-        }
-        match second_factor::check(state, &who.localpart, Some(&code)).await? {
-            second_factor::Check::Accepted => Ok(LoginOutcome::RightPassword),
-            second_factor::Check::Wrong => Err(invalid_second_factor()),
-            second_factor::Check::NotEnabled | second_factor::Check::Missing => Err(ApiError::new(
-                ErrorCode::SecondFactorNotEnabled,
-                "this account has no second factor to disable",
-            )),
-        }
-    })
+    check_credentials(
+        state,
+        &who.localpart,
+        client,
+        req.password,
+        stored,
+        |right| async move {
+            if !right {
+                return Err(ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong"));
+            }
+            match second_factor::check(state, &who.localpart, Some(&code)).await? {
+                second_factor::Check::Accepted => Ok(LoginOutcome::RightPassword),
+                second_factor::Check::Wrong => Err(invalid_second_factor()),
+                second_factor::Check::NotEnabled | second_factor::Check::Missing => Err(ApiError::new(
+                    ErrorCode::SecondFactorNotEnabled,
+                    "this account has no second factor to disable",
+                )),
+            }
+        },
+    )
     .await?;
     second_factor::remove(state, &who.localpart).await?;
     Ok(())

@@ -268,8 +268,7 @@ pub mod admin {
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}/devices", AdminToken, false);
     /// Turns the account's second factor off (secret and recovery codes deleted), for a
     /// user who lost both; the next login needs the password only.
-    pub const RESET_SECOND_FACTOR: Endpoint =
-        endpoint(Post, "/admin/v1/users/{user_id}/2fa/reset", AdminToken, false);
+    pub const RESET_SECOND_FACTOR: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/2fa/reset", AdminToken, false);
     /// Deletes the device, revoking its token at once (as when its user deletes it).
     pub const REVOKE_DEVICE: Endpoint = endpoint(
         Delete,

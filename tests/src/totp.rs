@@ -9,7 +9,10 @@ use parley_homeserver::second_factor::totp::{base32_decode, code_at};
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
 }
 
 /// The code of the base32 `secret` (as the enrolment returned it) for Unix time `unix_secs`.
@@ -43,6 +46,10 @@ pub fn dump_database(url: &str) -> String {
         .args(["--data-only", "--no-owner", "--dbname", url])
         .output()
         .expect("run pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

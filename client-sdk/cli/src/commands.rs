@@ -165,7 +165,9 @@ async fn login(
         .await;
     let (session, messenger) = match signed_in {
         // The server created no device: ask for the code and log in again.
-        Err(SignInError::Api(e)) if e.code() == Some(ErrorCode::SecondFactorRequired) && request.second_factor.is_none() => {
+        Err(SignInError::Api(e))
+            if e.code() == Some(ErrorCode::SecondFactorRequired) && request.second_factor.is_none() =>
+        {
             request.second_factor = Some(second_factor::read_code(
                 None,
                 "This account has a second factor. Code shown by the authenticator app (or a recovery code)",

@@ -125,7 +125,9 @@ pub(crate) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 .unwrap_or_default(),
             status.recovery_codes_left
         ),
-        (false, true) => "Second factor off (an enrolment waits for its code: run `parley 2fa enable` again).".to_owned(),
+        (false, true) => {
+            "Second factor off (an enrolment waits for its code: run `parley 2fa enable` again).".to_owned()
+        }
         (false, false) => "Second factor off. `parley 2fa enable` turns it on.".to_owned(),
     })
 }

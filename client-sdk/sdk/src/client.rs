@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use parley_specs::client_api::{
     ChangePasswordRequest, DeviceInfo, DeviceList, HealthResponse, LoginRequest, LoginResponse, ReadyResponse,
-    RegisterRequest, RenameDeviceRequest, SecondFactorConfirmRequest, SecondFactorDisableRequest, SecondFactorEnrollment,
-    SecondFactorRecoveryCodes, SecondFactorStatus, WhoAmIResponse,
+    RegisterRequest, RenameDeviceRequest, SecondFactorConfirmRequest, SecondFactorDisableRequest,
+    SecondFactorEnrollment, SecondFactorRecoveryCodes, SecondFactorStatus, WhoAmIResponse,
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
 use parley_specs::groups_api::{
@@ -315,7 +315,8 @@ impl Client {
     /// Turns the second factor off: needs the password and a current code or an unused
     /// recovery code.
     pub async fn disable_second_factor(&self, req: &SecondFactorDisableRequest) -> Result<(), Error> {
-        self.call_no_content(client::SECOND_FACTOR_DISABLE, &[], Some(req)).await
+        self.call_no_content(client::SECOND_FACTOR_DISABLE, &[], Some(req))
+            .await
     }
 
     /// The account's devices; the one making the request has `current == true`.

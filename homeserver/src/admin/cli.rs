@@ -11,7 +11,8 @@ use parley_specs::ErrorCode;
 use parley_specs::ServerName;
 use parley_specs::admin_api::{
     AdminDeviceList, AdminUser, DeactivateResponse, Destination, DestinationList, PolicyLists, PolicySource,
-    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ResetSecondFactorResponse, ServerStats, StorageReport, UserList, UserQuery,
+    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ResetSecondFactorResponse, ServerStats, StorageReport,
+    UserList, UserQuery,
 };
 use parley_specs::client_api::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use parley_specs::endpoints::{Endpoint, Method, admin as endpoints};

@@ -22,7 +22,9 @@ const FORMAT_V1: u8 = 1;
 pub enum KeyFileError {
     #[error("cannot read or create the second-factor key file {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("the second-factor key file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it")]
+    #[error(
+        "the second-factor key file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it"
+    )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("the second-factor key file {path} does not hold a {KEY_BYTES}-byte key")]
     Invalid { path: PathBuf },

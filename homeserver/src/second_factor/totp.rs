@@ -109,7 +109,11 @@ mod tests {
             "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489",
         ];
         for (counter, code) in expected.iter().enumerate() {
-            assert_eq!(hotp(b"12345678901234567890", counter as u64), *code, "counter {counter}");
+            assert_eq!(
+                hotp(b"12345678901234567890", counter as u64),
+                *code,
+                "counter {counter}"
+            );
         }
     }
 

@@ -24,7 +24,11 @@ pub async fn get(db: &impl Db, localpart: &Localpart) -> Result<Option<SecondFac
 
 /// Stores a pending enrolment, replacing a pending one; false (nothing changed) when the
 /// account's second factor is already confirmed.
-pub async fn begin_enrolment(db: &impl Db, localpart: &Localpart, sealed: &[u8]) -> Result<bool, tokio_postgres::Error> {
+pub async fn begin_enrolment(
+    db: &impl Db,
+    localpart: &Localpart,
+    sealed: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO second_factors (localpart, secret_sealed) VALUES ($1, $2)
@@ -60,7 +64,9 @@ pub async fn confirm(
         .await?;
     db.execute(&delete, &[&localpart.as_str()]).await?;
     let insert = db
-        .prepare_cached("INSERT INTO second_factor_recovery_codes (localpart, code_hash) SELECT $1, unnest($2::bytea[])")
+        .prepare_cached(
+            "INSERT INTO second_factor_recovery_codes (localpart, code_hash) SELECT $1, unnest($2::bytea[])",
+        )
         .await?;
     db.execute(&insert, &[&localpart.as_str(), &recovery_hashes]).await?;
     Ok(true)
@@ -79,7 +85,11 @@ pub async fn use_step(db: &impl Db, localpart: &Localpart, step: i64) -> Result<
 }
 
 /// Marks the unused recovery code with this hash used; false when there is none.
-pub async fn use_recovery_code(db: &impl Db, localpart: &Localpart, hash: &[u8]) -> Result<bool, tokio_postgres::Error> {
+pub async fn use_recovery_code(
+    db: &impl Db,
+    localpart: &Localpart,
+    hash: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "UPDATE second_factor_recovery_codes SET used_at = now()

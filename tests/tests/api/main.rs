@@ -27,7 +27,7 @@ mod restart;
 mod retention;
 mod revocation;
 mod routes;
-mod second_factor;
 mod scale_out;
+mod second_factor;
 mod shutdown;
 mod ui;

@@ -62,7 +62,9 @@ async fn enrolment_then_logins_need_a_current_unused_code() {
     let enrollment = client.enroll_second_factor().await.expect("enroll");
     assert_eq!(enrollment.secret.len(), 32, "160 bits in base32");
     assert!(
-        enrollment.otpauth_uri.starts_with("otpauth://totp/test.parley:ann%40test.parley?secret=")
+        enrollment
+            .otpauth_uri
+            .starts_with("otpauth://totp/test.parley:ann%40test.parley?secret=")
             && enrollment.otpauth_uri.contains(&enrollment.secret)
             && enrollment.otpauth_uri.contains("&digits=6&period=30"),
         "{}",
@@ -71,7 +73,11 @@ async fn enrolment_then_logins_need_a_current_unused_code() {
     let status = client.second_factor_status().await.expect("status");
     assert!(!status.enabled && status.pending);
     // Pending: logins need no code yet.
-    server.sdk().login(&login_request("ann", PASSWORD)).await.expect("pending is not on");
+    server
+        .sdk()
+        .login(&login_request("ann", PASSWORD))
+        .await
+        .expect("pending is not on");
 
     let secret = &enrollment.secret;
     assert_eq!(
@@ -98,11 +104,20 @@ async fn enrolment_then_logins_need_a_current_unused_code() {
     );
 
     let sdk = server.sdk();
-    let required = sdk.login(&login_request("ann", PASSWORD)).await.expect_err("needs a code");
-    assert_eq!((required.code(), required.status()), (Some(ErrorCode::SecondFactorRequired), Some(401)));
+    let required = sdk
+        .login(&login_request("ann", PASSWORD))
+        .await
+        .expect_err("needs a code");
+    assert_eq!(
+        (required.code(), required.status()),
+        (Some(ErrorCode::SecondFactorRequired), Some(401))
+    );
     let wrong = sdk.login(&with_code("ann", Some("123456".into()))).await;
     let wrong = wrong.expect_err("a wrong code");
-    assert_eq!((wrong.code(), wrong.status()), (Some(ErrorCode::InvalidSecondFactor), Some(401)));
+    assert_eq!(
+        (wrong.code(), wrong.status()),
+        (Some(ErrorCode::InvalidSecondFactor), Some(401))
+    );
     // A wrong password with a right code says nothing about the code.
     let bad_password = LoginRequest {
         password: "not the password at all".into(),
@@ -180,7 +195,9 @@ async fn recovery_codes_work_once_and_disabling_needs_password_and_code() {
     let sdk = server.sdk();
     // Typed loosely: upper case, without dashes.
     let loosely = recovery[0].to_ascii_uppercase().replace('-', "");
-    sdk.login(&with_code("dan", Some(loosely))).await.expect("a recovery code");
+    sdk.login(&with_code("dan", Some(loosely)))
+        .await
+        .expect("a recovery code");
     assert_eq!(
         code(sdk.login(&with_code("dan", Some(recovery[0].clone()))).await),
         ErrorCode::InvalidSecondFactor,
@@ -196,7 +213,11 @@ async fn recovery_codes_work_once_and_disabling_needs_password_and_code() {
         code: code.into(),
     };
     assert_eq!(
-        code(client.disable_second_factor(&disable("a wrong password!", &code_now(&secret, 0))).await),
+        code(
+            client
+                .disable_second_factor(&disable("a wrong password!", &code_now(&secret, 0)))
+                .await
+        ),
         ErrorCode::InvalidCredentials
     );
     assert_eq!(
@@ -213,7 +234,9 @@ async fn recovery_codes_work_once_and_disabling_needs_password_and_code() {
         .await
         .expect("password and a current code");
     assert!(!client.second_factor_status().await.expect("status").enabled);
-    sdk.login(&login_request("dan", PASSWORD)).await.expect("password only again");
+    sdk.login(&login_request("dan", PASSWORD))
+        .await
+        .expect("password only again");
     assert_eq!(
         code(client.disable_second_factor(&disable(PASSWORD, &recovery[1])).await),
         ErrorCode::SecondFactorNotEnabled
@@ -244,7 +267,9 @@ async fn the_admin_api_and_cli_reset_a_second_factor() {
     let api = AdminApi::of(&server);
     let done = api.ok(admin::RESET_SECOND_FACTOR, &["eve"], None).await;
     assert_eq!(done["was_enabled"], true);
-    sdk.login(&login_request("eve", PASSWORD)).await.expect("password only after the reset");
+    sdk.login(&login_request("eve", PASSWORD))
+        .await
+        .expect("password only after the reset");
     let again = api.ok(admin::RESET_SECOND_FACTOR, &["eve@test.parley"], None).await;
     assert_eq!(again["was_enabled"], false);
     let (status, body) = api.call(admin::RESET_SECOND_FACTOR, &["nobody"], None).await;
@@ -255,7 +280,14 @@ async fn the_admin_api_and_cli_reset_a_second_factor() {
     let config_file = dir.path().join("homeserver.toml");
     std::fs::write(&config_file, toml::to_string(&server.config).unwrap()).unwrap();
     let output = tokio::process::Command::new(parley_tests::process::binary())
-        .args(["admin", "--config", config_file.to_str().unwrap(), "users", "reset-2fa", "fay"])
+        .args([
+            "admin",
+            "--config",
+            config_file.to_str().unwrap(),
+            "users",
+            "reset-2fa",
+            "fay",
+        ])
         .env("RUST_LOG", "error")
         .stdin(std::process::Stdio::null())
         .output()
@@ -292,7 +324,10 @@ async fn the_database_holds_no_totp_secret_or_recovery_code_in_clear() {
         assert!(!lower.contains(&needle), "the dump holds {needle}");
     }
     for code in &recovery {
-        assert!(!lower.contains(code) && !lower.contains(&code.replace('-', "")), "{code}");
+        assert!(
+            !lower.contains(code) && !lower.contains(&code.replace('-', "")),
+            "{code}"
+        );
     }
     // Sealed secrets belong to their row: one copied onto another account does not open.
     let (_, other_secret, _) = enabled(&server, "hal").await;
@@ -325,5 +360,9 @@ async fn without_a_key_file_enrolment_is_unavailable() {
         (refused.code(), refused.status()),
         (Some(ErrorCode::SecondFactorUnavailable), Some(501))
     );
-    server.sdk().login(&login_request("ivy", PASSWORD)).await.expect("logins as before");
+    server
+        .sdk()
+        .login(&login_request("ivy", PASSWORD))
+        .await
+        .expect("logins as before");
 }
