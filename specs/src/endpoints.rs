@@ -368,6 +368,12 @@ pub mod local_ui {
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/api/devices", LaunchSecret, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/api/devices/{device_id}", LaunchSecret, false);
     pub const PRESENCE: Endpoint = endpoint(Post, "/api/presence", LaunchSecret, false);
+    /// The account's second factor (TOTP): state, enrolment (with its QR code as SVG),
+    /// confirmation, disabling.
+    pub const SECOND_FACTOR: Endpoint = endpoint(Get, "/api/2fa", LaunchSecret, false);
+    pub const ENROLL_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/enroll", LaunchSecret, false);
+    pub const CONFIRM_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/confirm", LaunchSecret, false);
+    pub const DISABLE_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/disable", LaunchSecret, false);
     /// A WebSocket: the local process pushes events as JSON text frames. The secret comes
     /// as `?secret=`.
     pub const EVENTS: Endpoint = endpoint(Get, "/api/events", LaunchSecret, false);
@@ -399,6 +405,10 @@ pub mod local_ui {
         LIST_DEVICES,
         DELETE_DEVICE,
         PRESENCE,
+        SECOND_FACTOR,
+        ENROLL_SECOND_FACTOR,
+        CONFIRM_SECOND_FACTOR,
+        DISABLE_SECOND_FACTOR,
         EVENTS,
     ];
 }

@@ -527,7 +527,7 @@ mod tests {
         let err = whoami(&ctx).await.err().context("whoami without a session")?;
         assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NotLoggedIn)));
         // register/login need a server from somewhere, and say so before asking a password.
-        let err = login(&ctx, "alice".into(), None, None).await.err().context("login")?;
+        let err = login(&ctx, "alice".into(), None, None, None).await.err().context("login")?;
         assert!(err.to_string().contains("--server"), "{err}");
         Ok(())
     }
