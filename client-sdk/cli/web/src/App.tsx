@@ -15,6 +15,7 @@ import {
   NewConversationDialog,
 } from "./components/Dialogs";
 import { ProfileDialog } from "./components/Profile";
+import { SecondFactorDialog } from "./components/SecondFactor";
 import { SearchBox, SearchResults } from "./components/Search";
 import { SignIn, Unlock } from "./components/SignIn";
 
@@ -245,6 +246,9 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
               <button type="button" className="btn" onClick={() => openDialog({ kind: "devices" })}>
                 Devices
               </button>
+              <button type="button" className="btn" onClick={() => openDialog({ kind: "second_factor" })}>
+                Security
+              </button>
               <button
                 type="button"
                 className="btn"
@@ -317,6 +321,7 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
         })()}
       {dialog?.kind === "delete" && <ConfirmDeleteDialog group_id={dialog.group_id} />}
       {dialog?.kind === "devices" && <DevicesDialog />}
+      {dialog?.kind === "second_factor" && <SecondFactorDialog onClose={() => openDialog(null)} />}
       {dialog?.kind === "profile" && (
         <ProfileDialog
           user_id={dialog.user_id}
