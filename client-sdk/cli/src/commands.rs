@@ -145,6 +145,7 @@ async fn login(
     totp_code: Option<String>,
 ) -> anyhow::Result<()> {
     ensure_replaceable(&ctx.profile).await?;
+    let sign_in = start_sign_in(ctx)?;
     let password = read_password(PasswordSource {
         file: password_file,
         flag: "--password-file",
@@ -160,7 +161,7 @@ async fn login(
         signature_key: None,
         second_factor: totp_code,
     };
-    let signed_in = start_sign_in(ctx)?
+    let signed_in = sign_in
         .login_with_messenger(&request, NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
         .await;
     let (session, messenger) = match signed_in {
@@ -527,7 +528,10 @@ mod tests {
         let err = whoami(&ctx).await.err().context("whoami without a session")?;
         assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NotLoggedIn)));
         // register/login need a server from somewhere, and say so before asking a password.
-        let err = login(&ctx, "alice".into(), None, None, None).await.err().context("login")?;
+        let err = login(&ctx, "alice".into(), None, None, None)
+            .await
+            .err()
+            .context("login")?;
         assert!(err.to_string().contains("--server"), "{err}");
         Ok(())
     }
