@@ -66,9 +66,14 @@ pub struct Config {
 
 /// The second factor's key file: outside the database, so that a dump of it alone does
 /// not reveal TOTP secrets.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecondFactorConfig {
+    /// false: no key file is read or created and accounts cannot enrol (for deployments
+    /// that cannot give every process the same file, e.g. the Helm chart without its
+    /// Secret). Accounts enrolled earlier then log in with recovery codes only.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// The 32-byte key that seals TOTP secrets, created (mode 0600) on first start if
     /// missing. Unset: `second-factor.key` beside `[federation] signing_key`; with neither,
     /// accounts cannot enrol a second factor.
@@ -76,9 +81,21 @@ pub struct SecondFactorConfig {
     pub key_file: Option<PathBuf>,
 }
 
+impl Default for SecondFactorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+        }
+    }
+}
+
 impl Config {
     /// The second factor's key file in effect (see [`SecondFactorConfig`]).
     pub fn second_factor_key_file(&self) -> Option<PathBuf> {
+        if !self.second_factor.enabled {
+            return None;
+        }
         self.second_factor.key_file.clone().or_else(|| {
             self.federation
                 .as_ref()
