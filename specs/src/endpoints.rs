@@ -100,7 +100,7 @@ pub mod client {
     /// Second factor (TOTP): its state, starting and confirming an enrolment, disabling.
     pub const SECOND_FACTOR_STATUS: Endpoint = endpoint(Get, "/client/v1/account/2fa", AccessToken, false);
     pub const SECOND_FACTOR_ENROLL: Endpoint = endpoint(Post, "/client/v1/account/2fa/enroll", AccessToken, false);
-    pub const SECOND_FACTOR_CONFIRM: Endpoint = endpoint(Post, "/client/v1/account/2fa/confirm", AccessToken, true);
+    pub const SECOND_FACTOR_CONFIRM: Endpoint = endpoint(Post, "/client/v1/account/2fa/confirm", AccessToken, false);
     pub const SECOND_FACTOR_DISABLE: Endpoint = endpoint(Post, "/client/v1/account/2fa/disable", AccessToken, true);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/client/v1/devices", AccessToken, false);
     pub const RENAME_DEVICE: Endpoint = endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);

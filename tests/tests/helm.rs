@@ -519,7 +519,11 @@ fn full_values_render_every_option() {
     assert_private_file(&manifests, metrics_token, "metrics-token-secret", "parley-metrics");
     // The second factor's key: one Secret for every replica, copied the same way.
     assert!(config.second_factor.enabled);
-    let second_factor_key = config.second_factor.key_file.as_ref().expect("[second_factor] key_file");
+    let second_factor_key = config
+        .second_factor
+        .key_file
+        .as_ref()
+        .expect("[second_factor] key_file");
     assert_private_file(
         &manifests,
         second_factor_key,
