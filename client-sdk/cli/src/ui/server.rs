@@ -82,7 +82,9 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
 
     let data = ui.clone();
     let server = HttpServer::new(move || {
-        let csp = format!("default-src 'self'; connect-src 'self' ws://127.0.0.1:{port}; frame-ancestors 'none'");
+        let csp = format!(
+            "default-src 'self'; img-src 'self' data:; connect-src 'self' ws://127.0.0.1:{port}; frame-ancestors 'none'"
+        );
         App::new()
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(|err, _| {
