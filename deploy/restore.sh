@@ -34,6 +34,8 @@ Options:
       --create            create that database first (connecting to the "postgres"
                           database of the same server); it must not exist yet
   -k, --signing-key FILE  write the backup's federation signing key to FILE
+      --second-factor-key FILE
+                          write the backup's second-factor key (TOTP secrets) to FILE
       --tls-cert FILE     write the backup's client API certificate chain to FILE
       --tls-key FILE      write the backup's client API private key to FILE
       --admin-token FILE  write the backup's admin API token file to FILE
@@ -76,6 +78,7 @@ while [ "$#" -gt 0 ]; do
     -d | --database-url) need_value "$@"; database_url="$2"; shift 2 ;;
     --create) create=true; shift ;;
     -k | --signing-key) need_value "$@"; destination[signing.key]="$2"; shift 2 ;;
+    --second-factor-key) need_value "$@"; destination[second-factor.key]="$2"; shift 2 ;;
     --tls-cert) need_value "$@"; destination[tls.crt]="$2"; shift 2 ;;
     --tls-key) need_value "$@"; destination[tls.key]="$2"; shift 2 ;;
     --admin-token) need_value "$@"; destination[admin.token]="$2"; shift 2 ;;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use parley_specs::client_api::{
     ChangePasswordRequest, LoginRequest, LoginResponse, MAX_DEVICE_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
-    RegisterRequest,
+    RegisterRequest, SecondFactorDisableRequest,
 };
 use parley_specs::keys_api::SIGNATURE_KEY_LEN;
 use parley_specs::{Base64Bytes, DeviceId, ErrorCode, Localpart, UserId};
@@ -14,6 +14,7 @@ use crate::credentials::{hash_password, new_access_token, new_device_id, verify_
 use crate::devices::Device;
 use crate::error::ApiError;
 use crate::rate_limit::LoginOutcome;
+use crate::second_factor;
 use crate::state::AppState;
 use crate::store::{self, Db};
 
@@ -72,9 +73,6 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
     limit_address(state, client)?;
     let stored = store::accounts::login_state(&state.pool.get().await?, &localpart).await?;
     let (stored, deactivated) = stored.map_or((None, false), |(hash, deactivated)| (Some(hash), deactivated));
-    if !check_password(state, &localpart, client, req.password, stored).await? {
-        return Err(invalid());
-    }
     // Said only to whoever knows the password.
     let deactivated_error = || {
         ApiError::new(
@@ -82,9 +80,17 @@ pub async fn login(state: &AppState, req: LoginRequest, client: Option<IpAddr>) 
             "an administrator of this server deactivated this account",
         )
     };
-    if deactivated {
-        return Err(deactivated_error());
-    }
+    let (second_factor, account) = (req.second_factor, &localpart);
+    check_credentials(state, account, client, req.password, stored, |right| async move {
+        if !right {
+            return Err(invalid());
+        }
+        if deactivated {
+            return Err(deactivated_error());
+        }
+        second_factor_verdict(state, account, second_factor.as_deref()).await
+    })
+    .await?;
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     // Under the account's row lock: a deactivation racing this login either waits for
@@ -107,12 +113,23 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     check_password_rules(&req.new_password)?;
     let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
-    if !check_password(state, &who.localpart, client, req.current_password, stored).await? {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "the current password is wrong",
-        ));
-    }
+    check_credentials(
+        state,
+        &who.localpart,
+        client,
+        req.current_password,
+        stored,
+        |right| async move {
+            match right {
+                true => Ok(LoginOutcome::RightPassword),
+                false => Err(ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "the current password is wrong",
+                )),
+            }
+        },
+    )
+    .await?;
     let hash = hash_password(&state.password_hashes, req.new_password).await?;
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
@@ -214,18 +231,25 @@ fn limit_address(state: &AppState, client: Option<IpAddr>) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Whether `password` is the account's (`stored`: its hash, `None` for no such account,
-/// which takes as long), within the account's failure budgets for this client
-/// (`rate_limit::LoginThrottle`): only a wrong password counts, and only against the
+/// Checks `password` against the account's (`stored`: its hash, `None` for no such
+/// account, which takes as long), then lets `then` decide on whether it was right, within
+/// the account's failure budgets for this client (`rate_limit::LoginThrottle`): only a
+/// wrong password, or a wrong second factor after a right password (`then` answers
+/// `WrongPassword` through `invalid_second_factor`), counts, and only against the
 /// client's own network and the account's slower budget, so a stranger's failures cannot
 /// lock the owner out.
-async fn check_password(
+async fn check_credentials<F, Fut>(
     state: &AppState,
     account: &Localpart,
     client: Option<IpAddr>,
     password: String,
     stored: Option<String>,
-) -> Result<bool, ApiError> {
+    then: F,
+) -> Result<(), ApiError>
+where
+    F: FnOnce(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<LoginOutcome, ApiError>>,
+{
     let attempt = state
         .login_failures
         .begin(account.as_str(), client)
@@ -235,13 +259,77 @@ async fn check_password(
     } else {
         verify_password(&state.password_hashes, password, stored).await
     };
-    let outcome = match verdict {
-        Ok(true) => LoginOutcome::RightPassword,
-        Ok(false) => LoginOutcome::WrongPassword,
-        Err(_) => LoginOutcome::NotChecked,
+    let decided = match &verdict {
+        Ok(right) => then(*right).await,
+        Err(e) => Err(e.clone()),
+    };
+    let outcome = match (&verdict, &decided) {
+        (Ok(true), Ok(outcome)) => *outcome,
+        (Ok(false), _) => LoginOutcome::WrongPassword,
+        (Ok(true), Err(e)) if e.code == ErrorCode::InvalidSecondFactor => LoginOutcome::WrongPassword,
+        _ => LoginOutcome::NotChecked,
     };
     state.login_failures.finish(attempt, outcome);
-    verdict
+    decided.map(drop)
+}
+
+/// After a right password: the second factor, if the account has one. A missing code is
+/// not a failure (clients learn only then that one is needed); a wrong one is.
+async fn second_factor_verdict(
+    state: &AppState,
+    account: &Localpart,
+    code: Option<&str>,
+) -> Result<LoginOutcome, ApiError> {
+    match second_factor::check(state, account, code).await? {
+        second_factor::Check::NotEnabled | second_factor::Check::Accepted => Ok(LoginOutcome::RightPassword),
+        second_factor::Check::Missing => Err(ApiError::new(
+            ErrorCode::SecondFactorRequired,
+            "this account has a second factor: send the current code (or a recovery code) as `second_factor`",
+        )),
+        second_factor::Check::Wrong => Err(invalid_second_factor()),
+    }
+}
+
+fn invalid_second_factor() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidSecondFactor,
+        "the second-factor code is wrong, was used already, or is not for the current time",
+    )
+}
+
+/// Turns the account's second factor off: needs the password and a current code (or a
+/// recovery code), counted like a login's.
+pub async fn disable_second_factor(
+    state: &AppState,
+    who: &Device,
+    req: SecondFactorDisableRequest,
+    client: Option<IpAddr>,
+) -> Result<(), ApiError> {
+    let stored = store::accounts::password_hash(&state.pool.get().await?, &who.localpart).await?;
+    let code = req.code;
+    check_credentials(
+        state,
+        &who.localpart,
+        client,
+        req.password,
+        stored,
+        |right| async move {
+            if !right {
+                return Err(ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong"));
+            }
+            match second_factor::check(state, &who.localpart, Some(&code)).await? {
+                second_factor::Check::Accepted => Ok(LoginOutcome::RightPassword),
+                second_factor::Check::Wrong => Err(invalid_second_factor()),
+                second_factor::Check::NotEnabled | second_factor::Check::Missing => Err(ApiError::new(
+                    ErrorCode::SecondFactorNotEnabled,
+                    "this account has no second factor to disable",
+                )),
+            }
+        },
+    )
+    .await?;
+    second_factor::remove(state, &who.localpart).await?;
+    Ok(())
 }
 
 async fn new_device(

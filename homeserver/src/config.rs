@@ -31,6 +31,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "retention",
     "files",
+    "second_factor",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -62,6 +63,9 @@ pub struct Config {
     /// Encrypted files: where their ciphertext is stored, and how much of it.
     #[serde(default)]
     pub files: FilesConfig,
+    /// Where the key sealing TOTP secrets lives (see `second_factor`).
+    #[serde(default)]
+    pub second_factor: SecondFactorConfig,
 }
 
 /// Encrypted files (blobs): devices upload ciphertext only; see `files.rs`.
@@ -104,6 +108,32 @@ impl Default for FilesConfig {
     }
 }
 
+/// The second factor's key file: outside the database, so that a dump of it alone does
+/// not reveal TOTP secrets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorConfig {
+    /// false: no key file is read or created and accounts cannot enrol (for deployments
+    /// that cannot give every process the same file, e.g. the Helm chart without its
+    /// Secret). Accounts enrolled earlier then log in with recovery codes only.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The 32-byte key that seals TOTP secrets, created (mode 0600) on first start if
+    /// missing. Unset: `second-factor.key` beside `[federation] signing_key`; with neither,
+    /// accounts cannot enrol a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for SecondFactorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+        }
+    }
+}
+
 fn default_files_dir() -> PathBuf {
     PathBuf::from("/var/lib/parley/blobs")
 }
@@ -121,6 +151,20 @@ fn default_blob_max_age() -> u64 {
 }
 fn default_blob_sweep_secs() -> u64 {
     5
+}
+
+impl Config {
+    /// The second factor's key file in effect (see [`SecondFactorConfig`]).
+    pub fn second_factor_key_file(&self) -> Option<PathBuf> {
+        if !self.second_factor.enabled {
+            return None;
+        }
+        self.second_factor.key_file.clone().or_else(|| {
+            self.federation
+                .as_ref()
+                .map(|f| f.signing_key.with_file_name("second-factor.key"))
+        })
+    }
 }
 
 /// `/metrics` is served on the client port, which faces the network, so it needs a token.

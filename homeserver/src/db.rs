@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_retention.sql"),
     },
     Migration {
+        version: 12,
+        name: "second_factor",
+        sql: include_str!("../migrations/0012_second_factor.sql"),
+    },
+    Migration {
         version: 14,
         name: "group_leavers",
         sql: include_str!("../migrations/0014_group_leavers.sql"),

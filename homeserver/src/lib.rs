@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod remote;
 pub mod retention;
 pub mod routes;
+pub mod second_factor;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

@@ -106,6 +106,13 @@ impl Application {
             Some(path) => Some(anyhow::Context::context(TokenHash::load(path), "[metrics] token_file")?),
             None => None,
         };
+        let second_factor_key = match config.second_factor_key_file() {
+            Some(path) => Some(Arc::new(anyhow::Context::context(
+                crate::second_factor::SealingKey::open_or_create(&path),
+                "[second_factor] key_file",
+            )?)),
+            None => None,
+        };
         let connections = Arc::new(Connections::default());
         let state = web::Data::new(
             AppState::new(
@@ -116,7 +123,8 @@ impl Application {
                 inbox_waker.clone(),
                 message_writer,
             )
-            .with_metrics_token(metrics_token),
+            .with_metrics_token(metrics_token)
+            .with_second_factor_key(second_factor_key),
         );
         background.push(tokio::spawn(crate::files::sweep_forever(
             pool.clone(),

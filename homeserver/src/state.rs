@@ -12,6 +12,7 @@ use crate::inbox::InboxWaker;
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::remote::Remote;
+use crate::second_factor::SealingKey;
 use crate::token_file::TokenHash;
 
 pub struct AppState {
@@ -34,6 +35,9 @@ pub struct AppState {
     pub metrics_token: Option<TokenHash>,
     /// Encrypted files' ciphertext (`[files]`).
     pub blobs: Arc<dyn BlobStore>,
+    /// Seals TOTP secrets (`second_factor::sealing`); `None` when no key file is
+    /// configured, and then enrolment answers `second_factor_unavailable`.
+    pub second_factor_key: Option<Arc<SealingKey>>,
 }
 
 impl AppState {
@@ -61,11 +65,20 @@ impl AppState {
             pool,
             metrics,
             metrics_token: None,
+            second_factor_key: None,
         }
     }
 
     /// With `/metrics` served to holders of this token.
     pub fn with_metrics_token(self, metrics_token: Option<TokenHash>) -> Self {
         Self { metrics_token, ..self }
+    }
+
+    /// With TOTP secrets sealed by this key.
+    pub fn with_second_factor_key(self, second_factor_key: Option<Arc<SealingKey>>) -> Self {
+        Self {
+            second_factor_key,
+            ..self
+        }
     }
 }

@@ -17,6 +17,7 @@ const DOMAIN: &[&str] = &[
     "follower",
     "retention",
     "files",
+    "second_factor",
 ];
 
 /// The modules (first path segment under `crate::`) a source file names.

@@ -66,6 +66,13 @@ pub struct ResetPasswordResponse {
     pub revoked_devices: u64,
 }
 
+/// What resetting an account's second factor did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetSecondFactorResponse {
+    /// Whether the account had a second factor (enabled or pending) that is now gone.
+    pub was_enabled: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminDevice {
     pub device_id: DeviceId,

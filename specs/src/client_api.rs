@@ -68,6 +68,16 @@ pub struct LoginRequest {
         deserialize_with = "crate::optional::not_null"
     )]
     pub signature_key: Option<Base64Bytes>,
+    /// The account's second factor, when it has one: the current 6-digit TOTP code, or
+    /// one of its unused recovery codes. Missing: `401 second_factor_required`; wrong,
+    /// already used, or from outside the ±1-step window: `401 invalid_second_factor`
+    /// (counted as a failed login).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional::not_null"
+    )]
+    pub second_factor: Option<String>,
 }
 
 /// A logged-in device: what register and login return.
@@ -131,6 +141,55 @@ pub struct ReadyResponse {
     pub expected_schema_version: i32,
 }
 
+/// Second factor (TOTP, RFC 6238: HMAC-SHA-1, 6 digits, 30-second steps): what
+/// `POST /client/v1/account/2fa/enroll` answers. The secret is shown once; enrolment is
+/// pending until confirmed with a code (`…/2fa/confirm`); a new enrolment replaces a
+/// pending one.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SecondFactorEnrollment {
+    /// The shared secret, base32 (RFC 4648, no padding), 160 bits.
+    pub secret: String,
+    /// `otpauth://totp/<issuer>:<user id>?secret=…&issuer=…&algorithm=SHA1&digits=6&period=30`,
+    /// for authenticator apps (usually shown as a QR code).
+    pub otpauth_uri: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorConfirmRequest {
+    /// A current 6-digit code from the enrolled secret.
+    pub code: String,
+}
+
+/// The recovery codes, shown once: each replaces a TOTP code once (login, disabling).
+/// The server keeps only their SHA-256.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SecondFactorRecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorDisableRequest {
+    /// The account's password.
+    pub password: String,
+    /// A current TOTP code or an unused recovery code.
+    pub code: String,
+}
+
+/// `GET /client/v1/account/2fa`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactorStatus {
+    /// Whether logins need a second factor.
+    pub enabled: bool,
+    /// Whether an enrolment waits for its confirming code.
+    pub pending: bool,
+    /// Recovery codes not used yet (0 when not enabled).
+    pub recovery_codes_left: i64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub enabled_at: Option<OffsetDateTime>,
+}
+
 /// Debug output of bodies carrying a password or token shows everything else.
 macro_rules! redacted_debug {
     ($type:ident { $($shown:ident),* } hides { $($hidden:ident),* }) => {
@@ -146,9 +205,13 @@ macro_rules! redacted_debug {
 }
 
 redacted_debug!(RegisterRequest { username, device_name, signature_key } hides { password, invite_token });
-redacted_debug!(LoginRequest { username, device_name, signature_key } hides { password });
+redacted_debug!(LoginRequest { username, device_name, signature_key } hides { password, second_factor });
 redacted_debug!(LoginResponse { user_id, device_id } hides { access_token });
 redacted_debug!(ChangePasswordRequest {} hides { current_password, new_password });
+redacted_debug!(SecondFactorEnrollment {} hides { secret, otpauth_uri });
+redacted_debug!(SecondFactorConfirmRequest {} hides { code });
+redacted_debug!(SecondFactorRecoveryCodes {} hides { recovery_codes });
+redacted_debug!(SecondFactorDisableRequest {} hides { password, code });
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +224,7 @@ mod tests {
             password: "hunter2hunter2".into(),
             device_name: None,
             signature_key: None,
+            second_factor: Some("123456".into()),
         };
         let session = LoginResponse {
             user_id: UserId::parse("alice@a.example").expect("id"),

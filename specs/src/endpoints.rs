@@ -97,6 +97,11 @@ pub mod client {
     pub const LOGOUT_ALL: Endpoint = endpoint(Post, "/client/v1/logout/all", AccessToken, false);
     pub const WHOAMI: Endpoint = endpoint(Get, "/client/v1/account/whoami", AccessToken, false);
     pub const CHANGE_PASSWORD: Endpoint = endpoint(Post, "/client/v1/account/password", AccessToken, true);
+    /// Second factor (TOTP): its state, starting and confirming an enrolment, disabling.
+    pub const SECOND_FACTOR_STATUS: Endpoint = endpoint(Get, "/client/v1/account/2fa", AccessToken, false);
+    pub const SECOND_FACTOR_ENROLL: Endpoint = endpoint(Post, "/client/v1/account/2fa/enroll", AccessToken, false);
+    pub const SECOND_FACTOR_CONFIRM: Endpoint = endpoint(Post, "/client/v1/account/2fa/confirm", AccessToken, false);
+    pub const SECOND_FACTOR_DISABLE: Endpoint = endpoint(Post, "/client/v1/account/2fa/disable", AccessToken, true);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/client/v1/devices", AccessToken, false);
     pub const RENAME_DEVICE: Endpoint = endpoint(Put, "/client/v1/devices/{device_id}", AccessToken, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/client/v1/devices/{device_id}", AccessToken, false);
@@ -153,6 +158,10 @@ pub mod client {
         LOGOUT_ALL,
         WHOAMI,
         CHANGE_PASSWORD,
+        SECOND_FACTOR_STATUS,
+        SECOND_FACTOR_ENROLL,
+        SECOND_FACTOR_CONFIRM,
+        SECOND_FACTOR_DISABLE,
         LIST_DEVICES,
         RENAME_DEVICE,
         DELETE_DEVICE,
@@ -292,6 +301,9 @@ pub mod admin {
     /// Sets a new password and revokes every session of the account.
     pub const RESET_PASSWORD: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/password", AdminToken, false);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}/devices", AdminToken, false);
+    /// Turns the account's second factor off (secret and recovery codes deleted), for a
+    /// user who lost both; the next login needs the password only.
+    pub const RESET_SECOND_FACTOR: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/2fa/reset", AdminToken, false);
     /// Deletes the device, revoking its token at once (as when its user deletes it).
     pub const REVOKE_DEVICE: Endpoint = endpoint(
         Delete,
@@ -328,6 +340,7 @@ pub mod admin {
         REACTIVATE_USER,
         RESET_PASSWORD,
         LIST_DEVICES,
+        RESET_SECOND_FACTOR,
         REVOKE_DEVICE,
         LIST_DESTINATIONS,
         RETRY_DESTINATION,
@@ -413,6 +426,12 @@ pub mod local_ui {
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/api/devices", LaunchSecret, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/api/devices/{device_id}", LaunchSecret, false);
     pub const PRESENCE: Endpoint = endpoint(Post, "/api/presence", LaunchSecret, false);
+    /// The account's second factor (TOTP): state, enrolment (with its QR code as SVG),
+    /// confirmation, disabling.
+    pub const SECOND_FACTOR: Endpoint = endpoint(Get, "/api/2fa", LaunchSecret, false);
+    pub const ENROLL_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/enroll", LaunchSecret, false);
+    pub const CONFIRM_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/confirm", LaunchSecret, false);
+    pub const DISABLE_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/disable", LaunchSecret, false);
     /// A WebSocket: the local process pushes events as JSON text frames. The secret comes
     /// as `?secret=`.
     pub const EVENTS: Endpoint = endpoint(Get, "/api/events", LaunchSecret, false);
@@ -450,6 +469,10 @@ pub mod local_ui {
         LIST_DEVICES,
         DELETE_DEVICE,
         PRESENCE,
+        SECOND_FACTOR,
+        ENROLL_SECOND_FACTOR,
+        CONFIRM_SECOND_FACTOR,
+        DISABLE_SECOND_FACTOR,
         EVENTS,
     ];
 }

@@ -132,6 +132,19 @@ pub enum ErrorCode {
     /// Client-side, never sent by a server: a downloaded file's ciphertext does not match
     /// the hash its message carries, or a chunk does not decrypt.
     FileHashMismatch,
+    /// Login: the password is right but the account has a second factor and the request
+    /// carries no `second_factor` code; ask the user for one and log in again.
+    SecondFactorRequired,
+    /// A second-factor code (TOTP or recovery) is wrong, already used, or outside the
+    /// ±1-step window. At login it counts as a failed attempt.
+    InvalidSecondFactor,
+    /// Second factor: enrolment asked for while one is already enabled.
+    SecondFactorEnabled,
+    /// Second factor: confirming with no pending enrolment, or disabling with none enabled.
+    SecondFactorNotEnabled,
+    /// Second factor: this server has no key to seal TOTP secrets with (neither
+    /// `[second_factor] key_file` nor `[federation] signing_key` is configured).
+    SecondFactorUnavailable,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -192,6 +205,11 @@ impl ErrorCode {
         Self::UnknownBlob,
         Self::BlobForbidden,
         Self::UploadOffsetMismatch,
+        Self::SecondFactorRequired,
+        Self::InvalidSecondFactor,
+        Self::SecondFactorEnabled,
+        Self::SecondFactorNotEnabled,
+        Self::SecondFactorUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +267,11 @@ impl ErrorCode {
             Self::BlobForbidden => "blob_forbidden",
             Self::UploadOffsetMismatch => "upload_offset_mismatch",
             Self::FileHashMismatch => "file_hash_mismatch",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::InvalidSecondFactor => "invalid_second_factor",
+            Self::SecondFactorEnabled => "second_factor_enabled",
+            Self::SecondFactorNotEnabled => "second_factor_not_enabled",
+            Self::SecondFactorUnavailable => "second_factor_unavailable",
             Self::Unknown => "unknown",
         }
     }
@@ -271,7 +294,9 @@ impl ErrorCode {
             | Self::StaleRequest
             | Self::ReplayedRequest
             | Self::InvalidAdminToken
-            | Self::InvalidMetricsToken => 401,
+            | Self::InvalidMetricsToken
+            | Self::SecondFactorRequired
+            | Self::InvalidSecondFactor => 401,
             Self::CertificateMismatch
             | Self::ServerNotAllowed
             | Self::RegistrationClosed
@@ -292,12 +317,18 @@ impl ErrorCode {
             | Self::BlobForbidden => 403,
             Self::NotFound | Self::UnrecognizedEndpoint | Self::UnknownBlob => 404,
             Self::MethodNotAllowed => 405,
-            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch | Self::UploadOffsetMismatch => 409,
+            Self::UsernameTaken
+            | Self::GroupExists
+            | Self::WrongEpoch
+            | Self::UploadOffsetMismatch
+            | Self::SecondFactorEnabled
+            | Self::SecondFactorNotEnabled => 409,
             Self::PayloadTooLarge | Self::FileTooLarge => 413,
             Self::FileHashMismatch => 422,
             Self::QuotaExceeded => 507,
             Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
+            Self::SecondFactorUnavailable => 501,
             Self::RemoteUnavailable => 502,
             Self::Unavailable | Self::DatabaseUnavailable => 503,
             Self::Internal | Self::Unknown => 500,

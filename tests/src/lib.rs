@@ -22,5 +22,6 @@ pub mod process;
 pub mod server;
 pub mod signing_proxy;
 pub mod tools;
+pub mod totp;
 
 pub use server::{TestServer, wait_until};

@@ -408,6 +408,7 @@ fn default_config(database_url: String) -> Config {
             sweep_interval_secs: 1,
             ..FilesConfig::default()
         },
+        second_factor: Default::default(),
     }
 }
 

@@ -383,6 +383,8 @@ fn default_values_render_a_deployment_over_external_postgresql() {
     let config = assert_consistent(&manifests);
     assert_eq!(config.server_name.as_str(), "chat.example.org");
     assert_eq!(config.listen.client.port(), 8443);
+    // No Secret for the second factor's key: no replica makes a key of its own.
+    assert!(!config.second_factor.enabled && config.second_factor_key_file().is_none());
     // The URL is assembled from values and the password Secret.
     assert_eq!(
         config.database.url,
@@ -515,6 +517,19 @@ fn full_values_render_every_option() {
     // The ServiceMonitor's token, which /metrics needs: copied the same way.
     let metrics_token = config.metrics.token_file.as_ref().expect("[metrics] token_file");
     assert_private_file(&manifests, metrics_token, "metrics-token-secret", "parley-metrics");
+    // The second factor's key: one Secret for every replica, copied the same way.
+    assert!(config.second_factor.enabled);
+    let second_factor_key = config
+        .second_factor
+        .key_file
+        .as_ref()
+        .expect("[second_factor] key_file");
+    assert_private_file(
+        &manifests,
+        second_factor_key,
+        "second-factor-key-secret",
+        "parley-second-factor-key",
+    );
     let ports: Vec<String> = seq(&manifests.container()["ports"])
         .iter()
         .map(|p| s(&p["name"]))

@@ -349,6 +349,7 @@ async fn openapi_documents_hold_under_schemathesis() {
             password: PASSWORD.into(),
             device_name: Some("schemathesis, session-ending operations".into()),
             signature_key: None,
+            second_factor: None,
         })
         .await
         .expect("login");

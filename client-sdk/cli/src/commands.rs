@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use parley_sdk::messenger::{KEY_PACKAGES_TARGET, Messenger, NewDevice};
-use parley_sdk::{Client, Error, Profile, ServerCa, Session, SignIn};
+use parley_sdk::{Client, Error, Profile, ServerCa, Session, SignIn, SignInError};
 use parley_specs::client_api::{ChangePasswordRequest, LoginRequest, MAX_DEVICE_NAME_CHARS, RegisterRequest};
 use parley_specs::{DeviceId, ErrorCode};
 use url::Url;
 
 use crate::output::{Output, device_table, printable};
 use crate::password::{PasswordSource, read_password};
-use crate::{Cli, Command, DevicesCommand, messaging};
+use crate::{Cli, Command, DevicesCommand, TwoFactorCommand, messaging, second_factor};
 
 /// Everything a command needs besides its own arguments.
 pub(crate) struct Ctx {
@@ -47,7 +47,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             username,
             password_file,
             device_name,
-        } => login(&ctx, username, password_file.as_deref(), device_name).await,
+            totp_code,
+        } => login(&ctx, username, password_file.as_deref(), device_name, totp_code).await,
         Command::Logout { all, local } => logout(&ctx, all, local).await,
         Command::Whoami => whoami(&ctx).await,
         Command::Keys => keys(&ctx).await,
@@ -58,6 +59,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::List) => list_devices(&ctx).await,
         Command::Devices(DevicesCommand::Rename { device_id, name }) => rename_device(&ctx, &device_id, &name).await,
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
+        Command::TwoFactor(TwoFactorCommand::Enable { code }) => second_factor::enable(&ctx, code).await,
+        Command::TwoFactor(TwoFactorCommand::Disable { password_file, code }) => {
+            second_factor::disable(&ctx, password_file.as_deref(), code).await
+        }
+        Command::TwoFactor(TwoFactorCommand::Status) => second_factor::status(&ctx).await,
         Command::Group(command) => messaging::group(&ctx, command).await,
         Command::Send {
             group,
@@ -162,6 +168,7 @@ async fn login(
     username: String,
     password_file: Option<&Path>,
     device_name: Option<String>,
+    totp_code: Option<String>,
 ) -> anyhow::Result<()> {
     ensure_replaceable(&ctx.profile).await?;
     let sign_in = start_sign_in(ctx)?;
@@ -171,19 +178,33 @@ async fn login(
         prompt: "Password",
         confirm: false,
     })?;
-    let device = new_device(ctx, password_file)?;
+    let passphrase = new_passphrase(ctx, password_file)?;
     let device_name = device_name.unwrap_or_else(default_device_name);
-    let (session, messenger) = sign_in
-        .login_with_messenger(
-            &LoginRequest {
-                username,
-                password,
-                device_name: Some(device_name.clone()),
-                signature_key: None,
-            },
-            device,
-        )
-        .await?;
+    let mut request = LoginRequest {
+        username,
+        password,
+        device_name: Some(device_name.clone()),
+        signature_key: None,
+        second_factor: totp_code,
+    };
+    let signed_in = sign_in
+        .login_with_messenger(&request, NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
+        .await;
+    let (session, messenger) = match signed_in {
+        // The server created no device: ask for the code and log in again.
+        Err(SignInError::Api(e))
+            if e.code() == Some(ErrorCode::SecondFactorRequired) && request.second_factor.is_none() =>
+        {
+            request.second_factor = Some(second_factor::read_code(
+                None,
+                "This account has a second factor. Code shown by the authenticator app (or a recovery code)",
+            )?);
+            start_sign_in(ctx)?
+                .login_with_messenger(&request, NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
+                .await?
+        }
+        other => other?,
+    };
     ctx.out.print(&session_view(&session, &messenger), || {
         format!(
             "Logged in as {} — this device is {} (\"{}\")\n{}",
@@ -199,6 +220,12 @@ async fn login(
 /// passphrase that seals the store (`--passphrase-file`, `PARLEY_PASSPHRASE_FILE` or a
 /// prompt), before anything is sent to the server.
 fn new_device(ctx: &Ctx, password_file: Option<&Path>) -> anyhow::Result<NewDevice> {
+    let passphrase = new_passphrase(ctx, password_file)?;
+    Ok(NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
+}
+
+/// The passphrase that will seal a new device's store (see [`new_device`]).
+fn new_passphrase(ctx: &Ctx, password_file: Option<&Path>) -> anyhow::Result<String> {
     let stdin = Some(Path::new("-"));
     if password_file == stdin && ctx.passphrase_file.as_deref() == stdin {
         bail!("--password-file and --passphrase-file cannot both read stdin");
@@ -209,7 +236,9 @@ fn new_device(ctx: &Ctx, password_file: Option<&Path>) -> anyhow::Result<NewDevi
         prompt: "New passphrase for this device's message store",
         confirm: true,
     })?;
-    Ok(NewDevice::new(ctx.profile.messenger_store(), &passphrase)?)
+    // Checked now, before anything is sent to the server.
+    NewDevice::new(ctx.profile.messenger_store(), &passphrase)?;
+    Ok(passphrase)
 }
 
 /// What register and login say about the device's messaging.
@@ -525,7 +554,10 @@ mod tests {
         let err = whoami(&ctx).await.err().context("whoami without a session")?;
         assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NotLoggedIn)));
         // register/login need a server from somewhere, and say so before asking a password.
-        let err = login(&ctx, "alice".into(), None, None).await.err().context("login")?;
+        let err = login(&ctx, "alice".into(), None, None, None)
+            .await
+            .err()
+            .context("login")?;
         assert!(err.to_string().contains("--server"), "{err}");
         Ok(())
     }

@@ -8,6 +8,7 @@ mod messaging_output;
 mod output;
 mod password;
 mod report;
+mod second_factor;
 pub mod ui;
 
 use std::path::PathBuf;
@@ -101,6 +102,11 @@ pub enum Command {
         /// Name of this device in your device list [default: "parley CLI on HOSTNAME"].
         #[arg(long, value_name = "NAME")]
         device_name: Option<String>,
+        /// The current code of the account's second factor (6 digits from the
+        /// authenticator app), or one of its recovery codes; without it, it is asked for
+        /// when the server needs one.
+        #[arg(long, value_name = "CODE")]
+        totp_code: Option<String>,
     },
     /// Log out this device: the server deletes it and its access token, and the profile
     /// forgets the session.
@@ -131,6 +137,10 @@ pub enum Command {
     /// List, rename or delete the devices of your account.
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Turn the account's second factor (TOTP codes from an authenticator app) on or
+    /// off, or show it.
+    #[command(subcommand, name = "2fa")]
+    TwoFactor(TwoFactorCommand),
     /// Create groups, add or remove members, leave, list.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -250,6 +260,32 @@ pub enum Command {
         #[arg(long)]
         for_everyone: bool,
     },
+}
+
+/// `parley 2fa …`.
+#[derive(Debug, Subcommand)]
+pub enum TwoFactorCommand {
+    /// Turn the second factor on: shows a secret (as a QR code and as text) for an
+    /// authenticator app, asks for a code from the app to confirm, and prints 10
+    /// single-use recovery codes.
+    Enable {
+        /// The confirming code, instead of asking for it after the secret is shown
+        /// (read from stdin otherwise).
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+    },
+    /// Turn the second factor off; needs the password and a current code (or a
+    /// recovery code).
+    Disable {
+        /// Read the password from the first line of FILE (- for stdin) instead of prompting.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// A current code or a recovery code, instead of asking for it.
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+    },
+    /// Show whether the second factor is on and how many recovery codes are left.
+    Status,
 }
 
 /// `parley group …`.

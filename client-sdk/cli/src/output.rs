@@ -87,7 +87,7 @@ pub(crate) fn device_table(devices: &[DeviceInfo]) -> String {
     out
 }
 
-fn when(t: OffsetDateTime) -> String {
+pub(crate) fn when(t: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day] [hour]:[minute]");
     t.to_offset(time::UtcOffset::UTC)
         .format(&format)

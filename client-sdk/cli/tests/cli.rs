@@ -540,3 +540,195 @@ fn every_argument_and_subcommand_has_help_text() {
     let missing = parley_tests::clap_help::undocumented(&parley_cli::Cli::command());
     assert!(missing.is_empty(), "without a --help description: {missing:#?}");
 }
+
+/// `parley 2fa enable` shows the secret, takes the code on stdin and prints recovery
+/// codes; `parley login` then needs a code (`--totp-code`, or asked for on stdin, or a
+/// recovery code); `parley 2fa status` and `disable` follow.
+// Multi-threaded: the test reads the CLI's output synchronously while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_enable_then_login_with_a_code() {
+    use parley_tests::totp::{code_now, with_time_left_in_step};
+    use std::io::{BufRead, BufReader};
+
+    let keys = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn_with(|config| {
+        config.second_factor.key_file = Some(keys.path().join("second-factor.key"));
+    })
+    .await;
+    let cli = Cli::new(&server);
+    let pw = cli.password_file("pw", PASSWORD);
+    let ca = server.ca_file();
+    let url = cli.url.clone();
+    let ca = ca.to_str().unwrap();
+    cli.ok(&[
+        "--server",
+        &url,
+        "--ca-file",
+        ca,
+        "register",
+        "zoe",
+        "--password-file",
+        &pw,
+    ])
+    .await;
+    with_time_left_in_step(20).await;
+
+    // Text mode: a QR code and the secret, then the prompt; the code comes on stdin.
+    let passphrase = cli.password_file("passphrase", "the message store passphrase");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PARLEY_PASSPHRASE_FILE", passphrase)
+        .arg("--home")
+        .arg(cli.home.path())
+        .args(["2fa", "enable"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run parley 2fa enable");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut shown = String::new();
+    let secret = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("read") == 0 {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read");
+            panic!("no secret in {shown}; stderr: {err}");
+        }
+        shown.push_str(&line);
+        if let Some(secret) = line.trim().strip_prefix("or enter this secret by hand: ") {
+            break secret.to_owned();
+        }
+    };
+    assert!(
+        shown.contains('█') && shown.contains('▀'),
+        "a QR code in the terminal: {shown}"
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", code_now(&secret, -1)).expect("write the code");
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{rest}");
+    let recovery: Vec<&str> = rest
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() == 19 && l.matches('-').count() == 3)
+        .collect();
+    assert_eq!(recovery.len(), 10, "{rest}");
+    let status = cli.json(&["2fa", "status"]).await;
+    assert_eq!(
+        (status["enabled"].as_bool(), status["recovery_codes_left"].as_i64()),
+        (Some(true), Some(10))
+    );
+
+    // Logins now need a code: from the flag...
+    let refused = cli
+        .fails(&[
+            "--profile",
+            "p1",
+            "--server",
+            &url,
+            "--ca-file",
+            ca,
+            "login",
+            "zoe",
+            "--password-file",
+            &pw,
+            "--totp-code",
+            "000000",
+        ])
+        .await;
+    assert!(
+        refused.contains("invalid_second_factor") || refused.contains("second-factor"),
+        "{refused}"
+    );
+    let login = cli
+        .json(&[
+            "--profile",
+            "p1",
+            "--server",
+            &url,
+            "--ca-file",
+            ca,
+            "login",
+            "zoe",
+            "--password-file",
+            &pw,
+            "--totp-code",
+            &code_now(&secret, 0),
+        ])
+        .await;
+    assert_eq!(login["user_id"], "zoe@test.parley");
+    // ...asked for on stdin when the server says it is needed...
+    let out = cli
+        .run_with_stdin(
+            &[
+                "--profile",
+                "p2",
+                "--server",
+                &url,
+                "--ca-file",
+                ca,
+                "login",
+                "zoe",
+                "--password-file",
+                &pw,
+            ],
+            &format!("{}\n", code_now(&secret, 1)),
+        )
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("This account has a second factor"));
+    // ...or a recovery code, once.
+    cli.ok(&[
+        "--profile",
+        "p3",
+        "--server",
+        &url,
+        "--ca-file",
+        ca,
+        "login",
+        "zoe",
+        "--password-file",
+        &pw,
+        "--totp-code",
+        recovery[0],
+    ])
+    .await;
+    cli.fails(&[
+        "--profile",
+        "p4",
+        "--server",
+        &url,
+        "--ca-file",
+        ca,
+        "login",
+        "zoe",
+        "--password-file",
+        &pw,
+        "--totp-code",
+        recovery[0],
+    ])
+    .await;
+
+    cli.ok(&["2fa", "disable", "--password-file", &pw, "--code", recovery[1]])
+        .await;
+    let status = cli.ok(&["2fa", "status"]).await;
+    assert!(status.starts_with("Second factor off."), "{status}");
+    cli.ok(&[
+        "--profile",
+        "p5",
+        "--server",
+        &url,
+        "--ca-file",
+        ca,
+        "login",
+        "zoe",
+        "--password-file",
+        &pw,
+    ])
+    .await;
+}

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use parley_specs::client_api::{
     ChangePasswordRequest, DeviceInfo, DeviceList, HealthResponse, LoginRequest, LoginResponse, ReadyResponse,
-    RegisterRequest, RenameDeviceRequest, WhoAmIResponse,
+    RegisterRequest, RenameDeviceRequest, SecondFactorConfirmRequest, SecondFactorDisableRequest,
+    SecondFactorEnrollment, SecondFactorRecoveryCodes, SecondFactorStatus, WhoAmIResponse,
 };
 use parley_specs::endpoints::{Auth, Endpoint, Method, client, ops};
 use parley_specs::files_api::{CreateUploadRequest, UploadState};
@@ -290,6 +291,33 @@ impl Client {
     /// logged out; this one stays logged in.
     pub async fn change_password(&self, req: &ChangePasswordRequest) -> Result<(), Error> {
         self.call_no_content(client::CHANGE_PASSWORD, &[], Some(req)).await
+    }
+
+    /// The account's second factor: whether it is on, pending, and how many recovery
+    /// codes are left.
+    pub async fn second_factor_status(&self) -> Result<SecondFactorStatus, Error> {
+        self.call(client::SECOND_FACTOR_STATUS, &[], None::<&()>).await
+    }
+
+    /// Starts enrolling a second factor (TOTP): the server makes a secret and returns it
+    /// once (`second_factor_enabled` when one is on already). Confirm it with
+    /// [`Client::confirm_second_factor`].
+    pub async fn enroll_second_factor(&self) -> Result<SecondFactorEnrollment, Error> {
+        self.call(client::SECOND_FACTOR_ENROLL, &[], None::<&()>).await
+    }
+
+    /// Confirms the pending enrolment with a current code; returns the 10 recovery codes,
+    /// shown once (`invalid_second_factor` for a wrong code).
+    pub async fn confirm_second_factor(&self, code: &str) -> Result<SecondFactorRecoveryCodes, Error> {
+        let body = SecondFactorConfirmRequest { code: code.to_owned() };
+        self.call(client::SECOND_FACTOR_CONFIRM, &[], Some(&body)).await
+    }
+
+    /// Turns the second factor off: needs the password and a current code or an unused
+    /// recovery code.
+    pub async fn disable_second_factor(&self, req: &SecondFactorDisableRequest) -> Result<(), Error> {
+        self.call_no_content(client::SECOND_FACTOR_DISABLE, &[], Some(req))
+            .await
     }
 
     /// The account's devices; the one making the request has `current == true`.

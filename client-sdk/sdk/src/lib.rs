@@ -20,6 +20,7 @@
 //!         password: "a long password".into(),
 //!         device_name: Some("my bot".into()),
 //!         signature_key: None,
+//!         second_factor: None,
 //!     })
 //!     .await?;
 //! client.set_session(&session);

@@ -49,6 +49,7 @@ async fn error_bodies_and_retry_after() {
         password: "p".into(),
         device_name: None,
         signature_key: None,
+        second_factor: None,
     };
 
     let limited = client.login(&login).await.expect_err("rate limited");

@@ -45,6 +45,14 @@ level = {{ $c.log.level | toJson }}
 [metrics]
 token_file = {{ include "parley.metricsTokenPath" . | toJson }}
 {{- end }}
+
+
+[second_factor]
+{{- if .Values.secondFactor.existingSecret }}
+key_file = {{ include "parley.secondFactorKeyPath" . | toJson }}
+{{- else }}
+enabled = false
+{{- end }}
 {{- if .Values.admin.enabled }}
 
 [admin]

@@ -81,6 +81,7 @@ app.kubernetes.io/component: homeserver
 {{- define "parley.privateDir" -}}/var/lib/parley/private{{- end }}
 {{- define "parley.signingKeyPath" -}}/var/lib/parley/private/server.key{{- end }}
 {{- define "parley.adminTokenPath" -}}/var/lib/parley/private/admin-token{{- end }}
+{{- define "parley.secondFactorKeyPath" -}}/var/lib/parley/private/second-factor.key{{- end }}
 {{- define "parley.metricsTokenPath" -}}/var/lib/parley/private/metrics-token{{- end }}
 {{- /* /metrics is served with a token: when asked for, or when the ServiceMonitor scrapes it. */ -}}
 {{- define "parley.metricsEnabled" -}}{{ if or .Values.metrics.enabled .Values.serviceMonitor.enabled }}true{{ end }}{{- end }}

@@ -11,7 +11,8 @@ use parley_specs::ErrorCode;
 use parley_specs::ServerName;
 use parley_specs::admin_api::{
     AdminDeviceList, AdminUser, DeactivateResponse, Destination, DestinationList, PolicyLists, PolicySource,
-    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ServerStats, StorageReport, UserList, UserQuery,
+    PolicyView, ResetPasswordRequest, ResetPasswordResponse, ResetSecondFactorResponse, ServerStats, StorageReport,
+    UserList, UserQuery,
 };
 use parley_specs::client_api::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use parley_specs::endpoints::{Endpoint, Method, admin as endpoints};
@@ -106,6 +107,13 @@ enum UsersAction {
         /// (never given on the command line).
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+    },
+    /// Turn the account's second factor (TOTP) off, for a user who lost their
+    /// authenticator and recovery codes; the next login needs the password only.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// A name (`alice`) or user id (`alice@chat.example.org`).
+        user: String,
     },
 }
 
@@ -259,6 +267,18 @@ async fn users(client: &AdminClient, action: UsersAction, json: bool) -> anyhow:
                 .await?;
             output(json, &raw, || {
                 println!("password of {user} reset; {} session(s) revoked", done.revoked_devices);
+            });
+        }
+        UsersAction::Reset2fa { user } => {
+            let (raw, done) = client
+                .call::<ResetSecondFactorResponse>(endpoints::RESET_SECOND_FACTOR, &[&user], None)
+                .await?;
+            output(json, &raw, || {
+                if done.was_enabled {
+                    println!("second factor of {user} turned off; it logs in with its password only");
+                } else {
+                    println!("{user} had no second factor");
+                }
             });
         }
     }

@@ -90,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::REACTIVATE_USER, users::reactivate)
         .add(endpoints::RESET_PASSWORD, users::reset_password)
         .add(endpoints::LIST_DEVICES, users::devices)
+        .add(endpoints::RESET_SECOND_FACTOR, users::reset_second_factor)
         .add(endpoints::REVOKE_DEVICE, users::revoke_device)
         .add(endpoints::LIST_DESTINATIONS, federation::destinations)
         .add(endpoints::RETRY_DESTINATION, federation::retry)

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use parley_specs::admin_api::{
     AdminDevice, AdminDeviceList, AdminUser, DEFAULT_USERS_PER_PAGE, DeactivateResponse, MAX_USERS_PER_PAGE,
-    ResetPasswordRequest, ResetPasswordResponse, UserList, UserQuery,
+    ResetPasswordRequest, ResetPasswordResponse, ResetSecondFactorResponse, UserList, UserQuery,
 };
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 
@@ -157,6 +157,22 @@ pub async fn reset_password(
     let revoked_devices = revoked.len() as u64;
     tracing::info!(user = %localpart, revoked_devices, "password reset by an administrator");
     Ok(web::Json(ResetPasswordResponse { revoked_devices }))
+}
+
+/// Turns the account's second factor off (secret and recovery codes deleted), for a user
+/// who lost both; sessions stay. The next login needs the password only.
+pub async fn reset_second_factor(
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> Result<web::Json<ResetSecondFactorResponse>, ApiError> {
+    let app = &state.app;
+    let localpart = localpart(app, &path)?;
+    if !store::accounts::exists(&app.pool.get().await?, &localpart).await? {
+        return Err(ApiError::not_found(&format!("user {localpart}")));
+    }
+    let was_enabled = crate::second_factor::remove(app, &localpart).await?;
+    tracing::info!(user = %localpart, was_enabled, "second factor reset by an administrator");
+    Ok(web::Json(ResetSecondFactorResponse { was_enabled }))
 }
 
 pub async fn devices(

@@ -8,6 +8,7 @@ mod files;
 mod groups;
 mod keys;
 mod ops;
+mod second_factor;
 mod stream;
 
 use actix_web::{HttpResponse, ResponseError, web};
@@ -26,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::LOGOUT_ALL, account::logout_all)
         .add(client::WHOAMI, account::whoami)
         .add(client::CHANGE_PASSWORD, account::change_password)
+        .add(client::SECOND_FACTOR_STATUS, second_factor::status)
+        .add(client::SECOND_FACTOR_ENROLL, second_factor::enroll)
+        .add(client::SECOND_FACTOR_CONFIRM, second_factor::confirm)
+        .add(client::SECOND_FACTOR_DISABLE, second_factor::disable)
         .add(client::LIST_DEVICES, devices::list)
         .add(client::RENAME_DEVICE, devices::rename)
         .add(client::DELETE_DEVICE, devices::delete)

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod inbox;
 pub mod key_packages;
 pub mod retention;
+pub mod second_factor;
 
 pub use deadpool_postgres::GenericClient as Db;
 

@@ -45,6 +45,7 @@ pub fn login_request(username: &str, password: &str) -> LoginRequest {
         password: password.into(),
         device_name: Some("phone".into()),
         signature_key: None,
+        second_factor: None,
     }
 }
 

@@ -31,5 +31,6 @@ mod revocation;
 mod roles;
 mod routes;
 mod scale_out;
+mod second_factor;
 mod shutdown;
 mod ui;

@@ -591,3 +591,94 @@ async fn the_launch_secret_cannot_be_bypassed_by_spelling_the_path_differently()
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<html"), "{body}");
 }
+
+/// Two-step sign-in from the web app's side: the Security dialog's calls (state,
+/// enrolment with its QR code as SVG, confirmation) and a sign-in that the homeserver
+/// answers `second_factor_required` until the code comes with it.
+#[tokio::test]
+async fn the_web_app_turns_on_two_step_sign_in_and_signs_in_with_a_code() {
+    use parley_tests::totp::{code_now, with_time_left_in_step};
+
+    let keys = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::spawn_with(|config| {
+        config.second_factor.key_file = Some(keys.path().join("second-factor.key"));
+    })
+    .await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let cat = Ui::start(home.path(), "cat").await;
+    cat.register(&server, "cat").await;
+    let state = cat.ok(Method::GET, "/api/2fa", None).await;
+    assert_eq!(
+        (state["enabled"].as_bool(), state["pending"].as_bool()),
+        (Some(false), Some(false))
+    );
+    with_time_left_in_step(15).await;
+    let enrollment = cat.ok(Method::POST, "/api/2fa/enroll", Some(json!({}))).await;
+    let secret = enrollment["secret"].as_str().expect("secret").to_owned();
+    let svg = enrollment["qr_svg"].as_str().expect("qr_svg");
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    let (status, body) = cat
+        .call(Method::POST, "/api/2fa/confirm", Some(json!({"code": "000000"})))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_second_factor")));
+    let codes = cat
+        .ok(
+            Method::POST,
+            "/api/2fa/confirm",
+            Some(json!({"code": code_now(&secret, -1)})),
+        )
+        .await;
+    assert_eq!(codes["recovery_codes"].as_array().map(Vec::len), Some(10));
+    let state = cat.ok(Method::GET, "/api/2fa", None).await;
+    assert_eq!(
+        (state["enabled"].as_bool(), state["recovery_codes_left"].as_i64()),
+        (Some(true), Some(10))
+    );
+    // The page may show the QR code (a data: image) under its policy.
+    let page = cat.http.get(cat.url("/")).send().await.expect("index");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("img-src 'self' data:"), "{csp}");
+
+    // Another profile signs in: the code is asked for, then accepted.
+    let laptop = Ui::start(home.path(), "cat-laptop").await;
+    let login = |second_factor: Option<String>| {
+        let mut body = json!({"server": server.url, "username": "cat", "password": PASSWORD,
+                              "passphrase": PASSPHRASE, "ca_pem": ca_pem()});
+        if let Some(code) = second_factor {
+            body["second_factor"] = json!(code);
+        }
+        body
+    };
+    let (status, body) = laptop.call(Method::POST, "/api/login", Some(login(None))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("second_factor_required")),
+        "{body}"
+    );
+    let (status, body) = laptop
+        .call(Method::POST, "/api/login", Some(login(Some("123456".into()))))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_second_factor")),
+        "{body}"
+    );
+    let session = laptop
+        .ok(Method::POST, "/api/login", Some(login(Some(code_now(&secret, 0)))))
+        .await;
+    assert_eq!(session["signed_in"], true);
+
+    // Turned off with the password and a recovery code.
+    let recovery = codes["recovery_codes"][0].as_str().expect("a code");
+    laptop
+        .ok(
+            Method::POST,
+            "/api/2fa/disable",
+            Some(json!({"password": PASSWORD, "code": recovery})),
+        )
+        .await;
+    assert_eq!(laptop.ok(Method::GET, "/api/2fa", None).await["enabled"], false);
+}

@@ -35,6 +35,27 @@ pub struct SignInRequest {
     #[serde(default)]
     #[ts(optional)]
     pub invite_token: Option<String>,
+    /// For `login` to an account with a second factor: the current code of its
+    /// authenticator app, or one of its recovery codes (asked for after the homeserver
+    /// answers `second_factor_required`).
+    #[serde(default)]
+    #[ts(optional)]
+    pub second_factor: Option<String>,
+}
+
+/// `POST /api/2fa/confirm`.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct ConfirmSecondFactorRequest {
+    /// A current code of the authenticator app.
+    pub code: String,
+}
+
+/// `POST /api/2fa/disable`.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct DisableSecondFactorRequest {
+    pub password: String,
+    /// A current code or a recovery code.
+    pub code: String,
 }
 
 /// `POST /api/unlock`.
@@ -630,4 +651,29 @@ pub enum ServerEvent {
         #[ts(optional)]
         message: Option<String>,
     },
+}
+
+/// `GET /api/2fa`: the account's second factor.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct SecondFactorState {
+    pub enabled: bool,
+    /// An enrolment waits for its confirming code.
+    pub pending: bool,
+    pub recovery_codes_left: i64,
+}
+
+/// `POST /api/2fa/enroll`: the secret to put in an authenticator app, shown once.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct SecondFactorEnrollmentView {
+    /// Base32, for typing in by hand.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The URI as a QR code: an SVG document made by the local process.
+    pub qr_svg: String,
+}
+
+/// `POST /api/2fa/confirm`: single-use codes, shown once.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
 }

@@ -83,7 +83,7 @@ pub async fn run(options: UiOptions) -> anyhow::Result<()> {
     let data = ui.clone();
     let server = HttpServer::new(move || {
         let csp = format!(
-            "default-src 'self'; img-src 'self' blob:; connect-src 'self' ws://127.0.0.1:{port}; frame-ancestors 'none'"
+            "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' ws://127.0.0.1:{port}; frame-ancestors 'none'"
         );
         App::new()
             .app_data(data.clone())

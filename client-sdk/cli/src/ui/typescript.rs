@@ -55,6 +55,8 @@ fn declarations() -> Declarations {
     }
     declare!(
         SignInRequest,
+        ConfirmSecondFactorRequest,
+        DisableSecondFactorRequest,
         UnlockRequest,
         CreateConversationRequest,
         AddMembersRequest,
@@ -94,6 +96,9 @@ fn declarations() -> Declarations {
         SyncState,
         ConnectionState,
         ServerEvent,
+        SecondFactorState,
+        SecondFactorEnrollmentView,
+        RecoveryCodes,
     );
     out
 }

@@ -16,6 +16,7 @@ import {
 } from "./components/Dialogs";
 import { GroupSettingsDialog } from "./components/GroupSettings";
 import { ProfileDialog } from "./components/Profile";
+import { SecondFactorDialog } from "./components/SecondFactor";
 import { SearchBox, SearchResults } from "./components/Search";
 import { SignIn, Unlock } from "./components/SignIn";
 
@@ -246,6 +247,9 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
               <button type="button" className="btn" onClick={() => openDialog({ kind: "devices" })}>
                 Devices
               </button>
+              <button type="button" className="btn" onClick={() => openDialog({ kind: "second_factor" })}>
+                Security
+              </button>
               <button
                 type="button"
                 className="btn"
@@ -323,6 +327,7 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
         })()}
       {dialog?.kind === "delete" && <ConfirmDeleteDialog group_id={dialog.group_id} />}
       {dialog?.kind === "devices" && <DevicesDialog />}
+      {dialog?.kind === "second_factor" && <SecondFactorDialog onClose={() => openDialog(null)} />}
       {dialog?.kind === "profile" && (
         <ProfileDialog
           user_id={dialog.user_id}

@@ -5,6 +5,11 @@
 
 import type {
   AddMembersRequest,
+  ConfirmSecondFactorRequest,
+  DisableSecondFactorRequest,
+  RecoveryCodes,
+  SecondFactorEnrollmentView,
+  SecondFactorState,
   Contact,
   Conversation,
   CreateConversationRequest,
@@ -42,7 +47,10 @@ export type {
   Message,
   Presence,
   Reaction,
+  RecoveryCodes,
   SearchHit,
+  SecondFactorEnrollmentView,
+  SecondFactorState,
   ServerEvent,
   ServerPosition,
   ServerReceived,
@@ -86,6 +94,8 @@ const FALLBACK_WORDS: Record<string, string> = {
   not_found: "That no longer exists.",
   username_taken: "That username is taken. Pick another one.",
   rate_limited: "Too many attempts. Wait a moment and try again.",
+  second_factor_required: "Enter the code from your authenticator app.",
+  invalid_second_factor: "That code is wrong or was used already. Enter the current code.",
 };
 
 /** Turns any error into a sentence meant for people. */
@@ -308,6 +318,13 @@ export const api = {
   devices: () => request<Device[]>("GET", "/api/devices"),
   deleteDevice: (id: string) => request<Empty>("DELETE", `/api/devices/${enc(id)}`),
   presence: (p: Presence) => request<Empty>("POST", "/api/presence", { presence: p } satisfies PresenceRequest),
+
+  secondFactor: () => request<SecondFactorState>("GET", "/api/2fa"),
+  enrollSecondFactor: () => request<SecondFactorEnrollmentView>("POST", "/api/2fa/enroll", {}),
+  confirmSecondFactor: (code: string) =>
+    request<RecoveryCodes>("POST", "/api/2fa/confirm", { code } satisfies ConfirmSecondFactorRequest),
+  disableSecondFactor: (password: string, code: string) =>
+    request<Empty>("POST", "/api/2fa/disable", { password, code } satisfies DisableSecondFactorRequest),
 };
 
 export type Api = typeof api;

@@ -9,6 +9,7 @@ export type DialogState =
   | { kind: "settings"; group_id: string }
   | { kind: "profile"; user_id: string }
   | { kind: "devices" }
+  | { kind: "second_factor" }
   | { kind: "delete"; group_id: string };
 
 export interface Failure {

@@ -127,6 +127,7 @@ async fn accounts(client: Arc<Client>, count: usize, concurrency: usize) -> anyh
             password: PASSWORD.into(),
             device_name: None,
             signature_key: None,
+            second_factor: None,
         };
         client.login(&req).await.map(drop)
     })

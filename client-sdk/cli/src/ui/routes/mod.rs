@@ -5,6 +5,7 @@
 
 mod contacts;
 mod conversations;
+mod second_factor;
 mod session;
 
 use actix_web::http;
@@ -58,6 +59,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, LIST_DEVICES, contacts::devices);
     route(cfg, DELETE_DEVICE, contacts::delete_device);
     route(cfg, PRESENCE, contacts::presence);
+    route(cfg, SECOND_FACTOR, second_factor::state);
+    route(cfg, ENROLL_SECOND_FACTOR, second_factor::enroll);
+    route(cfg, CONFIRM_SECOND_FACTOR, second_factor::confirm);
+    route(cfg, DISABLE_SECOND_FACTOR, second_factor::disable);
     route(cfg, EVENTS, super::events::stream);
 }
 

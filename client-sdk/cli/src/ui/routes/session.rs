@@ -102,6 +102,7 @@ async fn sign_in(ui: &Ui, body: SignInRequest, register: bool) -> Answer<Session
                     password: body.password,
                     device_name,
                     signature_key: None,
+                    second_factor: body.second_factor.filter(|c| !c.trim().is_empty()),
                 },
                 device,
             )

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import type { FormEvent } from "react";
-import { api, plainWords } from "../api";
+import { ApiError, api, plainWords } from "../api";
 import type { Api, SessionStatus, SignInRequest } from "../api";
 import type { SyncState } from "../state";
 import { ErrorNote, Spinner } from "./Dialog";
@@ -43,6 +43,9 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
   const [caPem, setCaPem] = useState("");
   const [busy, setBusy] = useState<Mode | null>(null);
   const [error, setError] = useState<{ message: string; mode: Mode } | null>(null);
+  // Shown once the homeserver says the account has a second factor.
+  const [needsCode, setNeedsCode] = useState(false);
+  const [code, setCode] = useState("");
 
   async function submit(mode: Mode) {
     const req: SignInRequest = {
@@ -52,6 +55,13 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
       passphrase,
     };
     if (privateCa) req.ca_pem = caPem;
+    if (mode === "login" && needsCode) {
+      if (!code.trim()) {
+        setError({ message: "Enter the code from your authenticator app (or a recovery code).", mode });
+        return;
+      }
+      req.second_factor = code.trim();
+    }
     const invalid = validateSignIn(req, mode, privateCa);
     if (invalid) {
       setError({ message: invalid, mode });
@@ -63,6 +73,12 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
       const s = mode === "register" ? await client.register(req) : await client.login(req);
       onSignedIn(s);
     } catch (e) {
+      if (e instanceof ApiError && e.code === "second_factor_required") {
+        setNeedsCode(true);
+        setError(null);
+        return;
+      }
+      if (e instanceof ApiError && e.code === "invalid_second_factor") setCode("");
       setError({ message: plainWords(e), mode });
     } finally {
       setBusy(null);
@@ -144,6 +160,27 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
             Seals this new device's keys on disk. At least 12 characters.
           </p>
         </div>
+        {needsCode && (
+          <div>
+            <label className="label" htmlFor="si-code">
+              Second-factor code
+            </label>
+            <input
+              id="si-code"
+              className="input font-mono"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              autoFocus
+              aria-describedby="si-code-help"
+              value={code}
+              onChange={(e) => setCode(e.target.value)}
+            />
+            <p id="si-code-help" className="mt-1 text-xs text-slate-600 dark:text-slate-400">
+              This account has two-step sign-in: enter the 6-digit code from your authenticator app,
+              or one of your recovery codes.
+            </p>
+          </div>
+        )}
         <div className="flex items-center gap-2">
           <input
             id="si-ca"

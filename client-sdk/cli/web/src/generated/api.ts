@@ -20,7 +20,31 @@ ca_pem?: string, device_name?: string,
 /**
  * For `register`, when the server requires one.
  */
-invite_token?: string, };
+invite_token?: string, 
+/**
+ * For `login` to an account with a second factor: the current code of its
+ * authenticator app, or one of its recovery codes (asked for after the homeserver
+ * answers `second_factor_required`).
+ */
+second_factor?: string, };
+
+/**
+ * `POST /api/2fa/confirm`.
+ */
+export type ConfirmSecondFactorRequest = { 
+/**
+ * A current code of the authenticator app.
+ */
+code: string, };
+
+/**
+ * `POST /api/2fa/disable`.
+ */
+export type DisableSecondFactorRequest = { password: string, 
+/**
+ * A current code or a recovery code.
+ */
+code: string, };
 
 /**
  * `POST /api/unlock`.
@@ -421,3 +445,30 @@ source: string, by?: DeviceRef, leaves: Array<RefusedLeafView>, message: string,
  * Left to process, when known (not sent yet).
  */
 pending?: number, } | { "event": "connection", state: ConnectionState, message?: string, };
+
+/**
+ * `GET /api/2fa`: the account's second factor.
+ */
+export type SecondFactorState = { enabled: boolean, 
+/**
+ * An enrolment waits for its confirming code.
+ */
+pending: boolean, recovery_codes_left: number, };
+
+/**
+ * `POST /api/2fa/enroll`: the secret to put in an authenticator app, shown once.
+ */
+export type SecondFactorEnrollmentView = { 
+/**
+ * Base32, for typing in by hand.
+ */
+secret: string, otpauth_uri: string, 
+/**
+ * The URI as a QR code: an SVG document made by the local process.
+ */
+qr_svg: string, };
+
+/**
+ * `POST /api/2fa/confirm`: single-use codes, shown once.
+ */
+export type RecoveryCodes = { recovery_codes: Array<string>, };
