@@ -111,6 +111,11 @@ pub enum ErrorCode {
     /// Admin API: the admin token is missing or wrong.
     InvalidAdminToken,
     InvalidMetricsToken,
+    /// Key backup: the chunk's stored version is not the `expected_version` of the upload
+    /// (another device wrote it since): read the manifest again, merge, retry.
+    BackupVersionConflict,
+    /// Key backup: storing the chunk would take the account past its backup quota.
+    QuotaExceeded,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -164,6 +169,8 @@ impl ErrorCode {
         Self::AccountDeactivated,
         Self::InvalidAdminToken,
         Self::InvalidMetricsToken,
+        Self::BackupVersionConflict,
+        Self::QuotaExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -213,6 +220,8 @@ impl ErrorCode {
             Self::AccountDeactivated => "account_deactivated",
             Self::InvalidAdminToken => "invalid_admin_token",
             Self::InvalidMetricsToken => "invalid_metrics_token",
+            Self::BackupVersionConflict => "backup_version_conflict",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::Unknown => "unknown",
         }
     }
@@ -253,8 +262,8 @@ impl ErrorCode {
             | Self::AccountDeactivated => 403,
             Self::NotFound | Self::UnrecognizedEndpoint => 404,
             Self::MethodNotAllowed => 405,
-            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch => 409,
-            Self::PayloadTooLarge => 413,
+            Self::UsernameTaken | Self::GroupExists | Self::WrongEpoch | Self::BackupVersionConflict => 409,
+            Self::PayloadTooLarge | Self::QuotaExceeded => 413,
             Self::WrongDestination | Self::NotHubbedHere => 421,
             Self::RateLimited => 429,
             Self::RemoteUnavailable => 502,

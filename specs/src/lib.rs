@@ -14,6 +14,7 @@ pub mod federation_api;
 pub mod groups_api;
 pub mod ids;
 pub mod ints;
+pub mod key_backup_api;
 pub mod keys_api;
 pub mod mls;
 pub mod optional;

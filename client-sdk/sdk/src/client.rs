@@ -15,8 +15,9 @@ use parley_specs::groups_api::{
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
 };
+use parley_specs::key_backup_api::{ChunkList, PutChunkResponse, VERSION_HEADER};
 use parley_specs::{DeviceId, GroupId, UserId};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -426,6 +427,129 @@ impl Client {
         url.query_pairs_mut().append_pair("after", &after.to_string());
         let _ = url.set_scheme("wss");
         InboxStream::connect(&url, token, self.websocket_tls.clone()).await
+    }
+
+    /// The account's key backup chunks (ids, versions, sizes), its usage and limits.
+    pub async fn list_backup_chunks(&self) -> Result<ChunkList, Error> {
+        self.call(client::LIST_BACKUP_CHUNKS, &[], None::<&()>).await
+    }
+
+    /// Stores a key backup chunk if its stored version is `expected_version` (0: new);
+    /// `backup_version_conflict` when another version is stored, `quota_exceeded` or
+    /// `payload_too_large` past the server's limits.
+    pub async fn put_backup_chunk(
+        &self,
+        chunk_id: &str,
+        expected_version: i64,
+        data: Vec<u8>,
+    ) -> Result<PutChunkResponse, Error> {
+        let query = [("expected_version", expected_version.to_string())];
+        let (url, bytes, _) = self
+            .send_raw(client::PUT_BACKUP_CHUNK, &[chunk_id], &query, Some(data))
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// A key backup chunk's version and bytes (`not_found` when there is none).
+    pub async fn get_backup_chunk(&self, chunk_id: &str) -> Result<(i64, Vec<u8>), Error> {
+        let (url, bytes, version) = self
+            .send_raw(client::GET_BACKUP_CHUNK, &[chunk_id], &[], None)
+            .await?;
+        let version = version.ok_or_else(|| Error::Decode {
+            url: url.to_string(),
+            reason: format!("no {VERSION_HEADER} header"),
+        })?;
+        Ok((version, bytes))
+    }
+
+    /// Deletes the account's whole key backup.
+    pub async fn delete_backup(&self) -> Result<(), Error> {
+        self.call_no_content(client::DELETE_BACKUP, &[], None::<&()>).await
+    }
+
+    /// One request with a raw (`application/octet-stream`) body or answer; a `GET` is
+    /// repeated after `503` with `Retry-After` as [`RetryPolicy`] allows. Returns the URL,
+    /// the body and the key backup version header.
+    async fn send_raw(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(Url, Vec<u8>, Option<i64>), Error> {
+        let started = tokio::time::Instant::now();
+        let mut attempts = 1;
+        loop {
+            let err = match self.send_raw_once(endpoint, params, query, body.clone()).await {
+                Err(err @ Error::Api { status: 503, .. }) => err,
+                other => return other,
+            };
+            let Some(wait) = err.retry_after() else {
+                return Err(err);
+            };
+            let wait = wait.max(MIN_RETRY_WAIT);
+            let in_budget = started.elapsed() + wait <= self.retry.max_total;
+            if attempts >= self.retry.max_attempts || !in_budget || endpoint.method != Method::Get {
+                return Err(err);
+            }
+            attempts += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_raw_once(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(Url, Vec<u8>, Option<i64>), Error> {
+        let mut url = self.url_for(endpoint, params);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let method = match endpoint.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let token = self.access_token.as_deref().ok_or(Error::NotLoggedIn)?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::MalformedToken)?;
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .timeout(self.timeout)
+            .header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+                .body(body);
+        }
+        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let retry_after = header(RETRY_AFTER.as_str()).as_deref().and_then(parse_retry_after);
+        let version = header(VERSION_HEADER).and_then(|v| v.parse().ok());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::Decode {
+                    url: url.to_string(),
+                    reason: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            Ok((url, bytes, version))
+        } else {
+            Err(Error::from_response(status.as_u16(), retry_after, &bytes))
+        }
     }
 
     async fn call<B: Serialize, R: DeserializeOwned>(

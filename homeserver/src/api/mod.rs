@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod devices;
 mod groups;
+mod key_backup;
 mod keys;
 mod ops;
 mod stream;
@@ -42,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::READ_INBOX, groups::read_inbox)
         .add(client::ACK_INBOX, groups::ack_inbox)
         .add(client::INBOX_STREAM, stream::inbox_stream)
+        .add(client::LIST_BACKUP_CHUNKS, key_backup::list)
+        .add(client::PUT_BACKUP_CHUNK, key_backup::put)
+        .add(client::GET_BACKUP_CHUNK, key_backup::get)
+        .add(client::DELETE_BACKUP, key_backup::delete)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics)

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod federation;
 pub mod groups;
 pub mod inbox;
+pub mod key_backup;
 pub mod key_packages;
 pub mod retention;
 

@@ -144,6 +144,9 @@ pub enum MessengerError {
         /// Why the commit was refused.
         reason: String,
     },
+    /// The key backup or a restore failed (wrong key, altered chunk, ...).
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {

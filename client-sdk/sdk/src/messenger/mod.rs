@@ -45,6 +45,7 @@ mod events;
 mod groups;
 mod history;
 mod join;
+mod key_backup;
 mod key_packages;
 mod provider;
 mod receive;
@@ -192,6 +193,8 @@ impl Messenger {
             leave_requests: Default::default(),
             pending_commits: Default::default(),
             server_keys: Default::default(),
+            key_backup: None,
+            restore: None,
         };
         let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
         messenger.save(lock)?;

@@ -22,6 +22,7 @@ use super::commits::PendingCommit;
 use super::directory::PinnedKey;
 use super::error::MessengerError;
 use super::history::Conversation;
+use super::key_backup::{LocalBackup, RestoreState};
 use super::safety::Contact;
 use crate::sealed::{SealError, SealKey, write_private};
 
@@ -51,6 +52,12 @@ pub(crate) struct AppState {
     /// saw one (see `directory.rs`).
     #[serde(default)]
     pub(crate) server_keys: BTreeMap<ServerName, PinnedKey>,
+    /// The key backup this device writes (see `key_backup.rs`), when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key_backup: Option<LocalBackup>,
+    /// How far an interrupted restore got (see `key_backup.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) restore: Option<RestoreState>,
 }
 
 /// The JSON sealed in the store file.
@@ -253,6 +260,8 @@ mod tests {
             leave_requests: BTreeMap::new(),
             pending_commits: BTreeMap::new(),
             server_keys: BTreeMap::new(),
+            key_backup: None,
+            restore: None,
         }
     }
 
