@@ -66,6 +66,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { group, format } => messaging::export(&ctx, &group, format).await,
         Command::Verify { user, mark } => messaging::verify(&ctx, &user, mark).await,
         Command::Delete { group, seq } => messaging::delete(&ctx, &group, seq).await,
+        Command::Backup(command) => crate::key_backup::backup(&ctx, command).await,
+        Command::Restore { recovery_key_file } => crate::key_backup::restore(&ctx, recovery_key_file.as_deref()).await,
         Command::Ui { port, no_open: _ } => ui(ctx, port).await,
     }
 }
