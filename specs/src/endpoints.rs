@@ -128,11 +128,9 @@ pub mod client {
     /// The account's key backup chunks (ids, versions, sizes), used bytes and quota.
     pub const LIST_BACKUP_CHUNKS: Endpoint = endpoint(Get, "/client/v1/key-backup/chunks", AccessToken, false);
     /// Stores a chunk (raw bytes) if its stored version is `?expected_version=`.
-    pub const PUT_BACKUP_CHUNK: Endpoint =
-        endpoint(Put, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
+    pub const PUT_BACKUP_CHUNK: Endpoint = endpoint(Put, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
     /// A chunk's bytes; its version in the `Parley-Backup-Version` header.
-    pub const GET_BACKUP_CHUNK: Endpoint =
-        endpoint(Get, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
+    pub const GET_BACKUP_CHUNK: Endpoint = endpoint(Get, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
     /// Deletes every chunk of the account's key backup.
     pub const DELETE_BACKUP: Endpoint = endpoint(Delete, "/client/v1/key-backup", AccessToken, false);
 

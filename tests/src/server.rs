@@ -401,6 +401,7 @@ fn default_config(database_url: String) -> Config {
             token_file: Some(pki.metrics_token_file.clone()),
         },
         retention: Default::default(),
+        key_backup: Default::default(),
     }
 }
 

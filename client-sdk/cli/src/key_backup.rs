@@ -10,11 +10,11 @@ use parley_sdk::backup::{BackupSecret, MIN_BACKUP_PASSPHRASE_CHARS, RecoveryKey,
 use parley_sdk::messenger::{Event, Messenger};
 use serde_json::json;
 
+use crate::BackupCommand;
 use crate::commands::Ctx;
 use crate::messaging::open;
 use crate::messaging_output::event_text;
 use crate::password::{PasswordSource, read_password};
-use crate::BackupCommand;
 
 pub(crate) async fn backup(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
     match command {
@@ -22,7 +22,15 @@ pub(crate) async fn backup(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<
             passphrase,
             backup_passphrase_file,
             recovery_key_file,
-        } => enable(ctx, passphrase, backup_passphrase_file.as_deref(), recovery_key_file.as_deref()).await,
+        } => {
+            enable(
+                ctx,
+                passphrase,
+                backup_passphrase_file.as_deref(),
+                recovery_key_file.as_deref(),
+            )
+            .await
+        }
         BackupCommand::Now => now(ctx).await,
         BackupCommand::Status => status(ctx).await,
         BackupCommand::Disable => disable(ctx).await,
@@ -84,13 +92,17 @@ fn confirm_saved(shown: &str) -> anyhow::Result<()> {
     for _ in 0..3 {
         eprint!("Have you saved it? Type its last four characters to confirm: ");
         let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).context("cannot read the answer")?;
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("cannot read the answer")?;
         if answer.trim().eq_ignore_ascii_case(last) {
             return Ok(());
         }
         eprintln!("That is not the end of the key shown above.");
     }
-    bail!("not confirmed; the backup is enabled with this key: run `parley backup disable` and enable it again for a new one")
+    bail!(
+        "not confirmed; the backup is enabled with this key: run `parley backup disable` and enable it again for a new one"
+    )
 }
 
 async fn now(ctx: &Ctx) -> anyhow::Result<()> {
@@ -102,7 +114,10 @@ async fn now(ctx: &Ctx) -> anyhow::Result<()> {
             report.uploaded_chunks, report.total_chunks, report.uploaded_bytes
         );
         if report.merged_chunks > 0 {
-            text.push_str(&format!(" {} chunks from your other devices merged.", report.merged_chunks));
+            text.push_str(&format!(
+                " {} chunks from your other devices merged.",
+                report.merged_chunks
+            ));
         }
         text
     })

@@ -12,10 +12,10 @@ use parley_specs::groups_api::{
     Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupSummary, InboxPage,
     InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
 };
+use parley_specs::key_backup_api::{ChunkList, PutChunkResponse, VERSION_HEADER};
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
 };
-use parley_specs::key_backup_api::{ChunkList, PutChunkResponse, VERSION_HEADER};
 use parley_specs::{DeviceId, GroupId, UserId};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
@@ -455,9 +455,7 @@ impl Client {
 
     /// A key backup chunk's version and bytes (`not_found` when there is none).
     pub async fn get_backup_chunk(&self, chunk_id: &str) -> Result<(i64, Vec<u8>), Error> {
-        let (url, bytes, version) = self
-            .send_raw(client::GET_BACKUP_CHUNK, &[chunk_id], &[], None)
-            .await?;
+        let (url, bytes, version) = self.send_raw(client::GET_BACKUP_CHUNK, &[chunk_id], &[], None).await?;
         let version = version.ok_or_else(|| Error::Decode {
             url: url.to_string(),
             reason: format!("no {VERSION_HEADER} header"),
@@ -532,7 +530,13 @@ impl Client {
         }
         let mut response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let retry_after = header(RETRY_AFTER.as_str()).as_deref().and_then(parse_retry_after);
         let version = header(VERSION_HEADER).and_then(|v| v.parse().ok());
         let mut bytes = Vec::new();

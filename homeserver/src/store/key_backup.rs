@@ -27,9 +27,7 @@ impl From<&Row> for ChunkRow {
 /// writes of one account's chunks take turns on it.
 pub async fn lock_usage(db: &impl Db, localpart: &str) -> Result<i64, tokio_postgres::Error> {
     let insert = db
-        .prepare_cached(
-            "INSERT INTO key_backup_usage (localpart) VALUES ($1) ON CONFLICT (localpart) DO NOTHING",
-        )
+        .prepare_cached("INSERT INTO key_backup_usage (localpart) VALUES ($1) ON CONFLICT (localpart) DO NOTHING")
         .await?;
     db.execute(&insert, &[&localpart]).await?;
     let select = db
@@ -116,7 +114,12 @@ pub async fn list(db: &impl Db, localpart: &str) -> Result<Vec<ChunkRow>, tokio_
              WHERE localpart = $1 ORDER BY chunk_id",
         )
         .await?;
-    Ok(db.query(&stmt, &[&localpart]).await?.iter().map(ChunkRow::from).collect())
+    Ok(db
+        .query(&stmt, &[&localpart])
+        .await?
+        .iter()
+        .map(ChunkRow::from)
+        .collect())
 }
 
 /// Deletes every chunk of the account and its usage row.

@@ -18,6 +18,7 @@ mod federated_processes;
 mod federation;
 mod groups;
 mod helpers;
+mod history_backup;
 mod key_packages;
 mod messenger;
 mod mls_interop;

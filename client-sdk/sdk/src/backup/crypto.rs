@@ -232,7 +232,9 @@ impl BackupKey {
                 },
             ) => {
                 if *memory_kib > MAX_MEMORY_KIB || *passes > 64 || *lanes > 16 {
-                    return Err(BackupError::Format("the backup asks for too costly a key derivation".into()));
+                    return Err(BackupError::Format(
+                        "the backup asks for too costly a key derivation".into(),
+                    ));
                 }
                 let params = Params::new(*memory_kib, *passes, *lanes, None)
                     .map_err(|e| BackupError::Format(format!("bad Argon2id parameters: {e}")))?;
@@ -383,7 +385,10 @@ mod tests {
         let (key, params) = BackupKey::create(&ann, &secret).expect("create");
         let again = BackupKey::open(&ann, &secret, &params).expect("open");
         let sealed = key.seal(&ann, "state", 3, b"hello");
-        assert_eq!(again.open_chunk(&ann, "state", 3, &sealed).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            again.open_chunk(&ann, "state", 3, &sealed).as_deref(),
+            Some(&b"hello"[..])
+        );
         assert!(again.open_chunk(&ann, "state", 4, &sealed).is_none(), "another version");
         assert!(again.open_chunk(&ann, "other", 3, &sealed).is_none(), "another id");
         assert!(again.open_chunk(&user("bob@a.example"), "state", 3, &sealed).is_none());
@@ -393,7 +398,10 @@ mod tests {
         assert!(again.open_chunk(&ann, "state", 3, &altered).is_none());
 
         let wrong = BackupSecret::RecoveryKey(RecoveryKey::generate());
-        assert!(matches!(BackupKey::open(&ann, &wrong, &params), Err(BackupError::WrongKey(_))));
+        assert!(matches!(
+            BackupKey::open(&ann, &wrong, &params),
+            Err(BackupError::WrongKey(_))
+        ));
         assert!(matches!(
             BackupKey::open(&user("bob@a.example"), &secret, &params),
             Err(BackupError::OtherAccount { .. })
@@ -412,6 +420,9 @@ mod tests {
         assert!(matches!(params.kdf, Kdf::Argon2id { memory_kib: 65536, .. }));
         BackupKey::open(&ann, &secret, &params).expect("open");
         let wrong = BackupSecret::Passphrase("correct horse battery stapler".into());
-        assert!(matches!(BackupKey::open(&ann, &wrong, &params), Err(BackupError::WrongKey(_))));
+        assert!(matches!(
+            BackupKey::open(&ann, &wrong, &params),
+            Err(BackupError::WrongKey(_))
+        ));
     }
 }

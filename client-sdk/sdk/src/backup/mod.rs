@@ -25,11 +25,11 @@
 
 mod crypto;
 
+pub(crate) use crypto::{BackupKey, sha256_hex};
 pub use crypto::{
     BackupSecret, Kdf, KeyParams, MIN_BACKUP_PASSPHRASE_CHARS, PASSPHRASE_LANES, PASSPHRASE_MEMORY_KIB,
     PASSPHRASE_PASSES, RecoveryKey,
 };
-pub(crate) use crypto::{BackupKey, sha256_hex};
 use parley_specs::UserId;
 use time::OffsetDateTime;
 

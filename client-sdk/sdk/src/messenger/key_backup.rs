@@ -22,11 +22,11 @@ use super::history::{Conversation, HistoryMessage};
 use super::safety::Contact;
 use super::store::{AppState, StoreLock};
 use super::{Messenger, MessengerError, Result};
+use crate::Error;
 use crate::backup::{
     BackupError, BackupKey, BackupReport, BackupSecret, BackupStatus, HISTORY_RANGE, KEYS_CHUNK, Kdf, KeyParams,
     MANIFEST_CHUNK, RestoreProgress, RestoreReport, STATE_CHUNK, sha256_hex,
 };
-use crate::Error;
 
 /// How often a restore saves what it merged so far.
 const RESTORE_SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -226,12 +226,9 @@ impl Messenger {
             Some(local) => {
                 let key = local_key(local)?;
                 let plains = chunk_plaintexts(&self.state, &key)?;
-                plains.iter().any(|(id, plain)| {
-                    local
-                        .chunks
-                        .get(id)
-                        .is_none_or(|r| r.plain_sha256 != sha256_hex(plain))
-                })
+                plains
+                    .iter()
+                    .any(|(id, plain)| local.chunks.get(id).is_none_or(|r| r.plain_sha256 != sha256_hex(plain)))
             }
             None => false,
         };
@@ -459,7 +456,11 @@ impl Messenger {
     }
 
     async fn fetch_key_params(&self) -> Result<KeyParams> {
-        let (_, bytes) = self.client.get_backup_chunk(KEYS_CHUNK).await.map_err(not_found_is_none)?;
+        let (_, bytes) = self
+            .client
+            .get_backup_chunk(KEYS_CHUNK)
+            .await
+            .map_err(not_found_is_none)?;
         serde_json::from_slice(&bytes).map_err(|e| altered(KEYS_CHUNK, format!("not a keys chunk: {e}")))
     }
 
@@ -558,7 +559,12 @@ impl Messenger {
             .or_insert_with(|| restored_conversation(now));
         let mut added = 0;
         for message in chunk.messages {
-            if message.expired(now) || conversation.messages.binary_search_by_key(&message.seq, |m| m.seq).is_ok() {
+            if message.expired(now)
+                || conversation
+                    .messages
+                    .binary_search_by_key(&message.seq, |m| m.seq)
+                    .is_ok()
+            {
                 continue;
             }
             conversation.record(message);
@@ -607,5 +613,30 @@ fn not_found_is_none(e: Error) -> MessengerError {
         BackupError::NoBackup.into()
     } else {
         e.into()
+    }
+}
+
+impl Messenger {
+    /// Adds `messages` to the local history of `group_id` as if they had been received
+    /// (creating the conversation if needed), in one save. For benchmarks of the backup
+    /// (`parley-bench key-backup`), which need a long history without sending it.
+    #[doc(hidden)]
+    pub async fn import_history_for_benchmarks(
+        &mut self,
+        group_id: &GroupId,
+        messages: Vec<HistoryMessage>,
+    ) -> Result<()> {
+        let lock = self.begin().await?;
+        let now = OffsetDateTime::now_utc();
+        let conversation = self
+            .state
+            .conversations
+            .entry(group_id.clone())
+            .or_insert_with(|| Conversation::new(now));
+        for message in messages {
+            conversation.record(message);
+        }
+        let result = self.save(&lock);
+        self.end(lock, result)
     }
 }

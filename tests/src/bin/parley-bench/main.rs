@@ -10,6 +10,7 @@ mod commits;
 mod connections;
 mod cpu;
 mod federated;
+mod key_backup;
 mod load;
 mod messages;
 mod scale;
@@ -76,6 +77,10 @@ enum Command {
     /// every --report-every messages, bytes per stored message and the steady-state size.
     /// Ignores --server and --ca-file.
     Soak(soak::SoakArgs),
+    /// Start a release homeserver; fill a device's history with --messages messages, back
+    /// it up (the key backup), back up one more message, restore it on a new device; print
+    /// times and bytes per message on the server. Ignores --server and --ca-file.
+    KeyBackup(key_backup::KeyBackupArgs),
 }
 
 #[tokio::main]
@@ -91,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Scale(args) => scale::run(args).await,
         Command::Commits(args) => commits::run(args).await,
         Command::Soak(args) => soak::run(args).await,
+        Command::KeyBackup(args) => key_backup::run(args).await,
     }
 }
 
