@@ -368,6 +368,12 @@ pub mod local_ui {
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/api/devices", LaunchSecret, false);
     pub const DELETE_DEVICE: Endpoint = endpoint(Delete, "/api/devices/{device_id}", LaunchSecret, false);
     pub const PRESENCE: Endpoint = endpoint(Post, "/api/presence", LaunchSecret, false);
+    /// The key backup: status, turn on (answers the recovery key, once), turn off.
+    pub const BACKUP_STATUS: Endpoint = endpoint(Get, "/api/backup", LaunchSecret, false);
+    pub const ENABLE_BACKUP: Endpoint = endpoint(Post, "/api/backup", LaunchSecret, false);
+    pub const DISABLE_BACKUP: Endpoint = endpoint(Delete, "/api/backup", LaunchSecret, false);
+    /// Restores the account's key backup on this device, then joins its conversations.
+    pub const RESTORE: Endpoint = endpoint(Post, "/api/restore", LaunchSecret, false);
     /// A WebSocket: the local process pushes events as JSON text frames. The secret comes
     /// as `?secret=`.
     pub const EVENTS: Endpoint = endpoint(Get, "/api/events", LaunchSecret, false);
@@ -399,6 +405,10 @@ pub mod local_ui {
         LIST_DEVICES,
         DELETE_DEVICE,
         PRESENCE,
+        BACKUP_STATUS,
+        ENABLE_BACKUP,
+        DISABLE_BACKUP,
+        RESTORE,
         EVENTS,
     ];
 }

@@ -4,6 +4,7 @@
 //! meanwhile) and answers with a typed body of [`api`](super::api).
 
 mod contacts;
+mod key_backup;
 mod conversations;
 mod session;
 
@@ -52,6 +53,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, LIST_DEVICES, contacts::devices);
     route(cfg, DELETE_DEVICE, contacts::delete_device);
     route(cfg, PRESENCE, contacts::presence);
+    route(cfg, BACKUP_STATUS, key_backup::status);
+    route(cfg, ENABLE_BACKUP, key_backup::enable);
+    route(cfg, DISABLE_BACKUP, key_backup::disable);
+    route(cfg, RESTORE, key_backup::restore);
     route(cfg, EVENTS, super::events::stream);
 }
 
