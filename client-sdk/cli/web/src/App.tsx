@@ -15,6 +15,7 @@ import {
   NewConversationDialog,
 } from "./components/Dialogs";
 import { ProfileDialog } from "./components/Profile";
+import { BackupDialog, RestoreDialog } from "./components/Backup";
 import { SearchBox, SearchResults } from "./components/Search";
 import { SignIn, Unlock } from "./components/SignIn";
 
@@ -151,9 +152,11 @@ function Connected() {
     [state, me, dialog, failure, run, reloadConversations],
   );
 
-  function onSignedIn(s: SessionStatus) {
+  function onSignedIn(s: SessionStatus, mode?: "login" | "register") {
     if (s && typeof s.signed_in === "boolean") dispatch({ type: "session", session: s });
     else void loadSession();
+    // A new device of an existing account: offer to restore its history from a backup.
+    if (mode === "login") setDialog({ kind: "restore" });
   }
 
   const banner = (
@@ -245,6 +248,9 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
               <button type="button" className="btn" onClick={() => openDialog({ kind: "devices" })}>
                 Devices
               </button>
+              <button type="button" className="btn" onClick={() => openDialog({ kind: "backup" })}>
+                Backup
+              </button>
               <button
                 type="button"
                 className="btn"
@@ -317,6 +323,14 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
         })()}
       {dialog?.kind === "delete" && <ConfirmDeleteDialog group_id={dialog.group_id} />}
       {dialog?.kind === "devices" && <DevicesDialog />}
+      {dialog?.kind === "backup" && <BackupDialog onClose={() => openDialog(null)} />}
+      {dialog?.kind === "restore" && (
+        <RestoreDialog
+          onClose={() => openDialog(null)}
+          progress={state.restore}
+          onRestored={() => void reloadConversations()}
+        />
+      )}
       {dialog?.kind === "profile" && (
         <ProfileDialog
           user_id={dialog.user_id}

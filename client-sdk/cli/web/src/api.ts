@@ -5,6 +5,10 @@
 
 import type {
   AddMembersRequest,
+  BackupEnabled,
+  BackupStatusView,
+  RestoreRequest,
+  RestoreResult,
   Contact,
   Conversation,
   CreateConversationRequest,
@@ -27,6 +31,9 @@ import type {
 } from "./generated/api";
 
 export type {
+  BackupEnabled,
+  BackupStatusView,
+  RestoreResult,
   Contact,
   ContactDevice,
   Conversation,
@@ -67,6 +74,7 @@ const PLAIN_WORDS: Record<string, string> = {
   unreachable: "Can't reach your homeserver. Check your connection and try again.",
   wrong_password: "Wrong username or password. Check them and try again.",
   not_allowed: "You're not allowed to do that.",
+  wrong_recovery_key: "That recovery key does not open your backup. Nothing was changed; check it and try again.",
   verified_contact_changed:
     "Sending is paused: a verified contact changed devices. Review their safety number.",
   [LOCAL_UNREACHABLE]: "Parley on this computer stopped. Start `parley ui` again.",
@@ -245,6 +253,13 @@ export const api = {
   devices: () => request<Device[]>("GET", "/api/devices"),
   deleteDevice: (id: string) => request<Empty>("DELETE", `/api/devices/${enc(id)}`),
   presence: (p: Presence) => request<Empty>("POST", "/api/presence", { presence: p } satisfies PresenceRequest),
+
+  backupStatus: () => request<BackupStatusView>("GET", "/api/backup"),
+  /** Turns the key backup on; the answer's recovery key is shown once. */
+  enableBackup: () => request<BackupEnabled>("POST", "/api/backup", {}),
+  disableBackup: () => request<Empty>("DELETE", "/api/backup"),
+  restore: (recovery_key: string) =>
+    request<RestoreResult>("POST", "/api/restore", { recovery_key } satisfies RestoreRequest),
 };
 
 export type Api = typeof api;

@@ -8,6 +8,8 @@ export type DialogState =
   | { kind: "members"; group_id: string }
   | { kind: "profile"; user_id: string }
   | { kind: "devices" }
+  | { kind: "backup" }
+  | { kind: "restore" }
   | { kind: "delete"; group_id: string };
 
 export interface Failure {
