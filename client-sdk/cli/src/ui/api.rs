@@ -382,7 +382,11 @@ pub struct BackupStatusView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub key_kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     #[ts(optional, as = "Option<String>")]
     pub last_backup_at: Option<OffsetDateTime>,
     pub chunks: usize,

@@ -177,7 +177,8 @@ impl From<MessengerError> for ApiError {
             | MessengerError::CannotAdd { .. }
             | MessengerError::ConversationRefused { .. }) => Self::not_allowed(e.to_string()),
             MessengerError::Backup(e) => match e {
-                parley_sdk::backup::BackupError::WrongKey(_) | parley_sdk::backup::BackupError::MalformedRecoveryKey => {
+                parley_sdk::backup::BackupError::WrongKey(_)
+                | parley_sdk::backup::BackupError::MalformedRecoveryKey => {
                     Self::new(StatusCode::UNAUTHORIZED, "wrong_recovery_key", e.to_string())
                 }
                 parley_sdk::backup::BackupError::NoBackup => Self::not_found(e.to_string()),

@@ -333,6 +333,12 @@ impl Messenger {
             local.chunks.insert(id, rec);
         }
         report.total_chunks = entries.len() + 2;
+        if report.uploaded_chunks == 0 && report.merged_chunks == 0 && remote_manifest == local.manifest_version {
+            // Nothing changed since the manifest this device wrote or read: nothing to write.
+            if remote_manifest != 0 {
+                return Ok(report);
+            }
+        }
         let manifest = Manifest {
             format: 1,
             user_id: user.clone(),

@@ -4,8 +4,8 @@
 //! meanwhile) and answers with a typed body of [`api`](super::api).
 
 mod contacts;
-mod key_backup;
 mod conversations;
+mod key_backup;
 mod session;
 
 use actix_web::http;
