@@ -32,6 +32,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "retention",
     "files",
     "second_factor",
+    "key_backup",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -66,6 +67,9 @@ pub struct Config {
     /// Where the key sealing TOTP secrets lives (see `second_factor`).
     #[serde(default)]
     pub second_factor: SecondFactorConfig,
+    /// The end-to-end encrypted key backups the accounts' devices keep here.
+    #[serde(default)]
+    pub key_backup: KeyBackupConfig,
 }
 
 /// Encrypted files (blobs): devices upload ciphertext only; see `files.rs`.
@@ -132,6 +136,40 @@ impl Default for SecondFactorConfig {
             key_file: None,
         }
     }
+}
+
+/// Each account may keep an encrypted backup of its history here (opaque chunks that
+/// only its devices can read); these bound what one account may store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBackupConfig {
+    /// Off, the key backup endpoints answer `404 not_found` and store nothing.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Bytes one account's chunks may take in all; past it, `507 quota_exceeded`.
+    #[serde(default = "default_backup_quota")]
+    pub quota_bytes: u64,
+    /// Bytes of one chunk, at most; larger uploads get `413 payload_too_large`.
+    #[serde(default = "default_backup_max_chunk")]
+    pub max_chunk_bytes: usize,
+}
+
+impl Default for KeyBackupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            quota_bytes: default_backup_quota(),
+            max_chunk_bytes: default_backup_max_chunk(),
+        }
+    }
+}
+
+fn default_backup_quota() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_backup_max_chunk() -> usize {
+    4 * 1024 * 1024
 }
 
 fn default_files_dir() -> PathBuf {

@@ -19,6 +19,7 @@ pub mod follower;
 pub mod gauges;
 pub mod hub;
 pub mod inbox;
+pub mod key_backup;
 pub mod key_packages;
 pub mod metrics;
 pub mod pg_tls;

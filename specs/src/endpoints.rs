@@ -150,6 +150,14 @@ pub mod client {
     /// A blob's ciphertext, streamed: from this server's store when `{server}` is this
     /// server, else fetched from `{server}` over federation.
     pub const DOWNLOAD_BLOB: Endpoint = endpoint(Get, "/client/v1/blobs/{server}/{blob_id}", AccessToken, false);
+    /// The account's key backup chunks (ids, versions, sizes), used bytes and quota.
+    pub const LIST_BACKUP_CHUNKS: Endpoint = endpoint(Get, "/client/v1/key-backup/chunks", AccessToken, false);
+    /// Stores a chunk (raw bytes) if its stored version is `?expected_version=`.
+    pub const PUT_BACKUP_CHUNK: Endpoint = endpoint(Put, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
+    /// A chunk's bytes; its version in the `Parley-Backup-Version` header.
+    pub const GET_BACKUP_CHUNK: Endpoint = endpoint(Get, "/client/v1/key-backup/chunks/{chunk_id}", AccessToken, false);
+    /// Deletes every chunk of the account's key backup.
+    pub const DELETE_BACKUP: Endpoint = endpoint(Delete, "/client/v1/key-backup", AccessToken, false);
 
     pub const ALL: &[Endpoint] = &[
         REGISTER,
@@ -186,6 +194,10 @@ pub mod client {
         COMPLETE_UPLOAD,
         DELETE_UPLOAD,
         DOWNLOAD_BLOB,
+        LIST_BACKUP_CHUNKS,
+        PUT_BACKUP_CHUNK,
+        GET_BACKUP_CHUNK,
+        DELETE_BACKUP,
     ];
 }
 
@@ -432,6 +444,12 @@ pub mod local_ui {
     pub const ENROLL_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/enroll", LaunchSecret, false);
     pub const CONFIRM_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/confirm", LaunchSecret, false);
     pub const DISABLE_SECOND_FACTOR: Endpoint = endpoint(Post, "/api/2fa/disable", LaunchSecret, false);
+    /// The key backup: status, turn on (answers the recovery key, once), turn off.
+    pub const BACKUP_STATUS: Endpoint = endpoint(Get, "/api/backup", LaunchSecret, false);
+    pub const ENABLE_BACKUP: Endpoint = endpoint(Post, "/api/backup", LaunchSecret, false);
+    pub const DISABLE_BACKUP: Endpoint = endpoint(Delete, "/api/backup", LaunchSecret, false);
+    /// Restores the account's key backup on this device, then joins its conversations.
+    pub const RESTORE: Endpoint = endpoint(Post, "/api/restore", LaunchSecret, false);
     /// A WebSocket: the local process pushes events as JSON text frames. The secret comes
     /// as `?secret=`.
     pub const EVENTS: Endpoint = endpoint(Get, "/api/events", LaunchSecret, false);
@@ -473,6 +491,10 @@ pub mod local_ui {
         ENROLL_SECOND_FACTOR,
         CONFIRM_SECOND_FACTOR,
         DISABLE_SECOND_FACTOR,
+        BACKUP_STATUS,
+        ENABLE_BACKUP,
+        DISABLE_BACKUP,
+        RESTORE,
         EVENTS,
     ];
 }

@@ -119,7 +119,8 @@ pub enum ErrorCode {
     InvalidMetricsToken,
     /// The file is larger than the server's `[files] max_file_bytes`.
     FileTooLarge,
-    /// The upload would take the user past their storage quota (`[files] user_quota_bytes`).
+    /// The upload would take the user past a storage quota (`[files] user_quota_bytes`, or
+    /// `[key_backup] quota_bytes` for the key backup).
     QuotaExceeded,
     /// No blob with this id exists (any more) on its origin server, or it is not complete.
     UnknownBlob,
@@ -145,6 +146,9 @@ pub enum ErrorCode {
     /// Second factor: this server has no key to seal TOTP secrets with (neither
     /// `[second_factor] key_file` nor `[federation] signing_key` is configured).
     SecondFactorUnavailable,
+    /// Key backup: the chunk's stored version is not the `expected_version` of the upload
+    /// (another device wrote it since): read the manifest again, merge, retry.
+    BackupVersionConflict,
     /// A code this version of the SDK does not know (a newer server).
     #[serde(other)]
     Unknown,
@@ -210,6 +214,7 @@ impl ErrorCode {
         Self::SecondFactorEnabled,
         Self::SecondFactorNotEnabled,
         Self::SecondFactorUnavailable,
+        Self::BackupVersionConflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -272,6 +277,7 @@ impl ErrorCode {
             Self::SecondFactorEnabled => "second_factor_enabled",
             Self::SecondFactorNotEnabled => "second_factor_not_enabled",
             Self::SecondFactorUnavailable => "second_factor_unavailable",
+            Self::BackupVersionConflict => "backup_version_conflict",
             Self::Unknown => "unknown",
         }
     }
@@ -321,6 +327,7 @@ impl ErrorCode {
             | Self::GroupExists
             | Self::WrongEpoch
             | Self::UploadOffsetMismatch
+            | Self::BackupVersionConflict
             | Self::SecondFactorEnabled
             | Self::SecondFactorNotEnabled => 409,
             Self::PayloadTooLarge | Self::FileTooLarge => 413,

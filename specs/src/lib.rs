@@ -15,6 +15,7 @@ pub mod files_api;
 pub mod groups_api;
 pub mod ids;
 pub mod ints;
+pub mod key_backup_api;
 pub mod keys_api;
 pub mod mls;
 pub mod optional;

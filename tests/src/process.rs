@@ -49,6 +49,8 @@ pub struct ProcessServer {
     config_path: PathBuf,
     /// Variables set in the process's environment besides the test process's own.
     env: Vec<(String, String)>,
+    /// Where the process's log goes (at `info`), when not to the test's stderr (errors only).
+    log_file: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -60,7 +62,11 @@ impl ProcessServer {
     }
 
     /// Like `start`, with these variables in the process's environment (kept for restarts).
-    pub async fn start_with_env(mut config: Config, dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub async fn start_with_env(config: Config, dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_inner(config, dir, env, false).await
+    }
+
+    async fn start_inner(mut config: Config, dir: &Path, env: &[(&str, &str)], logged: bool) -> Self {
         if config.listen.client.port() == 0 {
             config.listen.client = free_loopback_addr();
         }
@@ -71,28 +77,52 @@ impl ProcessServer {
         }
         let config_path = dir.join(format!("homeserver-{}.toml", config.listen.client.port()));
         std::fs::write(&config_path, toml::to_string(&config).expect("config as TOML")).expect("write config");
+        let log_file = logged.then(|| dir.join(format!("homeserver-{}.log", config.listen.client.port())));
         let mut server = Self {
             url: format!("https://localhost:{}", config.listen.client.port()),
             config,
             config_path,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            log_file,
             child: None,
         };
         server.restart().await;
         server
     }
 
+    /// Like `start`, the process logging at `info` to `<dir>/homeserver-<port>.log`
+    /// (`log_file`), for tests that read what a server logged.
+    pub async fn start_logged(config: Config, dir: &Path) -> Self {
+        Self::start_inner(config, dir, &[], true).await
+    }
+
+    /// The file this process logs to (see `start_logged`).
+    pub fn log_file(&self) -> Option<&Path> {
+        self.log_file.as_deref()
+    }
+
     /// Starts the process again (after `kill`) and waits until it is ready.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let (level, stderr) = match &self.log_file {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the log file");
+                ("info", Stdio::from(file))
+            }
+            None => ("error", Stdio::inherit()),
+        };
         let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&self.config_path)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start parley-homeserver");
         self.child = Some(child);

@@ -409,6 +409,7 @@ fn default_config(database_url: String) -> Config {
             ..FilesConfig::default()
         },
         second_factor: Default::default(),
+        key_backup: Default::default(),
     }
 }
 

@@ -98,6 +98,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seq,
             for_everyone,
         } => messaging::delete(&ctx, &group, seq, for_everyone).await,
+        Command::Backup(command) => crate::key_backup::backup(&ctx, command).await,
+        Command::Restore { recovery_key_file } => crate::key_backup::restore(&ctx, recovery_key_file.as_deref()).await,
         Command::Ui { port, no_open: _ } => ui(ctx, port).await,
     }
 }

@@ -3,6 +3,7 @@
 //! so that they are testable and reusable.
 
 mod commands;
+mod key_backup;
 mod messaging;
 mod messaging_output;
 mod output;
@@ -248,6 +249,19 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         out: Option<std::path::PathBuf>,
     },
+    /// Keep an end-to-end encrypted backup of your history on your homeserver, for a
+    /// new device (after losing this one): enable, back up now, show, turn off.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore your backup on this (new) device after logging in: downloads, checks and
+    /// decrypts it, adds it to this device's history (never overwriting newer messages),
+    /// then joins your conversations. Run it again to continue an interrupted restore.
+    Restore {
+        /// Read the recovery key (or the backup passphrase) from the first line of FILE
+        /// (- for stdin) instead of prompting.
+        #[arg(long, value_name = "FILE")]
+        recovery_key_file: Option<PathBuf>,
+    },
     /// Delete one message from this device's history, for real; with --for-everyone,
     /// one of your messages from every member's history.
     Delete {
@@ -365,6 +379,34 @@ pub enum ExportFormatArg {
     Json,
     /// One line per message.
     Text,
+}
+
+/// `parley backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Turn the backup on: shows a new recovery key once (or asks for a passphrase with
+    /// --passphrase), then backs up everything. Later changes are backed up after each
+    /// send and sync.
+    Enable {
+        /// Protect the backup with a passphrase you choose (at least 12 characters)
+        /// instead of a generated recovery key.
+        #[arg(long)]
+        passphrase: bool,
+        /// Read that passphrase from the first line of FILE (- for stdin) instead of
+        /// prompting; implies --passphrase.
+        #[arg(long, value_name = "FILE")]
+        backup_passphrase_file: Option<PathBuf>,
+        /// Also write the generated recovery key to FILE (created readable by you only).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["passphrase", "backup_passphrase_file"])]
+        recovery_key_file: Option<PathBuf>,
+    },
+    /// Upload what changed since the last backup now.
+    Now,
+    /// Show whether this device backs up, when it last did, and the backup's size on
+    /// the server against your quota.
+    Status,
+    /// Turn the backup off and delete it from the server.
+    Disable,
 }
 
 /// `parley devices …`.

@@ -147,7 +147,10 @@ pub(crate) async fn send(ctx: &Ctx, group: &str, text: &str, expires: Option<&st
             line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
         }
         line
-    })
+    })?;
+    // The hub has acknowledged the send: the backup goes after it, never before.
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 /// A progress line on stderr, rewritten in place, when stderr is a terminal and the
@@ -297,7 +300,9 @@ pub(crate) async fn sync(ctx: &Ctx) -> anyhow::Result<()> {
         } else {
             events.iter().map(event_text).collect::<Vec<_>>().join("\n")
         }
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 pub(crate) async fn history(ctx: &Ctx, group: &str, search: Option<&str>) -> anyhow::Result<()> {

@@ -14,11 +14,12 @@ use parley_specs::groups_api::{
     Accepted, AckRequest, CreateGroupRequest, GroupDelivery, GroupInfoResponse, GroupList, GroupSummary, InboxPage,
     InboxQuery, SubmitCommitRequest, SubmitMessageRequest,
 };
+use parley_specs::key_backup_api::{ChunkList, PutChunkResponse, VERSION_HEADER};
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
 };
 use parley_specs::{DeviceId, GroupId, UserId};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -480,7 +481,7 @@ impl Client {
         let (url, response) = self
             .send_raw(client::PUT_UPLOAD, &[blob_id], &query, Some(bytes), timeout)
             .await?;
-        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let bytes = self.read_bounded(&url, response).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
             url: url.to_string(),
             reason: format!("not the expected JSON: {e}"),
@@ -510,6 +511,101 @@ impl Client {
         self.send_raw(client::DOWNLOAD_BLOB, &[server, blob_id], &[], None, timeout)
             .await
             .map(|(_, response)| response)
+    }
+
+    /// The account's key backup chunks (ids, versions, sizes), its usage and limits.
+    pub async fn list_backup_chunks(&self) -> Result<ChunkList, Error> {
+        self.call(client::LIST_BACKUP_CHUNKS, &[], None::<&()>).await
+    }
+
+    /// Stores a key backup chunk if its stored version is `expected_version` (0: new);
+    /// `backup_version_conflict` when another version is stored, `quota_exceeded` or
+    /// `payload_too_large` past the server's limits.
+    pub async fn put_backup_chunk(
+        &self,
+        chunk_id: &str,
+        expected_version: i64,
+        data: Vec<u8>,
+    ) -> Result<PutChunkResponse, Error> {
+        let query = [("expected_version", expected_version.to_string())];
+        let (url, bytes, _) = self
+            .send_raw_retried(client::PUT_BACKUP_CHUNK, &[chunk_id], &query, Some(data))
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// A key backup chunk's version and bytes (`not_found` when there is none).
+    pub async fn get_backup_chunk(&self, chunk_id: &str) -> Result<(i64, Vec<u8>), Error> {
+        let (url, bytes, version) = self
+            .send_raw_retried(client::GET_BACKUP_CHUNK, &[chunk_id], &[], None)
+            .await?;
+        let version = version.ok_or_else(|| Error::Decode {
+            url: url.to_string(),
+            reason: format!("no {VERSION_HEADER} header"),
+        })?;
+        Ok((version, bytes))
+    }
+
+    /// Deletes the account's whole key backup.
+    pub async fn delete_backup(&self) -> Result<(), Error> {
+        self.call_no_content(client::DELETE_BACKUP, &[], None::<&()>).await
+    }
+
+    /// One request with a raw (`application/octet-stream`) body, its answer read whole; a
+    /// `GET` is repeated after `503` with `Retry-After` as [`RetryPolicy`] allows. Returns
+    /// the URL, the body and the key backup version header.
+    async fn send_raw_retried(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(Url, Vec<u8>, Option<i64>), Error> {
+        let started = tokio::time::Instant::now();
+        let mut attempts = 1;
+        loop {
+            let err = match self.send_raw(endpoint, params, query, body.clone(), self.timeout).await {
+                Ok((url, response)) => {
+                    let version = response
+                        .headers()
+                        .get(VERSION_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
+                    let bytes = self.read_bounded(&url, response).await?;
+                    return Ok((url, bytes, version));
+                }
+                Err(err @ Error::Api { status: 503, .. }) => err,
+                Err(other) => return Err(other),
+            };
+            let Some(wait) = err.retry_after() else {
+                return Err(err);
+            };
+            let wait = wait.max(MIN_RETRY_WAIT);
+            let in_budget = started.elapsed() + wait <= self.retry.max_total;
+            if attempts >= self.retry.max_attempts || !in_budget || endpoint.method != Method::Get {
+                return Err(err);
+            }
+            attempts += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A successful answer's body, refused past [`MAX_RESPONSE_BYTES`].
+    async fn read_bounded(&self, url: &Url, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::Decode {
+                    url: url.to_string(),
+                    reason: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// Sends one request with an optional `application/octet-stream` body and returns a
@@ -542,7 +638,7 @@ impl Client {
             .header(AUTHORIZATION, auth);
         if let Some(body) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_TYPE, "application/octet-stream")
                 .body(body);
         }
         let mut response = request.send().await.map_err(|e| self.transport(&e))?;

@@ -32,6 +32,7 @@
 //! its stable [`ErrorCode`](parley_specs::ErrorCode), available through [`Error::code`].
 //! Profiles' files fail with [`ProfileError`], signing in with [`SignInError`].
 
+pub mod backup;
 mod client;
 mod error;
 pub mod files;

@@ -6,6 +6,7 @@ mod auth;
 mod devices;
 mod files;
 mod groups;
+mod key_backup;
 mod keys;
 mod ops;
 mod second_factor;
@@ -55,6 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::COMPLETE_UPLOAD, files::complete)
         .add(client::DELETE_UPLOAD, files::delete)
         .add(client::DOWNLOAD_BLOB, files::download)
+        .add(client::LIST_BACKUP_CHUNKS, key_backup::list)
+        .add(client::PUT_BACKUP_CHUNK, key_backup::put)
+        .add(client::GET_BACKUP_CHUNK, key_backup::get)
+        .add(client::DELETE_BACKUP, key_backup::delete)
         .add(ops_endpoints::HEALTH, ops::health)
         .add(ops_endpoints::READY, ops::ready)
         .add(ops_endpoints::METRICS, ops::metrics)

@@ -9,6 +9,7 @@ pub mod federation;
 pub mod files;
 pub mod groups;
 pub mod inbox;
+pub mod key_backup;
 pub mod key_packages;
 pub mod retention;
 pub mod second_factor;

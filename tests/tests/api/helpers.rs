@@ -455,3 +455,166 @@ impl BehindFakeHub {
             .deliver(kind, group, seq, &member("mallory@a.test", "M1"), payload);
     }
 }
+
+// A person on the real `parley` CLI.
+
+/// One person's `parley` command line: a CLI home of their own (its `default` profile is
+/// one device), with their password and store passphrase in files beside it (not in the
+/// home: losing the device deletes the home, not what the person remembers).
+pub struct CliUser {
+    pub name: String,
+    pub home: PathBuf,
+    secrets: PathBuf,
+    server_url: String,
+    ca_file: PathBuf,
+}
+
+/// What one `parley` run printed.
+#[derive(Debug)]
+pub struct CliRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliUser {
+    /// `name`'s CLI, in `dir/name-<n>` homes, talking to the server at `server_url`.
+    pub fn new(dir: &Path, name: &str, server_url: &str) -> Self {
+        let secrets = dir.join(format!("{name}-secrets"));
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::write(secrets.join("password"), format!("{PASSWORD}\n")).unwrap();
+        std::fs::write(secrets.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+        Self {
+            name: name.to_owned(),
+            home: dir.join(format!("{name}-home")),
+            secrets,
+            server_url: server_url.to_owned(),
+            ca_file: ca_file(),
+        }
+    }
+
+    /// A file beside the password (e.g. a recovery key), written now.
+    pub fn secret_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.secrets.join(name);
+        std::fs::write(&path, format!("{contents}\n")).unwrap();
+        path
+    }
+
+    /// Runs `parley ARGS` in this person's home; never panics.
+    pub async fn run(&self, args: &[&str]) -> CliRun {
+        let out = tokio::process::Command::new(parley_tests::process::parley_binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--passphrase-file")
+            .arg(self.secrets.join("passphrase"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run parley");
+        CliRun {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `parley ARGS`, which must succeed; returns its stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args).await;
+        assert!(
+            run.ok,
+            "{}: parley {args:?} failed:\n{}\n{}",
+            self.name, run.stdout, run.stderr
+        );
+        run.stdout
+    }
+
+    /// Runs `parley --json ARGS`, which must succeed; returns its JSON.
+    pub async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("parley {args:?}: not JSON ({e}): {out}"))
+    }
+
+    fn sign_in_args<'a>(&'a self, command: &'a str, password: &'a str) -> Vec<&'a str> {
+        vec![
+            "--server",
+            &self.server_url,
+            "--ca-file",
+            self.ca_file.to_str().unwrap(),
+            command,
+            &self.name,
+            "--password-file",
+            password,
+        ]
+    }
+
+    /// `parley register NAME`: the account and its first device.
+    pub async fn register(&self) {
+        let password = self.secrets.join("password");
+        self.ok(&self.sign_in_args("register", password.to_str().unwrap()))
+            .await;
+    }
+
+    /// `parley login NAME` on this home (a new device). The one place a test signs in
+    /// with the CLI: a second factor goes here.
+    pub async fn login(&self) {
+        let password = self.secrets.join("password");
+        self.ok(&self.sign_in_args("login", password.to_str().unwrap())).await;
+    }
+
+    /// Losing the device: its whole CLI home (profile, session, message store) is gone.
+    pub fn lose_device(&self) {
+        std::fs::remove_dir_all(&self.home).expect("delete the CLI home");
+    }
+}
+
+/// Runs PostgreSQL's `pg_dump` of the database at `url` (plain SQL) and returns it.
+pub async fn pg_dump(url: &str) -> String {
+    let bin = parley_homeserver::embedded_pg::find_bin_dir().expect("PostgreSQL binaries");
+    let out = tokio::process::Command::new(bin.join("pg_dump"))
+        .arg("--dbname")
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file under `dir` with any of `needles` in it (as text, or as the lowercase hex
+/// a dump shows `bytea` in), with the needle found.
+pub fn files_containing(dir: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            for needle in needles {
+                if text_contains(&text, needle) {
+                    found.push((path.clone(), (*needle).to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Whether `haystack` has `needle` in it, as text or as lowercase hex.
+pub fn text_contains(haystack: &str, needle: &str) -> bool {
+    haystack.contains(needle) || haystack.contains(&hex::encode(needle.as_bytes()))
+}

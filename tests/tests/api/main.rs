@@ -19,6 +19,7 @@ mod federation;
 mod files;
 mod groups;
 mod helpers;
+mod history_backup;
 mod key_packages;
 mod message_actions;
 mod messenger;

@@ -502,6 +502,53 @@ pub struct Device {
     pub last_seen_at: OffsetDateTime,
 }
 
+/// The key backup (`GET /api/backup`): whether this device backs up, and what the
+/// account's backup takes on its server.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct BackupStatusView {
+    pub enabled: bool,
+    /// `recovery_key` or `passphrase`, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub key_kind: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[ts(optional, as = "Option<String>")]
+    pub last_backup_at: Option<OffsetDateTime>,
+    pub chunks: usize,
+    pub used_bytes: i64,
+    pub quota_bytes: i64,
+    pub pending_changes: bool,
+}
+
+/// `POST /api/backup`: the backup is on; its recovery key, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct BackupEnabled {
+    pub recovery_key: String,
+    pub status: BackupStatusView,
+}
+
+/// `POST /api/restore`.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct RestoreRequest {
+    /// The recovery key (or the backup's passphrase).
+    pub recovery_key: String,
+}
+
+/// What `POST /api/restore` did.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct RestoreResult {
+    pub conversations: usize,
+    pub messages_added: usize,
+    /// Chunks an earlier, interrupted restore had done already.
+    pub resumed: usize,
+    /// Conversations this device joined afterwards.
+    pub joined: usize,
+}
+
 /// A message found by `GET /api/search`.
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct SearchHit {
@@ -644,6 +691,8 @@ pub enum ServerEvent {
         #[ts(optional)]
         pending: Option<usize>,
     },
+    /// A restore (`POST /api/restore`) is under way: chunks done of all.
+    Restore { done: usize, total: usize },
     /// The homeserver's state; the first frame of every stream.
     Connection {
         state: ConnectionState,

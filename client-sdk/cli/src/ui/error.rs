@@ -183,6 +183,18 @@ impl From<MessengerError> for ApiError {
             e @ (MessengerError::NotAMember(_)
             | MessengerError::CannotAdd { .. }
             | MessengerError::ConversationRefused { .. }) => Self::not_allowed(e.to_string()),
+            MessengerError::Backup(e) => match e {
+                parley_sdk::backup::BackupError::WrongKey(_)
+                | parley_sdk::backup::BackupError::MalformedRecoveryKey => {
+                    Self::new(StatusCode::UNAUTHORIZED, "wrong_recovery_key", e.to_string())
+                }
+                parley_sdk::backup::BackupError::NoBackup => Self::not_found(e.to_string()),
+                parley_sdk::backup::BackupError::WeakPassphrase(_) => Self::invalid_input(e.to_string()),
+                e @ (parley_sdk::backup::BackupError::Exists | parley_sdk::backup::BackupError::NotEnabled) => {
+                    Self::new(StatusCode::CONFLICT, "backup_state", e.to_string())
+                }
+                e => Self::new(StatusCode::BAD_GATEWAY, "backup_refused", e.to_string()),
+            },
             e @ MessengerError::VerifiedContactChanged { .. } => {
                 Self::new(StatusCode::CONFLICT, "verified_contact_changed", e.to_string())
             }

@@ -19,6 +19,8 @@ use crate::messaging_output::{event_text, leaf_refused_warning};
 
 /// How long one receive holds the messenger.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
+/// How often the key backup (when on) uploads what changed.
+const BACKUP_EVERY: Duration = Duration::from_secs(60);
 /// Longest pause after a failed receive.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -224,11 +226,20 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
 /// (the messenger is held only during one), events translated and broadcast.
 pub(crate) async fn receive_loop(ui: web::Data<Ui>) {
     let mut backoff = Duration::from_millis(500);
+    let mut backed_up_at = std::time::Instant::now();
     loop {
         let outcome = {
             let mut state = ui.state.lock().await;
             match state.messenger.as_mut() {
                 None => None,
+                Some(m) if backed_up_at.elapsed() >= BACKUP_EVERY => {
+                    // The key backup, when on: what changed since (never before a send is answered).
+                    backed_up_at = std::time::Instant::now();
+                    if let Err(e) = m.backup_if_enabled().await {
+                        eprintln!("warning: key backup failed (the next one catches up): {e}");
+                    }
+                    Some(Ok((Vec::new(), m.client().clone())))
+                }
                 Some(m) => Some(match m.receive(RECEIVE_WAIT).await {
                     Ok(events) => Ok((translate(m, events, &ui.deliveries).await, m.client().clone())),
                     Err(e) => Err(e),

@@ -17,6 +17,7 @@ import {
 import { GroupSettingsDialog } from "./components/GroupSettings";
 import { ProfileDialog } from "./components/Profile";
 import { SecondFactorDialog } from "./components/SecondFactor";
+import { BackupDialog, RestoreDialog } from "./components/Backup";
 import { SearchBox, SearchResults } from "./components/Search";
 import { SignIn, Unlock } from "./components/SignIn";
 
@@ -153,9 +154,11 @@ function Connected() {
     [state, me, dialog, failure, run, reloadConversations],
   );
 
-  function onSignedIn(s: SessionStatus) {
+  function onSignedIn(s: SessionStatus, mode?: "login" | "register") {
     if (s && typeof s.signed_in === "boolean") dispatch({ type: "session", session: s });
     else void loadSession();
+    // A new device of an existing account: offer to restore its history from a backup.
+    if (mode === "login") setDialog({ kind: "restore" });
   }
 
   const banner = (
@@ -250,6 +253,9 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
               <button type="button" className="btn" onClick={() => openDialog({ kind: "second_factor" })}>
                 Security
               </button>
+              <button type="button" className="btn" onClick={() => openDialog({ kind: "backup" })}>
+                Backup
+              </button>
               <button
                 type="button"
                 className="btn"
@@ -328,6 +334,14 @@ function Main({ query, setQuery }: { query: string; setQuery: (q: string) => voi
       {dialog?.kind === "delete" && <ConfirmDeleteDialog group_id={dialog.group_id} />}
       {dialog?.kind === "devices" && <DevicesDialog />}
       {dialog?.kind === "second_factor" && <SecondFactorDialog onClose={() => openDialog(null)} />}
+      {dialog?.kind === "backup" && <BackupDialog onClose={() => openDialog(null)} />}
+      {dialog?.kind === "restore" && (
+        <RestoreDialog
+          onClose={() => openDialog(null)}
+          progress={state.restore}
+          onRestored={() => void reloadConversations()}
+        />
+      )}
       {dialog?.kind === "profile" && (
         <ProfileDialog
           user_id={dialog.user_id}

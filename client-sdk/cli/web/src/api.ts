@@ -10,6 +10,10 @@ import type {
   RecoveryCodes,
   SecondFactorEnrollmentView,
   SecondFactorState,
+  BackupEnabled,
+  BackupStatusView,
+  RestoreRequest,
+  RestoreResult,
   Contact,
   Conversation,
   CreateConversationRequest,
@@ -37,6 +41,9 @@ import type {
 
 export type {
   Attachment,
+  BackupEnabled,
+  BackupStatusView,
+  RestoreResult,
   Contact,
   ContactDevice,
   Conversation,
@@ -81,6 +88,7 @@ const PLAIN_WORDS: Record<string, string> = {
   unreachable: "Can't reach your homeserver. Check your connection and try again.",
   wrong_password: "Wrong username or password. Check them and try again.",
   not_allowed: "You're not allowed to do that.",
+  wrong_recovery_key: "That recovery key does not open your backup. Nothing was changed; check it and try again.",
   verified_contact_changed:
     "Sending is paused: a verified contact changed devices. Review their safety number.",
   [LOCAL_UNREACHABLE]: "Parley on this computer stopped. Start `parley ui` again.",
@@ -325,6 +333,12 @@ export const api = {
     request<RecoveryCodes>("POST", "/api/2fa/confirm", { code } satisfies ConfirmSecondFactorRequest),
   disableSecondFactor: (password: string, code: string) =>
     request<Empty>("POST", "/api/2fa/disable", { password, code } satisfies DisableSecondFactorRequest),
+  backupStatus: () => request<BackupStatusView>("GET", "/api/backup"),
+  /** Turns the key backup on; the answer's recovery key is shown once. */
+  enableBackup: () => request<BackupEnabled>("POST", "/api/backup", {}),
+  disableBackup: () => request<Empty>("DELETE", "/api/backup"),
+  restore: (recovery_key: string) =>
+    request<RestoreResult>("POST", "/api/restore", { recovery_key } satisfies RestoreRequest),
 };
 
 export type Api = typeof api;

@@ -10,6 +10,8 @@ export type DialogState =
   | { kind: "profile"; user_id: string }
   | { kind: "devices" }
   | { kind: "second_factor" }
+  | { kind: "backup" }
+  | { kind: "restore" }
   | { kind: "delete"; group_id: string };
 
 export interface Failure {

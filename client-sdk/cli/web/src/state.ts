@@ -29,6 +29,8 @@ export interface State {
   sync: SyncState;
   /** Security warnings to show until dismissed (refused devices). */
   warnings: string[];
+  /** Chunks of a key backup restored so far, while a restore runs. */
+  restore: { done: number; total: number } | null;
 }
 
 export const initialState: State = {
@@ -43,6 +45,7 @@ export const initialState: State = {
   homeserver: { state: "online" },
   sync: { state: "idle" },
   warnings: [],
+  restore: null,
 };
 
 export type Action =
@@ -174,6 +177,8 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
       return { ...s, presence: { ...s.presence, [e.user_id]: e.presence } };
     case "sync":
       return { ...s, sync: { state: e.state, pending: e.pending } };
+    case "restore":
+      return { ...s, restore: { done: e.done, total: e.total } };
     case "connection":
       return { ...s, homeserver: { state: e.state, message: e.message } };
     case "leaf_refused":

@@ -181,6 +181,9 @@ pub enum MessengerError {
     /// was written where the file was to go.
     #[error("the downloaded file was refused: {0}")]
     FileRefused(String),
+    /// The key backup or a restore failed (wrong key, altered chunk, ...).
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// The text is longer than a message may carry.
     #[error("the message is {len} bytes; at most {max} fit in one message")]
     TextTooLong {

@@ -46,6 +46,7 @@ mod files;
 mod groups;
 mod history;
 mod join;
+mod key_backup;
 mod key_packages;
 mod message_actions;
 mod provider;
@@ -202,6 +203,8 @@ impl Messenger {
             server_keys: Default::default(),
             group_keys: Default::default(),
             announced_leaves: Default::default(),
+            key_backup: None,
+            restore: None,
         };
         let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
         messenger.save(lock)?;

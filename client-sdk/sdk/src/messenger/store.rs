@@ -22,6 +22,7 @@ use super::commits::PendingCommit;
 use super::directory::PinnedKey;
 use super::error::MessengerError;
 use super::history::Conversation;
+use super::key_backup::{LocalBackup, RestoreState};
 use super::safety::Contact;
 use crate::sealed::{SealError, SealKey, write_private};
 
@@ -58,6 +59,12 @@ pub(crate) struct AppState {
     /// an admin may commit their removal (see `roles.rs`).
     #[serde(default)]
     pub(crate) announced_leaves: BTreeMap<GroupId, BTreeSet<UserId>>,
+    /// The key backup this device writes (see `key_backup.rs`), when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key_backup: Option<LocalBackup>,
+    /// How far an interrupted restore got (see `key_backup.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) restore: Option<RestoreState>,
 }
 
 /// The JSON sealed in the store file.
@@ -262,6 +269,8 @@ mod tests {
             server_keys: BTreeMap::new(),
             group_keys: BTreeMap::new(),
             announced_leaves: BTreeMap::new(),
+            key_backup: None,
+            restore: None,
         }
     }
 

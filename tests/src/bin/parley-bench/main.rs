@@ -11,6 +11,7 @@ mod connections;
 mod cpu;
 mod federated;
 mod files;
+mod key_backup;
 mod load;
 mod messages;
 mod scale;
@@ -81,6 +82,10 @@ enum Command {
     /// user of the other, encrypted; print upload and download MB/s next to a plain `cp`
     /// of the same file, and the homeservers' peak RSS. Ignores --server and --ca-file.
     Files(files::FilesArgs),
+    /// Start a release homeserver; fill a device's history with --messages messages, back
+    /// it up (the key backup), back up one more message, restore it on a new device; print
+    /// times and bytes per message on the server. Ignores --server and --ca-file.
+    KeyBackup(key_backup::KeyBackupArgs),
 }
 
 #[tokio::main]
@@ -97,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Commits(args) => commits::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Files(args) => files::run(args).await,
+        Command::KeyBackup(args) => key_backup::run(args).await,
     }
 }
 

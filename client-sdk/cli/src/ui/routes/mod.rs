@@ -6,6 +6,7 @@
 mod contacts;
 mod conversations;
 mod second_factor;
+mod key_backup;
 mod session;
 
 use actix_web::http;
@@ -63,6 +64,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     route(cfg, ENROLL_SECOND_FACTOR, second_factor::enroll);
     route(cfg, CONFIRM_SECOND_FACTOR, second_factor::confirm);
     route(cfg, DISABLE_SECOND_FACTOR, second_factor::disable);
+    route(cfg, BACKUP_STATUS, key_backup::status);
+    route(cfg, ENABLE_BACKUP, key_backup::enable);
+    route(cfg, DISABLE_BACKUP, key_backup::disable);
+    route(cfg, RESTORE, key_backup::restore);
     route(cfg, EVENTS, super::events::stream);
 }
 

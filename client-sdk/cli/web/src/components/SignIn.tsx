@@ -6,7 +6,7 @@ import type { SyncState } from "../state";
 import { ErrorNote, Spinner } from "./Dialog";
 
 interface Props {
-  onSignedIn: (s: SessionStatus) => void;
+  onSignedIn: (s: SessionStatus, mode?: "login" | "register") => void;
   sync?: SyncState;
   client?: Pick<Api, "login" | "register">;
   defaultServer?: string;
@@ -71,7 +71,7 @@ export function SignIn({ onSignedIn, sync, client = api, defaultServer = "" }: P
     setBusy(mode);
     try {
       const s = mode === "register" ? await client.register(req) : await client.login(req);
-      onSignedIn(s);
+      onSignedIn(s, mode);
     } catch (e) {
       if (e instanceof ApiError && e.code === "second_factor_required") {
         setNeedsCode(true);

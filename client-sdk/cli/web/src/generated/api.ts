@@ -419,6 +419,43 @@ export type Device = { device_id: string, display_name: string, this_device: boo
 export type SearchHit = { group_id: string, message: Message, };
 
 /**
+ * The key backup (`GET /api/backup`): whether this device backs up, and what the
+ * account's backup takes on its server.
+ */
+export type BackupStatusView = { enabled: boolean, 
+/**
+ * `recovery_key` or `passphrase`, when enabled.
+ */
+key_kind?: string, last_backup_at?: string, chunks: number, used_bytes: number, quota_bytes: number, pending_changes: boolean, };
+
+/**
+ * `POST /api/backup`: the backup is on; its recovery key, shown this once.
+ */
+export type BackupEnabled = { recovery_key: string, status: BackupStatusView, };
+
+/**
+ * `POST /api/restore`.
+ */
+export type RestoreRequest = { 
+/**
+ * The recovery key (or the backup's passphrase).
+ */
+recovery_key: string, };
+
+/**
+ * What `POST /api/restore` did.
+ */
+export type RestoreResult = { conversations: number, messages_added: number, 
+/**
+ * Chunks an earlier, interrupted restore had done already.
+ */
+resumed: number, 
+/**
+ * Conversations this device joined afterwards.
+ */
+joined: number, };
+
+/**
  * Whether a window of a user's client is open.
  */
 export type Presence = "online" | "away";
@@ -472,3 +509,4 @@ qr_svg: string, };
  * `POST /api/2fa/confirm`: single-use codes, shown once.
  */
 export type RecoveryCodes = { recovery_codes: Array<string>, };
+pending?: number, } | { "event": "restore", done: number, total: number, } | { "event": "connection", state: ConnectionState, message?: string, };

@@ -72,7 +72,7 @@ describe("SignIn", () => {
       passphrase: "a long passphrase",
       ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
     });
-    expect(onSignedIn).toHaveBeenCalledWith({ signed_in: true, user_id: "ann@a.test" });
+    expect(onSignedIn).toHaveBeenCalledWith({ signed_in: true, user_id: "ann@a.test" }, "login");
   });
 
   it("shows a wrong password in plain words and keeps the input for Retry", async () => {
