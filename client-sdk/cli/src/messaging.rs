@@ -211,7 +211,9 @@ pub(crate) async fn send_file(
             line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
         }
         line
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 pub(crate) async fn download(ctx: &Ctx, group: &str, seq: i64, out: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -379,7 +381,9 @@ pub(crate) async fn reply(ctx: &Ctx, group: &str, seq: i64, text: &str, expires:
             line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
         }
         line
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 pub(crate) async fn react(ctx: &Ctx, group: &str, seq: i64, emoji: &str, remove: bool) -> anyhow::Result<()> {
@@ -402,7 +406,9 @@ pub(crate) async fn react(ctx: &Ctx, group: &str, seq: i64, emoji: &str, remove:
         } else {
             format!("Took your {emoji} back from #{seq} in {group_id}.")
         }
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 pub(crate) async fn edit(ctx: &Ctx, group: &str, seq: i64, text: &str) -> anyhow::Result<()> {
@@ -413,7 +419,9 @@ pub(crate) async fn edit(ctx: &Ctx, group: &str, seq: i64, text: &str) -> anyhow
     let sent = messenger.edit_message(&group_id, seq, &text).await?;
     ctx.out.print(&sent, || {
         format!("Edited #{seq} in {group_id} for everyone (sent as #{}).", sent.seq)
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 /// A message text argument: itself, or stdin for `-`.
@@ -433,18 +441,23 @@ pub(crate) async fn delete(ctx: &Ctx, group: &str, seq: i64, for_everyone: bool)
         sync_quietly(&mut messenger).await?;
         let group_id = resolve_group(&mut messenger, group).await?;
         let sent = messenger.delete_for_everyone(&group_id, seq).await?;
-        return ctx.out.print(&sent, || {
+        ctx.out.print(&sent, || {
             format!(
-                "Deleted message #{seq} of {group_id} for everyone: removed here, and every member's devices remove                  it when they receive the request (#{}).",
+                "Deleted message #{seq} of {group_id} for everyone: removed here, and every member's devices \
+                 remove it when they receive the request (#{}).",
                 sent.seq
             )
-        });
+        })?;
+        crate::key_backup::after_change(&mut messenger).await;
+        return Ok(());
     }
     let group_id = resolve_group(&mut messenger, group).await?;
     messenger.delete_message(&group_id, seq).await?;
     ctx.out.ok(|| {
         format!("Deleted message #{seq} from this device's history of {group_id}. Other devices keep their copies.")
-    })
+    })?;
+    crate::key_backup::after_change(&mut messenger).await;
+    Ok(())
 }
 
 /// The profile's messenger; creates its store (asking for a new passphrase) at first use.

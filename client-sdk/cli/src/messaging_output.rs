@@ -402,19 +402,13 @@ mod tests {
         let group = GroupId::parse("g1@a.example").expect("group");
         let message = Event::Message {
             group_id: group.clone(),
-            message: HistoryMessage {
-                seq: 3,
-                sender: UserId::parse("ann@a.example").expect("user"),
-                sender_device: DeviceId::parse("D1").expect("device"),
-                sent_at: datetime!(2026-01-02 03:04:05 UTC),
-                text: "hi \x1b[2J".into(),
-                expires_at: None,
-                delivered_to: Default::default(),
-                reply_to: None,
-                reactions: Default::default(),
-                edited_at: None,
-                attachment: None,
-            },
+            message: HistoryMessage::new(
+                3,
+                UserId::parse("ann@a.example").expect("user"),
+                DeviceId::parse("D1").expect("device"),
+                datetime!(2026-01-02 03:04:05 UTC),
+                "hi \x1b[2J".into(),
+            ),
         };
         assert_eq!(
             event_text(&message),

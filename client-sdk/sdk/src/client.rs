@@ -637,9 +637,7 @@ impl Client {
             .timeout(timeout)
             .header(AUTHORIZATION, auth);
         if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(body);
+            request = request.header(CONTENT_TYPE, "application/octet-stream").body(body);
         }
         let mut response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();

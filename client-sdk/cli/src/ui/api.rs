@@ -329,6 +329,10 @@ pub struct Message {
     #[serde(with = "time::serde::rfc3339::option")]
     #[ts(as = "Option<String>")]
     pub edited_at: Option<OffsetDateTime>,
+    /// An encrypted file sent with the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub attachment: Option<Attachment>,
 }
 
 /// One emoji on a message and who reacted with it.
@@ -340,10 +344,6 @@ pub struct Reaction {
     pub mine: bool,
     #[ts(as = "Vec<String>")]
     pub users: Vec<UserId>,
-    /// An encrypted file sent with the message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[ts(optional)]
-    pub attachment: Option<Attachment>,
 }
 
 /// A message's file, as the web app shows it (its key stays in the local process).

@@ -7,8 +7,8 @@ use parley_specs::groups_api::ServerDelivery;
 use parley_specs::{GroupId, UserId};
 
 use super::api::{
-    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, GroupSettingsView, Member, Message, Reaction,
-    ServerReceived, VerificationState,
+    Contact, ContactDevice, Conversation, Delivery, DeliveryState, Encryption, GroupSettingsView, Member, Message,
+    Reaction, ServerReceived, VerificationState,
 };
 use super::delivery::Deliveries;
 

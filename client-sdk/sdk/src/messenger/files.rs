@@ -135,14 +135,15 @@ impl Messenger {
             let envelope = Envelope::File(attachment.clone());
             let accepted = self.send_envelope(&lock, group_id, &envelope, expires_at).await?;
             let message = HistoryMessage {
-                seq: accepted.seq,
-                sender: self.state.user_id.clone(),
-                sender_device: self.state.device_id.clone(),
-                sent_at,
-                text: text.unwrap_or_default().to_owned(),
                 expires_at,
-                delivered_to: Default::default(),
                 attachment: Some(Box::new(attachment)),
+                ..HistoryMessage::new(
+                    accepted.seq,
+                    self.state.user_id.clone(),
+                    self.state.device_id.clone(),
+                    sent_at,
+                    text.unwrap_or_default().to_owned(),
+                )
             };
             if let Some(conversation) = self.state.conversations.get_mut(group_id) {
                 conversation.record(message);

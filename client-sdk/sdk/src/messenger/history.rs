@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-/// One text message of a conversation.
+/// One message of a conversation: its text, and a file when one was sent with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryMessage {
     /// The hub's sequence number: the conversation's order.
@@ -58,6 +58,24 @@ pub struct HistoryMessage {
 pub const MAX_REACTIONS_PER_USER: usize = 20;
 
 impl HistoryMessage {
+    /// A message with only its text: no expiry, deliveries, reply, reactions, edit or file
+    /// (set those fields as needed).
+    pub fn new(seq: i64, sender: UserId, sender_device: DeviceId, sent_at: OffsetDateTime, text: String) -> Self {
+        Self {
+            seq,
+            sender,
+            sender_device,
+            sent_at,
+            text,
+            expires_at: None,
+            delivered_to: BTreeSet::new(),
+            reply_to: None,
+            reactions: BTreeMap::new(),
+            edited_at: None,
+            attachment: None,
+        }
+    }
+
     /// Whether the message has expired at `now`.
     pub fn expired(&self, now: OffsetDateTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
@@ -361,17 +379,14 @@ mod tests {
 
     fn message(seq: i64, text: &str, expires_at: Option<OffsetDateTime>) -> HistoryMessage {
         HistoryMessage {
-            seq,
-            sender: UserId::parse("ann@a.example").expect("user"),
-            sender_device: DeviceId::parse("DEV1").expect("device"),
-            sent_at: datetime!(2026-01-02 03:04:05 UTC),
-            text: text.to_owned(),
             expires_at,
-            delivered_to: BTreeSet::new(),
-            reply_to: None,
-            reactions: BTreeMap::new(),
-            edited_at: None,
-            attachment: None,
+            ..HistoryMessage::new(
+                seq,
+                UserId::parse("ann@a.example").expect("user"),
+                DeviceId::parse("DEV1").expect("device"),
+                datetime!(2026-01-02 03:04:05 UTC),
+                text.to_owned(),
+            )
         }
     }
 

@@ -135,7 +135,10 @@ impl Messenger {
             return Err(MessengerError::VerifiedContactChanged { users: blocked });
         }
         // The action lives as long as its target: the servers drop it with the target.
-        let expires_at = self.live_target(group_id, target)?.expires_at;
+        let (expires_at, attachment) = {
+            let message = self.live_target(group_id, target)?;
+            (message.expires_at, message.attachment.clone())
+        };
         let accepted = self
             .send_envelope(lock, group_id, &action.envelope(target), expires_at)
             .await?;
@@ -161,6 +164,14 @@ impl Messenger {
             },
         };
         self.save(lock)?;
+        if let (Action::Delete, Some(file)) = (&action, attachment) {
+            // A file goes with its message: its origin, this user's server, deletes the
+            // ciphertext, and no other server keeps a copy. The message is deleted already;
+            // if this fails, the origin's sweeper deletes the blob at `[files] max_age_secs`.
+            if file.server == me.server_name() {
+                let _ = self.client.delete_upload(&file.blob_id).await;
+            }
+        }
         Ok(SentAction {
             group_id: group_id.clone(),
             seq: accepted.seq,

@@ -344,18 +344,10 @@ impl Messenger {
                 reply_to,
             } => {
                 let message = HistoryMessage {
-                    seq: entry.seq,
-                    sender: sender.user_id,
-                    sender_device: sender.device_id,
-                    sent_at: entry.sent_at,
-                    text: body,
                     // The earlier of the signed expiry and the server's.
                     expires_at: [expires_at, entry.expires_at].into_iter().flatten().min(),
-                    delivered_to: Default::default(),
                     reply_to,
-                    reactions: Default::default(),
-                    edited_at: None,
-                    attachment: None,
+                    ..HistoryMessage::new(entry.seq, sender.user_id, sender.device_id, entry.sent_at, body)
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());
@@ -369,18 +361,11 @@ impl Messenger {
                 });
             }
             Envelope::File(file) => {
+                let text = file.text.clone().unwrap_or_default();
                 let message = HistoryMessage {
-                    seq: entry.seq,
-                    sender: sender.user_id,
-                    sender_device: sender.device_id,
-                    sent_at: entry.sent_at,
-                    text: file.text.clone().unwrap_or_default(),
                     expires_at: [file.expires_at, entry.expires_at].into_iter().flatten().min(),
-                    delivered_to: Default::default(),
                     attachment: Some(Box::new(file)),
-                    reply_to: None,
-                    reactions: Default::default(),
-                    edited_at: None,
+                    ..HistoryMessage::new(entry.seq, sender.user_id, sender.device_id, entry.sent_at, text)
                 };
                 if message.expired(OffsetDateTime::now_utc()) {
                     return Ok(());

@@ -144,17 +144,15 @@ impl Messenger {
         };
         let accepted = self.send_envelope(lock, group_id, &envelope, expires_at).await?;
         let message = HistoryMessage {
-            seq: accepted.seq,
-            sender: self.state.user_id.clone(),
-            sender_device: self.state.device_id.clone(),
-            sent_at,
-            text: text.to_owned(),
             expires_at,
-            delivered_to: Default::default(),
             reply_to,
-            reactions: Default::default(),
-            edited_at: None,
-            attachment: None,
+            ..HistoryMessage::new(
+                accepted.seq,
+                self.state.user_id.clone(),
+                self.state.device_id.clone(),
+                sent_at,
+                text.to_owned(),
+            )
         };
         if let Some(conversation) = self.state.conversations.get_mut(group_id) {
             conversation.record(message);

@@ -53,6 +53,7 @@ async fn session(server: &BenchServer, register: bool, dir: &std::path::Path) ->
                 password: PASSWORD.into(),
                 device_name: None,
                 signature_key: None,
+                second_factor: None,
             })
             .await?
     };
@@ -78,14 +79,14 @@ pub async fn run(args: KeyBackupArgs) -> anyhow::Result<()> {
         .take(args.text_chars)
         .collect();
     let messages: Vec<HistoryMessage> = (1..=args.messages as i64)
-        .map(|seq| HistoryMessage {
-            seq,
-            sender: if seq % 2 == 0 { me.clone() } else { other.clone() },
-            sender_device: device.clone(),
-            sent_at: start + time::Duration::seconds(seq * 60),
-            text: format!("{seq} {filler}"),
-            expires_at: None,
-            delivered_to: Default::default(),
+        .map(|seq| {
+            HistoryMessage::new(
+                seq,
+                if seq % 2 == 0 { me.clone() } else { other.clone() },
+                device.clone(),
+                start + time::Duration::seconds(seq * 60),
+                format!("{seq} {filler}"),
+            )
         })
         .collect();
     eprintln!("filling the history with {} messages ...", args.messages);
@@ -119,15 +120,13 @@ pub async fn run(args: KeyBackupArgs) -> anyhow::Result<()> {
     first
         .import_history_for_benchmarks(
             &group,
-            vec![HistoryMessage {
-                seq: args.messages as i64 + 1,
-                sender: me.clone(),
-                sender_device: device.clone(),
-                sent_at: OffsetDateTime::now_utc(),
-                text: "one more".into(),
-                expires_at: None,
-                delivered_to: Default::default(),
-            }],
+            vec![HistoryMessage::new(
+                args.messages as i64 + 1,
+                me.clone(),
+                device.clone(),
+                OffsetDateTime::now_utc(),
+                "one more".into(),
+            )],
         )
         .await?;
     let started = Instant::now();

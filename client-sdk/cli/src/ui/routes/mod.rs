@@ -5,8 +5,8 @@
 
 mod contacts;
 mod conversations;
-mod second_factor;
 mod key_backup;
+mod second_factor;
 mod session;
 
 use actix_web::http;

@@ -296,7 +296,11 @@ reactions: Array<Reaction>,
 /**
  * When its sender last edited it (`null`: never).
  */
-edited_at: string | null, };
+edited_at: string | null, 
+/**
+ * An encrypted file sent with the message.
+ */
+attachment?: Attachment, };
 
 /**
  * One emoji on a message and who reacted with it.
@@ -306,9 +310,6 @@ export type Reaction = { emoji: string, count: number,
  * This user is among them.
  */
 mine: boolean, users: Array<string>, };
- * An encrypted file sent with the message.
- */
-attachment?: Attachment, };
 
 /**
  * How a conversation is encrypted.
@@ -481,7 +482,7 @@ source: string, by?: DeviceRef, leaves: Array<RefusedLeafView>, message: string,
 /**
  * Left to process, when known (not sent yet).
  */
-pending?: number, } | { "event": "connection", state: ConnectionState, message?: string, };
+pending?: number, } | { "event": "restore", done: number, total: number, } | { "event": "connection", state: ConnectionState, message?: string, };
 
 /**
  * `GET /api/2fa`: the account's second factor.
@@ -509,4 +510,3 @@ qr_svg: string, };
  * `POST /api/2fa/confirm`: single-use codes, shown once.
  */
 export type RecoveryCodes = { recovery_codes: Array<string>, };
-pending?: number, } | { "event": "restore", done: number, total: number, } | { "event": "connection", state: ConnectionState, message?: string, };
