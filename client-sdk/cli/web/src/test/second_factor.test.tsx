@@ -44,7 +44,7 @@ describe("sign-in with a second factor", () => {
       passphrase: "a long passphrase",
       second_factor: "123456",
     });
-    expect(onSignedIn).toHaveBeenCalledWith({ signed_in: true, user_id: "ann@a.test" });
+    expect(onSignedIn).toHaveBeenCalledWith({ signed_in: true, user_id: "ann@a.test" }, "login");
   });
 });
 
