@@ -351,7 +351,16 @@ pub enum GroupCommand {
         /// The new topic (at most 500 characters; "" clears it).
         topic: String,
     },
-    /// Show a group's name, topic and admins.
+    /// Set a group's disappearing timer for every member (admins only; encrypted):
+    /// later messages disappear after DURATION unless sent with --expires.
+    Timer {
+        /// The group (its id, or the start of it).
+        group: String,
+        /// e.g. 30s, 10m, 2h, 7d, 1h30m (at most 366d), or `off`.
+        #[arg(value_name = "DURATION|off")]
+        duration: String,
+    },
+    /// Show a group's name, topic, disappearing timer and admins.
     Admins {
         /// The group (its id, or the start of it).
         group: String,

@@ -101,6 +101,19 @@ pub(crate) async fn group(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()
                 format!("Set the topic of {group_id} to \"{}\".", settings.topic)
             })
         }
+        GroupCommand::Timer { group, duration } => {
+            let timer = match duration.as_str() {
+                "off" => None,
+                raw => Some(parse_duration(raw)?),
+            };
+            sync_quietly(&mut messenger).await?;
+            let group_id = resolve_group(&mut messenger, &group).await?;
+            let settings = messenger.set_group_timer(&group_id, timer).await?;
+            ctx.out.print(&settings, || match settings.timer_secs {
+                Some(secs) => format!("Messages in {group_id} now disappear after {secs} s."),
+                None => format!("Messages in {group_id} no longer disappear."),
+            })
+        }
         GroupCommand::Admins { group } => {
             sync_quietly(&mut messenger).await?;
             let group_id = resolve_group(&mut messenger, &group).await?;

@@ -270,6 +270,9 @@ pub(crate) fn settings_text(settings: &GroupSettings) -> String {
         or_none(&settings.name),
         or_none(&settings.topic)
     );
+    if let Some(secs) = settings.timer_secs {
+        text.push_str(&format!("Timer:  messages disappear after {secs} s\n"));
+    }
     if !settings.name_known {
         text.push_str("(this device does not have the group's name key yet)\n");
     }

@@ -30,6 +30,9 @@ const NOT_METRICS: &[&str] = &[
     "parley_federation",
     "parley_specs",
     "parley_inbox",
+    // MLS extensions of the group policy (protocol.md, "Roles, names and topics").
+    "parley_group_policy",
+    "parley_group_key",
 ];
 
 /// Labels Prometheus adds to every scraped series.

@@ -149,7 +149,7 @@ async fn authentication_failures_get_401() {
         .iter()
         .filter(|e| e.auth == parley_specs::endpoints::Auth::AccessToken)
     {
-        let path = endpoint.path_with(&["ABC"]);
+        let path = endpoint.path_with(&["ABC", "ABC"]);
         let (status, body, _) = raw(&server, endpoint.method, &path, None, Some(b"{}".to_vec())).await;
         assert_eq!(
             body.map(|b| b.error),

@@ -562,10 +562,69 @@ impl CliUser {
     }
 
     /// `parley login NAME` on this home (a new device). The one place a test signs in
-    /// with the CLI: a second factor goes here.
+    /// with the CLI: with a second factor on (see [`CliUser::enable_second_factor`]), the
+    /// current code goes with `--totp-code`.
     pub async fn login(&self) {
         let password = self.secrets.join("password");
-        self.ok(&self.sign_in_args("login", password.to_str().unwrap())).await;
+        let mut args = self.sign_in_args("login", password.to_str().unwrap());
+        let code = std::fs::read_to_string(self.secrets.join("totp-secret"))
+            .ok()
+            .map(|secret| {
+                // A step later than any code used before, with time left to use it.
+                parley_tests::totp::code_now(secret.trim(), 0)
+            });
+        if let Some(code) = &code {
+            args.extend(["--totp-code", code.as_str()]);
+        }
+        self.ok(&args).await;
+    }
+
+    /// `parley 2fa enable` as a person does it: reads the secret the CLI shows, types
+    /// the code of the previous step (so a login in this step is no replay). Returns the
+    /// secret, also kept beside the password for [`CliUser::login`].
+    pub async fn enable_second_factor(&self) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        parley_tests::totp::with_time_left_in_step(20).await;
+        let mut child = tokio::process::Command::new(parley_tests::process::parley_binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--passphrase-file")
+            .arg(self.secrets.join("passphrase"))
+            .args(["2fa", "enable"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run parley 2fa enable");
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let secret = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = stdout.next_line().await.expect("read") {
+                if let Some(secret) = line.trim().strip_prefix("or enter this secret by hand: ") {
+                    return secret.to_owned();
+                }
+            }
+            panic!("parley 2fa enable showed no secret");
+        })
+        .await
+        .expect("parley 2fa enable shows its secret");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let code = parley_tests::totp::code_now(&secret, -1);
+        stdin
+            .write_all(format!("{code}\n").as_bytes())
+            .await
+            .expect("type the code");
+        drop(stdin);
+        while stdout.next_line().await.expect("read").is_some() {}
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("parley 2fa enable ends")
+            .expect("wait");
+        assert!(status.success(), "parley 2fa enable failed");
+        std::fs::write(self.secrets.join("totp-secret"), &secret).unwrap();
+        secret
     }
 
     /// Losing the device: its whole CLI home (profile, session, message store) is gone.

@@ -83,10 +83,11 @@ fn recovery_key() -> (BackupSecret, String) {
 }
 
 /// The story of issue 14 through the real CLI: alice (a.test) and bob (b.test) talk;
-/// alice enables backup; her only device is lost (its profile deleted); she logs in on a
-/// new device with her password and recovery key, sees every earlier message, deletes
-/// the lost device, and keeps talking; bob sees her device change. Afterwards neither
-/// server's database dump, files nor logs hold a message text or the recovery key.
+/// alice turns on a second factor and the backup; her only device is lost (its profile
+/// deleted); she logs in on a new device with her password, a TOTP code and her recovery
+/// key, sees every earlier message, deletes the lost device, and keeps talking; bob sees
+/// her device change. Afterwards neither server's database dump, files nor logs hold a
+/// message text, the recovery key or the TOTP secret.
 #[tokio::test]
 async fn a_lost_phone_comes_back_with_its_history_through_the_cli() {
     let (a_dir, b_dir, cli_dir) = (
@@ -121,7 +122,9 @@ async fn a_lost_phone_comes_back_with_its_history_through_the_cli() {
     }
     bob.ok(&["send", &group, bob_text]).await;
 
-    // Alice turns the backup on: a recovery key, shown once.
+    // Alice protects her account with a second factor...
+    let totp_secret = alice.enable_second_factor().await;
+    // ... and turns the backup on: a recovery key, shown once.
     let enabled = alice.json(&["backup", "enable"]).await;
     let key = enabled["recovery_key"].as_str().expect("recovery key").to_owned();
     assert_eq!(key.len(), 59, "48 characters in groups of four: {key}");
@@ -141,7 +144,27 @@ async fn a_lost_phone_comes_back_with_its_history_through_the_cli() {
     alice.lose_device();
     assert!(!alice.home.exists());
 
-    // A new device: password, then the recovery key.
+    // A new device: password and a code (the login refuses to go without one), then the
+    // recovery key.
+    let password = alice.secret_file("password-again", crate::helpers::PASSWORD);
+    let without_code = alice
+        .run(&[
+            "--server",
+            &a.url,
+            "--ca-file",
+            parley_tests::server::ca_file().to_str().unwrap(),
+            "login",
+            "alice",
+            "--password-file",
+            password.to_str().unwrap(),
+        ])
+        .await;
+    assert!(
+        !without_code.ok && without_code.stderr.contains("second factor"),
+        "no login without the code: {without_code:?}"
+    );
+    // Whatever that attempt left on the new device goes.
+    let _ = std::fs::remove_dir_all(&alice.home);
     alice.login().await;
     let new_device = alice.json(&["whoami"]).await["device_id"].as_str().unwrap().to_owned();
     let key_file = alice.secret_file("recovery-key", &key);
@@ -206,7 +229,14 @@ async fn a_lost_phone_comes_back_with_its_history_through_the_cli() {
     // Nothing readable on either server: database dumps, files, logs.
     let compact_key = key.replace('-', "");
     let mut needles: Vec<&str> = before.to_vec();
-    needles.extend([bob_text, after, reply, key.as_str(), compact_key.as_str()]);
+    needles.extend([
+        bob_text,
+        after,
+        reply,
+        key.as_str(),
+        compact_key.as_str(),
+        totp_secret.as_str(),
+    ]);
     for (server, dir) in [(&a, a_dir.path()), (&b, b_dir.path())] {
         let dump = pg_dump(&server.config.database.url).await;
         assert!(dump.contains("key_backup_chunks"), "the dump has the backup table");

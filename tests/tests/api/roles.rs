@@ -199,12 +199,31 @@ async fn roles_are_enforced_by_the_hub_and_by_every_client_and_names_stay_encryp
         let settings = cli.json(&["group", "admins", &g]).await;
         assert_eq!(settings["name"], "Project Lighthouse");
     }
-    // A member may not rename.
-    let (ok, said) = carol.run(&["group", "rename", &g, "Carol's"]).await;
-    assert!(
-        !ok && (said.contains("not_group_admin") || said.contains("not an admin")),
-        "{said}"
-    );
+    // A member may not rename, nor set the group's timer.
+    for refused in [
+        ["group", "rename", g.as_str(), "Carol's"],
+        ["group", "timer", g.as_str(), "1h"],
+    ] {
+        let (ok, said) = carol.run(&refused).await;
+        assert!(
+            !ok && (said.contains("not_group_admin") || said.contains("not an admin")),
+            "{refused:?}: {said}"
+        );
+    }
+    // The group's disappearing timer, set by an admin, applies to every member's messages.
+    alice.ok(&["group", "timer", &g, "2h"]).await;
+    let view = carol
+        .until(&g, "the timer arrives", |v| v["settings"]["timer_secs"] == 7200)
+        .await;
+    assert_eq!(view["settings"]["name"], "Project Lighthouse", "{view:#}");
+    let sent = carol.json(&["send", &g, "This one disappears"]).await;
+    assert!(sent["expires_at"].is_string(), "the group's timer applies: {sent:#}");
+    alice.ok(&["group", "timer", &g, "off"]).await;
+    carol
+        .until(&g, "the timer is off", |v| v["settings"]["timer_secs"].is_null())
+        .await;
+    let sent = carol.json(&["send", &g, "This one stays"]).await;
+    assert!(sent["expires_at"].is_null(), "no timer: {sent:#}");
     for server in &servers {
         for (table, column) in [
             ("groups", "public_state"),

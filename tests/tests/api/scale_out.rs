@@ -97,6 +97,21 @@ async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_t
     let dan = ProcessDevice::register(&cluster.a[2], dir, "dan").await;
     let eve = ProcessDevice::register(&cluster.a[0], dir, "eve").await;
     let (to_dan, to_eve) = ([dan.user()], [eve.user()]);
+    // Adding others takes the admin role (issue 16).
+    for admin in [ben.user(), cat.user()] {
+        ann.messenger.promote(&group, &admin).await.expect("promote");
+    }
+    for d in [&mut ben, &mut cat] {
+        let deadline = tokio::time::Instant::now() + crate::helpers::DELIVERY;
+        while !d.messenger.group_settings(&group).await.expect("settings").is_admin {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never saw the promotion",
+                d.name()
+            );
+            d.messenger.receive(Duration::from_millis(500)).await.expect("receive");
+        }
+    }
     let (by_ben, by_cat) = tokio::join!(
         ben.messenger.add_members(&group, &to_dan),
         cat.messenger.add_members(&group, &to_eve)

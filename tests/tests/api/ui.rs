@@ -640,7 +640,7 @@ async fn the_web_app_turns_on_two_step_sign_in_and_signs_in_with_a_code() {
         .to_str()
         .expect("csp")
         .to_owned();
-    assert!(csp.contains("img-src 'self' data:"), "{csp}");
+    assert!(csp.contains("img-src 'self' blob: data:;"), "{csp}");
 
     // Another profile signs in: the code is asked for, then accepted.
     let laptop = Ui::start(home.path(), "cat-laptop").await;

@@ -418,6 +418,8 @@ pub struct GroupSettingsView {
     pub topic: String,
     /// Whether this device can read the name and topic.
     pub name_known: bool,
+    /// The group's disappearing timer in seconds, for every member (`null`: off).
+    pub timer_secs: Option<u64>,
     /// The admins' user ids; empty for a group made without roles.
     pub admins: Vec<String>,
     /// Whether this user is an admin (may rename, set the topic, add, remove, promote).
@@ -433,6 +435,10 @@ pub struct UpdateSettingsRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub topic: Option<String>,
+    /// The group's disappearing timer in seconds; 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub timer_secs: Option<u64>,
 }
 
 /// `POST /api/conversations/{group_id}/admins`: promote (`admin: true`) or demote a member.

@@ -167,6 +167,7 @@ pub(crate) async fn conversations(
                         name: s.name,
                         topic: s.topic,
                         name_known: s.name_known,
+                        timer_secs: s.timer_secs,
                         admins: s.admins.iter().map(ToString::to_string).collect(),
                         is_admin: s.is_admin,
                     })

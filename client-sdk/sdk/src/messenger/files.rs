@@ -101,13 +101,7 @@ impl Messenger {
                 self.save(&lock)?;
                 return Err(MessengerError::VerifiedContactChanged { users: blocked });
             }
-            let timer = self
-                .state
-                .conversations
-                .get(group_id)
-                .and_then(|c| c.timer_secs)
-                .map(Duration::from_secs);
-            Ok(expires_in.or(timer))
+            Ok(expires_in.or_else(|| self.conversation_timer(group_id)))
         }
         .await;
         let expires_in = self.end(lock, checked)?;

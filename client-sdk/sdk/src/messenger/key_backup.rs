@@ -95,6 +95,10 @@ struct ConversationSettings {
     joined_at: OffsetDateTime,
     timer_secs: Option<u64>,
     read_up_to: i64,
+    /// The group's metadata key (its name, topic and timer are sealed under it), which a
+    /// device joining by itself gets from no Welcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_key: Option<Base64Bytes>,
 }
 
 /// A history chunk: the messages of one conversation in one range of sequence numbers.
@@ -131,6 +135,7 @@ fn chunk_plaintexts(state: &AppState, key: &BackupKey) -> Result<BTreeMap<String
                         joined_at: c.joined_at,
                         timer_secs: c.timer_secs,
                         read_up_to: c.read_up_to,
+                        group_key: state.group_keys.get(id).cloned(),
                     },
                 )
             })
@@ -534,6 +539,9 @@ impl Messenger {
             let chunk: StateChunk =
                 serde_json::from_slice(plain).map_err(|e| altered(id, format!("not a state chunk: {e}")))?;
             for (group_id, settings) in chunk.conversations {
+                if let Some(key) = settings.group_key {
+                    self.state.group_keys.entry(group_id.clone()).or_insert(key);
+                }
                 let conversation = self
                     .state
                     .conversations

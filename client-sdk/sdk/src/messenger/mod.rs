@@ -73,7 +73,7 @@ pub use history::{ExportFormat, HistoryMessage, MAX_REACTIONS_PER_USER, history_
 pub use key_packages::{KEY_PACKAGES_LOW_WATER, KEY_PACKAGES_TARGET};
 pub use message_actions::SentAction;
 pub use revocation::DeviceDeletion;
-pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TOPIC_CHARS};
+pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TIMER_SECS, MAX_TOPIC_CHARS};
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
 

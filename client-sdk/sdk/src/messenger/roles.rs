@@ -15,6 +15,7 @@ use openmls::prelude::{
     UnknownExtension,
 };
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use openmls::prelude::StagedCommit;
 use parley_specs::groups_api::{GroupMember, InboxEntry};
@@ -85,14 +86,21 @@ pub(crate) fn new_key() -> Vec<u8> {
     key
 }
 
-/// The name and topic of a group, as its members see them.
+/// The name, topic and disappearing timer of a group, as its members see them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMeta {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub topic: String,
+    /// The group's disappearing timer in seconds: members' messages disappear after this
+    /// long unless their device sets a timer of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_secs: Option<u64>,
 }
+
+/// The longest disappearing timer: a year (and a day).
+pub const MAX_TIMER_SECS: u64 = 366 * 86_400;
 
 fn cipher(key: &[u8]) -> Result<XChaCha20Poly1305> {
     XChaCha20Poly1305::new_from_slice(key)
@@ -144,6 +152,7 @@ pub(crate) fn open_meta(key: &[u8], group: &GroupId, sealed: &[u8]) -> Option<Gr
 pub(crate) enum PolicyEdit {
     Name(String),
     Topic(String),
+    Timer(Option<u64>),
     Promote(UserId),
     Demote(UserId),
 }
@@ -158,6 +167,8 @@ pub struct GroupSettings {
     pub name: String,
     /// Its topic.
     pub topic: String,
+    /// The group's disappearing timer in seconds, set by an admin (`None`: off).
+    pub timer_secs: Option<u64>,
     /// Whether this device can read the name and topic (a device that joined by itself
     /// has no metadata key until an admin changes them... see `protocol.md`).
     pub name_known: bool,
@@ -186,7 +197,8 @@ impl Messenger {
             group_id: group_id.clone(),
             name_known: meta.is_some(),
             name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-            topic: meta.map(|m| m.topic).unwrap_or_default(),
+            topic: meta.as_ref().map(|m| m.topic.clone()).unwrap_or_default(),
+            timer_secs: meta.and_then(|m| m.timer_secs),
             is_admin: policy.is_none() || admins.contains(&self.state.user_id),
             admins,
         }
@@ -203,11 +215,12 @@ impl Messenger {
     ) -> Result<GroupPolicy> {
         let mut next = policy.clone();
         match edit {
-            PolicyEdit::Name(_) | PolicyEdit::Topic(_) => {
+            PolicyEdit::Name(_) | PolicyEdit::Topic(_) | PolicyEdit::Timer(_) => {
                 let mut meta = self.group_meta(group_id, group).unwrap_or_default();
                 match edit {
                     PolicyEdit::Name(name) => meta.name = name.clone(),
                     PolicyEdit::Topic(topic) => meta.topic = topic.clone(),
+                    PolicyEdit::Timer(secs) => meta.timer_secs = *secs,
                     _ => {}
                 }
                 let key = self
@@ -246,6 +259,31 @@ impl Messenger {
     pub async fn set_topic(&mut self, group_id: &GroupId, topic: &str) -> Result<GroupSettings> {
         let topic = checked_text(topic, MAX_TOPIC_CHARS, "topic")?;
         self.edit_policy(group_id, PolicyEdit::Topic(topic)).await
+    }
+
+    /// Sets the group's disappearing timer for every member (admins only): later
+    /// messages disappear after `timer` (whole seconds, at most [`MAX_TIMER_SECS`]) unless
+    /// the sending device set its own ([`Messenger::set_timer`]). `None` turns it off.
+    pub async fn set_group_timer(&mut self, group_id: &GroupId, timer: Option<Duration>) -> Result<GroupSettings> {
+        let secs = timer.map(|t| t.as_secs().max(1));
+        if secs.is_some_and(|s| s > MAX_TIMER_SECS) {
+            return Err(MessengerError::InvalidInput(format!(
+                "a disappearing timer is at most {} days",
+                MAX_TIMER_SECS / 86_400
+            )));
+        }
+        self.edit_policy(group_id, PolicyEdit::Timer(secs)).await
+    }
+
+    /// The timer a message sent now without its own expiry gets: this device's for the
+    /// conversation, else the group's.
+    pub(crate) fn conversation_timer(&self, group_id: &GroupId) -> Option<Duration> {
+        let own = self.state.conversations.get(group_id).and_then(|c| c.timer_secs);
+        own.or_else(|| {
+            let group = self.load_group(group_id).ok().flatten()?;
+            self.group_meta(group_id, &group)?.timer_secs
+        })
+        .map(Duration::from_secs)
     }
 
     /// Makes `user` (a member) an admin (admins only).

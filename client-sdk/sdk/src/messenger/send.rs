@@ -120,13 +120,7 @@ impl Messenger {
             self.save(lock)?;
             return Err(MessengerError::VerifiedContactChanged { users: blocked });
         }
-        let expires_in = expires_in.or_else(|| {
-            self.state
-                .conversations
-                .get(group_id)
-                .and_then(|c| c.timer_secs)
-                .map(Duration::from_secs)
-        });
+        let expires_in = expires_in.or_else(|| self.conversation_timer(group_id));
         let sent_at = OffsetDateTime::now_utc();
         let expires_at = match expires_in {
             None => None,

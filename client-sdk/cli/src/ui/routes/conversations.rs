@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use parley_sdk::messenger::{ExportFormat, Messenger};
+use parley_sdk::messenger::{ExportFormat, MAX_TIMER_SECS, Messenger};
 use parley_specs::GroupId;
 
 use super::{Answer, Data, group, messenger, user};
@@ -19,9 +19,6 @@ use crate::ui::api::{
 use crate::ui::error::ApiError;
 use crate::ui::server::Ui;
 use crate::ui::views;
-
-/// Longest disappearing-message timer: a year.
-const MAX_TIMER_SECS: u64 = 366 * 86_400;
 
 pub(super) async fn list(ui: Data) -> Answer<Vec<Conversation>> {
     let mut state = ui.state.lock().await;
@@ -110,14 +107,21 @@ pub(super) async fn update_settings(
     let group_id = group(&path)?;
     let mut state = ui.state.lock().await;
     let m = messenger(&mut state)?;
-    if body.name.is_none() && body.topic.is_none() {
-        return Err(ApiError::invalid_input("Give a name or a topic."));
+    if body.name.is_none() && body.topic.is_none() && body.timer_secs.is_none() {
+        return Err(ApiError::invalid_input("Give a name, a topic or a timer."));
+    }
+    if body.timer_secs.is_some_and(|s| s > MAX_TIMER_SECS) {
+        return Err(ApiError::invalid_input("A timer is at most 366 days."));
     }
     if let Some(name) = &body.name {
         m.rename_group(&group_id, name).await?;
     }
     if let Some(topic) = &body.topic {
         m.set_topic(&group_id, topic).await?;
+    }
+    if let Some(secs) = body.timer_secs {
+        let timer = (secs > 0).then(|| Duration::from_secs(secs));
+        m.set_group_timer(&group_id, timer).await?;
     }
     conversation_reply(&ui, m, &group_id).await
 }

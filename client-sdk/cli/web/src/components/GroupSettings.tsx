@@ -5,6 +5,15 @@ import type { Conversation } from "../api";
 import { useApp } from "../context";
 import { Dialog, ErrorNote, Spinner } from "./Dialog";
 
+/** The group timers offered, in seconds (0: off). */
+const TIMERS: [number, string][] = [
+  [0, "Off"],
+  [3600, "1 hour"],
+  [86_400, "1 day"],
+  [7 * 86_400, "1 week"],
+  [30 * 86_400, "30 days"],
+];
+
 /** The users of a conversation, this user first. */
 function memberUsers(c: Conversation, me?: string): string[] {
   const all = Array.from(new Set(c.members.map((m) => m.user_id)));
@@ -21,6 +30,8 @@ export function GroupSettingsDialog({ conversation: c }: { conversation: Convers
   const s = c.settings;
   const [name, setName] = useState(s?.name ?? "");
   const [topic, setTopic] = useState(s?.topic ?? "");
+  const currentTimer = s?.timer_secs ?? 0;
+  const [timer, setTimer] = useState(currentTimer);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const isAdmin = s?.is_admin ?? false;
@@ -34,6 +45,7 @@ export function GroupSettingsDialog({ conversation: c }: { conversation: Convers
       const next = await api.updateSettings(c.group_id, {
         ...(name !== (s?.name ?? "") ? { name } : {}),
         ...(topic !== (s?.topic ?? "") ? { topic } : {}),
+        ...(timer !== currentTimer ? { timer_secs: timer } : {}),
       });
       dispatch({ type: "conversation", conversation: next });
     } catch (err) {
@@ -43,7 +55,10 @@ export function GroupSettingsDialog({ conversation: c }: { conversation: Convers
     }
   }
 
-  const changed = name !== (s?.name ?? "") || topic !== (s?.topic ?? "");
+  const changed = name !== (s?.name ?? "") || topic !== (s?.topic ?? "") || timer !== currentTimer;
+  const timers = TIMERS.some(([secs]) => secs === currentTimer)
+    ? TIMERS
+    : [...TIMERS, [currentTimer, `${currentTimer} s`] as [number, string]];
   return (
     <Dialog title="Group settings" onClose={() => openDialog(null)}>
       <form onSubmit={save} noValidate className="space-y-3">
@@ -72,6 +87,24 @@ export function GroupSettingsDialog({ conversation: c }: { conversation: Convers
             disabled={!isAdmin}
             onChange={(e) => setTopic(e.target.value)}
           />
+        </div>
+        <div>
+          <label htmlFor="group-timer" className="label">
+            Disappearing messages (for everyone)
+          </label>
+          <select
+            id="group-timer"
+            className="input"
+            value={timer}
+            disabled={!isAdmin}
+            onChange={(e) => setTimer(Number(e.target.value))}
+          >
+            {timers.map(([secs, label]) => (
+              <option key={secs} value={secs}>
+                {label}
+              </option>
+            ))}
+          </select>
         </div>
         <p className="text-xs text-slate-600 dark:text-slate-400">
           {s && !s.name_known

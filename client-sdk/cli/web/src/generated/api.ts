@@ -114,7 +114,11 @@ timer_secs: number | null, };
 /**
  * `PUT /api/conversations/{group_id}/settings`: what to change (absent: unchanged).
  */
-export type UpdateSettingsRequest = { name?: string, topic?: string, };
+export type UpdateSettingsRequest = { name?: string, topic?: string, 
+/**
+ * The group's disappearing timer in seconds; 0 turns it off.
+ */
+timer_secs?: number, };
 
 /**
  * `POST /api/conversations/{group_id}/admins`: promote (`admin: true`) or demote a member.
@@ -141,6 +145,10 @@ topic: string,
  * Whether this device can read the name and topic.
  */
 name_known: boolean, 
+/**
+ * The group's disappearing timer in seconds, for every member (`null`: off).
+ */
+timer_secs: number | null, 
 /**
  * The admins' user ids; empty for a group made without roles.
  */
