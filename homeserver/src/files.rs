@@ -23,7 +23,6 @@ use parley_specs::files_api::{CreateUploadRequest, UploadState, is_blob_id};
 use parley_specs::groups_api::GroupMember;
 use parley_specs::{ErrorCode, GroupId, ServerName};
 use rand::RngCore;
-use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::blob_store::{BlobReader, BlobStore};
@@ -100,9 +99,6 @@ pub async fn create_upload(
                 config.max_file_bytes
             ),
         ));
-    }
-    if req.expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc()) {
-        return Err(ApiError::new(ErrorCode::InvalidParam, "expires_at is in the past"));
     }
     let size = i64::try_from(req.size).map_err(|_| ApiError::new(ErrorCode::InvalidParam, "size too large"))?;
     let mut db = app.pool.get().await?;

@@ -23,6 +23,7 @@ pub fn is_blob_id(id: &str) -> bool {
 pub struct CreateUploadRequest {
     pub group_id: GroupId,
     /// The ciphertext's exact length in bytes.
+    #[serde(deserialize_with = "crate::ints::u64")]
     pub size: u64,
     /// The message that carries the file disappears then: the blob is deleted at the
     /// same time.

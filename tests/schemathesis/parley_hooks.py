@@ -9,6 +9,8 @@ the same check, except that a schema-valid request may be refused with one of th
   the group in the path.
 - 421 `not_hubbed_here` (federation API): the group id is well formed but its hub is
   another server; which server a document is served by is not part of the document.
+- 413 `file_too_large` and 507 `quota_exceeded`: an upload's size within the document's
+  range but over what this server is configured to take (`[files]`, `[key_backup]`).
 - 400 `bad_json`/`invalid_param` for a user or group id whose server name is longer than
   253 characters: the documents say so, and their patterns check every label, but a
   pattern cannot bound the length of one part of a string without a lookahead, which
@@ -31,6 +33,8 @@ BEYOND_SCHEMA = frozenset(
         (400, "invalid_key_package"),
         (400, "group_mismatch"),
         (421, "not_hubbed_here"),
+        (413, "file_too_large"),
+        (507, "quota_exceeded"),
     }
 )
 
