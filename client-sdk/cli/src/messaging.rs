@@ -142,24 +142,13 @@ pub(crate) async fn group(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()
 
 pub(crate) async fn send(ctx: &Ctx, group: &str, text: &str, expires: Option<&str>) -> anyhow::Result<()> {
     let expires_in = expires.map(parse_duration).transpose()?;
-    if text == "-" && ctx.passphrase_file.as_deref() == Some(std::path::Path::new("-")) {
-        bail!("the message and --passphrase-file cannot both read stdin");
-    }
-    let text = if text == "-" {
-        read_stdin_text()?
-    } else {
-        text.to_owned()
-    };
+    let text = text_argument(ctx, text)?;
     let mut messenger = open(ctx).await?;
     sync_quietly(&mut messenger).await?;
     let group_id = resolve_group(&mut messenger, group).await?;
     let sent = messenger.send_text(&group_id, &text, expires_in).await?;
     ctx.out.print(&sent, || {
-        let mut line = format!("Sent #{} to {group_id}.", sent.seq);
-        if let Some(at) = sent.expires_at {
-            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
-        }
-        line
+        with_expiry(format!("Sent #{} to {group_id}.", sent.seq), sent.expires_at)
     })?;
     // The hub has acknowledged the send: the backup goes after it, never before.
     crate::key_backup::after_change(&mut messenger).await;
@@ -204,13 +193,7 @@ pub(crate) async fn send_file(
     expires: Option<&str>,
 ) -> anyhow::Result<()> {
     let expires_in = expires.map(parse_duration).transpose()?;
-    if text == Some("-") && ctx.passphrase_file.as_deref() == Some(std::path::Path::new("-")) {
-        bail!("the message and --passphrase-file cannot both read stdin");
-    }
-    let text = match text {
-        Some("-") => Some(read_stdin_text()?),
-        other => other.map(str::to_owned),
-    };
+    let text = text.map(|t| text_argument(ctx, t)).transpose()?;
     let mut messenger = open(ctx).await?;
     sync_quietly(&mut messenger).await?;
     let group_id = resolve_group(&mut messenger, group).await?;
@@ -219,11 +202,10 @@ pub(crate) async fn send_file(
         .send_file(&group_id, file, text.as_deref(), expires_in, &mut progress)
         .await?;
     ctx.out.print(&sent, || {
-        let mut line = format!("Sent #{} (file {}) to {group_id}.", sent.seq, file.display());
-        if let Some(at) = sent.expires_at {
-            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
-        }
-        line
+        with_expiry(
+            format!("Sent #{} (file {}) to {group_id}.", sent.seq, file.display()),
+            sent.expires_at,
+        )
     })?;
     crate::key_backup::after_change(&mut messenger).await;
     Ok(())
@@ -389,11 +371,10 @@ pub(crate) async fn reply(ctx: &Ctx, group: &str, seq: i64, text: &str, expires:
     let group_id = resolve_group(&mut messenger, group).await?;
     let sent = messenger.send_reply(&group_id, seq, &text, expires_in).await?;
     ctx.out.print(&sent, || {
-        let mut line = format!("Sent #{} to {group_id}, replying to #{seq}.", sent.seq);
-        if let Some(at) = sent.expires_at {
-            line.push_str(&format!(" It disappears at {}.", parley_sdk::messenger::human_time(at)));
-        }
-        line
+        with_expiry(
+            format!("Sent #{} to {group_id}, replying to #{seq}.", sent.seq),
+            sent.expires_at,
+        )
     })?;
     crate::key_backup::after_change(&mut messenger).await;
     Ok(())
@@ -435,6 +416,14 @@ pub(crate) async fn edit(ctx: &Ctx, group: &str, seq: i64, text: &str) -> anyhow
     })?;
     crate::key_backup::after_change(&mut messenger).await;
     Ok(())
+}
+
+/// `line`, and when the message disappears if it does.
+fn with_expiry(line: String, expires_at: Option<time::OffsetDateTime>) -> String {
+    match expires_at {
+        Some(at) => format!("{line} It disappears at {}.", parley_sdk::messenger::human_time(at)),
+        None => line,
+    }
 }
 
 /// A message text argument: itself, or stdin for `-`.

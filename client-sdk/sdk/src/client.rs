@@ -593,7 +593,7 @@ impl Client {
         }
     }
 
-    /// A successful answer's body, refused past [`MAX_RESPONSE_BYTES`].
+    /// An answer's body, refused past [`MAX_RESPONSE_BYTES`].
     async fn read_bounded(&self, url: &Url, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
@@ -770,23 +770,14 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::Decode {
-                    url: url.to_string(),
-                    reason: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = self.read_bounded(&url, response).await?;
         if status.is_success() {
             Ok((url, bytes))
         } else {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use super::envelope::{Envelope, FileAttachment};
 use super::error::MessengerError;
 use super::history::HistoryMessage;
-use super::send::{MAX_TEXT_BYTES, SentMessage};
+use super::send::SentMessage;
 use super::{Messenger, Result};
 use crate::Error;
 use crate::files::{DEFAULT_CHUNK_SIZE, FileDecryptor, FileEncryptor, FileKey, ciphertext_len};
@@ -84,13 +84,8 @@ impl Messenger {
         expires_in: Option<Duration>,
         progress: Progress<'_>,
     ) -> Result<SentMessage> {
-        if let Some(text) = text
-            && text.len() > MAX_TEXT_BYTES
-        {
-            return Err(MessengerError::TextTooLong {
-                len: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
+        if let Some(text) = text {
+            super::send::check_text_length(text)?;
         }
         // The checks a text message gets, before the upload.
         let lock = self.begin().await?;

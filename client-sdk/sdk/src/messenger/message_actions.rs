@@ -94,12 +94,7 @@ impl Messenger {
     /// message is marked edited. Fails with [`MessengerError::NotYourMessage`] for another
     /// user's message, [`MessengerError::UnknownMessage`] when it is not here.
     pub async fn edit_message(&mut self, group_id: &GroupId, seq: i64, text: &str) -> Result<SentAction> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(MessengerError::TextTooLong {
-                len: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
-        }
+        super::send::check_text_length(text)?;
         self.act(group_id, seq, Action::Edit { body: text.to_owned() }).await
     }
 

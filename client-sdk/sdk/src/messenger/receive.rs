@@ -17,7 +17,7 @@ use openmls::prelude::{
 };
 use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind, InboxQuery, MissedEntries};
 use parley_specs::roles::GROUP_KEY_EXTENSION_TYPE;
-use parley_specs::{ErrorCode, UserId};
+use parley_specs::{ErrorCode, GroupId, UserId};
 use time::OffsetDateTime;
 
 use super::device::join_config;
@@ -349,16 +349,7 @@ impl Messenger {
                     reply_to,
                     ..HistoryMessage::new(entry.seq, sender.user_id, sender.device_id, entry.sent_at, body)
                 };
-                if message.expired(OffsetDateTime::now_utc()) {
-                    return Ok(());
-                }
-                if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
-                    conversation.record(message.clone());
-                }
-                self.undelivered.push(Event::Message {
-                    group_id: entry.group_id.clone(),
-                    message,
-                });
+                self.record_received(&entry.group_id, message);
             }
             Envelope::File(file) => {
                 let text = file.text.clone().unwrap_or_default();
@@ -367,16 +358,7 @@ impl Messenger {
                     attachment: Some(Box::new(file)),
                     ..HistoryMessage::new(entry.seq, sender.user_id, sender.device_id, entry.sent_at, text)
                 };
-                if message.expired(OffsetDateTime::now_utc()) {
-                    return Ok(());
-                }
-                if let Some(conversation) = self.state.conversations.get_mut(&entry.group_id) {
-                    conversation.record(message.clone());
-                }
-                self.undelivered.push(Event::Message {
-                    group_id: entry.group_id.clone(),
-                    message,
-                });
+                self.record_received(&entry.group_id, message);
             }
             action @ (Envelope::Reaction { .. } | Envelope::Edit { .. } | Envelope::Delete { .. }) => {
                 self.apply_received_action(entry, &sender, action);
@@ -744,4 +726,21 @@ fn external_join_allowed(
         ));
     }
     Ok(())
+}
+
+impl Messenger {
+    /// Keeps a received message in its conversation's history and reports it, unless it
+    /// has expired already.
+    fn record_received(&mut self, group_id: &GroupId, message: HistoryMessage) {
+        if message.expired(OffsetDateTime::now_utc()) {
+            return;
+        }
+        if let Some(conversation) = self.state.conversations.get_mut(group_id) {
+            conversation.record(message.clone());
+        }
+        self.undelivered.push(Event::Message {
+            group_id: group_id.clone(),
+            message,
+        });
+    }
 }

@@ -61,12 +61,7 @@ impl Messenger {
         text: &str,
         expires_in: Option<Duration>,
     ) -> Result<SentMessage> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(MessengerError::TextTooLong {
-                len: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
-        }
+        check_text_length(text)?;
         let lock = self.begin().await?;
         let result = self.send_text_locked(&lock, group_id, text, expires_in, None).await;
         self.end(lock, result)
@@ -84,12 +79,7 @@ impl Messenger {
         text: &str,
         expires_in: Option<Duration>,
     ) -> Result<SentMessage> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(MessengerError::TextTooLong {
-                len: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
-        }
+        check_text_length(text)?;
         let lock = self.begin().await?;
         let result = match self.live_target(group_id, reply_to) {
             Ok(_) => {
@@ -272,4 +262,15 @@ impl Messenger {
             }
         }
     }
+}
+
+/// A text too long for one message is refused before anything is sent.
+pub(crate) fn check_text_length(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(MessengerError::TextTooLong {
+            len: text.len(),
+            max: MAX_TEXT_BYTES,
+        });
+    }
+    Ok(())
 }
