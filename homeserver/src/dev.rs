@@ -76,14 +76,7 @@ async fn serve(
     let tls = ensure_dev_tls(&data_dir.join("tls")).context("cannot create development certificates")?;
     let token_file = data_dir.join("admin.token");
     admin::token::create_if_missing(&token_file).context("cannot create the admin token file")?;
-    let config = dev_config(
-        &server_name,
-        port,
-        admin_port,
-        &token_file,
-        &tls,
-        &cluster.url("parley"),
-    )?;
+    let config = dev_config(&server_name, port, admin_port, &data_dir, &tls, &cluster.url("parley"))?;
     // For `parley-homeserver admin --config ...` (and a look at what dev runs with).
     let config_file = data_dir.join("homeserver.toml");
     private_file::write(&config_file, toml::to_string(&config)?.as_bytes())
@@ -117,11 +110,12 @@ async fn serve(
 
 /// The development configuration; like a config file, it yields to `PARLEY_*` variables
 /// (e.g. `PARLEY_LIMITS__LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE=100000` for load tests).
+/// Everything it writes (blobs, the second factor's key) stays under `data_dir`.
 fn dev_config(
     server_name: &ServerName,
     port: u16,
     admin_port: u16,
-    token_file: &Path,
+    data_dir: &Path,
     tls: &DevTlsFiles,
     database_url: &str,
 ) -> anyhow::Result<Config> {
@@ -132,8 +126,10 @@ fn dev_config(
         "database": { "url": database_url },
         "admin": {
             "listen": SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port)).to_string(),
-            "token_file": token_file,
+            "token_file": data_dir.join("admin.token"),
         },
+        "files": { "dir": data_dir.join("blobs") },
+        "second_factor": { "key_file": data_dir.join("second-factor.key") },
     }))?;
     Ok(Config::from_table(table, std::env::vars())?)
 }
@@ -297,6 +293,7 @@ fn federating_dev_config(
             "listen": domain.admin.to_string(),
             "token_file": token_file,
         },
+        "files": { "dir": dir.join("blobs") },
         "federation": {
             "listen": domain.federation.to_string(),
             "signing_key": dir.join("signing.key"),
