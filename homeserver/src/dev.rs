@@ -76,7 +76,7 @@ async fn serve(
     let tls = ensure_dev_tls(&data_dir.join("tls")).context("cannot create development certificates")?;
     let token_file = data_dir.join("admin.token");
     admin::token::create_if_missing(&token_file).context("cannot create the admin token file")?;
-    let config = dev_config(&server_name, port, admin_port, &data_dir, &tls, &cluster.url("parley"))?;
+    let config = dev_config(&server_name, port, admin_port, data_dir, &tls, &cluster.url("parley"))?;
     // For `parley-homeserver admin --config ...` (and a look at what dev runs with).
     let config_file = data_dir.join("homeserver.toml");
     private_file::write(&config_file, toml::to_string(&config)?.as_bytes())

@@ -523,4 +523,18 @@ async fn file_refusals_have_stable_codes_and_change_nothing() {
         ben.download_file(&shared, text, &target, &mut no_progress()).await,
         Err(MessengerError::NoFile { .. })
     ));
+    // A file deleted for everyone is deleted from its origin's blob store too.
+    ann.delete_for_everyone(&alone, secret)
+        .await
+        .expect("delete the file for everyone");
+    assert!(
+        !files_under(&a.config.files.dir)
+            .iter()
+            .any(|p| blob_id(p) == file.blob_id),
+        "the deleted message's blob is gone"
+    );
+    assert_eq!(
+        code(ann.client().upload_state(&file.blob_id).await),
+        ErrorCode::UnknownBlob
+    );
 }
