@@ -276,12 +276,14 @@ impl Messenger {
     }
 
     /// The timer a message sent now without its own expiry gets: this device's for the
-    /// conversation, else the group's.
+    /// conversation, else the group's (an admin's value outside 1 s to a year is ignored).
     pub(crate) fn conversation_timer(&self, group_id: &GroupId) -> Option<Duration> {
         let own = self.state.conversations.get(group_id).and_then(|c| c.timer_secs);
         own.or_else(|| {
             let group = self.load_group(group_id).ok().flatten()?;
-            self.group_meta(group_id, &group)?.timer_secs
+            self.group_meta(group_id, &group)?
+                .timer_secs
+                .filter(|secs| (1..=MAX_TIMER_SECS).contains(secs))
         })
         .map(Duration::from_secs)
     }
