@@ -70,6 +70,7 @@ pub fn sign(keyring: &ServerKeyring, device_keys: UserDeviceKeys, now_ms: i64) -
             signature: signed.signature,
         },
         device_keys,
+        transparency: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub mod key_document;
 pub mod request_auth;
 pub mod server_key;
 mod signed_object;
+pub mod transparency_root;
 
 pub use server_key::{KeyId, ServerKeyring};
 

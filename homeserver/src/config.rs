@@ -33,6 +33,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "files",
     "second_factor",
     "key_backup",
+    "transparency",
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -70,6 +71,54 @@ pub struct Config {
     /// The end-to-end encrypted key backups the accounts' devices keep here.
     #[serde(default)]
     pub key_backup: KeyBackupConfig,
+    /// Key transparency: this server's auditable key directory, and its audits of the
+    /// servers it federates with (see `transparency`). Needs `[federation]`.
+    #[serde(default)]
+    pub transparency: TransparencyConfig,
+}
+
+/// Key transparency: every change to a user's devices is published in an epoch of this
+/// server's key directory, whose root is signed with the federation key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyConfig {
+    /// Off (or without `[federation]`), no directory is kept and device lists carry no
+    /// proofs; clients of other servers then refuse this server's users' devices.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The directory's VRF private key (32 bytes), created (mode 0600) on first start if
+    /// missing. Unset: `transparency-vrf.key` beside `[federation] signing_key`. It must
+    /// never change for a directory (every label derives from it): back it up with the
+    /// signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf_key_file: Option<PathBuf>,
+    /// How often changed device lists are published as a new epoch, in milliseconds
+    /// (nothing is published when nothing changed). A new device can be added to
+    /// conversations by other users once published.
+    #[serde(default = "default_epoch_interval_ms")]
+    pub epoch_interval_ms: u64,
+    /// How often the servers this one federates with are audited, in seconds (they are
+    /// also audited on demand when a device list of theirs needs a newer epoch).
+    #[serde(default = "default_audit_interval_secs")]
+    pub audit_interval_secs: u64,
+}
+
+impl Default for TransparencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            vrf_key_file: None,
+            epoch_interval_ms: default_epoch_interval_ms(),
+            audit_interval_secs: default_audit_interval_secs(),
+        }
+    }
+}
+
+fn default_epoch_interval_ms() -> u64 {
+    2_000
+}
+fn default_audit_interval_secs() -> u64 {
+    60
 }
 
 /// Encrypted files (blobs): devices upload ciphertext only; see `files.rs`.
@@ -192,6 +241,21 @@ fn default_blob_sweep_secs() -> u64 {
 }
 
 impl Config {
+    /// The key directory's VRF key file in effect, when transparency is on (see
+    /// [`TransparencyConfig`]).
+    pub fn transparency_vrf_key_file(&self) -> Option<PathBuf> {
+        if !self.transparency.enabled {
+            return None;
+        }
+        let federation = self.federation.as_ref()?;
+        Some(
+            self.transparency
+                .vrf_key_file
+                .clone()
+                .unwrap_or_else(|| federation.signing_key.with_file_name("transparency-vrf.key")),
+        )
+    }
+
     /// The second factor's key file in effect (see [`SecondFactorConfig`]).
     pub fn second_factor_key_file(&self) -> Option<PathBuf> {
         if !self.second_factor.enabled {

@@ -104,6 +104,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "files",
         sql: include_str!("../migrations/0015_files.sql"),
     },
+    Migration {
+        version: 16,
+        name: "transparency",
+        sql: include_str!("../migrations/0016_transparency.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use parley_specs::client_api::DeviceInfo;
 use parley_specs::groups_api::GroupMember;
 use parley_specs::keys_api::{DeviceKey, SignedDeviceKeys, UserDeviceKeys, UserDevices};
+use parley_specs::transparency_api::TransparencyLookup;
 use parley_specs::{DeviceId, ErrorCode, Localpart, UserId};
 use subtle::ConstantTimeEq;
 
@@ -245,13 +246,16 @@ pub async fn user_devices(state: &AppState, user: UserId) -> Result<UserDevices,
                 device_keys,
                 server_signature: None,
                 server_key: None,
+                transparency: None,
             });
         };
+        let transparency = lookup(state, &user).await?;
         let (signed, key) = remote::device_keys::signed_with_key(remote, device_keys);
         return Ok(UserDevices {
             device_keys: signed.device_keys,
             server_signature: Some(signed.server_signature),
             server_key: Some(key),
+            transparency,
         });
     }
     let Some(remote) = state.remote.as_deref() else {
@@ -262,11 +266,29 @@ pub async fn user_devices(state: &AppState, user: UserId) -> Result<UserDevices,
     let verified = remote::device_keys::of_user(remote, &user, CLIENT_LIST_MAX_AGE).await?;
     let key = remote::device_keys::signing_key(remote, &verified).await?;
     let signed = verified.into_signed();
+    // The root the list was proved against, next to the one this server audited for
+    // that epoch: the client compares them (a split view shows as two roots).
+    let transparency = match (signed.transparency, state.transparency.as_deref()) {
+        (Some(mut lookup), Some(transparency)) => {
+            lookup.witnessed = Some(transparency.witness(&user.server_name(), &lookup).await?);
+            Some(lookup)
+        }
+        (lookup, _) => lookup,
+    };
     Ok(UserDevices {
         device_keys: signed.device_keys,
         server_signature: Some(signed.server_signature),
         server_key: Some(key),
+        transparency,
     })
+}
+
+/// The lookup proof of `user`, a user of this server, when this server keeps a key directory.
+async fn lookup(state: &AppState, user: &UserId) -> Result<Option<TransparencyLookup>, ApiError> {
+    match state.transparency.as_deref() {
+        Some(transparency) => transparency.lookup(user).await,
+        None => Ok(None),
+    }
 }
 
 /// `GET /federation/v1/users/{user_id}/devices`: the directory entry of a user of this
@@ -278,5 +300,7 @@ pub async fn signed_device_keys(state: &AppState, remote: &Remote, user: UserId)
         )));
     }
     let device_keys = local_device_keys(state, &user).await?;
-    Ok(remote::device_keys::signed(remote, device_keys))
+    let mut signed = remote::device_keys::signed(remote, device_keys);
+    signed.transparency = lookup(state, &user).await?;
+    Ok(signed)
 }

@@ -19,6 +19,7 @@ pub mod follower;
 pub mod gauges;
 pub mod hub;
 pub mod inbox;
+pub mod key_file;
 pub mod key_backup;
 pub mod key_packages;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod token_file;
+pub mod transparency;
 
 pub use config::Config;
 pub use startup::Application;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub wakeup_relay_connected: IntGauge,
     pub retention_swept_rows: IntCounterVec,
     pub retention_passes: IntCounterVec,
+    pub transparency_epoch: IntGauge,
+    pub transparency_published_users: IntCounter,
+    pub transparency_audits: IntCounterVec,
+    pub transparency_audit_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -204,6 +208,32 @@ impl Metrics {
         )?;
         registry.register(Box::new(retention_swept_rows.clone()))?;
         registry.register(Box::new(retention_passes.clone()))?;
+        let transparency_epoch = IntGauge::new(
+            "transparency_epoch",
+            "The latest published epoch of this server's key directory",
+        )?;
+        let transparency_published_users = IntCounter::new(
+            "transparency_published_users_total",
+            "User device lists published in this process's key directory epochs",
+        )?;
+        let transparency_audits = IntCounterVec::new(
+            Opts::new(
+                "transparency_audits_total",
+                "Audits of other servers' key directories by outcome (ok, failed, unreachable)",
+            ),
+            &["outcome"],
+        )?;
+        let transparency_audit_failures = IntCounterVec::new(
+            Opts::new(
+                "transparency_audit_failures_total",
+                "Failed audits of another server's key directory (a bad proof or signature, an epoch going backwards or missing, a split view), by server",
+            ),
+            &["server"],
+        )?;
+        registry.register(Box::new(transparency_epoch.clone()))?;
+        registry.register(Box::new(transparency_published_users.clone()))?;
+        registry.register(Box::new(transparency_audits.clone()))?;
+        registry.register(Box::new(transparency_audit_failures.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -230,6 +260,10 @@ impl Metrics {
             wakeup_relay_connected,
             retention_swept_rows,
             retention_passes,
+            transparency_epoch,
+            transparency_published_users,
+            transparency_audits,
+            transparency_audit_failures,
         })
     }
 

@@ -113,6 +113,25 @@ impl Application {
             )?)),
             None => None,
         };
+        let transparency = match (&remote, config.transparency_vrf_key_file()) {
+            (Some(remote), Some(vrf_key_file)) => {
+                let transparency = crate::transparency::Transparency::open(
+                    remote.clone(),
+                    pool.clone(),
+                    metrics.clone(),
+                    config.transparency.clone(),
+                    &vrf_key_file,
+                )
+                .await
+                .map_err(|e| e.context("[transparency] the key directory"))?;
+                background.push(tokio::spawn(crate::transparency::publish_forever(transparency.clone())));
+                background.push(tokio::spawn(crate::transparency::audit::audit_forever(
+                    transparency.clone(),
+                )));
+                Some(transparency)
+            }
+            _ => None,
+        };
         let connections = Arc::new(Connections::default());
         let state = web::Data::new(
             AppState::new(
@@ -124,7 +143,8 @@ impl Application {
                 message_writer,
             )
             .with_metrics_token(metrics_token)
-            .with_second_factor_key(second_factor_key),
+            .with_second_factor_key(second_factor_key)
+            .with_transparency(transparency),
         );
         background.push(tokio::spawn(crate::files::sweep_forever(
             pool.clone(),

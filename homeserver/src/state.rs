@@ -14,6 +14,7 @@ use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::remote::Remote;
 use crate::second_factor::SealingKey;
 use crate::token_file::TokenHash;
+use crate::transparency::Transparency;
 
 pub struct AppState {
     pub config: Config,
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Seals TOTP secrets (`second_factor::sealing`); `None` when no key file is
     /// configured, and then enrolment answers `second_factor_unavailable`.
     pub second_factor_key: Option<Arc<SealingKey>>,
+    /// This server's key directory (`transparency`), when it federates and it is on.
+    pub transparency: Option<Arc<Transparency>>,
 }
 
 impl AppState {
@@ -66,12 +69,18 @@ impl AppState {
             metrics,
             metrics_token: None,
             second_factor_key: None,
+            transparency: None,
         }
     }
 
     /// With `/metrics` served to holders of this token.
     pub fn with_metrics_token(self, metrics_token: Option<TokenHash>) -> Self {
         Self { metrics_token, ..self }
+    }
+
+    /// With this key directory.
+    pub fn with_transparency(self, transparency: Option<Arc<Transparency>>) -> Self {
+        Self { transparency, ..self }
     }
 
     /// With TOTP secrets sealed by this key.

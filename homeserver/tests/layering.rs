@@ -1,6 +1,6 @@
 //! The homeserver's layers point one way (ARCHITECTURE.md): handlers (`api/`,
 //! `federation/`, `admin/`) → domain (`accounts`, `devices`, `hub/`, `inbox/`,
-//! `key_packages`, `key_backup`, `follower`) → `remote/` and `store/`. This test reads the sources and
+//! `key_packages`, `key_backup`, `follower`, `transparency`) → `remote/` and `store/`. This test reads the sources and
 //! fails on an import against that direction.
 
 #![allow(clippy::expect_used)] // a test: an unreadable source tree should stop it loudly
@@ -19,6 +19,7 @@ const DOMAIN: &[&str] = &[
     "retention",
     "files",
     "second_factor",
+    "transparency",
 ];
 
 /// The modules (first path segment under `crate::`) a source file names.

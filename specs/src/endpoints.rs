@@ -112,6 +112,9 @@ pub mod client {
     /// The device key directory: a user's devices with their MLS signature keys, from
     /// this server's store for its own users, from the user's server otherwise.
     pub const USER_DEVICES: Endpoint = endpoint(Get, "/client/v1/users/{user_id}/devices", AccessToken, false);
+    /// Key transparency: the key-history proof of the caller's own account since a
+    /// version (`?since_version=N`), which its devices check for devices they did not see.
+    pub const TRANSPARENCY_HISTORY: Endpoint = endpoint(Get, "/client/v1/transparency/history", AccessToken, false);
 
     pub const CREATE_GROUP: Endpoint = endpoint(Post, "/client/v1/groups", AccessToken, false);
     pub const LIST_GROUPS: Endpoint = endpoint(Get, "/client/v1/groups", AccessToken, false);
@@ -177,6 +180,7 @@ pub mod client {
         KEY_PACKAGE_COUNT,
         CLAIM_KEY_PACKAGES,
         USER_DEVICES,
+        TRANSPARENCY_HISTORY,
         CREATE_GROUP,
         LIST_GROUPS,
         GET_GROUP,
@@ -233,6 +237,9 @@ pub mod federation {
     /// The device key directory entry of a user of this server, signed by this server's
     /// key (`SignedDeviceKeys`); never for another server's users.
     pub const USER_DEVICES: Endpoint = endpoint(Get, "/federation/v1/users/{user_id}/devices", ServerSignature, false);
+    /// Key transparency: this server's signed roots of epochs `?from_epoch=A&to_epoch=B`
+    /// and the append-only proof between them, for servers auditing this one.
+    pub const TRANSPARENCY_AUDIT: Endpoint = endpoint(Get, "/federation/v1/transparency/audit", ServerSignature, true);
 
     /// A follower server forwards its user's commit to the group's hub; the answer is
     /// the hub's, relayed to the client (`409 wrong_epoch` included).
@@ -284,6 +291,7 @@ pub mod federation {
         VERSION,
         CLAIM_KEY_PACKAGES,
         USER_DEVICES,
+        TRANSPARENCY_AUDIT,
         SUBMIT_COMMIT,
         SUBMIT_MESSAGE,
         SEND_TRANSACTION,
@@ -313,6 +321,9 @@ pub mod admin {
     /// Sets a new password and revokes every session of the account.
     pub const RESET_PASSWORD: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/password", AdminToken, false);
     pub const LIST_DEVICES: Endpoint = endpoint(Get, "/admin/v1/users/{user_id}/devices", AdminToken, false);
+    /// Key transparency: this server's latest epoch, unpublished changes, audited
+    /// servers and failed audits.
+    pub const TRANSPARENCY_STATUS: Endpoint = endpoint(Get, "/admin/v1/transparency", AdminToken, false);
     /// Turns the account's second factor off (secret and recovery codes deleted), for a
     /// user who lost both; the next login needs the password only.
     pub const RESET_SECOND_FACTOR: Endpoint = endpoint(Post, "/admin/v1/users/{user_id}/2fa/reset", AdminToken, false);
@@ -352,6 +363,7 @@ pub mod admin {
         REACTIVATE_USER,
         RESET_PASSWORD,
         LIST_DEVICES,
+        TRANSPARENCY_STATUS,
         RESET_SECOND_FACTOR,
         REVOKE_DEVICE,
         LIST_DESTINATIONS,

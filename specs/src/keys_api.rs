@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::Base64Bytes;
 use crate::ids::{DeviceId, UserId};
+use crate::transparency_api::TransparencyLookup;
 
 /// KeyPackages of the calling device, each TLS-serialized (RFC 9420 `KeyPackage`). One
 /// may carry the `last_resort` extension; it replaces the device's previous last-resort one.
@@ -104,6 +105,10 @@ pub struct ServerSignature {
 pub struct SignedDeviceKeys {
     pub device_keys: UserDeviceKeys,
     pub server_signature: ServerSignature,
+    /// The lookup proof of the user's entry in the server's key directory, when the
+    /// server has published one (see `transparency_api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<TransparencyLookup>,
 }
 
 /// Answer of `GET /client/v1/users/{user_id}/devices`.
@@ -124,6 +129,11 @@ pub struct UserDevices {
     /// `server_signature` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_key: Option<ServerVerifyKey>,
+    /// The lookup proof of the user in their server's key directory, with its signed root
+    /// (and, for another server's user, the root this server witnessed for that epoch).
+    /// Absent only when the user's server does not federate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<TransparencyLookup>,
 }
 
 /// A server's federation public key as relayed to clients with a signed device list.

@@ -20,6 +20,7 @@ pub mod keys_api;
 pub mod mls;
 pub mod optional;
 pub mod roles;
+pub mod transparency_api;
 
 pub use bytes::Base64Bytes;
 pub use error::{ErrorBody, ErrorCode};

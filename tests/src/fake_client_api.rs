@@ -24,7 +24,14 @@ use parley_specs::groups_api::{AckRequest, GroupMember, InboxEntry, InboxEntryKi
 use parley_specs::keys_api::{
     DeviceKey, KeyPackageCount, ServerVerifyKey, UploadKeyPackagesRequest, UserDeviceKeys, UserDevices,
 };
-use parley_specs::{DeviceId, GroupId, UserId};
+use parley_specs::transparency_api::{DirectoryRoot, TransparencyLookup};
+use parley_specs::{DeviceId, GroupId, ServerName, UserId};
+use parley_transparency::DirectoryConfig;
+use akd::ecvrf::VRFKeyStorage;
+use akd::storage::StorageManager;
+use akd::storage::memory::AsyncInMemoryDatabase;
+use akd::AzksParallelismConfig;
+use parley_federation::transparency_root;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
@@ -49,6 +56,63 @@ pub struct FakeClientApi {
     pub url: String,
     state: Arc<Mutex<FakeState>>,
     handle: ServerHandle,
+    /// A real key directory per server whose users' lists it serves (in memory), for
+    /// real lookup proofs.
+    directories: tokio::sync::Mutex<HashMap<ServerName, FakeDirectory>>,
+}
+
+/// A key directory as a server keeps it, in memory.
+struct FakeDirectory {
+    directory: akd::Directory<DirectoryConfig, AsyncInMemoryDatabase, FakeVrf>,
+    vrf_public_key: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct FakeVrf([u8; 32]);
+
+#[async_trait::async_trait]
+impl VRFKeyStorage for FakeVrf {
+    async fn retrieve(&self) -> Result<Vec<u8>, akd::ecvrf::VrfError> {
+        Ok(self.0.to_vec())
+    }
+}
+
+impl FakeDirectory {
+    async fn new() -> Self {
+        let vrf = FakeVrf(rand::random());
+        let vrf_public_key = vrf.get_vrf_public_key().await.unwrap().as_bytes().to_vec();
+        let storage = StorageManager::new_no_cache(AsyncInMemoryDatabase::new());
+        let directory = akd::Directory::new(storage, vrf, AzksParallelismConfig::default())
+            .await
+            .unwrap();
+        Self {
+            directory,
+            vrf_public_key,
+        }
+    }
+
+    /// Publishes `list` as the next epoch; the lookup proof of its user with the root
+    /// signed by `server_key`.
+    async fn publish(&self, list: &UserDeviceKeys, server_key: &ServerKeyring) -> TransparencyLookup {
+        let label = parley_transparency::label(&list.user_id);
+        self.directory
+            .publish(vec![(label.clone(), parley_transparency::encode_value(&list.devices))])
+            .await
+            .unwrap();
+        let (proof, epoch) = self.directory.lookup(label).await.unwrap();
+        let root = DirectoryRoot {
+            server: list.user_id.server_name(),
+            epoch: epoch.epoch(),
+            root_hash: epoch.hash().to_vec().into(),
+            vrf_public_key: self.vrf_public_key.clone().into(),
+            published_at_ms: OffsetDateTime::now_utc().unix_timestamp() * 1000,
+        };
+        TransparencyLookup {
+            root: transparency_root::sign(server_key, root),
+            proof: parley_transparency::encode_lookup_proof(&proof).into(),
+            witnessed: None,
+        }
+    }
 }
 
 impl FakeClientApi {
@@ -98,6 +162,7 @@ impl FakeClientApi {
             url: format!("https://127.0.0.1:{}", addr.port()),
             state,
             handle,
+            directories: Default::default(),
         }
     }
 
@@ -138,13 +203,15 @@ impl FakeClientApi {
 
     /// Serves `user`'s devices with these keys, signed by `server_key` as the user's
     /// server signs them (and with that key, as a homeserver relays it).
-    pub fn set_devices(&self, user: &UserId, devices: &[(DeviceId, Vec<u8>)], server_key: &ServerKeyring) {
+    /// The list is published in the server's key directory (a new epoch) and served
+    /// with its lookup proof.
+    pub async fn set_devices(&self, user: &UserId, devices: &[(DeviceId, Vec<u8>)], server_key: &ServerKeyring) {
         let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-        self.set_devices_signed_at(user, devices, server_key, now_ms);
+        self.set_devices_signed_at(user, devices, server_key, now_ms).await;
     }
 
     /// `set_devices` with the list signed at `signed_at_ms` (an old list, replayed).
-    pub fn set_devices_signed_at(
+    pub async fn set_devices_signed_at(
         &self,
         user: &UserId,
         devices: &[(DeviceId, Vec<u8>)],
@@ -161,6 +228,14 @@ impl FakeClientApi {
                 })
                 .collect(),
         };
+        let transparency = {
+            let mut directories = self.directories.lock().await;
+            let server = user.server_name();
+            if !directories.contains_key(&server) {
+                directories.insert(server.clone(), FakeDirectory::new().await);
+            }
+            directories[&server].publish(&list, server_key).await
+        };
         let signed = sign(server_key, list, signed_at_ms);
         let answer = UserDevices {
             device_keys: signed.device_keys,
@@ -169,8 +244,14 @@ impl FakeClientApi {
                 key_id: server_key.key_id().as_str().to_owned(),
                 key: encode_public_key(&server_key.public_key()),
             }),
+            transparency: Some(transparency),
         };
         self.state.lock().unwrap().lists.insert(user.to_string(), answer);
+    }
+
+    /// Changes the answer served for `user` (to tamper with its proof, its root...).
+    pub fn edit_devices(&self, user: &UserId, edit: impl FnOnce(&mut UserDevices)) {
+        edit(self.state.lock().unwrap().lists.get_mut(user.as_str()).expect("set_devices first"));
     }
 
     /// How many device lists were asked for so far.

@@ -10,7 +10,7 @@ use actix_web::dev::ServerHandle;
 use parley_homeserver::Application;
 use parley_homeserver::config::{
     Config, DatabaseConfig, FederationConfig, FilesConfig, LimitsConfig, ListenConfig, LogConfig, MetricsConfig,
-    RegistrationConfig, TlsConfig,
+    RegistrationConfig, TlsConfig, TransparencyConfig,
 };
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::{Client, Trust};
@@ -410,6 +410,12 @@ fn default_config(database_url: String) -> Config {
         },
         second_factor: Default::default(),
         key_backup: Default::default(),
+        // New devices are published (and so trusted by other users' devices) quickly.
+        transparency: TransparencyConfig {
+            epoch_interval_ms: 100,
+            audit_interval_secs: 2,
+            ..TransparencyConfig::default()
+        },
     }
 }
 

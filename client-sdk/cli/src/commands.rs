@@ -59,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::List) => list_devices(&ctx).await,
         Command::Devices(DevicesCommand::Rename { device_id, name }) => rename_device(&ctx, &device_id, &name).await,
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
+        Command::Devices(DevicesCommand::Audit { accept }) => audit_devices(&ctx, accept.as_deref()).await,
         Command::TwoFactor(TwoFactorCommand::Enable { code }) => second_factor::enable(&ctx, code).await,
         Command::TwoFactor(TwoFactorCommand::Disable { password_file, code }) => {
             second_factor::disable(&ctx, password_file.as_deref(), code).await
@@ -372,6 +373,43 @@ async fn rename_device(ctx: &Ctx, device_id: &str, name: &str) -> anyhow::Result
             device.device_id,
             printable(&device.display_name)
         )
+    })
+}
+
+async fn audit_devices(ctx: &Ctx, accept: Option<&str>) -> anyhow::Result<()> {
+    let mut messenger = messaging::open(ctx).await?;
+    if let Some(device_id) = accept {
+        let device_id = parse_device_id(device_id)?;
+        if !messenger.accept_device_alert(&device_id).await? {
+            anyhow::bail!("no alert names device {device_id}; see `parley devices audit`");
+        }
+    }
+    let events = messenger.sync().await?;
+    for event in &events {
+        if let parley_sdk::messenger::Event::TransparencyFailed { .. } = event {
+            eprintln!("{}", crate::messaging_output::event_text(event));
+        }
+    }
+    let alerts = messenger.device_alerts();
+    let view = serde_json::json!({ "ok": true, "alerts": alerts });
+    ctx.out.print(&view, || {
+        if alerts.is_empty() {
+            return "No device of this account appeared without this device knowing.".to_owned();
+        }
+        let mut text = String::from("Devices of this account that appeared without this device knowing:");
+        for alert in &alerts {
+            text.push_str(&format!(
+                "\n  {}  published in epoch {}{}{}",
+                alert.device_id,
+                alert.epoch,
+                alert
+                    .published_at_ms
+                    .map_or(String::new(), |ms| format!(" at {}", crate::messaging_output::time_of_ms(ms))),
+                if alert.accepted { "  (accepted as yours)" } else { "  NOT ACCEPTED" }
+            ));
+        }
+        text.push_str("\nA device that is not yours: `parley devices delete <id>`, then change your password.");
+        text
     })
 }
 

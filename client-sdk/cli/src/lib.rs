@@ -435,6 +435,15 @@ pub enum DevicesCommand {
         /// The device, as shown by `parley devices list`.
         device_id: String,
     },
+    /// Check the account's history in its server's key directory (key transparency) and
+    /// list the devices that appeared without this device knowing, with the epoch and time
+    /// each was published: a device logged in elsewhere, or one the server added behind
+    /// your back.
+    Audit {
+        /// Mark this device of the alerts as yours (it stays listed, as accepted).
+        #[arg(long, value_name = "DEVICE_ID")]
+        accept: Option<String>,
+    },
 }
 
 /// The whole `parley` program: parses the arguments (usage errors exit with 2), runs the

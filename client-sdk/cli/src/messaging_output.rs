@@ -71,6 +71,20 @@ pub(crate) fn event_text(event: &Event) -> String {
             "[{group_id}] {user} added a device ({}) by joining with it",
             device.device_id
         ),
+        Event::UnknownOwnDevice { alert } => format!(
+            "WARNING: a device of your account you did not add here appeared: {} (published in epoch {}{}). \
+             If it is not yours, delete it (`parley devices delete {}`) and change your password; \
+             if it is, `parley devices audit --accept {}`",
+            alert.device_id,
+            alert.epoch,
+            alert.published_at_ms.map_or(String::new(), |ms| format!(", {}", crate::messaging_output::time_of_ms(ms))),
+            alert.device_id,
+            alert.device_id
+        ),
+        Event::TransparencyFailed { server, reason } => format!(
+            "WARNING: the key directory of your server {server} failed a check: {}",
+            printable(reason)
+        ),
         Event::JoinFailed { group_id, reason } => {
             format!(
                 "[{group_id}] could not join this conversation of yours: {}",
@@ -492,4 +506,12 @@ mod tests {
         );
         assert!(group_table(&[]).starts_with("No conversations"));
     }
+}
+
+/// A time given in Unix milliseconds, as UTC RFC 3339 (or the number, if out of range).
+pub(crate) fn time_of_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
 }

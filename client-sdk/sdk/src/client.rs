@@ -18,6 +18,7 @@ use parley_specs::key_backup_api::{ChunkList, PutChunkResponse, VERSION_HEADER};
 use parley_specs::keys_api::{
     ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, KeyPackageCount, UploadKeyPackagesRequest, UserDevices,
 };
+use parley_specs::transparency_api::TransparencyHistory;
 use parley_specs::{DeviceId, GroupId, UserId};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
@@ -367,6 +368,14 @@ impl Client {
     /// that server's signature when it has one. `not_found` for an unknown user.
     pub async fn user_devices(&self, user: &UserId) -> Result<UserDevices, Error> {
         self.call(client::USER_DEVICES, &[user.as_str()], None::<&()>).await
+    }
+
+    /// The key-history proof of this account's own device lists from `since_version` on
+    /// (key transparency); `not_found` when the server keeps no key directory.
+    pub async fn transparency_history(&self, since_version: u64) -> Result<TransparencyHistory, Error> {
+        let query = [("since_version", since_version.to_string())];
+        self.call_with_query(client::TRANSPARENCY_HISTORY, &[], &query, None::<&()>)
+            .await
     }
 
     /// Liveness: the server process answers.

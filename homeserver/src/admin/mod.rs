@@ -7,6 +7,7 @@ pub mod cli;
 mod federation;
 mod stats;
 mod storage;
+mod transparency;
 pub use crate::token_file as token;
 mod users;
 
@@ -99,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::RESET_POLICY, federation::reset_policy)
         .add(endpoints::STATS, stats::stats)
         .add(endpoints::STORAGE, storage::storage)
+        .add(endpoints::TRANSPARENCY_STATUS, transparency::status)
         .register(cfg);
 }
 

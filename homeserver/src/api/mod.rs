@@ -11,6 +11,7 @@ mod keys;
 mod ops;
 mod second_factor;
 mod stream;
+mod transparency;
 
 use actix_web::{HttpResponse, ResponseError, web};
 use parley_specs::ErrorCode;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::KEY_PACKAGE_COUNT, keys::count)
         .add(client::CLAIM_KEY_PACKAGES, keys::claim)
         .add(client::USER_DEVICES, devices::of_user)
+        .add(client::TRANSPARENCY_HISTORY, transparency::history)
         .add(client::CREATE_GROUP, groups::create)
         .add(client::LIST_GROUPS, groups::list)
         .add(client::GET_GROUP, groups::get)

@@ -16,6 +16,7 @@ use parley_specs::federation_api::{
 };
 use parley_specs::groups_api::{Accepted, GroupInfoResponse, LeftGroup};
 use parley_specs::keys_api::{ClaimKeyPackagesRequest, ClaimKeyPackagesResponse, SignedDeviceKeys};
+use parley_specs::transparency_api::{AuditQuery, TransparencyAudit};
 use parley_specs::{ErrorCode, GroupId};
 
 pub use signed::{BodyLimits, NoBody, Signed, capture_peer_certificate, forget_old_requests_forever};
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(endpoints::VERSION, version)
         .add(endpoints::CLAIM_KEY_PACKAGES, claim_key_packages)
         .add(endpoints::USER_DEVICES, user_devices)
+        .add(endpoints::TRANSPARENCY_AUDIT, transparency_audit)
         .add(endpoints::SUBMIT_COMMIT, forwarded_commit)
         .add(endpoints::LEAVE_GROUP, forwarded_leave)
         .add(endpoints::SUBMIT_MESSAGE, forwarded_message)
@@ -110,6 +112,20 @@ async fn user_devices(
     let user = parse_user_id(&path)?;
     tracing::debug!(origin = %request.origin, %user, "device keys asked for over federation");
     Ok(web::Json(devices::signed_device_keys(&app, &api.remote, user).await?))
+}
+
+/// Another server audits this server's key directory: the signed roots of the epochs it
+/// asks for and the append-only proof between them.
+async fn transparency_audit(
+    request: Signed<NoBody>,
+    app: web::Data<AppState>,
+    query: web::Query<AuditQuery>,
+) -> Result<web::Json<TransparencyAudit>, ApiError> {
+    let Some(transparency) = app.transparency.as_deref() else {
+        return Err(ApiError::not_found("a key directory (key transparency is off on this server)"));
+    };
+    tracing::debug!(origin = %request.origin, from = query.from_epoch, to = query.to_epoch, "audited");
+    Ok(web::Json(transparency.audit_proof(query.from_epoch, query.to_epoch).await?))
 }
 
 async fn forwarded_commit(

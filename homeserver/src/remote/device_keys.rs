@@ -40,7 +40,14 @@ pub struct DeviceKeyCache {
 struct Cached {
     keys: VerifiedDeviceKeys,
     fetched_at: Instant,
+    /// Every device of the list is in the lookup proof it came with: a list naming a
+    /// device not published yet is fetched again soon, for clients wait for it.
+    published: bool,
 }
+
+/// A list naming devices not yet published in its server's key directory is relied on
+/// this long (its server publishes within seconds).
+const UNPUBLISHED_MAX_AGE: Duration = Duration::from_millis(500);
 
 impl DeviceKeyCache {
     /// The cached list of `user` if it was fetched less than `max_age` ago.
@@ -49,6 +56,15 @@ impl DeviceKeyCache {
         cache
             .get(user)
             .filter(|c| c.fetched_at.elapsed() < max_age)
+            .map(|c| c.keys.clone())
+    }
+
+    /// As `fresh`, but a list with devices not published yet only for a moment.
+    fn fresh_published(&self, user: &UserId, max_age: Duration) -> Option<VerifiedDeviceKeys> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(user)
+            .filter(|c| c.fetched_at.elapsed() < if c.published { max_age } else { max_age.min(UNPUBLISHED_MAX_AGE) })
             .map(|c| c.keys.clone())
     }
 
@@ -67,20 +83,40 @@ impl DeviceKeyCache {
             let cutoff = ages[ages.len() / 2];
             cache.retain(|_, c| c.fetched_at > cutoff);
         }
+        let published = all_published(keys.signed());
         cache.insert(
             keys.device_keys().user_id.clone(),
             Cached {
                 keys,
                 fetched_at: Instant::now(),
+                published,
             },
         );
     }
 }
 
+/// Whether every device of the list is in the lookup proof it came with (the proof is
+/// checked by whoever relies on it; this only decides how long the list is cached).
+fn all_published(signed: &SignedDeviceKeys) -> bool {
+    let Some(lookup) = &signed.transparency else {
+        return signed.device_keys.devices.is_empty();
+    };
+    let Ok(published) =
+        parley_transparency::verify_lookup(&lookup.root.root, &signed.device_keys.user_id, lookup.proof.as_slice())
+    else {
+        return false;
+    };
+    signed
+        .device_keys
+        .devices
+        .iter()
+        .all(|d| published.devices.iter().any(|p| p == d))
+}
+
 /// `user`'s list from the cache when fetched less than `max_age` ago, else from their
 /// server (see `fetch`).
 pub async fn of_user(remote: &Remote, user: &UserId, max_age: Duration) -> Result<VerifiedDeviceKeys, ApiError> {
-    match remote.device_keys.fresh(user, max_age) {
+    match remote.device_keys.fresh_published(user, max_age) {
         Some(keys) => Ok(keys),
         None => fetch(remote, user).await,
     }
@@ -147,11 +183,19 @@ pub fn signed(remote: &Remote, device_keys: UserDeviceKeys) -> SignedDeviceKeys 
 /// that key's public half (for a client, which cannot fetch the key document).
 pub fn signed_with_key(remote: &Remote, device_keys: UserDeviceKeys) -> (SignedDeviceKeys, ServerVerifyKey) {
     let keyring = remote.keys.current();
-    let key = ServerVerifyKey {
+    (signing::sign(&keyring, device_keys, now_ms()), verify_key(&keyring))
+}
+
+/// This server's current federation public key, as relayed to clients.
+pub fn current_verify_key(remote: &Remote) -> ServerVerifyKey {
+    verify_key(&remote.keys.current())
+}
+
+fn verify_key(keyring: &parley_federation::ServerKeyring) -> ServerVerifyKey {
+    ServerVerifyKey {
         key_id: keyring.key_id().as_str().to_owned(),
         key: encode_public_key(&keyring.public_key()),
-    };
-    (signing::sign(&keyring, device_keys, now_ms()), key)
+    }
 }
 
 /// The public key of the server that signed `verified` (a list already checked with

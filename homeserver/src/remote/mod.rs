@@ -23,6 +23,7 @@ pub mod outbound;
 pub mod peer_keys;
 pub mod policy;
 pub mod receipts;
+pub mod transparency;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

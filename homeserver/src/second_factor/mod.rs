@@ -28,7 +28,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
 
-pub use sealing::{KeyFileError, SealingKey};
+pub use crate::key_file::KeyFileError;
+pub use sealing::SealingKey;
 
 /// What the `otpauth://` URI's label and issuer escape: all but RFC 3986's unreserved.
 const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -5,30 +5,16 @@
 //! account's row does not open. A database dump alone holds only ciphertexts; a dump plus
 //! the key file gives the secrets (`specs/threat-model.md`).
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use parley_private_file as private_file;
 use rand::RngCore;
 
-const KEY_BYTES: usize = 32;
+use crate::key_file::{self, KeyFileError};
 const NONCE_BYTES: usize = 24;
 /// The first byte of every sealed secret: the format, should it ever change.
 const FORMAT_V1: u8 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("cannot read or create the second-factor key file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error(
-        "the second-factor key file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
-    #[error("the second-factor key file {path} does not hold a {KEY_BYTES}-byte key")]
-    Invalid { path: PathBuf },
-}
 
 /// The key that seals TOTP secrets.
 pub struct SealingKey {
@@ -42,33 +28,10 @@ pub struct Unsealable;
 
 impl SealingKey {
     /// Reads the key file, creating it (mode 0600) with a new random key if missing.
-    /// Concurrent first starts of several processes agree on one key.
     pub fn open_or_create(path: &Path) -> Result<Self, KeyFileError> {
-        let io = |source| KeyFileError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if !path.exists() {
-            let mut key = [0u8; KEY_BYTES];
-            rand::rng().fill_bytes(&mut key);
-            if private_file::create(path, &key).map_err(io)? {
-                tracing::info!(path = %path.display(), "created the second-factor key file");
-            }
-        }
-        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Permissions {
-                path: path.to_owned(),
-                mode: mode & 0o777,
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        Self::from_bytes(&bytes).ok_or_else(|| KeyFileError::Invalid { path: path.to_owned() })
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() == KEY_BYTES).then(|| Self {
-            cipher: XChaCha20Poly1305::new(bytes.into()),
+        let key = key_file::open_or_create(path, "second-factor key")?;
+        Ok(Self {
+            cipher: XChaCha20Poly1305::new((&key).into()),
         })
     }
 
@@ -110,6 +73,8 @@ impl SealingKey {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -39,10 +39,17 @@ pub async fn insert(
     token_hash: &[u8],
     signature_key: Option<&[u8]>,
 ) -> Result<(), tokio_postgres::Error> {
+    // A device created with its key changes the account's published devices: marked for
+    // the next transparency epoch in the same statement.
     let stmt = db
         .prepare_cached(
-            "INSERT INTO devices (device_id, localpart, display_name, token_hash, mls_signature_key)
-             VALUES ($1, $2, $3, $4, $5)",
+            "WITH created AS (INSERT INTO devices (device_id, localpart, display_name, token_hash, mls_signature_key) \
+                              VALUES ($1, $2, $3, $4, $5) RETURNING localpart, mls_signature_key), \
+                  marked AS (INSERT INTO transparency_pending (localpart, change_seq) \
+                             SELECT localpart, nextval('transparency_change_seq') FROM created \
+                             WHERE mls_signature_key IS NOT NULL \
+                             ON CONFLICT (localpart) DO UPDATE SET change_seq = EXCLUDED.change_seq) \
+             SELECT 1",
         )
         .await?;
     db.execute(
@@ -116,14 +123,24 @@ pub async fn rename(
         .map(DeviceRow::from))
 }
 
-/// Deletes these devices of the account; returns the ones that were there.
+/// Deletes these devices of the account; returns the ones that were there. When one had
+/// a key, the account's device list changed: it is marked for the next transparency epoch
+/// in the same statement.
 pub async fn delete_many(
     db: &impl Db,
     localpart: &Localpart,
     ids: &[&str],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("DELETE FROM devices WHERE localpart = $1 AND device_id = ANY($2) RETURNING device_id")
+        .prepare_cached(
+            "WITH gone AS (DELETE FROM devices WHERE localpart = $1 AND device_id = ANY($2) \
+                           RETURNING device_id, mls_signature_key), \
+                  marked AS (INSERT INTO transparency_pending (localpart, change_seq) \
+                             SELECT $1, nextval('transparency_change_seq') \
+                             WHERE EXISTS (SELECT 1 FROM gone WHERE mls_signature_key IS NOT NULL) \
+                             ON CONFLICT (localpart) DO UPDATE SET change_seq = EXCLUDED.change_seq) \
+             SELECT device_id FROM gone",
+        )
         .await?;
     Ok(db
         .query(&stmt, &[&localpart.as_str(), &ids])
@@ -198,11 +215,20 @@ pub async fn signature_key_for_update(
 }
 
 /// Binds `key` to a device that has none yet; false when it had one (or does not exist).
+/// The account is marked for the next transparency epoch in the same statement.
 pub async fn bind_signature_key(db: &impl Db, device: &DeviceId, key: &[u8]) -> Result<bool, tokio_postgres::Error> {
     let stmt = db
-        .prepare_cached("UPDATE devices SET mls_signature_key = $2 WHERE device_id = $1 AND mls_signature_key IS NULL")
+        .prepare_cached(
+            "WITH bound AS (UPDATE devices SET mls_signature_key = $2 \
+                            WHERE device_id = $1 AND mls_signature_key IS NULL RETURNING localpart), \
+                  marked AS (INSERT INTO transparency_pending (localpart, change_seq) \
+                             SELECT localpart, nextval('transparency_change_seq') FROM bound \
+                             ON CONFLICT (localpart) DO UPDATE SET change_seq = EXCLUDED.change_seq) \
+             SELECT count(*) FROM bound",
+        )
         .await?;
-    Ok(db.execute(&stmt, &[&device.as_str(), &key]).await? == 1)
+    let bound: i64 = db.query_one(&stmt, &[&device.as_str(), &key]).await?.get(0);
+    Ok(bound == 1)
 }
 
 /// The account's devices that have a key, with it, by device id.

@@ -13,6 +13,7 @@ pub mod key_backup;
 pub mod key_packages;
 pub mod retention;
 pub mod second_factor;
+pub mod transparency;
 
 pub use deadpool_postgres::GenericClient as Db;
 

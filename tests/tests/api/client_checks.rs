@@ -51,7 +51,7 @@ async fn joined_group(s: &mut BehindFakeHub, id: &GroupId, others: &[&TestMlsDev
 async fn a_welcome_with_a_leaf_in_another_devices_name_is_not_joined() {
     let mut s = BehindFakeHub::start().await;
     let id = group_id("forgedwelcome");
-    let _bob = s.bob_device();
+    let _bob = s.bob_device().await;
     let (mut group, _) = s.mallory.create_group(&id);
     let bob = UserId::parse("bob@b.test").unwrap();
     let b1 = DeviceId::parse("B1").unwrap();
@@ -143,7 +143,7 @@ async fn a_commit_adding_a_second_leaf_of_a_device_is_refused() {
     let mut s = BehindFakeHub::start().await;
     let id = group_id("twoleaves");
     // The directory says bob/B1 has bob's key; the group already has that leaf.
-    let bob = s.bob_device();
+    let bob = s.bob_device().await;
     let mut group = joined_group(&mut s, &id, &[&bob]).await;
     let forged = forged_key_package(&UserId::parse("bob@b.test").unwrap(), &DeviceId::parse("B1").unwrap());
     let (commit, _) = s.mallory.add(&mut group, &[forged]);
@@ -161,7 +161,7 @@ async fn a_commit_adding_a_second_leaf_of_a_device_is_refused() {
 async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_before() {
     let mut s = BehindFakeHub::start().await;
     let id = group_id("normalflow");
-    let bob = s.bob_device();
+    let bob = s.bob_device().await;
     // bob's second device is in his list from the start.
     let bob2 = TestMlsDevice::new(&UserId::parse("bob@b.test").unwrap(), &DeviceId::parse("B2").unwrap());
     s.fake.set_devices(
@@ -171,7 +171,7 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
             (DeviceId::parse("B2").unwrap(), bob2.signer.public().to_vec()),
         ],
         &s.b_key,
-    );
+    ).await;
     let before = s.fake.lookups();
     let mut group = joined_group(&mut s, &id, &[&bob]).await;
     let join_lookups = s.fake.lookups() - before;
@@ -213,7 +213,7 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
         &UserId::parse("carol@a.test").unwrap(),
         &[(DeviceId::parse("C1").unwrap(), carol.signer.public().to_vec())],
         &s.a_key,
-    );
+    ).await;
     let (commit, _) = s
         .mallory
         .add(&mut group, &[key_package_from(&carol.key_package(false))]);
@@ -264,7 +264,7 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
 async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
     let mut s = BehindFakeHub::start().await;
     let id = group_id("keychange");
-    let bob = s.bob_device();
+    let bob = s.bob_device().await;
     let mut group = joined_group(&mut s, &id, &[&bob]).await;
     // b.test's key is pinned now. A relay serving bob's list under another key (a new
     // device, so the list is fetched again) is refused.
@@ -277,7 +277,7 @@ async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
             (DeviceId::parse("B2").unwrap(), b2.signer.public().to_vec()),
         ],
         &impostor,
-    );
+    ).await;
     let (commit, _) = s.mallory.add(&mut group, &[key_package_from(&b2.key_package(false))]);
     s.deliver_from_mallory(InboxEntryKind::Message, &id, 2, commit);
     let events = s.alice.sync().await.expect("sync");
@@ -296,14 +296,14 @@ async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
 async fn a_list_signed_days_ago_is_a_replay_and_vouches_for_nothing() {
     let mut s = BehindFakeHub::start().await;
     let id = group_id("replayedlist");
-    let bob = s.bob_device();
+    let bob = s.bob_device().await;
     let two_days_ago = (time::OffsetDateTime::now_utc().unix_timestamp() - 2 * 86_400) * 1000;
     s.fake.set_devices_signed_at(
         &UserId::parse("bob@b.test").unwrap(),
         &[(DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec())],
         &s.b_key,
         two_days_ago,
-    );
+    ).await;
     let (mut group, _) = s.mallory.create_group(&id);
     let (_, welcome) = s.mallory.add(
         &mut group,

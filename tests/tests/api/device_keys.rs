@@ -410,6 +410,7 @@ async fn the_directory_serves_own_users_and_other_servers_users_with_their_serve
     let signed = |answer: UserDevices| SignedDeviceKeys {
         device_keys: answer.device_keys,
         server_signature: answer.server_signature.expect("signed by b.test"),
+        transparency: None,
     };
     device_keys::verify(signed(local.clone()), &b_keys).expect("b.test's signature verifies");
 

@@ -410,12 +410,12 @@ impl BehindFakeHub {
             &alice_id.user_id,
             &[(alice_id.device_id.clone(), alice.signature_key().to_vec())],
             &a_key,
-        );
+        ).await;
         fake.set_devices(
             &mallory_id.user_id,
             &[(mallory_id.device_id.clone(), mallory.signer.public().to_vec())],
             &a_key,
-        );
+        ).await;
         Self {
             fake,
             alice,
@@ -427,14 +427,14 @@ impl BehindFakeHub {
     }
 
     /// bob@b.test's real device `B1`, listed with its key by b.test.
-    pub fn bob_device(&self) -> TestMlsDevice {
+    pub async fn bob_device(&self) -> TestMlsDevice {
         let bob = member("bob@b.test", "B1");
         let device = TestMlsDevice::new(&bob.user_id, &bob.device_id);
         self.fake.set_devices(
             &bob.user_id,
             &[(bob.device_id, device.signer.public().to_vec())],
             &self.b_key,
-        );
+        ).await;
         device
     }
 

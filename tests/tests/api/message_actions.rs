@@ -182,7 +182,7 @@ async fn group_with_alice_and_bob(s: &mut BehindFakeHub, id: &GroupId, bob: &Tes
 #[tokio::test]
 async fn an_edit_or_delete_of_another_users_message_is_refused_by_the_receiving_client() {
     let mut s = BehindFakeHub::start().await;
-    let bob = s.bob_device();
+    let bob = s.bob_device().await;
     let id = GroupId::parse("forgededit@a.test").unwrap();
     let (mut mallory_group, mut bob_group) = group_with_alice_and_bob(&mut s, &id, &bob).await;
     let bytes = |e: &Envelope| serde_json::to_vec(e).unwrap();

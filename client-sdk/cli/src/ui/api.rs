@@ -632,6 +632,10 @@ pub enum ServerEvent {
         group_id: GroupId,
         message: String,
     },
+    /// WARNING from key transparency: a device of this account appeared that this device
+    /// did not know of, or a check of the account's key history failed. `message` says
+    /// it in words (with the epoch and time the device was published).
+    SecurityAlert { message: String },
     /// A message was deleted from this device (by hand, it expired, or its sender deleted
     /// it for everyone).
     MessageDeleted {

@@ -202,6 +202,11 @@ pub(crate) async fn translate(m: &mut Messenger, events: Vec<Event>, deliveries:
                     conversations_changed.push(group_id);
                 }
             }
+            event @ (Event::UnknownOwnDevice { .. } | Event::TransparencyFailed { .. }) => {
+                out.push(ServerEvent::SecurityAlert {
+                    message: event_text(&event),
+                });
+            }
             event @ Event::ActionRefused { .. } => {
                 let message = event_text(&event);
                 if let Event::ActionRefused { group_id, .. } = event {

@@ -183,6 +183,7 @@ function onEvent(s: State, e: ServerEvent, now: number): State {
       return { ...s, homeserver: { state: e.state, message: e.message } };
     case "leaf_refused":
     case "action_refused":
+    case "security_alert":
       return { ...s, warnings: [...s.warnings, e.message] };
     case "message_changed": {
       // A reaction or an edit: replaces the message where it is shown; never unread.

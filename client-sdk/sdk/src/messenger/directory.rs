@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::MessengerError;
+use super::transparency::Transparent;
 use super::{Messenger, Result};
 
 /// A cached list is relied on this long; after that it is fetched again before use.
@@ -45,6 +46,11 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 /// fetched minutes ago at most (and signs its own users' lists when asked), so an older
 /// one is a replay (perhaps naming a device deleted since). Generous, for clocks that are off.
 const MAX_LIST_AGE_MS: i64 = 24 * 3_600_000;
+
+/// How long a list naming devices not yet published in their server's key directory is
+/// fetched again, waiting for the next epoch (servers publish every few seconds).
+const PUBLICATION_WAIT: Duration = Duration::from_secs(20);
+const PUBLICATION_POLL: Duration = Duration::from_millis(250);
 
 /// One leaf of a group tree, as the directory checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +138,36 @@ pub enum DirectoryError {
         user: UserId,
         /// Why.
         reason: String,
+    },
+    /// The server key relayed with a list or root is malformed.
+    #[error("the key {server} signs with, as relayed, is unusable: {reason}")]
+    BadServerKey {
+        /// The server.
+        server: ServerName,
+        /// Why.
+        reason: String,
+    },
+    /// The list's key transparency proof is missing a piece, does not verify, or is
+    /// against a root older than one seen before.
+    #[error("the device list of {user} is not proved by its server's key directory: {reason}")]
+    NotTransparent {
+        /// The user.
+        user: UserId,
+        /// Why.
+        reason: String,
+    },
+    /// The user's server signed one root of its key directory for the lookup and another
+    /// for the same epoch to this device's own server, which audited it: it shows
+    /// different logs to different parties.
+    #[error(
+        "{server} showed two different key directories for epoch {epoch} (a split view): the one proving this \
+         device list and the one your server audited; its users' devices are refused"
+    )]
+    SplitView {
+        /// The server.
+        server: ServerName,
+        /// The epoch.
+        epoch: u64,
     },
     /// The user's server says there is no such user.
     #[error("{user} does not exist on {}", user.server_name())]
@@ -274,7 +310,7 @@ impl Messenger {
                         device.user_id.server_name()
                     ),
                     None => format!(
-                        "{} lists no such device of {} (with a key)",
+                        "{} lists no such device of {} (with a key) in its published key directory",
                         device.user_id.server_name(),
                         device.user_id
                     ),
@@ -290,37 +326,45 @@ impl Messenger {
 
     /// `user`'s list from the homeserver, checked; `Err` inside for a list that cannot
     /// be used (which refuses the user's leaves), `Err` outside when it cannot be had now.
+    /// A list naming devices its server has not published yet (a device that just bound
+    /// its key) is fetched again until they are, for up to `PUBLICATION_WAIT`; after that
+    /// they are left out (refused).
     async fn fetch_device_list(
         &mut self,
         user: &UserId,
     ) -> Result<std::result::Result<UserDeviceKeys, DirectoryError>> {
-        self.directory.lookups += 1;
-        let answer = match self.client.user_devices(user).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                return match e.code() {
-                    Some(ErrorCode::NotFound) => Ok(Err(DirectoryError::NoSuchUser { user: user.clone() })),
-                    Some(ErrorCode::ServerNotAllowed | ErrorCode::InvalidParam) => Ok(Err(DirectoryError::Refused {
-                        user: user.clone(),
-                        reason: e.to_string(),
-                    })),
-                    _ => Err(MessengerError::DirectoryUnavailable {
-                        user: user.clone(),
-                        reason: e.to_string(),
-                    }),
-                };
+        let deadline = Instant::now() + PUBLICATION_WAIT;
+        loop {
+            self.directory.lookups += 1;
+            let answer = match self.client.user_devices(user).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return match e.code() {
+                        Some(ErrorCode::NotFound) => Ok(Err(DirectoryError::NoSuchUser { user: user.clone() })),
+                        Some(ErrorCode::ServerNotAllowed | ErrorCode::InvalidParam) => Ok(Err(DirectoryError::Refused {
+                            user: user.clone(),
+                            reason: e.to_string(),
+                        })),
+                        _ => Err(MessengerError::DirectoryUnavailable {
+                            user: user.clone(),
+                            reason: e.to_string(),
+                        }),
+                    };
+                }
+            };
+            match self.checked_list(user, answer) {
+                Ok(checked) if checked.unpublished > 0 && Instant::now() < deadline => {
+                    tokio::time::sleep(PUBLICATION_POLL).await;
+                }
+                Ok(checked) => return Ok(Ok(checked.list)),
+                Err(e) => return Ok(Err(e)),
             }
-        };
-        Ok(self.checked_list(user, answer))
+        }
     }
 
-    /// Verifies an answer of `user_devices` (the signature of the user's server, with the
-    /// key pinned for it, pinning it on first use).
-    fn checked_list(
-        &mut self,
-        user: &UserId,
-        answer: UserDevices,
-    ) -> std::result::Result<UserDeviceKeys, DirectoryError> {
+    /// Verifies an answer of `user_devices`: the signature of the user's server, with the
+    /// key pinned for it (pinning it on first use), then its key transparency proof.
+    fn checked_list(&mut self, user: &UserId, answer: UserDevices) -> std::result::Result<Transparent, DirectoryError> {
         let bad = |reason: String| DirectoryError::BadList {
             user: user.clone(),
             reason,
@@ -331,24 +375,22 @@ impl Messenger {
         let server = user.server_name();
         let (signature, key) = match (answer.server_signature, answer.server_key) {
             (Some(signature), Some(key)) => (signature, key),
-            // A homeserver that does not federate signs nothing: its own users' lists are
-            // taken as it gives them (it is their authority either way).
-            (None, _) if server == self.state.user_id.server_name() => return Ok(answer.device_keys),
+            // A homeserver that does not federate signs nothing and keeps no key
+            // directory: its own users' lists are taken as it gives them (it is their
+            // authority either way).
+            (None, _) if server == self.state.user_id.server_name() => {
+                return Ok(Transparent {
+                    list: answer.device_keys,
+                    unpublished: 0,
+                });
+            }
             _ => return Err(bad("it is not signed by the user's server".to_owned())),
         };
-        if let Some(pinned) = self.state.server_keys.get(&server)
-            && (pinned.key_id != key.key_id || pinned.key != key.key)
-        {
-            return Err(DirectoryError::ServerKeyChanged {
-                server,
-                key_id: key.key_id,
-                pinned_id: pinned.key_id.clone(),
-            });
-        }
-        let server_keys = verified_keys(&server, &key).map_err(bad)?;
+        let server_keys = self.pinned_server_keys(&server, key)?;
         let signed = SignedDeviceKeys {
             device_keys: answer.device_keys,
             server_signature: signature,
+            transparency: None,
         };
         let signed_at = signed.server_signature.signed_at_ms;
         let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
@@ -359,13 +401,35 @@ impl Messenger {
             )));
         }
         let verified = verify(signed, &server_keys).map_err(|e| bad(e.to_string()))?;
-        // Pinned on first use; saved with the state by the operation that checks.
-        self.state.server_keys.entry(server).or_insert_with(|| PinnedKey {
+        self.check_transparency(user, &server_keys, verified.into_signed().device_keys, answer.transparency)
+    }
+
+    /// `server`'s keys as `key` says them, if `key` is the one pinned for `server`;
+    /// pinned on first use (saved with the state by the operation that checks).
+    pub(crate) fn pinned_server_keys(
+        &mut self,
+        server: &ServerName,
+        key: ServerVerifyKey,
+    ) -> std::result::Result<VerifiedKeys, DirectoryError> {
+        if let Some(pinned) = self.state.server_keys.get(server)
+            && (pinned.key_id != key.key_id || pinned.key != key.key)
+        {
+            return Err(DirectoryError::ServerKeyChanged {
+                server: server.clone(),
+                key_id: key.key_id,
+                pinned_id: pinned.key_id.clone(),
+            });
+        }
+        let server_keys = verified_keys(server, &key).map_err(|reason| DirectoryError::BadServerKey {
+            server: server.clone(),
+            reason,
+        })?;
+        self.state.server_keys.entry(server.clone()).or_insert_with(|| PinnedKey {
             key_id: key.key_id,
             key: key.key,
             pinned_at: OffsetDateTime::now_utc(),
         });
-        Ok(verified.into_signed().device_keys)
+        Ok(server_keys)
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`Messenger::receive`](super::Messenger::receive) report.
 
 use parley_specs::groups_api::GroupMember;
-use parley_specs::{GroupId, UserId};
+use parley_specs::{GroupId, ServerName, UserId};
 use serde::Serialize;
 
 use super::directory::RefusedLeaf;
@@ -92,6 +92,21 @@ pub enum Event {
         user: UserId,
         /// The new device.
         device: GroupMember,
+    },
+    /// A device of this account appeared in its server's key directory that this device
+    /// did not know of: one the user logged in elsewhere, or one their server added
+    /// behind their back (`parley devices audit`).
+    UnknownOwnDevice {
+        /// The device, the epoch and the time it was published.
+        alert: super::DeviceAlert,
+    },
+    /// A key transparency check of this account failed: its server's key history proof
+    /// does not verify, or its root is badly signed or older than one seen before.
+    TransparencyFailed {
+        /// The server.
+        server: ServerName,
+        /// Why.
+        reason: String,
     },
     /// This device could not join a conversation of its user (see
     /// [`Messenger::join_own_conversations`](super::Messenger::join_own_conversations)).

@@ -56,6 +56,7 @@ mod roles;
 mod safety;
 mod send;
 mod store;
+mod transparency;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,6 +77,7 @@ pub use revocation::DeviceDeletion;
 pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TIMER_SECS, MAX_TOPIC_CHARS};
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
+pub use transparency::DeviceAlert;
 
 use self::device::DeviceIdentity;
 use self::provider::DeviceProvider;
@@ -205,6 +207,7 @@ impl Messenger {
             announced_leaves: Default::default(),
             key_backup: None,
             restore: None,
+            transparency: Default::default(),
         };
         let mut messenger = Self::assemble(client, store, provider, identity, state, 0);
         messenger.save(lock)?;

@@ -63,7 +63,9 @@ impl Messenger {
             self.client.ack_inbox(self.state.inbox_cursor).await?;
             self.acked_up_to = self.state.inbox_cursor;
         }
-        self.after_batch(lock).await
+        self.after_batch(lock).await?;
+        // Key transparency: devices of this account this device did not know of.
+        self.audit_own_devices_locked(lock).await.map(drop)
     }
 
     /// Waits up to `max_wait` for inbox entries (over the WebSocket, or a long-poll while

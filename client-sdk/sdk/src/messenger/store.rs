@@ -24,6 +24,7 @@ use super::error::MessengerError;
 use super::history::Conversation;
 use super::key_backup::{LocalBackup, RestoreState};
 use super::safety::Contact;
+use super::transparency::TransparencyState;
 use crate::sealed::{SealError, SealKey, write_private};
 
 /// Version of the JSON layout inside the sealed file.
@@ -65,6 +66,9 @@ pub(crate) struct AppState {
     /// How far an interrupted restore got (see `key_backup.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) restore: Option<RestoreState>,
+    /// Key transparency: epochs seen, this account's checked history (`transparency.rs`).
+    #[serde(default)]
+    pub(crate) transparency: TransparencyState,
 }
 
 /// The JSON sealed in the store file.
@@ -271,6 +275,7 @@ mod tests {
             announced_leaves: BTreeMap::new(),
             key_backup: None,
             restore: None,
+            transparency: Default::default(),
         }
     }
 
