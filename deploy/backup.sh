@@ -26,6 +26,10 @@ Options:
                           the key sealing TOTP secrets ([second_factor] key_file,
                           default second-factor.key beside the signing key); without
                           it the database's second factors cannot be used
+      --transparency-vrf-key FILE
+                          the key directory's VRF key ([transparency] vrf_key_file,
+                          default transparency-vrf.key beside the signing key);
+                          without it the database's key directory cannot be continued
       --tls-cert FILE     the client API certificate chain ([tls] cert)
       --tls-key FILE      the client API private key ([tls] key)
       --admin-token FILE  the admin API token file ([admin] token_file)
@@ -52,6 +56,7 @@ database_url="${PARLEY_DATABASE__URL:-${DATABASE_URL:-}}"
 output="."
 signing_key=""
 second_factor_key=""
+transparency_vrf_key=""
 tls_cert=""
 tls_key=""
 admin_token=""
@@ -68,6 +73,7 @@ while [ "$#" -gt 0 ]; do
     -o | --output) need_value "$@"; output="$2"; shift 2 ;;
     -k | --signing-key) need_value "$@"; signing_key="$2"; shift 2 ;;
     --second-factor-key) need_value "$@"; second_factor_key="$2"; shift 2 ;;
+    --transparency-vrf-key) need_value "$@"; transparency_vrf_key="$2"; shift 2 ;;
     --tls-cert) need_value "$@"; tls_cert="$2"; shift 2 ;;
     --tls-key) need_value "$@"; tls_key="$2"; shift 2 ;;
     --admin-token) need_value "$@"; admin_token="$2"; shift 2 ;;
@@ -88,7 +94,7 @@ for tool in "$PG_DUMP" "$PSQL"; do
     command -v "$tool" >/dev/null || die "$tool not found (install the PostgreSQL client or set PG_BINDIR)"
 done
 command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
-for file in "$signing_key" "$second_factor_key" "$tls_cert" "$tls_key" "$admin_token" "$config"; do
+for file in "$signing_key" "$second_factor_key" "$transparency_vrf_key" "$tls_cert" "$tls_key" "$admin_token" "$config"; do
     [ -z "$file" ] || [ -r "$file" ] || die "cannot read $file"
 done
 [ -d "$output" ] || die "output directory $output does not exist"
@@ -135,6 +141,7 @@ copy() { # copy SOURCE NAME
 }
 [ -z "$signing_key" ] || copy "$signing_key" signing.key
 [ -z "$second_factor_key" ] || copy "$second_factor_key" second-factor.key
+[ -z "$transparency_vrf_key" ] || copy "$transparency_vrf_key" transparency-vrf.key
 [ -z "$tls_cert" ] || copy "$tls_cert" tls.crt
 [ -z "$tls_key" ] || copy "$tls_key" tls.key
 [ -z "$admin_token" ] || copy "$admin_token" admin.token
@@ -149,6 +156,7 @@ copy() { # copy SOURCE NAME
     echo "pg_dump=$("$PG_DUMP" --version)"
     [ -z "$signing_key" ] || echo "signing_key=$signing_key"
     [ -z "$second_factor_key" ] || echo "second_factor_key=$second_factor_key"
+    [ -z "$transparency_vrf_key" ] || echo "transparency_vrf_key=$transparency_vrf_key"
     [ -z "$tls_cert" ] || echo "tls_cert=$tls_cert"
     [ -z "$tls_key" ] || echo "tls_key=$tls_key"
     [ -z "$admin_token" ] || echo "admin_token=$admin_token"

@@ -36,6 +36,8 @@ Options:
   -k, --signing-key FILE  write the backup's federation signing key to FILE
       --second-factor-key FILE
                           write the backup's second-factor key (TOTP secrets) to FILE
+      --transparency-vrf-key FILE
+                          write the backup's key directory VRF key to FILE
       --tls-cert FILE     write the backup's client API certificate chain to FILE
       --tls-key FILE      write the backup's client API private key to FILE
       --admin-token FILE  write the backup's admin API token file to FILE
@@ -79,6 +81,7 @@ while [ "$#" -gt 0 ]; do
     --create) create=true; shift ;;
     -k | --signing-key) need_value "$@"; destination[signing.key]="$2"; shift 2 ;;
     --second-factor-key) need_value "$@"; destination[second-factor.key]="$2"; shift 2 ;;
+    --transparency-vrf-key) need_value "$@"; destination[transparency-vrf.key]="$2"; shift 2 ;;
     --tls-cert) need_value "$@"; destination[tls.crt]="$2"; shift 2 ;;
     --tls-key) need_value "$@"; destination[tls.key]="$2"; shift 2 ;;
     --admin-token) need_value "$@"; destination[admin.token]="$2"; shift 2 ;;

@@ -150,7 +150,10 @@ mod tests {
         assert!(matches!(verify(altered, &keys), Err(RootError::BadSignature { .. })));
 
         let mut other_server = sign(&keyring, root("b.test", 3));
-        assert!(matches!(verify(other_server.clone(), &keys), Err(RootError::NotTheServer { .. })));
+        assert!(matches!(
+            verify(other_server.clone(), &keys),
+            Err(RootError::NotTheServer { .. })
+        ));
         other_server.root.server = name;
         assert!(verify(other_server, &keys).is_err());
 

@@ -18,7 +18,11 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     #[error("the {what} file {path} must be readable by its owner only (mode {mode:o}); run chmod 600 on it")]
-    Permissions { what: &'static str, path: PathBuf, mode: u32 },
+    Permissions {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error("the {what} file {path} does not hold a {KEY_BYTES}-byte key")]
     Invalid { what: &'static str, path: PathBuf },
 }

@@ -15,9 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use akd::AzksParallelismConfig;
+use akd::ecvrf::VRFKeyStorage;
+use akd::storage::StorageManager;
+use akd::storage::memory::AsyncInMemoryDatabase;
 use parley_federation::ServerKeyring;
 use parley_federation::device_keys::sign;
 use parley_federation::server_key::encode_public_key;
+use parley_federation::transparency_root;
 use parley_sdk::{Client, Trust};
 use parley_specs::endpoints::client;
 use parley_specs::groups_api::{AckRequest, GroupMember, InboxEntry, InboxEntryKind, InboxPage, InboxQuery};
@@ -27,11 +32,6 @@ use parley_specs::keys_api::{
 use parley_specs::transparency_api::{DirectoryRoot, TransparencyLookup};
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
 use parley_transparency::DirectoryConfig;
-use akd::ecvrf::VRFKeyStorage;
-use akd::storage::StorageManager;
-use akd::storage::memory::AsyncInMemoryDatabase;
-use akd::AzksParallelismConfig;
-use parley_federation::transparency_root;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
@@ -249,9 +249,26 @@ impl FakeClientApi {
         self.state.lock().unwrap().lists.insert(user.to_string(), answer);
     }
 
+    /// The answer served for `user`.
+    pub fn answer(&self, user: &UserId) -> UserDevices {
+        self.state.lock().unwrap().lists[user.as_str()].clone()
+    }
+
+    /// Serves `answer` for `user`.
+    pub fn set_answer(&self, user: &UserId, answer: UserDevices) {
+        self.state.lock().unwrap().lists.insert(user.to_string(), answer);
+    }
+
     /// Changes the answer served for `user` (to tamper with its proof, its root...).
     pub fn edit_devices(&self, user: &UserId, edit: impl FnOnce(&mut UserDevices)) {
-        edit(self.state.lock().unwrap().lists.get_mut(user.as_str()).expect("set_devices first"));
+        edit(
+            self.state
+                .lock()
+                .unwrap()
+                .lists
+                .get_mut(user.as_str())
+                .expect("set_devices first"),
+        );
     }
 
     /// How many device lists were asked for so far.

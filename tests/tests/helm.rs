@@ -385,6 +385,8 @@ fn default_values_render_a_deployment_over_external_postgresql() {
     assert_eq!(config.listen.client.port(), 8443);
     // No Secret for the second factor's key: no replica makes a key of its own.
     assert!(!config.second_factor.enabled && config.second_factor_key_file().is_none());
+    // Nor for the key directory's VRF key: no directory rather than one key per replica.
+    assert!(!config.transparency.enabled && config.transparency_vrf_key_file().is_none());
     // The URL is assembled from values and the password Secret.
     assert_eq!(
         config.database.url,
@@ -530,6 +532,15 @@ fn full_values_render_every_option() {
         "second-factor-key-secret",
         "parley-second-factor-key",
     );
+    // The key directory's VRF key: one Secret for every replica, copied the same way.
+    let vrf_key = config.transparency_vrf_key_file().expect("[transparency] vrf_key_file");
+    assert_eq!(config.transparency.vrf_key_file.as_ref(), Some(&vrf_key));
+    assert_private_file(
+        &manifests,
+        &vrf_key,
+        "transparency-vrf-key-secret",
+        "parley-transparency-vrf-key",
+    );
     let ports: Vec<String> = seq(&manifests.container()["ports"])
         .iter()
         .map(|p| s(&p["name"]))
@@ -662,9 +673,19 @@ fn config_changes_roll_the_pods_and_federation_can_be_off() {
     let after = checksum(&render(&helm, &["--set", "config.limits.maxGroupSize=50"]));
     assert_ne!(before, after, "a config change must change the pod template");
 
-    let manifests = Manifests::parse(&render(&helm, &["--set", "federation.enabled=false"]));
+    // The VRF key's Secret is neither mounted nor used without federation.
+    let manifests = Manifests::parse(&render(
+        &helm,
+        &[
+            "--set",
+            "federation.enabled=false",
+            "--set",
+            "transparency.existingSecret=parley-transparency-vrf-key",
+        ],
+    ));
     let config = assert_consistent(&manifests);
     assert!(config.federation.is_none());
+    assert!(!config.transparency.enabled);
     assert!(manifests.kinds().iter().all(|(_, name)| name != "parley-federation"));
     let pod = &manifests.deployment()["spec"]["template"]["spec"];
     assert!(pod["initContainers"].is_null());

@@ -67,8 +67,7 @@ pub fn encode_value(devices: &[DeviceKey]) -> AkdValue {
 
 /// The devices a published value names; refuses anything but the form `encode_value` makes.
 pub fn decode_value(value: &[u8]) -> Result<Vec<DeviceKey>, ProofError> {
-    let published: PublishedDevices =
-        serde_json::from_slice(value).map_err(|e| ProofError::BadValue(e.to_string()))?;
+    let published: PublishedDevices = serde_json::from_slice(value).map_err(|e| ProofError::BadValue(e.to_string()))?;
     let mut previous: Option<&DeviceId> = None;
     for device in &published.devices {
         if previous.is_some_and(|p| p >= &device.device_id) {
@@ -106,9 +105,24 @@ macro_rules! proof_codec {
     };
 }
 
-proof_codec!(encode_lookup_proof, decode_lookup_proof, LookupProof, akd_core::proto::specs::types::LookupProof);
-proof_codec!(encode_history_proof, decode_history_proof, HistoryProof, akd_core::proto::specs::types::HistoryProof);
-proof_codec!(encode_audit_proof, decode_audit_proof, AppendOnlyProof, akd_core::proto::specs::types::AppendOnlyProof);
+proof_codec!(
+    encode_lookup_proof,
+    decode_lookup_proof,
+    LookupProof,
+    akd_core::proto::specs::types::LookupProof
+);
+proof_codec!(
+    encode_history_proof,
+    decode_history_proof,
+    HistoryProof,
+    akd_core::proto::specs::types::HistoryProof
+);
+proof_codec!(
+    encode_audit_proof,
+    decode_audit_proof,
+    AppendOnlyProof,
+    akd_core::proto::specs::types::AppendOnlyProof
+);
 
 /// One published version of a user's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::Rename { device_id, name }) => rename_device(&ctx, &device_id, &name).await,
         Command::Devices(DevicesCommand::Delete { device_id }) => delete_device(&ctx, &device_id).await,
         Command::Devices(DevicesCommand::Audit { accept }) => audit_devices(&ctx, accept.as_deref()).await,
+        Command::Devices(DevicesCommand::Published { user }) => messaging::published_devices(&ctx, &user).await,
         Command::TwoFactor(TwoFactorCommand::Enable { code }) => second_factor::enable(&ctx, code).await,
         Command::TwoFactor(TwoFactorCommand::Disable { password_file, code }) => {
             second_factor::disable(&ctx, password_file.as_deref(), code).await
@@ -402,10 +403,15 @@ async fn audit_devices(ctx: &Ctx, accept: Option<&str>) -> anyhow::Result<()> {
                 "\n  {}  published in epoch {}{}{}",
                 alert.device_id,
                 alert.epoch,
-                alert
-                    .published_at_ms
-                    .map_or(String::new(), |ms| format!(" at {}", crate::messaging_output::time_of_ms(ms))),
-                if alert.accepted { "  (accepted as yours)" } else { "  NOT ACCEPTED" }
+                alert.published_at_ms.map_or(String::new(), |ms| format!(
+                    " at {}",
+                    crate::messaging_output::time_of_ms(ms)
+                )),
+                if alert.accepted {
+                    "  (accepted as yours)"
+                } else {
+                    "  NOT ACCEPTED"
+                }
             ));
         }
         text.push_str("\nA device that is not yours: `parley devices delete <id>`, then change your password.");

@@ -444,6 +444,12 @@ pub enum DevicesCommand {
         #[arg(long, value_name = "DEVICE_ID")]
         accept: Option<String>,
     },
+    /// Show a user's devices as their server's key directory publishes them, with the
+    /// epoch they were published in (a device added later shows a newer epoch).
+    Published {
+        /// The user (`name@server`, or `name` for one of your server).
+        user: String,
+    },
 }
 
 /// The whole `parley` program: parses the arguments (usage errors exit with 2), runs the

@@ -363,6 +363,30 @@ pub(crate) async fn verify(ctx: &Ctx, user: &str, mark: bool) -> anyhow::Result<
     ctx.out.print(&number, || safety_text(&number, mark))
 }
 
+pub(crate) async fn published_devices(ctx: &Ctx, user: &str) -> anyhow::Result<()> {
+    let mut messenger = open(ctx).await?;
+    let user = parse_user(messenger.user_id(), user)?;
+    let published = messenger.published_devices(&user).await?;
+    ctx.out.print(&published, || {
+        let mut text = format!("{} has {} published device(s)", published.user, published.devices.len());
+        match published.since_epoch {
+            Some(epoch) => text.push_str(&format!(
+                ", as published in epoch {epoch} of {}'s key directory:",
+                published.user.server_name()
+            )),
+            None => text.push_str(" (their server keeps no key directory):"),
+        }
+        for device in &published.devices {
+            text.push_str(&format!(
+                "\n  {}  key {}",
+                device.device_id,
+                hex::encode(device.signature_key.as_slice())
+            ));
+        }
+        text
+    })
+}
+
 pub(crate) async fn reply(ctx: &Ctx, group: &str, seq: i64, text: &str, expires: Option<&str>) -> anyhow::Result<()> {
     let expires_in = expires.map(parse_duration).transpose()?;
     let text = text_argument(ctx, text)?;

@@ -77,7 +77,10 @@ pub(crate) fn event_text(event: &Event) -> String {
              if it is, `parley devices audit --accept {}`",
             alert.device_id,
             alert.epoch,
-            alert.published_at_ms.map_or(String::new(), |ms| format!(", {}", crate::messaging_output::time_of_ms(ms))),
+            alert.published_at_ms.map_or(String::new(), |ms| format!(
+                ", {}",
+                crate::messaging_output::time_of_ms(ms)
+            )),
             alert.device_id,
             alert.device_id
         ),
@@ -350,6 +353,13 @@ pub(crate) fn safety_text(number: &SafetyNumber, marked: bool) -> String {
         device_list(&number.contact_devices),
         device_list(&number.own_devices)
     ));
+    if let Some(epoch) = number.transparent_since_epoch {
+        text.push_str(&format!(
+            "{}'s devices are published in {}'s key directory (transparent since epoch {epoch}).\n",
+            number.contact,
+            number.contact.server_name()
+        ));
+    }
     match &number.verification {
         Verification::Unverified => text.push_str(&format!(
             "Not verified. Compare this number with the one {0} sees (`parley verify {1}`), in person or \
@@ -397,6 +407,14 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push(line.trim_end().to_owned());
     }
     out.join("\n")
+}
+
+/// A time given in Unix milliseconds, as UTC RFC 3339 (or the number, if out of range).
+pub(crate) fn time_of_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]
@@ -506,12 +524,4 @@ mod tests {
         );
         assert!(group_table(&[]).starts_with("No conversations"));
     }
-}
-
-/// A time given in Unix milliseconds, as UTC RFC 3339 (or the number, if out of range).
-pub(crate) fn time_of_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }

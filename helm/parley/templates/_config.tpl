@@ -53,6 +53,13 @@ key_file = {{ include "parley.secondFactorKeyPath" . | toJson }}
 {{- else }}
 enabled = false
 {{- end }}
+
+[transparency]
+{{- if include "parley.transparencyEnabled" . }}
+vrf_key_file = {{ include "parley.transparencyVrfKeyPath" . | toJson }}
+{{- else }}
+enabled = false
+{{- end }}
 {{- if .Values.admin.enabled }}
 
 [admin]

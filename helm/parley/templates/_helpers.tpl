@@ -82,6 +82,9 @@ app.kubernetes.io/component: homeserver
 {{- define "parley.signingKeyPath" -}}/var/lib/parley/private/server.key{{- end }}
 {{- define "parley.adminTokenPath" -}}/var/lib/parley/private/admin-token{{- end }}
 {{- define "parley.secondFactorKeyPath" -}}/var/lib/parley/private/second-factor.key{{- end }}
+{{- define "parley.transparencyVrfKeyPath" -}}/var/lib/parley/private/transparency-vrf.key{{- end }}
+{{- /* The key directory needs [federation] and one VRF key shared by every replica (a Secret). */ -}}
+{{- define "parley.transparencyEnabled" -}}{{ if and .Values.federation.enabled .Values.transparency.existingSecret }}true{{ end }}{{- end }}
 {{- define "parley.metricsTokenPath" -}}/var/lib/parley/private/metrics-token{{- end }}
 {{- /* /metrics is served with a token: when asked for, or when the ServiceMonitor scrapes it. */ -}}
 {{- define "parley.metricsEnabled" -}}{{ if or .Values.metrics.enabled .Values.serviceMonitor.enabled }}true{{ end }}{{- end }}

@@ -19,5 +19,7 @@ pub async fn history(
             "a key directory (this server does not federate, or its key transparency is off)",
         ));
     };
-    Ok(web::Json(transparency.history(&who.user_id, query.since_version).await?))
+    Ok(web::Json(
+        transparency.history(&who.user_id, query.since_version).await?,
+    ))
 }

@@ -122,10 +122,14 @@ async fn transparency_audit(
     query: web::Query<AuditQuery>,
 ) -> Result<web::Json<TransparencyAudit>, ApiError> {
     let Some(transparency) = app.transparency.as_deref() else {
-        return Err(ApiError::not_found("a key directory (key transparency is off on this server)"));
+        return Err(ApiError::not_found(
+            "a key directory (key transparency is off on this server)",
+        ));
     };
     tracing::debug!(origin = %request.origin, from = query.from_epoch, to = query.to_epoch, "audited");
-    Ok(web::Json(transparency.audit_proof(query.from_epoch, query.to_epoch).await?))
+    Ok(web::Json(
+        transparency.audit_proof(query.from_epoch, query.to_epoch).await?,
+    ))
 }
 
 async fn forwarded_commit(

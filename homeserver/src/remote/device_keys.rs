@@ -64,7 +64,14 @@ impl DeviceKeyCache {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(user)
-            .filter(|c| c.fetched_at.elapsed() < if c.published { max_age } else { max_age.min(UNPUBLISHED_MAX_AGE) })
+            .filter(|c| {
+                c.fetched_at.elapsed()
+                    < if c.published {
+                        max_age
+                    } else {
+                        max_age.min(UNPUBLISHED_MAX_AGE)
+                    }
+            })
             .map(|c| c.keys.clone())
     }
 

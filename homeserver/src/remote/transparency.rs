@@ -19,7 +19,10 @@ const MAX_AUDIT_ANSWER_BYTES: usize = 16 << 20;
 /// key this server does not know yet). A root of another server is refused.
 pub async fn verify_root(remote: &Remote, server: &ServerName, signed: SignedRoot) -> Result<VerifiedRoot, String> {
     if signed.root.server != *server {
-        return Err(format!("a root of {} in the place of one of {server}", signed.root.server));
+        return Err(format!(
+            "a root of {} in the place of one of {server}",
+            signed.root.server
+        ));
     }
     let key_id = KeyId::parse(&signed.server_signature.key_id).map_err(|e| format!("malformed key id: {e}"))?;
     let keys = super::peer_keys::with_key(remote, server, &key_id, signed.server_signature.signed_at_ms)
@@ -29,15 +32,25 @@ pub async fn verify_root(remote: &Remote, server: &ServerName, signed: SignedRoo
 }
 
 /// `server`'s roots of epochs `from..=to` (clamped by the server to its latest) and the
-/// append-only proof between them, as received: nothing in it is checked yet.
-pub async fn fetch_audit(remote: &Remote, server: &ServerName, from: u64, to: u64) -> Result<TransparencyAudit, ApiError> {
+/// append-only proof between them, as received: nothing in it is checked yet. `None`
+/// when the server refuses the range as invalid (`400`: it has no epoch `from`).
+pub async fn fetch_audit(
+    remote: &Remote,
+    server: &ServerName,
+    from: u64,
+    to: u64,
+) -> Result<Option<TransparencyAudit>, ApiError> {
     let path = format!("{}?from_epoch={from}&to_epoch={to}", TRANSPARENCY_AUDIT.path);
     let (status, bytes) = remote
         .call(reqwest::Method::GET, server, &path, Vec::new(), MAX_AUDIT_ANSWER_BYTES)
         .await?;
+    if status == reqwest::StatusCode::BAD_REQUEST {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(refused(server, "its key directory's audit proof", status, &bytes));
     }
     serde_json::from_slice(&bytes)
+        .map(Some)
         .map_err(|e| unavailable(format!("{server} answered the audit with something else: {e}")))
 }

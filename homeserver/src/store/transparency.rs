@@ -39,7 +39,10 @@ impl DirectoryStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        self.pool.get().await.map_err(|e| StorageError::Connection(e.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Connection(e.to_string()))
     }
 }
 
@@ -183,8 +186,7 @@ impl Database for DirectoryStore {
             let db = self.client().await?;
             let mut records = Vec::new();
             for bin in &binary {
-                let ValueStateKey(username, at) =
-                    ValueState::key_from_full_binary(bin).map_err(StorageError::Other)?;
+                let ValueStateKey(username, at) = ValueState::key_from_full_binary(bin).map_err(StorageError::Other)?;
                 let stmt = db
                     .prepare_cached("SELECT record FROM transparency_values WHERE username = $1 AND epoch = $2")
                     .await
@@ -231,7 +233,11 @@ impl Database for DirectoryStore {
         Ok(KeyData { states })
     }
 
-    async fn get_user_state(&self, username: &AkdLabel, flag: ValueStateRetrievalFlag) -> Result<ValueState, StorageError> {
+    async fn get_user_state(
+        &self,
+        username: &AkdLabel,
+        flag: ValueStateRetrievalFlag,
+    ) -> Result<ValueState, StorageError> {
         self.states(&[username.0.as_slice()], flag)
             .await?
             .pop()
@@ -306,7 +312,11 @@ pub async fn bound_keys_of(
 // This server's signed roots.
 
 /// Stores the signed root of `epoch` unless one is there; returns the one stored.
-pub async fn insert_root(db: &impl Db, epoch: i64, signed: &serde_json::Value) -> Result<serde_json::Value, tokio_postgres::Error> {
+pub async fn insert_root(
+    db: &impl Db,
+    epoch: i64,
+    signed: &serde_json::Value,
+) -> Result<serde_json::Value, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "WITH new AS (INSERT INTO transparency_roots (epoch, signed) VALUES ($1, $2) \
@@ -341,7 +351,11 @@ pub async fn latest_root_epoch(db: &impl Db) -> Result<i64, tokio_postgres::Erro
 // Auditing other servers.
 
 /// The signed root of `server` for `epoch` this server recorded while auditing it.
-pub async fn peer_root(db: &impl Db, server: &str, epoch: i64) -> Result<Option<serde_json::Value>, tokio_postgres::Error> {
+pub async fn peer_root(
+    db: &impl Db,
+    server: &str,
+    epoch: i64,
+) -> Result<Option<serde_json::Value>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached("SELECT signed FROM transparency_peer_roots WHERE server = $1 AND epoch = $2")
         .await?;
@@ -349,7 +363,10 @@ pub async fn peer_root(db: &impl Db, server: &str, epoch: i64) -> Result<Option<
 }
 
 /// The latest audited epoch of `server` with its root.
-pub async fn latest_peer_root(db: &impl Db, server: &str) -> Result<Option<(i64, serde_json::Value)>, tokio_postgres::Error> {
+pub async fn latest_peer_root(
+    db: &impl Db,
+    server: &str,
+) -> Result<Option<(i64, serde_json::Value)>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT epoch, signed FROM transparency_peer_roots WHERE server = $1 ORDER BY epoch DESC LIMIT 1",
@@ -418,7 +435,11 @@ pub struct FailureRow {
 }
 
 /// The most recent failed audits, of one server or of all, newest first.
-pub async fn failures(db: &impl Db, server: Option<&str>, limit: i64) -> Result<Vec<FailureRow>, tokio_postgres::Error> {
+pub async fn failures(
+    db: &impl Db,
+    server: Option<&str>,
+    limit: i64,
+) -> Result<Vec<FailureRow>, tokio_postgres::Error> {
     let stmt = db
         .prepare_cached(
             "SELECT server, epoch, reason, detected_at FROM transparency_audit_failures \

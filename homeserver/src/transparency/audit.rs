@@ -28,7 +28,11 @@ const MAX_ROUNDS: usize = 16;
 /// What one audit found.
 #[derive(Debug)]
 enum Finding {
-    Failed { epoch: Option<u64>, reason: String, evidence: Option<serde_json::Value> },
+    Failed {
+        epoch: Option<u64>,
+        reason: String,
+        evidence: Option<serde_json::Value>,
+    },
     Unreachable(ApiError),
 }
 
@@ -42,13 +46,22 @@ impl Transparency {
                 Ok(())
             }
             Err(Finding::Unreachable(e)) => {
-                self.metrics.transparency_audits.with_label_values(&["unreachable"]).inc();
+                self.metrics
+                    .transparency_audits
+                    .with_label_values(&["unreachable"])
+                    .inc();
                 Err(e)
             }
-            Err(Finding::Failed { epoch, reason, evidence }) => {
+            Err(Finding::Failed {
+                epoch,
+                reason,
+                evidence,
+            }) => {
                 self.metrics.transparency_audits.with_label_values(&["failed"]).inc();
                 self.record_failure(server, epoch, &reason, evidence.as_ref()).await?;
-                Err(unavailable(format!("the key directory of {server} failed its audit: {reason}")))
+                Err(unavailable(format!(
+                    "the key directory of {server} failed its audit: {reason}"
+                )))
             }
         }
     }
@@ -82,31 +95,36 @@ impl Transparency {
             .map_err(|e| Finding::Unreachable(e.into()))?;
         let mut last: Option<SignedRoot> = match stored {
             Some((_, signed)) => Some(
-                serde_json::from_value(signed).map_err(|e| Finding::Unreachable(ApiError::internal("a stored root", e)))?,
+                serde_json::from_value(signed)
+                    .map_err(|e| Finding::Unreachable(ApiError::internal("a stored root", e)))?,
             ),
             None => None,
         };
         for _ in 0..MAX_ROUNDS {
             let from = last.as_ref().map_or(1, |r| r.root.epoch);
-            let answer = match remote::transparency::fetch_audit(&self.remote, server, from, from + MAX_AUDIT_EPOCHS).await {
-                Ok(answer) => answer,
-                // A server that has published nothing yet has nothing to audit.
-                Err(e) if last.is_none() && e.code == parley_specs::ErrorCode::InvalidParam => return Ok(()),
-                Err(e) if e.code == parley_specs::ErrorCode::InvalidParam => {
-                    return Err(failed(
-                        Some(from),
-                        format!("it refuses to prove epoch {from}, which it signed before (its log went backwards?): {}", e.message),
-                    ));
-                }
-                Err(e) => return Err(Finding::Unreachable(e)),
-            };
+            let answer =
+                match remote::transparency::fetch_audit(&self.remote, server, from, from + MAX_AUDIT_EPOCHS).await {
+                    Ok(Some(answer)) => answer,
+                    // A server that has published nothing yet has nothing to audit.
+                    Ok(None) if last.is_none() => return Ok(()),
+                    Ok(None) => {
+                        return Err(failed(
+                            Some(from),
+                            format!("it refuses to prove epoch {from}, which it signed before: its log went backwards"),
+                        ));
+                    }
+                    Err(e) => return Err(Finding::Unreachable(e)),
+                };
             let mut verified = Vec::with_capacity(answer.roots.len());
             for (i, signed) in answer.roots.into_iter().enumerate() {
                 let expected = from + i as u64;
                 if signed.root.epoch != expected {
                     return Err(failed(
                         Some(expected),
-                        format!("it sent epoch {} where epoch {expected} belongs (missing or out of order)", signed.root.epoch),
+                        format!(
+                            "it sent epoch {} where epoch {expected} belongs (missing or out of order)",
+                            signed.root.epoch
+                        ),
                     ));
                 }
                 let root = remote::transparency::verify_root(&self.remote, server, signed)
@@ -128,7 +146,10 @@ impl Transparency {
             }
             if verified.len() > 1 {
                 let Some(proof) = answer.proof else {
-                    return Err(failed(Some(from), "it sent several roots without an append-only proof".to_owned()));
+                    return Err(failed(
+                        Some(from),
+                        "it sent several roots without an append-only proof".to_owned(),
+                    ));
                 };
                 let proof = decode_audit_proof(proof.as_slice())
                     .map_err(|e| failed(Some(from), format!("its append-only proof: {e}")))?;
@@ -140,7 +161,12 @@ impl Transparency {
             let keep_from = usize::from(last.is_some());
             let roots: Vec<(i64, serde_json::Value)> = verified[keep_from..]
                 .iter()
-                .map(|r| (super::to_i64(r.epoch()), serde_json::to_value(r.signed()).unwrap_or_default()))
+                .map(|r| {
+                    (
+                        super::to_i64(r.epoch()),
+                        serde_json::to_value(r.signed()).unwrap_or_default(),
+                    )
+                })
                 .collect();
             store::transparency::insert_peer_roots(&db, server.as_str(), &roots)
                 .await
@@ -160,7 +186,10 @@ impl Transparency {
     /// lists refused (`remote_unavailable`).
     pub async fn witness(&self, server: &ServerName, lookup: &TransparencyLookup) -> Result<SignedRoot, ApiError> {
         let db = self.pool.get().await?;
-        if let Some(failure) = store::transparency::failures(&db, Some(server.as_str()), 1).await?.pop() {
+        if let Some(failure) = store::transparency::failures(&db, Some(server.as_str()), 1)
+            .await?
+            .pop()
+        {
             return Err(unavailable(format!(
                 "the key directory of {server} failed an audit ({}); its users' devices are not trusted",
                 failure.reason
@@ -180,7 +209,8 @@ impl Transparency {
                 "{server} gave a device list proved at epoch {epoch}, which its audit does not show"
             )));
         };
-        let audited: SignedRoot = serde_json::from_value(audited).map_err(|e| ApiError::internal("a stored root", e))?;
+        let audited: SignedRoot =
+            serde_json::from_value(audited).map_err(|e| ApiError::internal("a stored root", e))?;
         if audited.root != relayed.signed().root {
             let evidence = serde_json::json!({ "audited": audited, "received": relayed.signed() });
             self.record_failure(
@@ -221,7 +251,9 @@ pub async fn audit_forever(transparency: Arc<Transparency>) {
             }
         };
         for (server, _) in servers {
-            let Ok(server) = ServerName::parse(&server) else { continue };
+            let Ok(server) = ServerName::parse(&server) else {
+                continue;
+            };
             if let Err(e) = transparency.audit_server(&server).await {
                 tracing::debug!(%server, error = %e.message, "audit not completed");
             }

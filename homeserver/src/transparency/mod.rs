@@ -150,7 +150,8 @@ impl Transparency {
             return Ok(None);
         }
         let localparts: Vec<String> = pending.iter().map(|(l, _)| l.clone()).collect();
-        let mut devices: BTreeMap<String, Vec<DeviceKey>> = localparts.iter().map(|l| (l.clone(), Vec::new())).collect();
+        let mut devices: BTreeMap<String, Vec<DeviceKey>> =
+            localparts.iter().map(|l| (l.clone(), Vec::new())).collect();
         for (localpart, device_id, key) in store::transparency::bound_keys_of(&db, &localparts).await? {
             let device_id = DeviceId::parse(&device_id).map_err(|e| ApiError::internal("stored device id", e))?;
             devices.entry(localpart).or_default().push(DeviceKey {
@@ -347,7 +348,10 @@ impl Transparency {
 }
 
 async fn is_published(store: &DirectoryStore, user: &UserId) -> Result<bool, ApiError> {
-    match store.get_user_state(&label(user), ValueStateRetrievalFlag::MaxEpoch).await {
+    match store
+        .get_user_state(&label(user), ValueStateRetrievalFlag::MaxEpoch)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(StorageError::NotFound(_)) => Ok(false),
         Err(e) => Err(ApiError::internal("reading the directory", e)),

@@ -112,7 +112,9 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
     let server = TestServer::spawn_federating(keys.path()).await;
     let signing_key = keys.path().join("server.key");
     let (tls_cert, tls_key) = (keys.path().join("tls.pem"), keys.path().join("tls.key"));
+    let vrf_key = keys.path().join("transparency-vrf.key");
     assert!(signing_key.exists(), "the server created its signing key");
+    assert!(vrf_key.exists(), "the server created its key directory's VRF key");
 
     // Traffic: two groups, four devices of three users (each publishes KeyPackages and a
     // last-resort one), and a user without KeyPackages who will claim others'.
@@ -162,6 +164,8 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
             backups.path().to_str().unwrap(),
             "--signing-key",
             signing_key.to_str().unwrap(),
+            "--transparency-vrf-key",
+            vrf_key.to_str().unwrap(),
             "--tls-cert",
             tls_cert.to_str().unwrap(),
             "--tls-key",
@@ -175,6 +179,7 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
     for file in [
         "database.dump",
         "signing.key",
+        "transparency-vrf.key",
         "tls.crt",
         "tls.key",
         "MANIFEST",
@@ -214,9 +219,11 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
     let cat_position = inbox_position(&server, &cat_device).await;
     let config = server.stop().await;
 
-    // The restore, into a new database, with the key files in a new place.
+    // The restore, into a new database, with the key files in a new place (the VRF key
+    // where the restored server looks by default: beside its signing key).
     let restored_keys = tempfile::tempdir().expect("tempdir");
     let new_signing_key = restored_keys.path().join("server.key");
+    let new_vrf_key = restored_keys.path().join("transparency-vrf.key");
     let (new_cert, new_key) = (
         restored_keys.path().join("tls.pem"),
         restored_keys.path().join("tls.key"),
@@ -229,6 +236,8 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
             &database,
             "--signing-key",
             new_signing_key.to_str().unwrap(),
+            "--transparency-vrf-key",
+            new_vrf_key.to_str().unwrap(),
             "--tls-cert",
             new_cert.to_str().unwrap(),
             "--tls-key",
@@ -243,7 +252,12 @@ async fn a_restored_backup_has_every_account_group_and_unread_entry_and_no_one_t
         std::fs::read(&signing_key).unwrap(),
         "the restored signing key is the original"
     );
-    for file in [&new_signing_key, &new_cert, &new_key] {
+    assert_eq!(
+        std::fs::read(&new_vrf_key).unwrap(),
+        std::fs::read(&vrf_key).unwrap(),
+        "the restored VRF key is the original"
+    );
+    for file in [&new_signing_key, &new_vrf_key, &new_cert, &new_key] {
         let mode = std::fs::metadata(file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{file:?}");
     }

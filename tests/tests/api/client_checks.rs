@@ -164,14 +164,16 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
     let bob = s.bob_device().await;
     // bob's second device is in his list from the start.
     let bob2 = TestMlsDevice::new(&UserId::parse("bob@b.test").unwrap(), &DeviceId::parse("B2").unwrap());
-    s.fake.set_devices(
-        &UserId::parse("bob@b.test").unwrap(),
-        &[
-            (DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec()),
-            (DeviceId::parse("B2").unwrap(), bob2.signer.public().to_vec()),
-        ],
-        &s.b_key,
-    ).await;
+    s.fake
+        .set_devices(
+            &UserId::parse("bob@b.test").unwrap(),
+            &[
+                (DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec()),
+                (DeviceId::parse("B2").unwrap(), bob2.signer.public().to_vec()),
+            ],
+            &s.b_key,
+        )
+        .await;
     let before = s.fake.lookups();
     let mut group = joined_group(&mut s, &id, &[&bob]).await;
     let join_lookups = s.fake.lookups() - before;
@@ -209,11 +211,13 @@ async fn normal_welcomes_and_commits_pass_with_a_lookup_only_for_users_not_seen_
 
     // Adding a user not seen before: their list, once.
     let carol = TestMlsDevice::new(&UserId::parse("carol@a.test").unwrap(), &DeviceId::parse("C1").unwrap());
-    s.fake.set_devices(
-        &UserId::parse("carol@a.test").unwrap(),
-        &[(DeviceId::parse("C1").unwrap(), carol.signer.public().to_vec())],
-        &s.a_key,
-    ).await;
+    s.fake
+        .set_devices(
+            &UserId::parse("carol@a.test").unwrap(),
+            &[(DeviceId::parse("C1").unwrap(), carol.signer.public().to_vec())],
+            &s.a_key,
+        )
+        .await;
     let (commit, _) = s
         .mallory
         .add(&mut group, &[key_package_from(&carol.key_package(false))]);
@@ -270,14 +274,16 @@ async fn a_list_signed_by_another_key_than_the_pinned_one_is_refused() {
     // device, so the list is fetched again) is refused.
     let b2 = TestMlsDevice::new(&UserId::parse("bob@b.test").unwrap(), &DeviceId::parse("B2").unwrap());
     let impostor = ServerKeyring::generate();
-    s.fake.set_devices(
-        &UserId::parse("bob@b.test").unwrap(),
-        &[
-            (DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec()),
-            (DeviceId::parse("B2").unwrap(), b2.signer.public().to_vec()),
-        ],
-        &impostor,
-    ).await;
+    s.fake
+        .set_devices(
+            &UserId::parse("bob@b.test").unwrap(),
+            &[
+                (DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec()),
+                (DeviceId::parse("B2").unwrap(), b2.signer.public().to_vec()),
+            ],
+            &impostor,
+        )
+        .await;
     let (commit, _) = s.mallory.add(&mut group, &[key_package_from(&b2.key_package(false))]);
     s.deliver_from_mallory(InboxEntryKind::Message, &id, 2, commit);
     let events = s.alice.sync().await.expect("sync");
@@ -298,12 +304,14 @@ async fn a_list_signed_days_ago_is_a_replay_and_vouches_for_nothing() {
     let id = group_id("replayedlist");
     let bob = s.bob_device().await;
     let two_days_ago = (time::OffsetDateTime::now_utc().unix_timestamp() - 2 * 86_400) * 1000;
-    s.fake.set_devices_signed_at(
-        &UserId::parse("bob@b.test").unwrap(),
-        &[(DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec())],
-        &s.b_key,
-        two_days_ago,
-    ).await;
+    s.fake
+        .set_devices_signed_at(
+            &UserId::parse("bob@b.test").unwrap(),
+            &[(DeviceId::parse("B1").unwrap(), bob.signer.public().to_vec())],
+            &s.b_key,
+            two_days_ago,
+        )
+        .await;
     let (mut group, _) = s.mallory.create_group(&id);
     let (_, welcome) = s.mallory.add(
         &mut group,

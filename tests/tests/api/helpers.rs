@@ -410,12 +410,14 @@ impl BehindFakeHub {
             &alice_id.user_id,
             &[(alice_id.device_id.clone(), alice.signature_key().to_vec())],
             &a_key,
-        ).await;
+        )
+        .await;
         fake.set_devices(
             &mallory_id.user_id,
             &[(mallory_id.device_id.clone(), mallory.signer.public().to_vec())],
             &a_key,
-        ).await;
+        )
+        .await;
         Self {
             fake,
             alice,
@@ -430,11 +432,13 @@ impl BehindFakeHub {
     pub async fn bob_device(&self) -> TestMlsDevice {
         let bob = member("bob@b.test", "B1");
         let device = TestMlsDevice::new(&bob.user_id, &bob.device_id);
-        self.fake.set_devices(
-            &bob.user_id,
-            &[(bob.device_id, device.signer.public().to_vec())],
-            &self.b_key,
-        ).await;
+        self.fake
+            .set_devices(
+                &bob.user_id,
+                &[(bob.device_id, device.signer.public().to_vec())],
+                &self.b_key,
+            )
+            .await;
         device
     }
 

@@ -34,4 +34,5 @@ mod routes;
 mod scale_out;
 mod second_factor;
 mod shutdown;
+mod transparency;
 mod ui;

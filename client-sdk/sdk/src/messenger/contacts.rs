@@ -148,6 +148,7 @@ impl Messenger {
             own_devices: own.into_iter().collect(),
             contact_devices: theirs.into_iter().collect(),
             verification,
+            transparent_since_epoch: self.published_since(contact),
         })
     }
 

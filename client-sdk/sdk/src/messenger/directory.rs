@@ -197,6 +197,8 @@ pub(crate) struct Directory {
 struct Cached {
     /// The list, or why it cannot be used.
     list: std::result::Result<UserDeviceKeys, DirectoryError>,
+    /// The epoch its devices were published in (see `transparency.rs`).
+    since_epoch: Option<u64>,
     fetched_at: Instant,
 }
 
@@ -216,6 +218,11 @@ impl Cached {
 }
 
 impl Messenger {
+    /// The epoch `user`'s devices were published in, as this process last checked them.
+    pub(crate) fn published_since(&self, user: &UserId) -> Option<u64> {
+        self.directory.lists.get(user).and_then(|c| c.since_epoch)
+    }
+
     /// How many device lists this process fetched from the homeserver to check leaves.
     pub fn directory_lookups(&self) -> u64 {
         self.directory.lookups
@@ -292,11 +299,12 @@ impl Messenger {
             .map(|(_, device)| device.user_id.clone())
             .collect();
         for user in stale {
-            let list = self.fetch_device_list(&user).await?;
+            let checked = self.fetch_device_list(&user).await?;
             self.directory.lists.insert(
                 user,
                 Cached {
-                    list,
+                    since_epoch: checked.as_ref().ok().and_then(|c| c.since_epoch),
+                    list: checked.map(|c| c.list),
                     fetched_at: Instant::now(),
                 },
             );
@@ -329,10 +337,10 @@ impl Messenger {
     /// A list naming devices its server has not published yet (a device that just bound
     /// its key) is fetched again until they are, for up to `PUBLICATION_WAIT`; after that
     /// they are left out (refused).
-    async fn fetch_device_list(
+    pub(crate) async fn fetch_device_list(
         &mut self,
         user: &UserId,
-    ) -> Result<std::result::Result<UserDeviceKeys, DirectoryError>> {
+    ) -> Result<std::result::Result<Transparent, DirectoryError>> {
         let deadline = Instant::now() + PUBLICATION_WAIT;
         loop {
             self.directory.lookups += 1;
@@ -341,10 +349,12 @@ impl Messenger {
                 Err(e) => {
                     return match e.code() {
                         Some(ErrorCode::NotFound) => Ok(Err(DirectoryError::NoSuchUser { user: user.clone() })),
-                        Some(ErrorCode::ServerNotAllowed | ErrorCode::InvalidParam) => Ok(Err(DirectoryError::Refused {
-                            user: user.clone(),
-                            reason: e.to_string(),
-                        })),
+                        Some(ErrorCode::ServerNotAllowed | ErrorCode::InvalidParam) => {
+                            Ok(Err(DirectoryError::Refused {
+                                user: user.clone(),
+                                reason: e.to_string(),
+                            }))
+                        }
                         _ => Err(MessengerError::DirectoryUnavailable {
                             user: user.clone(),
                             reason: e.to_string(),
@@ -356,7 +366,7 @@ impl Messenger {
                 Ok(checked) if checked.unpublished > 0 && Instant::now() < deadline => {
                     tokio::time::sleep(PUBLICATION_POLL).await;
                 }
-                Ok(checked) => return Ok(Ok(checked.list)),
+                Ok(checked) => return Ok(Ok(checked)),
                 Err(e) => return Ok(Err(e)),
             }
         }
@@ -382,6 +392,7 @@ impl Messenger {
                 return Ok(Transparent {
                     list: answer.device_keys,
                     unpublished: 0,
+                    since_epoch: None,
                 });
             }
             _ => return Err(bad("it is not signed by the user's server".to_owned())),
@@ -401,7 +412,12 @@ impl Messenger {
             )));
         }
         let verified = verify(signed, &server_keys).map_err(|e| bad(e.to_string()))?;
-        self.check_transparency(user, &server_keys, verified.into_signed().device_keys, answer.transparency)
+        self.check_transparency(
+            user,
+            &server_keys,
+            verified.into_signed().device_keys,
+            answer.transparency,
+        )
     }
 
     /// `server`'s keys as `key` says them, if `key` is the one pinned for `server`;
@@ -424,11 +440,14 @@ impl Messenger {
             server: server.clone(),
             reason,
         })?;
-        self.state.server_keys.entry(server.clone()).or_insert_with(|| PinnedKey {
-            key_id: key.key_id,
-            key: key.key,
-            pinned_at: OffsetDateTime::now_utc(),
-        });
+        self.state
+            .server_keys
+            .entry(server.clone())
+            .or_insert_with(|| PinnedKey {
+                key_id: key.key_id,
+                key: key.key,
+                pinned_at: OffsetDateTime::now_utc(),
+            });
         Ok(server_keys)
     }
 }

@@ -133,6 +133,10 @@ pub enum MessengerError {
         /// Why.
         reason: String,
     },
+    /// A user's device list was refused: badly signed, not proved by its server's key
+    /// directory, or a split view (see [`DirectoryError`](super::DirectoryError)).
+    #[error(transparent)]
+    Directory(#[from] super::DirectoryError),
     /// This device refused a commit of the group (it carried a leaf the device key
     /// directory does not vouch for), so the conversation takes no further messages.
     #[error(

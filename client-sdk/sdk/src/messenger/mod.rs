@@ -77,7 +77,7 @@ pub use revocation::DeviceDeletion;
 pub use roles::{GroupMeta, GroupSettings, MAX_NAME_CHARS, MAX_TIMER_SECS, MAX_TOPIC_CHARS};
 pub use safety::{DeviceKey, SafetyNumber, Verification};
 pub use send::{MAX_TEXT_BYTES, SentMessage};
-pub use transparency::DeviceAlert;
+pub use transparency::{DeviceAlert, PublishedDevices};
 
 use self::device::DeviceIdentity;
 use self::provider::DeviceProvider;

@@ -82,6 +82,9 @@ pub struct SafetyNumber {
     pub contact_devices: Vec<DeviceKey>,
     /// Whether the contact was verified, and whether their devices changed since.
     pub verification: Verification,
+    /// The epoch of their server's key directory the contact's devices were published in
+    /// ("transparent since epoch N"), when their list was checked against one.
+    pub transparent_since_epoch: Option<u64>,
 }
 
 impl SafetyNumber {
@@ -193,6 +196,7 @@ mod tests {
             own_devices: vec![],
             contact_devices: vec![],
             verification: Verification::Unverified,
+            transparent_since_epoch: None,
         };
         assert_eq!(number.groups().len(), 12);
         assert_eq!(

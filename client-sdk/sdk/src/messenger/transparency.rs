@@ -21,10 +21,10 @@ use parley_specs::transparency_api::{SignedRoot, TransparencyLookup};
 use parley_specs::{DeviceId, ErrorCode, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::StoreLock;
 use super::directory::DirectoryError;
 use super::events::Event;
 use super::{Messenger, Result};
-use super::StoreLock;
 
 /// What this device keeps of key transparency.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,6 +75,20 @@ pub(crate) struct Transparent {
     pub(crate) list: UserDeviceKeys,
     /// Signed devices not published yet (a new device, until the next epoch).
     pub(crate) unpublished: usize,
+    /// The epoch the user's current published devices were published in (none: the
+    /// list is not from a key directory, or the user was never published).
+    pub(crate) since_epoch: Option<u64>,
+}
+
+/// A user's devices as their server's key directory publishes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedDevices {
+    pub user: UserId,
+    /// The devices both signed by the user's server and published, with their keys.
+    pub devices: Vec<parley_specs::keys_api::DeviceKey>,
+    /// The epoch these devices were published in ("transparent since epoch N"); none
+    /// when the user's server keeps no key directory.
+    pub since_epoch: Option<u64>,
 }
 
 impl Messenger {
@@ -100,6 +114,7 @@ impl Messenger {
                     devices: Vec::new(),
                 },
                 unpublished,
+                since_epoch: None,
             });
         };
         let root = self.checked_root(user, server_keys, lookup.root).map_err(&bad)?;
@@ -111,8 +126,8 @@ impl Messenger {
                 epoch: root.epoch(),
             });
         }
-        let published =
-            parley_transparency::verify_lookup(root.root(), user, lookup.proof.as_slice()).map_err(|e| bad(e.to_string()))?;
+        let published = parley_transparency::verify_lookup(root.root(), user, lookup.proof.as_slice())
+            .map_err(|e| bad(e.to_string()))?;
         let published_keys: BTreeMap<&DeviceId, &[u8]> = published
             .devices
             .iter()
@@ -129,6 +144,7 @@ impl Messenger {
                 devices,
             },
             unpublished: unpublished.len(),
+            since_epoch: Some(published.epoch),
         })
     }
 
@@ -175,6 +191,26 @@ impl Messenger {
         }
     }
 
+    /// `user`'s devices as their server publishes them now (fetched, checked, waiting for
+    /// devices not published yet as for adding them), with the epoch they were published
+    /// in: a device a contact's server added shows with a newer epoch.
+    pub async fn published_devices(&mut self, user: &UserId) -> Result<PublishedDevices> {
+        let lock = self.begin().await?;
+        let result = self.fetch_device_list(user).await.and_then(|checked| {
+            let checked = checked.map_err(super::error::MessengerError::Directory)?;
+            Ok(PublishedDevices {
+                user: user.clone(),
+                devices: checked.list.devices,
+                since_epoch: checked.since_epoch,
+            })
+        });
+        let result = match result {
+            Ok(published) => self.save(&lock).map(|()| published),
+            Err(e) => Err(e),
+        };
+        self.end(lock, result)
+    }
+
     /// Alerts about this account's devices, the accepted ones included.
     pub fn device_alerts(&self) -> Vec<DeviceAlert> {
         self.state.transparency.alerts.clone()
@@ -191,7 +227,11 @@ impl Messenger {
                 found = true;
             }
         }
-        let result = if found { self.save(&lock).map(|()| true) } else { Ok(false) };
+        let result = if found {
+            self.save(&lock).map(|()| true)
+        } else {
+            Ok(false)
+        };
         self.end(lock, result)
     }
 
@@ -209,7 +249,11 @@ impl Messenger {
     pub(crate) async fn audit_own_devices_locked(&mut self, lock: &StoreLock) -> Result<Vec<DeviceAlert>> {
         let own = self.state.user_id.clone();
         let server = own.server_name();
-        let answer = match self.client.transparency_history(self.state.transparency.own_version + 1).await {
+        let answer = match self
+            .client
+            .transparency_history(self.state.transparency.own_version + 1)
+            .await
+        {
             Ok(answer) => answer,
             Err(e) if e.code() == Some(ErrorCode::NotFound) => return Ok(Vec::new()),
             // Out of reach now: the next sync checks.

@@ -177,6 +177,14 @@ describe("reducer", () => {
     expect(s.warnings).toEqual([]);
   });
 
+  it("keeps a key transparency alert (a device of this account nobody here added) until dismissed", () => {
+    const message = "WARNING: a device of your account you did not add here appeared: EVIL (published in epoch 7)";
+    let s = reducer(initialState, { type: "event", now: 0, event: { event: "security_alert", message } });
+    expect(s.warnings).toEqual([message]);
+    s = reducer(s, { type: "dismiss_warning", index: 0 });
+    expect(s.warnings).toEqual([]);
+  });
+
   it("applies a changed message in place without counting it unread; warns of a refused edit", () => {
     let s = reducer(initialState, { type: "conversations", conversations: [conv({ last_message: msg({ seq: 5 }) })] });
     s = reducer(s, { type: "messages", group_id: "g1@a.test", messages: [msg({ seq: 4 }), msg({ seq: 5 })] });
