@@ -22,7 +22,7 @@ use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use parley_federation::key_document::{KeyDocument, VerifiedKeys};
 use parley_federation::request_auth::{RequestParts, SignedRequest};
-use parley_federation::{ServerKeyring, canonical, device_keys, hub_signature};
+use parley_federation::{ServerKeyring, canonical, device_keys, hub_signature, transparency_root};
 use parley_homeserver::config::Config;
 use parley_homeserver::hub::mls;
 use parley_homeserver::hub::public_state::{PublicState, serialize_storage};
@@ -31,6 +31,7 @@ use parley_specs::federation_api::SignedMessage;
 use parley_specs::groups_api::GroupMember;
 use parley_specs::keys_api::{SignedDeviceKeys, UploadKeyPackagesRequest};
 use parley_specs::mls::MAX_KEY_PACKAGES_PER_UPLOAD;
+use parley_specs::transparency_api::TransparencyLookup;
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
 
 /// A target's body: whether the input was accepted all the way.
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("server_key_file", server_key_file),
     ("device_keys", device_keys),
     ("hub_signature", hub_signature),
+    ("transparency_lookup", transparency_lookup),
     ("config", config),
     ("key_package", key_package),
     ("key_package_upload", key_package_upload),
@@ -199,6 +201,22 @@ pub fn device_keys(data: &[u8]) -> bool {
         "a verified device list no longer verifies after a JSON round trip"
     );
     true
+}
+
+/// A lookup proof of [`OWNER_USER`] with the root of [`ORIGIN`]'s key directory it is
+/// against, as a client checks it with a contact's device list (the root's signature,
+/// then the proof); the value it proves must be a well-formed device list.
+pub fn transparency_lookup(data: &[u8]) -> bool {
+    let Ok(lookup) = serde_json::from_slice::<TransparencyLookup>(data) else {
+        return false;
+    };
+    let Ok(root) = transparency_root::verify(lookup.root, origin_keys()) else {
+        return false;
+    };
+    let Ok(user) = UserId::parse(OWNER_USER) else {
+        return false;
+    };
+    parley_transparency::verify_lookup(root.root(), &user, lookup.proof.as_slice()).is_ok()
 }
 
 /// A message signed by its hub [`ORIGIN`], as a follower checks it (in a transaction, in

@@ -258,4 +258,37 @@ fn make_fixtures_and_seeds() {
             ),
         ],
     );
+    transparency_seeds(&keyring);
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/transparency_lookup; run by hand when the format changes"]
+fn make_transparency_seeds() {
+    // Loaded from an owner-only copy: the server refuses a key file others can read.
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("server.key");
+    std::fs::copy(root().join("fixtures/server-key.json"), &key_path).unwrap();
+    std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    transparency_seeds(&ServerKeyring::load(&key_path).unwrap());
+}
+
+/// A lookup proof of alice's devices in a.test's key directory (real akd), its root
+/// signed with the fixture key at `NOW_MS`.
+fn transparency_seeds(keyring: &ServerKeyring) {
+    let alice = UserId::parse(OWNER_USER).unwrap();
+    let list = UserDeviceKeys {
+        user_id: alice,
+        devices: vec![DeviceKey {
+            device_id: DeviceId::parse(OWNER_DEVICE).unwrap(),
+            signature_key: vec![9; 32].into(),
+        }],
+    };
+    let lookup = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let directory = parley_tests::transparency::MemoryDirectory::new().await;
+        directory.publish_at(&list, keyring, NOW_MS).await
+    });
+    seeds(
+        "transparency_lookup",
+        &[("valid-one-device", serde_json::to_vec(&lookup).unwrap())],
+    );
 }

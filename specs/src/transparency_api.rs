@@ -91,8 +91,9 @@ pub struct TransparencyAudit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    pub from_epoch: u64,
-    pub to_epoch: u64,
+    /// Signed (the documents' `int64`): a negative value is refused as `invalid_param`.
+    pub from_epoch: i64,
+    pub to_epoch: i64,
 }
 
 /// At most this many epochs per audit answer.
@@ -102,12 +103,13 @@ pub const MAX_AUDIT_EPOCHS: u64 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    /// The first version the caller has not verified yet (1 for all).
+    /// The first version the caller has not verified yet (1 for all; signed, the
+    /// documents' `int64`: a negative value is refused as `invalid_param`).
     #[serde(default = "first_version")]
-    pub since_version: u64,
+    pub since_version: i64,
 }
 
-fn first_version() -> u64 {
+fn first_version() -> i64 {
     1
 }
 

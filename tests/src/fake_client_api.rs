@@ -15,28 +15,22 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use akd::AzksParallelismConfig;
-use akd::ecvrf::VRFKeyStorage;
-use akd::storage::StorageManager;
-use akd::storage::memory::AsyncInMemoryDatabase;
 use parley_federation::ServerKeyring;
 use parley_federation::device_keys::sign;
 use parley_federation::server_key::encode_public_key;
-use parley_federation::transparency_root;
 use parley_sdk::{Client, Trust};
 use parley_specs::endpoints::client;
 use parley_specs::groups_api::{AckRequest, GroupMember, InboxEntry, InboxEntryKind, InboxPage, InboxQuery};
 use parley_specs::keys_api::{
     DeviceKey, KeyPackageCount, ServerVerifyKey, UploadKeyPackagesRequest, UserDeviceKeys, UserDevices,
 };
-use parley_specs::transparency_api::{DirectoryRoot, TransparencyLookup};
 use parley_specs::{DeviceId, GroupId, ServerName, UserId};
-use parley_transparency::DirectoryConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use crate::server::{ca_file, issue_cert};
+use crate::transparency::MemoryDirectory;
 
 #[derive(Default)]
 struct FakeState {
@@ -58,61 +52,7 @@ pub struct FakeClientApi {
     handle: ServerHandle,
     /// A real key directory per server whose users' lists it serves (in memory), for
     /// real lookup proofs.
-    directories: tokio::sync::Mutex<HashMap<ServerName, FakeDirectory>>,
-}
-
-/// A key directory as a server keeps it, in memory.
-struct FakeDirectory {
-    directory: akd::Directory<DirectoryConfig, AsyncInMemoryDatabase, FakeVrf>,
-    vrf_public_key: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct FakeVrf([u8; 32]);
-
-#[async_trait::async_trait]
-impl VRFKeyStorage for FakeVrf {
-    async fn retrieve(&self) -> Result<Vec<u8>, akd::ecvrf::VrfError> {
-        Ok(self.0.to_vec())
-    }
-}
-
-impl FakeDirectory {
-    async fn new() -> Self {
-        let vrf = FakeVrf(rand::random());
-        let vrf_public_key = vrf.get_vrf_public_key().await.unwrap().as_bytes().to_vec();
-        let storage = StorageManager::new_no_cache(AsyncInMemoryDatabase::new());
-        let directory = akd::Directory::new(storage, vrf, AzksParallelismConfig::default())
-            .await
-            .unwrap();
-        Self {
-            directory,
-            vrf_public_key,
-        }
-    }
-
-    /// Publishes `list` as the next epoch; the lookup proof of its user with the root
-    /// signed by `server_key`.
-    async fn publish(&self, list: &UserDeviceKeys, server_key: &ServerKeyring) -> TransparencyLookup {
-        let label = parley_transparency::label(&list.user_id);
-        self.directory
-            .publish(vec![(label.clone(), parley_transparency::encode_value(&list.devices))])
-            .await
-            .unwrap();
-        let (proof, epoch) = self.directory.lookup(label).await.unwrap();
-        let root = DirectoryRoot {
-            server: list.user_id.server_name(),
-            epoch: epoch.epoch(),
-            root_hash: epoch.hash().to_vec().into(),
-            vrf_public_key: self.vrf_public_key.clone().into(),
-            published_at_ms: OffsetDateTime::now_utc().unix_timestamp() * 1000,
-        };
-        TransparencyLookup {
-            root: transparency_root::sign(server_key, root),
-            proof: parley_transparency::encode_lookup_proof(&proof).into(),
-            witnessed: None,
-        }
-    }
+    directories: tokio::sync::Mutex<HashMap<ServerName, MemoryDirectory>>,
 }
 
 impl FakeClientApi {
@@ -232,7 +172,7 @@ impl FakeClientApi {
             let mut directories = self.directories.lock().await;
             let server = user.server_name();
             if !directories.contains_key(&server) {
-                directories.insert(server.clone(), FakeDirectory::new().await);
+                directories.insert(server.clone(), MemoryDirectory::new().await);
             }
             directories[&server].publish(&list, server_key).await
         };

@@ -23,5 +23,6 @@ pub mod server;
 pub mod signing_proxy;
 pub mod tools;
 pub mod totp;
+pub mod transparency;
 
 pub use server::{TestServer, wait_until};

@@ -1,6 +1,7 @@
 //! Key transparency for clients: the key-history proof of their own account.
 
 use actix_web::web;
+use parley_specs::ErrorCode;
 use parley_specs::transparency_api::{HistoryQuery, TransparencyHistory};
 
 use super::auth::AuthedDevice;
@@ -19,7 +20,7 @@ pub async fn history(
             "a key directory (this server does not federate, or its key transparency is off)",
         ));
     };
-    Ok(web::Json(
-        transparency.history(&who.user_id, query.since_version).await?,
-    ))
+    let since_version = u64::try_from(query.since_version)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidParam, "since_version must not be negative"))?;
+    Ok(web::Json(transparency.history(&who.user_id, since_version).await?))
 }

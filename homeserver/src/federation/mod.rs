@@ -127,9 +127,14 @@ async fn transparency_audit(
         ));
     };
     tracing::debug!(origin = %request.origin, from = query.from_epoch, to = query.to_epoch, "audited");
-    Ok(web::Json(
-        transparency.audit_proof(query.from_epoch, query.to_epoch).await?,
-    ))
+    let epoch = |value: i64, name: &str| {
+        u64::try_from(value).map_err(|_| ApiError::new(ErrorCode::InvalidParam, format!("{name} must not be negative")))
+    };
+    let (from, to) = (
+        epoch(query.from_epoch, "from_epoch")?,
+        epoch(query.to_epoch, "to_epoch")?,
+    );
+    Ok(web::Json(transparency.audit_proof(from, to).await?))
 }
 
 async fn forwarded_commit(

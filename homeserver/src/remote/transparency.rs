@@ -33,7 +33,7 @@ pub async fn verify_root(remote: &Remote, server: &ServerName, signed: SignedRoo
 
 /// `server`'s roots of epochs `from..=to` (clamped by the server to its latest) and the
 /// append-only proof between them, as received: nothing in it is checked yet. `None`
-/// when the server refuses the range as invalid (`400`: it has no epoch `from`).
+/// when the server has no epoch `from` (`404`; also when it keeps no key directory).
 pub async fn fetch_audit(
     remote: &Remote,
     server: &ServerName,
@@ -44,7 +44,7 @@ pub async fn fetch_audit(
     let (status, bytes) = remote
         .call(reqwest::Method::GET, server, &path, Vec::new(), MAX_AUDIT_ANSWER_BYTES)
         .await?;
-    if status == reqwest::StatusCode::BAD_REQUEST {
+    if status == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
     if !status.is_success() {

@@ -110,7 +110,10 @@ impl Transparency {
                     Ok(None) => {
                         return Err(failed(
                             Some(from),
-                            format!("it refuses to prove epoch {from}, which it signed before: its log went backwards"),
+                            format!(
+                                "it no longer has epoch {from}, which it signed before: its log went backwards \
+                             (or it turned its key directory off)"
+                            ),
                         ));
                     }
                     Err(e) => return Err(Finding::Unreachable(e)),

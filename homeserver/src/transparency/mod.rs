@@ -138,10 +138,7 @@ impl Transparency {
         let (directory, store) = self.directory().await?;
         // An epoch published by a process that stopped before signing it is signed now,
         // before a newer one makes its root unobtainable.
-        let latest = directory
-            .get_epoch_hash()
-            .await
-            .map_err(|e| akd_error("reading the directory's epoch", e))?;
+        let latest = latest_epoch(&directory).await?;
         self.signed_root(&latest).await?;
 
         let db = self.pool.get().await?;
@@ -231,7 +228,10 @@ impl Transparency {
     /// when the user was never published (no device of theirs ever had a key).
     pub async fn lookup(&self, user: &UserId) -> Result<Option<TransparencyLookup>, ApiError> {
         let (directory, store) = self.directory().await?;
-        if !is_published(&store, user).await? {
+        // The directory reads its state once (then from its cache): whether the user is
+        // published is asked of that epoch, not of one published since.
+        let latest = latest_epoch(&directory).await?;
+        if published_state(&store, user, latest.epoch()).await?.is_none() {
             return Ok(None);
         }
         let (proof, epoch) = directory
@@ -249,27 +249,18 @@ impl Transparency {
     /// `MAX_HISTORY_VERSIONS`; at least the latest one).
     pub async fn history(&self, user: &UserId, since_version: u64) -> Result<TransparencyHistory, ApiError> {
         let (directory, store) = self.directory().await?;
-        let latest_epoch = directory
-            .get_epoch_hash()
-            .await
-            .map_err(|e| akd_error("reading the directory's epoch", e))?;
+        let latest_epoch = latest_epoch(&directory).await?;
         let root = self.signed_root(&latest_epoch).await?;
-        let latest = match store
-            .get_user_state(&label(user), ValueStateRetrievalFlag::MaxEpoch)
-            .await
-        {
-            Ok(state) => state.version,
-            Err(StorageError::NotFound(_)) => {
-                return Ok(TransparencyHistory {
-                    root,
-                    server_key: crate::remote::device_keys::current_verify_key(&self.remote),
-                    proof: None,
-                    versions: 0,
-                    update_roots: Vec::new(),
-                });
-            }
-            Err(e) => return Err(ApiError::internal("reading the directory", e)),
+        let Some(latest) = published_state(&store, user, latest_epoch.epoch()).await? else {
+            return Ok(TransparencyHistory {
+                root,
+                server_key: crate::remote::device_keys::current_verify_key(&self.remote),
+                proof: None,
+                versions: 0,
+                update_roots: Vec::new(),
+            });
         };
+        let latest = latest.version;
         let versions = latest
             .saturating_sub(since_version.max(1))
             .saturating_add(1)
@@ -300,25 +291,27 @@ impl Transparency {
         })
     }
 
-    /// The signed roots of `from..=to` (`to` clamped to the latest epoch, at most
-    /// `MAX_AUDIT_EPOCHS` more than `from`) and the append-only proof between them.
+    /// The signed roots of `from..=to` (`to` clamped to `from`..=the latest epoch, at most
+    /// `MAX_AUDIT_EPOCHS` more than `from`) and the append-only proof between them;
+    /// `not_found` for a `from` after the latest epoch.
     pub async fn audit_proof(&self, from: u64, to: u64) -> Result<TransparencyAudit, ApiError> {
         let (directory, _) = self.directory().await?;
-        let latest = directory
-            .get_epoch_hash()
-            .await
-            .map_err(|e| akd_error("reading the directory's epoch", e))?;
+        let latest = latest_epoch(&directory).await?;
         self.signed_root(&latest).await?;
-        let invalid = |message: String| ApiError::new(ErrorCode::InvalidParam, message);
-        if from == 0 || from > latest.epoch() {
-            return Err(invalid(format!(
-                "from_epoch must be between 1 and the latest epoch, {}",
+        if from == 0 || to == 0 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParam,
+                "epochs start at 1: from_epoch and to_epoch must be at least 1",
+            ));
+        }
+        if from > latest.epoch() {
+            return Err(ApiError::not_found(&format!(
+                "epoch {from} of this server's key directory (its latest is {})",
                 latest.epoch()
             )));
         }
-        if to < from {
-            return Err(invalid("to_epoch is before from_epoch".to_owned()));
-        }
+        // A range ending before it starts is the one epoch asked for.
+        let to = to.max(from);
         let to = to.min(latest.epoch()).min(from + MAX_AUDIT_EPOCHS);
         let db = self.pool.get().await?;
         let roots = store::transparency::roots(&db, to_i64(from), to_i64(to))
@@ -347,13 +340,26 @@ impl Transparency {
     }
 }
 
-async fn is_published(store: &DirectoryStore, user: &UserId) -> Result<bool, ApiError> {
+/// The latest epoch, as `directory` reads it (and keeps reading it: its cache).
+async fn latest_epoch(directory: &KeyDirectory) -> Result<EpochHash, ApiError> {
+    directory
+        .get_epoch_hash()
+        .await
+        .map_err(|e| akd_error("reading the directory's epoch", e))
+}
+
+/// `user`'s latest published value at `epoch`, if any.
+async fn published_state(
+    store: &DirectoryStore,
+    user: &UserId,
+    epoch: u64,
+) -> Result<Option<akd::storage::types::ValueState>, ApiError> {
     match store
-        .get_user_state(&label(user), ValueStateRetrievalFlag::MaxEpoch)
+        .get_user_state(&label(user), ValueStateRetrievalFlag::LeqEpoch(epoch))
         .await
     {
-        Ok(_) => Ok(true),
-        Err(StorageError::NotFound(_)) => Ok(false),
+        Ok(state) => Ok(Some(state)),
+        Err(StorageError::NotFound(_)) => Ok(None),
         Err(e) => Err(ApiError::internal("reading the directory", e)),
     }
 }

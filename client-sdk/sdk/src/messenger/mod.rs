@@ -120,6 +120,8 @@ pub struct Messenger {
     undelivered: Vec<Event>,
     /// Device lists looked up by this process (see `directory.rs`).
     directory: directory::Directory,
+    /// When this process last checked its account's key history (see `transparency.rs`).
+    own_audit_at: Option<std::time::Instant>,
     /// Ratchet trees fetched from the hub for Welcomes without one, by inbox cursor.
     welcome_trees: std::collections::HashMap<i64, openmls::prelude::RatchetTreeIn>,
     /// The metadata key of the Welcome being joined (see `roles.rs`).
@@ -239,6 +241,7 @@ impl Messenger {
             websocket_retry_at: None,
             undelivered: Vec::new(),
             directory: Default::default(),
+            own_audit_at: None,
             welcome_trees: Default::default(),
             welcome_key: None,
             missed_reported: 0,

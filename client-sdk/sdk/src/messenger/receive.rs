@@ -37,6 +37,9 @@ const LONG_POLL_MAX: Duration = Duration::from_secs(20);
 const WEBSOCKET_RETRY: Duration = Duration::from_secs(30);
 /// After the WebSocket closed, try it again this soon.
 const WEBSOCKET_RECONNECT: Duration = Duration::from_secs(1);
+/// How often a listening device checks its account's key history (every sync does too).
+const OWN_AUDIT_EVERY: Duration = Duration::from_secs(60);
+
 /// How long to wait for more entries pushed right behind the first of a batch.
 const BATCH_GATHER: Duration = Duration::from_millis(20);
 
@@ -100,6 +103,12 @@ impl Messenger {
         if !self.state.leave_requests.is_empty() || self.key_packages_used {
             let lock = self.begin().await?;
             let result = self.after_batch(&lock).await;
+            self.end(lock, result)?;
+        }
+        // A device that only listens checks its account's key history now and then too.
+        if self.own_audit_at.is_none_or(|at| at.elapsed() >= OWN_AUDIT_EVERY) {
+            let lock = self.begin().await?;
+            let result = self.audit_own_devices_locked(&lock).await.map(drop);
             self.end(lock, result)?;
         }
         Ok(std::mem::take(&mut self.undelivered))

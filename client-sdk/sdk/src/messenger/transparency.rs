@@ -247,6 +247,7 @@ impl Messenger {
     }
 
     pub(crate) async fn audit_own_devices_locked(&mut self, lock: &StoreLock) -> Result<Vec<DeviceAlert>> {
+        self.own_audit_at = Some(std::time::Instant::now());
         let own = self.state.user_id.clone();
         let server = own.server_name();
         let answer = match self
@@ -281,6 +282,22 @@ impl Messenger {
             Ok(versions) => versions,
             Err(e) => return failed(self, format!("the key history of {own} does not verify: {e}")),
         };
+        // The versions follow the last one checked, with no gap: a version left out could
+        // hide a device (the server answers the most recent ones only).
+        let checked_up_to = self.state.transparency.own_version;
+        let known_self = self.state.transparency.known_devices.contains(&self.state.device_id);
+        if let (Some(first), Some(last)) = (versions.first(), versions.last()) {
+            let contiguous = versions.windows(2).all(|w| w[1].version == w[0].version + 1);
+            if !contiguous || last.version < checked_up_to || (known_self && first.version > checked_up_to + 1) {
+                return failed(
+                    self,
+                    format!(
+                        "the key history of {own} shows versions {} to {} after this device checked up to version {checked_up_to}: versions are missing",
+                        first.version, last.version
+                    ),
+                );
+            }
+        }
         let times: BTreeMap<u64, i64> = answer
             .update_roots
             .into_iter()
@@ -291,7 +308,6 @@ impl Messenger {
         let state = &mut self.state.transparency;
         let me = self.state.device_id.clone();
         let mut new_alerts = Vec::new();
-        let checked_up_to = state.own_version;
         for version in versions.into_iter().filter(|v| v.version > checked_up_to) {
             let ids: BTreeSet<DeviceId> = version.devices.into_iter().map(|d| d.device_id).collect();
             if !state.known_devices.contains(&me) {
