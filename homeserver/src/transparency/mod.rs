@@ -208,20 +208,36 @@ impl Transparency {
     async fn signed_root(&self, epoch: &EpochHash) -> Result<SignedRoot, ApiError> {
         let db = self.pool.get().await?;
         let at = to_i64(epoch.epoch());
-        if let Some((_, stored)) = store::transparency::roots(&db, at, at).await?.pop() {
-            return serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e));
-        }
-        let root = DirectoryRoot {
-            server: self.remote.server_name.clone(),
-            epoch: epoch.epoch(),
-            root_hash: epoch.hash().to_vec().into(),
-            vrf_public_key: self.vrf_public_key.clone().into(),
-            published_at_ms: now_ms(),
+        let stored = match store::transparency::roots(&db, at, at).await?.pop() {
+            Some((_, stored)) => stored,
+            None => {
+                let root = DirectoryRoot {
+                    server: self.remote.server_name.clone(),
+                    epoch: epoch.epoch(),
+                    root_hash: epoch.hash().to_vec().into(),
+                    vrf_public_key: self.vrf_public_key.clone().into(),
+                    published_at_ms: now_ms(),
+                };
+                let signed = transparency_root::sign(&self.remote.keys.current(), root);
+                let value = serde_json::to_value(&signed).map_err(|e| ApiError::internal("encoding a root", e))?;
+                store::transparency::insert_root(&db, at, &value).await?
+            }
         };
-        let signed = transparency_root::sign(&self.remote.keys.current(), root);
-        let value = serde_json::to_value(&signed).map_err(|e| ApiError::internal("encoding a root", e))?;
-        let stored = store::transparency::insert_root(&db, at, &value).await?;
-        serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))
+        let stored: SignedRoot = serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?;
+        Ok(self.signed_with_current_key(stored))
+    }
+
+    /// `signed` as this server's current key signs it. After a key rotation, the latest
+    /// root stays signed by the old key until the next epoch; clients check roots with the
+    /// key relayed with the list, the current one, so the same root is signed again. The
+    /// root itself is the one stored: a second signature of one root is no split view.
+    fn signed_with_current_key(&self, signed: SignedRoot) -> SignedRoot {
+        let keyring = self.remote.keys.current();
+        if signed.server_signature.key_id == keyring.key_id().as_str() {
+            signed
+        } else {
+            transparency_root::sign(&keyring, signed.root)
+        }
     }
 
     /// The lookup proof of `user`, a user of this server, at the latest epoch; `None`

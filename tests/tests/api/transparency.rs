@@ -324,3 +324,40 @@ async fn tampered_proofs_badly_signed_and_older_roots_are_refused_by_the_client(
     s.fake.set_answer(&bob_id, original);
     s.alice.published_devices(&bob_id).await.expect("a proved list");
 }
+
+#[tokio::test]
+async fn after_a_key_rotation_lists_are_proved_at_once_with_the_new_key() {
+    let pair = federated_pair().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = device(&pair.a, dir.path(), "alice", true).await;
+    published_self(&mut alice).await;
+    let epoch = latest_root(&pair.a).await.root.epoch;
+
+    // What `parley-homeserver keys rotate` does; no device changes, so no new epoch.
+    let key_file = pair.a.config.federation.as_ref().unwrap().signing_key.clone();
+    let mut keyring = ServerKeyring::load(&key_file).unwrap();
+    keyring.rotate(time::OffsetDateTime::now_utc().unix_timestamp() * 1000, false);
+    keyring.save(&key_file).unwrap();
+    let new_key = keyring.key_id().as_str().to_owned();
+    let me = user(&alice);
+    assert!(
+        wait_until(DEADLINE, || async {
+            let answer = alice.client().user_devices(&me).await.expect("alice's list");
+            answer.server_key.is_some_and(|k| k.key_id == new_key)
+        })
+        .await,
+        "a.test never signed with its new key"
+    );
+
+    // Her device accepts the new key; the latest epoch's root, signed by the old key, is
+    // served signed by the new one, so the list is proved at once.
+    alice.trust_server_key(&me.server_name()).await.unwrap();
+    let published = alice.published_devices(&me).await.expect("proved with the new key");
+    assert_eq!(published.devices.len(), 1);
+    assert_eq!(latest_root(&pair.a).await.root.epoch, epoch, "no new epoch was needed");
+    let events = alice.sync().await.expect("sync");
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::TransparencyFailed { .. })),
+        "{events:?}"
+    );
+}
