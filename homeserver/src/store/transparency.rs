@@ -340,6 +340,19 @@ pub async fn roots(db: &impl Db, from: i64, to: i64) -> Result<Vec<(i64, serde_j
         .collect())
 }
 
+/// The signed roots of these epochs (those stored), in epoch order.
+pub async fn roots_of(db: &impl Db, epochs: &[i64]) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
+    let stmt = db
+        .prepare_cached("SELECT signed FROM transparency_roots WHERE epoch = ANY($1) ORDER BY epoch")
+        .await?;
+    Ok(db
+        .query(&stmt, &[&epochs])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
 /// The latest epoch with a signed root (0 when none).
 pub async fn latest_root_epoch(db: &impl Db) -> Result<i64, tokio_postgres::Error> {
     let stmt = db

@@ -285,19 +285,19 @@ impl Transparency {
             .key_history(&label(user), HistoryParams::MostRecent(versions as usize))
             .await
             .map_err(|e| akd_error("a key-history proof", e))?;
-        let root = if epoch.epoch() == root.root.epoch {
-            root
-        } else {
-            self.signed_root(&epoch).await?
-        };
+        // The directory read its state once: the proof is against `root`'s epoch.
+        debug_assert_eq!(epoch.epoch(), root.root.epoch);
+        let epochs: Vec<i64> = proof.update_proofs.iter().map(|u| to_i64(u.epoch)).collect();
         let db = self.pool.get().await?;
-        let mut update_roots = Vec::new();
-        for update in &proof.update_proofs {
-            let at = to_i64(update.epoch);
-            if let Some((_, stored)) = store::transparency::roots(&db, at, at).await?.pop() {
-                update_roots.push(serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?);
-            }
-        }
+        let update_roots = store::transparency::roots_of(&db, &epochs)
+            .await?
+            .into_iter()
+            .map(|stored| {
+                let stored: SignedRoot =
+                    serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?;
+                Ok(self.signed_with_current_key(stored))
+            })
+            .collect::<Result<_, ApiError>>()?;
         Ok(TransparencyHistory {
             root,
             server_key: crate::remote::device_keys::current_verify_key(&self.remote),
@@ -311,15 +311,15 @@ impl Transparency {
     /// `MAX_AUDIT_EPOCHS` more than `from`) and the append-only proof between them;
     /// `not_found` for a `from` after the latest epoch.
     pub async fn audit_proof(&self, from: u64, to: u64) -> Result<TransparencyAudit, ApiError> {
-        let (directory, _) = self.directory().await?;
-        let latest = latest_epoch(&directory).await?;
-        self.signed_root(&latest).await?;
         if from == 0 || to == 0 {
             return Err(ApiError::new(
                 ErrorCode::InvalidParam,
                 "epochs start at 1: from_epoch and to_epoch must be at least 1",
             ));
         }
+        let (directory, _) = self.directory().await?;
+        let latest = latest_epoch(&directory).await?;
+        self.signed_root(&latest).await?;
         if from > latest.epoch() {
             return Err(ApiError::not_found(&format!(
                 "epoch {from} of this server's key directory (its latest is {})",
