@@ -29,6 +29,8 @@ pub struct Metrics {
     pub inbox_rechecks: IntCounter,
     pub inbox_recheck_wakeups: IntCounter,
     pub wakeup_relay_connected: IntGauge,
+    pub wakeup_relay_peers: IntGauge,
+    pub wakeup_relayed_entries: IntCounterVec,
     pub retention_swept_rows: IntCounterVec,
     pub retention_passes: IntCounterVec,
     pub transparency_epoch: IntGauge,
@@ -181,6 +183,19 @@ impl Metrics {
             "1 while this process listens for other processes' inbox wake-ups; 0: their deliveries wait for the periodic re-check",
         )?;
         registry.register(Box::new(wakeup_notifications.clone()))?;
+        let wakeup_relay_peers = IntGauge::new(
+            "wakeup_relay_peers",
+            "Other processes of this domain listening for inbox wake-ups (counted every 5 s); above 0, small new entries travel with the wake-up",
+        )?;
+        registry.register(Box::new(wakeup_relay_peers.clone()))?;
+        let wakeup_relayed_entries = IntCounterVec::new(
+            Opts::new(
+                "wakeup_relayed_entries_total",
+                "Inbox entries carried in wake-ups to or from the other processes of this domain (their readers push them without a database read), by direction (sent, received)",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(wakeup_relayed_entries.clone()))?;
         let inbox_rechecks = IntCounter::new(
             "inbox_rechecks_total",
             "Rounds of the periodic inbox re-check (one query for all devices with a reader on this process)",
@@ -258,6 +273,8 @@ impl Metrics {
             inbox_rechecks,
             inbox_recheck_wakeups,
             wakeup_relay_connected,
+            wakeup_relay_peers,
+            wakeup_relayed_entries,
             retention_swept_rows,
             retention_passes,
             transparency_epoch,

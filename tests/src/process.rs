@@ -210,6 +210,23 @@ impl ProcessServer {
         Client::new(self.url.parse().expect("url"), Trust::CaPem(ca_pem().into_bytes())).expect("client")
     }
 
+    /// The value of the metric named exactly `series` (with its labels, as
+    /// `/metrics` writes them); 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = crate::server::https_client(None)
+            .get(format!("{}{}", self.url, parley_specs::endpoints::ops::METRICS.path))
+            .bearer_auth(crate::server::metrics_token())
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Runs a `SELECT count(*) …` on this server's database.
     pub async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
         let (client, conn) = tokio_postgres::connect(&self.config.database.url, tokio_postgres::NoTls)

@@ -22,7 +22,14 @@ use crate::routes::Routes;
 
 /// All routes of the client listener.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Requests are matched against the routes in this order, each template with a
+    // path parameter by a regular expression: the message path comes first.
     let routes = Routes::default()
+        .add(client::SUBMIT_MESSAGE, groups::message)
+        .add(client::ACK_INBOX, groups::ack_inbox)
+        .add(client::READ_INBOX, groups::read_inbox)
+        .add(client::INBOX_STREAM, stream::inbox_stream)
+        .add(client::SUBMIT_COMMIT, groups::commit)
         .add(client::REGISTER, account::register)
         .add(client::LOGIN, account::login)
         .add(client::LOGOUT, account::logout)
@@ -44,14 +51,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .add(client::CREATE_GROUP, groups::create)
         .add(client::LIST_GROUPS, groups::list)
         .add(client::GET_GROUP, groups::get)
-        .add(client::SUBMIT_COMMIT, groups::commit)
         .add(client::LEAVE_GROUP, groups::leave)
-        .add(client::SUBMIT_MESSAGE, groups::message)
         .add(client::GROUP_DELIVERY, groups::delivery)
         .add(client::GROUP_INFO, groups::group_info)
-        .add(client::READ_INBOX, groups::read_inbox)
-        .add(client::ACK_INBOX, groups::ack_inbox)
-        .add(client::INBOX_STREAM, stream::inbox_stream)
         .add(client::CREATE_UPLOAD, files::create)
         .add(client::GET_UPLOAD, files::get)
         .add(client::PUT_UPLOAD, files::put)

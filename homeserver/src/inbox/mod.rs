@@ -21,7 +21,7 @@ const DEFAULT_LIMIT: u32 = 100;
 
 pub mod relay;
 mod waker;
-pub use waker::{FreshEntry, InboxWaker, Mailbox, REVOKED_MARK, StreamSlot};
+pub use waker::{Announcement, FreshEntry, InboxWaker, Mailbox, REVOKED_MARK, StreamSlot};
 
 pub async fn read(state: &AppState, who: &DeviceId, query: InboxQuery) -> Result<InboxPage, ApiError> {
     let after = query.after.unwrap_or(0);

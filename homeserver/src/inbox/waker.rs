@@ -26,6 +26,10 @@ pub const REVOKED_MARK: char = '!';
 /// the database instead), so a stalled reader costs bounded memory.
 const MAX_FRESH: usize = 128;
 
+/// Entries with a larger payload are announced to the other processes by device only
+/// (their readers read them from the database): a notification holds under 8,000 bytes.
+pub const MAX_RELAYED_PAYLOAD: usize = 2_048;
+
 /// One device's wake-up and the committed entries not yet taken by its reader.
 #[derive(Default)]
 pub struct Mailbox {
@@ -98,6 +102,7 @@ impl Mailbox {
 }
 
 /// An entry committed to a device's inbox.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct FreshEntry {
     pub device_id: String,
     pub entry: InboxEntry,
@@ -107,8 +112,10 @@ pub struct FreshEntry {
 #[derive(Default)]
 pub struct InboxWaker {
     mailboxes: Mutex<HashMap<String, Arc<Mailbox>>>,
-    /// Devices with new entries, for the other processes; set once the relay runs.
-    announcements: OnceLock<mpsc::UnboundedSender<Vec<String>>>,
+    /// What the other processes are told; set once the relay runs.
+    announcements: OnceLock<mpsc::UnboundedSender<Announcement>>,
+    /// Other processes listen: new entries are announced with their content.
+    relay_entries: AtomicBool,
     /// The process is shutting down: streams close, long-polls answer (see `stop`).
     stopping: AtomicBool,
     stop: Notify,
@@ -146,17 +153,25 @@ impl InboxWaker {
 
     /// From now on every wake-up is also sent to the returned receiver; `None` if
     /// something already receives them.
-    pub fn announce_to_other_processes(&self) -> Option<mpsc::UnboundedReceiver<Vec<String>>> {
+    pub fn announce_to_other_processes(&self) -> Option<mpsc::UnboundedReceiver<Announcement>> {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.announcements.set(sender).ok()?;
         Some(receiver)
+    }
+
+    /// Whether other processes listen, so that entries are worth relaying (set by the relay).
+    pub fn relay_entries(&self, others_listen: bool) {
+        self.relay_entries.store(others_listen, Ordering::Release);
     }
 
     fn announce(&self, devices: Vec<String>) {
         if let Some(announcements) = self.announcements.get()
             && !devices.is_empty()
         {
-            let _ = announcements.send(devices);
+            let _ = announcements.send(Announcement {
+                devices,
+                entries: Vec::new(),
+            });
         }
     }
 
@@ -238,16 +253,46 @@ impl InboxWaker {
         woken
     }
 
-    /// Hands committed entries to the readers of their devices and wakes them (and
-    /// those of the other processes). Entries of one device must come in cursor order.
+    /// Hands committed entries to the readers of their devices and wakes them, and
+    /// hands them to the other processes too: their readers push them without reading
+    /// the database. Entries of one device must come in cursor order.
     pub fn deliver(&self, entries: Vec<FreshEntry>) {
-        let mut announced: Vec<String> = Vec::new();
+        let Some(announcements) = self.announcements.get() else {
+            self.deliver_here(entries);
+            return;
+        };
+        let relay_entries = self.relay_entries.load(Ordering::Acquire);
+        let mut devices: Vec<String> = Vec::new();
+        let mut relayed = Vec::new();
+        for fresh in &entries {
+            if devices.last() != Some(&fresh.device_id) {
+                devices.push(fresh.device_id.clone());
+            }
+            if relay_entries
+                && fresh
+                    .entry
+                    .payload
+                    .as_ref()
+                    .is_none_or(|p| p.as_slice().len() <= MAX_RELAYED_PAYLOAD)
+            {
+                relayed.push(fresh.clone());
+            }
+        }
+        self.deliver_here(entries);
+        if !devices.is_empty() {
+            let _ = announcements.send(Announcement {
+                devices,
+                entries: relayed,
+            });
+        }
+    }
+
+    /// Hands committed entries to the readers of their devices on this process and
+    /// wakes them. Entries of one device must come in cursor order.
+    pub fn deliver_here(&self, entries: Vec<FreshEntry>) {
         let mut mailboxes = self.mailboxes();
         let mut woken = Vec::new();
         for FreshEntry { device_id, entry } in entries {
-            if announced.last() != Some(&device_id) {
-                announced.push(device_id.clone());
-            }
             let Some(mailbox) = held(&mut mailboxes, &device_id) else {
                 continue;
             };
@@ -264,8 +309,14 @@ impl InboxWaker {
         for mailbox in woken {
             mailbox.notify.notify_waiters();
         }
-        self.announce(announced);
     }
+}
+
+/// What this process tells the others: devices with new entries (or, marked, revoked
+/// devices), and those of the new entries small enough to travel along.
+pub struct Announcement {
+    pub devices: Vec<String>,
+    pub entries: Vec<FreshEntry>,
 }
 
 /// The mailbox of `device` if a reader holds it; forgets it once nobody does.

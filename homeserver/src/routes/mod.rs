@@ -42,8 +42,8 @@ impl Routes {
         let index = match self.resources.iter().position(|(path, _, _)| *path == endpoint.path) {
             Some(index) => index,
             None => {
-                self.resources
-                    .push((endpoint.path, Vec::new(), web::resource(endpoint.path)));
+                let resource = web::resource(endpoint.path).app_data(RoutePattern(endpoint.path));
+                self.resources.push((endpoint.path, Vec::new(), resource));
                 self.resources.len() - 1
             }
         };
@@ -54,6 +54,11 @@ impl Routes {
         self
     }
 }
+
+/// The declared path template of the resource that matched a request, for metrics and
+/// logs; reading it costs nothing, where asking actix re-matches every route.
+#[derive(Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
 
 fn actix_method(method: Method) -> actix_web::http::Method {
     match method {

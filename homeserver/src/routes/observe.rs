@@ -19,7 +19,10 @@ pub async fn observe(
     let response = next.call(req).await?;
     let elapsed = started.elapsed();
     // The route template, never the raw path: bounded label values, no ids in metrics.
-    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = match response.request().app_data::<super::RoutePattern>() {
+        Some(pattern) => pattern.0.to_owned(),
+        None => response.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+    };
     let status = response.status().as_u16();
     if let Some(metrics) = metrics {
         metrics

@@ -188,8 +188,11 @@ pub async fn set_last_seqs(db: &impl Db, last_seqs: &[(&str, i64)]) -> Result<u6
     let (groups, seqs): (Vec<&str>, Vec<i64>) = last_seqs.iter().copied().unzip();
     let stmt = db
         .prepare_cached(
+            // `= ANY($1)` lets the plan find the rows by key whatever the table's size was
+            // when it was cached (a join alone was planned as a scan of every group).
             "UPDATE groups g SET last_seq = n.last_seq
-             FROM unnest($1::text[], $2::int8[]) AS n(group_id, last_seq) WHERE g.group_id = n.group_id",
+             FROM unnest($1::text[], $2::int8[]) AS n(group_id, last_seq)
+             WHERE g.group_id = n.group_id AND g.group_id = ANY($1)",
         )
         .await?;
     db.execute(&stmt, &[&groups, &seqs]).await
@@ -365,11 +368,16 @@ pub async fn prior_submits(
     let txn_ids: Vec<&str> = submitted.iter().map(|k| k.3.as_str()).collect();
     let stmt = db
         .prepare_cached(
-            "SELECT m.group_id, m.sender_user, m.sender_device, m.txn_id, m.seq,
+            // LATERAL: one probe of the unique index per submit. A plain join let a
+            // cached plan, made while the table was small, scan all of it every batch.
+            "SELECT s.group_id, s.sender_user, s.sender_device, s.txn_id, m.seq,
                     m.epoch + CASE m.kind WHEN 1 THEN 1 ELSE 0 END
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
                  AS s(group_id, sender_user, sender_device, txn_id)
-             JOIN group_messages m USING (group_id, sender_user, sender_device, txn_id)",
+             CROSS JOIN LATERAL (
+                 SELECT seq, epoch, kind FROM group_messages g
+                 WHERE g.group_id = s.group_id AND g.sender_user = s.sender_user
+                   AND g.sender_device = s.sender_device AND g.txn_id = s.txn_id) m",
         )
         .await?;
     Ok(db

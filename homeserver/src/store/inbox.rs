@@ -93,6 +93,7 @@ pub async fn append(db: &impl Db, entries: &[NewEntry<'_>]) -> Result<Vec<Append
              per_device AS (SELECT device_id, localpart, count(*) AS n FROM wanted GROUP BY device_id, localpart),
              locked AS (
                  SELECT d.device_id, p.n FROM devices d JOIN per_device p USING (device_id, localpart)
+                 WHERE d.device_id = ANY($2) -- found by key, never a scan of all devices
                  ORDER BY d.device_id FOR UPDATE OF d),
              bumped AS (
                  UPDATE devices d SET inbox_position = d.inbox_position + l.n FROM locked l

@@ -251,6 +251,10 @@ impl ProcessDevice {
     pub fn user(&self) -> UserId {
         self.messenger.user_id().clone()
     }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 /// The messenger of a device of `name` (store in `dir`) talking to `server`.

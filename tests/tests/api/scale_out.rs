@@ -141,6 +141,49 @@ async fn devices_spread_over_three_processes_share_groups_and_are_woken_across_t
 }
 
 #[tokio::test]
+async fn a_websocket_reader_on_another_process_gets_a_small_entry_with_its_wake_up() {
+    let cluster = Cluster::start().await;
+    let dir = cluster.stores();
+    let mut ann = ProcessDevice::register(&cluster.a[0], dir, "ann").await;
+    let mut cat = ProcessDevice::register(&cluster.a[2], dir, "cat").await;
+    let group = ann.messenger.create_group().await.expect("create");
+    ann.messenger.add_members(&group, &[cat.user()]).await.expect("add");
+    joined(&mut cat.messenger, &group).await;
+    // Entries travel only once the writing process has counted the others listening.
+    let peers = "parley_wakeup_relay_peers";
+    assert!(
+        wait_until(CROSS_PROCESS_PUSH, || async { cluster.a[2].metric(peers).await >= 2.0 }).await,
+        "process 3 never counted the other two processes"
+    );
+    let inbox = cluster.a[0].sdk().with_access_token(ann.token().to_owned());
+    let mut stream = inbox.inbox_stream(0).await.expect("ann's WebSocket on process 1");
+    let received = "parley_wakeup_relayed_entries_total{direction=\"received\"}";
+    let before = cluster.a[0].metric(received).await;
+
+    let seq = cat
+        .messenger
+        .send_text(&group, "through process 3", None)
+        .await
+        .expect("send")
+        .seq;
+    let entry = tokio::time::timeout(CROSS_PROCESS_PUSH, async {
+        loop {
+            let entry = stream.next().await.expect("the stream stays open").expect("an entry");
+            if entry.group_id == group && entry.seq == seq {
+                return entry;
+            }
+        }
+    })
+    .await
+    .expect("the message reaches ann's WebSocket on process 1");
+    assert!(entry.payload.is_some(), "the message comes with its ciphertext");
+    assert!(
+        cluster.a[0].metric(received).await > before,
+        "the entry reached process 1 inside the wake-up"
+    );
+}
+
+#[tokio::test]
 async fn a_process_killed_under_load_loses_and_repeats_nothing_and_its_devices_move() {
     let mut cluster = Cluster::start().await;
     let dir = cluster.stores().to_owned();

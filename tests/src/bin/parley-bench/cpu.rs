@@ -51,3 +51,38 @@ fn fields(pid: u32) -> Option<Vec<String>> {
 fn parent(pid: u32) -> Option<u32> {
     fields(pid)?.get(1)?.parse().ok()
 }
+
+/// Where CPU time went during a measurement: the homeserver's processes, its PostgreSQL
+/// and this load generator.
+#[derive(Clone, Copy, Default)]
+pub struct Split {
+    pub homeserver: Duration,
+    pub postgres: Duration,
+    pub generator: Duration,
+}
+
+impl Split {
+    /// What was spent between `earlier` and `self`.
+    pub fn since(self, earlier: Split) -> Split {
+        Split {
+            homeserver: self.homeserver.saturating_sub(earlier.homeserver),
+            postgres: self.postgres.saturating_sub(earlier.postgres),
+            generator: self.generator.saturating_sub(earlier.generator),
+        }
+    }
+
+    /// Microseconds per message: homeserver, PostgreSQL, server total, generator.
+    pub fn per_message_us(self, messages: usize) -> [f64; 4] {
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / messages.max(1) as f64;
+        let (homeserver, postgres) = (us(self.homeserver), us(self.postgres));
+        [homeserver, postgres, homeserver + postgres, us(self.generator)]
+    }
+
+    /// One line: "CPU per message: homeserver H µs + PostgreSQL P µs = S µs; generator G µs".
+    pub fn per_message(self, messages: usize) -> String {
+        let [homeserver, postgres, server, generator] = self.per_message_us(messages);
+        format!(
+            "CPU per message: homeserver {homeserver:.0} µs + PostgreSQL {postgres:.0} µs = {server:.0} µs; load generator {generator:.0} µs"
+        )
+    }
+}

@@ -134,11 +134,14 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         let key = (group.as_str().to_owned(), seq);
         record.lock().unwrap_or_else(|p| p.into_inner()).sent(key, at);
     });
+    let (cpu_before, steady_started) = ((a.cpu(), b.cpu()), Instant::now());
     let (accepted_rate, accept) = send_all(queue, args.concurrency, Some(args.rate), Some(on_accepted)).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while timeline.lock().unwrap_or_else(|p| p.into_inner()).latencies.len() < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (a_cpu, b_cpu) = (a.cpu().since(cpu_before.0), b.cpu().since(cpu_before.1));
+    let steady = steady_started.elapsed().as_secs_f64();
     for receiver in receivers {
         receiver.abort();
     }
@@ -159,11 +162,27 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         deliver.summary()
     );
 
-    let (sends, mean) = transactions_sent(&a).await?;
+    let a_metrics = metrics_text(&a).await?;
+    let (sends, mean) = transactions_sent(&a_metrics);
     println!(
-        "transactions a.bench -> b.bench: {sends}, {:.1} messages each, {:.1} ms each on average (sending, b.bench storing, answering)",
+        "transactions a.bench -> b.bench: {sends}, {:.1} messages each, {:.1} ms each on average (sending, b.bench storing, answering); {}",
         total as f64 / sends.max(1.0),
-        mean * 1000.0
+        mean * 1000.0,
+        slower_than(&a_metrics, "parley_federation_send_seconds")
+    );
+    println!(
+        "cores busy while sending: a.bench {:.2} + its PostgreSQL {:.2}, b.bench {:.2} + its PostgreSQL {:.2}, this generator {:.2} (of {})",
+        a_cpu.homeserver.as_secs_f64() / steady,
+        a_cpu.postgres.as_secs_f64() / steady,
+        b_cpu.homeserver.as_secs_f64() / steady,
+        b_cpu.postgres.as_secs_f64() / steady,
+        a_cpu.generator.as_secs_f64() / steady,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    // b.bench's push latency runs from the hub's acceptance (its `sent_at`) to the push.
+    println!(
+        "hub's acceptance -> push on b.bench (b.bench's push latency, all its pushes): {}",
+        slower_than(&metrics_text(&b).await?, "parley_push_latency_seconds")
     );
 
     if args.backlog == 0 {
@@ -186,8 +205,10 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         "b.bench down: {backlog} messages accepted by a.bench at {backlog_rate:.0}/s, {waiting} queued for b.bench"
     );
     let b_stored_before = count_messages(&b).await?;
+    let sends_before = transactions_sent(&metrics_text(&a).await?).0;
     b.start_process().await?;
     let back_at = Instant::now();
+    let cpu_before = (a.cpu(), b.cpu());
     println!(
         "b.bench restarted after {:.0} s down",
         down_since.elapsed().as_secs_f64()
@@ -203,32 +224,63 @@ pub async fn run(args: FederatedArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let caught_up = back_at.elapsed();
+    let (a_cpu, b_cpu) = (a.cpu().since(cpu_before.0), b.cpu().since(cpu_before.1));
     let stored = count_messages(&b).await? - b_stored_before;
+    let sends = transactions_sent(&metrics_text(&a).await?).0 - sends_before;
     println!(
         "catch-up:  {stored} messages stored on b.bench (with their inbox entries) in {:.1} s after its restart: {:.0} messages/s",
         caught_up.as_secs_f64(),
         stored as f64 / caught_up.as_secs_f64()
     );
+    let [a_hs, a_pg, ..] = a_cpu.per_message_us(stored as usize);
+    let [b_hs, b_pg, ..] = b_cpu.per_message_us(stored as usize);
+    println!(
+        "catch-up:  {sends:.0} transactions of {:.0} messages on average; CPU per message: a.bench {a_hs:.0} µs + its PostgreSQL {a_pg:.0} µs, b.bench {b_hs:.0} µs + its PostgreSQL {b_pg:.0} µs ({:.2} of this machine's cores busy)",
+        stored as f64 / sends.max(1.0),
+        (a_cpu.homeserver + a_cpu.postgres + b_cpu.homeserver + b_cpu.postgres).as_secs_f64() / caught_up.as_secs_f64()
+    );
     Ok(())
 }
 
-/// (count, mean seconds) of the transactions `server` sent, from its metrics.
-async fn transactions_sent(server: &BenchServer) -> anyhow::Result<(f64, f64)> {
+/// The Prometheus text of `server`'s `/metrics`.
+async fn metrics_text(server: &BenchServer) -> anyhow::Result<String> {
     let http = parley_tests::server::https_client_trusting(&String::from_utf8_lossy(&server.ca_pem), None);
-    let text = http
+    Ok(http
         .get(format!("{}/metrics", server.url))
         .bearer_auth(&server.metrics_token)
         .send()
         .await?
         .text()
-        .await?;
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let count = value("parley_federation_send_seconds_count");
-    Ok((count, value("parley_federation_send_seconds_sum") / count.max(1.0)))
+        .await?)
+}
+
+/// The value of the series `name` (with its labels) in a metrics text; 0 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// (count, mean seconds) of the transactions a server sent, from its metrics.
+fn transactions_sent(text: &str) -> (f64, f64) {
+    let count = metric(text, "parley_federation_send_seconds_count");
+    (
+        count,
+        metric(text, "parley_federation_send_seconds_sum") / count.max(1.0),
+    )
+}
+
+/// "of N: over 50 ms n, over 100 ms n, …", from a histogram's buckets.
+fn slower_than(text: &str, histogram: &str) -> String {
+    let count = metric(text, &format!("{histogram}_count"));
+    let over: Vec<String> = [("0.05", 50), ("0.1", 100), ("0.25", 250), ("0.5", 500)]
+        .iter()
+        .map(|(le, ms)| {
+            let within = metric(text, &format!("{histogram}_bucket{{le=\"{le}\"}}"));
+            format!("over {ms} ms {:.0}", count - within)
+        })
+        .collect();
+    format!("of {count:.0}: {}", over.join(", "))
 }
 
 async fn queued_for_b(a: &tokio_postgres::Client) -> anyhow::Result<i64> {

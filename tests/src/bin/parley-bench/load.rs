@@ -213,6 +213,13 @@ impl Deliveries {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The accept→deliver latencies so far, forgetting them (the next phase starts afresh).
+    pub fn take_latencies(&self) -> Latencies {
+        Latencies::new(std::mem::take(
+            &mut *self.latencies.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
     /// Closes the WebSockets; the accept→deliver latencies.
     pub fn finish(self) -> Latencies {
         for task in self.tasks {

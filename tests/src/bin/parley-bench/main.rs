@@ -11,6 +11,7 @@ mod connections;
 mod cpu;
 mod federated;
 mod files;
+mod groups;
 mod key_backup;
 mod load;
 mod messages;
@@ -70,6 +71,12 @@ enum Command {
     /// and adds and removals of users of the hub's server and of the other one (the
     /// device key directory's checks). Ignores --server and --ca-file.
     Commits(commits::CommitsArgs),
+    /// Start two federating homeservers and build a group of each --sizes member devices
+    /// (about half on each server, hubbed on a.bench); print the hub's add and remove
+    /// commit times, a new member's join time, the time for one message to reach every
+    /// member device over WebSockets, and the hub's memory per group. Ignores --server and
+    /// --ca-file.
+    Groups(groups::GroupsArgs),
     /// Start one homeserver domain as 1, 2, 3… release processes over one durable
     /// PostgreSQL and print a table of messages/s and latency per process count.
     /// Ignores --server and --ca-file.
@@ -106,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Federated(args) => federated::run(args).await,
         Command::Scale(args) => scale::run(args).await,
         Command::Commits(args) => commits::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Files(args) => files::run(args).await,
         Command::KeyBackup(args) => key_backup::run(args).await,

@@ -1,6 +1,8 @@
 //! Messages through the hub: 1:1 and 20-member groups of real MLS clients, receivers on
-//! WebSockets, senders with many requests in flight; then plain PostgreSQL inserts of the
-//! same rows on the same cluster for comparison.
+//! WebSockets, senders with many requests in flight. One phase per group size, each with
+//! its rate, latencies and CPU per message (homeserver, PostgreSQL and this generator,
+//! from their own counters), then plain PostgreSQL inserts of the same rows on the same
+//! cluster for comparison.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -58,61 +60,75 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     eprintln!("set up in {:.1} s", setup_started.elapsed().as_secs_f64());
 
-    let expected_deliveries: u64 = groups
-        .iter()
-        .map(|g| (g.receivers.len() * g.prepared.len()) as u64)
-        .sum();
     let deliveries = Deliveries::listen(&groups).await?;
     let connected_rss = server.rss_bytes();
-
-    // Interleave the groups' messages so every group is busy at once.
-    let mut queue = VecDeque::new();
-    for round in 0..args.messages {
-        for group in &groups {
-            queue.push_back((group.id.clone(), group.sender.clone(), group.prepared[round].clone()));
-        }
-    }
-    let total = queue.len();
-    let started = Instant::now();
-    let (accepted_rate, accept) = send_all(queue, args.concurrency, args.rate, None).await?;
-    let delivered = deliveries.wait_for(expected_deliveries, Duration::from_secs(120)).await;
-    let deliver_elapsed = started.elapsed();
-    let peak_rss = server.rss_bytes();
-    let deliver = deliveries.finish();
     println!(
-        "groups: {} of 2, {} of 20; {} messages, {} in flight{}",
+        "groups: {} of 2, {} of 20; {} messages from each sender, {} in flight{}",
         args.one_to_one,
         args.groups_of_20,
-        total,
+        args.messages,
         args.concurrency,
         args.rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
     );
-    println!(
-        "accepted:   {accepted_rate:.0} messages/s; send->accept {}",
-        accept.summary()
-    );
-    println!(
-        "delivered:  {delivered}/{expected_deliveries} over WebSockets, {:.0} deliveries/s; accept->deliver {}",
-        delivered as f64 / deliver_elapsed.as_secs_f64(),
-        deliver.summary()
-    );
+    // One phase per group size, so each has its own rate and CPU per message.
+    let mut delivered_before = 0;
+    for (label, size) in [("1:1", 2), ("groups of 20", 20)] {
+        let phase: Vec<&BenchGroup> = groups.iter().filter(|g| g.receivers.len() + 1 == size).collect();
+        if phase.is_empty() {
+            continue;
+        }
+        // Interleave the groups' messages so every group is busy at once.
+        let mut queue = VecDeque::new();
+        for round in 0..args.messages {
+            for group in &phase {
+                queue.push_back((group.id.clone(), group.sender.clone(), group.prepared[round].clone()));
+            }
+        }
+        let total = queue.len();
+        let expected: u64 = phase
+            .iter()
+            .map(|g| (g.receivers.len() * g.prepared.len()) as u64)
+            .sum();
+        let cpu_before = server.cpu();
+        let started = Instant::now();
+        let (accepted_rate, accept) = send_all(queue, args.concurrency, args.rate, None).await?;
+        let delivered = deliveries
+            .wait_for(delivered_before + expected, Duration::from_secs(120))
+            .await
+            - delivered_before;
+        let deliver_elapsed = started.elapsed();
+        let cpu = server.cpu().since(cpu_before);
+        delivered_before += delivered;
+        let deliver = deliveries.take_latencies();
+        let fanouts: Vec<usize> = phase
+            .iter()
+            .flat_map(|g| std::iter::repeat_n(g.receivers.len(), g.prepared.len()))
+            .collect();
+        let baseline = crate::baseline::plain_inserts(&server.database_url, &fanouts, args.pool).await?;
+        println!("{label}: {total} messages");
+        println!(
+            "  accepted:   {accepted_rate:.0} messages/s; send->accept {}",
+            accept.summary()
+        );
+        println!(
+            "  delivered:  {delivered}/{expected} over WebSockets, {:.0} deliveries/s; accept->deliver {}",
+            delivered as f64 / deliver_elapsed.as_secs_f64(),
+            deliver.summary()
+        );
+        println!("  {}", cpu.per_message(total));
+        println!(
+            "  PostgreSQL baseline (same rows, one transaction per message, {} connections): {baseline:.0} messages/s; parley/baseline = {:.2}",
+            args.pool,
+            accepted_rate / baseline
+        );
+    }
     let mib = |b: Option<u64>| b.map_or("?".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     println!(
         "homeserver RSS: {} with {} devices connected, {} at the end",
         mib(connected_rss),
         groups.iter().map(|g| g.receivers.len()).sum::<usize>(),
-        mib(peak_rss)
+        mib(server.rss_bytes())
     );
-
-    let fanouts: Vec<usize> = groups
-        .iter()
-        .flat_map(|g| std::iter::repeat_n(g.receivers.len(), g.prepared.len()))
-        .collect();
-    let baseline = crate::baseline::plain_inserts(&server.database_url, &fanouts, args.pool).await?;
-    println!(
-        "PostgreSQL baseline (same rows, one transaction per message, {} connections): {baseline:.0} messages/s; parley/baseline = {:.2}",
-        args.pool,
-        accepted_rate / baseline
-    );
+    deliveries.finish();
     Ok(())
 }

@@ -47,9 +47,8 @@ struct Row {
     delivered: u64,
     expected: u64,
     rss: Option<u64>,
-    /// CPU seconds during the timed phase: homeserver processes, PostgreSQL, this generator.
-    cpu: [Duration; 3],
-    wall: Duration,
+    /// CPU during the timed phase.
+    cpu: crate::cpu::Split,
     /// PostgreSQL transactions during the timed phase (single reads count as one), and
     /// WAL flushes (durable commits, several committing together may share one).
     transactions: i64,
@@ -88,20 +87,19 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
                 .map_or("?".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0)),
         );
     }
-    println!("CPU during each run (seconds; the machine has {} cores):", cores());
+    println!("CPU per accepted message (µs; the machine has {} cores):", cores());
     println!(
-        "processes | wall | homeserver | PostgreSQL | load generator | PostgreSQL share | per 100 messages: PostgreSQL transactions, WAL flushes"
+        "processes | homeserver | PostgreSQL | together | load generator | per 100 messages: PostgreSQL transactions, WAL flushes"
     );
     for row in &rows {
-        let [homeserver, postgres, generator] = row.cpu.map(|d| d.as_secs_f64());
+        let [homeserver, postgres, server, generator] = row.cpu.per_message_us(row.expected as usize);
         println!(
-            "{:>9} | {:>4.1} | {:>10.1} | {:>10.1} | {:>14.1} | {:>5.0} % | {:.0}, {:.1}",
+            "{:>9} | {:>10.0} | {:>10.0} | {:>8.0} | {:>14.0} | {:.0}, {:.1}",
             row.processes,
-            row.wall.as_secs_f64(),
             homeserver,
             postgres,
+            server,
             generator,
-            100.0 * postgres / (homeserver + postgres + generator).max(f64::EPSILON),
             100.0 * row.transactions as f64 / row.expected.max(1) as f64,
             100.0 * row.wal_syncs as f64 / row.expected.max(1) as f64
         );
@@ -141,17 +139,11 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
     eprintln!("{processes} process(es): sending {expected} messages ...");
     let stats = server.db().await?;
     let before = pg_counters(&stats).await?;
-    let cpu_before = (server.cpu(), crate::cpu::of_process(std::process::id()));
+    let cpu_before = server.cpu();
     let started = Instant::now();
     let (accepted_rate, accept) = send_all(queue, args.concurrency, None, None).await?;
     let delivered = deliveries.wait_for(expected, Duration::from_secs(120)).await;
-    let wall = started.elapsed();
-    let ((homeserver, postgres), generator) = (server.cpu(), crate::cpu::of_process(std::process::id()));
-    let cpu = [
-        homeserver.saturating_sub(cpu_before.0.0),
-        postgres.saturating_sub(cpu_before.0.1),
-        generator.saturating_sub(cpu_before.1),
-    ];
+    let cpu = server.cpu().since(cpu_before);
     let after = pg_counters(&stats).await?;
     let (transactions, wal_syncs) = (after.0 - before.0, after.1 - before.1);
     eprintln!(
@@ -171,7 +163,6 @@ async fn measure(args: &ScaleArgs, processes: usize) -> anyhow::Result<Row> {
         expected,
         rss,
         cpu,
-        wall,
         transactions,
         wal_syncs,
     })

@@ -49,14 +49,25 @@ impl BenchServer {
 
     /// `a.bench` and `b.bench`, each with its own durable PostgreSQL, peers of each other.
     pub async fn start_federating_pair(pool_size: usize, ca: &DevCa) -> anyhow::Result<(Self, Self)> {
+        Self::start_federating_pair_configured(pool_size, ca, |_| {}).await
+    }
+
+    /// As `start_federating_pair`, with `adjust` applied to both configurations (as JSON).
+    pub async fn start_federating_pair_configured(
+        pool_size: usize,
+        ca: &DevCa,
+        adjust: impl Fn(&mut serde_json::Value),
+    ) -> anyhow::Result<(Self, Self)> {
         let (a_fed, b_fed) = (free_addr()?, free_addr()?);
         let federation = |name: &str, listen, peer: &str, peer_addr| Federation {
             name: name.into(),
             listen,
             peers: vec![(peer.into(), peer_addr)],
         };
-        let a = Self::start_with(pool_size, ca, Some(federation("a.bench", a_fed, "b.bench", b_fed))).await?;
-        let b = Self::start_with(pool_size, ca, Some(federation("b.bench", b_fed, "a.bench", a_fed))).await?;
+        let a_federation = Some(federation("a.bench", a_fed, "b.bench", b_fed));
+        let a = Self::start_configured(pool_size, ca, a_federation, &adjust).await?;
+        let b_federation = Some(federation("b.bench", b_fed, "a.bench", a_fed));
+        let b = Self::start_configured(pool_size, ca, b_federation, &adjust).await?;
         Ok((a, b))
     }
 
@@ -183,15 +194,19 @@ impl BenchServer {
         })
     }
 
-    /// CPU time used so far by this homeserver's processes, and by its PostgreSQL.
-    pub fn cpu(&self) -> (Duration, Duration) {
-        let homeserver = self
-            .child
-            .iter()
-            .chain(&self.replicas)
-            .map(|c| crate::cpu::of_process(c.id()))
-            .sum();
-        (homeserver, crate::cpu::of_postgres(&self.pg_root))
+    /// CPU time used so far by this homeserver's processes, its PostgreSQL and this
+    /// load generator.
+    pub fn cpu(&self) -> crate::cpu::Split {
+        crate::cpu::Split {
+            homeserver: self
+                .child
+                .iter()
+                .chain(&self.replicas)
+                .map(|c| crate::cpu::of_process(c.id()))
+                .sum(),
+            postgres: crate::cpu::of_postgres(&self.pg_root),
+            generator: crate::cpu::of_process(std::process::id()),
+        }
     }
 
     /// Resident memory of every process of this homeserver, summed.
