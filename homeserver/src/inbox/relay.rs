@@ -277,12 +277,8 @@ fn from_others(payload: &str, origin: &str) -> Option<(Vec<String>, Vec<FreshEnt
 
 #[cfg(test)]
 mod tests {
-    use parley_specs::groups_api::{GroupMember, InboxEntry, InboxEntryKind};
-    use parley_specs::{Base64Bytes, DeviceId, GroupId, UserId};
-    use time::OffsetDateTime;
-
     use super::*;
-    use crate::inbox::waker::MAX_RELAYED_PAYLOAD;
+    use crate::inbox::waker::{MAX_RELAYED_PAYLOAD, test_entry};
 
     fn devices_only(devices: &[String]) -> Vec<Announcement> {
         vec![Announcement {
@@ -294,20 +290,7 @@ mod tests {
     fn fresh(device: &str, cursor: i64, payload_len: usize) -> FreshEntry {
         FreshEntry {
             device_id: device.into(),
-            entry: InboxEntry {
-                cursor,
-                kind: InboxEntryKind::Message,
-                group_id: GroupId::parse("g@test.parley").unwrap(),
-                seq: cursor,
-                epoch: 1,
-                sender: GroupMember {
-                    user_id: UserId::parse("a@test.parley").unwrap(),
-                    device_id: DeviceId::parse("SENDER").unwrap(),
-                },
-                payload: Some(Base64Bytes(vec![7; payload_len])),
-                sent_at: OffsetDateTime::now_utc(),
-                expires_at: None,
-            },
+            entry: test_entry(cursor, Some(vec![7; payload_len])),
         }
     }
 

@@ -329,28 +329,33 @@ fn held(mailboxes: &mut HashMap<String, Arc<Mailbox>>, device: &str) -> Option<A
     Some(mailbox.clone())
 }
 
+/// An application message entry for tests, from a fixed group and sender.
 #[cfg(test)]
-mod tests {
+pub(crate) fn test_entry(cursor: i64, payload: Option<Vec<u8>>) -> InboxEntry {
     use parley_specs::groups_api::{GroupMember, InboxEntryKind};
     use parley_specs::{DeviceId, GroupId, UserId};
+    InboxEntry {
+        cursor,
+        kind: InboxEntryKind::Message,
+        group_id: GroupId::parse("g@test.parley").unwrap(),
+        seq: cursor,
+        epoch: 1,
+        sender: GroupMember {
+            user_id: UserId::parse("a@test.parley").unwrap(),
+            device_id: DeviceId::parse("DEVICE1").unwrap(),
+        },
+        payload: payload.map(Into::into),
+        sent_at: OffsetDateTime::now_utc(),
+        expires_at: None,
+    }
+}
 
+#[cfg(test)]
+mod tests {
     use super::*;
 
     fn entry(cursor: i64) -> InboxEntry {
-        InboxEntry {
-            cursor,
-            kind: InboxEntryKind::Message,
-            group_id: GroupId::parse("g@test.parley").unwrap(),
-            seq: cursor,
-            epoch: 1,
-            sender: GroupMember {
-                user_id: UserId::parse("a@test.parley").unwrap(),
-                device_id: DeviceId::parse("DEVICE1").unwrap(),
-            },
-            payload: None,
-            sent_at: OffsetDateTime::now_utc(),
-            expires_at: None,
-        }
+        test_entry(cursor, None)
     }
 
     fn fresh(device: &str, cursors: impl IntoIterator<Item = i64>) -> Vec<FreshEntry> {
