@@ -222,9 +222,7 @@ impl ProcessServer {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
+        crate::server::metric_value(&text, series)
     }
 
     /// Runs a `SELECT count(*) …` on this server's database.

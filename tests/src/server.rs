@@ -424,6 +424,14 @@ fn rand_suffix() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 12)
 }
 
+/// The value of the series `series` (its name with its labels, as `/metrics` writes
+/// them) in a Prometheus text; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The token test servers want for `/metrics`.
 pub fn metrics_token() -> &'static str {
     &pki().metrics_token

@@ -223,20 +223,21 @@ impl Transparency {
                 store::transparency::insert_root(&db, at, &value).await?
             }
         };
-        let stored: SignedRoot = serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?;
-        Ok(self.signed_with_current_key(stored))
+        self.signed_with_current_key(stored)
     }
 
-    /// `signed` as this server's current key signs it. After a key rotation, the latest
-    /// root stays signed by the old key until the next epoch; clients check roots with the
-    /// key relayed with the list, the current one, so the same root is signed again. The
-    /// root itself is the one stored: a second signature of one root is no split view.
-    fn signed_with_current_key(&self, signed: SignedRoot) -> SignedRoot {
+    /// A stored root as this server's current key signs it. After a key rotation, the
+    /// latest root stays signed by the old key until the next epoch; clients check roots
+    /// with the key relayed with the list, the current one, so the same root is signed
+    /// again. The root itself is the one stored: a second signature of one root is no
+    /// split view.
+    fn signed_with_current_key(&self, stored: serde_json::Value) -> Result<SignedRoot, ApiError> {
+        let signed: SignedRoot = serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?;
         let keyring = self.remote.keys.current();
         if signed.server_signature.key_id == keyring.key_id().as_str() {
-            signed
+            Ok(signed)
         } else {
-            transparency_root::sign(&keyring, signed.root)
+            Ok(transparency_root::sign(&keyring, signed.root))
         }
     }
 
@@ -292,11 +293,7 @@ impl Transparency {
         let update_roots = store::transparency::roots_of(&db, &epochs)
             .await?
             .into_iter()
-            .map(|stored| {
-                let stored: SignedRoot =
-                    serde_json::from_value(stored).map_err(|e| ApiError::internal("a stored root", e))?;
-                Ok(self.signed_with_current_key(stored))
-            })
+            .map(|stored| self.signed_with_current_key(stored))
             .collect::<Result<_, ApiError>>()?;
         Ok(TransparencyHistory {
             root,

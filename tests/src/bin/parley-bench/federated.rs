@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use parley_homeserver::devcerts::DevCa;
 use parley_sdk::Trust;
 use parley_specs::groups_api::InboxEntryKind;
+use parley_tests::server::metric_value;
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::load::{BenchGroup, OnAccepted, send_all, setup_group};
@@ -254,29 +255,22 @@ async fn metrics_text(server: &BenchServer) -> anyhow::Result<String> {
         .await?)
 }
 
-/// The value of the series `name` (with its labels) in a metrics text; 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
 /// (count, mean seconds) of the transactions a server sent, from its metrics.
 fn transactions_sent(text: &str) -> (f64, f64) {
-    let count = metric(text, "parley_federation_send_seconds_count");
+    let count = metric_value(text, "parley_federation_send_seconds_count");
     (
         count,
-        metric(text, "parley_federation_send_seconds_sum") / count.max(1.0),
+        metric_value(text, "parley_federation_send_seconds_sum") / count.max(1.0),
     )
 }
 
 /// "of N: over 50 ms n, over 100 ms n, …", from a histogram's buckets.
 fn slower_than(text: &str, histogram: &str) -> String {
-    let count = metric(text, &format!("{histogram}_count"));
+    let count = metric_value(text, &format!("{histogram}_count"));
     let over: Vec<String> = [("0.05", 50), ("0.1", 100), ("0.25", 250), ("0.5", 500)]
         .iter()
         .map(|(le, ms)| {
-            let within = metric(text, &format!("{histogram}_bucket{{le=\"{le}\"}}"));
+            let within = metric_value(text, &format!("{histogram}_bucket{{le=\"{le}\"}}"));
             format!("over {ms} ms {:.0}", count - within)
         })
         .collect();
